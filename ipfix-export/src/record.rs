@@ -1,0 +1,80 @@
+//! The exported flow: what the metering process hands to the exporting process.
+
+use std::net::IpAddr;
+
+/// Why a flow record was exported (IANA flowEndReason, element 136).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EndReason {
+    IdleTimeout = 1,
+    ActiveTimeout = 2,
+    EndOfFlowDetected = 3,
+    ForcedEnd = 4,
+    LackOfResources = 5,
+}
+
+impl EndReason {
+    /// The IANA name, as collectors and Wireshark print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::IdleTimeout => "idleTimeout",
+            EndReason::ActiveTimeout => "activeTimeout",
+            EndReason::EndOfFlowDetected => "endOfFlowDetected",
+            EndReason::ForcedEnd => "forcedEnd",
+            EndReason::LackOfResources => "lackOfResources",
+        }
+    }
+}
+
+/// Resolution of the clock that timed a flow's packets. Nanosecond sources also get the
+/// flowStart/EndNanoseconds elements; millisecond elements are always present because every
+/// collector understands them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimePrecision {
+    Micros,
+    Nanos,
+}
+
+/// One unidirectional flow (or one active-timeout delta of it).
+///
+/// Addresses of both ends have the same family. Fields that do not apply are zero: ports for
+/// protocols without ports, `icmp_type_code` outside ICMP, VLAN ids on untagged frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub src_addr: IpAddr,
+    pub dst_addr: IpAddr,
+    pub src_port: u16,
+    /// For ICMP and ICMPv6: type * 256 + code, as NetFlow collectors expect.
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub class_of_service: u8,
+    /// OR of the TCP flags of all packets (RFC 7125 layout).
+    pub tcp_flags: u16,
+    pub min_ttl: u8,
+    pub max_ttl: u8,
+    /// ICMP type * 256 + code (0 for other protocols).
+    pub icmp_type_code: u16,
+    /// Outer 802.1Q/802.1ad VLAN id, 0 when untagged.
+    pub vlan_id: u16,
+    /// Inner (customer) VLAN id of a QinQ frame, 0 otherwise.
+    pub customer_vlan_id: u16,
+    /// The top MPLS label stack entry's first three octets (label, traffic class, bottom flag).
+    pub mpls_top_label: [u8; 3],
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub packets: u64,
+    /// IP-layer octets: the sum of the IP total lengths.
+    pub octets: u64,
+    /// First packet, nanoseconds since the UNIX epoch.
+    pub start_ns: u64,
+    /// Last packet, nanoseconds since the UNIX epoch.
+    pub end_ns: u64,
+    pub end_reason: EndReason,
+    pub time_precision: TimePrecision,
+}
+
+impl FlowRecord {
+    pub fn is_ipv6(&self) -> bool {
+        self.src_addr.is_ipv6()
+    }
+}

@@ -1,0 +1,306 @@
+//! The fixed record layouts and their templates.
+//!
+//! Four layouts cover every flow: IPv4 or IPv6, with or without nanosecond times. Each layout is
+//! a constant list of fields; [`encode_record`] writes the fields in that order, and a unit test
+//! checks that the bytes written equal the length the template announces, so the two cannot drift.
+
+use crate::ie::{self, FieldSpec};
+use crate::record::{FlowRecord, TimePrecision};
+use crate::{SET_HEADER_LEN, TEMPLATE_SET_ID};
+
+/// One of the record layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    Ipv4,
+    Ipv6,
+    Ipv4Nanos,
+    Ipv6Nanos,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 4] = [Layout::Ipv4, Layout::Ipv6, Layout::Ipv4Nanos, Layout::Ipv6Nanos];
+
+    pub fn of(rec: &FlowRecord) -> Layout {
+        match (rec.is_ipv6(), rec.time_precision) {
+            (false, TimePrecision::Micros) => Layout::Ipv4,
+            (true, TimePrecision::Micros) => Layout::Ipv6,
+            (false, TimePrecision::Nanos) => Layout::Ipv4Nanos,
+            (true, TimePrecision::Nanos) => Layout::Ipv6Nanos,
+        }
+    }
+
+    /// Template ID (256 and up are data templates, RFC 7011 §3.4.1).
+    pub fn template_id(self) -> u16 {
+        match self {
+            Layout::Ipv4 => 256,
+            Layout::Ipv6 => 257,
+            Layout::Ipv4Nanos => 258,
+            Layout::Ipv6Nanos => 259,
+        }
+    }
+
+    pub fn from_template_id(id: u16) -> Option<Layout> {
+        Layout::ALL.into_iter().find(|l| l.template_id() == id)
+    }
+
+    fn is_ipv6(self) -> bool {
+        matches!(self, Layout::Ipv6 | Layout::Ipv6Nanos)
+    }
+
+    fn has_nanos(self) -> bool {
+        matches!(self, Layout::Ipv4Nanos | Layout::Ipv6Nanos)
+    }
+
+    /// The fields of this layout, in wire order.
+    pub fn fields(self) -> &'static [FieldSpec] {
+        match self {
+            Layout::Ipv4 => &IPV4_FIELDS[..IPV4_FIELDS.len() - 2],
+            Layout::Ipv4Nanos => &IPV4_FIELDS,
+            Layout::Ipv6 => &IPV6_FIELDS[..IPV6_FIELDS.len() - 2],
+            Layout::Ipv6Nanos => &IPV6_FIELDS,
+        }
+    }
+
+    /// Length of one data record in this layout.
+    pub fn record_len(self) -> usize {
+        self.fields().iter().map(|f| f.length as usize).sum()
+    }
+
+    /// Length of this layout's template record (template ID, field count, field specifiers).
+    pub fn template_record_len(self) -> usize {
+        4 + 4 * self.fields().len()
+    }
+}
+
+macro_rules! layout {
+    ($src:expr, $dst:expr, $icmp:expr) => {
+        [
+            $src,
+            $dst,
+            ie::SOURCE_TRANSPORT_PORT,
+            ie::DESTINATION_TRANSPORT_PORT,
+            ie::PROTOCOL_IDENTIFIER,
+            ie::IP_VERSION,
+            ie::IP_CLASS_OF_SERVICE,
+            ie::TCP_CONTROL_BITS,
+            ie::MINIMUM_TTL,
+            ie::MAXIMUM_TTL,
+            ie::FLOW_END_REASON,
+            $icmp,
+            ie::VLAN_ID,
+            ie::DOT1Q_CUSTOMER_VLAN_ID,
+            ie::MPLS_TOP_LABEL_STACK_SECTION,
+            ie::SOURCE_MAC_ADDRESS,
+            ie::DESTINATION_MAC_ADDRESS,
+            ie::PACKET_DELTA_COUNT,
+            ie::OCTET_DELTA_COUNT,
+            ie::FLOW_START_MILLISECONDS,
+            ie::FLOW_END_MILLISECONDS,
+            // The last two are present only in the nanosecond layouts.
+            ie::FLOW_START_NANOSECONDS,
+            ie::FLOW_END_NANOSECONDS,
+        ]
+    };
+}
+
+const IPV4_FIELDS: [FieldSpec; 23] = layout!(
+    ie::SOURCE_IPV4_ADDRESS,
+    ie::DESTINATION_IPV4_ADDRESS,
+    ie::ICMP_TYPE_CODE_IPV4
+);
+const IPV6_FIELDS: [FieldSpec; 23] = layout!(
+    ie::SOURCE_IPV6_ADDRESS,
+    ie::DESTINATION_IPV6_ADDRESS,
+    ie::ICMP_TYPE_CODE_IPV6
+);
+
+/// Length of a template set that carries every layout.
+pub fn template_set_len() -> usize {
+    SET_HEADER_LEN + Layout::ALL.iter().map(|l| l.template_record_len()).sum::<usize>()
+}
+
+/// Writes one template set announcing every layout; returns the bytes written.
+///
+/// `out` must hold at least [`template_set_len`] bytes.
+pub fn write_template_set(out: &mut [u8]) -> usize {
+    let len = template_set_len();
+    let out = &mut out[..len];
+    out[0..2].copy_from_slice(&TEMPLATE_SET_ID.to_be_bytes());
+    out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    let mut pos = SET_HEADER_LEN;
+    for layout in Layout::ALL {
+        let fields = layout.fields();
+        out[pos..pos + 2].copy_from_slice(&layout.template_id().to_be_bytes());
+        out[pos + 2..pos + 4].copy_from_slice(&(fields.len() as u16).to_be_bytes());
+        pos += 4;
+        for field in fields {
+            out[pos..pos + 2].copy_from_slice(&field.id.to_be_bytes());
+            out[pos + 2..pos + 4].copy_from_slice(&field.length.to_be_bytes());
+            pos += 4;
+        }
+    }
+    debug_assert_eq!(pos, len);
+    len
+}
+
+/// Seconds between the NTP epoch (1900) and the UNIX epoch (1970).
+const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+/// dateTimeNanoseconds (RFC 7011 §6.1.10): NTP seconds and a 2^-32 fraction.
+fn ntp_timestamp(unix_ns: u64) -> u64 {
+    let secs = unix_ns / 1_000_000_000 + NTP_UNIX_OFFSET_SECS;
+    let nanos = unix_ns % 1_000_000_000;
+    let frac = (nanos << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+/// A bounds-checked cursor over a record's bytes; the layout's length is checked once up front,
+/// so the compiler can drop most per-field checks.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+}
+
+/// Encodes `rec` in `layout` into `out`, returning the bytes written ([`Layout::record_len`]).
+///
+/// `out` must hold at least `layout.record_len()` bytes. `layout` must be [`Layout::of`]`(rec)`.
+#[inline]
+pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize {
+    let len = layout.record_len();
+    let mut c = Cursor { out: &mut out[..len], pos: 0 };
+    match (rec.src_addr, rec.dst_addr) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) if !layout.is_ipv6() => {
+            c.put(&s.octets());
+            c.put(&d.octets());
+        }
+        (s, d) => {
+            c.put(&to_v6(s));
+            c.put(&to_v6(d));
+        }
+    }
+    c.put(&rec.src_port.to_be_bytes());
+    c.put(&rec.dst_port.to_be_bytes());
+    c.put(&[
+        rec.protocol,
+        if layout.is_ipv6() { 6 } else { 4 },
+        rec.class_of_service,
+    ]);
+    c.put(&rec.tcp_flags.to_be_bytes());
+    c.put(&[rec.min_ttl, rec.max_ttl, rec.end_reason as u8]);
+    c.put(&rec.icmp_type_code.to_be_bytes());
+    c.put(&rec.vlan_id.to_be_bytes());
+    c.put(&rec.customer_vlan_id.to_be_bytes());
+    c.put(&rec.mpls_top_label);
+    c.put(&rec.src_mac);
+    c.put(&rec.dst_mac);
+    c.put(&rec.packets.to_be_bytes());
+    c.put(&rec.octets.to_be_bytes());
+    c.put(&(rec.start_ns / 1_000_000).to_be_bytes());
+    c.put(&(rec.end_ns / 1_000_000).to_be_bytes());
+    if layout.has_nanos() {
+        c.put(&ntp_timestamp(rec.start_ns).to_be_bytes());
+        c.put(&ntp_timestamp(rec.end_ns).to_be_bytes());
+    }
+    debug_assert_eq!(c.pos, len);
+    len
+}
+
+fn to_v6(addr: std::net::IpAddr) -> [u8; 16] {
+    match addr {
+        std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(a) => a.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::EndReason;
+
+    pub(crate) fn sample(v6: bool, precision: TimePrecision) -> FlowRecord {
+        let (src, dst) = if v6 {
+            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
+        } else {
+            ("192.0.2.1".parse().unwrap(), "198.51.100.7".parse().unwrap())
+        };
+        FlowRecord {
+            src_addr: src,
+            dst_addr: dst,
+            src_port: 40000,
+            dst_port: 443,
+            protocol: 6,
+            class_of_service: 0x28,
+            tcp_flags: 0x1b,
+            min_ttl: 60,
+            max_ttl: 64,
+            icmp_type_code: 0,
+            vlan_id: 100,
+            customer_vlan_id: 7,
+            mpls_top_label: [0x01, 0x23, 0x41],
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            packets: 10,
+            octets: 5400,
+            start_ns: 1_700_000_000_123_456_789,
+            end_ns: 1_700_000_001_987_654_321,
+            end_reason: EndReason::IdleTimeout,
+            time_precision: precision,
+        }
+    }
+
+    #[test]
+    fn written_length_matches_template_for_every_layout() {
+        for v6 in [false, true] {
+            for p in [TimePrecision::Micros, TimePrecision::Nanos] {
+                let rec = sample(v6, p);
+                let layout = Layout::of(&rec);
+                let mut buf = [0u8; 256];
+                assert_eq!(encode_record(&rec, layout, &mut buf), layout.record_len());
+            }
+        }
+    }
+
+    #[test]
+    fn record_fields_land_at_template_offsets() {
+        let rec = sample(false, TimePrecision::Nanos);
+        let layout = Layout::of(&rec);
+        let mut buf = [0u8; 256];
+        encode_record(&rec, layout, &mut buf);
+        // Walk the template and pick fields by id, as a collector would.
+        let mut off = 0;
+        let mut by_id = std::collections::HashMap::new();
+        for f in layout.fields() {
+            by_id.insert(f.id, &buf[off..off + f.length as usize]);
+            off += f.length as usize;
+        }
+        assert_eq!(by_id[&8], &[192, 0, 2, 1]);
+        assert_eq!(by_id[&11], &443u16.to_be_bytes());
+        assert_eq!(by_id[&2], &10u64.to_be_bytes());
+        assert_eq!(by_id[&152], &1_700_000_000_123u64.to_be_bytes());
+        assert_eq!(by_id[&153], &1_700_000_001_987u64.to_be_bytes());
+        let ntp = u64::from_be_bytes(by_id[&156].try_into().unwrap());
+        assert_eq!(ntp >> 32, 1_700_000_000 + NTP_UNIX_OFFSET_SECS);
+        // 0.123456789 s as a 2^-32 fraction, to within one unit.
+        let frac = (ntp & 0xffff_ffff) as f64 / 4294967296.0;
+        assert!((frac - 0.123456789).abs() < 1e-9);
+        assert_eq!(by_id[&136], &[1]);
+    }
+
+    #[test]
+    fn template_set_is_self_consistent() {
+        let mut buf = vec![0u8; template_set_len()];
+        let n = write_template_set(&mut buf);
+        assert_eq!(n, buf.len());
+        assert_eq!(u16::from_be_bytes([buf[2], buf[3]]) as usize, n);
+        assert_eq!(u16::from_be_bytes([buf[4], buf[5]]), 256);
+        assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 21);
+    }
+}

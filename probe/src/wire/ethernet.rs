@@ -1,0 +1,121 @@
+//! Ethernet II, 802.1Q/802.1ad VLAN tags and MPLS label stacks.
+
+use super::{FilterReason, FrameSummary, MalformedReason, NotMetered};
+
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+/// Pre-standard QinQ service tag, still seen on older switches.
+pub const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+pub const ETHERTYPE_MPLS_UNICAST: u16 = 0x8847;
+pub const ETHERTYPE_MPLS_MULTICAST: u16 = 0x8848;
+
+/// Most VLAN tags we follow; more is almost certainly hostile.
+pub const MAX_VLAN_TAGS: usize = 4;
+/// Most MPLS label stack entries we follow.
+pub const MAX_MPLS_LABELS: usize = 8;
+
+mod field {
+    use std::ops::Range;
+    pub const DST: Range<usize> = 0..6;
+    pub const SRC: Range<usize> = 6..12;
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    pub const HEADER_LEN: usize = 14;
+    /// A VLAN tag: TCI, then the next ethertype.
+    pub const TAG_TCI: Range<usize> = 0..2;
+    pub const TAG_ETHERTYPE: Range<usize> = 2..4;
+    pub const TAG_LEN: usize = 4;
+    pub const MPLS_ENTRY_LEN: usize = 4;
+}
+
+/// A view over an Ethernet II frame whose header is known to be present.
+pub struct EthernetFrame<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> EthernetFrame<'a> {
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self, MalformedReason> {
+        if buf.len() < field::HEADER_LEN {
+            return Err(MalformedReason::TruncatedLink);
+        }
+        Ok(EthernetFrame { buf })
+    }
+    pub fn dst_mac(&self) -> [u8; 6] {
+        self.buf[field::DST].try_into().unwrap()
+    }
+    pub fn src_mac(&self) -> [u8; 6] {
+        self.buf[field::SRC].try_into().unwrap()
+    }
+    pub fn ethertype(&self) -> u16 {
+        u16::from_be_bytes([self.buf[12], self.buf[13]])
+    }
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[field::HEADER_LEN..]
+    }
+}
+
+/// The network-layer packet found under the link layer.
+pub enum Network<'a> {
+    Ipv4(&'a [u8]),
+    Ipv6(&'a [u8]),
+}
+
+/// Follows VLAN tags and MPLS labels from `ethertype` down to an IP packet, recording the VLAN
+/// ids and the top label in `out`.
+#[inline]
+pub fn decode_ethertype_chain<'a>(
+    mut ethertype: u16,
+    mut payload: &'a [u8],
+    out: &mut FrameSummary,
+) -> Result<Network<'a>, NotMetered> {
+    let mut tags = 0;
+    loop {
+        match ethertype {
+            ETHERTYPE_IPV4 => return Ok(Network::Ipv4(payload)),
+            ETHERTYPE_IPV6 => return Ok(Network::Ipv6(payload)),
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => {
+                if tags == MAX_VLAN_TAGS {
+                    return Err(MalformedReason::TooManyVlanTags.into());
+                }
+                if payload.len() < field::TAG_LEN {
+                    return Err(MalformedReason::TruncatedLink.into());
+                }
+                let vid = u16::from_be_bytes([payload[field::TAG_TCI.start], payload[1]]) & 0x0fff;
+                match tags {
+                    0 => out.vlan_id = vid,
+                    1 => out.customer_vlan_id = vid,
+                    _ => {}
+                }
+                tags += 1;
+                ethertype = u16::from_be_bytes([payload[field::TAG_ETHERTYPE.start], payload[3]]);
+                payload = &payload[field::TAG_LEN..];
+            }
+            ETHERTYPE_MPLS_UNICAST | ETHERTYPE_MPLS_MULTICAST => return decode_mpls(payload, out),
+            _ => return Err(FilterReason::NonIp.into()),
+        }
+    }
+}
+
+/// Walks an MPLS label stack to its bottom entry and guesses the payload from its first nibble,
+/// as every MPLS-aware probe must (the stack does not say what it carries).
+fn decode_mpls<'a>(mut payload: &'a [u8], out: &mut FrameSummary) -> Result<Network<'a>, NotMetered> {
+    for depth in 0..MAX_MPLS_LABELS {
+        if payload.len() < field::MPLS_ENTRY_LEN {
+            return Err(MalformedReason::TruncatedLink.into());
+        }
+        if depth == 0 {
+            out.mpls_top = [payload[0], payload[1], payload[2]];
+        }
+        let bottom = payload[2] & 0x01 != 0;
+        payload = &payload[field::MPLS_ENTRY_LEN..];
+        if bottom {
+            return match payload.first().map(|b| b >> 4) {
+                Some(4) => Ok(Network::Ipv4(payload)),
+                Some(6) => Ok(Network::Ipv6(payload)),
+                _ => Err(FilterReason::MplsNonIp.into()),
+            };
+        }
+    }
+    Err(MalformedReason::TooManyMplsLabels.into())
+}
