@@ -42,13 +42,17 @@ impl<'a> EthernetFrame<'a> {
         Ok(EthernetFrame { buf })
     }
     pub fn dst_mac(&self) -> [u8; 6] {
-        self.buf[field::DST].try_into().unwrap()
+        let mut m = [0; 6];
+        m.copy_from_slice(&self.buf[field::DST]);
+        m
     }
     pub fn src_mac(&self) -> [u8; 6] {
-        self.buf[field::SRC].try_into().unwrap()
+        let mut m = [0; 6];
+        m.copy_from_slice(&self.buf[field::SRC]);
+        m
     }
     pub fn ethertype(&self) -> u16 {
-        u16::from_be_bytes([self.buf[12], self.buf[13]])
+        u16::from_be_bytes([self.buf[field::ETHERTYPE.start], self.buf[field::ETHERTYPE.start + 1]])
     }
     pub fn payload(&self) -> &'a [u8] {
         &self.buf[field::HEADER_LEN..]

@@ -163,4 +163,4 @@ pub fn decode_frame(link: LinkType, frame: &[u8], out: &mut FrameSummary) -> Res
 }
 
 #[cfg(test)]
-pub(crate) mod testdata;
+mod tests;

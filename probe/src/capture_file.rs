@@ -1,0 +1,421 @@
+//! Reading pcap and pcapng files.
+//!
+//! Our own reader rather than `pcap-file` 2.0, for two correctness reasons: that crate refuses
+//! pcap records whose original length exceeds the snap length (what `tcpdump -s 96` writes on
+//! every long packet), and it reads pcapng timestamps as nanoseconds whatever the interface's
+//! `if_tsresol` says (the default is microseconds), which puts flows 1000 times too early.
+//!
+//! This reader handles pcap (microsecond and nanosecond magic, both byte orders) and pcapng
+//! (sections of either byte order, several interfaces, `if_tsresol`, `if_tsoffset`, enhanced,
+//! simple and obsolete packet blocks). Every length read from the file is bounded before it is
+//! used, so a hostile file costs at most one bounded buffer. A file that ends inside a record
+//! reports [`ReadError::Truncated`] after every complete record has been returned.
+
+use crate::wire::LinkType;
+use ipfix_export::TimePrecision;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Largest pcap record we accept (BIG TCP and GRO frames stay well below it).
+pub const MAX_RECORD_LEN: u32 = 1 << 20;
+/// Largest pcapng block we accept.
+pub const MAX_BLOCK_LEN: u32 = 16 << 20;
+
+const PCAP_MAGIC_MICROS: u32 = 0xa1b2_c3d4;
+const PCAP_MAGIC_NANOS: u32 = 0xa1b2_3c4d;
+const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
+const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
+const PCAPNG_IDB: u32 = 1;
+const PCAPNG_PB_OBSOLETE: u32 = 2;
+const PCAPNG_SPB: u32 = 3;
+const PCAPNG_EPB: u32 = 6;
+const OPT_END: u16 = 0;
+const OPT_IF_TSRESOL: u16 = 9;
+const OPT_IF_TSOFFSET: u16 = 14;
+
+/// Why a capture file could not be read (further).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a pcap or pcapng file (first bytes {0:08x})")]
+    NotACapture(u32),
+    #[error("unsupported link type {0} ({name}); the probe reads Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback", name = linktype_name(*.0))]
+    UnsupportedLinkType(u32),
+    #[error("file is truncated: it ends inside the record at byte offset {offset}")]
+    Truncated { offset: u64 },
+    #[error("corrupt at byte offset {offset}: {what}")]
+    Corrupt { offset: u64, what: String },
+}
+
+fn linktype_name(v: u32) -> &'static str {
+    match v {
+        104 => "Cisco HDLC",
+        105 => "IEEE 802.11",
+        107 => "Frame Relay",
+        127 => "802.11 radiotap",
+        143 => "DOCSIS",
+        195 | 215 | 230 | 283 => "IEEE 802.15.4",
+        258 => "PKTAP",
+        _ => "see tcpdump.org/linktypes.html",
+    }
+}
+
+/// One packet, borrowed from the reader's buffer until the next call.
+#[derive(Debug)]
+pub struct Packet<'a> {
+    /// Nanoseconds since the UNIX epoch.
+    pub ts_ns: u64,
+    /// `None` for a pcapng interface whose link type the probe does not decode.
+    pub link: Option<LinkType>,
+    pub linktype: u32,
+    pub data: &'a [u8],
+    pub orig_len: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Endian {
+    Little,
+    Big,
+}
+
+impl Endian {
+    fn u16(self, b: &[u8]) -> u16 {
+        let a = [b[0], b[1]];
+        match self {
+            Endian::Little => u16::from_le_bytes(a),
+            Endian::Big => u16::from_be_bytes(a),
+        }
+    }
+    fn u32(self, b: &[u8]) -> u32 {
+        let a = [b[0], b[1], b[2], b[3]];
+        match self {
+            Endian::Little => u32::from_le_bytes(a),
+            Endian::Big => u32::from_be_bytes(a),
+        }
+    }
+}
+
+/// Timestamp resolution of a pcapng interface.
+#[derive(Clone, Copy, Debug)]
+enum TsResolution {
+    /// Units of 10^-n seconds.
+    Decimal(u32),
+    /// Units of 2^-n seconds.
+    Binary(u32),
+}
+
+impl TsResolution {
+    fn to_ns(self, units: u64) -> u64 {
+        match self {
+            TsResolution::Decimal(n) if n <= 9 => units.saturating_mul(10u64.pow(9 - n)),
+            TsResolution::Decimal(n) => units / 10u64.pow((n - 9).min(19)),
+            TsResolution::Binary(n) => ((units as u128 * 1_000_000_000u128) >> n.min(127)) as u64,
+        }
+    }
+    fn finer_than_micros(self) -> bool {
+        match self {
+            TsResolution::Decimal(n) => n > 6,
+            TsResolution::Binary(n) => n > 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Interface {
+    linktype: u32,
+    link: Option<LinkType>,
+    snaplen: u32,
+    resolution: TsResolution,
+    offset_secs: i64,
+}
+
+enum Format {
+    Pcap { endian: Endian, nanos: bool, linktype: u32, link: LinkType },
+    PcapNg { endian: Endian, interfaces: Vec<Interface>, last_ts_ns: u64 },
+}
+
+/// An open capture file.
+pub struct CaptureFile {
+    path: PathBuf,
+    reader: BufReader<File>,
+    format: Format,
+    buf: Vec<u8>,
+    /// Bytes consumed so far, for error messages.
+    offset: u64,
+    precision: TimePrecision,
+}
+
+impl CaptureFile {
+    pub fn open(path: &Path) -> Result<CaptureFile, ReadError> {
+        let file = File::open(path)?;
+        let mut reader = BufReader::with_capacity(1 << 18, file);
+        let mut head = [0u8; 4];
+        read_exact_or(&mut reader, &mut head, 0, true)?;
+        let magic_le = u32::from_le_bytes(head);
+        let mut cf = CaptureFile {
+            path: path.to_path_buf(),
+            reader,
+            format: Format::PcapNg { endian: Endian::Little, interfaces: vec![], last_ts_ns: 0 },
+            buf: Vec::with_capacity(1 << 16),
+            offset: 4,
+            precision: TimePrecision::Micros,
+        };
+        let (endian, nanos) = match magic_le {
+            PCAP_MAGIC_MICROS => (Endian::Little, false),
+            PCAP_MAGIC_NANOS => (Endian::Little, true),
+            m if m.swap_bytes() == PCAP_MAGIC_MICROS => (Endian::Big, false),
+            m if m.swap_bytes() == PCAP_MAGIC_NANOS => (Endian::Big, true),
+            PCAPNG_SHB => {
+                cf.read_section_header()?;
+                return Ok(cf);
+            }
+            m => return Err(ReadError::NotACapture(m.swap_bytes())),
+        };
+        let mut rest = [0u8; 20];
+        cf.read_exact(&mut rest)?;
+        // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
+        let linktype = endian.u32(&rest[16..20]) & 0x0fff_ffff;
+        let link = LinkType::from_linktype(linktype).ok_or(ReadError::UnsupportedLinkType(linktype))?;
+        cf.format = Format::Pcap { endian, nanos, linktype, link };
+        if nanos {
+            cf.precision = TimePrecision::Nanos;
+        }
+        Ok(cf)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file's clock is finer than a microsecond (for any interface seen so far).
+    pub fn time_precision(&self) -> TimePrecision {
+        self.precision
+    }
+
+    /// The next packet; `Ok(None)` at a clean end of file.
+    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        match self.format {
+            Format::Pcap { .. } => self.next_pcap(),
+            Format::PcapNg { .. } => self.next_pcapng(),
+        }
+    }
+
+    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
+        read_exact_or(&mut self.reader, out, self.offset, false)?;
+        self.offset += out.len() as u64;
+        Ok(())
+    }
+
+    /// Reads `len` bytes into `self.buf`.
+    fn read_body(&mut self, len: usize, record_start: u64) -> Result<(), ReadError> {
+        self.buf.clear();
+        let got = (&mut self.reader).take(len as u64).read_to_end(&mut self.buf)?;
+        self.offset += got as u64;
+        if got < len {
+            return Err(ReadError::Truncated { offset: record_start });
+        }
+        Ok(())
+    }
+
+    fn next_pcap(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        let Format::Pcap { endian, nanos, linktype, link } = self.format else { unreachable!() };
+        let start = self.offset;
+        let mut h = [0u8; 16];
+        match read_exact_or(&mut self.reader, &mut h, start, true) {
+            Ok(()) => self.offset += 16,
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let secs = endian.u32(&h[0..4]) as u64;
+        let frac = endian.u32(&h[4..8]) as u64;
+        let incl_len = endian.u32(&h[8..12]);
+        let orig_len = endian.u32(&h[12..16]);
+        if incl_len > MAX_RECORD_LEN {
+            return Err(ReadError::Corrupt {
+                offset: start,
+                what: format!("record length {incl_len} exceeds {MAX_RECORD_LEN}"),
+            });
+        }
+        self.read_body(incl_len as usize, start)?;
+        let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
+        Ok(Some(Packet { ts_ns, link: Some(link), linktype, data: &self.buf, orig_len }))
+    }
+
+    /// Reads a section header block whose type has already been consumed.
+    fn read_section_header(&mut self) -> Result<(), ReadError> {
+        let start = self.offset - 4;
+        let mut h = [0u8; 8];
+        self.read_exact(&mut h)?;
+        let endian = match u32::from_le_bytes(h[4..8].try_into().unwrap()) {
+            PCAPNG_BYTE_ORDER_MAGIC => Endian::Little,
+            m if m.swap_bytes() == PCAPNG_BYTE_ORDER_MAGIC => Endian::Big,
+            _ => return Err(ReadError::Corrupt { offset: start, what: "bad pcapng byte-order magic".into() }),
+        };
+        let total = endian.u32(&h[0..4]);
+        check_block_len(total, 28, start)?;
+        // Skip the rest of the header (versions, section length, options, trailer).
+        self.read_body(total as usize - 12, start)?;
+        self.format = Format::PcapNg { endian, interfaces: vec![], last_ts_ns: 0 };
+        Ok(())
+    }
+
+    fn next_pcapng(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        loop {
+            let start = self.offset;
+            let mut h = [0u8; 8];
+            match read_exact_or(&mut self.reader, &mut h[..4], start, true) {
+                Ok(()) => self.offset += 4,
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let Format::PcapNg { endian, .. } = self.format else { unreachable!() };
+            let block_type = endian.u32(&h[0..4]);
+            if block_type == PCAPNG_SHB {
+                self.read_section_header()?;
+                continue;
+            }
+            let mut len = [0u8; 4];
+            read_exact_or(&mut self.reader, &mut len, start, false)
+                .map_err(|_| ReadError::Truncated { offset: start })?;
+            self.offset += 4;
+            let total = endian.u32(&len);
+            check_block_len(total, 12, start)?;
+            // Body plus the trailing copy of the length.
+            self.read_body(total as usize - 8, start)?;
+            let body_len = total as usize - 12;
+            if endian.u32(&self.buf[body_len..]) != total {
+                return Err(ReadError::Corrupt { offset: start, what: "block length trailer does not match".into() });
+            }
+            match block_type {
+                PCAPNG_IDB => self.add_interface(endian, body_len, start)?,
+                PCAPNG_EPB | PCAPNG_PB_OBSOLETE | PCAPNG_SPB => {
+                    return self.pcapng_packet(block_type, endian, body_len, start).map(Some);
+                }
+                _ => {} // statistics, name resolution, custom blocks: nothing to meter
+            }
+        }
+    }
+
+    fn add_interface(&mut self, endian: Endian, body_len: usize, start: u64) -> Result<(), ReadError> {
+        if body_len < 8 {
+            return Err(ReadError::Corrupt { offset: start, what: "interface description block too short".into() });
+        }
+        let body = &self.buf[..body_len];
+        let linktype = endian.u16(&body[0..2]) as u32;
+        let snaplen = endian.u32(&body[4..8]);
+        let mut resolution = TsResolution::Decimal(6);
+        let mut offset_secs = 0i64;
+        let mut opts = &body[8..];
+        while opts.len() >= 4 {
+            let code = endian.u16(&opts[0..2]);
+            let len = endian.u16(&opts[2..4]) as usize;
+            let padded = (len + 3) & !3;
+            if code == OPT_END || opts.len() < 4 + padded {
+                break;
+            }
+            let val = &opts[4..4 + len];
+            match code {
+                OPT_IF_TSRESOL if len >= 1 => {
+                    resolution = if val[0] & 0x80 == 0 {
+                        TsResolution::Decimal((val[0] & 0x7f) as u32)
+                    } else {
+                        TsResolution::Binary((val[0] & 0x7f) as u32)
+                    }
+                }
+                OPT_IF_TSOFFSET if len >= 8 => {
+                    let raw = match endian {
+                        Endian::Little => u64::from_le_bytes(val[..8].try_into().unwrap()),
+                        Endian::Big => u64::from_be_bytes(val[..8].try_into().unwrap()),
+                    };
+                    offset_secs = raw as i64;
+                }
+                _ => {}
+            }
+            opts = &opts[4 + padded..];
+        }
+        if resolution.finer_than_micros() {
+            self.precision = TimePrecision::Nanos;
+        }
+        let Format::PcapNg { interfaces, .. } = &mut self.format else { unreachable!() };
+        interfaces.push(Interface {
+            linktype,
+            link: LinkType::from_linktype(linktype),
+            snaplen,
+            resolution,
+            offset_secs,
+        });
+        Ok(())
+    }
+
+    fn pcapng_packet(&mut self, block_type: u32, endian: Endian, body_len: usize, start: u64) -> Result<Packet<'_>, ReadError> {
+        let Format::PcapNg { interfaces, last_ts_ns, .. } = &mut self.format else { unreachable!() };
+        let body = &self.buf[..body_len];
+        let corrupt = |what: &str| ReadError::Corrupt { offset: start, what: what.into() };
+        let (iface_id, ts_units, data_at, caplen, orig_len) = match block_type {
+            PCAPNG_EPB | PCAPNG_PB_OBSOLETE => {
+                if body.len() < 20 {
+                    return Err(corrupt("packet block too short"));
+                }
+                let iface = if block_type == PCAPNG_EPB { endian.u32(&body[0..4]) } else { endian.u16(&body[0..2]) as u32 };
+                let ts = ((endian.u32(&body[4..8]) as u64) << 32) | endian.u32(&body[8..12]) as u64;
+                (iface, Some(ts), 20, endian.u32(&body[12..16]) as usize, endian.u32(&body[16..20]))
+            }
+            _ => {
+                if body.len() < 4 {
+                    return Err(corrupt("simple packet block too short"));
+                }
+                let orig = endian.u32(&body[0..4]);
+                let snap = interfaces.first().map(|i| i.snaplen).filter(|&s| s > 0).unwrap_or(u32::MAX);
+                let cap = (orig.min(snap) as usize).min(body.len() - 4);
+                (0, None, 4, cap, orig)
+            }
+        };
+        let iface = interfaces
+            .get(iface_id as usize)
+            .ok_or_else(|| corrupt(&format!("packet refers to undeclared interface {iface_id}")))?;
+        if data_at + caplen > body.len() {
+            return Err(corrupt("captured length exceeds the block"));
+        }
+        let ts_ns = match ts_units {
+            Some(units) => {
+                let ns = iface.resolution.to_ns(units) as i128 + iface.offset_secs as i128 * 1_000_000_000;
+                ns.clamp(0, u64::MAX as i128) as u64
+            }
+            // Simple packet blocks carry no time: they inherit the previous packet's.
+            None => *last_ts_ns,
+        };
+        *last_ts_ns = ts_ns;
+        Ok(Packet { ts_ns, link: iface.link, linktype: iface.linktype, data: &body[data_at..data_at + caplen], orig_len })
+    }
+}
+
+fn check_block_len(total: u32, min: u32, offset: u64) -> Result<(), ReadError> {
+    if total < min || total % 4 != 0 || total > MAX_BLOCK_LEN {
+        return Err(ReadError::Corrupt { offset, what: format!("bad block length {total}") });
+    }
+    Ok(())
+}
+
+/// `read_exact` that reports a short read inside a record as truncation, and a short read at a
+/// record boundary (when `eof_ok`) as `UnexpectedEof` for the caller to treat as a clean end.
+fn read_exact_or(r: &mut impl Read, out: &mut [u8], offset: u64, eof_ok: bool) -> Result<(), ReadError> {
+    let mut got = 0;
+    while got < out.len() {
+        match r.read(&mut out[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match got {
+        n if n == out.len() => Ok(()),
+        0 if eof_ok => Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+        _ => Err(ReadError::Truncated { offset }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! Reader tests over files built byte by byte from pcap-savefile(5) and the pcapng draft.
+
+use super::*;
+use std::io::Write;
+
+struct Tmp(PathBuf);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tmp(name: &str, bytes: &[u8]) -> Tmp {
+    let p = std::env::temp_dir().join(format!("probe-cf-{}-{name}", std::process::id()));
+    std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+    Tmp(p)
+}
+
+fn pcap(big: bool, nanos: bool, linktype: u32, pkts: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
+    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut f = vec![];
+    f.extend_from_slice(&w32(if nanos { PCAP_MAGIC_NANOS } else { PCAP_MAGIC_MICROS }));
+    f.extend_from_slice(&w16(2));
+    f.extend_from_slice(&w16(4));
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&w32(96)); // snaplen: original lengths below exceed it
+    f.extend_from_slice(&w32(linktype));
+    for (s, frac, data, orig) in pkts {
+        f.extend_from_slice(&w32(*s));
+        f.extend_from_slice(&w32(*frac));
+        f.extend_from_slice(&w32(data.len() as u32));
+        f.extend_from_slice(&w32(*orig));
+        f.extend_from_slice(data);
+    }
+    f
+}
+
+fn read_all(path: &Path) -> (Vec<(u64, Vec<u8>, Option<LinkType>)>, Option<ReadError>) {
+    let mut cf = CaptureFile::open(path).unwrap();
+    let mut v = vec![];
+    loop {
+        match cf.next_packet() {
+            Ok(Some(p)) => v.push((p.ts_ns, p.data.to_vec(), p.link)),
+            Ok(None) => return (v, None),
+            Err(e) => return (v, Some(e)),
+        }
+    }
+}
+
+#[test]
+fn pcap_all_magics_and_byte_orders() {
+    for big in [false, true] {
+        for nanos in [false, true] {
+            let frac = if nanos { 123_456_789 } else { 123_456 };
+            let bytes = pcap(big, nanos, 1, &[(1_700_000_000, frac, &[1, 2, 3], 1500)]);
+            let t = tmp(&format!("m{big}{nanos}"), &bytes);
+            let (pkts, err) = read_all(&t.0);
+            assert!(err.is_none());
+            let want = 1_700_000_000_000_000_000 + if nanos { 123_456_789 } else { 123_456_000 };
+            assert_eq!(pkts, vec![(want, vec![1, 2, 3], Some(LinkType::Ethernet))]);
+            let cf = CaptureFile::open(&t.0).unwrap();
+            assert_eq!(cf.time_precision() == TimePrecision::Nanos, nanos);
+        }
+    }
+}
+
+#[test]
+fn truncated_pcap_returns_complete_records_then_the_error() {
+    let mut bytes = pcap(false, false, 1, &[(1, 0, &[1; 10], 10), (2, 0, &[2; 10], 10)]);
+    bytes.truncate(bytes.len() - 3);
+    let t = tmp("trunc", &bytes);
+    let (pkts, err) = read_all(&t.0);
+    assert_eq!(pkts.len(), 1);
+    assert!(matches!(err, Some(ReadError::Truncated { offset: 50 })), "{err:?}");
+}
+
+#[test]
+fn unsupported_link_type_and_garbage_are_refused_at_open() {
+    let t = tmp("wpan", &pcap(false, false, 195, &[]));
+    assert!(matches!(CaptureFile::open(&t.0), Err(ReadError::UnsupportedLinkType(195))));
+    let t = tmp("junk", b"hello world, not a capture");
+    assert!(matches!(CaptureFile::open(&t.0), Err(ReadError::NotACapture(_))));
+    let mut huge = pcap(false, false, 1, &[]);
+    huge.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
+    let t = tmp("huge", &huge);
+    let (_, err) = read_all(&t.0);
+    assert!(matches!(err, Some(ReadError::Corrupt { .. })));
+}
+
+fn block(big: bool, ty: u32, body: &[u8]) -> Vec<u8> {
+    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut padded = body.to_vec();
+    while padded.len() % 4 != 0 {
+        padded.push(0);
+    }
+    let total = 12 + padded.len() as u32;
+    let mut b = w32(ty).to_vec();
+    b.extend_from_slice(&w32(total));
+    b.extend_from_slice(&padded);
+    b.extend_from_slice(&w32(total));
+    b
+}
+
+fn pcapng(big: bool, tsresol: Option<u8>, linktype: u16, ts_units: u64, data: &[u8]) -> Vec<u8> {
+    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut shb = w32(PCAPNG_BYTE_ORDER_MAGIC).to_vec();
+    shb.extend_from_slice(&w16(1));
+    shb.extend_from_slice(&w16(0));
+    shb.extend_from_slice(&[0xff; 8]);
+    let mut f = block(big, PCAPNG_SHB, &shb);
+    let mut idb = w16(linktype).to_vec();
+    idb.extend_from_slice(&[0, 0]);
+    idb.extend_from_slice(&w32(0));
+    if let Some(r) = tsresol {
+        idb.extend_from_slice(&w16(OPT_IF_TSRESOL));
+        idb.extend_from_slice(&w16(1));
+        idb.extend_from_slice(&[r, 0, 0, 0]);
+        idb.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    f.extend(block(big, PCAPNG_IDB, &idb));
+    f.extend(block(big, 4, &[0; 8])); // a name resolution block to skip
+    let mut epb = w32(0).to_vec();
+    epb.extend_from_slice(&w32((ts_units >> 32) as u32));
+    epb.extend_from_slice(&w32(ts_units as u32));
+    epb.extend_from_slice(&w32(data.len() as u32));
+    epb.extend_from_slice(&w32(data.len() as u32 + 100));
+    epb.extend_from_slice(data);
+    f.extend(block(big, PCAPNG_EPB, &epb));
+    let mut spb = w32(data.len() as u32).to_vec();
+    spb.extend_from_slice(data);
+    f.extend(block(big, PCAPNG_SPB, &spb));
+    f
+}
+
+#[test]
+fn pcapng_resolutions_byte_orders_and_blocks() {
+    let cases = [
+        (None, 1_700_000_000_123_456u64, 1_700_000_000_123_456_000u64, TimePrecision::Micros),
+        (Some(9), 1_700_000_000_123_456_789, 1_700_000_000_123_456_789, TimePrecision::Nanos),
+        (Some(3), 1_700_000_000_123, 1_700_000_000_123_000_000, TimePrecision::Micros),
+        (Some(0x80 | 10), 1_700_000_000u64 << 10 | 512, 1_700_000_000_500_000_000, TimePrecision::Micros),
+    ];
+    for big in [false, true] {
+        for (res, units, want, precision) in cases {
+            let t = tmp(&format!("ng{big}{res:?}"), &pcapng(big, res, 101, units, &[0x45, 0, 0]));
+            let (pkts, err) = read_all(&t.0);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(pkts.len(), 2);
+            assert_eq!(pkts[0], (want, vec![0x45, 0, 0], Some(LinkType::RawIp)));
+            assert_eq!(pkts[1].0, want, "simple packet block inherits the last time");
+            // Interfaces are learned as their blocks are read, so ask after the first packet.
+            let mut cf = CaptureFile::open(&t.0).unwrap();
+            cf.next_packet().unwrap();
+            assert_eq!(cf.time_precision(), precision);
+        }
+    }
+}
+
+#[test]
+fn pcapng_unsupported_interface_yields_packets_without_link() {
+    let t = tmp("ngwpan", &pcapng(false, None, 195, 1, &[1, 2]));
+    let (pkts, err) = read_all(&t.0);
+    assert!(err.is_none());
+    assert_eq!(pkts[0].2, None);
+}
+
+#[test]
+fn pcapng_truncated_block() {
+    let mut f = pcapng(false, None, 1, 1, &[1; 40]);
+    f.truncate(f.len() - 30);
+    let t = tmp("ngtrunc", &f);
+    let (pkts, err) = read_all(&t.0);
+    assert_eq!(pkts.len(), 1);
+    assert!(matches!(err, Some(ReadError::Truncated { .. })), "{err:?}");
+}

@@ -1,0 +1,150 @@
+//! The exporter thread: receives batches of flow records from workers over a bounded channel,
+//! encodes them into IPFIX messages and sends each message to every collector; optionally
+//! prints the same records as JSON lines.
+//!
+//! Send failures never stop the exporter: each lost message is counted per collector and the
+//! first failure of an episode is logged once.
+
+use crate::report::{DestinationReport, ExportReport};
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use ipfix_export::{Destination, EncoderConfig, FlowRecord, MessageEncoder, TimePrecision, UdpSender};
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often a partly filled message is sent when no records arrive.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// What the exporter does with records.
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    pub encoder: EncoderConfig,
+    pub destinations: Vec<Destination>,
+    pub print_json: bool,
+}
+
+/// Starts the exporter thread. It runs until every sender of `rx` is dropped, then flushes and
+/// returns its report.
+pub fn spawn(cfg: ExportConfig, rx: Receiver<Vec<FlowRecord>>) -> Result<std::thread::JoinHandle<ExportReport>> {
+    let mut encoder = MessageEncoder::new(cfg.encoder.clone()).context("--mtu")?;
+    let mut senders = Vec::new();
+    for d in &cfg.destinations {
+        let Destination::Udp(addr) = d;
+        senders.push(UdpSender::connect(*addr).with_context(|| format!("cannot open a UDP socket towards {d}"))?);
+    }
+    let print_json = cfg.print_json;
+    std::thread::Builder::new()
+        .name("exporter".into())
+        .spawn(move || {
+            let stdout = std::io::stdout();
+            let mut json = std::io::BufWriter::new(stdout.lock());
+            let mut json_records = 0u64;
+            let mut json_failed = false;
+            loop {
+                match rx.recv_timeout(FLUSH_EVERY) {
+                    Ok(batch) => {
+                        let now = unix_secs();
+                        for rec in &batch {
+                            if !senders.is_empty() {
+                                encoder.push(rec, now, |m| send_all(&mut senders, m));
+                            }
+                            if print_json && !json_failed {
+                                if let Err(e) = write_json(&mut json, rec) {
+                                    eprintln!("probe: cannot write JSON records to stdout: {e}; JSON output stops, export goes on");
+                                    json_failed = true;
+                                } else {
+                                    json_records += 1;
+                                }
+                            }
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) if !senders.is_empty() => {
+                        encoder.flush(unix_secs(), |m| send_all(&mut senders, m))
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // Without a collector there is nothing to flush to; with one, the last message.
+            if !senders.is_empty() {
+                encoder.flush(unix_secs(), |m| send_all(&mut senders, m));
+            }
+            let _ = json.flush();
+            ExportReport {
+                encoder: encoder.stats(),
+                destinations: senders
+                    .iter()
+                    .map(|s| DestinationReport { url: format!("udp://{}", s.destination()), stats: s.stats() })
+                    .collect(),
+                json_records,
+            }
+        })
+        .context("cannot start the exporter thread")
+}
+
+fn send_all(senders: &mut [UdpSender], msg: &[u8]) {
+    for s in senders.iter_mut() {
+        if let Some(e) = s.send(msg) {
+            eprintln!(
+                "probe: export to udp://{} failed: {e}; messages are counted as lost until it recovers",
+                s.destination()
+            );
+        }
+    }
+}
+
+fn unix_secs() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+}
+
+/// One record as a JSON line, keyed by IANA element names.
+pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
+    let mut obj = serde_json::Map::new();
+    let (src_name, dst_name) = match r.src_addr {
+        IpAddr::V4(_) => ("sourceIPv4Address", "destinationIPv4Address"),
+        IpAddr::V6(_) => ("sourceIPv6Address", "destinationIPv6Address"),
+    };
+    use serde_json::Value;
+    obj.insert("flowStartMilliseconds".into(), Value::from(r.start_ns / 1_000_000));
+    obj.insert("flowEndMilliseconds".into(), Value::from(r.end_ns / 1_000_000));
+    if r.time_precision == TimePrecision::Nanos {
+        obj.insert("flowStartNanoseconds".into(), Value::from(r.start_ns));
+        obj.insert("flowEndNanoseconds".into(), Value::from(r.end_ns));
+    }
+    obj.insert(src_name.into(), Value::from(r.src_addr.to_string()));
+    obj.insert(dst_name.into(), Value::from(r.dst_addr.to_string()));
+    obj.insert("sourceTransportPort".into(), Value::from(r.src_port));
+    obj.insert("destinationTransportPort".into(), Value::from(r.dst_port));
+    obj.insert("protocolIdentifier".into(), Value::from(r.protocol));
+    obj.insert("ipVersion".into(), Value::from(if r.src_addr.is_ipv6() { 6 } else { 4 }));
+    obj.insert("packetDeltaCount".into(), Value::from(r.packets));
+    obj.insert("octetDeltaCount".into(), Value::from(r.octets));
+    obj.insert("tcpControlBits".into(), Value::from(r.tcp_flags));
+    obj.insert("ipClassOfService".into(), Value::from(r.class_of_service));
+    obj.insert("minimumTTL".into(), Value::from(r.min_ttl));
+    obj.insert("maximumTTL".into(), Value::from(r.max_ttl));
+    if r.protocol == 1 {
+        obj.insert("icmpTypeCodeIPv4".into(), Value::from(r.icmp_type_code));
+    } else if r.protocol == 58 {
+        obj.insert("icmpTypeCodeIPv6".into(), Value::from(r.icmp_type_code));
+    }
+    if r.vlan_id != 0 {
+        obj.insert("vlanId".into(), Value::from(r.vlan_id));
+    }
+    if r.customer_vlan_id != 0 {
+        obj.insert("dot1qCustomerVlanId".into(), Value::from(r.customer_vlan_id));
+    }
+    if r.mpls_top_label != [0; 3] {
+        let m = r.mpls_top_label;
+        obj.insert("mplsTopLabelStackSection".into(), Value::from(format!("{:02x}{:02x}{:02x}", m[0], m[1], m[2])));
+    }
+    let mac = |m: [u8; 6]| {
+        format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    };
+    obj.insert("sourceMacAddress".into(), Value::from(mac(r.src_mac)));
+    obj.insert("destinationMacAddress".into(), Value::from(mac(r.dst_mac)));
+    obj.insert("flowEndReason".into(), Value::from(r.end_reason.name()));
+    serde_json::to_writer(&mut *w, &Value::Object(obj))?;
+    w.write_all(b"\n")
+}

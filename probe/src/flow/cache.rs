@@ -1,0 +1,559 @@
+//! The per-worker flow cache.
+//!
+//! Layout, chosen for memory and O(1) expiry:
+//! - flows live in a slab (`Vec<Node>`), reused through a free list, so a flow never moves;
+//! - a `hashbrown::HashTable<u32>` indexes the slab by key (4 bytes and a control byte a slot);
+//! - each node sits on two intrusive doubly linked lists threaded through the slab:
+//!   *recency* (the idle list, or the ending list once TCP says the connection is over), with
+//!   the most recently seen flow at the head, and *age* (creation order) for the active timeout.
+//!
+//! Expiry therefore only ever looks at list tails: idle flows at the idle tail, ended TCP
+//! connections at the ending tail, long-lived flows at the age tail. Nothing scans the table,
+//! and the least recently seen flow (the one evicted when the cache is full) is a tail too.
+
+use super::key::FlowKey;
+use crate::wire::transport::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use crate::wire::FrameSummary;
+use hashbrown::HashTable;
+use ipfix_export::{EndReason, FlowRecord, TimePrecision};
+use std::hash::BuildHasher;
+
+/// Tunables of a flow cache. Times are in nanoseconds.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// A flow with no packet for this long is exported (idleTimeout).
+    pub idle_timeout_ns: u64,
+    /// A flow older than this is exported and restarted (activeTimeout); records are deltas.
+    pub active_timeout_ns: u64,
+    /// After RST, or FIN in both directions, the flow is exported once it has been quiet this
+    /// long (endOfFlowDetected); the grace keeps the last ACK in the same record.
+    pub tcp_end_grace_ns: u64,
+    /// Most flows held; beyond it the least recently seen is exported (lackOfResources).
+    pub max_flows: usize,
+    /// Whether VLAN ids are part of the flow key.
+    pub vlan_in_key: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            idle_timeout_ns: 15_000_000_000,
+            active_timeout_ns: 60_000_000_000,
+            tcp_end_grace_ns: 2_000_000_000,
+            max_flows: 1_000_000,
+            vlan_in_key: true,
+        }
+    }
+}
+
+/// Counters of a flow cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub flows_created: u64,
+    pub active_flows: u64,
+    pub peak_flows: u64,
+    pub idle_timeout: u64,
+    pub active_timeout: u64,
+    pub end_of_flow: u64,
+    pub forced_end: u64,
+    /// Flows evicted because the cache was full.
+    pub lack_of_resources: u64,
+}
+
+impl CacheStats {
+    pub fn records_exported(&self) -> u64 {
+        self.idle_timeout + self.active_timeout + self.end_of_flow + self.forced_end + self.lack_of_resources
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+const UNLINKED: Link = Link { prev: NIL, next: NIL };
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    /// Most recent.
+    head: u32,
+    /// Oldest.
+    tail: u32,
+}
+
+const EMPTY: List = List { head: NIL, tail: NIL };
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Queue {
+    Idle,
+    Ending,
+    Free,
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    key: FlowKey,
+    first_ns: u64,
+    last_ns: u64,
+    packets: u64,
+    octets: u64,
+    recency: Link,
+    age: Link,
+    tcp_flags: u16,
+    mpls_top: [u8; 3],
+    class_of_service: u8,
+    min_ttl: u8,
+    max_ttl: u8,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    queue: Queue,
+    fin_seen: bool,
+}
+
+const TCP_FIN: u16 = 0x01;
+const TCP_RST: u16 = 0x04;
+
+pub struct FlowCache {
+    cfg: CacheConfig,
+    nodes: Vec<Node>,
+    free: u32,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    idle: List,
+    ending: List,
+    age: List,
+    precision: TimePrecision,
+    stats: CacheStats,
+}
+
+/// Which of a node's two links a list uses.
+#[derive(Clone, Copy)]
+enum Thread {
+    Recency,
+    Age,
+}
+
+impl FlowCache {
+    pub fn new(cfg: CacheConfig) -> Self {
+        FlowCache {
+            cfg,
+            nodes: Vec::new(),
+            free: NIL,
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            idle: EMPTY,
+            ending: EMPTY,
+            age: EMPTY,
+            precision: TimePrecision::Micros,
+            stats: CacheStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let mut s = self.stats;
+        s.active_flows = self.index.len() as u64;
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Resolution of the clock that times the packets now arriving; carried into the records.
+    pub fn set_time_precision(&mut self, p: TimePrecision) {
+        self.precision = p;
+    }
+
+    /// Bytes held by the cache's own structures (slab and index), for memory benchmarks.
+    pub fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+
+    /// Accounts one decoded packet seen at `now_ns`. Flows this displaces (cache full) are
+    /// appended to `out`.
+    #[inline]
+    pub fn update(&mut self, s: &FrameSummary, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        let key = FlowKey::of(s, self.cfg.vlan_in_key);
+        let hash = self.hasher.hash_one(key);
+        let nodes = &self.nodes;
+        let idx = match self.index.find(hash, |&i| nodes[i as usize].key == key) {
+            Some(&i) => {
+                let n = &mut self.nodes[i as usize];
+                n.packets += 1;
+                n.octets += s.ip_octets as u64;
+                n.first_ns = n.first_ns.min(now_ns);
+                n.last_ns = n.last_ns.max(now_ns);
+                n.tcp_flags |= s.tcp_flags;
+                n.min_ttl = n.min_ttl.min(s.ttl);
+                n.max_ttl = n.max_ttl.max(s.ttl);
+                let queue = n.queue;
+                self.touch(i, queue);
+                i
+            }
+            None => self.insert(key, hash, s, now_ns, out),
+        };
+        if key.protocol == PROTO_TCP && s.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            self.tcp_end(idx, s.tcp_flags);
+        }
+    }
+
+    /// Exports every flow whose idle, TCP-end or active timeout has passed at `now_ns`.
+    #[inline]
+    pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        while self.idle.tail != NIL
+            && self.nodes[self.idle.tail as usize].last_ns + self.cfg.idle_timeout_ns <= now_ns
+        {
+            self.export(self.idle.tail, EndReason::IdleTimeout, out);
+        }
+        while self.ending.tail != NIL
+            && self.nodes[self.ending.tail as usize].last_ns + self.cfg.tcp_end_grace_ns <= now_ns
+        {
+            self.export(self.ending.tail, EndReason::EndOfFlowDetected, out);
+        }
+        while self.age.tail != NIL
+            && self.nodes[self.age.tail as usize].first_ns + self.cfg.active_timeout_ns <= now_ns
+        {
+            self.export(self.age.tail, EndReason::ActiveTimeout, out);
+        }
+    }
+
+    /// Exports every flow (forcedEnd): end of input, or shutdown.
+    pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
+        while self.age.tail != NIL {
+            self.export(self.age.tail, EndReason::ForcedEnd, out);
+        }
+    }
+
+    fn insert(&mut self, key: FlowKey, hash: u64, s: &FrameSummary, now_ns: u64, out: &mut Vec<FlowRecord>) -> u32 {
+        if self.index.len() >= self.cfg.max_flows {
+            let victim = self.least_recently_seen();
+            if victim != NIL {
+                self.export(victim, EndReason::LackOfResources, out);
+            }
+        }
+        let node = Node {
+            key,
+            first_ns: now_ns,
+            last_ns: now_ns,
+            packets: 1,
+            octets: s.ip_octets as u64,
+            recency: UNLINKED,
+            age: UNLINKED,
+            tcp_flags: s.tcp_flags,
+            mpls_top: s.mpls_top,
+            class_of_service: s.class_of_service,
+            min_ttl: s.ttl,
+            max_ttl: s.ttl,
+            src_mac: s.src_mac,
+            dst_mac: s.dst_mac,
+            queue: Queue::Idle,
+            fin_seen: false,
+        };
+        let idx = if self.free != NIL {
+            let i = self.free;
+            self.free = self.nodes[i as usize].recency.next;
+            self.nodes[i as usize] = node;
+            i
+        } else {
+            self.nodes.push(node);
+            (self.nodes.len() - 1) as u32
+        };
+        self.push_front(Thread::Recency, Queue::Idle, idx);
+        self.push_front(Thread::Age, Queue::Idle, idx);
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        self.index.insert_unique(hash, idx, |&i| hasher.hash_one(nodes[i as usize].key));
+        self.stats.flows_created += 1;
+        self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
+        idx
+    }
+
+    fn least_recently_seen(&self) -> u32 {
+        match (self.idle.tail, self.ending.tail) {
+            (NIL, t) | (t, NIL) => t,
+            (a, b) => {
+                if self.nodes[a as usize].last_ns <= self.nodes[b as usize].last_ns {
+                    a
+                } else {
+                    b
+                }
+            }
+        }
+    }
+
+    /// RST ends both directions; FIN ends the connection once both directions have sent one.
+    fn tcp_end(&mut self, idx: u32, flags: u16) {
+        let rev = self.nodes[idx as usize].key.reversed();
+        let hash = self.hasher.hash_one(rev);
+        let nodes = &self.nodes;
+        let rev_idx = self.index.find(hash, |&i| nodes[i as usize].key == rev).copied();
+        if flags & TCP_RST != 0 {
+            self.move_to_ending(idx);
+            if let Some(r) = rev_idx {
+                self.move_to_ending(r);
+            }
+            return;
+        }
+        self.nodes[idx as usize].fin_seen = true;
+        if let Some(r) = rev_idx {
+            if self.nodes[r as usize].fin_seen {
+                self.move_to_ending(idx);
+                self.move_to_ending(r);
+            }
+        }
+    }
+
+    fn move_to_ending(&mut self, idx: u32) {
+        if self.nodes[idx as usize].queue == Queue::Idle {
+            self.unlink(Thread::Recency, Queue::Idle, idx);
+            self.push_front(Thread::Recency, Queue::Ending, idx);
+            self.nodes[idx as usize].queue = Queue::Ending;
+        }
+    }
+
+    fn touch(&mut self, idx: u32, queue: Queue) {
+        if self.list(Thread::Recency, queue).head != idx {
+            self.unlink(Thread::Recency, queue, idx);
+            self.push_front(Thread::Recency, queue, idx);
+        }
+    }
+
+    fn export(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
+        let n = &self.nodes[idx as usize];
+        let icmp = n.key.protocol == PROTO_ICMP || n.key.protocol == PROTO_ICMPV6;
+        out.push(FlowRecord {
+            src_addr: n.key.src_ip(),
+            dst_addr: n.key.dst_ip(),
+            src_port: n.key.src_port,
+            dst_port: n.key.dst_port,
+            protocol: n.key.protocol,
+            class_of_service: n.class_of_service,
+            tcp_flags: n.tcp_flags,
+            min_ttl: n.min_ttl,
+            max_ttl: n.max_ttl,
+            icmp_type_code: if icmp { n.key.dst_port } else { 0 },
+            vlan_id: n.key.vlan_id,
+            customer_vlan_id: n.key.customer_vlan_id,
+            mpls_top_label: n.mpls_top,
+            src_mac: n.src_mac,
+            dst_mac: n.dst_mac,
+            packets: n.packets,
+            octets: n.octets,
+            start_ns: n.first_ns,
+            end_ns: n.last_ns,
+            end_reason: reason,
+            time_precision: self.precision,
+        });
+        match reason {
+            EndReason::IdleTimeout => self.stats.idle_timeout += 1,
+            EndReason::ActiveTimeout => self.stats.active_timeout += 1,
+            EndReason::EndOfFlowDetected => self.stats.end_of_flow += 1,
+            EndReason::ForcedEnd => self.stats.forced_end += 1,
+            EndReason::LackOfResources => self.stats.lack_of_resources += 1,
+        }
+        let key = n.key;
+        let queue = n.queue;
+        let hash = self.hasher.hash_one(key);
+        match self.index.find_entry(hash, |&i| i == idx) {
+            Ok(e) => {
+                e.remove();
+            }
+            Err(_) => unreachable!("a linked flow is always indexed"),
+        }
+        self.unlink(Thread::Recency, queue, idx);
+        self.unlink(Thread::Age, queue, idx);
+        let n = &mut self.nodes[idx as usize];
+        n.queue = Queue::Free;
+        n.recency = Link { prev: NIL, next: self.free };
+        self.free = idx;
+    }
+
+    fn list(&mut self, thread: Thread, queue: Queue) -> &mut List {
+        match (thread, queue) {
+            (Thread::Age, _) => &mut self.age,
+            (Thread::Recency, Queue::Idle) => &mut self.idle,
+            (Thread::Recency, Queue::Ending) => &mut self.ending,
+            (Thread::Recency, Queue::Free) => unreachable!("free nodes are on no list"),
+        }
+    }
+
+    fn link(&mut self, thread: Thread, idx: u32) -> &mut Link {
+        let n = &mut self.nodes[idx as usize];
+        match thread {
+            Thread::Recency => &mut n.recency,
+            Thread::Age => &mut n.age,
+        }
+    }
+
+    fn push_front(&mut self, thread: Thread, queue: Queue, idx: u32) {
+        let old_head = self.list(thread, queue).head;
+        *self.link(thread, idx) = Link { prev: NIL, next: old_head };
+        if old_head != NIL {
+            self.link(thread, old_head).prev = idx;
+        }
+        let list = self.list(thread, queue);
+        list.head = idx;
+        if list.tail == NIL {
+            list.tail = idx;
+        }
+    }
+
+    fn unlink(&mut self, thread: Thread, queue: Queue, idx: u32) {
+        let Link { prev, next } = *self.link(thread, idx);
+        if prev != NIL {
+            self.link(thread, prev).next = next;
+        } else {
+            self.list(thread, queue).head = next;
+        }
+        if next != NIL {
+            self.link(thread, next).prev = prev;
+        } else {
+            self.list(thread, queue).tail = prev;
+        }
+        *self.link(thread, idx) = UNLINKED;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn pkt(src: u8, sport: u16, dst: u8, dport: u16, flags: u16, len: u32) -> FrameSummary {
+        let mut s = FrameSummary {
+            ip_version: 4,
+            protocol: PROTO_TCP,
+            src_port: sport,
+            dst_port: dport,
+            tcp_flags: flags,
+            ip_octets: len,
+            ttl: 64,
+            ..Default::default()
+        };
+        s.src_addr[..4].copy_from_slice(&[10, 0, 0, src]);
+        s.dst_addr[..4].copy_from_slice(&[10, 0, 0, dst]);
+        s
+    }
+
+    fn cache() -> FlowCache {
+        FlowCache::new(CacheConfig { max_flows: 3, ..Default::default() })
+    }
+
+    #[test]
+    fn counts_packets_bytes_times_and_flags() {
+        let mut c = cache();
+        let mut out = vec![];
+        c.update(&pkt(1, 1000, 2, 80, 0x02, 60), 10 * S, &mut out);
+        let mut p = pkt(1, 1000, 2, 80, 0x10, 1500);
+        p.ttl = 50;
+        c.update(&p, 11 * S, &mut out);
+        c.update(&pkt(2, 80, 1, 1000, 0x12, 60), 10 * S + 5, &mut out);
+        c.finish(&mut out);
+        assert_eq!(out.len(), 2);
+        let f = out.iter().find(|r| r.dst_port == 80).unwrap();
+        assert_eq!((f.packets, f.octets, f.tcp_flags), (2, 1560, 0x12));
+        assert_eq!((f.start_ns, f.end_ns), (10 * S, 11 * S));
+        assert_eq!((f.min_ttl, f.max_ttl), (50, 64));
+        assert_eq!(f.end_reason, EndReason::ForcedEnd);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn idle_and_active_timeouts() {
+        let mut c = cache();
+        let mut out = vec![];
+        c.update(&pkt(1, 1, 2, 2, 0, 100), 0, &mut out);
+        // A long-lived flow: a packet every 10 s for 70 s.
+        for t in (0..=70).step_by(10) {
+            c.expire(t * S, &mut out);
+            c.update(&pkt(3, 3, 4, 4, 0, 100), t * S, &mut out);
+        }
+        let idle: Vec<_> = out.iter().filter(|r| r.end_reason == EndReason::IdleTimeout).collect();
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].src_port, 1);
+        let active: Vec<_> = out.iter().filter(|r| r.end_reason == EndReason::ActiveTimeout).collect();
+        assert_eq!(active.len(), 1);
+        // The first delta covers 0..50 s (six packets); the packet at 60 s starts the next one.
+        assert_eq!((active[0].packets, active[0].start_ns, active[0].end_ns), (6, 0, 50 * S));
+        c.finish(&mut out);
+        let rest = out.last().unwrap();
+        assert_eq!((rest.packets, rest.start_ns, rest.end_reason), (2, 60 * S, EndReason::ForcedEnd));
+    }
+
+    #[test]
+    fn tcp_fin_both_ways_and_rst_end_flows_after_grace() {
+        let mut c = cache();
+        let mut out = vec![];
+        c.update(&pkt(1, 1000, 2, 80, 0x11, 52), 0, &mut out); // FIN from client
+        c.expire(5 * S, &mut out);
+        assert!(out.is_empty(), "one FIN does not end a connection");
+        c.update(&pkt(2, 80, 1, 1000, 0x11, 52), 5 * S, &mut out); // FIN from server
+        c.update(&pkt(1, 1000, 2, 80, 0x10, 52), 5 * S + 1, &mut out); // last ACK joins
+        c.expire(6 * S, &mut out);
+        assert!(out.is_empty(), "grace not over yet");
+        c.expire(8 * S, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|r| r.end_reason == EndReason::EndOfFlowDetected));
+        assert_eq!(out.iter().find(|r| r.dst_port == 80).unwrap().packets, 2);
+
+        out.clear();
+        c.update(&pkt(1, 2000, 2, 80, 0x02, 52), 10 * S, &mut out);
+        c.update(&pkt(2, 80, 1, 2000, 0x04, 40), 10 * S, &mut out); // RST from server
+        c.expire(12 * S, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|r| r.end_reason == EndReason::EndOfFlowDetected));
+    }
+
+    #[test]
+    fn full_cache_evicts_least_recently_seen() {
+        let mut c = cache();
+        let mut out = vec![];
+        for (i, t) in [(1u8, 1u64), (2, 2), (3, 3), (1, 4)] {
+            c.update(&pkt(i, 1, 9, 9, 0, 10), t, &mut out);
+        }
+        c.update(&pkt(4, 1, 9, 9, 0, 10), 5, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::LackOfResources);
+        // Flow 1 was created first but seen again at t=4: flow 2 is the least recently seen.
+        assert_eq!(out[0].src_addr, "10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.stats().lack_of_resources, 1);
+    }
+
+    #[test]
+    fn slots_are_reused_and_lists_stay_consistent_under_churn() {
+        let mut c = FlowCache::new(CacheConfig { max_flows: 64, idle_timeout_ns: 50, ..Default::default() });
+        let mut out = vec![];
+        let mut x: u32 = 12345;
+        let mut sent = 0u64;
+        for t in 0..100_000u64 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let p = pkt((x >> 8) as u8, (x >> 16) as u16 % 200, 1, 80, [0, 0x01, 0x04, 0x10][(x & 3) as usize], 40);
+            c.expire(t, &mut out);
+            c.update(&p, t, &mut out);
+            sent += 1;
+        }
+        c.finish(&mut out);
+        assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), sent);
+        assert!(c.nodes.len() <= 64);
+        assert_eq!(c.stats().records_exported(), out.len() as u64);
+    }
+
+    #[test]
+    fn node_stays_small() {
+        // The memory target is 200 bytes per flow, index included.
+        assert!(std::mem::size_of::<Node>() <= 120, "{}", std::mem::size_of::<Node>());
+    }
+}

@@ -1,0 +1,63 @@
+//! The key that separates one unidirectional flow from another.
+
+use crate::wire::FrameSummary;
+
+/// Source and destination address, ports, protocol, IP version and VLAN ids.
+///
+/// IPv4 addresses use the first four octets. For ICMP the destination port carries
+/// type * 256 + code, so echo requests and replies are separate flows, as collectors expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub vlan_id: u16,
+    pub customer_vlan_id: u16,
+    pub protocol: u8,
+    pub ip_version: u8,
+}
+
+impl FlowKey {
+    /// The key of `s`; VLAN ids are left out when `vlan_in_key` is false.
+    #[inline]
+    pub fn of(s: &FrameSummary, vlan_in_key: bool) -> FlowKey {
+        FlowKey {
+            src_addr: s.src_addr,
+            dst_addr: s.dst_addr,
+            src_port: s.src_port,
+            dst_port: s.dst_port,
+            vlan_id: if vlan_in_key { s.vlan_id } else { 0 },
+            customer_vlan_id: if vlan_in_key { s.customer_vlan_id } else { 0 },
+            protocol: s.protocol,
+            ip_version: s.ip_version,
+        }
+    }
+
+    /// The key of the opposite direction of a TCP connection.
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src_addr: self.dst_addr,
+            dst_addr: self.src_addr,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            ..*self
+        }
+    }
+
+    pub fn src_ip(&self) -> std::net::IpAddr {
+        ip(self.ip_version, &self.src_addr)
+    }
+
+    pub fn dst_ip(&self) -> std::net::IpAddr {
+        ip(self.ip_version, &self.dst_addr)
+    }
+}
+
+fn ip(version: u8, a: &[u8; 16]) -> std::net::IpAddr {
+    if version == 6 {
+        std::net::Ipv6Addr::from(*a).into()
+    } else {
+        std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()
+    }
+}

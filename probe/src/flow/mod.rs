@@ -1,0 +1,12 @@
+//! Flow metering state: the flow key, the per-worker flow cache and the fragment table.
+//!
+//! Everything here is owned by one worker and takes no locks; time is a parameter
+//! (nanoseconds since the UNIX epoch), and expired flows are appended to a caller's vector.
+
+pub mod cache;
+pub mod fragments;
+pub mod key;
+
+pub use cache::{CacheConfig, CacheStats, FlowCache};
+pub use fragments::{FragmentStats, FragmentTable};
+pub use key::FlowKey;

@@ -1,0 +1,18 @@
+//! The probe: frames in, IPFIX flow records out.
+//!
+//! - [`wire`]: zero-copy decoders from link layer to transport header;
+//! - [`flow`]: the per-worker flow cache and fragment table;
+//! - [`meter`]: the sans-IO worker core that ties them together and keeps the books;
+//! - [`capture_file`]: the pcap/pcapng reader;
+//! - [`export`]: the exporter thread (IPFIX over UDP, JSON lines);
+//! - [`offline`]: `probe read`, the capture-file pipeline;
+//! - [`report`]: the end-of-run books, printed and as JSON.
+
+pub mod capture_file;
+pub mod cli;
+pub mod export;
+pub mod flow;
+pub mod meter;
+pub mod offline;
+pub mod report;
+pub mod wire;
