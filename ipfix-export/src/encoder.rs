@@ -23,7 +23,11 @@ pub struct EncoderConfig {
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        EncoderConfig { observation_domain: 1, mtu: 1400, template_refresh_secs: Some(60) }
+        EncoderConfig {
+            observation_domain: 1,
+            mtu: 1400,
+            template_refresh_secs: Some(60),
+        }
     }
 }
 
@@ -70,7 +74,10 @@ pub struct MessageEncoder {
 impl MessageEncoder {
     pub fn new(cfg: EncoderConfig) -> Result<Self, ConfigError> {
         if cfg.mtu < min_mtu() {
-            return Err(ConfigError::MtuTooSmall { mtu: cfg.mtu, min: min_mtu() });
+            return Err(ConfigError::MtuTooSmall {
+                mtu: cfg.mtu,
+                min: min_mtu(),
+            });
         }
         if cfg.mtu > u16::MAX as usize {
             return Err(ConfigError::MtuTooLarge { mtu: cfg.mtu });
@@ -204,7 +211,10 @@ mod tests {
                 "2001:db8::ffff".parse().unwrap(),
             )
         } else {
-            (std::net::Ipv4Addr::from(0x0a00_0000 | i).into(), "10.255.0.1".parse().unwrap())
+            (
+                std::net::Ipv4Addr::from(0x0a00_0000 | i).into(),
+                "10.255.0.1".parse().unwrap(),
+            )
         };
         FlowRecord {
             src_addr: src,
@@ -255,7 +265,11 @@ mod tests {
 
     #[test]
     fn messages_respect_mtu_and_count_every_record() {
-        let mut enc = MessageEncoder::new(EncoderConfig { mtu: 512, ..Default::default() }).unwrap();
+        let mut enc = MessageEncoder::new(EncoderConfig {
+            mtu: 512,
+            ..Default::default()
+        })
+        .unwrap();
         let mut msgs: Vec<Vec<u8>> = vec![];
         for i in 0..1000 {
             enc.push(&rec(i, i % 3 == 0), 100, |m| msgs.push(m.to_vec()));
@@ -281,7 +295,10 @@ mod tests {
 
     #[test]
     fn templates_are_refreshed_on_the_interval_even_when_idle() {
-        let cfg = EncoderConfig { template_refresh_secs: Some(10), ..Default::default() };
+        let cfg = EncoderConfig {
+            template_refresh_secs: Some(10),
+            ..Default::default()
+        };
         let mut enc = MessageEncoder::new(cfg).unwrap();
         let mut n = 0;
         enc.push(&rec(1, false), 1000, |_| n += 1);
@@ -294,7 +311,10 @@ mod tests {
 
     #[test]
     fn too_small_mtu_is_refused() {
-        let err = MessageEncoder::new(EncoderConfig { mtu: 100, ..Default::default() });
+        let err = MessageEncoder::new(EncoderConfig {
+            mtu: 100,
+            ..Default::default()
+        });
         assert!(matches!(err, Err(ConfigError::MtuTooSmall { .. })));
     }
 

@@ -18,7 +18,7 @@ pub mod transport;
 
 pub use encoder::{EncoderConfig, EncoderStats, MessageEncoder};
 pub use record::{EndReason, FlowRecord, TimePrecision};
-pub use transport::{Destination, UdpSender};
+pub use transport::{Destination, Pacer, UdpSender};
 
 /// IPFIX protocol version number carried in every message header.
 pub const IPFIX_VERSION: u16 = 10;

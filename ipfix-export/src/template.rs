@@ -18,7 +18,12 @@ pub enum Layout {
 }
 
 impl Layout {
-    pub const ALL: [Layout; 4] = [Layout::Ipv4, Layout::Ipv6, Layout::Ipv4Nanos, Layout::Ipv6Nanos];
+    pub const ALL: [Layout; 4] = [
+        Layout::Ipv4,
+        Layout::Ipv6,
+        Layout::Ipv4Nanos,
+        Layout::Ipv6Nanos,
+    ];
 
     pub fn of(rec: &FlowRecord) -> Layout {
         match (rec.is_ipv6(), rec.time_precision) {
@@ -116,7 +121,11 @@ const IPV6_FIELDS: [FieldSpec; 23] = layout!(
 
 /// Length of a template set that carries every layout.
 pub fn template_set_len() -> usize {
-    SET_HEADER_LEN + Layout::ALL.iter().map(|l| l.template_record_len()).sum::<usize>()
+    SET_HEADER_LEN
+        + Layout::ALL
+            .iter()
+            .map(|l| l.template_record_len())
+            .sum::<usize>()
 }
 
 /// Writes one template set announcing every layout; returns the bytes written.
@@ -175,7 +184,10 @@ impl Cursor<'_> {
 #[inline]
 pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize {
     let len = layout.record_len();
-    let mut c = Cursor { out: &mut out[..len], pos: 0 };
+    let mut c = Cursor {
+        out: &mut out[..len],
+        pos: 0,
+    };
     match (rec.src_addr, rec.dst_addr) {
         (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) if !layout.is_ipv6() => {
             c.put(&s.octets());
@@ -227,9 +239,15 @@ mod tests {
 
     pub(crate) fn sample(v6: bool, precision: TimePrecision) -> FlowRecord {
         let (src, dst) = if v6 {
-            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
+            (
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(),
+            )
         } else {
-            ("192.0.2.1".parse().unwrap(), "198.51.100.7".parse().unwrap())
+            (
+                "192.0.2.1".parse().unwrap(),
+                "198.51.100.7".parse().unwrap(),
+            )
         };
         FlowRecord {
             src_addr: src,

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant};
 
 /// A collector, as the user names it on the command line (`udp://HOST:PORT`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,22 +20,33 @@ pub enum UrlError {
     #[error("'{url}': port must be a number from 1 to 65535")]
     BadPort { url: String },
     #[error("'{url}': cannot resolve host '{host}': {reason}")]
-    Resolve { url: String, host: String, reason: String },
+    Resolve {
+        url: String,
+        host: String,
+        reason: String,
+    },
 }
 
 impl Destination {
     /// Parses `udp://HOST:PORT`; HOST may be a name, an IPv4 address or a bracketed IPv6 address.
     pub fn parse(url: &str) -> Result<Destination, UrlError> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| UrlError::Syntax(url.into()))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| UrlError::Syntax(url.into()))?;
         match scheme {
             "udp" => {}
             "tcp" | "sctp" | "file" | "netflow9" | "netflow5" => {
-                return Err(UrlError::UnsupportedScheme { url: url.into(), scheme: scheme.into() })
+                return Err(UrlError::UnsupportedScheme {
+                    url: url.into(),
+                    scheme: scheme.into(),
+                })
             }
             _ => return Err(UrlError::Syntax(url.into())),
         }
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| UrlError::Syntax(url.into()))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| UrlError::Syntax(url.into()))?;
         let port: u16 = match port.parse() {
             Ok(p) if p > 0 => p,
             _ => return Err(UrlError::BadPort { url: url.into() }),
@@ -45,7 +57,11 @@ impl Destination {
         }
         let addr = (host, port)
             .to_socket_addrs()
-            .map_err(|e| UrlError::Resolve { url: url.into(), host: host.into(), reason: e.to_string() })?
+            .map_err(|e| UrlError::Resolve {
+                url: url.into(),
+                host: host.into(),
+                reason: e.to_string(),
+            })?
             .next()
             .ok_or_else(|| UrlError::Resolve {
                 url: url.into(),
@@ -84,10 +100,19 @@ pub struct UdpSender {
 
 impl UdpSender {
     pub fn connect(dest: SocketAddr) -> io::Result<UdpSender> {
-        let bind: SocketAddr = if dest.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+        let bind: SocketAddr = if dest.is_ipv6() {
+            "[::]:0".parse().unwrap()
+        } else {
+            "0.0.0.0:0".parse().unwrap()
+        };
         let socket = UdpSocket::bind(bind)?;
         socket.connect(dest)?;
-        Ok(UdpSender { socket, dest, stats: SendStats::default(), last_error: None })
+        Ok(UdpSender {
+            socket,
+            dest,
+            stats: SendStats::default(),
+            last_error: None,
+        })
     }
 
     pub fn destination(&self) -> SocketAddr {
@@ -118,6 +143,44 @@ impl UdpSender {
     }
 }
 
+/// Spaces messages out to at most `rate` per second.
+///
+/// UDP has no back-pressure: a sender faster than the collector loses datagrams in the
+/// collector's socket buffer, silently. A capture file can be read far faster than any collector
+/// keeps up, so offline export is paced; the pacer sleeps only when it is ahead by more than a
+/// millisecond, so its cost is one clock read per message.
+pub struct Pacer {
+    rate: Option<u32>,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    /// `None` or `Some(0)`: no limit.
+    pub fn new(rate: Option<u32>) -> Pacer {
+        Pacer {
+            rate: rate.filter(|&r| r > 0),
+            start: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// Waits, if needed, until one more message may be sent.
+    pub fn wait(&mut self) {
+        let Some(rate) = self.rate else { return };
+        self.sent += 1;
+        let due = self.start + Duration::from_secs_f64(self.sent as f64 / rate as f64);
+        let now = Instant::now();
+        if due > now + Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        } else if now > due + Duration::from_millis(100) {
+            // Idle for a while: do not let a long pause buy a burst.
+            self.start = now;
+            self.sent = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,12 +195,39 @@ mod tests {
             Destination::parse("udp://[::1]:2055").unwrap(),
             Destination::Udp("[::1]:2055".parse().unwrap())
         );
-        assert!(matches!(Destination::parse("udp://127.0.0.1:0"), Err(UrlError::BadPort { .. })));
-        assert!(matches!(Destination::parse("127.0.0.1:4739"), Err(UrlError::Syntax(_))));
+        assert!(matches!(
+            Destination::parse("udp://127.0.0.1:0"),
+            Err(UrlError::BadPort { .. })
+        ));
+        assert!(matches!(
+            Destination::parse("127.0.0.1:4739"),
+            Err(UrlError::Syntax(_))
+        ));
         assert!(matches!(
             Destination::parse("tcp://127.0.0.1:4739"),
             Err(UrlError::UnsupportedScheme { .. })
         ));
+    }
+
+    #[test]
+    fn pacer_spaces_messages() {
+        let mut p = Pacer::new(Some(2000));
+        let t = Instant::now();
+        for _ in 0..100 {
+            p.wait();
+        }
+        // 100 messages at 2000/s take about 50 ms; allow the first millisecond of slack.
+        assert!(
+            t.elapsed() >= Duration::from_millis(45),
+            "{:?}",
+            t.elapsed()
+        );
+        let mut unlimited = Pacer::new(None);
+        let t = Instant::now();
+        for _ in 0..100_000 {
+            unlimited.wait();
+        }
+        assert!(t.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

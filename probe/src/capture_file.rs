@@ -132,8 +132,17 @@ struct Interface {
 }
 
 enum Format {
-    Pcap { endian: Endian, nanos: bool, linktype: u32, link: LinkType },
-    PcapNg { endian: Endian, interfaces: Vec<Interface>, last_ts_ns: u64 },
+    Pcap {
+        endian: Endian,
+        nanos: bool,
+        linktype: u32,
+        link: LinkType,
+    },
+    PcapNg {
+        endian: Endian,
+        interfaces: Vec<Interface>,
+        last_ts_ns: u64,
+    },
 }
 
 /// An open capture file.
@@ -157,7 +166,11 @@ impl CaptureFile {
         let mut cf = CaptureFile {
             path: path.to_path_buf(),
             reader,
-            format: Format::PcapNg { endian: Endian::Little, interfaces: vec![], last_ts_ns: 0 },
+            format: Format::PcapNg {
+                endian: Endian::Little,
+                interfaces: vec![],
+                last_ts_ns: 0,
+            },
             buf: Vec::with_capacity(1 << 16),
             offset: 4,
             precision: TimePrecision::Micros,
@@ -177,8 +190,14 @@ impl CaptureFile {
         cf.read_exact(&mut rest)?;
         // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
         let linktype = endian.u32(&rest[16..20]) & 0x0fff_ffff;
-        let link = LinkType::from_linktype(linktype).ok_or(ReadError::UnsupportedLinkType(linktype))?;
-        cf.format = Format::Pcap { endian, nanos, linktype, link };
+        let link =
+            LinkType::from_linktype(linktype).ok_or(ReadError::UnsupportedLinkType(linktype))?;
+        cf.format = Format::Pcap {
+            endian,
+            nanos,
+            linktype,
+            link,
+        };
         if nanos {
             cf.precision = TimePrecision::Nanos;
         }
@@ -211,16 +230,28 @@ impl CaptureFile {
     /// Reads `len` bytes into `self.buf`.
     fn read_body(&mut self, len: usize, record_start: u64) -> Result<(), ReadError> {
         self.buf.clear();
-        let got = (&mut self.reader).take(len as u64).read_to_end(&mut self.buf)?;
+        let got = (&mut self.reader)
+            .take(len as u64)
+            .read_to_end(&mut self.buf)?;
         self.offset += got as u64;
         if got < len {
-            return Err(ReadError::Truncated { offset: record_start });
+            return Err(ReadError::Truncated {
+                offset: record_start,
+            });
         }
         Ok(())
     }
 
     fn next_pcap(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
-        let Format::Pcap { endian, nanos, linktype, link } = self.format else { unreachable!() };
+        let Format::Pcap {
+            endian,
+            nanos,
+            linktype,
+            link,
+        } = self.format
+        else {
+            unreachable!()
+        };
         let start = self.offset;
         let mut h = [0u8; 16];
         match read_exact_or(&mut self.reader, &mut h, start, true) {
@@ -240,7 +271,13 @@ impl CaptureFile {
         }
         self.read_body(incl_len as usize, start)?;
         let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        Ok(Some(Packet { ts_ns, link: Some(link), linktype, data: &self.buf, orig_len }))
+        Ok(Some(Packet {
+            ts_ns,
+            link: Some(link),
+            linktype,
+            data: &self.buf,
+            orig_len,
+        }))
     }
 
     /// Reads a section header block whose type has already been consumed.
@@ -251,13 +288,22 @@ impl CaptureFile {
         let endian = match u32::from_le_bytes(h[4..8].try_into().unwrap()) {
             PCAPNG_BYTE_ORDER_MAGIC => Endian::Little,
             m if m.swap_bytes() == PCAPNG_BYTE_ORDER_MAGIC => Endian::Big,
-            _ => return Err(ReadError::Corrupt { offset: start, what: "bad pcapng byte-order magic".into() }),
+            _ => {
+                return Err(ReadError::Corrupt {
+                    offset: start,
+                    what: "bad pcapng byte-order magic".into(),
+                })
+            }
         };
         let total = endian.u32(&h[0..4]);
         check_block_len(total, 28, start)?;
         // Skip the rest of the header (versions, section length, options, trailer).
         self.read_body(total as usize - 12, start)?;
-        self.format = Format::PcapNg { endian, interfaces: vec![], last_ts_ns: 0 };
+        self.format = Format::PcapNg {
+            endian,
+            interfaces: vec![],
+            last_ts_ns: 0,
+        };
         Ok(())
     }
 
@@ -267,10 +313,14 @@ impl CaptureFile {
             let mut h = [0u8; 8];
             match read_exact_or(&mut self.reader, &mut h[..4], start, true) {
                 Ok(()) => self.offset += 4,
-                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Ok(None)
+                }
                 Err(e) => return Err(e),
             }
-            let Format::PcapNg { endian, .. } = self.format else { unreachable!() };
+            let Format::PcapNg { endian, .. } = self.format else {
+                unreachable!()
+            };
             let block_type = endian.u32(&h[0..4]);
             if block_type == PCAPNG_SHB {
                 self.read_section_header()?;
@@ -286,21 +336,34 @@ impl CaptureFile {
             self.read_body(total as usize - 8, start)?;
             let body_len = total as usize - 12;
             if endian.u32(&self.buf[body_len..]) != total {
-                return Err(ReadError::Corrupt { offset: start, what: "block length trailer does not match".into() });
+                return Err(ReadError::Corrupt {
+                    offset: start,
+                    what: "block length trailer does not match".into(),
+                });
             }
             match block_type {
                 PCAPNG_IDB => self.add_interface(endian, body_len, start)?,
                 PCAPNG_EPB | PCAPNG_PB_OBSOLETE | PCAPNG_SPB => {
-                    return self.pcapng_packet(block_type, endian, body_len, start).map(Some);
+                    return self
+                        .pcapng_packet(block_type, endian, body_len, start)
+                        .map(Some);
                 }
                 _ => {} // statistics, name resolution, custom blocks: nothing to meter
             }
         }
     }
 
-    fn add_interface(&mut self, endian: Endian, body_len: usize, start: u64) -> Result<(), ReadError> {
+    fn add_interface(
+        &mut self,
+        endian: Endian,
+        body_len: usize,
+        start: u64,
+    ) -> Result<(), ReadError> {
         if body_len < 8 {
-            return Err(ReadError::Corrupt { offset: start, what: "interface description block too short".into() });
+            return Err(ReadError::Corrupt {
+                offset: start,
+                what: "interface description block too short".into(),
+            });
         }
         let body = &self.buf[..body_len];
         let linktype = endian.u16(&body[0..2]) as u32;
@@ -338,7 +401,9 @@ impl CaptureFile {
         if resolution.finer_than_micros() {
             self.precision = TimePrecision::Nanos;
         }
-        let Format::PcapNg { interfaces, .. } = &mut self.format else { unreachable!() };
+        let Format::PcapNg { interfaces, .. } = &mut self.format else {
+            unreachable!()
+        };
         interfaces.push(Interface {
             linktype,
             link: LinkType::from_linktype(linktype),
@@ -349,25 +414,55 @@ impl CaptureFile {
         Ok(())
     }
 
-    fn pcapng_packet(&mut self, block_type: u32, endian: Endian, body_len: usize, start: u64) -> Result<Packet<'_>, ReadError> {
-        let Format::PcapNg { interfaces, last_ts_ns, .. } = &mut self.format else { unreachable!() };
+    fn pcapng_packet(
+        &mut self,
+        block_type: u32,
+        endian: Endian,
+        body_len: usize,
+        start: u64,
+    ) -> Result<Packet<'_>, ReadError> {
+        let Format::PcapNg {
+            interfaces,
+            last_ts_ns,
+            ..
+        } = &mut self.format
+        else {
+            unreachable!()
+        };
         let body = &self.buf[..body_len];
-        let corrupt = |what: &str| ReadError::Corrupt { offset: start, what: what.into() };
+        let corrupt = |what: &str| ReadError::Corrupt {
+            offset: start,
+            what: what.into(),
+        };
         let (iface_id, ts_units, data_at, caplen, orig_len) = match block_type {
             PCAPNG_EPB | PCAPNG_PB_OBSOLETE => {
                 if body.len() < 20 {
                     return Err(corrupt("packet block too short"));
                 }
-                let iface = if block_type == PCAPNG_EPB { endian.u32(&body[0..4]) } else { endian.u16(&body[0..2]) as u32 };
+                let iface = if block_type == PCAPNG_EPB {
+                    endian.u32(&body[0..4])
+                } else {
+                    endian.u16(&body[0..2]) as u32
+                };
                 let ts = ((endian.u32(&body[4..8]) as u64) << 32) | endian.u32(&body[8..12]) as u64;
-                (iface, Some(ts), 20, endian.u32(&body[12..16]) as usize, endian.u32(&body[16..20]))
+                (
+                    iface,
+                    Some(ts),
+                    20,
+                    endian.u32(&body[12..16]) as usize,
+                    endian.u32(&body[16..20]),
+                )
             }
             _ => {
                 if body.len() < 4 {
                     return Err(corrupt("simple packet block too short"));
                 }
                 let orig = endian.u32(&body[0..4]);
-                let snap = interfaces.first().map(|i| i.snaplen).filter(|&s| s > 0).unwrap_or(u32::MAX);
+                let snap = interfaces
+                    .first()
+                    .map(|i| i.snaplen)
+                    .filter(|&s| s > 0)
+                    .unwrap_or(u32::MAX);
                 let cap = (orig.min(snap) as usize).min(body.len() - 4);
                 (0, None, 4, cap, orig)
             }
@@ -380,27 +475,42 @@ impl CaptureFile {
         }
         let ts_ns = match ts_units {
             Some(units) => {
-                let ns = iface.resolution.to_ns(units) as i128 + iface.offset_secs as i128 * 1_000_000_000;
+                let ns = iface.resolution.to_ns(units) as i128
+                    + iface.offset_secs as i128 * 1_000_000_000;
                 ns.clamp(0, u64::MAX as i128) as u64
             }
             // Simple packet blocks carry no time: they inherit the previous packet's.
             None => *last_ts_ns,
         };
         *last_ts_ns = ts_ns;
-        Ok(Packet { ts_ns, link: iface.link, linktype: iface.linktype, data: &body[data_at..data_at + caplen], orig_len })
+        Ok(Packet {
+            ts_ns,
+            link: iface.link,
+            linktype: iface.linktype,
+            data: &body[data_at..data_at + caplen],
+            orig_len,
+        })
     }
 }
 
 fn check_block_len(total: u32, min: u32, offset: u64) -> Result<(), ReadError> {
     if total < min || total % 4 != 0 || total > MAX_BLOCK_LEN {
-        return Err(ReadError::Corrupt { offset, what: format!("bad block length {total}") });
+        return Err(ReadError::Corrupt {
+            offset,
+            what: format!("bad block length {total}"),
+        });
     }
     Ok(())
 }
 
 /// `read_exact` that reports a short read inside a record as truncation, and a short read at a
 /// record boundary (when `eof_ok`) as `UnexpectedEof` for the caller to treat as a clean end.
-fn read_exact_or(r: &mut impl Read, out: &mut [u8], offset: u64, eof_ok: bool) -> Result<(), ReadError> {
+fn read_exact_or(
+    r: &mut impl Read,
+    out: &mut [u8],
+    offset: u64,
+    eof_ok: bool,
+) -> Result<(), ReadError> {
     let mut got = 0;
     while got < out.len() {
         match r.read(&mut out[got..]) {

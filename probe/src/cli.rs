@@ -8,9 +8,12 @@ use std::time::Duration;
 /// Parses a duration with a unit: `500ms`, `15s`, `2m`, `1h`; a bare number means seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let bad = || format!("'{s}' is not a duration: write a number and a unit, e.g. 500ms, 15s, 2m, 1h");
+    let bad =
+        || format!("'{s}' is not a duration: write a number and a unit, e.g. 500ms, 15s, 2m, 1h");
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
@@ -61,6 +64,10 @@ pub struct ExportArgs {
     /// Re-send templates over UDP this often, so a collector started late can decode.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub template_refresh: Duration,
+    /// Most IPFIX messages per second (0: unlimited). UDP collectors lose what arrives faster
+    /// than they read; reading a file is far faster than any collector.
+    #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = 10_000)]
+    pub max_export_rate: u32,
 }
 
 /// How packets become flows.

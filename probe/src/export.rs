@@ -8,7 +8,9 @@
 use crate::report::{DestinationReport, ExportReport};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use ipfix_export::{Destination, EncoderConfig, FlowRecord, MessageEncoder, TimePrecision, UdpSender};
+use ipfix_export::{
+    Destination, EncoderConfig, FlowRecord, MessageEncoder, Pacer, TimePrecision, UdpSender,
+};
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,18 +24,27 @@ pub struct ExportConfig {
     pub encoder: EncoderConfig,
     pub destinations: Vec<Destination>,
     pub print_json: bool,
+    /// Most messages per second towards the collectors (`None`: unlimited).
+    pub max_messages_per_sec: Option<u32>,
 }
 
 /// Starts the exporter thread. It runs until every sender of `rx` is dropped, then flushes and
 /// returns its report.
-pub fn spawn(cfg: ExportConfig, rx: Receiver<Vec<FlowRecord>>) -> Result<std::thread::JoinHandle<ExportReport>> {
+pub fn spawn(
+    cfg: ExportConfig,
+    rx: Receiver<Vec<FlowRecord>>,
+) -> Result<std::thread::JoinHandle<ExportReport>> {
     let mut encoder = MessageEncoder::new(cfg.encoder.clone()).context("--mtu")?;
     let mut senders = Vec::new();
     for d in &cfg.destinations {
         let Destination::Udp(addr) = d;
-        senders.push(UdpSender::connect(*addr).with_context(|| format!("cannot open a UDP socket towards {d}"))?);
+        senders.push(
+            UdpSender::connect(*addr)
+                .with_context(|| format!("cannot open a UDP socket towards {d}"))?,
+        );
     }
     let print_json = cfg.print_json;
+    let mut pacer = Pacer::new(cfg.max_messages_per_sec);
     std::thread::Builder::new()
         .name("exporter".into())
         .spawn(move || {
@@ -47,7 +58,7 @@ pub fn spawn(cfg: ExportConfig, rx: Receiver<Vec<FlowRecord>>) -> Result<std::th
                         let now = unix_secs();
                         for rec in &batch {
                             if !senders.is_empty() {
-                                encoder.push(rec, now, |m| send_all(&mut senders, m));
+                                encoder.push(rec, now, |m| send_all(&mut senders, &mut pacer, m));
                             }
                             if print_json && !json_failed {
                                 if let Err(e) = write_json(&mut json, rec) {
@@ -60,7 +71,7 @@ pub fn spawn(cfg: ExportConfig, rx: Receiver<Vec<FlowRecord>>) -> Result<std::th
                         }
                     }
                     Err(RecvTimeoutError::Timeout) if !senders.is_empty() => {
-                        encoder.flush(unix_secs(), |m| send_all(&mut senders, m))
+                        encoder.flush(unix_secs(), |m| send_all(&mut senders, &mut pacer, m))
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -68,7 +79,7 @@ pub fn spawn(cfg: ExportConfig, rx: Receiver<Vec<FlowRecord>>) -> Result<std::th
             }
             // Without a collector there is nothing to flush to; with one, the last message.
             if !senders.is_empty() {
-                encoder.flush(unix_secs(), |m| send_all(&mut senders, m));
+                encoder.flush(unix_secs(), |m| send_all(&mut senders, &mut pacer, m));
             }
             let _ = json.flush();
             ExportReport {
@@ -83,7 +94,8 @@ pub fn spawn(cfg: ExportConfig, rx: Receiver<Vec<FlowRecord>>) -> Result<std::th
         .context("cannot start the exporter thread")
 }
 
-fn send_all(senders: &mut [UdpSender], msg: &[u8]) {
+fn send_all(senders: &mut [UdpSender], pacer: &mut Pacer, msg: &[u8]) {
+    pacer.wait();
     for s in senders.iter_mut() {
         if let Some(e) = s.send(msg) {
             eprintln!(
@@ -95,7 +107,10 @@ fn send_all(senders: &mut [UdpSender], msg: &[u8]) {
 }
 
 fn unix_secs() -> u32 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
 }
 
 /// One record as a JSON line, keyed by IANA element names.
@@ -106,8 +121,14 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
         IpAddr::V6(_) => ("sourceIPv6Address", "destinationIPv6Address"),
     };
     use serde_json::Value;
-    obj.insert("flowStartMilliseconds".into(), Value::from(r.start_ns / 1_000_000));
-    obj.insert("flowEndMilliseconds".into(), Value::from(r.end_ns / 1_000_000));
+    obj.insert(
+        "flowStartMilliseconds".into(),
+        Value::from(r.start_ns / 1_000_000),
+    );
+    obj.insert(
+        "flowEndMilliseconds".into(),
+        Value::from(r.end_ns / 1_000_000),
+    );
     if r.time_precision == TimePrecision::Nanos {
         obj.insert("flowStartNanoseconds".into(), Value::from(r.start_ns));
         obj.insert("flowEndNanoseconds".into(), Value::from(r.end_ns));
@@ -117,7 +138,10 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
     obj.insert("sourceTransportPort".into(), Value::from(r.src_port));
     obj.insert("destinationTransportPort".into(), Value::from(r.dst_port));
     obj.insert("protocolIdentifier".into(), Value::from(r.protocol));
-    obj.insert("ipVersion".into(), Value::from(if r.src_addr.is_ipv6() { 6 } else { 4 }));
+    obj.insert(
+        "ipVersion".into(),
+        Value::from(if r.src_addr.is_ipv6() { 6 } else { 4 }),
+    );
     obj.insert("packetDeltaCount".into(), Value::from(r.packets));
     obj.insert("octetDeltaCount".into(), Value::from(r.octets));
     obj.insert("tcpControlBits".into(), Value::from(r.tcp_flags));
@@ -133,14 +157,23 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
         obj.insert("vlanId".into(), Value::from(r.vlan_id));
     }
     if r.customer_vlan_id != 0 {
-        obj.insert("dot1qCustomerVlanId".into(), Value::from(r.customer_vlan_id));
+        obj.insert(
+            "dot1qCustomerVlanId".into(),
+            Value::from(r.customer_vlan_id),
+        );
     }
     if r.mpls_top_label != [0; 3] {
         let m = r.mpls_top_label;
-        obj.insert("mplsTopLabelStackSection".into(), Value::from(format!("{:02x}{:02x}{:02x}", m[0], m[1], m[2])));
+        obj.insert(
+            "mplsTopLabelStackSection".into(),
+            Value::from(format!("{:02x}{:02x}{:02x}", m[0], m[1], m[2])),
+        );
     }
     let mac = |m: [u8; 6]| {
-        format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     };
     obj.insert("sourceMacAddress".into(), Value::from(mac(r.src_mac)));
     obj.insert("destinationMacAddress".into(), Value::from(mac(r.dst_mac)));

@@ -49,7 +49,11 @@ fn run(cli: Cli) -> Result<i32> {
                     .with_context(|| format!("cannot write --stats-json {}", path.display()))?;
             }
             // Exit 2 when some input could not be read completely, like tshark; the books say which.
-            Ok(if report.files.iter().any(|f| f.error.is_some()) { 2 } else { 0 })
+            Ok(if report.files.iter().any(|f| f.error.is_some()) {
+                2
+            } else {
+                0
+            })
         }
     }
 }

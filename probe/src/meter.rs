@@ -45,7 +45,10 @@ pub struct FragmentConfig {
 
 impl Default for FragmentConfig {
     fn default() -> Self {
-        FragmentConfig { capacity: 4096, timeout_ns: 30_000_000_000 }
+        FragmentConfig {
+            capacity: 4096,
+            timeout_ns: 30_000_000_000,
+        }
     }
 }
 
@@ -102,7 +105,8 @@ impl Meter {
         match wire::decode_frame(link, frame, &mut self.summary) {
             Ok(()) => {
                 if let Some(frag) = self.summary.fragment {
-                    self.fragments.process(frag, &mut self.summary, self.clock_ns);
+                    self.fragments
+                        .process(frag, &mut self.summary, self.clock_ns);
                 }
                 self.cache.update(&self.summary, ts_ns, &mut self.records);
                 self.books.metered += 1;

@@ -39,6 +39,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         },
         destinations: args.export.ipfix.clone(),
         print_json: args.export.print == Some(PrintFormat::Json),
+        max_messages_per_sec: Some(args.export.max_export_rate),
     };
     let (tx, rx) = crossbeam_channel::bounded(64);
     let exporter = export::spawn(export_cfg, rx)?;
@@ -51,7 +52,11 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             Ok(cf) => cf,
             Err(e) => {
                 eprintln!("probe: {shown}: {e}; skipping this file");
-                files.push(FileReport { path: shown, frames: 0, error: Some(e.to_string()) });
+                files.push(FileReport {
+                    path: shown,
+                    frames: 0,
+                    error: Some(e.to_string()),
+                });
                 continue;
             }
         };
@@ -78,15 +83,23 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             }
             meter.set_time_precision(cf.time_precision());
             if meter.pending() >= BATCH {
-                tx.send(meter.take_records()).context("the exporter thread stopped")?;
+                tx.send(meter.take_records())
+                    .context("the exporter thread stopped")?;
             }
         };
-        files.push(FileReport { path: shown, frames, error });
+        files.push(FileReport {
+            path: shown,
+            frames,
+            error,
+        });
     }
     meter.finish();
-    tx.send(meter.take_records()).context("the exporter thread stopped")?;
+    tx.send(meter.take_records())
+        .context("the exporter thread stopped")?;
     drop(tx);
-    let export = exporter.join().map_err(|_| anyhow::anyhow!("the exporter thread panicked"))?;
+    let export = exporter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the exporter thread panicked"))?;
     Ok(RunReport {
         files,
         frames: meter.books(),

@@ -43,10 +43,14 @@ pub struct RunReport {
 impl RunReport {
     pub fn to_json(&self) -> Value {
         let f = &self.frames;
-        let filtered: serde_json::Map<String, Value> =
-            FilterReason::ALL.iter().map(|r| (r.name().to_string(), json!(f.filtered_by(*r)))).collect();
-        let malformed: serde_json::Map<String, Value> =
-            MalformedReason::ALL.iter().map(|r| (r.name().to_string(), json!(f.malformed_by(*r)))).collect();
+        let filtered: serde_json::Map<String, Value> = FilterReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), json!(f.filtered_by(*r))))
+            .collect();
+        let malformed: serde_json::Map<String, Value> = MalformedReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), json!(f.malformed_by(*r))))
+            .collect();
         let e = &self.export;
         json!({
             "files": self.files.iter().map(|x| json!({"path": x.path, "frames": x.frames, "error": x.error})).collect::<Vec<_>>(),
@@ -97,7 +101,11 @@ impl RunReport {
             f.metered,
             f.filtered_total(),
             f.malformed_total(),
-            if f.balanced() { "" } else { "  (BOOKS DO NOT BALANCE: please report a bug)" }
+            if f.balanced() {
+                ""
+            } else {
+                "  (BOOKS DO NOT BALANCE: please report a bug)"
+            }
         );
         let reasons: Vec<String> = FilterReason::ALL
             .iter()
@@ -138,7 +146,10 @@ impl RunReport {
             e.encoder.records, e.encoder.messages, e.encoder.octets
         );
         for d in &e.destinations {
-            s += &format!("; {}: {} sent, {} lost", d.url, d.stats.messages_sent, d.stats.messages_lost);
+            s += &format!(
+                "; {}: {} sent, {} lost",
+                d.url, d.stats.messages_sent, d.stats.messages_lost
+            );
         }
         if e.json_records > 0 {
             s += &format!("; {} JSON lines", e.json_records);

@@ -1,1 +1,64 @@
-//! Helpers for end-to-end tests.
+//! Helpers for the end-to-end tests: writing captures, crafting traffic with etherparse (an
+//! implementation independent of ours), running the probe, and reading the results back
+//! through real tools: nfcapd/nfdump, tshark and ipfixrw.
+
+pub mod capture;
+pub mod collector;
+pub mod craft;
+pub mod tools;
+
+use std::path::PathBuf;
+
+/// The probe binary under test: `$PROBE_BIN`, or the workspace's release/debug build.
+pub fn probe_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PROBE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = workspace_root();
+    for profile in ["release", "debug"] {
+        let p = root.join("target").join(profile).join("probe");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("no probe binary: run `cargo build --release -p probe` or set PROBE_BIN (cargo xtask test does both)");
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The shared real-world captures, when this machine has them (`$PROBE_SHARED_PCAPS` or
+/// `../shared/pcaps` beside the workspace).
+pub fn shared_pcaps() -> Option<PathBuf> {
+    let p = std::env::var("PROBE_SHARED_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("../shared/pcaps"));
+    p.join("INDEX.md").exists().then_some(p)
+}
+
+/// A scratch directory removed on drop, unique per test.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("probe-e2e-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

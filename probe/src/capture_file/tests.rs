@@ -17,10 +17,26 @@ fn tmp(name: &str, bytes: &[u8]) -> Tmp {
 }
 
 fn pcap(big: bool, nanos: bool, linktype: u32, pkts: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut f = vec![];
-    f.extend_from_slice(&w32(if nanos { PCAP_MAGIC_NANOS } else { PCAP_MAGIC_MICROS }));
+    f.extend_from_slice(&w32(if nanos {
+        PCAP_MAGIC_NANOS
+    } else {
+        PCAP_MAGIC_MICROS
+    }));
     f.extend_from_slice(&w16(2));
     f.extend_from_slice(&w16(4));
     f.extend_from_slice(&[0; 8]);
@@ -67,20 +83,34 @@ fn pcap_all_magics_and_byte_orders() {
 
 #[test]
 fn truncated_pcap_returns_complete_records_then_the_error() {
-    let mut bytes = pcap(false, false, 1, &[(1, 0, &[1; 10], 10), (2, 0, &[2; 10], 10)]);
+    let mut bytes = pcap(
+        false,
+        false,
+        1,
+        &[(1, 0, &[1; 10], 10), (2, 0, &[2; 10], 10)],
+    );
     bytes.truncate(bytes.len() - 3);
     let t = tmp("trunc", &bytes);
     let (pkts, err) = read_all(&t.0);
     assert_eq!(pkts.len(), 1);
-    assert!(matches!(err, Some(ReadError::Truncated { offset: 50 })), "{err:?}");
+    assert!(
+        matches!(err, Some(ReadError::Truncated { offset: 50 })),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn unsupported_link_type_and_garbage_are_refused_at_open() {
     let t = tmp("wpan", &pcap(false, false, 195, &[]));
-    assert!(matches!(CaptureFile::open(&t.0), Err(ReadError::UnsupportedLinkType(195))));
+    assert!(matches!(
+        CaptureFile::open(&t.0),
+        Err(ReadError::UnsupportedLinkType(195))
+    ));
     let t = tmp("junk", b"hello world, not a capture");
-    assert!(matches!(CaptureFile::open(&t.0), Err(ReadError::NotACapture(_))));
+    assert!(matches!(
+        CaptureFile::open(&t.0),
+        Err(ReadError::NotACapture(_))
+    ));
     let mut huge = pcap(false, false, 1, &[]);
     huge.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
     let t = tmp("huge", &huge);
@@ -89,7 +119,13 @@ fn unsupported_link_type_and_garbage_are_refused_at_open() {
 }
 
 fn block(big: bool, ty: u32, body: &[u8]) -> Vec<u8> {
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut padded = body.to_vec();
     while padded.len() % 4 != 0 {
         padded.push(0);
@@ -103,8 +139,20 @@ fn block(big: bool, ty: u32, body: &[u8]) -> Vec<u8> {
 }
 
 fn pcapng(big: bool, tsresol: Option<u8>, linktype: u16, ts_units: u64, data: &[u8]) -> Vec<u8> {
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut shb = w32(PCAPNG_BYTE_ORDER_MAGIC).to_vec();
     shb.extend_from_slice(&w16(1));
     shb.extend_from_slice(&w16(0));
@@ -137,19 +185,45 @@ fn pcapng(big: bool, tsresol: Option<u8>, linktype: u16, ts_units: u64, data: &[
 #[test]
 fn pcapng_resolutions_byte_orders_and_blocks() {
     let cases = [
-        (None, 1_700_000_000_123_456u64, 1_700_000_000_123_456_000u64, TimePrecision::Micros),
-        (Some(9), 1_700_000_000_123_456_789, 1_700_000_000_123_456_789, TimePrecision::Nanos),
-        (Some(3), 1_700_000_000_123, 1_700_000_000_123_000_000, TimePrecision::Micros),
-        (Some(0x80 | 10), 1_700_000_000u64 << 10 | 512, 1_700_000_000_500_000_000, TimePrecision::Micros),
+        (
+            None,
+            1_700_000_000_123_456u64,
+            1_700_000_000_123_456_000u64,
+            TimePrecision::Micros,
+        ),
+        (
+            Some(9),
+            1_700_000_000_123_456_789,
+            1_700_000_000_123_456_789,
+            TimePrecision::Nanos,
+        ),
+        (
+            Some(3),
+            1_700_000_000_123,
+            1_700_000_000_123_000_000,
+            TimePrecision::Micros,
+        ),
+        (
+            Some(0x80 | 10),
+            1_700_000_000u64 << 10 | 512,
+            1_700_000_000_500_000_000,
+            TimePrecision::Micros,
+        ),
     ];
     for big in [false, true] {
         for (res, units, want, precision) in cases {
-            let t = tmp(&format!("ng{big}{res:?}"), &pcapng(big, res, 101, units, &[0x45, 0, 0]));
+            let t = tmp(
+                &format!("ng{big}{res:?}"),
+                &pcapng(big, res, 101, units, &[0x45, 0, 0]),
+            );
             let (pkts, err) = read_all(&t.0);
             assert!(err.is_none(), "{err:?}");
             assert_eq!(pkts.len(), 2);
             assert_eq!(pkts[0], (want, vec![0x45, 0, 0], Some(LinkType::RawIp)));
-            assert_eq!(pkts[1].0, want, "simple packet block inherits the last time");
+            assert_eq!(
+                pkts[1].0, want,
+                "simple packet block inherits the last time"
+            );
             // Interfaces are learned as their blocks are read, so ask after the first packet.
             let mut cf = CaptureFile::open(&t.0).unwrap();
             cf.next_packet().unwrap();

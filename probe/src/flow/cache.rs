@@ -62,7 +62,11 @@ pub struct CacheStats {
 
 impl CacheStats {
     pub fn records_exported(&self) -> u64 {
-        self.idle_timeout + self.active_timeout + self.end_of_flow + self.forced_end + self.lack_of_resources
+        self.idle_timeout
+            + self.active_timeout
+            + self.end_of_flow
+            + self.forced_end
+            + self.lack_of_resources
     }
 }
 
@@ -74,7 +78,10 @@ struct Link {
     next: u32,
 }
 
-const UNLINKED: Link = Link { prev: NIL, next: NIL };
+const UNLINKED: Link = Link {
+    prev: NIL,
+    next: NIL,
+};
 
 #[derive(Clone, Copy, Debug)]
 struct List {
@@ -84,7 +91,10 @@ struct List {
     tail: u32,
 }
 
-const EMPTY: List = List { head: NIL, tail: NIL };
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Queue {
@@ -236,7 +246,14 @@ impl FlowCache {
         }
     }
 
-    fn insert(&mut self, key: FlowKey, hash: u64, s: &FrameSummary, now_ns: u64, out: &mut Vec<FlowRecord>) -> u32 {
+    fn insert(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        s: &FrameSummary,
+        now_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> u32 {
         if self.index.len() >= self.cfg.max_flows {
             let victim = self.least_recently_seen();
             if victim != NIL {
@@ -273,7 +290,8 @@ impl FlowCache {
         self.push_front(Thread::Recency, Queue::Idle, idx);
         self.push_front(Thread::Age, Queue::Idle, idx);
         let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index.insert_unique(hash, idx, |&i| hasher.hash_one(nodes[i as usize].key));
+        self.index
+            .insert_unique(hash, idx, |&i| hasher.hash_one(nodes[i as usize].key));
         self.stats.flows_created += 1;
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
         idx
@@ -297,7 +315,10 @@ impl FlowCache {
         let rev = self.nodes[idx as usize].key.reversed();
         let hash = self.hasher.hash_one(rev);
         let nodes = &self.nodes;
-        let rev_idx = self.index.find(hash, |&i| nodes[i as usize].key == rev).copied();
+        let rev_idx = self
+            .index
+            .find(hash, |&i| nodes[i as usize].key == rev)
+            .copied();
         if flags & TCP_RST != 0 {
             self.move_to_ending(idx);
             if let Some(r) = rev_idx {
@@ -375,7 +396,10 @@ impl FlowCache {
         self.unlink(Thread::Age, queue, idx);
         let n = &mut self.nodes[idx as usize];
         n.queue = Queue::Free;
-        n.recency = Link { prev: NIL, next: self.free };
+        n.recency = Link {
+            prev: NIL,
+            next: self.free,
+        };
         self.free = idx;
     }
 
@@ -398,7 +422,10 @@ impl FlowCache {
 
     fn push_front(&mut self, thread: Thread, queue: Queue, idx: u32) {
         let old_head = self.list(thread, queue).head;
-        *self.link(thread, idx) = Link { prev: NIL, next: old_head };
+        *self.link(thread, idx) = Link {
+            prev: NIL,
+            next: old_head,
+        };
         if old_head != NIL {
             self.link(thread, old_head).prev = idx;
         }
@@ -448,7 +475,10 @@ mod tests {
     }
 
     fn cache() -> FlowCache {
-        FlowCache::new(CacheConfig { max_flows: 3, ..Default::default() })
+        FlowCache::new(CacheConfig {
+            max_flows: 3,
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -480,16 +510,28 @@ mod tests {
             c.expire(t * S, &mut out);
             c.update(&pkt(3, 3, 4, 4, 0, 100), t * S, &mut out);
         }
-        let idle: Vec<_> = out.iter().filter(|r| r.end_reason == EndReason::IdleTimeout).collect();
+        let idle: Vec<_> = out
+            .iter()
+            .filter(|r| r.end_reason == EndReason::IdleTimeout)
+            .collect();
         assert_eq!(idle.len(), 1);
         assert_eq!(idle[0].src_port, 1);
-        let active: Vec<_> = out.iter().filter(|r| r.end_reason == EndReason::ActiveTimeout).collect();
+        let active: Vec<_> = out
+            .iter()
+            .filter(|r| r.end_reason == EndReason::ActiveTimeout)
+            .collect();
         assert_eq!(active.len(), 1);
         // The first delta covers 0..50 s (six packets); the packet at 60 s starts the next one.
-        assert_eq!((active[0].packets, active[0].start_ns, active[0].end_ns), (6, 0, 50 * S));
+        assert_eq!(
+            (active[0].packets, active[0].start_ns, active[0].end_ns),
+            (6, 0, 50 * S)
+        );
         c.finish(&mut out);
         let rest = out.last().unwrap();
-        assert_eq!((rest.packets, rest.start_ns, rest.end_reason), (2, 60 * S, EndReason::ForcedEnd));
+        assert_eq!(
+            (rest.packets, rest.start_ns, rest.end_reason),
+            (2, 60 * S, EndReason::ForcedEnd)
+        );
     }
 
     #[test]
@@ -505,7 +547,9 @@ mod tests {
         assert!(out.is_empty(), "grace not over yet");
         c.expire(8 * S, &mut out);
         assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|r| r.end_reason == EndReason::EndOfFlowDetected));
+        assert!(out
+            .iter()
+            .all(|r| r.end_reason == EndReason::EndOfFlowDetected));
         assert_eq!(out.iter().find(|r| r.dst_port == 80).unwrap().packets, 2);
 
         out.clear();
@@ -513,7 +557,9 @@ mod tests {
         c.update(&pkt(2, 80, 1, 2000, 0x04, 40), 10 * S, &mut out); // RST from server
         c.expire(12 * S, &mut out);
         assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|r| r.end_reason == EndReason::EndOfFlowDetected));
+        assert!(out
+            .iter()
+            .all(|r| r.end_reason == EndReason::EndOfFlowDetected));
     }
 
     #[test]
@@ -527,20 +573,34 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].end_reason, EndReason::LackOfResources);
         // Flow 1 was created first but seen again at t=4: flow 2 is the least recently seen.
-        assert_eq!(out[0].src_addr, "10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(
+            out[0].src_addr,
+            "10.0.0.2".parse::<std::net::IpAddr>().unwrap()
+        );
         assert_eq!(c.len(), 3);
         assert_eq!(c.stats().lack_of_resources, 1);
     }
 
     #[test]
     fn slots_are_reused_and_lists_stay_consistent_under_churn() {
-        let mut c = FlowCache::new(CacheConfig { max_flows: 64, idle_timeout_ns: 50, ..Default::default() });
+        let mut c = FlowCache::new(CacheConfig {
+            max_flows: 64,
+            idle_timeout_ns: 50,
+            ..Default::default()
+        });
         let mut out = vec![];
         let mut x: u32 = 12345;
         let mut sent = 0u64;
         for t in 0..100_000u64 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let p = pkt((x >> 8) as u8, (x >> 16) as u16 % 200, 1, 80, [0, 0x01, 0x04, 0x10][(x & 3) as usize], 40);
+            let p = pkt(
+                (x >> 8) as u8,
+                (x >> 16) as u16 % 200,
+                1,
+                80,
+                [0, 0x01, 0x04, 0x10][(x & 3) as usize],
+                40,
+            );
             c.expire(t, &mut out);
             c.update(&p, t, &mut out);
             sent += 1;
@@ -554,6 +614,10 @@ mod tests {
     #[test]
     fn node_stays_small() {
         // The memory target is 200 bytes per flow, index included.
-        assert!(std::mem::size_of::<Node>() <= 120, "{}", std::mem::size_of::<Node>());
+        assert!(
+            std::mem::size_of::<Node>() <= 120,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
     }
 }

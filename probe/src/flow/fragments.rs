@@ -68,7 +68,12 @@ impl FragmentTable {
             self.purge(now_ns);
             self.next_purge_ns = now_ns + self.timeout_ns / 2;
         }
-        let key = FragKey { src: s.src_addr, dst: s.dst_addr, id: frag.id, protocol: s.protocol };
+        let key = FragKey {
+            src: s.src_addr,
+            dst: s.dst_addr,
+            id: frag.id,
+            protocol: s.protocol,
+        };
         if frag.first {
             if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
                 self.purge(now_ns);
@@ -88,7 +93,11 @@ impl FragmentTable {
             );
             return;
         }
-        let entry = if frag.more { self.map.get_mut(&key).map(|e| *e) } else { self.map.remove(&key) };
+        let entry = if frag.more {
+            self.map.get_mut(&key).map(|e| *e)
+        } else {
+            self.map.remove(&key)
+        };
         match entry {
             Some(e) => {
                 s.src_port = e.src_port;
@@ -123,7 +132,11 @@ mod tests {
     use super::*;
 
     fn frag(id: u32, first: bool, more: bool) -> (Fragment, FrameSummary) {
-        let mut s = FrameSummary { protocol: 17, ip_version: 4, ..Default::default() };
+        let mut s = FrameSummary {
+            protocol: 17,
+            ip_version: 4,
+            ..Default::default()
+        };
         s.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
         if first {
             s.src_port = 1000;
@@ -147,7 +160,15 @@ mod tests {
         let (f, mut dup) = frag(1, false, false);
         t.process(f, &mut dup, 3);
         assert_eq!(dup.dst_port, 0);
-        assert_eq!(t.stats(), FragmentStats { fragments: 4, unmatched: 1, table_full: 0, expired: 0 });
+        assert_eq!(
+            t.stats(),
+            FragmentStats {
+                fragments: 4,
+                unmatched: 1,
+                table_full: 0,
+                expired: 0
+            }
+        );
     }
 
     #[test]

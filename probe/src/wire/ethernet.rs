@@ -52,7 +52,10 @@ impl<'a> EthernetFrame<'a> {
         m
     }
     pub fn ethertype(&self) -> u16 {
-        u16::from_be_bytes([self.buf[field::ETHERTYPE.start], self.buf[field::ETHERTYPE.start + 1]])
+        u16::from_be_bytes([
+            self.buf[field::ETHERTYPE.start],
+            self.buf[field::ETHERTYPE.start + 1],
+        ])
     }
     pub fn payload(&self) -> &'a [u8] {
         &self.buf[field::HEADER_LEN..]
@@ -103,7 +106,10 @@ pub fn decode_ethertype_chain<'a>(
 
 /// Walks an MPLS label stack to its bottom entry and guesses the payload from its first nibble,
 /// as every MPLS-aware probe must (the stack does not say what it carries).
-fn decode_mpls<'a>(mut payload: &'a [u8], out: &mut FrameSummary) -> Result<Network<'a>, NotMetered> {
+fn decode_mpls<'a>(
+    mut payload: &'a [u8],
+    out: &mut FrameSummary,
+) -> Result<Network<'a>, NotMetered> {
     for depth in 0..MAX_MPLS_LABELS {
         if payload.len() < field::MPLS_ENTRY_LEN {
             return Err(MalformedReason::TruncatedLink.into());

@@ -103,7 +103,11 @@ pub fn decode_ipv4(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered>
     let offset = ip.fragment_offset();
     let more = ip.more_fragments();
     if offset != 0 || more {
-        out.fragment = Some(Fragment { id: be16(buf, v4::IDENT) as u32, first: offset == 0, more });
+        out.fragment = Some(Fragment {
+            id: be16(buf, v4::IDENT) as u32,
+            first: offset == 0,
+            more,
+        });
         if offset != 0 {
             // Only the first fragment carries the transport header.
             return Ok(());
@@ -129,7 +133,11 @@ pub fn decode_ipv6(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered>
     out.ttl = buf[v6::HOP_LIMIT];
     let payload_len = be16(buf, v6::PAYLOAD_LEN) as usize;
     // A zero payload length is a jumbogram (RFC 2675) or a lie; count what was captured.
-    let stated = if payload_len == 0 { buf.len() - v6::HEADER_LEN } else { payload_len };
+    let stated = if payload_len == 0 {
+        buf.len() - v6::HEADER_LEN
+    } else {
+        payload_len
+    };
     out.ip_octets = (v6::HEADER_LEN + stated) as u32;
 
     let end = (v6::HEADER_LEN + stated).min(buf.len());
@@ -174,7 +182,11 @@ pub fn decode_ipv6(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered>
             // An atomic fragment (offset 0, no more) is a whole datagram: meter it normally.
             if offset != 0 || more {
                 let id = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
-                out.fragment = Some(Fragment { id, first: offset == 0, more });
+                out.fragment = Some(Fragment {
+                    id,
+                    first: offset == 0,
+                    more,
+                });
                 if offset != 0 {
                     out.protocol = next;
                     return Ok(());

@@ -120,7 +120,11 @@ pub fn decode_link<'a>(
                 u32::from_be_bytes(raw)
             } else {
                 let le = u32::from_le_bytes(raw);
-                if le <= 0xffff { le } else { u32::from_be_bytes(raw) }
+                if le <= 0xffff {
+                    le
+                } else {
+                    u32::from_be_bytes(raw)
+                }
             };
             let payload = &frame[4..];
             if family == AF_INET {

@@ -100,8 +100,11 @@ pub enum MalformedReason {
 }
 
 impl FilterReason {
-    pub const ALL: [FilterReason; 3] =
-        [FilterReason::NonIp, FilterReason::MplsNonIp, FilterReason::UnsupportedLinkType];
+    pub const ALL: [FilterReason; 3] = [
+        FilterReason::NonIp,
+        FilterReason::MplsNonIp,
+        FilterReason::UnsupportedLinkType,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             FilterReason::NonIp => "non_ip",
@@ -152,7 +155,11 @@ impl From<FilterReason> for NotMetered {
 
 /// Decodes one frame of `link` type into `out` (which is reset first).
 #[inline]
-pub fn decode_frame(link: LinkType, frame: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered> {
+pub fn decode_frame(
+    link: LinkType,
+    frame: &[u8],
+    out: &mut FrameSummary,
+) -> Result<(), NotMetered> {
     *out = FrameSummary::default();
     let (ethertype, payload) = link::decode_link(link, frame, out)?;
     let payload = ethernet::decode_ethertype_chain(ethertype, payload, out)?;

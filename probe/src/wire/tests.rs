@@ -14,9 +14,9 @@ fn decode(link: LinkType, frame: &[u8]) -> Result<FrameSummary, NotMetered> {
 }
 
 fn tcp_v4(flags_syn: bool, payload: usize) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 61).tcp(
-        40000, 443, 1, 1024,
-    );
+    let b = PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 61)
+        .tcp(40000, 443, 1, 1024);
     let b = if flags_syn { b.syn() } else { b.ack(7).psh() };
     let mut v = vec![];
     b.write(&mut v, &vec![0u8; payload]).unwrap();
@@ -31,7 +31,10 @@ fn ethernet_ipv4_tcp() {
     assert_eq!(s.ip_version, 4);
     assert_eq!(&s.src_addr[..4], &[10, 0, 0, 1]);
     assert_eq!(&s.src_addr[4..], &[0; 12]);
-    assert_eq!((s.src_port, s.dst_port, s.protocol, s.ttl), (40000, 443, 6, 61));
+    assert_eq!(
+        (s.src_port, s.dst_port, s.protocol, s.ttl),
+        (40000, 443, 6, 61)
+    );
     assert_eq!(s.tcp_flags, 0x02);
     assert_eq!(s.ip_octets, 20 + 20 + 100);
     assert_eq!(s.fragment, None);
@@ -51,13 +54,20 @@ fn qinq_and_single_vlan() {
     let mut v = vec![];
     PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
         .double_vlan(VlanId::try_new(100).unwrap(), VlanId::try_new(7).unwrap())
-        .ipv6([0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0xfe; 16], 9)
+        .ipv6(
+            [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfe; 16],
+            9,
+        )
         .udp(5353, 53)
         .write(&mut v, &[1, 2, 3])
         .unwrap();
     let s = decode(LinkType::Ethernet, &v).unwrap();
     assert_eq!((s.vlan_id, s.customer_vlan_id), (100, 7));
-    assert_eq!((s.ip_version, s.protocol, s.src_port, s.dst_port), (6, 17, 5353, 53));
+    assert_eq!(
+        (s.ip_version, s.protocol, s.src_port, s.dst_port),
+        (6, 17, 5353, 53)
+    );
     assert_eq!(s.ip_octets, 40 + 8 + 3);
 
     let mut v = vec![];
@@ -69,7 +79,10 @@ fn qinq_and_single_vlan() {
         .unwrap();
     let s = decode(LinkType::Ethernet, &v).unwrap();
     assert_eq!((s.vlan_id, s.customer_vlan_id), (42, 0));
-    assert_eq!((s.protocol, s.icmp_type_code, s.dst_port, s.src_port), (1, 0x0800, 0x0800, 0));
+    assert_eq!(
+        (s.protocol, s.icmp_type_code, s.dst_port, s.src_port),
+        (1, 0x0800, 0x0800, 0)
+    );
 }
 
 #[test]
@@ -87,7 +100,10 @@ fn old_qinq_tpid_and_too_many_tags() {
         f.extend_from_slice(&[0x81, 0x00, 0x00, 0x01]);
     }
     f.extend_from_slice(&inner[12..]);
-    assert_eq!(decode(LinkType::Ethernet, &f), Err(MalformedReason::TooManyVlanTags.into()));
+    assert_eq!(
+        decode(LinkType::Ethernet, &f),
+        Err(MalformedReason::TooManyVlanTags.into())
+    );
 }
 
 #[test]
@@ -105,7 +121,10 @@ fn mpls_stack_to_ipv4() {
     // A pseudowire control word after the stack is not IP.
     let mut pw = inner[..12].to_vec();
     pw.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x01, 0x40, 0x00, 0x00, 0x00, 0x00]);
-    assert_eq!(decode(LinkType::Ethernet, &pw), Err(FilterReason::MplsNonIp.into()));
+    assert_eq!(
+        decode(LinkType::Ethernet, &pw),
+        Err(FilterReason::MplsNonIp.into())
+    );
 }
 
 #[test]
@@ -114,10 +133,16 @@ fn non_ip_is_filtered_not_malformed() {
     arp.extend_from_slice(&SRC_MAC);
     arp.extend_from_slice(&[0x08, 0x06]);
     arp.extend_from_slice(&[0; 28]);
-    assert_eq!(decode(LinkType::Ethernet, &arp), Err(FilterReason::NonIp.into()));
+    assert_eq!(
+        decode(LinkType::Ethernet, &arp),
+        Err(FilterReason::NonIp.into())
+    );
     // 802.3 length field (LLC, spanning tree)
     arp[12..14].copy_from_slice(&[0x00, 0x26]);
-    assert_eq!(decode(LinkType::Ethernet, &arp), Err(FilterReason::NonIp.into()));
+    assert_eq!(
+        decode(LinkType::Ethernet, &arp),
+        Err(FilterReason::NonIp.into())
+    );
 }
 
 fn ipv4_header(total_len: u16, ihl: u8, proto: u8, id: u16, flags_frag: u16) -> Vec<u8> {
@@ -136,29 +161,58 @@ fn ipv4_options_fragments_and_bad_headers() {
     let mut p = ipv4_header(24 + 8 + 4, 6, 17, 9, 0);
     p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4]);
     let s = decode(LinkType::RawIp, &p).unwrap();
-    assert_eq!((s.src_port, s.dst_port, s.ip_octets, s.class_of_service), (12345, 53, 36, 0x10));
+    assert_eq!(
+        (s.src_port, s.dst_port, s.ip_octets, s.class_of_service),
+        (12345, 53, 36, 0x10)
+    );
 
     // First fragment: MF set, offset 0, ports present.
     let mut first = ipv4_header(20 + 16, 5, 17, 77, 0x2000);
     first.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 100, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     let s = decode(LinkType::Ipv4, &first).unwrap();
-    assert_eq!(s.fragment, Some(Fragment { id: 77, first: true, more: true }));
+    assert_eq!(
+        s.fragment,
+        Some(Fragment {
+            id: 77,
+            first: true,
+            more: true
+        })
+    );
     assert_eq!(s.dst_port, 53);
     // Later fragment: no ports decoded (its bytes are payload).
     let mut later = ipv4_header(20 + 16, 5, 17, 77, 2);
     later.extend_from_slice(&[0xaa; 16]);
     let s = decode(LinkType::Ipv4, &later).unwrap();
-    assert_eq!(s.fragment, Some(Fragment { id: 77, first: false, more: false }));
+    assert_eq!(
+        s.fragment,
+        Some(Fragment {
+            id: 77,
+            first: false,
+            more: false
+        })
+    );
     assert_eq!((s.src_port, s.dst_port), (0, 0));
 
     let mut short_ihl = ipv4_header(20, 5, 6, 0, 0);
     short_ihl[0] = 0x44;
-    assert_eq!(decode(LinkType::Ipv4, &short_ihl), Err(MalformedReason::BadIpHeaderLength.into()));
-    assert_eq!(decode(LinkType::Ipv4, &ipv4_header(10, 5, 6, 0, 0)), Err(MalformedReason::BadIpTotalLength.into()));
-    assert_eq!(decode(LinkType::Ipv4, &ipv4_header(40, 5, 6, 0, 0)), Err(MalformedReason::TruncatedTransport.into()));
+    assert_eq!(
+        decode(LinkType::Ipv4, &short_ihl),
+        Err(MalformedReason::BadIpHeaderLength.into())
+    );
+    assert_eq!(
+        decode(LinkType::Ipv4, &ipv4_header(10, 5, 6, 0, 0)),
+        Err(MalformedReason::BadIpTotalLength.into())
+    );
+    assert_eq!(
+        decode(LinkType::Ipv4, &ipv4_header(40, 5, 6, 0, 0)),
+        Err(MalformedReason::TruncatedTransport.into())
+    );
     let mut bad = ipv4_header(40, 5, 6, 0, 0);
     bad[0] = 0x65;
-    assert_eq!(decode(LinkType::Ipv4, &bad), Err(MalformedReason::BadIpVersion.into()));
+    assert_eq!(
+        decode(LinkType::Ipv4, &bad),
+        Err(MalformedReason::BadIpVersion.into())
+    );
 }
 
 fn ipv6_header(payload_len: u16, next: u8) -> Vec<u8> {
@@ -173,7 +227,9 @@ fn ipv6_header(payload_len: u16, next: u8) -> Vec<u8> {
 #[test]
 fn ipv6_extension_chain() {
     // Hop-by-hop (8) -> destination options (16) -> AH (len 4 => 24 bytes) -> TCP
-    let tcp: [u8; 20] = [0x01, 0xbb, 0x9c, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x11, 0, 0, 0, 0, 0, 0];
+    let tcp: [u8; 20] = [
+        0x01, 0xbb, 0x9c, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x11, 0, 0, 0, 0, 0, 0,
+    ];
     let mut p = ipv6_header(8 + 16 + 24 + 20, 0);
     p.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
     p.extend_from_slice(&[51, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -181,7 +237,10 @@ fn ipv6_extension_chain() {
     p.extend_from_slice(&[0; 20]);
     p.extend_from_slice(&tcp);
     let s = decode(LinkType::Ipv6, &p).unwrap();
-    assert_eq!((s.protocol, s.src_port, s.dst_port, s.tcp_flags), (6, 443, 40000, 0x11));
+    assert_eq!(
+        (s.protocol, s.src_port, s.dst_port, s.tcp_flags),
+        (6, 443, 40000, 0x11)
+    );
     assert_eq!(s.ip_octets, 40 + 68);
 
     // A chain longer than we follow.
@@ -189,12 +248,18 @@ fn ipv6_extension_chain() {
     for _ in 0..10 {
         long.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
     }
-    assert_eq!(decode(LinkType::Ipv6, &long), Err(MalformedReason::BadIpv6ExtensionChain.into()));
+    assert_eq!(
+        decode(LinkType::Ipv6, &long),
+        Err(MalformedReason::BadIpv6ExtensionChain.into())
+    );
 
     // An extension header that claims more bytes than the packet has.
     let mut over = ipv6_header(8, 0);
     over.extend_from_slice(&[6, 200, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(decode(LinkType::Ipv6, &over), Err(MalformedReason::BadIpv6ExtensionChain.into()));
+    assert_eq!(
+        decode(LinkType::Ipv6, &over),
+        Err(MalformedReason::BadIpv6ExtensionChain.into())
+    );
 }
 
 #[test]
@@ -205,14 +270,28 @@ fn ipv6_fragments_and_atomic_fragment() {
     p.extend_from_slice(&[17, 0, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef]);
     p.extend_from_slice(&udp);
     let s = decode(LinkType::Ipv6, &p).unwrap();
-    assert_eq!(s.fragment, Some(Fragment { id: 0xdeadbeef, first: true, more: true }));
+    assert_eq!(
+        s.fragment,
+        Some(Fragment {
+            id: 0xdeadbeef,
+            first: true,
+            more: true
+        })
+    );
     assert_eq!((s.protocol, s.src_port, s.dst_port), (17, 53, 12345));
     // Later fragment: offset 8 octets.
     let mut p = ipv6_header(8 + 8, 44);
     p.extend_from_slice(&[17, 0, 0x00, 0x08, 0xde, 0xad, 0xbe, 0xef]);
     p.extend_from_slice(&[0xaa; 8]);
     let s = decode(LinkType::Ipv6, &p).unwrap();
-    assert_eq!(s.fragment, Some(Fragment { id: 0xdeadbeef, first: false, more: false }));
+    assert_eq!(
+        s.fragment,
+        Some(Fragment {
+            id: 0xdeadbeef,
+            first: false,
+            more: false
+        })
+    );
     assert_eq!((s.protocol, s.src_port), (17, 0));
     // Atomic fragment: a whole datagram.
     let mut p = ipv6_header(8 + 8, 44);
@@ -250,7 +329,10 @@ fn cooked_and_loopback_link_types() {
     assert_eq!(decode(LinkType::Loop, &lo).unwrap().dst_port, 443);
     let mut other = vec![0, 0, 0, 7];
     other.extend_from_slice(ip);
-    assert_eq!(decode(LinkType::Loop, &other), Err(FilterReason::NonIp.into()));
+    assert_eq!(
+        decode(LinkType::Loop, &other),
+        Err(FilterReason::NonIp.into())
+    );
 }
 
 /// Every prefix of valid frames, and pseudo-random garbage, decodes to a value or a reason:
@@ -259,7 +341,9 @@ fn cooked_and_loopback_link_types() {
 fn no_panic_on_truncation_or_garbage() {
     let mut frames = vec![tcp_v4(true, 30)];
     let mut p = ipv6_header(8 + 8, 44);
-    p.extend_from_slice(&[17, 0, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 0, 53, 0, 53, 0, 8, 0, 0]);
+    p.extend_from_slice(&[
+        17, 0, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 0, 53, 0, 53, 0, 8, 0, 0,
+    ]);
     frames.push(p);
     let links = [
         LinkType::Ethernet,
@@ -277,7 +361,9 @@ fn no_panic_on_truncation_or_garbage() {
         x ^= x >> 7;
         x ^= x << 17;
         let len = (x % 200) as usize;
-        let bytes: Vec<u8> = (0..len).map(|i| (x.rotate_left(i as u32 % 64) >> 3) as u8).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (x.rotate_left(i as u32 % 64) >> 3) as u8)
+            .collect();
         frames.push(bytes);
     }
     for f in &frames {

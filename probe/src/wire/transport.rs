@@ -49,7 +49,8 @@ pub fn decode(
             Ok(())
         }
         PROTO_ICMP | PROTO_ICMPV6 if (protocol == PROTO_ICMPV6) == ipv6 => {
-            if captured.len() < field::ICMP_TYPE_CODE_LEN || stated_len < field::ICMP_TYPE_CODE_LEN {
+            if captured.len() < field::ICMP_TYPE_CODE_LEN || stated_len < field::ICMP_TYPE_CODE_LEN
+            {
                 return Err(MalformedReason::TruncatedTransport.into());
             }
             let type_code = u16::from_be_bytes([captured[0], captured[1]]);

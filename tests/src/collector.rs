@@ -1,0 +1,173 @@
+//! A plain UDP socket that keeps every datagram the probe sends, so tests can hand the exact
+//! messages to tshark and ipfixrw.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Recorder {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<Vec<u8>>>,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut got = vec![];
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => got.push(buf[..n].to_vec()),
+                    Err(_) if s2.load(Ordering::Relaxed) => return got,
+                    Err(_) => {}
+                }
+            }
+        });
+        Recorder { port, stop, handle }
+    }
+
+    pub fn url(&self) -> String {
+        format!("udp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn finish(self) -> Vec<Vec<u8>> {
+        std::thread::sleep(Duration::from_millis(200));
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Wraps each datagram in IPv4/UDP headers towards port 4739 and writes a raw-IPv4 pcap, so
+/// tshark dissects the messages as IPFIX.
+pub fn write_datagrams_pcap(datagrams: &[Vec<u8>], path: &Path) {
+    let frames: Vec<crate::capture::Frame> = datagrams
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut v = vec![];
+            etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+                .udp(40000, 4739)
+                .write(&mut v, d)
+                .unwrap();
+            crate::capture::Frame {
+                ts_ns: 1_700_000_000_000_000_000 + i as u64 * 1000,
+                data: v,
+            }
+        })
+        .collect();
+    crate::capture::write_pcap(path, crate::capture::LINKTYPE_IPV4, false, &frames);
+}
+
+/// What tshark made of the messages.
+#[derive(Debug)]
+pub struct TsharkVerdict {
+    pub messages: usize,
+    pub data_records: usize,
+    pub template_ids: Vec<u16>,
+    /// Lines of warnings, errors and malformed packets tshark's expert system reported.
+    pub problems: Vec<String>,
+}
+
+pub fn tshark_decode(pcap: &Path) -> TsharkVerdict {
+    let run = |args: &[&str]| {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(pcap)
+            .args(["-n"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let per_msg = run(&[
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+        "-e",
+        "cflow.version",
+        "-e",
+        "cflow.packets",
+        "-e",
+        "cflow.template_id",
+    ]);
+    let mut messages = 0;
+    let mut data_records = 0;
+    let mut template_ids = vec![];
+    for line in per_msg.lines() {
+        let c: Vec<&str> = line.split('\t').collect();
+        if c[0] == "10" {
+            messages += 1;
+        }
+        data_records += c
+            .get(1)
+            .map(|s| s.split(',').filter(|x| !x.is_empty()).count())
+            .unwrap_or(0);
+        if let Some(ids) = c.get(2) {
+            template_ids.extend(ids.split(',').filter_map(|x| x.parse::<u16>().ok()));
+        }
+    }
+    let expert = run(&[
+        "-Y",
+        "_ws.malformed || _ws.expert.severity >= \"warning\"",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "_ws.expert.message",
+    ]);
+    template_ids.sort();
+    template_ids.dedup();
+    TsharkVerdict {
+        messages,
+        data_records,
+        template_ids,
+        problems: expert.lines().map(String::from).collect(),
+    }
+}
+
+/// Decodes the messages with ipfixrw, in order, and returns every data record's values by name.
+pub fn ipfixrw_decode(datagrams: &[Vec<u8>]) -> Vec<std::collections::HashMap<String, String>> {
+    use ipfixrw::parser::DataRecordKey;
+    let templates: ipfixrw::template_store::TemplateStore =
+        std::rc::Rc::new(std::cell::RefCell::new(std::collections::HashMap::new()));
+    let formatter = std::rc::Rc::new(ipfixrw::information_elements::get_default_formatter());
+    let mut records = vec![];
+    for d in datagrams {
+        let msg = ipfixrw::parse_ipfix_message(d, templates.clone(), formatter.clone())
+            .expect("ipfixrw decodes the message");
+        for r in msg.iter_data_records() {
+            records.push(
+                r.values
+                    .iter()
+                    .map(|(k, v)| {
+                        let name = match k {
+                            DataRecordKey::Str(s) => s.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        (name, format!("{v:?}"))
+                    })
+                    .collect(),
+            );
+        }
+    }
+    records
+}

@@ -1,0 +1,262 @@
+//! Crafting traffic with etherparse's PacketBuilder.
+
+use crate::capture::Frame;
+use etherparse::{PacketBuilder, VlanId};
+use std::net::IpAddr;
+
+pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+
+/// Transport of a crafted packet.
+#[derive(Clone, Copy, Debug)]
+pub enum L4 {
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    /// ICMP or ICMPv6 echo request (type 8 / 128) or reply (0 / 129).
+    Echo {
+        reply: bool,
+    },
+}
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const FIN: u8 = 0x01;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+
+/// Builds one Ethernet frame (optionally tagged) carrying `payload_len` bytes of payload.
+pub fn ethernet(
+    src: IpAddr,
+    dst: IpAddr,
+    l4: L4,
+    payload_len: usize,
+    vlans: &[u16],
+    ttl: u8,
+) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let payload = vec![0x5a; payload_len];
+    let mut out = Vec::with_capacity(payload_len + 100);
+    macro_rules! finish {
+        ($ip:expr) => {{
+            let ip = $ip;
+            match l4 {
+                L4::Tcp {
+                    sport,
+                    dport,
+                    flags,
+                } => {
+                    let mut b = ip.tcp(sport, dport, 1000, 65535);
+                    if flags & SYN != 0 {
+                        b = b.syn();
+                    }
+                    if flags & ACK != 0 {
+                        b = b.ack(1);
+                    }
+                    if flags & FIN != 0 {
+                        b = b.fin();
+                    }
+                    if flags & RST != 0 {
+                        b = b.rst();
+                    }
+                    if flags & PSH != 0 {
+                        b = b.psh();
+                    }
+                    b.write(&mut out, &payload).unwrap();
+                }
+                L4::Udp { sport, dport } => ip.udp(sport, dport).write(&mut out, &payload).unwrap(),
+                L4::Echo { reply } => match (src, reply) {
+                    (IpAddr::V4(_), false) => ip
+                        .icmpv4_echo_request(1, 1)
+                        .write(&mut out, &payload)
+                        .unwrap(),
+                    (IpAddr::V4(_), true) => ip
+                        .icmpv4_echo_reply(1, 1)
+                        .write(&mut out, &payload)
+                        .unwrap(),
+                    (IpAddr::V6(_), false) => ip
+                        .icmpv6_echo_request(1, 1)
+                        .write(&mut out, &payload)
+                        .unwrap(),
+                    (IpAddr::V6(_), true) => ip
+                        .icmpv6_echo_reply(1, 1)
+                        .write(&mut out, &payload)
+                        .unwrap(),
+                },
+            }
+        }};
+    }
+    macro_rules! with_ip {
+        ($b:expr) => {
+            match (src, dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => finish!($b.ipv4(s.octets(), d.octets(), ttl)),
+                (IpAddr::V6(s), IpAddr::V6(d)) => finish!($b.ipv6(s.octets(), d.octets(), ttl)),
+                _ => panic!("mixed address families"),
+            }
+        };
+    }
+    match vlans {
+        [] => with_ip!(eth),
+        [v] => with_ip!(eth.single_vlan(VlanId::try_new(*v).unwrap())),
+        [o, i] => {
+            with_ip!(eth.double_vlan(VlanId::try_new(*o).unwrap(), VlanId::try_new(*i).unwrap()))
+        }
+        _ => panic!("at most two tags"),
+    }
+    out
+}
+
+/// A TCP connection: handshake, `data` segments each way, FIN from both ends, last ACK.
+pub fn tcp_session(
+    client: IpAddr,
+    server: IpAddr,
+    cport: u16,
+    sport: u16,
+    start_ns: u64,
+    step_ns: u64,
+    data: usize,
+    vlans: &[u16],
+) -> Vec<Frame> {
+    let mut t = start_ns;
+    let mut v = vec![];
+    let mut push = |from_client: bool, flags: u8, len: usize, t: &mut u64| {
+        let (s, d, sp, dp) = if from_client {
+            (client, server, cport, sport)
+        } else {
+            (server, client, sport, cport)
+        };
+        v.push(Frame {
+            ts_ns: *t,
+            data: ethernet(
+                s,
+                d,
+                L4::Tcp {
+                    sport: sp,
+                    dport: dp,
+                    flags,
+                },
+                len,
+                vlans,
+                if from_client { 64 } else { 57 },
+            ),
+        });
+        *t += step_ns;
+    };
+    push(true, SYN, 0, &mut t);
+    push(false, SYN | ACK, 0, &mut t);
+    push(true, ACK, 0, &mut t);
+    for i in 0..data {
+        push(true, PSH | ACK, 100 + i * 7 % 900, &mut t);
+        push(false, ACK, 1200 + i * 13 % 200, &mut t);
+    }
+    push(true, FIN | ACK, 0, &mut t);
+    push(false, FIN | ACK, 0, &mut t);
+    push(true, ACK, 0, &mut t);
+    v
+}
+
+/// A realistic small mix: TCP over IPv4 and IPv6, DNS over UDP, ICMP echo both families,
+/// 802.1Q and QinQ tagged flows, frames from 60 to 1514 bytes, over a few seconds.
+pub fn mixed_traffic(base_ns: u64) -> Vec<Frame> {
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let ms = 1_000_000u64;
+    let mut f = vec![];
+    for i in 0..5u16 {
+        f.extend(tcp_session(
+            ip("10.1.0.5"),
+            ip("10.2.0.80"),
+            40000 + i,
+            443,
+            base_ns + i as u64 * 100 * ms,
+            3 * ms,
+            4 + i as usize,
+            &[],
+        ));
+    }
+    f.extend(tcp_session(
+        ip("fd00::5"),
+        ip("fd00::80"),
+        50000,
+        80,
+        base_ns + 50 * ms,
+        7 * ms,
+        6,
+        &[],
+    ));
+    f.extend(tcp_session(
+        ip("10.3.0.5"),
+        ip("10.3.0.6"),
+        33000,
+        22,
+        base_ns + 70 * ms,
+        5 * ms,
+        3,
+        &[100],
+    ));
+    f.extend(tcp_session(
+        ip("10.4.0.5"),
+        ip("10.4.0.6"),
+        33001,
+        25,
+        base_ns + 90 * ms,
+        5 * ms,
+        2,
+        &[200, 30],
+    ));
+    for i in 0..20u64 {
+        let q = L4::Udp {
+            sport: 5000 + i as u16,
+            dport: 53,
+        };
+        let r = L4::Udp {
+            sport: 53,
+            dport: 5000 + i as u16,
+        };
+        f.push(Frame {
+            ts_ns: base_ns + i * 37 * ms,
+            data: ethernet(ip("10.1.0.5"), ip("10.9.9.9"), q, 40, &[], 64),
+        });
+        f.push(Frame {
+            ts_ns: base_ns + i * 37 * ms + 900_123,
+            data: ethernet(ip("10.9.9.9"), ip("10.1.0.5"), r, 180, &[], 60),
+        });
+    }
+    for (s, d) in [("10.1.0.5", "10.2.0.1"), ("fd00::5", "fd00::1")] {
+        for i in 0..4u64 {
+            let t = base_ns + 1_000 * ms + i * 250 * ms;
+            f.push(Frame {
+                ts_ns: t,
+                data: ethernet(ip(s), ip(d), L4::Echo { reply: false }, 56, &[], 64),
+            });
+            f.push(Frame {
+                ts_ns: t + 300_017,
+                data: ethernet(ip(d), ip(s), L4::Echo { reply: true }, 56, &[], 63),
+            });
+        }
+    }
+    // One large UDP transfer of maximum-size frames.
+    for i in 0..50u64 {
+        f.push(Frame {
+            ts_ns: base_ns + 2_000 * ms + i * 113_000,
+            data: ethernet(
+                ip("fd00::5"),
+                ip("fd00::99"),
+                L4::Udp {
+                    sport: 9000,
+                    dport: 9001,
+                },
+                1514 - 14 - 40 - 8,
+                &[],
+                64,
+            ),
+        });
+    }
+    f.sort_by_key(|x| x.ts_ns);
+    f
+}

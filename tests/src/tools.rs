@@ -1,0 +1,375 @@
+//! Running the probe and the independent tools, and reading their output as flows.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A unidirectional flow key as collectors show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+/// Totals of one flow (summed over records when timeouts split it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub records: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, packets: u64, bytes: u64, first_ms: u64, last_ms: u64) {
+        self.packets += packets;
+        self.bytes += bytes;
+        self.first_ms = self.first_ms.min(first_ms);
+        self.last_ms = self.last_ms.max(last_ms);
+        self.records += 1;
+    }
+}
+
+pub type Flows = BTreeMap<Key, Totals>;
+
+pub fn add_flow(flows: &mut Flows, k: Key, packets: u64, bytes: u64, first_ms: u64, last_ms: u64) {
+    flows
+        .entry(k)
+        .or_insert(Totals {
+            packets: 0,
+            bytes: 0,
+            first_ms: u64::MAX,
+            last_ms: 0,
+            records: 0,
+        })
+        .add(packets, bytes, first_ms, last_ms);
+}
+
+/// Runs the probe with `args`; panics with its stderr if it panicked.
+pub fn run_probe(args: &[&str]) -> Output {
+    let out = Command::new(crate::probe_bin())
+        .args(args)
+        .output()
+        .expect("run probe");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "probe panicked:\n{stderr}");
+    assert_ne!(out.status.code(), Some(101), "probe panicked:\n{stderr}");
+    out
+}
+
+/// Reads `--stats-json` output.
+pub fn read_books(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("stats json written")).unwrap()
+}
+
+/// Asserts the frame books balance: read = metered + filtered + malformed.
+pub fn assert_balanced(books: &serde_json::Value) {
+    let f = &books["frames"];
+    let n = |k: &str| f[k].as_u64().unwrap();
+    assert_eq!(
+        n("read"),
+        n("metered") + n("filtered") + n("malformed"),
+        "books: {f}"
+    );
+    let by = |k: &str| {
+        f[k].as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(by("filtered_by_reason"), n("filtered"));
+    assert_eq!(by("malformed_by_reason"), n("malformed"));
+    assert_eq!(f["balanced"], true);
+}
+
+/// A free UDP port on loopback (bound and released; the race is harmless in tests).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn udp_port_is_bound(port: u16) -> bool {
+    let hex = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/net/udp")
+        .map(|s| s.contains(&hex))
+        .unwrap_or(false)
+}
+
+/// A real nfcapd on a loopback port, writing into its own directory.
+pub struct Nfcapd {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Nfcapd {
+    pub fn start(dir: &Path) -> Nfcapd {
+        let port = free_udp_port();
+        let flows = dir.join("nfcapd");
+        std::fs::create_dir_all(&flows).unwrap();
+        let child = Command::new("nfcapd")
+            .args([
+                "-b",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-B",
+                "16000000",
+                "-t",
+                "3600",
+                "-w",
+            ])
+            .arg(&flows)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nfcapd is installed (cargo xtask deps)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !udp_port_is_bound(port) {
+            assert!(Instant::now() < deadline, "nfcapd did not bind port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nfcapd {
+            child: Some(child),
+            port,
+            dir: flows,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("udp://127.0.0.1:{}", self.port)
+    }
+
+    /// Lets nfcapd drain its socket, stops it (it writes its file on SIGTERM) and returns what
+    /// nfdump reads from the directory.
+    pub fn finish(mut self) -> Vec<serde_json::Value> {
+        std::thread::sleep(Duration::from_millis(700));
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        nfdump_records(&self.dir)
+    }
+}
+
+impl Drop for Nfcapd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Every record nfdump reads from a directory of nfcapd files, as JSON objects.
+pub fn nfdump_records(dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new("nfdump")
+        .env("TZ", "UTC")
+        .arg("-R")
+        .arg(dir)
+        .args(["-q", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nfdump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let text = text.trim().trim_end_matches(',');
+    if text.is_empty() {
+        return vec![];
+    }
+    let text = if text.starts_with('[') {
+        text.to_string()
+    } else {
+        format!("[{text}]")
+    };
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("nfdump json: {e}\n{text}"))
+}
+
+/// Parses nfdump's `2009-03-19T05:21:35.585` (UTC) into milliseconds since the epoch.
+pub fn parse_nfdump_time(s: &str) -> u64 {
+    let (date, time) = s.split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<u64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    let days = days_from_civil(d[0], d[1] as u32, d[2] as u32);
+    (days as u64 * 86400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1000 + ms.parse::<u64>().unwrap()
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// nfdump records as flows. ICMP keeps type * 256 + code in the destination port.
+pub fn nfdump_flows(records: &[serde_json::Value]) -> Flows {
+    let mut flows = Flows::new();
+    for r in records.iter().filter(|r| r["type"] == "FLOW") {
+        let addr = |k4: &str, k6: &str| -> IpAddr {
+            r.get(k4)
+                .or_else(|| r.get(k6))
+                .and_then(|v| v.as_str())
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let proto = r["proto"].as_u64().unwrap() as u8;
+        let mut dport = r["dst_port"].as_u64().unwrap_or(0) as u16;
+        if proto == 1 || proto == 58 {
+            if let (Some(t), Some(c)) = (r.get("icmp_type"), r.get("icmp_code")) {
+                dport = (t.as_u64().unwrap() * 256 + c.as_u64().unwrap()) as u16;
+            }
+        }
+        let k = Key {
+            src: addr("src4_addr", "src6_addr"),
+            dst: addr("dst4_addr", "dst6_addr"),
+            sport: r["src_port"].as_u64().unwrap_or(0) as u16,
+            dport,
+            proto,
+        };
+        add_flow(
+            &mut flows,
+            k,
+            r["in_packets"].as_u64().unwrap(),
+            r["in_bytes"].as_u64().unwrap(),
+            parse_nfdump_time(r["first"].as_str().unwrap()),
+            parse_nfdump_time(r["last"].as_str().unwrap()),
+        );
+    }
+    flows
+}
+
+/// Ground truth from tshark: one line per frame with the outer IP header's fields, turned into
+/// flows the way the probe defines them (IP-layer bytes, ICMP type/code as destination port).
+/// Frames without IP are left out.
+pub fn tshark_flows(pcap: &Path) -> Flows {
+    let fields = [
+        "frame.time_epoch",
+        "ip.src",
+        "ip.dst",
+        "ipv6.src",
+        "ipv6.dst",
+        "ip.proto",
+        "ip.len",
+        "ipv6.plen",
+        "tcp.srcport",
+        "tcp.dstport",
+        "udp.srcport",
+        "udp.dstport",
+        "icmp.type",
+        "icmp.code",
+        "icmpv6.type",
+        "icmpv6.code",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args([
+        "-n",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "occurrence=f",
+    ]);
+    cmd.args(["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark is installed (cargo xtask deps)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A capture cut short is still read up to the cut, which is what the tests compare.
+    assert!(
+        out.status.success() || stderr.contains("cut short"),
+        "tshark failed: {stderr}"
+    );
+    let mut flows = Flows::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let c: Vec<&str> = line.split('|').collect();
+        let num = |i: usize| c[i].parse::<u64>().ok();
+        let (secs, frac) = c[0].split_once('.').unwrap_or((c[0], "0"));
+        let frac = format!("{frac:0<9}");
+        let ts_ms = secs.parse::<u64>().unwrap() * 1000 + frac[..3].parse::<u64>().unwrap();
+        let (src, dst, bytes) = if !c[1].is_empty() {
+            (
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+                num(6).unwrap(),
+            )
+        } else if !c[3].is_empty() {
+            (
+                c[3].parse().unwrap(),
+                c[4].parse().unwrap(),
+                num(7).unwrap() + 40,
+            )
+        } else {
+            continue;
+        };
+        let (proto, sport, dport) = if let (Some(s), Some(d)) = (num(8), num(9)) {
+            (6, s, d)
+        } else if let (Some(s), Some(d)) = (num(10), num(11)) {
+            (17, s, d)
+        } else if let (Some(t), Some(code)) = (num(12), num(13)) {
+            (1, 0, t * 256 + code)
+        } else if let (Some(t), Some(code)) = (num(14), num(15)) {
+            (58, 0, t * 256 + code)
+        } else {
+            (num(5).unwrap_or(0), 0, 0)
+        };
+        let k = Key {
+            src,
+            dst,
+            sport: sport as u16,
+            dport: dport as u16,
+            proto: proto as u8,
+        };
+        add_flow(&mut flows, k, 1, bytes, ts_ms, ts_ms);
+    }
+    flows
+}
+
+/// Compares flows field by field and explains every difference.
+pub fn assert_same_flows(truth: &Flows, got: &Flows, what: &str) {
+    let mut problems = vec![];
+    for (k, t) in truth {
+        match got.get(k) {
+            None => problems.push(format!("missing {k:?} {t:?}")),
+            Some(g)
+                if (g.packets, g.bytes, g.first_ms, g.last_ms)
+                    != (t.packets, t.bytes, t.first_ms, t.last_ms) =>
+            {
+                problems.push(format!("{k:?}: truth {t:?}, {what} {g:?}"))
+            }
+            _ => {}
+        }
+    }
+    for k in got.keys().filter(|k| !truth.contains_key(k)) {
+        problems.push(format!("unexpected {k:?} {:?}", got[k]));
+    }
+    assert!(
+        problems.is_empty(),
+        "{what} differs from ground truth ({} flows):\n{}",
+        truth.len(),
+        problems.join("\n")
+    );
+}
