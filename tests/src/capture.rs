@@ -17,25 +17,50 @@ pub struct Frame {
 
 /// Writes a pcap file; `nanos` selects the nanosecond magic.
 pub fn write_pcap(path: &std::path::Path, linktype: u32, nanos: bool, frames: &[Frame]) {
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
-    w.write_all(&magic.to_le_bytes()).unwrap();
-    w.write_all(&2u16.to_le_bytes()).unwrap();
-    w.write_all(&4u16.to_le_bytes()).unwrap();
-    w.write_all(&[0; 8]).unwrap();
-    w.write_all(&262_144u32.to_le_bytes()).unwrap();
-    w.write_all(&linktype.to_le_bytes()).unwrap();
+    let mut w = PcapWriter::create(path, linktype, nanos).unwrap();
     for f in frames {
-        let secs = (f.ts_ns / 1_000_000_000) as u32;
-        let frac = f.ts_ns % 1_000_000_000;
-        let frac = if nanos { frac } else { frac / 1000 } as u32;
-        w.write_all(&secs.to_le_bytes()).unwrap();
-        w.write_all(&frac.to_le_bytes()).unwrap();
-        w.write_all(&(f.data.len() as u32).to_le_bytes()).unwrap();
-        w.write_all(&(f.data.len() as u32).to_le_bytes()).unwrap();
-        w.write_all(&f.data).unwrap();
+        w.write(f.ts_ns, &f.data).unwrap();
     }
-    w.flush().unwrap();
+    w.finish().unwrap();
+}
+
+/// A streaming little-endian pcap writer, for captures too large to hold in memory.
+pub struct PcapWriter {
+    w: std::io::BufWriter<std::fs::File>,
+    nanos: bool,
+}
+
+impl PcapWriter {
+    pub fn create(
+        path: &std::path::Path,
+        linktype: u32,
+        nanos: bool,
+    ) -> std::io::Result<PcapWriter> {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        w.write_all(&magic.to_le_bytes())?;
+        w.write_all(&2u16.to_le_bytes())?;
+        w.write_all(&4u16.to_le_bytes())?;
+        w.write_all(&[0; 8])?;
+        w.write_all(&262_144u32.to_le_bytes())?;
+        w.write_all(&linktype.to_le_bytes())?;
+        Ok(PcapWriter { w, nanos })
+    }
+
+    pub fn write(&mut self, ts_ns: u64, data: &[u8]) -> std::io::Result<()> {
+        let secs = (ts_ns / 1_000_000_000) as u32;
+        let frac = ts_ns % 1_000_000_000;
+        let frac = if self.nanos { frac } else { frac / 1000 } as u32;
+        self.w.write_all(&secs.to_le_bytes())?;
+        self.w.write_all(&frac.to_le_bytes())?;
+        self.w.write_all(&(data.len() as u32).to_le_bytes())?;
+        self.w.write_all(&(data.len() as u32).to_le_bytes())?;
+        self.w.write_all(data)
+    }
+
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
 }
 
 /// Writes a big-endian pcapng file with one interface at nanosecond resolution.

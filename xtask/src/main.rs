@@ -1,1 +1,77 @@
-fn main() {}
+//! `cargo xtask <chore>`: the project's build, test, demo and benchmark chores, in Rust rather
+//! than shell scripts.
+//!
+//! - `deps`: installs the Debian packages the tests and demo need (as root, with apt-get);
+//! - `test`: deps, a release build of the probe, then every test in the workspace;
+//! - `demo`: meters a crafted capture into a local nfcapd and shows what nfdump received;
+//! - `bench`: whole-process comparison with nfpcapd and softflowd, plus criterion benches.
+
+mod bench;
+mod demo;
+mod deps;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
+    match args.first().map(|s| s.as_str()) {
+        Some("deps") => deps::ensure(),
+        Some("test") => test(&rest),
+        Some("demo") => demo::run(),
+        Some("bench") => bench::run(&rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <deps|test|demo|bench>\n  \
+                 deps   install the Debian packages tests and demo need (root)\n  \
+                 test   deps, build, and run every test\n  \
+                 demo   meter a crafted capture into a local nfcapd and show the flows\n  \
+                 bench  compare with nfpcapd and softflowd; run criterion benches (--no-criterion to skip)"
+            );
+            bail!("unknown or missing chore")
+        }
+    }
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with the command line on error.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds the release probe and returns its path.
+pub fn build_probe() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "probe"]))?;
+    Ok(root().join("target/release/probe"))
+}
+
+fn test(extra: &[&str]) -> Result<()> {
+    deps::ensure()?;
+    let probe = build_probe()?;
+    run(cargo()
+        .args(["test", "--release", "--workspace"])
+        .args(extra)
+        .env("PROBE_BIN", &probe))?;
+    eprintln!("xtask: all tests passed");
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! `cargo xtask bench`: whole-process figures on a generated capture, against peers measured in
+//! the same run, then the criterion micro-benchmarks.
+//!
+//! The capture: `--packets` frames (default 2,000,000) over `--flows` flows (default 100,000),
+//! a quarter IPv6, half TCP and half UDP, frame sizes uniform over 64..=1514 bytes, spread
+//! evenly over 20 seconds so every flow is active for the whole capture. The generator keeps
+//! per-flow ground truth (packets, IP bytes, first and last millisecond).
+//!
+//! Each tool meters the same file: the probe (`probe read`, exporting IPFIX to nfcapd),
+//! `nfpcapd -r` (writing nfcapd files itself) and `softflowd -r` (exporting IPFIX to nfcapd).
+//! For each, CPU seconds and peak RSS come from `wait4(2)`; flows are read back with nfdump
+//! and compared with the ground truth.
+
+use anyhow::{bail, Context, Result};
+use e2e::capture::{PcapWriter, LINKTYPE_ETHERNET};
+use e2e::tools::{add_flow, nfdump_flows, nfdump_records, Flows, Key, Nfcapd};
+use etherparse::PacketBuilder;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BASE_NS: u64 = 1_700_000_000_000_000_000;
+const SPAN_NS: u64 = 20_000_000_000;
+
+struct Opts {
+    packets: u64,
+    flows: u32,
+    criterion: bool,
+}
+
+fn parse(args: &[&str]) -> Result<Opts> {
+    let mut o = Opts {
+        packets: 2_000_000,
+        flows: 100_000,
+        criterion: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--packets" => o.packets = it.next().context("--packets N")?.parse()?,
+            "--flows" => o.flows = it.next().context("--flows N")?.parse()?,
+            "--no-criterion" => o.criterion = false,
+            other => {
+                bail!("unknown bench option {other}; use --packets N, --flows N, --no-criterion")
+            }
+        }
+    }
+    Ok(o)
+}
+
+pub fn run(args: &[&str]) -> Result<()> {
+    let opts = parse(args)?;
+    crate::deps::ensure()?;
+    let probe = crate::build_probe()?;
+    let tmp = e2e::TempDir::new("bench");
+    let pcap = tmp.path().join("bench.pcap");
+    let t = Instant::now();
+    let truth = generate(&pcap, opts.packets, opts.flows)?;
+    let size = std::fs::metadata(&pcap)?.len();
+    println!(
+        "generated {} packets, {} flows, {:.0} MB in {:.1}s: {}",
+        opts.packets,
+        truth.len(),
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        pcap.display()
+    );
+
+    let mut rows = vec![];
+    // The probe, exporting to nfcapd.
+    {
+        let dir = tmp.path().join("probe");
+        std::fs::create_dir_all(&dir)?;
+        let nf = Nfcapd::start(&dir);
+        let m = measure(Command::new(&probe).arg("read").arg(&pcap).args([
+            "--ipfix",
+            &nf.url(),
+            "--max-export-rate",
+            "20000",
+        ]))?;
+        rows.push(("probe read → nfcapd", m, nfdump_flows(&nf.finish())));
+    }
+    // nfpcapd writing its own files.
+    {
+        let dir = tmp.path().join("nfpcapd");
+        std::fs::create_dir_all(&dir)?;
+        let m = measure(
+            Command::new("nfpcapd")
+                .arg("-r")
+                .arg(&pcap)
+                .arg("-w")
+                .arg(&dir)
+                .args(["-e", "300,60"]),
+        )?;
+        rows.push(("nfpcapd -r", m, nfdump_flows(&nfdump_records(&dir))));
+    }
+    // softflowd exporting IPFIX to nfcapd.
+    {
+        let dir = tmp.path().join("softflowd");
+        std::fs::create_dir_all(&dir)?;
+        let nf = Nfcapd::start(&dir);
+        let dest = format!("127.0.0.1:{}", nf.port);
+        let m = measure(
+            Command::new("softflowd")
+                .arg("-r")
+                .arg(&pcap)
+                // No -c: softflowd 1.1.0 blocks in accept() on its control socket when one is
+                // named explicitly, and never reads past the first 4 KiB of the file.
+                .args([
+                    "-n",
+                    &dest,
+                    "-v",
+                    "10",
+                    "-6",
+                    "-A",
+                    "milli",
+                    "-d",
+                    "-m",
+                    &(opts.flows * 2).to_string(),
+                ]),
+        )?;
+        rows.push(("softflowd -r → nfcapd", m, nfdump_flows(&nf.finish())));
+    }
+
+    println!("\n| tool | wall s | CPU s | packets/s (wall) | packets/s per CPU-s | peak RSS MB | flows exact / truth |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut probe_cpu = 0.0;
+    for (name, m, flows) in &rows {
+        let cpu = m.user + m.sys;
+        if name.starts_with("probe") {
+            probe_cpu = cpu;
+        }
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {} / {} |",
+            m.wall.as_secs_f64(),
+            cpu,
+            opts.packets as f64 / m.wall.as_secs_f64(),
+            opts.packets as f64 / cpu,
+            m.max_rss_kb as f64 / 1024.0,
+            exact_matches(&truth, flows),
+            truth.len()
+        );
+    }
+    for (name, m, _) in rows.iter().skip(1) {
+        println!(
+            "probe CPU advantage over {name}: {:.1}x",
+            (m.user + m.sys) / probe_cpu
+        );
+    }
+
+    if opts.criterion {
+        crate::run(crate::cargo().args(["bench", "-p", "probe", "-p", "ipfix-export"]))?;
+    }
+    Ok(())
+}
+
+/// Flows whose packets, bytes, first and last millisecond all equal the ground truth.
+fn exact_matches(truth: &Flows, got: &Flows) -> usize {
+    truth
+        .iter()
+        .filter(|(k, t)| {
+            got.get(k).is_some_and(|g| {
+                (g.packets, g.bytes, g.first_ms, g.last_ms)
+                    == (t.packets, t.bytes, t.first_ms, t.last_ms)
+            })
+        })
+        .count()
+}
+
+struct Measured {
+    wall: Duration,
+    user: f64,
+    sys: f64,
+    max_rss_kb: i64,
+}
+
+/// Runs a command to completion and reads its own CPU time and peak RSS with wait4(2).
+fn measure(cmd: &mut Command) -> Result<Measured> {
+    let shown = format!("{cmd:?}");
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {shown}"))?;
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let wall = start.elapsed();
+    if pid < 0 {
+        bail!("wait4 for {shown}: {}", std::io::Error::last_os_error());
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("{shown} failed (wait status {status})");
+    }
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    Ok(Measured {
+        wall,
+        user: secs(ru.ru_utime),
+        sys: secs(ru.ru_stime),
+        max_rss_kb: ru.ru_maxrss,
+    })
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn flow_of(i: u32) -> (IpAddr, IpAddr, bool, u16, u16) {
+    let v6 = i % 4 == 0;
+    let tcp = i % 2 == 1;
+    let (src, dst): (IpAddr, IpAddr) = if v6 {
+        (
+            Ipv6Addr::from(0xfd00_0000_0000_0000_0000_0000_0000_0000u128 | i as u128).into(),
+            Ipv6Addr::from(0xfd00_0000_0000_0000_0000_0000_0001_0000u128 | (i % 251) as u128)
+                .into(),
+        )
+    } else {
+        (
+            Ipv4Addr::from(0x0a00_0000 | i).into(),
+            Ipv4Addr::from(0xac10_0000 | (i % 4093)).into(),
+        )
+    };
+    (
+        src,
+        dst,
+        tcp,
+        1024 + (i % 60000) as u16,
+        if tcp { 443 } else { 53 },
+    )
+}
+
+/// Writes the benchmark capture and returns its ground truth.
+pub fn generate(path: &Path, packets: u64, flows: u32) -> Result<Flows> {
+    let mut w = PcapWriter::create(path, LINKTYPE_ETHERNET, false)?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let payload = vec![0u8; 1500];
+    let mut frame = Vec::with_capacity(1600);
+    let mut truth = Flows::new();
+    let step = SPAN_NS / packets.max(1);
+    let mut seen = vec![false; flows as usize];
+    for p in 0..packets {
+        // Every flow gets its first packet early; afterwards flows are picked at random.
+        let i = if p < flows as u64 {
+            p as u32
+        } else {
+            (rng.next() % flows as u64) as u32
+        };
+        seen[i as usize] = true;
+        let (src, dst, tcp, sport, dport) = flow_of(i);
+        let frame_len = 64 + (rng.next() % (1514 - 64 + 1)) as usize;
+        let headers = 14 + if src.is_ipv6() { 40 } else { 20 } + if tcp { 20 } else { 8 };
+        let pay = frame_len.saturating_sub(headers);
+        let ts = BASE_NS + p * step;
+        frame.clear();
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        match (src, dst, tcp) {
+            (IpAddr::V4(s), IpAddr::V4(d), true) => eth
+                .ipv4(s.octets(), d.octets(), 64)
+                .tcp(sport, dport, 1, 65535)
+                .ack(1)
+                .write(&mut frame, &payload[..pay])?,
+            (IpAddr::V4(s), IpAddr::V4(d), false) => eth
+                .ipv4(s.octets(), d.octets(), 64)
+                .udp(sport, dport)
+                .write(&mut frame, &payload[..pay])?,
+            (IpAddr::V6(s), IpAddr::V6(d), true) => eth
+                .ipv6(s.octets(), d.octets(), 64)
+                .tcp(sport, dport, 1, 65535)
+                .ack(1)
+                .write(&mut frame, &payload[..pay])?,
+            (IpAddr::V6(s), IpAddr::V6(d), false) => eth
+                .ipv6(s.octets(), d.octets(), 64)
+                .udp(sport, dport)
+                .write(&mut frame, &payload[..pay])?,
+            _ => unreachable!(),
+        }
+        w.write(ts, &frame)?;
+        let ip_bytes = (frame.len() - 14) as u64;
+        let k = Key {
+            src,
+            dst,
+            sport,
+            dport,
+            proto: if tcp { 6 } else { 17 },
+        };
+        add_flow(&mut truth, k, 1, ip_bytes, ts / 1_000_000, ts / 1_000_000);
+    }
+    w.finish()?;
+    Ok(truth)
+}
