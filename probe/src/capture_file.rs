@@ -14,7 +14,7 @@
 use crate::wire::LinkType;
 use ipfix_export::TimePrecision;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Largest pcap record we accept (BIG TCP and GRO frames stay well below it).
@@ -39,6 +39,8 @@ const OPT_IF_TSOFFSET: u16 = 14;
 pub enum ReadError {
     #[error("cannot read: {0}")]
     Io(#[from] io::Error),
+    #[error("empty file: not a pcap or pcapng file")]
+    Empty,
     #[error("not a pcap or pcapng file (first bytes {0:08x})")]
     NotACapture(u32),
     #[error("unsupported link type {0} ({name}); the probe reads Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback", name = linktype_name(*.0))]
@@ -145,36 +147,89 @@ enum Format {
     },
 }
 
+/// Bytes read from the file per refill.
+const CHUNK: usize = 1 << 20;
+
+/// A chunked view of the file: records are parsed in place from a large buffer and handed out
+/// as slices of it, so a packet costs no copy and no system call of its own.
+struct Input {
+    file: File,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes consumed so far, for error messages.
+    offset: u64,
+}
+
+impl Input {
+    /// Makes `n` bytes available at `start`; `Ok(false)` if the file ends before that.
+    fn ensure(&mut self, n: usize) -> io::Result<bool> {
+        while self.end - self.start < n {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() < n.max(CHUNK) {
+                self.buf.resize(n.max(CHUNK), 0);
+            }
+            let got = loop {
+                match self.file.read(&mut self.buf[self.end..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r?,
+                }
+            };
+            if got == 0 {
+                return Ok(false);
+            }
+            self.end += got;
+        }
+        Ok(true)
+    }
+
+    /// Consumes `n` available bytes, returning their position in `buf`.
+    fn consume(&mut self, n: usize) -> std::ops::Range<usize> {
+        let r = self.start..self.start + n;
+        self.start += n;
+        self.offset += n as u64;
+        r
+    }
+
+    /// Reads exactly `n` bytes: `Ok(None)` at a clean end of file (nothing left),
+    /// [`ReadError::Truncated`] when the file ends inside them.
+    fn record(&mut self, n: usize, record_start: u64) -> Result<Option<std::ops::Range<usize>>, ReadError> {
+        if self.ensure(n)? {
+            return Ok(Some(self.consume(n)));
+        }
+        if self.end == self.start && self.offset == record_start {
+            return Ok(None);
+        }
+        Err(ReadError::Truncated { offset: record_start })
+    }
+}
+
 /// An open capture file.
 pub struct CaptureFile {
     path: PathBuf,
-    reader: BufReader<File>,
+    input: Input,
     format: Format,
-    buf: Vec<u8>,
-    /// Bytes consumed so far, for error messages.
-    offset: u64,
     precision: TimePrecision,
 }
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<CaptureFile, ReadError> {
         let file = File::open(path)?;
-        let mut reader = BufReader::with_capacity(1 << 18, file);
-        let mut head = [0u8; 4];
-        read_exact_or(&mut reader, &mut head, 0, true)?;
-        let magic_le = u32::from_le_bytes(head);
         let mut cf = CaptureFile {
             path: path.to_path_buf(),
-            reader,
-            format: Format::PcapNg {
-                endian: Endian::Little,
-                interfaces: vec![],
-                last_ts_ns: 0,
-            },
-            buf: Vec::with_capacity(1 << 16),
-            offset: 4,
+            input: Input { file, buf: Vec::new(), start: 0, end: 0, offset: 0 },
+            format: Format::PcapNg { endian: Endian::Little, interfaces: vec![], last_ts_ns: 0 },
             precision: TimePrecision::Micros,
         };
+        let head = match cf.input.record(4, 0)? {
+            Some(r) => &cf.input.buf[r],
+            None => return Err(ReadError::Empty),
+        };
+        let magic_le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let (endian, nanos) = match magic_le {
             PCAP_MAGIC_MICROS => (Endian::Little, false),
             PCAP_MAGIC_NANOS => (Endian::Little, true),
@@ -186,8 +241,8 @@ impl CaptureFile {
             }
             m => return Err(ReadError::NotACapture(m.swap_bytes())),
         };
-        let mut rest = [0u8; 20];
-        cf.read_exact(&mut rest)?;
+        let rest = cf.input.record(20, 0)?.ok_or(ReadError::Truncated { offset: 0 })?;
+        let rest = &cf.input.buf[rest];
         // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
         let linktype = endian.u32(&rest[16..20]) & 0x0fff_ffff;
         let link =
@@ -221,44 +276,11 @@ impl CaptureFile {
         }
     }
 
-    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), ReadError> {
-        read_exact_or(&mut self.reader, out, self.offset, false)?;
-        self.offset += out.len() as u64;
-        Ok(())
-    }
-
-    /// Reads `len` bytes into `self.buf`.
-    fn read_body(&mut self, len: usize, record_start: u64) -> Result<(), ReadError> {
-        self.buf.clear();
-        let got = (&mut self.reader)
-            .take(len as u64)
-            .read_to_end(&mut self.buf)?;
-        self.offset += got as u64;
-        if got < len {
-            return Err(ReadError::Truncated {
-                offset: record_start,
-            });
-        }
-        Ok(())
-    }
-
     fn next_pcap(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
-        let Format::Pcap {
-            endian,
-            nanos,
-            linktype,
-            link,
-        } = self.format
-        else {
-            unreachable!()
-        };
-        let start = self.offset;
-        let mut h = [0u8; 16];
-        match read_exact_or(&mut self.reader, &mut h, start, true) {
-            Ok(()) => self.offset += 16,
-            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
+        let Format::Pcap { endian, nanos, linktype, link } = self.format else { unreachable!() };
+        let start = self.input.offset;
+        let Some(h) = self.input.record(16, start)? else { return Ok(None) };
+        let h = &self.input.buf[h];
         let secs = endian.u32(&h[0..4]) as u64;
         let frac = endian.u32(&h[4..8]) as u64;
         let incl_len = endian.u32(&h[8..12]);
@@ -269,23 +291,20 @@ impl CaptureFile {
                 what: format!("record length {incl_len} exceeds {MAX_RECORD_LEN}"),
             });
         }
-        self.read_body(incl_len as usize, start)?;
+        if !self.input.ensure(incl_len as usize)? {
+            return Err(ReadError::Truncated { offset: start });
+        }
+        let data = self.input.consume(incl_len as usize);
         let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        Ok(Some(Packet {
-            ts_ns,
-            link: Some(link),
-            linktype,
-            data: &self.buf,
-            orig_len,
-        }))
+        Ok(Some(Packet { ts_ns, link: Some(link), linktype, data: &self.input.buf[data], orig_len }))
     }
 
     /// Reads a section header block whose type has already been consumed.
     fn read_section_header(&mut self) -> Result<(), ReadError> {
-        let start = self.offset - 4;
-        let mut h = [0u8; 8];
-        self.read_exact(&mut h)?;
-        let endian = match u32::from_le_bytes(h[4..8].try_into().unwrap()) {
+        let start = self.input.offset - 4;
+        let h = self.input.record(8, start)?.ok_or(ReadError::Truncated { offset: start })?;
+        let h = &self.input.buf[h];
+        let endian = match u32::from_le_bytes([h[4], h[5], h[6], h[7]]) {
             PCAPNG_BYTE_ORDER_MAGIC => Endian::Little,
             m if m.swap_bytes() == PCAPNG_BYTE_ORDER_MAGIC => Endian::Big,
             _ => {
@@ -298,7 +317,7 @@ impl CaptureFile {
         let total = endian.u32(&h[0..4]);
         check_block_len(total, 28, start)?;
         // Skip the rest of the header (versions, section length, options, trailer).
-        self.read_body(total as usize - 12, start)?;
+        self.input.record(total as usize - 12, start)?.ok_or(ReadError::Truncated { offset: start })?;
         self.format = Format::PcapNg {
             endian,
             interfaces: vec![],
@@ -309,44 +328,28 @@ impl CaptureFile {
 
     fn next_pcapng(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
         loop {
-            let start = self.offset;
-            let mut h = [0u8; 8];
-            match read_exact_or(&mut self.reader, &mut h[..4], start, true) {
-                Ok(()) => self.offset += 4,
-                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e),
-            }
-            let Format::PcapNg { endian, .. } = self.format else {
-                unreachable!()
-            };
-            let block_type = endian.u32(&h[0..4]);
+            let start = self.input.offset;
+            let Some(h) = self.input.record(4, start)? else { return Ok(None) };
+            let Format::PcapNg { endian, .. } = self.format else { unreachable!() };
+            let block_type = endian.u32(&self.input.buf[h]);
             if block_type == PCAPNG_SHB {
                 self.read_section_header()?;
                 continue;
             }
-            let mut len = [0u8; 4];
-            read_exact_or(&mut self.reader, &mut len, start, false)
-                .map_err(|_| ReadError::Truncated { offset: start })?;
-            self.offset += 4;
-            let total = endian.u32(&len);
+            let len = self.input.record(4, start)?.ok_or(ReadError::Truncated { offset: start })?;
+            let total = endian.u32(&self.input.buf[len]);
             check_block_len(total, 12, start)?;
             // Body plus the trailing copy of the length.
-            self.read_body(total as usize - 8, start)?;
+            let body = self.input.record(total as usize - 8, start)?.ok_or(ReadError::Truncated { offset: start })?;
             let body_len = total as usize - 12;
-            if endian.u32(&self.buf[body_len..]) != total {
-                return Err(ReadError::Corrupt {
-                    offset: start,
-                    what: "block length trailer does not match".into(),
-                });
+            if endian.u32(&self.input.buf[body.start + body_len..]) != total {
+                return Err(ReadError::Corrupt { offset: start, what: "block length trailer does not match".into() });
             }
+            let body = body.start..body.start + body_len;
             match block_type {
-                PCAPNG_IDB => self.add_interface(endian, body_len, start)?,
+                PCAPNG_IDB => self.add_interface(endian, body, start)?,
                 PCAPNG_EPB | PCAPNG_PB_OBSOLETE | PCAPNG_SPB => {
-                    return self
-                        .pcapng_packet(block_type, endian, body_len, start)
-                        .map(Some);
+                    return self.pcapng_packet(block_type, endian, body, start).map(Some);
                 }
                 _ => {} // statistics, name resolution, custom blocks: nothing to meter
             }
@@ -356,16 +359,16 @@ impl CaptureFile {
     fn add_interface(
         &mut self,
         endian: Endian,
-        body_len: usize,
+        body: std::ops::Range<usize>,
         start: u64,
     ) -> Result<(), ReadError> {
-        if body_len < 8 {
+        let body = &self.input.buf[body];
+        if body.len() < 8 {
             return Err(ReadError::Corrupt {
                 offset: start,
                 what: "interface description block too short".into(),
             });
         }
-        let body = &self.buf[..body_len];
         let linktype = endian.u16(&body[0..2]) as u32;
         let snaplen = endian.u32(&body[4..8]);
         let mut resolution = TsResolution::Decimal(6);
@@ -418,7 +421,7 @@ impl CaptureFile {
         &mut self,
         block_type: u32,
         endian: Endian,
-        body_len: usize,
+        body: std::ops::Range<usize>,
         start: u64,
     ) -> Result<Packet<'_>, ReadError> {
         let Format::PcapNg {
@@ -429,7 +432,7 @@ impl CaptureFile {
         else {
             unreachable!()
         };
-        let body = &self.buf[..body_len];
+        let body = &self.input.buf[body];
         let corrupt = |what: &str| ReadError::Corrupt {
             offset: start,
             what: what.into(),
@@ -501,30 +504,6 @@ fn check_block_len(total: u32, min: u32, offset: u64) -> Result<(), ReadError> {
         });
     }
     Ok(())
-}
-
-/// `read_exact` that reports a short read inside a record as truncation, and a short read at a
-/// record boundary (when `eof_ok`) as `UnexpectedEof` for the caller to treat as a clean end.
-fn read_exact_or(
-    r: &mut impl Read,
-    out: &mut [u8],
-    offset: u64,
-    eof_ok: bool,
-) -> Result<(), ReadError> {
-    let mut got = 0;
-    while got < out.len() {
-        match r.read(&mut out[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match got {
-        n if n == out.len() => Ok(()),
-        0 if eof_ok => Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
-        _ => Err(ReadError::Truncated { offset }),
-    }
 }
 
 #[cfg(test)]
