@@ -40,9 +40,18 @@ static A: Counting = Counting;
 fn main() {
     const FLOWS: u32 = 1_000_000;
     let before = LIVE.load(Ordering::Relaxed);
-    let mut cache = FlowCache::new(CacheConfig { max_flows: FLOWS as usize, ..Default::default() });
+    let mut cache = FlowCache::new(CacheConfig {
+        max_flows: FLOWS as usize,
+        ..Default::default()
+    });
     let mut out = Vec::new();
-    let mut s = FrameSummary { protocol: 6, ttl: 64, ip_octets: 100, dst_port: 443, ..Default::default() };
+    let mut s = FrameSummary {
+        protocol: 6,
+        ttl: 64,
+        ip_octets: 100,
+        dst_port: 443,
+        ..Default::default()
+    };
     for i in 0..FLOWS {
         if i % 4 == 0 {
             s.ip_version = 6;

@@ -24,7 +24,10 @@ fn frames(n: u32, flows: u32) -> Vec<Vec<u8>> {
             if f % 4 == 0 {
                 let mut s = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
                 s[12..].copy_from_slice(&f.to_be_bytes());
-                b.ipv6(s, [0xfd; 16], 64).udp(1000 + (f % 5000) as u16, 53).write(&mut v, &payload[..len]).unwrap();
+                b.ipv6(s, [0xfd; 16], 64)
+                    .udp(1000 + (f % 5000) as u16, 53)
+                    .write(&mut v, &payload[..len])
+                    .unwrap();
             } else {
                 b.ipv4((0x0a00_0000 | f).to_be_bytes(), [172, 16, 0, 1], 64)
                     .tcp(1024 + (f % 60000) as u16, 443, 1, 1000)

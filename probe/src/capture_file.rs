@@ -197,14 +197,20 @@ impl Input {
 
     /// Reads exactly `n` bytes: `Ok(None)` at a clean end of file (nothing left),
     /// [`ReadError::Truncated`] when the file ends inside them.
-    fn record(&mut self, n: usize, record_start: u64) -> Result<Option<std::ops::Range<usize>>, ReadError> {
+    fn record(
+        &mut self,
+        n: usize,
+        record_start: u64,
+    ) -> Result<Option<std::ops::Range<usize>>, ReadError> {
         if self.ensure(n)? {
             return Ok(Some(self.consume(n)));
         }
         if self.end == self.start && self.offset == record_start {
             return Ok(None);
         }
-        Err(ReadError::Truncated { offset: record_start })
+        Err(ReadError::Truncated {
+            offset: record_start,
+        })
     }
 }
 
@@ -221,8 +227,18 @@ impl CaptureFile {
         let file = File::open(path)?;
         let mut cf = CaptureFile {
             path: path.to_path_buf(),
-            input: Input { file, buf: Vec::new(), start: 0, end: 0, offset: 0 },
-            format: Format::PcapNg { endian: Endian::Little, interfaces: vec![], last_ts_ns: 0 },
+            input: Input {
+                file,
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                offset: 0,
+            },
+            format: Format::PcapNg {
+                endian: Endian::Little,
+                interfaces: vec![],
+                last_ts_ns: 0,
+            },
             precision: TimePrecision::Micros,
         };
         let head = match cf.input.record(4, 0)? {
@@ -241,7 +257,10 @@ impl CaptureFile {
             }
             m => return Err(ReadError::NotACapture(m.swap_bytes())),
         };
-        let rest = cf.input.record(20, 0)?.ok_or(ReadError::Truncated { offset: 0 })?;
+        let rest = cf
+            .input
+            .record(20, 0)?
+            .ok_or(ReadError::Truncated { offset: 0 })?;
         let rest = &cf.input.buf[rest];
         // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
         let linktype = endian.u32(&rest[16..20]) & 0x0fff_ffff;
@@ -277,9 +296,19 @@ impl CaptureFile {
     }
 
     fn next_pcap(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
-        let Format::Pcap { endian, nanos, linktype, link } = self.format else { unreachable!() };
+        let Format::Pcap {
+            endian,
+            nanos,
+            linktype,
+            link,
+        } = self.format
+        else {
+            unreachable!()
+        };
         let start = self.input.offset;
-        let Some(h) = self.input.record(16, start)? else { return Ok(None) };
+        let Some(h) = self.input.record(16, start)? else {
+            return Ok(None);
+        };
         let h = &self.input.buf[h];
         let secs = endian.u32(&h[0..4]) as u64;
         let frac = endian.u32(&h[4..8]) as u64;
@@ -296,13 +325,22 @@ impl CaptureFile {
         }
         let data = self.input.consume(incl_len as usize);
         let ts_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        Ok(Some(Packet { ts_ns, link: Some(link), linktype, data: &self.input.buf[data], orig_len }))
+        Ok(Some(Packet {
+            ts_ns,
+            link: Some(link),
+            linktype,
+            data: &self.input.buf[data],
+            orig_len,
+        }))
     }
 
     /// Reads a section header block whose type has already been consumed.
     fn read_section_header(&mut self) -> Result<(), ReadError> {
         let start = self.input.offset - 4;
-        let h = self.input.record(8, start)?.ok_or(ReadError::Truncated { offset: start })?;
+        let h = self
+            .input
+            .record(8, start)?
+            .ok_or(ReadError::Truncated { offset: start })?;
         let h = &self.input.buf[h];
         let endian = match u32::from_le_bytes([h[4], h[5], h[6], h[7]]) {
             PCAPNG_BYTE_ORDER_MAGIC => Endian::Little,
@@ -317,7 +355,9 @@ impl CaptureFile {
         let total = endian.u32(&h[0..4]);
         check_block_len(total, 28, start)?;
         // Skip the rest of the header (versions, section length, options, trailer).
-        self.input.record(total as usize - 12, start)?.ok_or(ReadError::Truncated { offset: start })?;
+        self.input
+            .record(total as usize - 12, start)?
+            .ok_or(ReadError::Truncated { offset: start })?;
         self.format = Format::PcapNg {
             endian,
             interfaces: vec![],
@@ -329,27 +369,42 @@ impl CaptureFile {
     fn next_pcapng(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
         loop {
             let start = self.input.offset;
-            let Some(h) = self.input.record(4, start)? else { return Ok(None) };
-            let Format::PcapNg { endian, .. } = self.format else { unreachable!() };
+            let Some(h) = self.input.record(4, start)? else {
+                return Ok(None);
+            };
+            let Format::PcapNg { endian, .. } = self.format else {
+                unreachable!()
+            };
             let block_type = endian.u32(&self.input.buf[h]);
             if block_type == PCAPNG_SHB {
                 self.read_section_header()?;
                 continue;
             }
-            let len = self.input.record(4, start)?.ok_or(ReadError::Truncated { offset: start })?;
+            let len = self
+                .input
+                .record(4, start)?
+                .ok_or(ReadError::Truncated { offset: start })?;
             let total = endian.u32(&self.input.buf[len]);
             check_block_len(total, 12, start)?;
             // Body plus the trailing copy of the length.
-            let body = self.input.record(total as usize - 8, start)?.ok_or(ReadError::Truncated { offset: start })?;
+            let body = self
+                .input
+                .record(total as usize - 8, start)?
+                .ok_or(ReadError::Truncated { offset: start })?;
             let body_len = total as usize - 12;
             if endian.u32(&self.input.buf[body.start + body_len..]) != total {
-                return Err(ReadError::Corrupt { offset: start, what: "block length trailer does not match".into() });
+                return Err(ReadError::Corrupt {
+                    offset: start,
+                    what: "block length trailer does not match".into(),
+                });
             }
             let body = body.start..body.start + body_len;
             match block_type {
                 PCAPNG_IDB => self.add_interface(endian, body, start)?,
                 PCAPNG_EPB | PCAPNG_PB_OBSOLETE | PCAPNG_SPB => {
-                    return self.pcapng_packet(block_type, endian, body, start).map(Some);
+                    return self
+                        .pcapng_packet(block_type, endian, body, start)
+                        .map(Some);
                 }
                 _ => {} // statistics, name resolution, custom blocks: nothing to meter
             }
