@@ -21,7 +21,7 @@ fn frames(n: u32, flows: u32) -> Vec<Vec<u8>> {
             let mut v = vec![];
             let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
             let len = (i as usize * 37) % 1400;
-            if f % 4 == 0 {
+            if f.is_multiple_of(4) {
                 let mut s = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
                 s[12..].copy_from_slice(&f.to_be_bytes());
                 b.ipv6(s, [0xfd; 16], 64)

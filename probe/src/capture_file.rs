@@ -552,7 +552,7 @@ impl CaptureFile {
 }
 
 fn check_block_len(total: u32, min: u32, offset: u64) -> Result<(), ReadError> {
-    if total < min || total % 4 != 0 || total > MAX_BLOCK_LEN {
+    if total < min || !total.is_multiple_of(4) || total > MAX_BLOCK_LEN {
         return Err(ReadError::Corrupt {
             offset,
             what: format!("bad block length {total}"),

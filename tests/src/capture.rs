@@ -67,7 +67,7 @@ impl PcapWriter {
 pub fn write_pcapng_be_nanos(path: &std::path::Path, linktype: u16, frames: &[Frame]) {
     fn block(w: &mut impl Write, ty: u32, body: &[u8]) {
         let mut b = body.to_vec();
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         let total = 12 + b.len() as u32;

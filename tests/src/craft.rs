@@ -114,10 +114,8 @@ pub fn ethernet(
 
 /// A TCP connection: handshake, `data` segments each way, FIN from both ends, last ACK.
 pub fn tcp_session(
-    client: IpAddr,
-    server: IpAddr,
-    cport: u16,
-    sport: u16,
+    (client, cport): (IpAddr, u16),
+    (server, sport): (IpAddr, u16),
     start_ns: u64,
     step_ns: u64,
     data: usize,
@@ -169,10 +167,8 @@ pub fn mixed_traffic(base_ns: u64) -> Vec<Frame> {
     let mut f = vec![];
     for i in 0..5u16 {
         f.extend(tcp_session(
-            ip("10.1.0.5"),
-            ip("10.2.0.80"),
-            40000 + i,
-            443,
+            (ip("10.1.0.5"), 40000 + i),
+            (ip("10.2.0.80"), 443),
             base_ns + i as u64 * 100 * ms,
             3 * ms,
             4 + i as usize,
@@ -180,30 +176,24 @@ pub fn mixed_traffic(base_ns: u64) -> Vec<Frame> {
         ));
     }
     f.extend(tcp_session(
-        ip("fd00::5"),
-        ip("fd00::80"),
-        50000,
-        80,
+        (ip("fd00::5"), 50000),
+        (ip("fd00::80"), 80),
         base_ns + 50 * ms,
         7 * ms,
         6,
         &[],
     ));
     f.extend(tcp_session(
-        ip("10.3.0.5"),
-        ip("10.3.0.6"),
-        33000,
-        22,
+        (ip("10.3.0.5"), 33000),
+        (ip("10.3.0.6"), 22),
         base_ns + 70 * ms,
         5 * ms,
         3,
         &[100],
     ));
     f.extend(tcp_session(
-        ip("10.4.0.5"),
-        ip("10.4.0.6"),
-        33001,
-        25,
+        (ip("10.4.0.5"), 33001),
+        (ip("10.4.0.6"), 25),
         base_ns + 90 * ms,
         5 * ms,
         2,

@@ -189,9 +189,7 @@ fn records_per_message(datagrams: &[Vec<u8>]) -> Vec<usize> {
                     259 => 113,
                     _ => 0,
                 };
-                if rec_len > 0 {
-                    n += (len - 4) / rec_len;
-                }
+                n += (len - 4).checked_div(rec_len).unwrap_or(0);
                 pos += len;
             }
             n

@@ -214,7 +214,7 @@ impl Rng {
 }
 
 fn flow_of(i: u32) -> (IpAddr, IpAddr, bool, u16, u16) {
-    let v6 = i % 4 == 0;
+    let v6 = i.is_multiple_of(4);
     let tcp = i % 2 == 1;
     let (src, dst): (IpAddr, IpAddr) = if v6 {
         (

@@ -52,7 +52,10 @@ fn pcap(big: bool, nanos: bool, linktype: u32, pkts: &[(u32, u32, &[u8], u32)]) 
     f
 }
 
-fn read_all(path: &Path) -> (Vec<(u64, Vec<u8>, Option<LinkType>)>, Option<ReadError>) {
+/// (timestamp, bytes, link) of each packet read.
+type Read = Vec<(u64, Vec<u8>, Option<LinkType>)>;
+
+fn read_all(path: &Path) -> (Read, Option<ReadError>) {
     let mut cf = CaptureFile::open(path).unwrap();
     let mut v = vec![];
     loop {
@@ -127,7 +130,7 @@ fn block(big: bool, ty: u32, body: &[u8]) -> Vec<u8> {
         }
     };
     let mut padded = body.to_vec();
-    while padded.len() % 4 != 0 {
+    while !padded.len().is_multiple_of(4) {
         padded.push(0);
     }
     let total = 12 + padded.len() as u32;
