@@ -200,12 +200,7 @@ impl FlowCache {
     #[inline]
     pub fn update(&mut self, s: &FrameSummary, now_ns: u64, out: &mut Vec<FlowRecord>) {
         let key = FlowKey::of(s, self.cfg.vlan_in_key);
-        let hash = self.hasher.hash_one(key);
-        let nodes = &self.nodes;
-        let found = self
-            .index
-            .find(hash, |&i| nodes[i as usize].key == key)
-            .copied();
+        let (hash, found) = self.lookup(&key);
         let idx = match found {
             Some(i) if self.quiet_too_long(i, now_ns) => {
                 // The flow went quiet past its timeout before this packet: the record ends
@@ -236,6 +231,18 @@ impl FlowCache {
         if key.protocol == PROTO_TCP && s.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
             self.tcp_end(idx, s.tcp_flags, now_ns);
         }
+    }
+
+    /// The key's hash and, when the flow is cached, its slab index.
+    #[inline]
+    fn lookup(&self, key: &FlowKey) -> (u64, Option<u32>) {
+        let hash = self.hasher.hash_one(key);
+        let nodes = &self.nodes;
+        let found = self
+            .index
+            .find(hash, |&i| nodes[i as usize].key == *key)
+            .copied();
+        (hash, found)
     }
 
     /// Exports every flow whose idle, TCP-end or active timeout has passed at `now_ns`.
@@ -381,12 +388,7 @@ impl FlowCache {
     /// RST ends both directions; FIN ends the connection once both directions have sent one.
     fn tcp_end(&mut self, idx: u32, flags: u16, now_ns: u64) {
         let rev = self.nodes[idx as usize].key.reversed();
-        let hash = self.hasher.hash_one(rev);
-        let nodes = &self.nodes;
-        let rev_idx = self
-            .index
-            .find(hash, |&i| nodes[i as usize].key == rev)
-            .copied();
+        let (_, rev_idx) = self.lookup(&rev);
         if flags & TCP_RST != 0 {
             self.move_to_ending(idx, now_ns);
             if let Some(r) = rev_idx {
