@@ -251,7 +251,10 @@ impl FlowCache {
         self.expire_queue(Queue::Idle, now_ns, out);
         self.expire_queue(Queue::Ending, now_ns, out);
         while self.age.tail != NIL
-            && self.nodes[self.age.tail as usize].first_ns + self.cfg.active_timeout_ns <= now_ns
+            && self.nodes[self.age.tail as usize]
+                .first_ns
+                .saturating_add(self.cfg.active_timeout_ns)
+                <= now_ns
         {
             self.export(self.age.tail, EndReason::ActiveTimeout, out);
         }
@@ -273,7 +276,7 @@ impl FlowCache {
             Queue::Ending => n.last_ns.max(n.queued_ns),
             _ => n.last_ns,
         };
-        since + self.timeout_of(n.queue) <= now_ns
+        since.saturating_add(self.timeout_of(n.queue)) <= now_ns
     }
 
     /// Scans a recency list from its tail. The list is ordered by queue time and every node was
@@ -284,7 +287,7 @@ impl FlowCache {
         let timeout = self.timeout_of(queue);
         loop {
             let tail = self.list(Thread::Recency, queue).tail;
-            if tail == NIL || self.nodes[tail as usize].queued_ns + timeout > now_ns {
+            if tail == NIL || self.nodes[tail as usize].queued_ns.saturating_add(timeout) > now_ns {
                 return;
             }
             if self.quiet_too_long(tail, now_ns) {
@@ -696,6 +699,20 @@ mod tests {
         assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), sent);
         assert!(c.nodes.len() <= 64);
         assert_eq!(c.stats().records_exported(), out.len() as u64);
+    }
+
+    #[test]
+    fn timestamps_at_the_end_of_time_do_not_overflow() {
+        // A hostile pcapng (if_tsoffset) can put packets near u64::MAX nanoseconds.
+        let mut c = cache();
+        let mut out = vec![];
+        for t in [u64::MAX - 5, u64::MAX - 1, u64::MAX] {
+            c.expire(t, &mut out);
+            c.update(&pkt(1, 1, 2, 2, 0x11, 40), t, &mut out);
+            c.update(&pkt(2, 2, 1, 1, 0x11, 40), t, &mut out);
+        }
+        c.finish(&mut out);
+        assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), 6);
     }
 
     #[test]

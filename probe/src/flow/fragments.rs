@@ -66,7 +66,7 @@ impl FragmentTable {
         self.stats.fragments += 1;
         if now_ns >= self.next_purge_ns {
             self.purge(now_ns);
-            self.next_purge_ns = now_ns + self.timeout_ns / 2;
+            self.next_purge_ns = now_ns.saturating_add(self.timeout_ns / 2);
         }
         let key = FragKey {
             src: s.src_addr,
@@ -116,7 +116,8 @@ impl FragmentTable {
     fn purge(&mut self, now_ns: u64) {
         let timeout = self.timeout_ns;
         let before = self.map.len();
-        self.map.retain(|_, e| e.seen_ns + timeout > now_ns);
+        self.map
+            .retain(|_, e| e.seen_ns.saturating_add(timeout) > now_ns);
         self.stats.expired += (before - self.map.len()) as u64;
     }
 
