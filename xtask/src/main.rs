@@ -67,6 +67,13 @@ pub fn build_probe() -> Result<PathBuf> {
 
 fn test(extra: &[&str]) -> Result<()> {
     deps::ensure()?;
+    match e2e::shared_pcaps() {
+        Some(p) => eprintln!("xtask: shared captures found at {}: the corpus tests run", p.display()),
+        None => eprintln!(
+            "xtask: no shared captures (../shared/pcaps or $PROBE_SHARED_PCAPS): the two corpus tests SKIP; \
+             the crafted-capture tests still run"
+        ),
+    }
     let probe = build_probe()?;
     run(cargo()
         .args(["test", "--release", "--workspace"])
