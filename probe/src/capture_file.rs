@@ -173,12 +173,8 @@ impl Input {
             if self.buf.len() < n.max(CHUNK) {
                 self.buf.resize(n.max(CHUNK), 0);
             }
-            let got = loop {
-                match self.file.read(&mut self.buf[self.end..]) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => break r?,
-                }
-            };
+            // EINTR is returned, not retried: the caller decides whether a signal means stop.
+            let got = self.file.read(&mut self.buf[self.end..])?;
             if got == 0 {
                 return Ok(false);
             }

@@ -6,7 +6,8 @@
 //! - [`capture_file`]: the pcap/pcapng reader;
 //! - [`export`]: the exporter thread (IPFIX over UDP, JSON lines);
 //! - [`offline`]: `probe read`, the capture-file pipeline;
-//! - [`report`]: the end-of-run books, printed and as JSON.
+//! - [`report`]: the end-of-run books, printed and as JSON;
+//! - [`signals`]: SIGINT/SIGTERM end a run cleanly.
 
 pub mod capture_file;
 pub mod cli;
@@ -15,4 +16,5 @@ pub mod flow;
 pub mod meter;
 pub mod offline;
 pub mod report;
+pub mod signals;
 pub mod wire;

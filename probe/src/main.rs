@@ -38,6 +38,7 @@ fn main() {
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Read(args) => {
+            probe::signals::install().context("cannot install signal handlers")?;
             if args.export.ipfix.is_empty() && args.export.print.is_none() {
                 eprintln!("probe: no --ipfix collector and no --print: only the books are shown");
             }

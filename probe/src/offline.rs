@@ -18,7 +18,8 @@ use std::collections::HashSet;
 const BATCH: usize = 512;
 
 /// Runs `probe read`; returns the books. Per-file errors are reported on stderr and in the
-/// books, and the other files go on.
+/// books, and the other files go on. SIGINT/SIGTERM stop the reading; every flow so far is
+/// still exported (forcedEnd) and the books still balance.
 pub fn run(args: &ReadArgs) -> Result<RunReport> {
     let cache_cfg = CacheConfig {
         idle_timeout_ns: args.meter.idle_timeout.as_nanos() as u64,
@@ -46,7 +47,11 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
     let mut meter = Meter::new(cache_cfg, frag_cfg);
     let mut files = Vec::new();
 
+    let mut interrupted = false;
     for path in &args.files {
+        if interrupted {
+            break;
+        }
         let shown = path.display().to_string();
         let mut cf = match CaptureFile::open(path) {
             Ok(cf) => cf,
@@ -76,10 +81,18 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                     meter.process(link, p.data, ts);
                 }
                 Ok(None) => break None,
+                Err(_) if crate::signals::stop_requested() => {
+                    interrupted = true;
+                    break Some("interrupted by a signal".to_string());
+                }
                 Err(e) => {
                     eprintln!("probe: {shown}: {e}; the {frames} frames before it are metered");
                     break Some(e.to_string());
                 }
+            }
+            if crate::signals::stop_requested() {
+                interrupted = true;
+                break Some("interrupted by a signal".to_string());
             }
             meter.set_time_precision(cf.time_precision());
             if meter.pending() >= BATCH {
@@ -92,6 +105,12 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             frames,
             error,
         });
+    }
+    if interrupted {
+        eprintln!(
+            "probe: interrupted: exporting the {} active flows, then stopping",
+            meter.cache().len()
+        );
     }
     meter.finish();
     tx.send(meter.take_records())

@@ -58,6 +58,11 @@ impl PcapWriter {
         self.w.write_all(data)
     }
 
+    /// Pushes what was written to the file (or pipe) without closing it.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+
     pub fn finish(mut self) -> std::io::Result<()> {
         self.w.flush()
     }

@@ -340,6 +340,64 @@ fn unreadable_and_unsupported_files_are_named_and_the_rest_go_on() {
 }
 
 #[test]
+fn sigint_while_reading_a_pipe_exports_every_flow_seen() {
+    let tmp = TempDir::new("sigint");
+    let fifo = tmp.path().join("live.pcap");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let stats = tmp.path().join("books.json");
+    let child = std::process::Command::new(e2e::probe_bin())
+        .arg("read")
+        .arg(&fifo)
+        .args(["--print", "json", "--stats-json"])
+        .arg(&stats)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writer keeps the pipe open: the probe is blocked reading when the signal comes.
+    let frames = mixed_traffic(BASE);
+    let mut w = e2e::capture::PcapWriter::create(&fifo, LINKTYPE_ETHERNET, false).unwrap();
+    for f in &frames {
+        w.write(f.ts_ns, &f.data).unwrap();
+    }
+    w.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(w);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let packets: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["packetDeltaCount"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        packets,
+        frames.len() as u64,
+        "every packet before the signal is in a record"
+    );
+    let books = read_books(&stats);
+    assert_balanced(&books);
+    assert_eq!(books["frames"]["read"], frames.len() as u64);
+    assert_eq!(
+        books["flows"]["by_end_reason"]["forcedEnd"],
+        books["flows"]["exported"]
+    );
+}
+
+#[test]
 fn bad_flags_name_the_flag_and_the_fix() {
     for (args, expect) in [
         (
