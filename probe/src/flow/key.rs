@@ -6,7 +6,7 @@ use crate::wire::FrameSummary;
 ///
 /// IPv4 addresses use the first four octets. For ICMP the destination port carries
 /// type * 256 + code, so echo requests and replies are separate flows, as collectors expect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
@@ -16,6 +16,27 @@ pub struct FlowKey {
     pub customer_vlan_id: u16,
     pub protocol: u8,
     pub ip_version: u8,
+}
+
+/// Hashes the key as six 64-bit words. The derived `Hash` feeds the hasher field by field,
+/// array lengths included: about 180 instructions a packet, a sixth of all the probe did in the
+/// benchmark (callgrind); this is a few dozen.
+impl std::hash::Hash for FlowKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let word = |a: &[u8; 16], i: usize| u64::from_ne_bytes(a[i..i + 8].try_into().unwrap());
+        h.write_u64(word(&self.src_addr, 0));
+        h.write_u64(word(&self.src_addr, 8));
+        h.write_u64(word(&self.dst_addr, 0));
+        h.write_u64(word(&self.dst_addr, 8));
+        h.write_u64(
+            self.src_port as u64
+                | (self.dst_port as u64) << 16
+                | (self.vlan_id as u64) << 32
+                | (self.customer_vlan_id as u64) << 48,
+        );
+        h.write_u64(self.protocol as u64 | (self.ip_version as u64) << 8);
+    }
 }
 
 impl FlowKey {
