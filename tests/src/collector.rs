@@ -17,6 +17,9 @@ pub struct Recorder {
 impl Recorder {
     pub fn start() -> Recorder {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A collector that can fall behind for a while without losing what it was sent: the
+        // tests count records, and parallel tests on two cores can starve this thread.
+        set_receive_buffer(&sock, 16 << 20);
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let port = sock.local_addr().unwrap().port();
@@ -44,6 +47,24 @@ impl Recorder {
         std::thread::sleep(Duration::from_millis(200));
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap()
+    }
+}
+
+/// Raises the socket's receive buffer: SO_RCVBUFFORCE as root (past net.core.rmem_max), else
+/// SO_RCVBUF up to the system limit.
+fn set_receive_buffer(sock: &UdpSocket, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let set = |opt| unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            &bytes as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 {
+        set(libc::SO_RCVBUF);
     }
 }
 
