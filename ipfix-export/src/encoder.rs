@@ -19,6 +19,9 @@ pub struct EncoderConfig {
     /// Re-send templates when this many seconds have passed since they were last sent
     /// (meant for UDP, where a collector may start after us). `None`: only at start.
     pub template_refresh_secs: Option<u32>,
+    /// Also re-send templates every this many messages (UDP: a collector that restarts under a
+    /// steady stream recovers within N messages). `None`: by time only.
+    pub template_refresh_messages: Option<u32>,
 }
 
 impl Default for EncoderConfig {
@@ -27,6 +30,7 @@ impl Default for EncoderConfig {
             observation_domain: 1,
             mtu: 1400,
             template_refresh_secs: Some(60),
+            template_refresh_messages: None,
         }
     }
 }
@@ -49,9 +53,14 @@ pub struct EncoderStats {
     pub template_sets: u64,
 }
 
-/// The smallest MTU that holds a message with the template set (and so any single record).
+/// The smallest MTU that holds a message with the template set and one record of any layout.
 pub fn min_mtu() -> usize {
-    MESSAGE_HEADER_LEN + template::template_set_len()
+    let largest_record = Layout::ALL
+        .iter()
+        .map(|l| l.record_len())
+        .max()
+        .unwrap_or(0);
+    MESSAGE_HEADER_LEN + template::template_set_len() + SET_HEADER_LEN + largest_record
 }
 
 /// Builds IPFIX messages from flow records.
@@ -68,6 +77,8 @@ pub struct MessageEncoder {
     /// Export time of the newest call, seconds since the UNIX epoch.
     now_secs: u32,
     templates_sent_at: Option<u32>,
+    /// Messages finished since the last one that carried templates.
+    messages_since_templates: u32,
     stats: EncoderStats,
 }
 
@@ -91,6 +102,7 @@ impl MessageEncoder {
             sequence: 0,
             now_secs: 0,
             templates_sent_at: None,
+            messages_since_templates: 0,
             stats: EncoderStats::default(),
         })
     }
@@ -112,19 +124,24 @@ impl MessageEncoder {
     #[inline]
     pub fn push(&mut self, rec: &FlowRecord, now_secs: u32, mut emit: impl FnMut(&[u8])) {
         self.now_secs = now_secs;
-        if self.templates_due() {
-            self.finish(&mut emit);
-            self.open_message_with_templates();
-        }
         let layout = Layout::of(rec);
         let need = layout.record_len()
             + match self.open_set {
                 Some((l, _)) if l == layout => 0,
                 _ => SET_HEADER_LEN,
             };
-        if self.len == 0 || self.len + need > self.cfg.mtu {
+        // A due template refresh or a full message ends the open message.
+        if self.len != 0 && (self.templates_due() || self.len + need > self.cfg.mtu) {
             self.finish(&mut emit);
-            self.open_message();
+        }
+        if self.len == 0 {
+            // Every new message decides whether it leads with the templates; `min_mtu`
+            // guarantees that templates and one record of any layout fit together.
+            if self.templates_due() {
+                self.open_message_with_templates();
+            } else {
+                self.open_message();
+            }
         }
         if !matches!(self.open_set, Some((l, _)) if l == layout) {
             self.close_set();
@@ -150,10 +167,14 @@ impl MessageEncoder {
     }
 
     fn templates_due(&self) -> bool {
+        let by_count = self
+            .cfg
+            .template_refresh_messages
+            .is_some_and(|n| self.messages_since_templates >= n.max(1));
         match (self.templates_sent_at, self.cfg.template_refresh_secs) {
             (None, _) => true,
-            (Some(at), Some(every)) => self.now_secs.wrapping_sub(at) >= every,
-            (Some(_), None) => false,
+            (Some(at), Some(every)) => by_count || self.now_secs.wrapping_sub(at) >= every,
+            (Some(_), None) => by_count,
         }
     }
 
@@ -167,6 +188,7 @@ impl MessageEncoder {
         self.open_message();
         self.len += template::write_template_set(&mut self.buf[self.len..]);
         self.templates_sent_at = Some(self.now_secs);
+        self.messages_since_templates = 0;
         self.stats.template_sets += 1;
     }
 
@@ -190,6 +212,7 @@ impl MessageEncoder {
         h[8..12].copy_from_slice(&self.sequence.to_be_bytes());
         h[12..16].copy_from_slice(&self.cfg.observation_domain.to_be_bytes());
         emit(&self.buf[..len]);
+        self.messages_since_templates += 1;
         self.sequence = self.sequence.wrapping_add(self.records_in_message);
         self.stats.messages += 1;
         self.stats.records += self.records_in_message as u64;
@@ -307,6 +330,29 @@ mod tests {
         enc.flush(1010, |_| n += 1);
         assert_eq!(enc.stats().template_sets, 2);
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn templates_are_refreshed_every_n_messages() {
+        let cfg = EncoderConfig {
+            mtu: 512,
+            template_refresh_messages: Some(5),
+            ..Default::default()
+        };
+        let mut enc = MessageEncoder::new(cfg).unwrap();
+        let mut msgs: Vec<Vec<u8>> = vec![];
+        for i in 0..300 {
+            enc.push(&rec(i, false), 100, |m| msgs.push(m.to_vec()));
+        }
+        enc.flush(100, |m| msgs.push(m.to_vec()));
+        let with_templates: Vec<usize> = msgs
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| u16::from_be_bytes([m[16], m[17]]) == 2)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(msgs.len() > 20);
+        assert_eq!(with_templates[..4], [0, 5, 10, 15]);
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct ExportArgs {
     /// Re-send templates over UDP this often, so a collector started late can decode.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub template_refresh: Duration,
+    /// Also re-send templates every N messages (0: by time only).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub template_refresh_messages: u32,
     /// Most IPFIX messages per second (0: unlimited). UDP collectors lose what arrives faster
     /// than they read; reading a file is far faster than any collector.
     #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = 10_000)]

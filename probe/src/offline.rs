@@ -37,6 +37,8 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             observation_domain: args.export.observation_domain,
             mtu: args.export.mtu,
             template_refresh_secs: Some(args.export.template_refresh.as_secs().max(1) as u32),
+            template_refresh_messages: Some(args.export.template_refresh_messages)
+                .filter(|&n| n > 0),
         },
         destinations: args.export.ipfix.clone(),
         print_json: args.export.print == Some(PrintFormat::Json),

@@ -74,6 +74,11 @@ fn test(extra: &[&str]) -> Result<()> {
              the crafted-capture tests still run"
         ),
     }
+    // The decoders, reader and flow cache once in debug too: overflow checks catch arithmetic
+    // on hostile input that a release build would silently wrap.
+    run(cargo()
+        .args(["test", "-p", "probe", "-p", "ipfix-export", "--lib"])
+        .args(extra))?;
     let probe = build_probe()?;
     run(cargo()
         .args(["test", "--release", "--workspace"])
