@@ -309,15 +309,10 @@ fn mutated_files_never_panic_or_hang() {
         };
         let mut packets = 0usize;
         let mut bytes = 0usize;
-        loop {
-            match cf.next_packet() {
-                Ok(Some(p)) => {
-                    packets += 1;
-                    bytes += p.data.len();
-                    assert!(packets <= f.len(), "more packets than bytes: a loop");
-                }
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(p)) = cf.next_packet() {
+            packets += 1;
+            bytes += p.data.len();
+            assert!(packets <= f.len(), "more packets than bytes: a loop");
         }
         assert!(bytes <= f.len());
     }
