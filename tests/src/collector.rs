@@ -10,19 +10,26 @@ use std::time::Duration;
 
 pub struct Recorder {
     pub port: u16,
+    url: String,
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<Vec<Vec<u8>>>,
 }
 
 impl Recorder {
     pub fn start() -> Recorder {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Recorder::start_on("127.0.0.1:0")
+    }
+
+    /// A recorder on another local address, e.g. `[::1]:0` for an IPv6 collector.
+    pub fn start_on(bind: &str) -> Recorder {
+        let sock = UdpSocket::bind(bind).unwrap();
         // A collector that can fall behind for a while without losing what it was sent: the
         // tests count records, and parallel tests on two cores can starve this thread.
         set_receive_buffer(&sock, 16 << 20);
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let port = sock.local_addr().unwrap().port();
+        let local = sock.local_addr().unwrap();
+        let port = local.port();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -36,11 +43,20 @@ impl Recorder {
                 }
             }
         });
-        Recorder { port, stop, handle }
+        let url = match local {
+            std::net::SocketAddr::V4(a) => format!("udp://{a}"),
+            std::net::SocketAddr::V6(a) => format!("udp://[{}]:{}", a.ip(), a.port()),
+        };
+        Recorder {
+            port,
+            url,
+            stop,
+            handle,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("udp://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
     pub fn finish(self) -> Vec<Vec<u8>> {

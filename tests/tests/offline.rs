@@ -198,6 +198,36 @@ fn records_per_message(datagrams: &[Vec<u8>]) -> Vec<usize> {
 }
 
 #[test]
+fn every_collector_gets_every_record_over_ipv4_and_ipv6() {
+    let tmp = TempDir::new("fanout");
+    let frames = mixed_traffic(BASE);
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let v4 = Recorder::start();
+    let v6 = Recorder::start_on("[::1]:0");
+    let stats = tmp.path().join("books.json");
+    let out = probe_read(
+        &[&pcap],
+        &["--ipfix", &v4.url(), "--ipfix", &v6.url()],
+        &stats,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let books = read_books(&stats);
+    let records = books["export"]["records"].as_u64().unwrap() as usize;
+    let (a, b) = (v4.finish(), v6.finish());
+    assert_eq!(a, b, "both collectors receive the same messages");
+    assert_eq!(ipfixrw_decode(&a).len(), records);
+    for c in books["export"]["collectors"].as_array().unwrap() {
+        assert_eq!(c["messages_sent"].as_u64().unwrap(), a.len() as u64);
+        assert_eq!(c["messages_lost"], 0);
+    }
+}
+
+#[test]
 fn timeouts_split_flows_into_deltas_that_sum_to_the_truth() {
     let tmp = TempDir::new("timeouts");
     let ip = |s: &str| s.parse().unwrap();
