@@ -1,12 +1,17 @@
 //! SIGINT and SIGTERM ask the probe to stop: it stops reading, exports every active flow
 //! (forcedEnd), flushes the exporter and prints its books, instead of dying with flows unsaid.
+//! A second signal exits at once (status 130).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+    // A second signal means "now": the operator does not want to wait for the remaining
+    // records to be paced out. `_exit` is async-signal-safe.
+    if STOP.swap(true, Ordering::Relaxed) {
+        unsafe { libc::_exit(130) };
+    }
 }
 
 /// Installs the handlers. Without SA_RESTART, so a read blocked on a pipe returns EINTR and the
