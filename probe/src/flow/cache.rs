@@ -318,10 +318,15 @@ impl FlowCache {
         tail != NIL && self.nodes[tail as usize].queued_ns.saturating_add(timeout) <= now_ns
     }
 
+    /// Moves a node to the head of its recency list. Its queue time is never before its last
+    /// packet: with out-of-order timestamps `now_ns` can be older than `last_ns`, and a node
+    /// that still looked "seen since queued" after a requeue would keep the CLOCK hand (and
+    /// the expiry scan) going round forever.
     fn requeue(&mut self, idx: u32, queue: Queue, now_ns: u64) {
         self.unlink(Thread::Recency, queue, idx);
         self.push_front(Thread::Recency, queue, idx);
-        self.nodes[idx as usize].queued_ns = now_ns;
+        let n = &mut self.nodes[idx as usize];
+        n.queued_ns = now_ns.max(n.last_ns);
     }
 
     /// Exports every flow (forcedEnd): end of input, or shutdown.
@@ -684,6 +689,22 @@ mod tests {
         );
         assert_eq!(c.len(), 3);
         assert_eq!(c.stats().lack_of_resources, 1);
+    }
+
+    #[test]
+    fn full_cache_with_out_of_order_timestamps_still_evicts() {
+        // Every cached flow was seen after the arriving packet's timestamp.
+        let mut c = cache();
+        let mut out = vec![];
+        for i in 1..=3u8 {
+            c.update(&pkt(i, 1, 9, 9, 0, 10), 100 * S, &mut out);
+            c.update(&pkt(i, 1, 9, 9, 0, 10), 101 * S, &mut out);
+        }
+        c.update(&pkt(4, 1, 9, 9, 0, 10), 50 * S, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::LackOfResources);
+        c.expire(200 * S, &mut out);
+        assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), 7);
     }
 
     #[test]
