@@ -228,6 +228,31 @@ fn every_collector_gets_every_record_over_ipv4_and_ipv6() {
 }
 
 #[test]
+fn a_full_cache_evicts_counts_and_loses_nothing() {
+    let tmp = TempDir::new("full");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    let nf = Nfcapd::start(tmp.path());
+    let stats = tmp.path().join("books.json");
+    let out = probe_read(
+        &[&pcap],
+        &["--ipfix", &nf.url(), "--max-flows", "5"],
+        &stats,
+    );
+    assert!(out.status.success());
+    // Evicted flows are exported early and continue in new records: the sums stay exact.
+    assert_same_flows(&tshark_flows(&pcap), &nfdump_flows(&nf.finish()), "nfdump");
+    let books = read_books(&stats);
+    assert!(
+        books["flows"]["by_end_reason"]["lackOfResources"]
+            .as_u64()
+            .unwrap()
+            > 10
+    );
+    assert!(books["flows"]["peak_active"].as_u64().unwrap() <= 5);
+}
+
+#[test]
 fn timeouts_split_flows_into_deltas_that_sum_to_the_truth() {
     let tmp = TempDir::new("timeouts");
     let ip = |s: &str| s.parse().unwrap();
