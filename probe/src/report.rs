@@ -141,10 +141,14 @@ impl RunReport {
             fl.peak_flows
         );
         let e = &self.export;
-        s += &format!(
-            "export: {} records in {} IPFIX messages ({} octets)",
-            e.encoder.records, e.encoder.messages, e.encoder.octets
-        );
+        if e.destinations.is_empty() {
+            s += "export: no --ipfix collector";
+        } else {
+            s += &format!(
+                "export: {} records in {} IPFIX messages ({} octets)",
+                e.encoder.records, e.encoder.messages, e.encoder.octets
+            );
+        }
         for d in &e.destinations {
             s += &format!(
                 "; {}: {} sent, {} lost",
