@@ -147,8 +147,10 @@ enum Format {
     },
 }
 
-/// Bytes read from the file per refill.
-const CHUNK: usize = 1 << 20;
+/// Bytes read from the file per refill. Small enough that what the kernel copies in is still
+/// in L2 when it is parsed: 256 KiB took 7–14% less CPU than 1 MiB on the benchmark file
+/// (five alternating runs each); 64 and 128 KiB were no better.
+const CHUNK: usize = 1 << 18;
 
 /// A chunked view of the file: records are parsed in place from a large buffer and handed out
 /// as slices of it, so a packet costs no copy and no system call of its own.
