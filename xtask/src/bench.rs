@@ -200,6 +200,7 @@ struct Measured {
     wall: Duration,
     user: f64,
     sys: f64,
+    /// Peak RSS sampled every 5 ms from /proc (see `measure`).
     max_rss_kb: i64,
 }
 
@@ -213,7 +214,18 @@ fn measure(cmd: &mut Command) -> Result<Measured> {
         .with_context(|| format!("start {shown}"))?;
     let mut status = 0;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    // Peak RSS is sampled from the child's own /proc/PID/status (VmHWM, per address space)
+    // every 5 ms: ru_maxrss survives exec on Linux, so a child spawned from this process would
+    // report this process's size whenever that is larger than its own.
+    let mut hwm_kb = 0i64;
+    let pid = loop {
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut ru) };
+        if pid != 0 {
+            break pid;
+        }
+        hwm_kb = hwm_kb.max(vm_hwm_kb(child.id()));
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let wall = start.elapsed();
     if pid < 0 {
         bail!("wait4 for {shown}: {}", std::io::Error::last_os_error());
@@ -226,8 +238,20 @@ fn measure(cmd: &mut Command) -> Result<Measured> {
         wall,
         user: secs(ru.ru_utime),
         sys: secs(ru.ru_stime),
-        max_rss_kb: ru.ru_maxrss,
+        max_rss_kb: hwm_kb,
     })
+}
+
+/// VmHWM of a live process, in KiB (0 once it has exited).
+fn vm_hwm_kb(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A small deterministic generator (xorshift64*).
