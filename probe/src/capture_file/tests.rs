@@ -16,21 +16,26 @@ fn tmp(name: &str, bytes: &[u8]) -> Tmp {
     Tmp(p)
 }
 
+/// A 16-bit field in the file's byte order.
+fn bytes16(big: bool, v: u16) -> [u8; 2] {
+    if big {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
+
+/// A 32-bit field in the file's byte order.
+fn bytes32(big: bool, v: u32) -> [u8; 4] {
+    if big {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
+
 fn pcap(big: bool, nanos: bool, linktype: u32, pkts: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let w16 = |v: u16| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
+    let (w16, w32) = (|v: u16| bytes16(big, v), |v: u32| bytes32(big, v));
     let mut f = vec![];
     f.extend_from_slice(&w32(if nanos {
         PCAP_MAGIC_NANOS
@@ -122,13 +127,7 @@ fn unsupported_link_type_and_garbage_are_refused_at_open() {
 }
 
 fn block(big: bool, ty: u32, body: &[u8]) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
+    let w32 = |v: u32| bytes32(big, v);
     let mut padded = body.to_vec();
     while !padded.len().is_multiple_of(4) {
         padded.push(0);
@@ -142,20 +141,7 @@ fn block(big: bool, ty: u32, body: &[u8]) -> Vec<u8> {
 }
 
 fn pcapng(big: bool, tsresol: Option<u8>, linktype: u16, ts_units: u64, data: &[u8]) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let w16 = |v: u16| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
+    let (w16, w32) = (|v: u16| bytes16(big, v), |v: u32| bytes32(big, v));
     let mut shb = w32(PCAPNG_BYTE_ORDER_MAGIC).to_vec();
     shb.extend_from_slice(&w16(1));
     shb.extend_from_slice(&w16(0));
