@@ -40,6 +40,18 @@ pub fn shared_pcaps() -> Option<PathBuf> {
     p.join("INDEX.md").exists().then_some(p)
 }
 
+/// Sends a signal to a process (without /bin/kill, which minimal Debian images lack).
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child we spawned.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// A scratch directory removed on drop, unique per test.
 pub struct TempDir(pub PathBuf);
 

@@ -155,10 +155,7 @@ impl Nfcapd {
     pub fn finish(mut self) -> Vec<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(700));
         let mut child = self.child.take().unwrap();
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
+        crate::signal(child.id(), libc::SIGTERM);
         child.wait().unwrap();
         nfdump_records(&self.dir)
     }

@@ -421,10 +421,7 @@ fn sigint_while_reading_a_pipe_exports_every_flow_seen() {
     }
     w.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    e2e::signal(child.id(), libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     drop(w);
     let stderr = String::from_utf8_lossy(&out.stderr);
