@@ -48,10 +48,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("exporter".into())
         .spawn(move || {
-            let stdout = std::io::stdout();
-            let mut json = std::io::BufWriter::new(stdout.lock());
-            let mut json_records = 0u64;
-            let mut json_failed = false;
+            let mut json = JsonOut::new(print_json);
             loop {
                 match rx.recv_timeout(FLUSH_EVERY) {
                     Ok(batch) => {
@@ -60,15 +57,9 @@ pub fn spawn(
                             if !senders.is_empty() {
                                 encoder.push(rec, now, |m| send_all(&mut senders, &mut pacer, m));
                             }
-                            if print_json && !json_failed {
-                                if let Err(e) = write_json(&mut json, rec) {
-                                    eprintln!("probe: cannot write JSON records to stdout: {e}; JSON output stops, export goes on");
-                                    json_failed = true;
-                                } else {
-                                    json_records += 1;
-                                }
-                            }
+                            json.record(rec);
                         }
+                        json.flush();
                     }
                     Err(RecvTimeoutError::Timeout) if !senders.is_empty() => {
                         encoder.flush(unix_secs(), |m| send_all(&mut senders, &mut pacer, m))
@@ -81,17 +72,77 @@ pub fn spawn(
             if !senders.is_empty() {
                 encoder.flush(unix_secs(), |m| send_all(&mut senders, &mut pacer, m));
             }
-            let _ = json.flush();
+            json.flush();
             ExportReport {
                 encoder: encoder.stats(),
                 destinations: senders
                     .iter()
-                    .map(|s| DestinationReport { url: format!("udp://{}", s.destination()), stats: s.stats() })
+                    .map(|s| DestinationReport {
+                        url: format!("udp://{}", s.destination()),
+                        stats: s.stats(),
+                    })
                     .collect(),
-                json_records,
+                json_records: json.printed,
+                json_records_lost: json.lost,
             }
         })
         .context("cannot start the exporter thread")
+}
+
+/// JSON lines on stdout. A line counts as printed only once a flush of it succeeded; after the
+/// first failure (a closed pipe, a full disk) JSON output stops, export goes on, and every
+/// record not printed is counted as lost.
+struct JsonOut {
+    enabled: bool,
+    /// `None` once stdout has failed.
+    out: Option<std::io::BufWriter<std::io::StdoutLock<'static>>>,
+    /// Lines written to the buffer since the last successful flush.
+    pending: u64,
+    printed: u64,
+    lost: u64,
+}
+
+impl JsonOut {
+    fn new(enabled: bool) -> JsonOut {
+        let out = enabled.then(|| std::io::BufWriter::new(std::io::stdout().lock()));
+        JsonOut {
+            enabled,
+            out,
+            pending: 0,
+            printed: 0,
+            lost: 0,
+        }
+    }
+
+    fn record(&mut self, rec: &FlowRecord) {
+        if !self.enabled {
+            return;
+        }
+        match self.out.as_mut().map(|w| write_json(w, rec)) {
+            Some(Ok(())) => self.pending += 1,
+            Some(Err(e)) => self.fail(e, 1),
+            None => self.lost += 1,
+        }
+    }
+
+    fn flush(&mut self) {
+        match self.out.as_mut().map(|w| w.flush()) {
+            Some(Ok(())) => self.printed += std::mem::take(&mut self.pending),
+            Some(Err(e)) => self.fail(e, 0),
+            None => {}
+        }
+    }
+
+    fn fail(&mut self, e: std::io::Error, this_one: u64) {
+        eprintln!(
+            "probe: cannot write JSON records to stdout: {e}; JSON output stops, export goes on"
+        );
+        self.lost += std::mem::take(&mut self.pending) + this_one;
+        // Dropping a BufWriter flushes it; forget its buffer instead of retrying a dead stdout.
+        if let Some(w) = self.out.take() {
+            let _ = w.into_parts();
+        }
+    }
 }
 
 fn send_all(senders: &mut [UdpSender], pacer: &mut Pacer, msg: &[u8]) {

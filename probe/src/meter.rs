@@ -116,14 +116,6 @@ impl Meter {
         }
     }
 
-    /// Advances the clock without a frame (a live source's timer tick).
-    pub fn tick(&mut self, now_ns: u64) {
-        if now_ns > self.clock_ns {
-            self.clock_ns = now_ns;
-            self.cache.expire(now_ns, &mut self.records);
-        }
-    }
-
     /// Records waiting to be drained.
     pub fn pending(&self) -> usize {
         self.records.len()

@@ -21,6 +21,8 @@ pub struct ExportReport {
     pub encoder: EncoderStats,
     pub destinations: Vec<DestinationReport>,
     pub json_records: u64,
+    /// Records not printed after stdout failed.
+    pub json_records_lost: u64,
 }
 
 /// One input file's outcome.
@@ -82,6 +84,7 @@ impl RunReport {
                 "octets": e.encoder.octets,
                 "template_sets": e.encoder.template_sets,
                 "json_records": e.json_records,
+                "json_records_lost": e.json_records_lost,
                 "collectors": e.destinations.iter().map(|d| json!({
                     "url": d.url,
                     "messages_sent": d.stats.messages_sent,
@@ -155,8 +158,11 @@ impl RunReport {
                 d.url, d.stats.messages_sent, d.stats.messages_lost
             );
         }
-        if e.json_records > 0 {
+        if e.json_records > 0 || e.json_records_lost > 0 {
             s += &format!("; {} JSON lines", e.json_records);
+        }
+        if e.json_records_lost > 0 {
+            s += &format!(" ({} not printed: stdout failed)", e.json_records_lost);
         }
         s.push('\n');
         s

@@ -450,6 +450,41 @@ fn sigint_while_reading_a_pipe_exports_every_flow_seen() {
 }
 
 #[test]
+fn json_lines_that_cannot_be_written_are_counted_as_lost() {
+    let tmp = TempDir::new("devfull");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    let stats = tmp.path().join("books.json");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = std::process::Command::new(e2e::probe_bin())
+        .arg("read")
+        .arg(&pcap)
+        .args(["--print", "json", "--stats-json"])
+        .arg(&stats)
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("cannot write JSON records").count(),
+        1,
+        "{stderr}"
+    );
+    let books = read_books(&stats);
+    let exported = books["flows"]["exported"].as_u64().unwrap();
+    assert!(exported > 30);
+    assert_eq!(books["export"]["json_records"], 0);
+    assert_eq!(
+        books["export"]["json_records_lost"].as_u64().unwrap(),
+        exported
+    );
+}
+
+#[test]
 fn bad_flags_name_the_flag_and_the_fix() {
     for (args, expect) in [
         (
