@@ -20,6 +20,33 @@ fn probe_read(files: &[&Path], extra: &[&str], stats: &Path) -> std::process::Ou
     run_probe(&refs)
 }
 
+/// What one `probe read` into a fresh nfcapd produced.
+struct Metered {
+    out: std::process::Output,
+    /// Every record nfdump read from the nfcapd files.
+    records: Vec<serde_json::Value>,
+    /// The run's `--stats-json` books.
+    books: serde_json::Value,
+}
+
+/// Meters `files` into a real nfcapd of its own (plus `extra` flags) and reads back what the
+/// collector stored and what the probe booked.
+fn read_into_nfcapd(tmp: &TempDir, files: &[&Path], extra: &[&str]) -> Metered {
+    let nf = Nfcapd::start(tmp.path());
+    let stats = tmp.path().join("books.json");
+    let url = nf.url();
+    let mut args = vec!["--ipfix", url.as_str()];
+    args.extend_from_slice(extra);
+    let out = probe_read(files, &args, &stats);
+    let records = nf.finish();
+    let books = read_books(&stats);
+    Metered {
+        out,
+        records,
+        books,
+    }
+}
+
 #[test]
 fn crafted_mix_through_nfcapd_matches_tshark() {
     let tmp = TempDir::new("mix");
@@ -29,18 +56,18 @@ fn crafted_mix_through_nfcapd_matches_tshark() {
     let truth = tshark_flows(&pcap);
     assert!(truth.len() > 30, "the mix has {} flows", truth.len());
 
-    let nf = Nfcapd::start(tmp.path());
-    let stats = tmp.path().join("books.json");
-    let out = probe_read(&[&pcap], &["--ipfix", &nf.url()], &stats);
+    let Metered {
+        out,
+        records,
+        books,
+    } = read_into_nfcapd(&tmp, &[&pcap], &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let records = nf.finish();
     assert_same_flows(&truth, &nfdump_flows(&records), "nfdump");
 
-    let books = read_books(&stats);
     assert_balanced(&books);
     assert_eq!(books["frames"]["read"], frames.len() as u64);
     assert_eq!(books["frames"]["metered"], frames.len() as u64);
@@ -69,15 +96,13 @@ fn pcapng_big_endian_nanoseconds_gives_the_same_flows() {
     let pcapng = tmp.path().join("mix.pcapng");
     write_pcapng_be_nanos(&pcapng, 1, &frames);
     let truth = tshark_flows(&pcapng);
-    let nf = Nfcapd::start(tmp.path());
-    let stats = tmp.path().join("books.json");
-    let out = probe_read(
-        &[&pcapng],
-        &["--ipfix", &nf.url(), "--print", "json"],
-        &stats,
-    );
+    let Metered {
+        out,
+        records,
+        books,
+    } = read_into_nfcapd(&tmp, &[&pcapng], &["--print", "json"]);
     assert!(out.status.success());
-    assert_same_flows(&truth, &nfdump_flows(&nf.finish()), "nfdump");
+    assert_same_flows(&truth, &nfdump_flows(&records), "nfdump");
 
     // The JSON lines carry nanosecond times from a nanosecond source.
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
@@ -87,7 +112,7 @@ fn pcapng_big_endian_nanoseconds_gives_the_same_flows() {
         .collect();
     assert_eq!(
         lines.len() as u64,
-        read_books(&stats)["export"]["records"].as_u64().unwrap()
+        books["export"]["records"].as_u64().unwrap()
     );
     let first_ns = lines
         .iter()
@@ -232,17 +257,14 @@ fn a_full_cache_evicts_counts_and_loses_nothing() {
     let tmp = TempDir::new("full");
     let pcap = tmp.path().join("mix.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
-    let nf = Nfcapd::start(tmp.path());
-    let stats = tmp.path().join("books.json");
-    let out = probe_read(
-        &[&pcap],
-        &["--ipfix", &nf.url(), "--max-flows", "5"],
-        &stats,
-    );
+    let Metered {
+        out,
+        records,
+        books,
+    } = read_into_nfcapd(&tmp, &[&pcap], &["--max-flows", "5"]);
     assert!(out.status.success());
     // Evicted flows are exported early and continue in new records: the sums stay exact.
-    assert_same_flows(&tshark_flows(&pcap), &nfdump_flows(&nf.finish()), "nfdump");
-    let books = read_books(&stats);
+    assert_same_flows(&tshark_flows(&pcap), &nfdump_flows(&records), "nfdump");
     assert!(
         books["flows"]["by_end_reason"]["lackOfResources"]
             .as_u64()
@@ -290,33 +312,27 @@ fn timeouts_split_flows_into_deltas_that_sum_to_the_truth() {
     frames.sort_by_key(|f| f.ts_ns);
     let pcap = tmp.path().join("t.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
-    let nf = Nfcapd::start(tmp.path());
-    let stats = tmp.path().join("books.json");
-    let out = probe_read(
+    let Metered {
+        out,
+        records,
+        books,
+    } = read_into_nfcapd(
+        &tmp,
         &[&pcap],
-        &[
-            "--ipfix",
-            &nf.url(),
-            "--idle-timeout",
-            "5s",
-            "--active-timeout",
-            "10s",
-        ],
-        &stats,
+        &["--idle-timeout", "5s", "--active-timeout", "10s"],
     );
     assert!(out.status.success());
-    let got = nfdump_flows(&nf.finish());
+    let got = nfdump_flows(&records);
     assert_same_flows(&tshark_flows(&pcap), &got, "nfdump");
-    let records = |sport: u16| {
+    let records_of = |sport: u16| {
         got.iter()
             .find(|(k, _)| k.sport == sport)
             .unwrap()
             .1
             .records
     };
-    assert_eq!(records(1), 2);
-    assert_eq!(records(3), 3);
-    let books = read_books(&stats);
+    assert_eq!(records_of(1), 2);
+    assert_eq!(records_of(3), 3);
     assert_eq!(books["flows"]["by_end_reason"]["idleTimeout"], 1);
     assert_eq!(books["flows"]["by_end_reason"]["activeTimeout"], 2);
 }
@@ -331,17 +347,18 @@ fn truncated_file_exports_everything_before_the_cut() {
     let f = std::fs::OpenOptions::new().write(true).open(&pcap).unwrap();
     f.set_len(len - 100).unwrap(); // inside the last record
     let truth = tshark_flows(&pcap);
-    let nf = Nfcapd::start(tmp.path());
-    let stats = tmp.path().join("books.json");
-    let out = probe_read(&[&pcap], &["--ipfix", &nf.url()], &stats);
+    let Metered {
+        out,
+        records,
+        books,
+    } = read_into_nfcapd(&tmp, &[&pcap], &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cut.pcap") && stderr.contains("truncated"),
         "{stderr}"
     );
-    assert_same_flows(&truth, &nfdump_flows(&nf.finish()), "nfdump");
-    let books = read_books(&stats);
+    assert_same_flows(&truth, &nfdump_flows(&records), "nfdump");
     assert_eq!(books["frames"]["read"], frames.len() as u64 - 1);
     assert!(books["files"][0]["error"]
         .as_str()
@@ -604,10 +621,12 @@ fn real_captures_through_nfcapd_match_tshark() {
     for name in SHARED_FLOW_CHECKS {
         let pcap = root.join(name);
         let tmp = TempDir::new("real");
-        let nf = Nfcapd::start(tmp.path());
-        let stats = tmp.path().join("books.json");
         // VLAN ids are keyed by the probe but not by tshark's ground truth: leave them out here.
-        let out = probe_read(&[&pcap], &["--ipfix", &nf.url(), "--no-vlan-key"], &stats);
+        let Metered {
+            out,
+            records,
+            books,
+        } = read_into_nfcapd(&tmp, &[&pcap], &["--no-vlan-key"]);
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -615,9 +634,9 @@ fn real_captures_through_nfcapd_match_tshark() {
         );
         assert_same_flows(
             &tshark_flows(&pcap),
-            &nfdump_flows(&nf.finish()),
+            &nfdump_flows(&records),
             &format!("nfdump for {name}"),
         );
-        assert_balanced(&read_books(&stats));
+        assert_balanced(&books);
     }
 }
