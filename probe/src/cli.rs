@@ -1,7 +1,10 @@
 //! Command-line options shared by the probe's subcommands, and their parsers.
 
+use crate::export::ExportConfig;
+use crate::flow::CacheConfig;
+use crate::meter::FragmentConfig;
 use clap::Args;
-use ipfix_export::Destination;
+use ipfix_export::{Destination, EncoderConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -73,6 +76,22 @@ pub struct ExportArgs {
     pub max_export_rate: u32,
 }
 
+impl ExportArgs {
+    pub fn export_config(&self) -> ExportConfig {
+        ExportConfig {
+            encoder: EncoderConfig {
+                observation_domain: self.observation_domain,
+                mtu: self.mtu,
+                template_refresh_secs: Some(self.template_refresh.as_secs().max(1) as u32),
+                template_refresh_messages: Some(self.template_refresh_messages).filter(|&n| n > 0),
+            },
+            destinations: self.ipfix.clone(),
+            print_json: self.print == Some(PrintFormat::Json),
+            max_messages_per_sec: Some(self.max_export_rate),
+        }
+    }
+}
+
 /// How packets become flows.
 #[derive(Args, Clone, Debug)]
 pub struct MeterArgs {
@@ -99,6 +118,25 @@ pub struct MeterArgs {
     pub fragment_timeout: Duration,
 }
 
+impl MeterArgs {
+    pub fn cache_config(&self) -> CacheConfig {
+        CacheConfig {
+            idle_timeout_ns: self.idle_timeout.as_nanos() as u64,
+            active_timeout_ns: self.active_timeout.as_nanos() as u64,
+            tcp_end_grace_ns: self.tcp_end_grace.as_nanos() as u64,
+            max_flows: self.max_flows,
+            vlan_in_key: !self.no_vlan_key,
+        }
+    }
+
+    pub fn fragment_config(&self) -> FragmentConfig {
+        FragmentConfig {
+            capacity: self.fragment_table_size,
+            timeout_ns: self.fragment_timeout.as_nanos() as u64,
+        }
+    }
+}
+
 /// `probe read`.
 #[derive(Args, Clone, Debug)]
 pub struct ReadArgs {
@@ -114,6 +152,172 @@ pub struct ReadArgs {
     pub stats_json: Option<PathBuf>,
 }
 
+/// An IP prefix: `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub len: u8,
+}
+
+pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    let s = s.trim();
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: std::net::IpAddr = a.parse().map_err(|_| {
+        format!("'{s}' is not an IP prefix: write e.g. 192.0.2.0/24, 2001:db8::/32 or 10.0.0.1")
+    })?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match l {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(format!("'{s}': the prefix length must be 0 to {max}")),
+        },
+    };
+    Ok(Cidr { addr, len })
+}
+
+/// Which RX queues to capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueSelection {
+    All,
+    List(Vec<u32>),
+}
+
+/// Parses `all`, `0,1,3` or ranges like `0-3`.
+pub fn parse_queues(s: &str) -> Result<QueueSelection, String> {
+    if s.trim() == "all" {
+        return Ok(QueueSelection::All);
+    }
+    parse_index_list(s)
+        .map(QueueSelection::List)
+        .map_err(|e| format!("{e}, or 'all'"))
+}
+
+/// Parses `0,2,4-7` into a sorted list without duplicates.
+pub fn parse_index_list(s: &str) -> Result<Vec<u32>, String> {
+    let bad = || format!("'{s}' is not a list of numbers: write e.g. 0,1 or 0-3");
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.trim().parse().map_err(|_| bad())?;
+                let b: u32 = b.trim().parse().map_err(|_| bad())?;
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_cpus(s: &str) -> Result<Vec<u32>, String> {
+    parse_index_list(s)
+}
+
+/// Where the XDP program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpModeArg {
+    /// Native when the driver supports it, generic otherwise.
+    Auto,
+    /// In the driver (fails if the driver has no XDP support).
+    Native,
+    /// The kernel's generic hook: every device, more CPU per frame.
+    Generic,
+}
+
+/// How 1-in-N sampling picks frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SampleMode {
+    /// Every Nth frame of each RX queue (systematic count-based sampling).
+    Deterministic,
+    /// Each frame with probability 1/N.
+    Random,
+}
+
+/// `probe capture`.
+#[derive(Args, Clone, Debug)]
+pub struct CaptureArgs {
+    /// The capture interface (a SPAN or tap port).
+    #[arg(short = 'i', long, value_name = "IF")]
+    pub interface: String,
+    /// RX queues to capture, one worker each: 'all' or a list such as 0,1 or 0-3.
+    #[arg(long, value_name = "all|LIST", default_value = "all", value_parser = parse_queues)]
+    pub queues: QueueSelection,
+    /// Where the XDP program runs.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub xdp_mode: XdpModeArg,
+    /// AF_XDP zero-copy (needs driver support); auto falls back to copy mode.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub zero_copy: crate::live::xsk::ZeroCopy,
+    /// Pin worker i to the i-th CPU of this list (e.g. 2,3 or 2-3).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<Vec<u32>>,
+    /// Meter 1 in N frames, chosen in the kernel; the rest go to the kernel stack. Flow counts
+    /// are then of sampled packets (the books and stats say N).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: u32,
+    /// How sampling picks frames.
+    #[arg(long, value_name = "MODE", default_value = "deterministic")]
+    pub sample_mode: SampleMode,
+    /// Leave traffic from or to these prefixes unmetered (comma-separated or repeated), e.g.
+    /// the collector's address so the probe does not meter its own export.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_cidr)]
+    pub ignore: Vec<Cidr>,
+    /// UMEM frames per queue (the kernel-to-worker buffer).
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub umem_frames: u32,
+    /// Bytes per UMEM frame: 2048 or 4096 (frames longer than this minus 256 are dropped and
+    /// counted).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = parse_frame_size)]
+    pub frame_size: u32,
+    /// RX ring entries per queue (a power of two).
+    #[arg(long, value_name = "N", default_value_t = 2048, value_parser = parse_ring_size)]
+    pub rx_ring: u32,
+    /// Most descriptors taken from the RX ring per poll.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: u32,
+    /// Busy-poll the driver from the workers (SO_PREFER_BUSY_POLL): lower latency and fewer
+    /// interrupts, at the price of a spinning core per worker.
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Stop after this long (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub export: ExportArgs,
+    #[command(flatten)]
+    pub meter: MeterArgs,
+    /// Write the run's books (per queue and in total) as JSON to this file at the end.
+    #[arg(long, value_name = "PATH")]
+    pub stats_json: Option<PathBuf>,
+}
+
+fn parse_frame_size(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "2048" => Ok(2048),
+        "4096" => Ok(4096),
+        _ => Err(format!("'{s}': the frame size must be 2048 or 4096")),
+    }
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && (64..=65536).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}': ring sizes must be a power of two from 64 to 65536"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +331,23 @@ mod tests {
         assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
         assert!(parse_duration("15x").unwrap_err().contains("e.g. 500ms"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cidrs_queues_cpus() {
+        let c = parse_cidr("192.0.2.0/24").unwrap();
+        assert_eq!((c.addr.to_string(), c.len), ("192.0.2.0".into(), 24));
+        assert_eq!(parse_cidr("2001:db8::1").unwrap().len, 128);
+        assert!(parse_cidr("10.0.0.0/33").unwrap_err().contains("0 to 32"));
+        assert!(parse_cidr("nope")
+            .unwrap_err()
+            .contains("e.g. 192.0.2.0/24"));
+        assert_eq!(parse_queues("all").unwrap(), QueueSelection::All);
+        assert_eq!(
+            parse_queues("3,0-1,1").unwrap(),
+            QueueSelection::List(vec![0, 1, 3])
+        );
+        assert!(parse_queues("x").unwrap_err().contains("'all'"));
+        assert!(parse_index_list("3-1").is_err());
     }
 }

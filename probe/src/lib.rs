@@ -5,6 +5,7 @@
 //! - [`meter`]: the sans-IO worker core that ties them together and keeps the books;
 //! - [`capture_file`]: the pcap/pcapng reader;
 //! - [`export`]: the exporter thread (IPFIX over UDP, JSON lines);
+//! - [`live`]: `probe capture`, XDP steering and one AF_XDP worker per RX queue;
 //! - [`offline`]: `probe read`, the capture-file pipeline;
 //! - [`report`]: the end-of-run books, printed and as JSON;
 //! - [`signals`]: SIGINT/SIGTERM end a run cleanly.
@@ -13,6 +14,7 @@ pub mod capture_file;
 pub mod cli;
 pub mod export;
 pub mod flow;
+pub mod live;
 pub mod meter;
 pub mod offline;
 pub mod report;

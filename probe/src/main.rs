@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use probe::cli::ReadArgs;
+use probe::cli::{CaptureArgs, ReadArgs};
+use probe::report::RunReport;
+use std::path::Path;
 
 #[derive(Parser)]
 #[command(
@@ -10,6 +12,7 @@ use probe::cli::ReadArgs;
     version,
     about = "Meter packets into IPFIX flow records",
     after_help = "Examples:\n  \
+        probe capture -i eth1 --ipfix udp://192.0.2.10:4739 --ignore 192.0.2.10\n  \
         probe read capture.pcap --ipfix udp://127.0.0.1:4739\n  \
         probe read a.pcapng b.pcap --print json --stats-json books.json"
 )]
@@ -20,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Meter live traffic of an interface (XDP + AF_XDP, one worker per RX queue) until
+    /// SIGINT/SIGTERM or --duration, and export the flows.
+    Capture(CaptureArgs),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
     Read(ReadArgs),
 }
@@ -36,19 +42,18 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    probe::signals::install().context("cannot install signal handlers")?;
     match cli.command {
+        Command::Capture(args) => {
+            warn_no_output(&args.export);
+            let report = probe::live::run(&args)?;
+            finish(&report, args.stats_json.as_deref())?;
+            Ok(0)
+        }
         Command::Read(args) => {
-            probe::signals::install().context("cannot install signal handlers")?;
-            if args.export.ipfix.is_empty() && args.export.print.is_none() {
-                eprintln!("probe: no --ipfix collector and no --print: only the books are shown");
-            }
+            warn_no_output(&args.export);
             let report = probe::offline::run(&args)?;
-            eprint!("{}", report.summary());
-            if let Some(path) = &args.stats_json {
-                let text = serde_json::to_string_pretty(&report.to_json())?;
-                std::fs::write(path, text + "\n")
-                    .with_context(|| format!("cannot write --stats-json {}", path.display()))?;
-            }
+            finish(&report, args.stats_json.as_deref())?;
             // Exit 2 when some input could not be read completely, like tshark; the books say which.
             Ok(if report.files.iter().any(|f| f.error.is_some()) {
                 2
@@ -57,4 +62,21 @@ fn run(cli: Cli) -> Result<i32> {
             })
         }
     }
+}
+
+fn warn_no_output(export: &probe::cli::ExportArgs) {
+    if export.ipfix.is_empty() && export.print.is_none() {
+        eprintln!("probe: no --ipfix collector and no --print: only the books are shown");
+    }
+}
+
+/// Prints the books and writes `--stats-json`.
+fn finish(report: &RunReport, stats_json: Option<&Path>) -> Result<()> {
+    eprint!("{}", report.summary());
+    if let Some(path) = stats_json {
+        let text = serde_json::to_string_pretty(&report.to_json())?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write --stats-json {}", path.display()))?;
+    }
+    Ok(())
 }

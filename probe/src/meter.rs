@@ -19,6 +19,17 @@ pub struct FrameBooks {
 }
 
 impl FrameBooks {
+    /// Adds another worker's books.
+    pub fn merge(&mut self, o: &FrameBooks) {
+        self.read += o.read;
+        self.metered += o.metered;
+        for (a, b) in self.filtered.iter_mut().zip(o.filtered) {
+            *a += b;
+        }
+        for (a, b) in self.malformed.iter_mut().zip(o.malformed) {
+            *a += b;
+        }
+    }
     pub fn filtered_total(&self) -> u64 {
         self.filtered.iter().sum()
     }
@@ -113,6 +124,15 @@ impl Meter {
             }
             Err(NotMetered::Filtered(r)) => self.books.filtered[r as usize] += 1,
             Err(NotMetered::Malformed(r)) => self.books.malformed[r as usize] += 1,
+        }
+    }
+
+    /// Moves the clock to `now_ns` without a packet, expiring what is due: a live source calls
+    /// this when its queue is quiet, so idle flows leave on time. Earlier times are ignored.
+    pub fn advance(&mut self, now_ns: u64) {
+        if now_ns > self.clock_ns {
+            self.clock_ns = now_ns;
+            self.cache.expire(now_ns, &mut self.records);
         }
     }
 

@@ -5,13 +5,11 @@
 //! channel instead of dropping records.
 
 use crate::capture_file::CaptureFile;
-use crate::cli::{PrintFormat, ReadArgs};
-use crate::export::{self, ExportConfig};
-use crate::flow::CacheConfig;
-use crate::meter::{FragmentConfig, Meter};
+use crate::cli::ReadArgs;
+use crate::export;
+use crate::meter::Meter;
 use crate::report::{FileReport, RunReport};
 use anyhow::{Context, Result};
-use ipfix_export::EncoderConfig;
 use std::collections::HashSet;
 
 /// Records handed to the exporter per channel message.
@@ -21,32 +19,9 @@ const BATCH: usize = 512;
 /// books, and the other files go on. SIGINT/SIGTERM stop the reading; every flow so far is
 /// still exported (forcedEnd) and the books still balance.
 pub fn run(args: &ReadArgs) -> Result<RunReport> {
-    let cache_cfg = CacheConfig {
-        idle_timeout_ns: args.meter.idle_timeout.as_nanos() as u64,
-        active_timeout_ns: args.meter.active_timeout.as_nanos() as u64,
-        tcp_end_grace_ns: args.meter.tcp_end_grace.as_nanos() as u64,
-        max_flows: args.meter.max_flows,
-        vlan_in_key: !args.meter.no_vlan_key,
-    };
-    let frag_cfg = FragmentConfig {
-        capacity: args.meter.fragment_table_size,
-        timeout_ns: args.meter.fragment_timeout.as_nanos() as u64,
-    };
-    let export_cfg = ExportConfig {
-        encoder: EncoderConfig {
-            observation_domain: args.export.observation_domain,
-            mtu: args.export.mtu,
-            template_refresh_secs: Some(args.export.template_refresh.as_secs().max(1) as u32),
-            template_refresh_messages: Some(args.export.template_refresh_messages)
-                .filter(|&n| n > 0),
-        },
-        destinations: args.export.ipfix.clone(),
-        print_json: args.export.print == Some(PrintFormat::Json),
-        max_messages_per_sec: Some(args.export.max_export_rate),
-    };
     let (tx, rx) = crossbeam_channel::bounded(64);
-    let exporter = export::spawn(export_cfg, rx)?;
-    let mut meter = Meter::new(cache_cfg, frag_cfg);
+    let exporter = export::spawn(args.export.export_config(), rx)?;
+    let mut meter = Meter::new(args.meter.cache_config(), args.meter.fragment_config());
     let mut files = Vec::new();
 
     let mut interrupted = false;
@@ -127,5 +102,6 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         fragments: meter.fragments().stats(),
         flows: meter.cache().stats(),
         export,
+        live: None,
     })
 }

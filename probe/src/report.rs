@@ -2,6 +2,7 @@
 //! stderr at the end of a run and written as JSON with `--stats-json`.
 
 use crate::flow::{CacheStats, FragmentStats};
+use crate::live::xsk::XskStats;
 use crate::meter::FrameBooks;
 use crate::wire::{FilterReason, MalformedReason};
 use ipfix_export::encoder::EncoderStats;
@@ -33,6 +34,100 @@ pub struct FileReport {
     pub error: Option<String>,
 }
 
+/// One RX queue of a live capture: what the XDP program saw and did with each frame, what the
+/// socket dropped, and what the worker metered.
+#[derive(Clone, Debug)]
+pub struct QueueReport {
+    pub queue: u32,
+    pub captured: bool,
+    pub xdp: bpf::QueueCounters,
+    pub socket: Option<XskStats>,
+    /// The worker's books; `frames.read` is what reached userspace.
+    pub frames: FrameBooks,
+    pub userspace_timestamps: u64,
+}
+
+impl QueueReport {
+    /// Frames the socket dropped: RX ring full, or no fill-ring frame / too long for one.
+    pub fn socket_dropped(&self) -> u64 {
+        self.socket.map_or(0, |s| s.rx_dropped + s.rx_ring_full)
+    }
+
+    /// Frames the program redirected that neither reached the worker nor show in the socket's
+    /// drop counters (the kernel failed the redirect after the program returned). Zero when
+    /// every frame is accounted for.
+    pub fn unaccounted(&self) -> i128 {
+        self.xdp.redirected as i128 - (self.frames.read + self.socket_dropped()) as i128
+    }
+
+    pub fn balanced(&self) -> bool {
+        self.xdp.balanced() && self.unaccounted() == 0 && self.frames.balanced()
+    }
+
+    fn to_json(&self) -> Value {
+        let x = &self.xdp;
+        json!({
+            "queue": self.queue,
+            "captured": self.captured,
+            "xdp": {
+                "seen": x.seen,
+                "redirected": x.redirected,
+                "redirect_errors": x.redirect_errors,
+                "no_socket": x.no_socket,
+                "sampled_out": x.sampled_out,
+                "ignored": x.ignored,
+                "timestamp_failed": x.meta_failed,
+            },
+            "socket": self.socket.map(|s| json!({
+                "rx_dropped": s.rx_dropped,
+                "rx_ring_full": s.rx_ring_full,
+                "rx_fill_ring_empty_descs": s.rx_fill_ring_empty_descs,
+                "rx_invalid_descs": s.rx_invalid_descs,
+            })),
+            "read": self.frames.read,
+            "metered": self.frames.metered,
+            "filtered": self.frames.filtered_total(),
+            "malformed": self.frames.malformed_total(),
+            "userspace_timestamps": self.userspace_timestamps,
+            "unaccounted": self.unaccounted() as i64,
+            "balanced": self.balanced(),
+        })
+    }
+}
+
+/// The live half of a `probe capture` run's books.
+#[derive(Clone, Debug)]
+pub struct LiveReport {
+    pub interface: String,
+    pub xdp_mode: String,
+    pub zero_copy: bool,
+    pub sample_every: u32,
+    pub sample_random: bool,
+    pub queues: Vec<QueueReport>,
+    pub worker_errors: Vec<String>,
+}
+
+impl LiveReport {
+    /// Every queue's XDP counters summed.
+    pub fn xdp_total(&self) -> bpf::QueueCounters {
+        let mut t = bpf::QueueCounters::default();
+        for q in &self.queues {
+            t.seen += q.xdp.seen;
+            t.redirected += q.xdp.redirected;
+            t.redirect_errors += q.xdp.redirect_errors;
+            t.no_socket += q.xdp.no_socket;
+            t.sampled_out += q.xdp.sampled_out;
+            t.ignored += q.xdp.ignored;
+            t.meta_failed += q.xdp.meta_failed;
+        }
+        t
+    }
+
+    pub fn balanced(&self) -> bool {
+        self.queues.iter().all(|q| q.balanced())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RunReport {
     pub files: Vec<FileReport>,
@@ -40,6 +135,8 @@ pub struct RunReport {
     pub fragments: FragmentStats,
     pub flows: CacheStats,
     pub export: ExportReport,
+    /// Present for live capture.
+    pub live: Option<LiveReport>,
 }
 
 impl RunReport {
@@ -54,7 +151,34 @@ impl RunReport {
             .map(|r| (r.name().to_string(), json!(f.malformed_by(*r))))
             .collect();
         let e = &self.export;
+        let live = self.live.as_ref().map(|l| {
+            let t = l.xdp_total();
+            let sock_dropped: u64 = l.queues.iter().map(|q| q.socket_dropped()).sum();
+            let unaccounted: i128 = l.queues.iter().map(|q| q.unaccounted()).sum();
+            json!({
+                "interface": l.interface,
+                "xdp_mode": l.xdp_mode,
+                "zero_copy": l.zero_copy,
+                "sampling": {"every": l.sample_every, "mode": if l.sample_random { "random" } else { "deterministic" }},
+                "seen": t.seen,
+                "to_workers": f.read,
+                "ignored": t.ignored,
+                "sampled_out": t.sampled_out,
+                "no_socket": t.no_socket,
+                "dropped": t.redirect_errors + sock_dropped,
+                "dropped_by_reason": {
+                    "redirect_error": t.redirect_errors,
+                    "socket_rx_dropped": l.queues.iter().filter_map(|q| q.socket).map(|s| s.rx_dropped).sum::<u64>(),
+                    "socket_rx_ring_full": l.queues.iter().filter_map(|q| q.socket).map(|s| s.rx_ring_full).sum::<u64>(),
+                },
+                "unaccounted": unaccounted as i64,
+                "balanced": l.balanced(),
+                "queues": l.queues.iter().map(|q| q.to_json()).collect::<Vec<_>>(),
+                "worker_errors": l.worker_errors,
+            })
+        });
         json!({
+            "live": live,
             "files": self.files.iter().map(|x| json!({"path": x.path, "frames": x.frames, "error": x.error})).collect::<Vec<_>>(),
             "frames": {
                 "read": f.read,
@@ -98,7 +222,44 @@ impl RunReport {
     /// The human summary printed on stderr.
     pub fn summary(&self) -> String {
         let f = &self.frames;
-        let mut s = format!(
+        let mut s = String::new();
+        if let Some(l) = &self.live {
+            let t = l.xdp_total();
+            let sock: u64 = l.queues.iter().map(|q| q.socket_dropped()).sum();
+            let unaccounted: i128 = l.queues.iter().map(|q| q.unaccounted()).sum();
+            s += &format!(
+                "xdp: {} frames seen on {} ({} mode, {}) = {} to workers + {} ignored + {} sampled out + {} without socket + {} dropped (socket {}, redirect errors {}){}\n",
+                t.seen,
+                l.interface,
+                l.xdp_mode,
+                if l.zero_copy { "zero-copy" } else { "copy" },
+                f.read,
+                t.ignored,
+                t.sampled_out,
+                t.no_socket,
+                sock + t.redirect_errors,
+                sock,
+                t.redirect_errors,
+                if unaccounted != 0 {
+                    format!("  ({unaccounted} redirected frames unaccounted: lost inside the kernel)")
+                } else {
+                    String::new()
+                }
+            );
+            if l.queues.len() > 1 {
+                for q in &l.queues {
+                    s += &format!(
+                        "  queue {}: {} seen, {} to worker, {} socket drops{}\n",
+                        q.queue,
+                        q.xdp.seen,
+                        q.frames.read,
+                        q.socket_dropped(),
+                        if q.captured { "" } else { " (not captured)" }
+                    );
+                }
+            }
+        }
+        s += &format!(
             "frames: {} read = {} metered + {} filtered + {} malformed{}\n",
             f.read,
             f.metered,

@@ -61,6 +61,18 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
+    /// Adds another worker's counters (peaks add up: an upper bound of the joint peak).
+    pub fn merge(&mut self, o: &CacheStats) {
+        self.flows_created += o.flows_created;
+        self.active_flows += o.active_flows;
+        self.peak_flows += o.peak_flows;
+        self.idle_timeout += o.idle_timeout;
+        self.active_timeout += o.active_timeout;
+        self.end_of_flow += o.end_of_flow;
+        self.forced_end += o.forced_end;
+        self.lack_of_resources += o.lack_of_resources;
+    }
+
     pub fn records_exported(&self) -> u64 {
         self.idle_timeout
             + self.active_timeout

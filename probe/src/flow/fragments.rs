@@ -37,6 +37,16 @@ pub struct FragmentStats {
     pub expired: u64,
 }
 
+impl FragmentStats {
+    /// Adds another worker's counters.
+    pub fn merge(&mut self, o: &FragmentStats) {
+        self.fragments += o.fragments;
+        self.unmatched += o.unmatched;
+        self.table_full += o.table_full;
+        self.expired += o.expired;
+    }
+}
+
 pub struct FragmentTable {
     map: HashMap<FragKey, FragEntry, foldhash::fast::RandomState>,
     capacity: usize,

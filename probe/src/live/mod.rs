@@ -1,0 +1,222 @@
+//! `probe capture`: live capture through XDP and AF_XDP.
+//!
+//! The XDP program (crate `bpf`) steers each frame to the AF_XDP socket of its RX queue; one
+//! worker thread per queue meters the frames with its own [`Meter`] and ships expired records
+//! to the one exporter thread. The meter, flow cache and exporter are the ones `probe read`
+//! uses, unchanged: only the source of frames and timestamps differs.
+//!
+//! Stopping is ordered so the books close exactly: unregister every socket (frames go to the
+//! kernel stack again and are counted as "no socket"), let in-flight redirects land, tell the
+//! workers to drain their RX rings and export every flow (forcedEnd), then read the program's
+//! counters and the sockets' statistics, and only then detach.
+
+pub mod worker;
+pub mod xsk;
+
+use crate::cli::{CaptureArgs, QueueSelection, SampleMode, XdpModeArg};
+use crate::export;
+use crate::meter::Meter;
+use crate::report::{LiveReport, QueueReport, RunReport};
+use anyhow::{anyhow, bail, Context, Result};
+use bpf::{SteerConfig, Steering, XdpMode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use worker::{Worker, WorkerOutcome};
+use xsk::{XskConfig, XskSocket};
+
+/// How long after unregistering the sockets the workers keep draining: frames the program
+/// redirected just before the update still land in the rings.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// The RX queues of `iface`, from sysfs (`/sys/class/net/IF/queues/rx-N`).
+pub fn rx_queue_count(iface: &str) -> Result<u32> {
+    let dir = format!("/sys/class/net/{iface}/queues");
+    let n = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list the RX queues of '{iface}' in {dir}"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count() as u32;
+    Ok(n.max(1))
+}
+
+pub fn run(args: &CaptureArgs) -> Result<RunReport> {
+    let iface = args.interface.as_str();
+    let ifindex = bpf::ifindex(iface)?;
+    let available = rx_queue_count(iface)?;
+    let queues: Vec<u32> = match &args.queues {
+        QueueSelection::All => (0..available).collect(),
+        QueueSelection::List(l) => l.clone(),
+    };
+    if let Some(q) = queues.iter().find(|&&q| q >= available) {
+        bail!(
+            "--queues: '{iface}' has RX queues 0 to {} only, not {q}",
+            available - 1
+        );
+    }
+    if let Some(q) = queues.iter().find(|&&q| q >= bpf::MAX_QUEUES) {
+        bail!(
+            "--queues: queue {q} is beyond the {} the XDP program steers",
+            bpf::MAX_QUEUES
+        );
+    }
+    if let Some(cpus) = &args.cpus {
+        if cpus.len() < queues.len() {
+            bail!(
+                "--cpus: {} CPUs given for {} queues: give one CPU per queue",
+                cpus.len(),
+                queues.len()
+            );
+        }
+    }
+
+    let steer_cfg = SteerConfig {
+        sample_every: args.sample,
+        sample_random: args.sample_mode == SampleMode::Random,
+        ignore: args.ignore.iter().map(|c| (c.addr, c.len)).collect(),
+    };
+    let mut steering = Steering::load(&steer_cfg)?;
+    let want = match args.xdp_mode {
+        XdpModeArg::Auto => None,
+        XdpModeArg::Native => Some(XdpMode::Native),
+        XdpModeArg::Generic => Some(XdpMode::Generic),
+    };
+    let mode = steering.attach(iface, want)?;
+    if want.is_none() && mode == XdpMode::Generic {
+        eprintln!("probe: the driver of {iface} has no native XDP: using generic mode (slower)");
+    }
+
+    let xsk_cfg = XskConfig {
+        frame_size: args.frame_size,
+        frames: args.umem_frames,
+        rx_size: args.rx_ring,
+        zero_copy: args.zero_copy,
+        busy_poll: args.busy_poll.then_some(args.batch),
+    };
+    let mut sockets = Vec::new();
+    for &q in &queues {
+        let sock = XskSocket::open(ifindex, q, &xsk_cfg)
+            .map_err(|e| anyhow!("queue {q} of {iface}: {e}"))?;
+        steering.register_socket(q, sock.fd())?;
+        sockets.push((q, sock));
+    }
+    let zero_copy = sockets.iter().all(|(_, s)| s.zero_copy());
+    eprintln!(
+        "probe: capturing on {iface}: XDP in {mode} mode, {} AF_XDP socket{} in {} mode (queues {})",
+        sockets.len(),
+        if sockets.len() == 1 { "" } else { "s" },
+        if zero_copy { "zero-copy" } else { "copy" },
+        queues
+            .iter()
+            .map(|q| q.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if args.sample > 1 {
+        eprintln!(
+            "probe: sampling 1 in {} frames ({:?}); flow counts are of sampled frames",
+            args.sample, args.sample_mode
+        );
+    }
+
+    let (tx, rx) = crossbeam_channel::bounded(256);
+    let exporter = export::spawn(args.export.export_config(), rx)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let offset = worker::realtime_offset_ns();
+    let mut handles = Vec::new();
+    for (i, (q, sock)) in sockets.into_iter().enumerate() {
+        let w = Worker {
+            queue: q,
+            sock,
+            meter: Meter::new(args.meter.cache_config(), args.meter.fragment_config()),
+            records: tx.clone(),
+            batch: args.batch as usize,
+            cpu: args.cpus.as_ref().map(|c| c[i]),
+            clock_offset_ns: offset,
+        };
+        let stop = stop.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker-q{q}"))
+                .spawn(move || w.run(stop))
+                .context("cannot start a worker thread")?,
+        );
+    }
+    drop(tx);
+
+    let started = Instant::now();
+    let reason = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if crate::signals::stop_requested() {
+            break "signal";
+        }
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break "duration";
+        }
+        if handles.iter().any(|h| h.is_finished()) {
+            break "a worker stopped";
+        }
+    };
+    for &q in &queues {
+        steering.unregister_socket(q);
+    }
+    std::thread::sleep(SETTLE);
+    stop.store(true, Ordering::Release);
+    let mut outcomes: Vec<WorkerOutcome> = Vec::new();
+    for h in handles {
+        outcomes.push(h.join().map_err(|_| anyhow!("a worker thread panicked"))?);
+    }
+    if reason == "signal" {
+        eprintln!("probe: stopped by a signal: every active flow was exported (forcedEnd)");
+    }
+    let export = exporter
+        .join()
+        .map_err(|_| anyhow!("the exporter thread panicked"))?;
+
+    // Counters of every queue of the interface, captured or not, so the totals cover every
+    // frame the program saw.
+    let mut queue_reports = Vec::new();
+    for q in 0..available.min(bpf::MAX_QUEUES) {
+        let xdp = steering.counters(q)?;
+        let outcome = outcomes.iter().find(|o| o.queue == q);
+        if outcome.is_none() && xdp.seen == 0 {
+            continue;
+        }
+        queue_reports.push(QueueReport {
+            queue: q,
+            xdp,
+            captured: outcome.is_some(),
+            socket: outcome.and_then(|o| o.socket),
+            frames: outcome.map(|o| o.meter.books()).unwrap_or_default(),
+            userspace_timestamps: outcome.map_or(0, |o| o.userspace_timestamps),
+        });
+    }
+    steering.detach();
+    if let Some(e) = outcomes.iter().find_map(|o| o.error.clone()) {
+        eprintln!("probe: a worker stopped early: {e}");
+    }
+
+    let mut report = RunReport {
+        files: Vec::new(),
+        frames: Default::default(),
+        fragments: Default::default(),
+        flows: Default::default(),
+        export,
+        live: None,
+    };
+    for o in &outcomes {
+        report.frames.merge(&o.meter.books());
+        report.fragments.merge(&o.meter.fragments().stats());
+        report.flows.merge(&o.meter.cache().stats());
+    }
+    report.live = Some(LiveReport {
+        interface: iface.to_string(),
+        xdp_mode: mode.to_string(),
+        zero_copy,
+        sample_every: args.sample,
+        sample_random: args.sample_mode == SampleMode::Random,
+        queues: queue_reports,
+        worker_errors: outcomes.iter().filter_map(|o| o.error.clone()).collect(),
+    });
+    Ok(report)
+}

@@ -1,0 +1,187 @@
+//! One worker per RX queue: takes frames from its AF_XDP socket in batches, meters them into
+//! its own flow cache (no locks, no allocation per frame), gives the frames straight back to
+//! the kernel, and hands expired records to the exporter.
+
+use super::xsk::{RxDesc, XskSocket, XskStats};
+use crate::meter::Meter;
+use crate::wire::LinkType;
+use bpf::{FrameMeta, META_LEN};
+use crossbeam_channel::Sender;
+use ipfix_export::{FlowRecord, TimePrecision};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Records handed to the exporter per channel message.
+const RECORD_BATCH: usize = 512;
+/// How often a worker moves its flow clock by wall time and ships what expired.
+const TICK: Duration = Duration::from_millis(100);
+/// Longest sleep in poll() when the queue is quiet.
+const IDLE_WAIT_MS: i32 = 50;
+
+/// What a worker did, returned when it stops.
+pub struct WorkerOutcome {
+    pub queue: u32,
+    pub meter: Meter,
+    pub socket: Option<XskStats>,
+    /// Frames stamped in userspace because the XDP metadata was missing.
+    pub userspace_timestamps: u64,
+    pub error: Option<String>,
+}
+
+pub struct Worker {
+    pub queue: u32,
+    pub sock: XskSocket,
+    pub meter: Meter,
+    pub records: Sender<Vec<FlowRecord>>,
+    pub batch: usize,
+    pub cpu: Option<u32>,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns: turns the program's ktime into wall time.
+    pub clock_offset_ns: i64,
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn wall_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC, read with the tightest bracket of a few tries.
+pub fn realtime_offset_ns() -> i64 {
+    let mut best = (u64::MAX, 0i64);
+    for _ in 0..5 {
+        let m0 = clock_ns(libc::CLOCK_MONOTONIC);
+        let r = clock_ns(libc::CLOCK_REALTIME);
+        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
+        let width = m1 - m0;
+        if width < best.0 {
+            best = (width, r as i64 - (m0 + width / 2) as i64);
+        }
+    }
+    best.1
+}
+
+fn pin_to_cpu(cpu: u32) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds for cpu < CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu as usize >= libc::CPU_SETSIZE as usize {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl Worker {
+    /// Runs until `stop` is set and the RX ring is empty. The caller unregisters the socket
+    /// from the XDP program before setting `stop`, so the ring drains and nothing is left in it.
+    pub fn run(mut self, stop: Arc<AtomicBool>) -> WorkerOutcome {
+        let mut error = None;
+        if let Some(cpu) = self.cpu {
+            if let Err(e) = pin_to_cpu(cpu) {
+                eprintln!(
+                    "probe: queue {}: cannot pin the worker to CPU {cpu}: {e}; running unpinned",
+                    self.queue
+                );
+            }
+        }
+        self.meter.set_time_precision(TimePrecision::Nanos);
+        let mut descs = vec![RxDesc::default(); self.batch];
+        let mut userspace_ts = 0u64;
+        let mut last_tick = Instant::now();
+        let mut wait_failed = false;
+        loop {
+            let n = self.sock.receive(&mut descs);
+            if n > 0 {
+                let read_ts = wall_ns();
+                for d in &descs[..n] {
+                    let (meta, data) = self.sock.frame::<META_LEN>(d);
+                    let ts = match meta {
+                        Some(m) => match FrameMeta::parse(m) {
+                            Some(fm) => {
+                                FrameMeta::clear(m);
+                                (fm.ktime_ns as i64).saturating_add(self.clock_offset_ns) as u64
+                            }
+                            None => {
+                                userspace_ts += 1;
+                                read_ts
+                            }
+                        },
+                        None => {
+                            userspace_ts += 1;
+                            read_ts
+                        }
+                    };
+                    self.meter.process(Some(LinkType::Ethernet), data, ts);
+                }
+                let back = self.sock.refill(&mut descs[..n].iter().map(|d| d.addr));
+                debug_assert_eq!(back as usize, n, "the fill ring holds every frame");
+                if self.meter.pending() >= RECORD_BATCH && !self.ship() {
+                    error = Some("the exporter thread stopped".to_string());
+                    break;
+                }
+            } else {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                if let Err(e) = self.sock.wait(IDLE_WAIT_MS) {
+                    if !wait_failed {
+                        eprintln!("probe: queue {}: poll failed: {e}", self.queue);
+                        wait_failed = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(IDLE_WAIT_MS as u64));
+                }
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.meter.advance(wall_ns());
+                if self.meter.pending() > 0 && !self.ship() {
+                    error = Some("the exporter thread stopped".to_string());
+                    break;
+                }
+            }
+        }
+        let socket = match self.sock.stats() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!(
+                    "probe: queue {}: cannot read the socket statistics: {e}",
+                    self.queue
+                );
+                None
+            }
+        };
+        self.meter.finish();
+        if !self.ship() && error.is_none() {
+            error = Some("the exporter thread stopped".to_string());
+        }
+        WorkerOutcome {
+            queue: self.queue,
+            meter: self.meter,
+            socket,
+            userspace_timestamps: userspace_ts,
+            error,
+        }
+    }
+
+    /// Hands waiting records to the exporter; false when it is gone.
+    fn ship(&mut self) -> bool {
+        if self.meter.pending() == 0 {
+            return true;
+        }
+        self.records.send(self.meter.take_records()).is_ok()
+    }
+}
