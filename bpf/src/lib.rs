@@ -76,11 +76,12 @@ pub enum SteerError {
     Busy(String),
     #[error("the driver of '{0}' cannot run XDP in native mode: use --xdp-mode generic (or auto)")]
     NativeUnsupported(String),
-    #[error("cannot attach XDP to '{iface}' in {mode} mode: {source}")]
+    #[error("cannot attach XDP to '{iface}' in {mode} mode: {reason}{hint}")]
     Attach {
         iface: String,
         mode: XdpMode,
-        source: std::io::Error,
+        reason: std::io::Error,
+        hint: &'static str,
     },
     #[error("cannot load the XDP program: {0}")]
     Load(String),
@@ -252,8 +253,13 @@ impl Steering {
     }
 
     /// Attaches to `iface` in `mode`; with `mode == None` tries native first and falls back to
-    /// generic when the driver cannot run XDP itself. Returns the mode it got.
-    pub fn attach(&mut self, iface: &str, mode: Option<XdpMode>) -> Result<XdpMode, SteerError> {
+    /// generic when native fails. Returns the mode it got and, after a fallback, why native
+    /// failed.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: Option<XdpMode>,
+    ) -> Result<(XdpMode, Option<SteerError>), SteerError> {
         let ifindex = ifindex(iface)?;
         self.iface = iface.to_string();
         let modes: &[XdpMode] = match mode {
@@ -267,24 +273,31 @@ impl Steering {
                 Ok(fd) => {
                     self.link = Some(fd);
                     self.mode = Some(m);
-                    return Ok(m);
+                    return Ok((m, last));
                 }
                 Err(e) => {
                     let errno = e.raw_os_error().unwrap_or(0);
-                    match errno {
+                    let err = match errno {
                         libc::EBUSY | libc::EEXIST => return Err(SteerError::Busy(iface.into())),
                         libc::EPERM | libc::EACCES => return Err(SteerError::Permission),
-                        libc::EOPNOTSUPP | libc::EINVAL if m == XdpMode::Native => {
-                            last = Some(SteerError::NativeUnsupported(iface.into()));
+                        libc::EOPNOTSUPP if m == XdpMode::Native => {
+                            SteerError::NativeUnsupported(iface.into())
                         }
-                        _ => {
-                            last = Some(SteerError::Attach {
-                                iface: iface.into(),
-                                mode: m,
-                                source: e,
-                            })
-                        }
-                    }
+                        _ => SteerError::Attach {
+                            iface: iface.into(),
+                            mode: m,
+                            reason: e,
+                            hint: match (errno, m) {
+                                (libc::ERANGE, XdpMode::Native) => {
+                                    " (the MTU is too large for native XDP on this driver: \
+                                     lower it, or use --xdp-mode generic)"
+                                }
+                                (_, XdpMode::Native) => " (try --xdp-mode generic)",
+                                _ => "",
+                            },
+                        },
+                    };
+                    last = Some(err);
                 }
             }
         }

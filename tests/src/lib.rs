@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod collector;
 pub mod craft;
+pub mod lab;
 pub mod tools;
 
 use std::path::PathBuf;

@@ -98,9 +98,10 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-fn udp_port_is_bound(port: u16) -> bool {
+/// Whether `port` is bound in the network namespace of process `pid`.
+fn udp_port_is_bound(pid: u32, port: u16) -> bool {
     let hex = format!(":{port:04X} ");
-    std::fs::read_to_string("/proc/net/udp")
+    std::fs::read_to_string(format!("/proc/{pid}/net/udp"))
         .map(|s| s.contains(&hex))
         .unwrap_or(false)
 }
@@ -114,10 +115,23 @@ pub struct Nfcapd {
 
 impl Nfcapd {
     pub fn start(dir: &Path) -> Nfcapd {
+        Self::start_in(dir, None)
+    }
+
+    /// Starts nfcapd on 127.0.0.1 inside network namespace `ns` (or this process's own).
+    pub fn start_in(dir: &Path, ns: Option<&str>) -> Nfcapd {
         let port = free_udp_port();
         let flows = dir.join("nfcapd");
         std::fs::create_dir_all(&flows).unwrap();
-        let child = Command::new("nfcapd")
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nfcapd"]);
+                c
+            }
+            None => Command::new("nfcapd"),
+        };
+        let child = cmd
             .args([
                 "-b",
                 "127.0.0.1",
@@ -135,7 +149,8 @@ impl Nfcapd {
             .spawn()
             .expect("nfcapd is installed (cargo xtask deps)");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !udp_port_is_bound(port) {
+        // `ip netns exec` execs nfcapd in place, so the child's pid is nfcapd's.
+        while !udp_port_is_bound(child.id(), port) {
             assert!(Instant::now() < deadline, "nfcapd did not bind port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -3,8 +3,20 @@
 use anyhow::{bail, Result};
 use std::process::Command;
 
-/// (command that must exist, Debian package that provides it)
+/// (command, or absolute path of a file, that must exist; Debian package that provides it)
 const NEEDED: &[(&str, &str)] = &[
+    // Building: the vendored libbpf (make, pkg-config, libelf, zlib) and the XDP program
+    // (clang, kernel uapi headers).
+    ("make", "make"),
+    ("cc", "build-essential"),
+    ("pkg-config", "pkg-config"),
+    ("clang", "clang"),
+    ("/usr/include/libelf.h", "libelf-dev"),
+    ("/usr/include/zlib.h", "zlib1g-dev"),
+    ("/usr/include/linux/bpf.h", "linux-libc-dev"),
+    // Live tests: network namespaces and veth pairs.
+    ("ip", "iproute2"),
+    // Collectors, decoders and benchmark peers.
     ("nfcapd", "nfdump"),
     ("nfdump", "nfdump"),
     ("nfpcapd", "nfdump"),
@@ -13,12 +25,16 @@ const NEEDED: &[(&str, &str)] = &[
 ];
 
 fn have(cmd: &str) -> bool {
+    if cmd.starts_with('/') {
+        return std::path::Path::new(cmd).exists();
+    }
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
         || std::path::Path::new("/usr/sbin").join(cmd).exists()
+        || std::path::Path::new("/sbin").join(cmd).exists()
 }
 
 pub fn ensure() -> Result<()> {

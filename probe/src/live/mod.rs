@@ -81,9 +81,9 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         XdpModeArg::Native => Some(XdpMode::Native),
         XdpModeArg::Generic => Some(XdpMode::Generic),
     };
-    let mode = steering.attach(iface, want)?;
-    if want.is_none() && mode == XdpMode::Generic {
-        eprintln!("probe: the driver of {iface} has no native XDP: using generic mode (slower)");
+    let (mode, native_failure) = steering.attach(iface, want)?;
+    if let Some(why) = native_failure {
+        eprintln!("probe: {why}; using generic mode (slower)");
     }
 
     let xsk_cfg = XskConfig {

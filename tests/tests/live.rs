@@ -1,0 +1,355 @@
+//! `probe capture` end to end, on real XDP and AF_XDP: each test builds its own lab (two
+//! network namespaces joined by a veth pair), runs the probe on B's end with a real nfcapd in
+//! B, sends crafted frames from A, and checks what the collector stored against ground truth
+//! tshark computes from the same frames, and the probe's books against what was sent.
+
+use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
+use e2e::craft::mixed_traffic;
+use e2e::lab::{require_root, Lab};
+use e2e::tools::*;
+use e2e::TempDir;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A running `probe capture` inside the lab's namespace B.
+struct Capture {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    stats: PathBuf,
+}
+
+impl Capture {
+    /// Starts the probe on B's veth end and waits until it says it is capturing.
+    fn start(lab: &Lab, tmp: &TempDir, args: &[&str]) -> Capture {
+        let stats = tmp.path().join("books.json");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns_b])
+            .arg(e2e::probe_bin())
+            .args(["capture", "--interface", &lab.veth_b, "--stats-json"])
+            .arg(&stats)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start probe capture");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut cap = Capture {
+            child,
+            stderr,
+            reader: Some(reader),
+            stats,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cap.stderr_text().contains("capturing on") {
+            if let Some(status) = cap.child.try_wait().unwrap() {
+                panic!(
+                    "probe capture exited ({status}) before capturing:\n{}",
+                    cap.finish_stderr()
+                );
+            }
+            assert!(Instant::now() < deadline, "probe capture did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cap
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn finish_stderr(&mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.stderr_text()
+    }
+
+    /// Sends `sig`, waits for the exit, and returns the exit code, stderr and the books.
+    fn stop(mut self, sig: libc::c_int) -> (Option<i32>, String, serde_json::Value) {
+        e2e::signal(self.child.id(), sig);
+        let status = self.child.wait().unwrap();
+        let stderr = self.finish_stderr();
+        assert!(!stderr.contains("panicked"), "probe panicked:\n{stderr}");
+        let books = read_books(&self.stats);
+        (status.code(), stderr, books)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The crafted mix (TCP, UDP, ICMP over IPv4 and IPv6, VLAN and QinQ tags) and the flows
+/// tshark computes from it.
+fn mix_and_truth(tmp: &TempDir) -> (Vec<Vec<u8>>, Flows) {
+    let frames: Vec<Frame> = mixed_traffic(1_700_000_000_000_000_000);
+    let pcap = tmp.path().join("sent.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_flows(&pcap);
+    (frames.into_iter().map(|f| f.data).collect(), truth)
+}
+
+/// Packets and bytes of every flow equal the truth; times fall inside the sending window
+/// (live timestamps are arrival times, not the crafted ones).
+fn assert_live_flows(truth: &Flows, got: &Flows, window: (u64, u64)) {
+    let strip = |f: &Flows| -> Flows {
+        f.iter()
+            .map(|(k, t)| {
+                let mut t = *t;
+                t.first_ms = 0;
+                t.last_ms = 0;
+                t.records = 0;
+                (*k, t)
+            })
+            .collect()
+    };
+    assert_same_flows(&strip(truth), &strip(got), "nfdump (live)");
+    for (k, t) in got {
+        assert!(
+            window.0 <= t.first_ms && t.first_ms <= t.last_ms && t.last_ms <= window.1,
+            "{k:?}: times {}..{} outside the sending window {:?}",
+            t.first_ms,
+            t.last_ms,
+            window
+        );
+    }
+}
+
+/// Asserts the live books close: per queue and in total, frames seen by XDP = to workers +
+/// ignored + sampled out + without socket + dropped, nothing unaccounted.
+fn assert_live_balanced(books: &serde_json::Value) {
+    assert_balanced(books);
+    let l = &books["live"];
+    let n = |k: &str| l[k].as_u64().unwrap_or_else(|| panic!("{k} in {l}"));
+    assert_eq!(
+        n("seen"),
+        n("to_workers") + n("ignored") + n("sampled_out") + n("no_socket") + n("dropped"),
+        "live books: {l}"
+    );
+    assert_eq!(l["unaccounted"], 0, "{l}");
+    assert_eq!(l["balanced"], true, "{l}");
+    for q in l["queues"].as_array().unwrap() {
+        assert_eq!(q["balanced"], true, "queue books: {q}");
+    }
+}
+
+/// Runs one capture of the mix in the lab and checks flows and books; returns the books.
+fn capture_mix(lab: &Lab, extra: &[&str], sig: libc::c_int, cpus: &[usize]) -> serde_json::Value {
+    let tmp = TempDir::new("live");
+    let (frames, truth) = mix_and_truth(&tmp);
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let url = nf.url();
+    let mut args = vec!["--ipfix", url.as_str()];
+    args.extend_from_slice(extra);
+    let cap = Capture::start(lab, &tmp, &args);
+    let t0 = now_ms();
+    lab.send(&frames, cpus, 16);
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(sig);
+    assert_eq!(code, Some(0), "probe capture failed:\n{stderr}");
+    let got = nfdump_flows(&nf.finish());
+
+    assert_live_balanced(&books);
+    let sent = frames.len() as u64;
+    let l = &books["live"];
+    assert_eq!(l["seen"], sent, "XDP saw every frame sent once: {l}");
+    assert_eq!(l["to_workers"], sent, "every frame reached a worker: {l}");
+    assert_eq!(l["dropped"], 0, "{l}");
+    assert_eq!(books["frames"]["metered"], sent, "{}", books["frames"]);
+    let flows = &books["flows"];
+    assert_eq!(flows["created"], flows["exported"], "{flows}");
+    assert_live_flows(&truth, &got, (t0 - 1000, t1 + 1000));
+    assert!(
+        stderr.contains("every active flow was exported"),
+        "stderr: {stderr}"
+    );
+    books
+}
+
+#[test]
+fn native_mode_meters_every_frame_into_nfcapd() {
+    if !require_root("native_mode_meters_every_frame_into_nfcapd") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let books = capture_mix(&lab, &["--xdp-mode", "native"], libc::SIGTERM, &[]);
+    assert_eq!(books["live"]["xdp_mode"], "native");
+    let q = &books["live"]["queues"][0];
+    assert_eq!(
+        q["userspace_timestamps"], 0,
+        "every frame carried its XDP timestamp: {q}"
+    );
+    assert!(!lab.xdp_attached(), "the XDP program left the interface");
+}
+
+#[test]
+fn generic_mode_meters_every_frame_into_nfcapd() {
+    if !require_root("generic_mode_meters_every_frame_into_nfcapd") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let books = capture_mix(&lab, &["--xdp-mode", "generic"], libc::SIGINT, &[]);
+    assert_eq!(books["live"]["xdp_mode"], "generic");
+    assert!(!lab.xdp_attached(), "the XDP program left the interface");
+}
+
+#[test]
+fn two_queues_two_workers_meter_every_frame() {
+    if !require_root("two_queues_two_workers_meter_every_frame") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("SKIP two_queues_two_workers_meter_every_frame: needs 2 CPUs, have {cpus}");
+        return;
+    }
+    let lab = Lab::new(2);
+    // The veth delivers a frame to the RX queue numbered by the sending CPU: alternate CPUs.
+    let books = capture_mix(&lab, &["--queues", "all"], libc::SIGTERM, &[0, 1]);
+    let queues = books["live"]["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 2, "{queues:?}");
+    for q in queues {
+        assert_eq!(q["captured"], true, "{q}");
+        assert!(
+            q["read"].as_u64().unwrap() > 0,
+            "both workers got frames: {q}"
+        );
+    }
+}
+
+#[test]
+fn ignore_list_and_sampling_are_booked_in_the_kernel() {
+    if !require_root("ignore_list_and_sampling_are_booked_in_the_kernel") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-ignore");
+    let (frames, truth) = mix_and_truth(&tmp);
+    let dns_frames = truth
+        .iter()
+        .filter(|(k, _)| k.src.to_string() == "10.9.9.9" || k.dst.to_string() == "10.9.9.9")
+        .map(|(_, t)| t.packets)
+        .sum::<u64>();
+    assert!(dns_frames > 0);
+
+    // Ignore-list: the DNS server's traffic is passed to the kernel unmetered.
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let url = nf.url();
+    let cap = Capture::start(&lab, &tmp, &["--ipfix", &url, "--ignore", "10.9.9.0/24"]);
+    let t0 = now_ms();
+    lab.send(&frames, &[0], usize::MAX);
+    let t1 = now_ms();
+    let (code, stderr, books) = cap.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    assert_eq!(books["live"]["ignored"], dns_frames, "{}", books["live"]);
+    let got = nfdump_flows(&nf.finish());
+    let expected: Flows = truth
+        .iter()
+        .filter(|(k, _)| k.src.to_string() != "10.9.9.9" && k.dst.to_string() != "10.9.9.9")
+        .map(|(k, t)| (*k, *t))
+        .collect();
+    assert_live_flows(&expected, &got, (t0 - 1000, t1 + 1000));
+
+    // Deterministic 1-in-4 sampling, on one CPU: exactly every fourth frame is metered.
+    let tmp2 = TempDir::new("live-sample");
+    let cap = Capture::start(&lab, &tmp2, &["--sample", "4"]);
+    lab.send(&frames, &[0], usize::MAX);
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("sampling 1 in 4"), "{stderr}");
+    assert_live_balanced(&books);
+    let l = &books["live"];
+    let sent = frames.len() as u64;
+    assert_eq!(l["seen"], sent);
+    assert_eq!(l["to_workers"], sent.div_ceil(4), "{l}");
+    assert_eq!(l["sampled_out"], sent - sent.div_ceil(4), "{l}");
+    assert_eq!(l["sampling"]["every"], 4);
+}
+
+#[test]
+fn sigkill_leaves_no_xdp_program_and_a_second_probe_is_refused() {
+    if !require_root("sigkill_leaves_no_xdp_program_and_a_second_probe_is_refused") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-kill");
+    let cap = Capture::start(&lab, &tmp, &[]);
+    assert!(lab.xdp_attached());
+
+    let second = Command::new("ip")
+        .args(["netns", "exec", &lab.ns_b])
+        .arg(e2e::probe_bin())
+        .args(["capture", "-i", &lab.veth_b])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("already has an XDP program"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{err}"
+    );
+
+    let mut cap = cap;
+    e2e::signal(cap.child.id(), libc::SIGKILL);
+    cap.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.xdp_attached() {
+        assert!(
+            Instant::now() < deadline,
+            "XDP program still attached after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_interface_and_flags_get_one_line_errors() {
+    if !require_root("bad_interface_and_flags_get_one_line_errors") {
+        return;
+    }
+    let out = run_probe(&["capture", "-i", "nosuchif0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no network interface named 'nosuchif0'"),
+        "{err}"
+    );
+    assert!(err.contains("ip link show"), "{err}");
+
+    let out = run_probe(&["capture", "-i", "lo", "--ignore", "10.0.0.0/40"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--ignore") && err.contains("0 to 32"), "{err}");
+
+    let out = run_probe(&["capture", "-i", "lo", "--rx-ring", "1000"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("power of two"), "{err}");
+}
