@@ -219,8 +219,12 @@ pub fn parse_index_list(s: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
-fn parse_cpus(s: &str) -> Result<Vec<u32>, String> {
-    parse_index_list(s)
+/// CPUs to pin workers to, in order (a newtype so clap takes the list as one value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<u32>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    parse_index_list(s).map(CpuList)
 }
 
 /// Where the XDP program runs.
@@ -260,7 +264,7 @@ pub struct CaptureArgs {
     pub zero_copy: crate::live::xsk::ZeroCopy,
     /// Pin worker i to the i-th CPU of this list (e.g. 2,3 or 2-3).
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    pub cpus: Option<Vec<u32>>,
+    pub cpus: Option<CpuList>,
     /// Meter 1 in N frames, chosen in the kernel; the rest go to the kernel stack. Flow counts
     /// are then of sampled packets (the books and stats say N).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -349,5 +353,38 @@ mod tests {
         );
         assert!(parse_queues("x").unwrap_err().contains("'all'"));
         assert!(parse_index_list("3-1").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Capture {
+        #[command(flatten)]
+        args: CaptureArgs,
+    }
+
+    #[test]
+    fn capture_flags_parse() {
+        use clap::Parser;
+        let c = Capture::try_parse_from([
+            "capture",
+            "-i",
+            "eth1",
+            "--cpus",
+            "2-3",
+            "--queues",
+            "0,1",
+            "--ignore",
+            "192.0.2.0/24,2001:db8::/32",
+            "--sample",
+            "8",
+            "--sample-mode",
+            "random",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(c.cpus, Some(CpuList(vec![2, 3])));
+        assert_eq!(c.queues, QueueSelection::List(vec![0, 1]));
+        assert_eq!(c.ignore.len(), 2);
+        assert_eq!((c.sample, c.sample_mode), (8, SampleMode::Random));
+        assert!(Capture::try_parse_from(["capture", "-i", "x", "--sample", "0"]).is_err());
     }
 }

@@ -105,6 +105,8 @@ pub struct LiveReport {
     pub sample_random: bool,
     pub queues: Vec<QueueReport>,
     pub worker_errors: Vec<String>,
+    /// Flow records dropped because the exporter fell behind by more than a worker's backlog.
+    pub records_dropped: u64,
 }
 
 impl LiveReport {
@@ -175,6 +177,7 @@ impl RunReport {
                 "balanced": l.balanced(),
                 "queues": l.queues.iter().map(|q| q.to_json()).collect::<Vec<_>>(),
                 "worker_errors": l.worker_errors,
+                "records_dropped_exporter_behind": l.records_dropped,
             })
         });
         json!({
@@ -246,6 +249,12 @@ impl RunReport {
                     String::new()
                 }
             );
+            if l.records_dropped > 0 {
+                s += &format!(
+                    "  {} flow records dropped: the exporter fell behind (raise --max-export-rate)\n",
+                    l.records_dropped
+                );
+            }
             if l.queues.len() > 1 {
                 for q in &l.queues {
                     s += &format!(

@@ -27,6 +27,9 @@ struct Opts {
     packets: u64,
     flows: u32,
     criterion: bool,
+    offline: bool,
+    live: bool,
+    live_seconds: u64,
 }
 
 fn parse(args: &[&str]) -> Result<Opts> {
@@ -34,6 +37,9 @@ fn parse(args: &[&str]) -> Result<Opts> {
         packets: 2_000_000,
         flows: 100_000,
         criterion: true,
+        offline: true,
+        live: true,
+        live_seconds: 12,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -41,8 +47,17 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--packets" => o.packets = it.next().context("--packets N")?.parse()?,
             "--flows" => o.flows = it.next().context("--flows N")?.parse()?,
             "--no-criterion" => o.criterion = false,
+            "--no-live" => o.live = false,
+            "--live-only" => {
+                o.offline = false;
+                o.criterion = false;
+            }
+            "--live-seconds" => o.live_seconds = it.next().context("--live-seconds N")?.parse()?,
             other => {
-                bail!("unknown bench option {other}; use --packets N, --flows N, --no-criterion")
+                bail!(
+                    "unknown bench option {other}; use --packets N, --flows N, --no-criterion, \
+                     --no-live, --live-only, --live-seconds N"
+                )
             }
         }
     }
@@ -54,6 +69,13 @@ pub fn run(args: &[&str]) -> Result<()> {
     crate::deps::ensure()?;
     let probe = crate::build_probe()?;
     let tmp = e2e::TempDir::new("bench");
+    if opts.live {
+        let rows = crate::bench_live::run(&probe, opts.live_seconds, tmp.path())?;
+        crate::bench_live::print(&rows);
+    }
+    if !opts.offline {
+        return Ok(());
+    }
     let pcap = tmp.path().join("bench.pcap");
     let t = Instant::now();
     let truth = generate(&pcap, opts.packets, opts.flows)?;
@@ -196,12 +218,12 @@ fn exact_matches(truth: &Flows, got: &Flows) -> usize {
         .count()
 }
 
-struct Measured {
-    wall: Duration,
-    user: f64,
-    sys: f64,
+pub(crate) struct Measured {
+    pub wall: Duration,
+    pub user: f64,
+    pub sys: f64,
     /// Peak RSS sampled every 5 ms from /proc (see `measure`).
-    max_rss_kb: i64,
+    pub max_rss_kb: i64,
 }
 
 /// Runs a command to completion and reads its own CPU time and peak RSS with wait4(2).
@@ -243,7 +265,7 @@ fn measure(cmd: &mut Command) -> Result<Measured> {
 }
 
 /// VmHWM of a live process, in KiB (0 once it has exited).
-fn vm_hwm_kb(pid: u32) -> i64 {
+pub(crate) fn vm_hwm_kb(pid: u32) -> i64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

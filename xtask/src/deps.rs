@@ -22,6 +22,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("nfpcapd", "nfdump"),
     ("tshark", "tshark"),
     ("softflowd", "softflowd"),
+    // Live benchmark: the traffic generator.
+    ("trafgen", "netsniff-ng"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -7,6 +7,7 @@
 //! - `bench`: whole-process comparison with nfpcapd and softflowd, plus criterion benches.
 
 mod bench;
+mod bench_live;
 mod demo;
 mod deps;
 

@@ -61,10 +61,10 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         );
     }
     if let Some(cpus) = &args.cpus {
-        if cpus.len() < queues.len() {
+        if cpus.0.len() < queues.len() {
             bail!(
                 "--cpus: {} CPUs given for {} queues: give one CPU per queue",
-                cpus.len(),
+                cpus.0.len(),
                 queues.len()
             );
         }
@@ -131,8 +131,10 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             meter: Meter::new(args.meter.cache_config(), args.meter.fragment_config()),
             records: tx.clone(),
             batch: args.batch as usize,
-            cpu: args.cpus.as_ref().map(|c| c[i]),
+            cpu: args.cpus.as_ref().map(|c| c.0[i]),
             clock_offset_ns: offset,
+            backlog: Vec::new(),
+            records_dropped: 0,
         };
         let stop = stop.clone();
         handles.push(
@@ -217,6 +219,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         sample_random: args.sample_mode == SampleMode::Random,
         queues: queue_reports,
         worker_errors: outcomes.iter().filter_map(|o| o.error.clone()).collect(),
+        records_dropped: outcomes.iter().map(|o| o.records_dropped).sum(),
     });
     Ok(report)
 }

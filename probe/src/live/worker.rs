@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 /// Records handed to the exporter per channel message.
 const RECORD_BATCH: usize = 512;
+/// Records a worker holds while the exporter's channel is full (about 40 MB); beyond it the
+/// oldest are dropped and counted. The worker never blocks on the exporter: a NIC cannot wait.
+const MAX_BACKLOG: usize = 262_144;
 /// How often a worker moves its flow clock by wall time and ships what expired.
 const TICK: Duration = Duration::from_millis(100);
 /// Longest sleep in poll() when the queue is quiet.
@@ -26,6 +29,8 @@ pub struct WorkerOutcome {
     pub socket: Option<XskStats>,
     /// Frames stamped in userspace because the XDP metadata was missing.
     pub userspace_timestamps: u64,
+    /// Flow records dropped because the exporter fell behind by more than the backlog.
+    pub records_dropped: u64,
     pub error: Option<String>,
 }
 
@@ -38,6 +43,9 @@ pub struct Worker {
     pub cpu: Option<u32>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns: turns the program's ktime into wall time.
     pub clock_offset_ns: i64,
+    /// Records waiting for room in the exporter's channel.
+    pub backlog: Vec<FlowRecord>,
+    pub records_dropped: u64,
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -133,6 +141,9 @@ impl Worker {
                     error = Some("the exporter thread stopped".to_string());
                     break;
                 }
+            } else if !self.backlog.is_empty() && !self.ship() {
+                error = Some("the exporter thread stopped".to_string());
+                break;
             } else {
                 if stop.load(Ordering::Acquire) {
                     break;
@@ -165,7 +176,10 @@ impl Worker {
             }
         };
         self.meter.finish();
-        if !self.ship() && error.is_none() {
+        // The end of a run can wait for the exporter: hand over everything, blocking.
+        let mut rest = std::mem::take(&mut self.backlog);
+        rest.extend(self.meter.take_records());
+        if !rest.is_empty() && self.records.send(rest).is_err() && error.is_none() {
             error = Some("the exporter thread stopped".to_string());
         }
         WorkerOutcome {
@@ -173,15 +187,37 @@ impl Worker {
             meter: self.meter,
             socket,
             userspace_timestamps: userspace_ts,
+            records_dropped: self.records_dropped,
             error,
         }
     }
 
-    /// Hands waiting records to the exporter; false when it is gone.
+    /// Hands waiting records to the exporter without blocking; while its channel is full they
+    /// wait in the backlog (bounded: the oldest beyond it are dropped and counted). False when
+    /// the exporter is gone.
     fn ship(&mut self) -> bool {
-        if self.meter.pending() == 0 {
-            return true;
+        let batch = if self.backlog.is_empty() {
+            if self.meter.pending() == 0 {
+                return true;
+            }
+            self.meter.take_records()
+        } else {
+            let mut b = std::mem::take(&mut self.backlog);
+            b.extend(self.meter.take_records());
+            b
+        };
+        match self.records.try_send(batch) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(mut b)) => {
+                if b.len() > MAX_BACKLOG {
+                    let over = b.len() - MAX_BACKLOG;
+                    b.drain(..over);
+                    self.records_dropped += over as u64;
+                }
+                self.backlog = b;
+                true
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
         }
-        self.records.send(self.meter.take_records()).is_ok()
     }
 }
