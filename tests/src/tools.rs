@@ -201,7 +201,7 @@ pub fn nfdump_records(dir: &Path) -> Vec<serde_json::Value> {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let text = text.trim().trim_end_matches(',');
-    if text.is_empty() {
+    if text.is_empty() || text.contains("No matching flows") {
         return vec![];
     }
     let text = if text.starts_with('[') {

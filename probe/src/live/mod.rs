@@ -19,6 +19,7 @@ use crate::meter::Meter;
 use crate::report::{LiveReport, QueueReport, RunReport};
 use anyhow::{anyhow, bail, Context, Result};
 use bpf::{SteerConfig, Steering, XdpMode};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,7 +125,10 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let offset = worker::realtime_offset_ns();
     let mut handles = Vec::new();
+    let mut watch = Vec::new();
     for (i, (q, sock)) in sockets.into_iter().enumerate() {
+        let progress = Arc::new(worker::Progress::default());
+        watch.push((q, sock.fd(), progress.clone()));
         let w = Worker {
             queue: q,
             sock,
@@ -134,6 +138,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             cpu: args.cpus.as_ref().map(|c| c.0[i]),
             clock_offset_ns: offset,
             backlog: Vec::new(),
+            progress,
             records_dropped: 0,
         };
         let stop = stop.clone();
@@ -147,8 +152,10 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     drop(tx);
 
     let started = Instant::now();
+    let mut ticker = StatsLine::new(args.stats_interval);
     let reason = loop {
         std::thread::sleep(Duration::from_millis(50));
+        ticker.maybe_print(&steering, &watch);
         if crate::signals::stop_requested() {
             break "signal";
         }
@@ -222,4 +229,50 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         records_dropped: outcomes.iter().map(|o| o.records_dropped).sum(),
     });
     Ok(report)
+}
+
+/// The periodic one-line summary on stderr (`--stats-interval`).
+struct StatsLine {
+    every: Option<Duration>,
+    last: Instant,
+    started: Instant,
+    prev: (u64, u64, u64),
+}
+
+impl StatsLine {
+    fn new(every: Duration) -> StatsLine {
+        StatsLine {
+            every: (!every.is_zero()).then_some(every),
+            last: Instant::now(),
+            started: Instant::now(),
+            prev: (0, 0, 0),
+        }
+    }
+
+    fn maybe_print(&mut self, steering: &Steering, watch: &[(u32, RawFd, Arc<worker::Progress>)]) {
+        let Some(every) = self.every else { return };
+        let dt = self.last.elapsed();
+        if dt < every {
+            return;
+        }
+        self.last = Instant::now();
+        let (mut seen, mut read, mut dropped, mut flows) = (0u64, 0u64, 0u64, 0u64);
+        for (q, fd, p) in watch {
+            seen += steering.counters(*q).map_or(0, |c| c.seen);
+            read += p.frames.load(Ordering::Relaxed);
+            flows += p.flows_active.load(Ordering::Relaxed);
+            dropped += xsk::stats_of(*fd).map_or(0, |s| s.rx_dropped + s.rx_ring_full);
+        }
+        let secs = dt.as_secs_f64();
+        eprintln!(
+            "probe: {:.1}s: {:.0} frames/s seen, {:.0}/s to workers, {} flows active, {} dropped (+{})",
+            self.started.elapsed().as_secs_f64(),
+            (seen - self.prev.0) as f64 / secs,
+            (read - self.prev.1) as f64 / secs,
+            flows,
+            dropped,
+            dropped - self.prev.2
+        );
+        self.prev = (seen, read, dropped);
+    }
 }
