@@ -193,6 +193,11 @@ pub struct Steering {
 impl Steering {
     /// Loads the program into the kernel with `cfg`; nothing is attached yet.
     pub fn load(cfg: &SteerConfig) -> Result<Steering, SteerError> {
+        // libbpf prints its own diagnostics on stderr; keep them (the verifier's log among
+        // them) and add them to a load error instead, so an operator sees one line unless
+        // there is something a developer must read.
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, keep_libbpf_message)));
+        LIBBPF_LOG.lock().map(|mut l| l.clear()).ok();
         // The skeleton borrows its object for its whole life; the probe loads one program per
         // run, so the object lives as long as the process.
         let object: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
@@ -404,11 +409,28 @@ pub fn ifindex(name: &str) -> Result<u32, SteerError> {
     }
 }
 
+/// The last libbpf diagnostics, for load errors.
+static LIBBPF_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn keep_libbpf_message(_level: libbpf_rs::PrintLevel, msg: String) {
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        if log.len() >= 40 {
+            log.remove(0);
+        }
+        log.push(msg.trim_end().to_string());
+    }
+}
+
 fn load_error(e: libbpf_rs::Error) -> SteerError {
     if e.kind() == libbpf_rs::ErrorKind::PermissionDenied {
         SteerError::Permission
     } else {
-        SteerError::Load(format!("{e:#}"))
+        let log = LIBBPF_LOG.lock().map(|l| l.join("\n")).unwrap_or_default();
+        SteerError::Load(if log.is_empty() {
+            format!("{e:#}")
+        } else {
+            format!("{e:#}; libbpf said:\n{log}")
+        })
     }
 }
 

@@ -353,3 +353,39 @@ fn bad_interface_and_flags_get_one_line_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("power of two"), "{err}");
 }
+
+#[test]
+fn missing_privileges_get_one_line_error() {
+    if !require_root("missing_privileges_get_one_line_error") {
+        return;
+    }
+    let lab = Lab::new(1);
+    // A copy of the binary that an unprivileged user can execute wherever the checkout lies.
+    let tmp = TempDir::new("live-unpriv");
+    let bin = tmp.path().join("probe");
+    std::fs::copy(e2e::probe_bin(), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [tmp.path(), bin.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns_b,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+        ])
+        .args(["--clear-groups"])
+        .arg(&bin)
+        .args(["capture", "-i", &lab.veth_b, "--print", "json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not allowed to load an XDP program"), "{err}");
+    assert!(err.contains("run as root"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!lab.xdp_attached());
+}

@@ -165,6 +165,11 @@ impl Worker {
                 }
                 let back = self.sock.refill(&mut descs[..n].iter().map(|d| d.addr));
                 debug_assert_eq!(back as usize, n, "the fill ring holds every frame");
+                // need_wakeup: a zero-copy driver that ran out of fill-ring frames stopped and
+                // waits for a syscall to look again.
+                if self.sock.needs_wakeup() {
+                    self.sock.kick();
+                }
                 if self.meter.pending() >= RECORD_BATCH && !self.ship() {
                     error = Some("the exporter thread stopped".to_string());
                     break;
@@ -180,8 +185,15 @@ impl Worker {
                 // and let a batch gather instead of waking on every frame (a wakeup costs the
                 // kernel side too). Flow metering does not care about latency: each frame
                 // carries its own XDP timestamp. A quiet queue sleeps in poll() until a frame
-                // arrives.
-                if last_frames.elapsed() < BUSY_WINDOW {
+                // arrives. With --busy-poll the worker drives the driver itself and never sleeps.
+                if self.sock.busy_polling() {
+                    if let Err(e) = self.sock.wait(0) {
+                        if !wait_failed {
+                            eprintln!("probe: queue {}: busy poll failed: {e}", self.queue);
+                            wait_failed = true;
+                        }
+                    }
+                } else if last_frames.elapsed() < BUSY_WINDOW {
                     let secs = window_start.elapsed().as_secs_f64();
                     let rate = window_frames as f64 / secs.max(1e-6);
                     let nap = Duration::from_secs_f64(quarter_ring / rate.max(1.0))
@@ -189,9 +201,7 @@ impl Worker {
                     std::thread::sleep(nap);
                     window_start = Instant::now();
                     window_frames = 0;
-                    continue;
-                }
-                if let Err(e) = self.sock.wait(IDLE_WAIT_MS) {
+                } else if let Err(e) = self.sock.wait(IDLE_WAIT_MS) {
                     if !wait_failed {
                         eprintln!("probe: queue {}: poll failed: {e}", self.queue);
                         wait_failed = true;

@@ -547,6 +547,27 @@ impl XskSocket {
         self.fill.flags() & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
+    /// Whether the socket was opened for busy polling.
+    pub fn busy_polling(&self) -> bool {
+        self.busy_poll
+    }
+
+    /// Tells the kernel to look at the fill ring again (the need_wakeup protocol): a
+    /// non-blocking, zero-length recvfrom.
+    pub fn kick(&self) {
+        // SAFETY: a zero-length non-blocking recvfrom on our socket.
+        unsafe {
+            libc::recvfrom(
+                self.fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
     /// Waits up to `timeout_ms` for frames (or, with busy polling, drives the driver once).
     pub fn wait(&self, timeout_ms: i32) -> io::Result<()> {
         if self.busy_poll {
