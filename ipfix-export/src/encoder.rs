@@ -7,6 +7,7 @@
 //! the encoder deterministically.
 
 use crate::record::FlowRecord;
+use crate::sampling::{self, Sampling};
 use crate::template::{self, Layout};
 use crate::{IPFIX_VERSION, MESSAGE_HEADER_LEN, SET_HEADER_LEN};
 
@@ -22,6 +23,8 @@ pub struct EncoderConfig {
     /// Also re-send templates every this many messages (UDP: a collector that restarts under a
     /// steady stream recovers within N messages). `None`: by time only.
     pub template_refresh_messages: Option<u32>,
+    /// Packet sampling in the metering process, reported with every template refresh.
+    pub sampling: Option<Sampling>,
 }
 
 impl Default for EncoderConfig {
@@ -31,6 +34,7 @@ impl Default for EncoderConfig {
             mtu: 1400,
             template_refresh_secs: Some(60),
             template_refresh_messages: None,
+            sampling: None,
         }
     }
 }
@@ -48,7 +52,10 @@ pub enum ConfigError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EncoderStats {
     pub messages: u64,
+    /// Flow records (data records of the flow templates).
     pub records: u64,
+    /// Options data records (the selector report).
+    pub options_records: u64,
     pub octets: u64,
     pub template_sets: u64,
 }
@@ -63,6 +70,16 @@ pub fn min_mtu() -> usize {
     MESSAGE_HEADER_LEN + template::template_set_len() + SET_HEADER_LEN + largest_record
 }
 
+/// [`min_mtu`] for a configuration: the selector report adds its sets when sampling is on.
+pub fn min_mtu_for(cfg: &EncoderConfig) -> usize {
+    min_mtu()
+        + if cfg.sampling.is_some() {
+            sampling::template_set_len() + sampling::record_set_len()
+        } else {
+            0
+        }
+}
+
 /// Builds IPFIX messages from flow records.
 pub struct MessageEncoder {
     cfg: EncoderConfig,
@@ -72,6 +89,7 @@ pub struct MessageEncoder {
     /// The open data set: its layout and the offset of its header.
     open_set: Option<(Layout, usize)>,
     records_in_message: u32,
+    options_in_message: u32,
     /// Data records sent before the open message, modulo 2^32 (RFC 7011 §3.1).
     sequence: u32,
     /// Export time of the newest call, seconds since the UNIX epoch.
@@ -84,10 +102,10 @@ pub struct MessageEncoder {
 
 impl MessageEncoder {
     pub fn new(cfg: EncoderConfig) -> Result<Self, ConfigError> {
-        if cfg.mtu < min_mtu() {
+        if cfg.mtu < min_mtu_for(&cfg) {
             return Err(ConfigError::MtuTooSmall {
                 mtu: cfg.mtu,
-                min: min_mtu(),
+                min: min_mtu_for(&cfg),
             });
         }
         if cfg.mtu > u16::MAX as usize {
@@ -99,6 +117,7 @@ impl MessageEncoder {
             len: 0,
             open_set: None,
             records_in_message: 0,
+            options_in_message: 0,
             sequence: 0,
             now_secs: 0,
             templates_sent_at: None,
@@ -182,11 +201,18 @@ impl MessageEncoder {
         self.len = MESSAGE_HEADER_LEN;
         self.open_set = None;
         self.records_in_message = 0;
+        self.options_in_message = 0;
     }
 
     fn open_message_with_templates(&mut self) {
         self.open_message();
         self.len += template::write_template_set(&mut self.buf[self.len..]);
+        if let Some(s) = self.cfg.sampling {
+            let domain = self.cfg.observation_domain;
+            self.len += sampling::write(&mut self.buf[self.len..], domain, &s);
+            // An options data record is a data record: it counts in the sequence number.
+            self.options_in_message += 1;
+        }
         self.templates_sent_at = Some(self.now_secs);
         self.messages_since_templates = 0;
         self.stats.template_sets += 1;
@@ -213,12 +239,16 @@ impl MessageEncoder {
         h[12..16].copy_from_slice(&self.cfg.observation_domain.to_be_bytes());
         emit(&self.buf[..len]);
         self.messages_since_templates += 1;
-        self.sequence = self.sequence.wrapping_add(self.records_in_message);
+        self.sequence = self
+            .sequence
+            .wrapping_add(self.records_in_message + self.options_in_message);
         self.stats.messages += 1;
         self.stats.records += self.records_in_message as u64;
+        self.stats.options_records += self.options_in_message as u64;
         self.stats.octets += len as u64;
         self.len = 0;
         self.records_in_message = 0;
+        self.options_in_message = 0;
     }
 }
 
@@ -275,7 +305,12 @@ mod tests {
             let id = u16::from_be_bytes([msg[pos], msg[pos + 1]]);
             let len = u16::from_be_bytes([msg[pos + 2], msg[pos + 3]]) as usize;
             assert!(len >= 4 && pos + len <= msg.len(), "set overruns message");
-            if id >= 256 {
+            if id == sampling::SELECTOR_TEMPLATE_ID {
+                assert_eq!(len, sampling::record_set_len());
+                sets.push((id, 1));
+            } else if id == sampling::OPTIONS_TEMPLATE_SET_ID {
+                sets.push((id, 0));
+            } else if id >= 256 {
                 let rl = Layout::from_template_id(id).unwrap().record_len();
                 assert_eq!((len - 4) % rl, 0);
                 sets.push((id, (len - 4) / rl));
@@ -362,6 +397,58 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(err, Err(ConfigError::MtuTooSmall { .. })));
+    }
+
+    #[test]
+    fn sampling_is_reported_in_an_options_record_with_the_templates() {
+        use ipfixrw::parser::{DataRecordKey, DataRecordValue};
+        let cfg = EncoderConfig {
+            sampling: Some(Sampling {
+                algorithm: crate::SelectorAlgorithm::SystematicCountBased,
+                every: 8,
+            }),
+            ..Default::default()
+        };
+        let mut enc = MessageEncoder::new(cfg).unwrap();
+        let mut msgs: Vec<Vec<u8>> = vec![];
+        for i in 0..3 {
+            enc.push(&rec(i, false), 100, |m| msgs.push(m.to_vec()));
+        }
+        enc.flush(100, |m| msgs.push(m.to_vec()));
+        let (seq, sets) = parse(&msgs[0]);
+        assert_eq!(seq, 0);
+        let ids: Vec<u16> = sets.iter().map(|s| s.0).collect();
+        assert_eq!(ids, vec![3, 260, 256]);
+        assert_eq!(enc.stats().records, 3);
+        assert_eq!(enc.stats().options_records, 1);
+        let templates: ipfixrw::template_store::TemplateStore =
+            std::rc::Rc::new(std::cell::RefCell::new(std::collections::HashMap::new()));
+        let formatter = std::rc::Rc::new(ipfixrw::information_elements::get_default_formatter());
+        let msg = ipfixrw::parse_ipfix_message(&msgs[0], templates, formatter)
+            .expect("ipfixrw decodes the options");
+        let selector = msg
+            .iter_data_records()
+            .find(|r| {
+                r.values
+                    .contains_key(&DataRecordKey::Str("samplingPacketSpace"))
+            })
+            .expect("a selector record");
+        assert_eq!(
+            selector
+                .values
+                .get(&DataRecordKey::Str("samplingPacketSpace")),
+            Some(&DataRecordValue::U32(7))
+        );
+        assert_eq!(
+            selector
+                .values
+                .get(&DataRecordKey::Str("selectorAlgorithm")),
+            Some(&DataRecordValue::U16(1))
+        );
+        // The next message's sequence number counts the options record too.
+        enc.push(&rec(9, false), 100, |m| msgs.push(m.to_vec()));
+        enc.flush(100, |m| msgs.push(m.to_vec()));
+        assert_eq!(parse(msgs.last().unwrap()).0, 4);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   encoding a record is a run of fixed-offset stores with no allocation;
 //! - [`MessageEncoder`] packs records into messages no larger than the MTU, with template sets,
 //!   export time and per-observation-domain sequence numbers; time is a parameter, output is bytes;
+//! - [`sampling`] states packet sampling to collectors in an options record (RFC 5477);
 //! - [`transport`] parses collector URLs and sends finished messages over UDP.
 //!
 //! The crate knows nothing about packets, AF_XDP or pcap files.
@@ -13,11 +14,13 @@
 pub mod encoder;
 pub mod ie;
 pub mod record;
+pub mod sampling;
 pub mod template;
 pub mod transport;
 
 pub use encoder::{EncoderConfig, EncoderStats, MessageEncoder};
 pub use record::{EndReason, FlowRecord, TimePrecision};
+pub use sampling::{Sampling, SelectorAlgorithm};
 pub use transport::{Destination, Pacer, UdpSender};
 
 /// IPFIX protocol version number carried in every message header.

@@ -84,6 +84,7 @@ impl ExportArgs {
                 mtu: self.mtu,
                 template_refresh_secs: Some(self.template_refresh.as_secs().max(1) as u32),
                 template_refresh_messages: Some(self.template_refresh_messages).filter(|&n| n > 0),
+                sampling: None,
             },
             destinations: self.ipfix.clone(),
             print_json: self.print == Some(PrintFormat::Json),

@@ -207,6 +207,7 @@ impl RunReport {
             },
             "export": {
                 "records": e.encoder.records,
+                "options_records": e.encoder.options_records,
                 "messages": e.encoder.messages,
                 "octets": e.encoder.octets,
                 "template_sets": e.encoder.template_sets,

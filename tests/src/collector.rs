@@ -20,9 +20,29 @@ impl Recorder {
         Recorder::start_on("127.0.0.1:0")
     }
 
+    /// A recorder on 127.0.0.1 inside network namespace `ns` (a socket belongs to the
+    /// namespace of the thread that creates it, so a short-lived thread enters `ns` for that).
+    pub fn start_in_netns(ns: &str) -> Recorder {
+        let path = format!("/run/netns/{ns}");
+        let sock = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: setns on this short-lived thread only.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            UdpSocket::bind("127.0.0.1:0").unwrap()
+        })
+        .join()
+        .unwrap();
+        Recorder::with_socket(sock)
+    }
+
     /// A recorder on another local address, e.g. `[::1]:0` for an IPv6 collector.
     pub fn start_on(bind: &str) -> Recorder {
-        let sock = UdpSocket::bind(bind).unwrap();
+        Recorder::with_socket(UdpSocket::bind(bind).unwrap())
+    }
+
+    fn with_socket(sock: UdpSocket) -> Recorder {
         // A collector that can fall behind for a while without losing what it was sent: the
         // tests count records, and parallel tests on two cores can starve this thread.
         set_receive_buffer(&sock, 16 << 20);
@@ -207,4 +227,38 @@ pub fn ipfixrw_decode(datagrams: &[Vec<u8>]) -> Vec<std::collections::HashMap<St
         }
     }
     records
+}
+
+/// The selector reports (RFC 5477) in the messages: (algorithm, packet interval, packet space)
+/// as tshark decodes them.
+pub fn tshark_selector_reports(pcap: &Path) -> Vec<(u64, u64, u64)> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-n", "-T", "fields", "-E", "occurrence=f"])
+        .args(["-e", "cflow.selector_algorithm"])
+        .args(["-e", "cflow.sampling_packet_interval"])
+        .args(["-e", "cflow.sampling_packet_space"])
+        .args(["-Y", "cflow.selector_algorithm"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split('\t')
+                .map(|x| x.trim().parse().unwrap_or(0))
+                .collect();
+            (
+                v[0],
+                v.get(1).copied().unwrap_or(0),
+                v.get(2).copied().unwrap_or(0),
+            )
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 //! tshark computes from the same frames, and the probe's books against what was sent.
 
 use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
+use e2e::collector::{tshark_decode, tshark_selector_reports, write_datagrams_pcap, Recorder};
 use e2e::craft::mixed_traffic;
 use e2e::lab::{require_root, Lab};
 use e2e::tools::*;
@@ -276,11 +277,26 @@ fn ignore_list_and_sampling_are_booked_in_the_kernel() {
         .collect();
     assert_live_flows(&expected, &got, (t0 - 1000, t1 + 1000));
 
-    // Deterministic 1-in-4 sampling, on one CPU: exactly every fourth frame is metered.
+    // Deterministic 1-in-4 sampling, on one CPU: exactly every fourth frame is metered, and
+    // the export states it in a selector report that tshark decodes.
     let tmp2 = TempDir::new("live-sample");
-    let cap = Capture::start(&lab, &tmp2, &["--sample", "4"]);
+    let rec = Recorder::start_in_netns(&lab.ns_b);
+    let cap = Capture::start(&lab, &tmp2, &["--sample", "4", "--ipfix", &rec.url()]);
     lab.send(&frames, &[0], usize::MAX);
     let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    let datagrams = rec.finish();
+    let pcap = tmp2.path().join("export.pcap");
+    write_datagrams_pcap(&datagrams, &pcap);
+    let verdict = tshark_decode(&pcap);
+    assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+    assert!(verdict.template_ids.contains(&260), "{verdict:?}");
+    let reports = tshark_selector_reports(&pcap);
+    assert!(!reports.is_empty(), "no selector report in the export");
+    assert!(
+        reports.iter().all(|&r| r == (1, 1, 3)),
+        "systematic count-based, 1 selected then 3 skipped: {reports:?}"
+    );
+    assert_eq!(books["export"]["options_records"], reports.len());
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("sampling 1 in 4"), "{stderr}");
     assert_live_balanced(&books);

@@ -121,7 +121,17 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     }
 
     let (tx, rx) = crossbeam_channel::bounded(256);
-    let exporter = export::spawn(args.export.export_config(), rx)?;
+    let mut export_cfg = args.export.export_config();
+    if args.sample > 1 {
+        export_cfg.encoder.sampling = Some(ipfix_export::Sampling {
+            algorithm: match args.sample_mode {
+                SampleMode::Deterministic => ipfix_export::SelectorAlgorithm::SystematicCountBased,
+                SampleMode::Random => ipfix_export::SelectorAlgorithm::RandomNOutOfN,
+            },
+            every: args.sample,
+        });
+    }
+    let exporter = export::spawn(export_cfg, rx)?;
     let stop = Arc::new(AtomicBool::new(false));
     let offset = worker::realtime_offset_ns();
     let mut handles = Vec::new();
