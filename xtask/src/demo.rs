@@ -1,69 +1,144 @@
-//! `cargo xtask demo`: the offline pipeline end to end on this machine.
+//! `cargo xtask demo`: live capture end to end in a private lab on this machine.
 //!
-//! Crafts a realistic mix of traffic (TCP sessions over IPv4 and IPv6, DNS, ICMP, VLAN and QinQ
-//! tagged flows, a large transfer) into a pcap, starts a local nfcapd, runs `probe read` towards
-//! it, and shows what the collector received with nfdump. The live-lab demo (AF_XDP on a veth
-//! pair) replaces the crafted file once live capture lands.
+//! Builds a lab (two network namespaces joined by a two-queue veth pair), starts nfcapd and
+//! `probe capture` in the probe's namespace, plays a realistic mix from the other namespace
+//! (TCP sessions over IPv4 and IPv6, DNS, ICMP, VLAN and QinQ tagged flows, a large transfer,
+//! and a SYN scan of 200 ports), stops the probe with SIGINT, and shows what the collector
+//! received with nfdump: the flows, the top talkers and the scan. The lab is removed at the end,
+//! also on failure; nothing touches the machine's own interfaces.
 
-use anyhow::{Context, Result};
-use e2e::capture::{write_pcap, LINKTYPE_ETHERNET};
+use anyhow::{bail, Context, Result};
+use e2e::craft::{ethernet, L4, SYN};
+use e2e::lab::Lab;
 use e2e::tools::Nfcapd;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCANNER: &str = "10.66.0.13";
 
 pub fn run() -> Result<()> {
     crate::deps::ensure()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the demo builds a network lab (namespaces, XDP): run it as root");
+    }
     let probe = crate::build_probe()?;
     let tmp = e2e::TempDir::new("demo");
-    let pcap = tmp.path().join("demo.pcap");
+    let lab = Lab::new(2);
+    println!(
+        "== lab: namespace {} ({}) → veth → namespace {} ({}, 2 RX queues)",
+        lab.ns_a, lab.veth_a, lab.ns_b, lab.veth_b
+    );
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    println!("== nfcapd in {} listening on {}", lab.ns_b, nf.url());
+
+    let stats = tmp.path().join("books.json");
+    println!(
+        "== probe capture -i {} --ipfix {} --stats-interval 1s",
+        lab.veth_b,
+        nf.url()
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns_b])
+        .arg(&probe)
+        .args(["capture", "-i", &lab.veth_b, "--ipfix", &nf.url()])
+        .args(["--stats-interval", "1s", "--stats-json"])
+        .arg(&stats)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("start probe capture")?;
+    // Echo the probe's stderr as it comes, and notice when it is capturing.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("piped");
+    let echo = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("capturing on") {
+                let _ = ready_tx.send(());
+            }
+            eprintln!("   {line}");
+        }
+    });
+    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        bail!("probe capture did not start (see its messages above)");
+    }
+
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
-    let frames = e2e::craft::mixed_traffic(now_ns - 60_000_000_000);
-    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
-    println!("== crafted {} frames into {}", frames.len(), pcap.display());
-
-    let nf = Nfcapd::start(tmp.path());
-    println!("== nfcapd listening on {}", nf.url());
-    let stats = tmp.path().join("books.json");
+    let mut frames: Vec<Vec<u8>> = e2e::craft::mixed_traffic(now_ns)
+        .into_iter()
+        .map(|f| f.data)
+        .collect();
+    let scanner = SCANNER.parse()?;
+    let target = "10.2.0.80".parse()?;
+    for port in 1..=200u16 {
+        frames.push(ethernet(
+            scanner,
+            target,
+            L4::Tcp {
+                sport: 45000,
+                dport: port,
+                flags: SYN,
+            },
+            0,
+            &[],
+            64,
+        ));
+    }
+    let t = Instant::now();
+    lab.send(&frames, &[0, 1], 16);
     println!(
-        "== probe read {} --ipfix {} --stats-json books.json",
-        pcap.display(),
-        nf.url()
+        "== sent {} frames from {} in {:.2}s",
+        frames.len(),
+        lab.ns_a,
+        t.elapsed().as_secs_f64()
     );
-    let status = Command::new(&probe)
-        .arg("read")
-        .arg(&pcap)
-        .args(["--ipfix", &nf.url(), "--stats-json"])
-        .arg(&stats)
-        .status()
-        .context("run probe")?;
-    anyhow::ensure!(status.success(), "probe read failed: {status}");
+    std::thread::sleep(Duration::from_millis(1500));
+    e2e::signal(child.id(), libc::SIGINT);
+    let status = child.wait()?;
+    let _ = echo.join();
+    if !status.success() {
+        bail!("probe capture failed: {status}");
+    }
+
     let dir = nf.dir.clone();
     let records = nf.finish();
     println!(
-        "\n== nfcapd received {} flow records; nfdump shows them:",
+        "\n== nfcapd received {} flow records; the first 25 by start time:",
         records.len()
     );
-    crate::run(
-        Command::new("nfdump")
-            .env("TZ", "UTC")
-            .arg("-R")
-            .arg(&dir)
-            .args(["-o", "long", "-n", "30"]),
-    )?;
+    let nfdump = |args: &[&str]| {
+        crate::run(
+            Command::new("nfdump")
+                .env("TZ", "UTC")
+                .arg("-R")
+                .arg(&dir)
+                .args(args),
+        )
+    };
+    nfdump(&["-O", "tstart", "-o", "long", "-c", "25"])?;
     println!("\n== top talkers by bytes (nfdump -s ip/bytes):");
-    crate::run(
-        Command::new("nfdump")
-            .env("TZ", "UTC")
-            .arg("-R")
-            .arg(&dir)
-            .args(["-q", "-s", "ip/bytes", "-n", "5"]),
-    )?;
+    nfdump(&["-q", "-s", "ip/bytes", "-n", "5"])?;
+    println!("\n== the scan stands out: top sources by flows (nfdump -s srcip/flows):");
+    nfdump(&["-q", "-s", "srcip/flows", "-n", "3"])?;
+    println!("\n== what {SCANNER} touched: flows by destination port, first 5:");
+    nfdump(&[
+        "-q",
+        "-s",
+        "dstport/flows",
+        "-n",
+        "5",
+        &format!("src ip {SCANNER}"),
+    ])?;
     let books: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
     println!(
-        "\n== the probe's books:\n{}",
-        serde_json::to_string_pretty(&books["frames"])?
+        "\n== the probe's books: {} frames seen by XDP, {} metered, balanced: {}",
+        books["live"]["seen"], books["frames"]["metered"], books["live"]["balanced"]
     );
-    println!("\n== demo done; scratch files removed");
+    drop(lab);
+    println!("== demo done; lab and scratch files removed");
     Ok(())
 }
