@@ -405,3 +405,44 @@ fn missing_privileges_get_one_line_error() {
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(!lab.xdp_attached());
 }
+
+#[test]
+fn driver_without_native_xdp_is_named_and_auto_falls_back_to_generic() {
+    if !require_root("driver_without_native_xdp_is_named_and_auto_falls_back_to_generic") {
+        return;
+    }
+    // A bridge has no XDP support in its driver: native mode must say so and name the way
+    // out; auto must fall back to generic, say why, and capture.
+    let lab = Lab::new(1);
+    let dev = format!("{}d", lab.veth_b);
+    e2e::lab::ip(&["-n", &lab.ns_b, "link", "add", &dev, "type", "bridge"]);
+    e2e::lab::ip(&["-n", &lab.ns_b, "link", "set", &dev, "up"]);
+    let run = |mode: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &lab.ns_b])
+            .arg(e2e::probe_bin())
+            .args([
+                "capture",
+                "-i",
+                &dev,
+                "--xdp-mode",
+                mode,
+                "--duration",
+                "1s",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run("native");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot run XDP in native mode") && err.contains("--xdp-mode generic"),
+        "{err}"
+    );
+    let out = run("auto");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("using generic mode"), "{err}");
+    assert!(err.contains("XDP in generic mode"), "{err}");
+}
