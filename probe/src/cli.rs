@@ -289,8 +289,9 @@ pub struct CaptureArgs {
     /// not running (on a VM, a descheduled vCPU): 16384 covers 25 ms at 650 kpps.
     #[arg(long, value_name = "N", default_value_t = 16384, value_parser = parse_ring_size)]
     pub rx_ring: u32,
-    /// Most descriptors taken from the RX ring per poll.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Most descriptors taken from the RX ring per poll (32 to 4096: fewer would spend more on
+    /// ring bookkeeping than on frames).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(32..=4096))]
     pub batch: u32,
     /// Busy-poll the driver from the workers (SO_PREFER_BUSY_POLL): lower latency and fewer
     /// interrupts, at the price of a spinning core per worker.
