@@ -1,5 +1,349 @@
-//! The rolling PCAP ring for critical segments.
+//! The rolling PCAP ring for critical segments: bounded on disk, oldest deleted first.
 //!
-//! Not built yet: issue #4 fills this crate with the writer thread, rotation by size and age,
-//! retention by total bytes or file count (oldest first), crash-safe naming and extraction by
-//! flow and time. It exports nothing today, so no caller can mistake it for a working ring.
+//! [`RingWriter`] appends frames to the current file and rolls it when it reaches
+//! [`RingConfig::file_size`] bytes or when its first frame is [`RingConfig::file_duration_ns`]
+//! old, whichever comes first. A file is written under a temporary name (`.NAME.part`, hidden
+//! from `*.pcap` globs) and renamed when complete, so a reader never sees half a file. After each
+//! rename the oldest complete files are deleted until the complete ones fit
+//! [`RingConfig::max_total_bytes`] and [`RingConfig::max_files`]; with the open file on top, the
+//! ring never exceeds its bound by more than one file.
+//!
+//! Names sort by time: `PREFIX-YYYYmmddTHHMMSS.nnnnnnnnnZ.pcap`, the UTC time of the file's
+//! first frame. Files are pcap with nanosecond timestamps (magic `a1b23c4d`), mode 0640.
+//!
+//! A full disk or an unwritable directory never stops the caller: the frame is counted as
+//! unwritten, one error per episode is reported through [`WriteOutcome`], and the writer tries
+//! a new file at most once per [`RingConfig::retry_interval_ns`] until it succeeds.
+//!
+//! On start, [`RingWriter::open`] completes what a killed writer left: a temporary file is cut
+//! back to its last whole record and renamed, or removed if it holds no frame.
+//!
+//! This crate knows nothing of flows, selection or AF_XDP: the caller decides which frames to
+//! keep and runs the writer on its own thread.
+
+mod naming;
+mod recover;
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub use naming::{file_name, parse_file_name};
+
+/// pcap global header with nanosecond timestamps, little-endian (this machine's order is what
+/// every reader expects to handle; the magic says which).
+const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
+const LINKTYPE_ETHERNET: u32 = 1;
+pub const GLOBAL_HEADER_LEN: u64 = 24;
+pub const RECORD_HEADER_LEN: u64 = 16;
+
+/// How the ring rolls and what it keeps.
+#[derive(Clone, Debug)]
+pub struct RingConfig {
+    pub dir: PathBuf,
+    /// File names start with this.
+    pub prefix: String,
+    /// Roll when the file reaches this many bytes.
+    pub file_size: u64,
+    /// Roll when the file's first frame is this old (by frame time).
+    pub file_duration_ns: u64,
+    /// Keep at most this many bytes of complete files.
+    pub max_total_bytes: Option<u64>,
+    /// Keep at most this many complete files.
+    pub max_files: Option<usize>,
+    /// Store at most this many bytes of each frame.
+    pub snaplen: u32,
+    /// After a failure, try a new file at most this often (by frame time).
+    pub retry_interval_ns: u64,
+}
+
+impl RingConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> RingConfig {
+        RingConfig {
+            dir: dir.into(),
+            prefix: "probe".into(),
+            file_size: 128 << 20,
+            file_duration_ns: 300_000_000_000,
+            max_total_bytes: None,
+            max_files: None,
+            snaplen: 262_144,
+            retry_interval_ns: 1_000_000_000,
+        }
+    }
+}
+
+/// Why the ring cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RingError {
+    #[error("PCAP directory {dir}: {source}")]
+    Dir { dir: PathBuf, source: io::Error },
+    #[error("PCAP ring: --pcap-file-size must be larger than {min} bytes")]
+    FileSizeTooSmall { min: u64 },
+}
+
+/// The ring's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    pub frames_written: u64,
+    pub bytes_written: u64,
+    /// Frames not written: the disk was full or the directory unwritable.
+    pub frames_unwritten: u64,
+    pub files_completed: u64,
+    pub files_deleted: u64,
+    /// Error episodes (each reported once).
+    pub error_episodes: u64,
+    /// Temporary files found on start: completed, or removed when empty.
+    pub recovered: u64,
+    pub discarded: u64,
+}
+
+/// What happened to one frame.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    Written,
+    /// Not written; `first_error` is set on the first failure of an episode, for the caller to
+    /// report once.
+    Unwritten {
+        first_error: Option<String>,
+    },
+}
+
+struct OpenFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    out: BufWriter<File>,
+    bytes: u64,
+    /// The time its name states.
+    first_ts_ns: u64,
+    /// The time of its first frame.
+    opened_ts_ns: u64,
+}
+
+/// A complete file the ring keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingFile {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub first_ts_ns: u64,
+}
+
+pub struct RingWriter {
+    cfg: RingConfig,
+    current: Option<OpenFile>,
+    /// Complete files, oldest first.
+    files: VecDeque<RingFile>,
+    stats: RingStats,
+    /// Set while writing fails: no new file before this frame time.
+    failing_until_ns: Option<u64>,
+}
+
+impl RingWriter {
+    /// Opens the ring in `cfg.dir` (created if missing): completes or removes temporary files
+    /// a killed writer left, and takes the complete files already there into the retention.
+    pub fn open(cfg: RingConfig) -> Result<RingWriter, RingError> {
+        let min = GLOBAL_HEADER_LEN + RECORD_HEADER_LEN + 64;
+        if cfg.file_size <= min {
+            return Err(RingError::FileSizeTooSmall { min });
+        }
+        let dir_err = |source| RingError::Dir {
+            dir: cfg.dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&cfg.dir).map_err(dir_err)?;
+        let mut stats = RingStats::default();
+        let (recovered, discarded) =
+            recover::finish_partial_files(&cfg.dir, &cfg.prefix).map_err(dir_err)?;
+        stats.recovered = recovered;
+        stats.discarded = discarded;
+        let files = recover::complete_files(&cfg.dir, &cfg.prefix).map_err(dir_err)?;
+        let mut w = RingWriter {
+            cfg,
+            current: None,
+            files: files.into(),
+            stats,
+            failing_until_ns: None,
+        };
+        w.enforce_retention();
+        Ok(w)
+    }
+
+    pub fn stats(&self) -> RingStats {
+        self.stats
+    }
+
+    /// The complete files, oldest first.
+    pub fn files(&self) -> impl Iterator<Item = &RingFile> {
+        self.files.iter()
+    }
+
+    /// Appends one frame (`orig_len` is its length on the wire).
+    pub fn write(&mut self, ts_ns: u64, frame: &[u8], orig_len: u32) -> WriteOutcome {
+        let caplen = frame.len().min(self.cfg.snaplen as usize);
+        let rec_len = RECORD_HEADER_LEN + caplen as u64;
+        if let Some(f) = &self.current {
+            let too_old = ts_ns.saturating_sub(f.opened_ts_ns) >= self.cfg.file_duration_ns;
+            let too_big = f.bytes + rec_len > self.cfg.file_size && f.bytes > GLOBAL_HEADER_LEN;
+            if too_old || too_big {
+                if let Err(e) = self.complete_current() {
+                    return self.failed(ts_ns, e);
+                }
+            }
+        }
+        if self.current.is_none() {
+            if self.failing_until_ns.is_some_and(|t| ts_ns < t) {
+                self.stats.frames_unwritten += 1;
+                return WriteOutcome::Unwritten { first_error: None };
+            }
+            if let Err(e) = self.start_file(ts_ns) {
+                return self.failed(ts_ns, e);
+            }
+        }
+        let f = self.current.as_mut().expect("a file is open");
+        let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
+        hdr[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+        hdr[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
+        hdr[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
+        hdr[12..16].copy_from_slice(&orig_len.max(caplen as u32).to_le_bytes());
+        let res = f
+            .out
+            .write_all(&hdr)
+            .and_then(|_| f.out.write_all(&frame[..caplen]));
+        match res {
+            Ok(()) => {
+                f.bytes += rec_len;
+                self.stats.frames_written += 1;
+                self.stats.bytes_written += rec_len;
+                // A successful write ends an error episode; the next failure is reported again.
+                self.failing_until_ns = None;
+                WriteOutcome::Written
+            }
+            Err(e) => self.failed(ts_ns, e),
+        }
+    }
+
+    /// Completes the open file (flush, rename) and applies retention. Call at the end of a run.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.complete_current()
+    }
+
+    fn failed(&mut self, ts_ns: u64, e: io::Error) -> WriteOutcome {
+        self.stats.frames_unwritten += 1;
+        // Keep what the file holds: cut it back to whole records and complete it if possible.
+        if let Some(f) = self.current.take() {
+            let _ = recover::finish_one(&f.tmp, &f.path);
+        }
+        let first = self.failing_until_ns.is_none();
+        self.failing_until_ns = Some(ts_ns.saturating_add(self.cfg.retry_interval_ns));
+        if first {
+            self.stats.error_episodes += 1;
+            WriteOutcome::Unwritten {
+                first_error: Some(format!(
+                    "PCAP ring {}: {e}; frames are counted as unwritten until writing works again",
+                    self.cfg.dir.display()
+                )),
+            }
+        } else {
+            WriteOutcome::Unwritten { first_error: None }
+        }
+    }
+
+    fn start_file(&mut self, ts_ns: u64) -> io::Result<()> {
+        // Two files cannot start in the same nanosecond under one name: the later one is named
+        // a nanosecond on, which keeps names unique and in order.
+        let newest = self.files.back().map_or(0, |f| f.first_ts_ns + 1);
+        let mut name_ts = ts_ns.max(newest);
+        let (file, tmp, path) = loop {
+            let name = file_name(&self.cfg.prefix, name_ts);
+            let path = self.cfg.dir.join(&name);
+            let tmp = self.cfg.dir.join(format!(".{name}.part"));
+            if path.exists() {
+                name_ts += 1;
+                continue;
+            }
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o640)
+                .open(&tmp)
+            {
+                Ok(f) => break (f, tmp, path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name_ts += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut hdr = [0u8; GLOBAL_HEADER_LEN as usize];
+        hdr[0..4].copy_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
+        hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
+        hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
+        hdr[16..20].copy_from_slice(&self.cfg.snaplen.to_le_bytes());
+        hdr[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        if let Err(e) = out.write_all(&hdr) {
+            drop(out);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.current = Some(OpenFile {
+            tmp,
+            path,
+            out,
+            bytes: GLOBAL_HEADER_LEN,
+            first_ts_ns: name_ts,
+            opened_ts_ns: ts_ns,
+        });
+        Ok(())
+    }
+
+    fn complete_current(&mut self) -> io::Result<()> {
+        let Some(mut f) = self.current.take() else {
+            return Ok(());
+        };
+        if let Err(e) = f.out.flush() {
+            drop(f.out);
+            let _ = recover::finish_one(&f.tmp, &f.path);
+            return Err(e);
+        }
+        drop(f.out);
+        std::fs::rename(&f.tmp, &f.path)?;
+        self.stats.files_completed += 1;
+        self.files.push_back(RingFile {
+            path: f.path,
+            bytes: f.bytes,
+            first_ts_ns: f.first_ts_ns,
+        });
+        self.enforce_retention();
+        Ok(())
+    }
+
+    /// Deletes the oldest complete files until the complete ones fit the bounds.
+    fn enforce_retention(&mut self) {
+        let mut total: u64 = self.files.iter().map(|f| f.bytes).sum();
+        while let Some(oldest) = self.files.front() {
+            let over_bytes = self.cfg.max_total_bytes.is_some_and(|m| total > m);
+            let over_count = self.cfg.max_files.is_some_and(|m| self.files.len() > m);
+            if !over_bytes && !over_count {
+                break;
+            }
+            total -= oldest.bytes;
+            let _ = std::fs::remove_file(&oldest.path);
+            self.files.pop_front();
+            self.stats.files_deleted += 1;
+        }
+    }
+}
+
+impl Drop for RingWriter {
+    fn drop(&mut self) {
+        let _ = self.complete_current();
+    }
+}
+
+/// The path a file would have, for tests and extraction.
+pub fn path_of(dir: &Path, prefix: &str, ts_ns: u64) -> PathBuf {
+    dir.join(file_name(prefix, ts_ns))
+}
+
+#[cfg(test)]
+mod tests;
