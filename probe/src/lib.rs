@@ -18,5 +18,6 @@ pub mod live;
 pub mod meter;
 pub mod offline;
 pub mod report;
+pub mod select;
 pub mod signals;
 pub mod wire;
