@@ -8,8 +8,10 @@
 //! [`RingConfig::max_total_bytes`] and [`RingConfig::max_files`]; with the open file on top, the
 //! ring never exceeds its bound by more than one file.
 //!
-//! Names sort by time: `PREFIX-YYYYmmddTHHMMSS.nnnnnnnnnZ.pcap`, the UTC time of the file's
-//! first frame. Files are pcap with nanosecond timestamps (magic `a1b23c4d`), mode 0640.
+//! Names say the time range of their frames and sort by time:
+//! `PREFIX-FIRST_LAST.pcap` with UTC times to the nanosecond (see [`file_name`]), so an
+//! extractor skips files without opening them. Files are pcap with nanosecond timestamps
+//! (magic `a1b23c4d`), mode 0640.
 //!
 //! A full disk or an unwritable directory never stops the caller: the frame is counted as
 //! unwritten, one error per episode is reported through [`WriteOutcome`], and the writer tries
@@ -30,7 +32,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub use naming::{file_name, parse_file_name};
+pub use naming::{file_name, is_partial_name, parse_file_name, partial_name};
 
 /// pcap global header with nanosecond timestamps, little-endian (this machine's order is what
 /// every reader expects to handle; the magic says which).
@@ -112,13 +114,13 @@ pub enum WriteOutcome {
 
 struct OpenFile {
     tmp: PathBuf,
-    path: PathBuf,
     out: BufWriter<File>,
     bytes: u64,
-    /// The time its name states.
-    first_ts_ns: u64,
-    /// The time of its first frame.
+    /// The time of its first frame (for rolling by age).
     opened_ts_ns: u64,
+    /// The range of its frames' times (frames of several workers can interleave slightly).
+    min_ts_ns: u64,
+    max_ts_ns: u64,
 }
 
 /// A complete file the ring keeps.
@@ -126,7 +128,9 @@ struct OpenFile {
 pub struct RingFile {
     pub path: PathBuf,
     pub bytes: u64,
+    /// Earliest and latest frame times, as the name states them.
     pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
 }
 
 pub struct RingWriter {
@@ -213,6 +217,8 @@ impl RingWriter {
         match res {
             Ok(()) => {
                 f.bytes += rec_len;
+                f.min_ts_ns = f.min_ts_ns.min(ts_ns);
+                f.max_ts_ns = f.max_ts_ns.max(ts_ns);
                 self.stats.frames_written += 1;
                 self.stats.bytes_written += rec_len;
                 // A successful write ends an error episode; the next failure is reported again.
@@ -232,7 +238,10 @@ impl RingWriter {
         self.stats.frames_unwritten += 1;
         // Keep what the file holds: cut it back to whole records and complete it if possible.
         if let Some(f) = self.current.take() {
-            let _ = recover::finish_one(&f.tmp, &f.path);
+            drop(f.out);
+            if let Ok(Some(done)) = recover::finish_one(&f.tmp, &self.cfg.dir, &self.cfg.prefix) {
+                self.add_complete(done);
+            }
         }
         let first = self.failing_until_ns.is_none();
         self.failing_until_ns = Some(ts_ns.saturating_add(self.cfg.retry_interval_ns));
@@ -250,25 +259,16 @@ impl RingWriter {
     }
 
     fn start_file(&mut self, ts_ns: u64) -> io::Result<()> {
-        // Two files cannot start in the same nanosecond under one name: the later one is named
-        // a nanosecond on, which keeps names unique and in order.
-        let newest = self.files.back().map_or(0, |f| f.first_ts_ns + 1);
-        let mut name_ts = ts_ns.max(newest);
-        let (file, tmp, path) = loop {
-            let name = file_name(&self.cfg.prefix, name_ts);
-            let path = self.cfg.dir.join(&name);
-            let tmp = self.cfg.dir.join(format!(".{name}.part"));
-            if path.exists() {
-                name_ts += 1;
-                continue;
-            }
+        let mut name_ts = ts_ns;
+        let (file, tmp) = loop {
+            let tmp = self.cfg.dir.join(partial_name(&self.cfg.prefix, name_ts));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o640)
                 .open(&tmp)
             {
-                Ok(f) => break (f, tmp, path),
+                Ok(f) => break (f, tmp),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name_ts += 1,
                 Err(e) => return Err(e),
             }
@@ -287,11 +287,11 @@ impl RingWriter {
         }
         self.current = Some(OpenFile {
             tmp,
-            path,
             out,
             bytes: GLOBAL_HEADER_LEN,
-            first_ts_ns: name_ts,
             opened_ts_ns: ts_ns,
+            min_ts_ns: u64::MAX,
+            max_ts_ns: 0,
         });
         Ok(())
     }
@@ -300,21 +300,39 @@ impl RingWriter {
         let Some(mut f) = self.current.take() else {
             return Ok(());
         };
-        if let Err(e) = f.out.flush() {
-            drop(f.out);
-            let _ = recover::finish_one(&f.tmp, &f.path);
+        let flushed = f.out.flush();
+        drop(f.out);
+        if f.bytes == GLOBAL_HEADER_LEN {
+            // Nothing was written into it: no file.
+            let _ = std::fs::remove_file(&f.tmp);
+            return flushed;
+        }
+        if let Err(e) = flushed {
+            // Keep what reached the disk: cut back to whole records and complete it.
+            if let Ok(Some(done)) = recover::finish_one(&f.tmp, &self.cfg.dir, &self.cfg.prefix) {
+                self.add_complete(done);
+            }
             return Err(e);
         }
-        drop(f.out);
-        std::fs::rename(&f.tmp, &f.path)?;
-        self.stats.files_completed += 1;
-        self.files.push_back(RingFile {
-            path: f.path,
+        let path = unique_path(&self.cfg.dir, &self.cfg.prefix, f.min_ts_ns, f.max_ts_ns);
+        std::fs::rename(&f.tmp, &path)?;
+        let last = path
+            .file_name()
+            .and_then(|n| parse_file_name(&self.cfg.prefix, &n.to_string_lossy()))
+            .map_or(f.max_ts_ns, |r| r.1);
+        self.add_complete(RingFile {
+            path,
             bytes: f.bytes,
-            first_ts_ns: f.first_ts_ns,
+            first_ts_ns: f.min_ts_ns,
+            last_ts_ns: last,
         });
-        self.enforce_retention();
         Ok(())
+    }
+
+    fn add_complete(&mut self, done: RingFile) {
+        self.stats.files_completed += 1;
+        self.files.push_back(done);
+        self.enforce_retention();
     }
 
     /// Deletes the oldest complete files until the complete ones fit the bounds.
@@ -340,9 +358,16 @@ impl Drop for RingWriter {
     }
 }
 
-/// The path a file would have, for tests and extraction.
-pub fn path_of(dir: &Path, prefix: &str, ts_ns: u64) -> PathBuf {
-    dir.join(file_name(prefix, ts_ns))
+/// A free path for a file of `[first, last]`: on a clash (two files of the same range) the
+/// stated end moves on by a nanosecond, which keeps the range a superset and names unique.
+pub(crate) fn unique_path(dir: &Path, prefix: &str, first: u64, mut last: u64) -> PathBuf {
+    loop {
+        let p = dir.join(file_name(prefix, first, last));
+        if !p.exists() {
+            return p;
+        }
+        last += 1;
+    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,52 @@
-//! File names that sort by time: `PREFIX-YYYYmmddTHHMMSS.nnnnnnnnnZ.pcap`, the UTC time of a
-//! file's first frame to the nanosecond, so `ls`, globs and the extractor see files in order
-//! and can skip a file by its name alone.
+//! File names that say when their frames are and sort by time:
+//! `PREFIX-FIRST_LAST.pcap`, where FIRST and LAST are the UTC times of the file's earliest and
+//! latest frames to the nanosecond (`YYYYmmddTHHMMSS.nnnnnnnnnZ`). `ls` and globs list files in
+//! order, and the extractor skips a file by its name alone. A file being written is
+//! `.PREFIX-OPENED.pcap.part`: hidden, and not a `*.pcap`.
 
-/// The name of a file whose first frame is at `ts_ns` (nanoseconds since the Unix epoch).
-pub fn file_name(prefix: &str, ts_ns: u64) -> String {
+/// The name of a complete file whose frames lie in `[first_ns, last_ns]`.
+pub fn file_name(prefix: &str, first_ns: u64, last_ns: u64) -> String {
+    format!("{prefix}-{}_{}.pcap", stamp(first_ns), stamp(last_ns))
+}
+
+/// The temporary name of a file opened at `ts_ns`.
+pub fn partial_name(prefix: &str, ts_ns: u64) -> String {
+    format!(".{prefix}-{}.pcap.part", stamp(ts_ns))
+}
+
+/// Is `name` a temporary file of this ring?
+pub fn is_partial_name(prefix: &str, name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_prefix(prefix))
+        .and_then(|n| n.strip_prefix('-'))
+        .and_then(|n| n.strip_suffix(".pcap.part"))
+        .is_some_and(|s| parse_stamp(s).is_some())
+}
+
+/// The time range a complete file's name states, or `None` for any other name.
+pub fn parse_file_name(prefix: &str, name: &str) -> Option<(u64, u64)> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let (first, last) = rest.strip_suffix(".pcap")?.split_once('_')?;
+    let (first, last) = (parse_stamp(first)?, parse_stamp(last)?);
+    (first <= last).then_some((first, last))
+}
+
+/// `YYYYmmddTHHMMSS.nnnnnnnnnZ` for nanoseconds since the Unix epoch.
+fn stamp(ts_ns: u64) -> String {
     let secs = ts_ns / 1_000_000_000;
     let nanos = ts_ns % 1_000_000_000;
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
     format!(
-        "{prefix}-{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{nanos:09}Z.pcap",
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{nanos:09}Z",
         s / 3600,
         s % 3600 / 60,
         s % 60
     )
 }
 
-/// The first-frame time a ring file's name states, or `None` for any other name.
-pub fn parse_file_name(prefix: &str, name: &str) -> Option<u64> {
-    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
-    let rest = rest.strip_suffix("Z.pcap")?;
+fn parse_stamp(s: &str) -> Option<u64> {
+    let rest = s.strip_suffix('Z')?;
     // YYYYmmddTHHMMSS.nnnnnnnnn
     if rest.len() != 25 || rest.as_bytes()[8] != b'T' || rest.as_bytes()[15] != b'.' {
         return None;
@@ -72,31 +99,30 @@ mod tests {
     #[test]
     fn names_round_trip_and_sort_by_time() {
         let t = 1_795_388_820_123_456_789; // 2026-11-22T23:07:00.123456789Z
-        let n = file_name("probe", t);
-        assert_eq!(n, "probe-20261122T230700.123456789Z.pcap");
-        assert_eq!(parse_file_name("probe", &n), Some(t));
+        let n = file_name("probe", t, t + 60_000_000_000);
+        assert_eq!(
+            n,
+            "probe-20261122T230700.123456789Z_20261122T230800.123456789Z.pcap"
+        );
+        assert_eq!(parse_file_name("probe", &n), Some((t, t + 60_000_000_000)));
         let mut names: Vec<String> = [t + 5, 0, t, 951_782_400_000_000_000]
             .iter()
-            .map(|&x| file_name("p", x))
+            .map(|&x| file_name("p", x, x + 1))
             .collect();
-        let by_name = {
-            let mut v = names.clone();
-            v.sort();
-            v
-        };
+        let mut by_name = names.clone();
+        by_name.sort();
         names.sort_by_key(|n| parse_file_name("p", n).unwrap());
         assert_eq!(names, by_name);
+        assert_eq!(parse_file_name("probe", &file_name("other", t, t)), None);
+        let bad_month = file_name("probe", t, t).replace("202611", "202613");
+        assert_eq!(parse_file_name("probe", &bad_month), None);
         assert_eq!(
-            parse_file_name("probe", "other-20261122T230700.123456789Z.pcap"),
+            parse_file_name("probe", &file_name("probe", t + 1, t)),
             None
         );
-        assert_eq!(
-            parse_file_name("probe", "probe-20261322T230700.123456789Z.pcap"),
-            None
-        );
-        assert_eq!(
-            parse_file_name("probe", ".probe-20261122T230700.123456789Z.pcap.part"),
-            None
-        );
+        let part = partial_name("probe", t);
+        assert!(is_partial_name("probe", &part));
+        assert_eq!(parse_file_name("probe", &part), None);
+        assert!(!is_partial_name("probe", &n));
     }
 }

@@ -1,6 +1,8 @@
 //! Start-up: complete what a killed writer left behind, and list the complete files.
 
-use crate::{parse_file_name, RingFile, GLOBAL_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::{
+    is_partial_name, parse_file_name, unique_path, RingFile, GLOBAL_HEADER_LEN, RECORD_HEADER_LEN,
+};
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -10,57 +12,64 @@ pub fn finish_partial_files(dir: &Path, prefix: &str) -> io::Result<(u64, u64)> 
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(final_name) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) else {
-            continue;
-        };
-        if parse_file_name(prefix, final_name).is_none() {
+        if !is_partial_name(prefix, &name) {
             continue;
         }
-        if finish_one(&entry.path(), &dir.join(final_name))? {
-            kept += 1;
-        } else {
-            removed += 1;
+        match finish_one(&entry.path(), dir, prefix)? {
+            Some(_) => kept += 1,
+            None => removed += 1,
         }
     }
     Ok((kept, removed))
 }
 
-/// Cuts a temporary file back to its last whole record and renames it to `path`; removes it
-/// when it holds no whole record. Returns whether a file was kept.
-pub fn finish_one(tmp: &Path, path: &Path) -> io::Result<bool> {
-    let good = whole_records_len(tmp)?;
-    if good <= GLOBAL_HEADER_LEN {
+/// Cuts a temporary file back to its last whole record and renames it after the range of its
+/// frames; removes it when it holds no whole record.
+pub fn finish_one(tmp: &Path, dir: &Path, prefix: &str) -> io::Result<Option<RingFile>> {
+    let Some((good, first, last)) = whole_records(tmp)? else {
         std::fs::remove_file(tmp)?;
-        return Ok(false);
-    }
+        return Ok(None);
+    };
     let f = std::fs::OpenOptions::new().write(true).open(tmp)?;
     f.set_len(good)?;
     f.sync_all()?;
-    std::fs::rename(tmp, path)?;
-    Ok(true)
+    let path = unique_path(dir, prefix, first, last);
+    std::fs::rename(tmp, &path)?;
+    let last = path
+        .file_name()
+        .and_then(|n| parse_file_name(prefix, &n.to_string_lossy()))
+        .map_or(last, |r| r.1);
+    Ok(Some(RingFile {
+        path,
+        bytes: good,
+        first_ts_ns: first,
+        last_ts_ns: last,
+    }))
 }
 
-/// Length of the prefix of a pcap file (our format: little-endian, nanoseconds) that holds the
-/// global header and whole records only; 0 if even the header is missing or foreign.
-fn whole_records_len(path: &Path) -> io::Result<u64> {
+/// The length of the whole-record prefix of one of our pcap files (little-endian, ns) and the
+/// range of its frames' times; `None` when it holds no whole record (or is not ours).
+fn whole_records(path: &Path) -> io::Result<Option<(u64, u64, u64)>> {
     let mut data = Vec::new();
     std::fs::File::open(path)?.read_to_end(&mut data)?;
     if data.len() < GLOBAL_HEADER_LEN as usize || data[0..4] != 0xa1b2_3c4du32.to_le_bytes() {
-        return Ok(0);
+        return Ok(None);
     }
+    let (mut first, mut last) = (u64::MAX, 0u64);
     let mut pos = GLOBAL_HEADER_LEN as usize;
-    loop {
-        let h = RECORD_HEADER_LEN as usize;
-        let Some(hdr) = data.get(pos..pos + h) else {
-            break;
-        };
-        let caplen = u32::from_le_bytes(hdr[8..12].try_into().expect("4 bytes")) as usize;
+    let h = RECORD_HEADER_LEN as usize;
+    while let Some(hdr) = data.get(pos..pos + h) {
+        let word = |i: usize| u32::from_le_bytes(hdr[i..i + 4].try_into().expect("4 bytes"));
+        let caplen = word(8) as usize;
         if pos + h + caplen > data.len() {
             break;
         }
+        let ts = word(0) as u64 * 1_000_000_000 + word(4) as u64;
+        first = first.min(ts);
+        last = last.max(ts);
         pos += h + caplen;
     }
-    Ok(pos as u64)
+    Ok((pos > GLOBAL_HEADER_LEN as usize).then_some((pos as u64, first, last)))
 }
 
 /// The complete files of this ring in `dir`, oldest first.
@@ -69,11 +78,12 @@ pub fn complete_files(dir: &Path, prefix: &str) -> io::Result<Vec<RingFile>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(ts) = parse_file_name(prefix, &name) {
+        if let Some((first, last)) = parse_file_name(prefix, &name) {
             files.push(RingFile {
                 path: entry.path(),
                 bytes: entry.metadata()?.len(),
-                first_ts_ns: ts,
+                first_ts_ns: first,
+                last_ts_ns: last,
             });
         }
     }

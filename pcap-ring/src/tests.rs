@@ -101,8 +101,9 @@ fn rolls_by_duration_and_names_say_the_first_frame() {
     // Frames at 0, 0.4, 0.8 | 1.2, 1.6, 2.0 | 2.4, 2.8, 3.2 | 3.6 s.
     assert_eq!(names.len(), 4, "{names:?}");
     for n in &names {
-        let first = read_back(&d.0.join(n))[0].0;
-        assert_eq!(parse_file_name("probe", n), Some(first));
+        let recs = read_back(&d.0.join(n));
+        let range = (recs[0].0, recs.last().unwrap().0);
+        assert_eq!(parse_file_name("probe", n), Some(range));
     }
 }
 
@@ -175,11 +176,7 @@ fn a_killed_writer_leaves_a_file_the_next_start_completes() {
     f.write_all(&[1, 2, 3, 4, 5, 6, 7]).unwrap();
     drop(f);
     // And an empty leftover from another death.
-    std::fs::write(
-        d.0.join(format!(".{}.part", file_name("probe", T0 + 999))),
-        [0u8; 10],
-    )
-    .unwrap();
+    std::fs::write(d.0.join(partial_name("probe", T0 + 999)), [0u8; 10]).unwrap();
 
     let w = RingWriter::open(cfg).unwrap();
     assert_eq!((w.stats().recovered, w.stats().discarded), (1, 1));

@@ -175,12 +175,16 @@ fn tokenize(text: &str) -> Result<Vec<Token>, SelectError> {
         } else if c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '-' | '_') {
             let start = i;
             while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '.' | ':' | '/' | '-' | '_'))
+                && (chars[i].is_ascii_alphanumeric()
+                    || matches!(chars[i], '.' | ':' | '/' | '-' | '_'))
             {
                 i += 1;
             }
             out.push(Token {
-                text: chars[start..i].iter().collect::<String>().to_ascii_lowercase(),
+                text: chars[start..i]
+                    .iter()
+                    .collect::<String>()
+                    .to_ascii_lowercase(),
                 col,
             });
         } else {
@@ -283,7 +287,9 @@ impl Parser {
             if !matches!(w.as_str(), "host" | "net" | "port") {
                 return Err(SelectError {
                     column: c,
-                    message: format!("expected 'host', 'net' or 'port' after the direction, found '{w}'"),
+                    message: format!(
+                        "expected 'host', 'net' or 'port' after the direction, found '{w}'"
+                    ),
                 });
             }
             (w, c)
@@ -445,7 +451,10 @@ mod tests {
             dst_port: 5000,
             ..Default::default()
         };
-        s.src_addr = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        s.src_addr = "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         s.dst_addr = "fd00::5".parse::<std::net::Ipv6Addr>().unwrap().octets();
         assert!(m("net 2001:db8::/32 and udp port 53", &s));
         assert!(m("udp src port 53", &s));
@@ -478,9 +487,18 @@ mod tests {
         let e = Selection::parse("src tcp").unwrap_err();
         assert_eq!(e.column, 5);
         assert!(Selection::parse("").is_err());
-        assert!(Selection::parse("port 70000").unwrap_err().message.contains("0-65535"));
-        assert!(Selection::parse("tcp udp").unwrap_err().message.contains("expected 'and'"));
-        assert!(Selection::parse("host 10.0.0.0/8").unwrap_err().message.contains("use 'net"));
+        assert!(Selection::parse("port 70000")
+            .unwrap_err()
+            .message
+            .contains("0-65535"));
+        assert!(Selection::parse("tcp udp")
+            .unwrap_err()
+            .message
+            .contains("expected 'and'"));
+        assert!(Selection::parse("host 10.0.0.0/8")
+            .unwrap_err()
+            .message
+            .contains("use 'net"));
         assert_eq!(Selection::parse("tcp $").unwrap_err().column, 5);
     }
 }
