@@ -205,11 +205,7 @@ impl RingWriter {
             }
         }
         let f = self.current.as_mut().expect("a file is open");
-        let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
-        hdr[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-        hdr[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
-        hdr[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
-        hdr[12..16].copy_from_slice(&orig_len.max(caplen as u32).to_le_bytes());
+        let hdr = record_header(ts_ns, caplen as u32, orig_len);
         let res = f
             .out
             .write_all(&hdr)
@@ -356,6 +352,54 @@ impl Drop for RingWriter {
     fn drop(&mut self) {
         let _ = self.complete_current();
     }
+}
+
+/// The complete files of the ring with `prefix` in `dir`, oldest first (names only: nothing is
+/// opened).
+pub fn list_files(dir: &Path, prefix: &str) -> io::Result<Vec<RingFile>> {
+    recover::complete_files(dir, prefix)
+}
+
+/// Writes frames `(ts_ns, data, orig_len)` as one pcap file with nanosecond timestamps, under a
+/// temporary name renamed when complete.
+pub fn write_pcap_file<'a>(
+    path: &Path,
+    frames: impl IntoIterator<Item = (u64, &'a [u8], u32)>,
+) -> io::Result<u64> {
+    let tmp = path.with_extension("pcap.part");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&tmp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut hdr = [0u8; GLOBAL_HEADER_LEN as usize];
+    hdr[0..4].copy_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
+    hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
+    hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
+    hdr[16..20].copy_from_slice(&262_144u32.to_le_bytes());
+    hdr[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    out.write_all(&hdr)?;
+    let mut n = 0;
+    for (ts, data, orig_len) in frames {
+        out.write_all(&record_header(ts, data.len() as u32, orig_len))?;
+        out.write_all(data)?;
+        n += 1;
+    }
+    out.flush()?;
+    drop(out);
+    std::fs::rename(&tmp, path)?;
+    Ok(n)
+}
+
+fn record_header(ts_ns: u64, caplen: u32, orig_len: u32) -> [u8; RECORD_HEADER_LEN as usize] {
+    let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
+    hdr[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+    hdr[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
+    hdr[8..12].copy_from_slice(&caplen.to_le_bytes());
+    hdr[12..16].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
+    hdr
 }
 
 /// A free path for a file of `[first, last]`: on a clash (two files of the same range) the

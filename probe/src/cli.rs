@@ -31,6 +31,33 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses a size: `4096`, `500KB`, `128MiB`, `2GiB` (KB/MB/GB are powers of 1000, KiB/MiB/GiB
+/// of 1024; a bare number is bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let bad = || format!("'{s}' is not a size: write e.g. 4096, 500KB, 128MiB or 2GiB");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+fn parse_selection(s: &str) -> Result<crate::select::Selection, String> {
+    crate::select::Selection::parse(s).map_err(|e| e.to_string())
+}
+
 fn parse_destination(s: &str) -> Result<Destination, String> {
     Destination::parse(s).map_err(|e| e.to_string())
 }
@@ -138,6 +165,49 @@ impl MeterArgs {
     }
 }
 
+/// The rolling PCAP ring of selected packets.
+#[derive(Args, Clone, Debug)]
+pub struct PcapArgs {
+    /// Keep selected packets as rolling pcap files in this directory (created if missing).
+    #[arg(long, value_name = "DIR", requires = "pcap_select")]
+    pub pcap_dir: Option<PathBuf>,
+    /// Which packets to keep, tcpdump-like: 'net 10.1.0.0/16 and port 445', 'host 2001:db8::1',
+    /// 'src net 192.0.2.0/24 or vlan 100', 'tcp dst port 22', 'all'. Nothing is kept unless
+    /// selected.
+    #[arg(long, value_name = "EXPR", value_parser = parse_selection, requires = "pcap_dir")]
+    pub pcap_select: Option<crate::select::Selection>,
+    /// Start a new file at this size.
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    pub pcap_file_size: u64,
+    /// Start a new file when the current one is this old.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub pcap_file_duration: Duration,
+    /// Keep at most this many bytes of files; the oldest are deleted first.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub pcap_ring_size: Option<u64>,
+    /// Keep at most this many files; the oldest are deleted first.
+    #[arg(long, value_name = "N", value_parser = parse_nonzero)]
+    pub pcap_max_files: Option<usize>,
+    /// Store only the first N bytes of each packet (privacy); the original length is kept.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(14..))]
+    pub pcap_snaplen: u32,
+}
+
+impl PcapArgs {
+    /// The ring's configuration and selection, when a ring was asked for.
+    pub fn ring(&self) -> Option<(pcap_ring::RingConfig, crate::select::Selection)> {
+        let dir = self.pcap_dir.as_ref()?;
+        let select = self.pcap_select.clone()?;
+        let mut cfg = pcap_ring::RingConfig::new(dir);
+        cfg.file_size = self.pcap_file_size;
+        cfg.file_duration_ns = self.pcap_file_duration.as_nanos() as u64;
+        cfg.max_total_bytes = self.pcap_ring_size;
+        cfg.max_files = self.pcap_max_files;
+        cfg.snaplen = self.pcap_snaplen;
+        Some((cfg, select))
+    }
+}
+
 /// `probe read`.
 #[derive(Args, Clone, Debug)]
 pub struct ReadArgs {
@@ -148,6 +218,8 @@ pub struct ReadArgs {
     pub export: ExportArgs,
     #[command(flatten)]
     pub meter: MeterArgs,
+    #[command(flatten)]
+    pub pcap: PcapArgs,
     /// Write the run's books (frames, flows, export) as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
@@ -304,6 +376,8 @@ pub struct CaptureArgs {
     pub export: ExportArgs,
     #[command(flatten)]
     pub meter: MeterArgs,
+    #[command(flatten)]
+    pub pcap: PcapArgs,
     /// Write the run's books (per queue and in total) as JSON to this file at the end.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
@@ -342,6 +416,16 @@ mod tests {
         assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
         assert!(parse_duration("15x").unwrap_err().contains("e.g. 500ms"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
+        assert_eq!(parse_size("500KB").unwrap(), 500_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2gib").unwrap(), 2 << 30);
+        assert!(parse_size("12XB").unwrap_err().contains("128MiB"));
+        assert!(parse_size("99999999999TiB").is_err());
     }
 
     #[test]

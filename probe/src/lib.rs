@@ -13,11 +13,13 @@
 pub mod capture_file;
 pub mod cli;
 pub mod export;
+pub mod extract;
 pub mod flow;
 pub mod live;
 pub mod meter;
 pub mod offline;
 pub mod report;
+pub mod ring;
 pub mod select;
 pub mod signals;
 pub mod wire;

@@ -14,7 +14,11 @@ use std::path::Path;
     after_help = "Examples:\n  \
         probe capture -i eth1 --ipfix udp://192.0.2.10:4739 --ignore 192.0.2.10\n  \
         probe read capture.pcap --ipfix udp://127.0.0.1:4739\n  \
-        probe read a.pcapng b.pcap --print json --stats-json books.json"
+        probe read a.pcapng b.pcap --print json --stats-json books.json\n  \
+        probe capture -i eth1 --ipfix udp://192.0.2.10:4739 --pcap-dir /var/lib/probe/ring \\\n      \
+          --pcap-select 'net 10.20.0.0/16 and port 445' --pcap-ring-size 20GiB\n  \
+        probe extract --pcap-dir /var/lib/probe/ring --from 2026-11-22T23:00:00Z \\\n      \
+          -w flow.pcap src host 10.20.1.5 and src port 50123 and dst port 445 and tcp"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +30,8 @@ enum Command {
     /// Meter live traffic of an interface (XDP + AF_XDP, one worker per RX queue) until
     /// SIGINT/SIGTERM or --duration, and export the flows.
     Capture(CaptureArgs),
+    /// Write the packets of a flow, a selection or a time window from a PCAP ring to one file.
+    Extract(probe::extract::ExtractArgs),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
     Read(ReadArgs),
 }
@@ -44,6 +50,18 @@ fn main() {
 fn run(cli: Cli) -> Result<i32> {
     probe::signals::install().context("cannot install signal handlers")?;
     match cli.command {
+        Command::Extract(args) => {
+            let r = probe::extract::run(&args)?;
+            eprintln!(
+                "probe: {} packets written to {} ({} of {} ring files read, {} packets in them)",
+                r.frames_written,
+                args.out.display(),
+                r.files_read,
+                r.files_in_ring,
+                r.frames_read
+            );
+            Ok(0)
+        }
         Command::Capture(args) => {
             warn_no_output(&args.export);
             let report = probe::live::run(&args)?;

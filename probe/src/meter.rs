@@ -102,8 +102,14 @@ impl Meter {
     }
 
     /// Meters one frame. `link` is `None` when the source cannot say how to decode it.
+    /// Returns the frame's summary when it was metered (for the PCAP selection).
     #[inline]
-    pub fn process(&mut self, link: Option<LinkType>, frame: &[u8], ts_ns: u64) {
+    pub fn process(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Option<&FrameSummary> {
         self.books.read += 1;
         if ts_ns > self.clock_ns {
             self.clock_ns = ts_ns;
@@ -111,7 +117,7 @@ impl Meter {
         }
         let Some(link) = link else {
             self.books.filtered[FilterReason::UnsupportedLinkType as usize] += 1;
-            return;
+            return None;
         };
         match wire::decode_frame(link, frame, &mut self.summary) {
             Ok(()) => {
@@ -121,9 +127,16 @@ impl Meter {
                 }
                 self.cache.update(&self.summary, ts_ns, &mut self.records);
                 self.books.metered += 1;
+                Some(&self.summary)
             }
-            Err(NotMetered::Filtered(r)) => self.books.filtered[r as usize] += 1,
-            Err(NotMetered::Malformed(r)) => self.books.malformed[r as usize] += 1,
+            Err(NotMetered::Filtered(r)) => {
+                self.books.filtered[r as usize] += 1;
+                None
+            }
+            Err(NotMetered::Malformed(r)) => {
+                self.books.malformed[r as usize] += 1;
+                None
+            }
         }
     }
 

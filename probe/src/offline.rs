@@ -21,6 +21,16 @@ const BATCH: usize = 512;
 pub fn run(args: &ReadArgs) -> Result<RunReport> {
     let (tx, rx) = crossbeam_channel::bounded(64);
     let exporter = export::spawn(args.export.export_config(), rx)?;
+    // The ring can wait for the disk when the input is a file: the keeper blocks.
+    let (mut keeper, ring_writer) = match args.pcap.ring() {
+        Some((cfg, select)) => {
+            let (rtx, rrx) = crossbeam_channel::bounded(16);
+            let writer = crate::ring::spawn_writer(cfg, rrx)?;
+            let k = crate::ring::Keeper::new(select, args.pcap.pcap_snaplen, rtx, true);
+            (Some(k), Some(writer))
+        }
+        None => (None, None),
+    };
     let mut meter = Meter::new(args.meter.cache_config(), args.meter.fragment_config());
     let mut files = Vec::new();
 
@@ -55,7 +65,10 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                         );
                     }
                     let (link, ts) = (p.link, p.ts_ns);
-                    meter.process(link, p.data, ts);
+                    let summary = meter.process(link, p.data, ts);
+                    if let Some(k) = keeper.as_mut() {
+                        k.offer(summary, p.data, ts);
+                    }
                 }
                 Ok(None) => break None,
                 Err(_) if crate::signals::stop_requested() => {
@@ -93,6 +106,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
     tx.send(meter.take_records())
         .context("the exporter thread stopped")?;
     drop(tx);
+    let ring = crate::ring::finish(keeper.take(), ring_writer)?;
     let export = exporter
         .join()
         .map_err(|_| anyhow::anyhow!("the exporter thread panicked"))?;
@@ -103,5 +117,6 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         flows: meter.cache().stats(),
         export,
         live: None,
+        ring,
     })
 }

@@ -139,6 +139,8 @@ pub struct RunReport {
     pub export: ExportReport,
     /// Present for live capture.
     pub live: Option<LiveReport>,
+    /// Present with --pcap-dir.
+    pub ring: Option<crate::ring::RingReport>,
 }
 
 impl RunReport {
@@ -180,8 +182,26 @@ impl RunReport {
                 "records_dropped_exporter_behind": l.records_dropped,
             })
         });
+        let ring = self.ring.as_ref().map(|r| {
+            json!({
+                "dir": r.dir,
+                "selected": r.selected,
+                "written": r.writer.frames_written,
+                "unwritten_disk": r.writer.frames_unwritten,
+                "dropped_queue_full": r.queue_full,
+                "balanced": r.selected == r.writer.frames_written + r.writer.frames_unwritten + r.queue_full,
+                "bytes_written": r.writer.bytes_written,
+                "files_completed": r.writer.files_completed,
+                "files_deleted": r.writer.files_deleted,
+                "files_kept": r.files,
+                "bytes_kept": r.bytes,
+                "error_episodes": r.writer.error_episodes,
+                "recovered_from_previous_run": r.writer.recovered,
+            })
+        });
         json!({
             "live": live,
+            "pcap_ring": ring,
             "files": self.files.iter().map(|x| json!({"path": x.path, "frames": x.frames, "error": x.error})).collect::<Vec<_>>(),
             "frames": {
                 "read": f.read,
@@ -314,6 +334,19 @@ impl RunReport {
             fl.lack_of_resources,
             fl.peak_flows
         );
+        if let Some(r) = &self.ring {
+            s += &format!(
+                "pcap ring {}: {} frames selected = {} written + {} not written (disk) + {} dropped (writer behind); {} files kept ({} bytes), {} deleted by retention\n",
+                r.dir,
+                r.selected,
+                r.writer.frames_written,
+                r.writer.frames_unwritten,
+                r.queue_full,
+                r.files,
+                r.bytes,
+                r.writer.files_deleted
+            );
+        }
         let e = &self.export;
         if e.destinations.is_empty() {
             s += "export: no --ipfix collector";

@@ -132,6 +132,17 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         });
     }
     let exporter = export::spawn(export_cfg, rx)?;
+    // The ring writer; each worker gets a keeper that never waits for it.
+    let (ring_tx, ring_writer) = match args.pcap.ring() {
+        Some((cfg, select)) => {
+            let (rtx, rrx) = crossbeam_channel::bounded(64);
+            (
+                Some((rtx, select)),
+                Some(crate::ring::spawn_writer(cfg, rrx)?),
+            )
+        }
+        None => (None, None),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let offset = worker::realtime_offset_ns();
     let mut handles = Vec::new();
@@ -149,6 +160,9 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             clock_offset_ns: offset,
             backlog: Vec::new(),
             progress,
+            keeper: ring_tx.as_ref().map(|(rtx, select)| {
+                crate::ring::Keeper::new(select.clone(), args.pcap.pcap_snaplen, rtx.clone(), false)
+            }),
             records_dropped: 0,
         };
         let stop = stop.clone();
@@ -160,6 +174,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         );
     }
     drop(tx);
+    drop(ring_tx);
 
     let started = Instant::now();
     let mut ticker = StatsLine::new(args.stats_interval);
@@ -222,11 +237,20 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         flows: Default::default(),
         export,
         live: None,
+        ring: None,
     };
     for o in &outcomes {
         report.frames.merge(&o.meter.books());
         report.fragments.merge(&o.meter.fragments().stats());
         report.flows.merge(&o.meter.cache().stats());
+    }
+    if let Some(w) = ring_writer {
+        let mut r = w
+            .join()
+            .map_err(|_| anyhow!("the PCAP ring thread panicked"))?;
+        r.selected = outcomes.iter().map(|o| o.ring_selected).sum();
+        r.queue_full = outcomes.iter().map(|o| o.ring_queue_full).sum();
+        report.ring = Some(r);
     }
     report.live = Some(LiveReport {
         interface: iface.to_string(),

@@ -46,6 +46,9 @@ pub struct WorkerOutcome {
     pub userspace_timestamps: u64,
     /// Flow records dropped because the exporter fell behind by more than the backlog.
     pub records_dropped: u64,
+    /// Frames the PCAP selection kept, and those dropped because the ring writer was behind.
+    pub ring_selected: u64,
+    pub ring_queue_full: u64,
     pub error: Option<String>,
 }
 
@@ -61,6 +64,8 @@ pub struct Worker {
     /// Records waiting for room in the exporter's channel.
     pub backlog: Vec<FlowRecord>,
     pub progress: Arc<Progress>,
+    /// The PCAP ring's selection, when --pcap-dir is given.
+    pub keeper: Option<crate::ring::Keeper>,
     pub records_dropped: u64,
 }
 
@@ -161,7 +166,10 @@ impl Worker {
                             read_ts
                         }
                     };
-                    self.meter.process(Some(LinkType::Ethernet), data, ts);
+                    let summary = self.meter.process(Some(LinkType::Ethernet), data, ts);
+                    if let Some(k) = self.keeper.as_mut() {
+                        k.offer(summary, data, ts);
+                    }
                 }
                 let back = self.sock.refill(&mut descs[..n].iter().map(|d| d.addr));
                 debug_assert_eq!(back as usize, n, "the fill ring holds every frame");
@@ -211,6 +219,9 @@ impl Worker {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
+                if let Some(k) = self.keeper.as_mut() {
+                    k.flush();
+                }
                 self.progress
                     .frames
                     .store(self.meter.books().read, Ordering::Relaxed);
@@ -234,6 +245,13 @@ impl Worker {
                 None
             }
         };
+        let (ring_selected, ring_queue_full) = match self.keeper.take() {
+            Some(mut k) => {
+                k.flush();
+                (k.selected, k.queue_full)
+            }
+            None => (0, 0),
+        };
         self.meter.finish();
         // The end of a run can wait for the exporter: hand over everything, blocking.
         let mut rest = std::mem::take(&mut self.backlog);
@@ -247,6 +265,8 @@ impl Worker {
             socket,
             userspace_timestamps: userspace_ts,
             records_dropped: self.records_dropped,
+            ring_selected,
+            ring_queue_full,
             error,
         }
     }

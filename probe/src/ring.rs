@@ -1,0 +1,206 @@
+//! The PCAP ring in the probe: each worker's [`Keeper`] copies the frames the selection keeps
+//! into batches; one writer thread owns the [`pcap_ring::RingWriter`].
+//!
+//! A live worker never waits for the disk: when the writer's channel is full, the batch is
+//! dropped and its frames are counted (`queue_full`). Reading a file can wait, so `probe read`
+//! blocks instead. Either way, for every frame selected:
+//! `selected = written + unwritten (disk errors) + queue_full`.
+
+use crate::select::Selection;
+use crate::wire::FrameSummary;
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use pcap_ring::{RingConfig, RingStats, RingWriter, WriteOutcome};
+
+/// Frames per batch, and bytes per batch, before it is handed to the writer.
+const BATCH_FRAMES: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// One kept frame inside a [`Batch`].
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    ts_ns: u64,
+    offset: u32,
+    len: u32,
+    orig_len: u32,
+}
+
+/// Selected frames on their way to the writer: one arena, no allocation per frame.
+#[derive(Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    frames: Vec<Kept>,
+}
+
+/// The worker's half: selection and batching.
+pub struct Keeper {
+    select: Selection,
+    snaplen: usize,
+    batch: Batch,
+    tx: Sender<Batch>,
+    /// Block when the writer is behind (capture files) instead of dropping (live).
+    blocking: bool,
+    pub selected: u64,
+    pub queue_full: u64,
+}
+
+impl Keeper {
+    pub fn new(select: Selection, snaplen: u32, tx: Sender<Batch>, blocking: bool) -> Keeper {
+        Keeper {
+            select,
+            snaplen: snaplen as usize,
+            batch: Batch::default(),
+            tx,
+            blocking,
+            selected: 0,
+            queue_full: 0,
+        }
+    }
+
+    /// Keeps the frame if the selection says so. `summary` is `None` for frames the meter could
+    /// not decode, which only `all` keeps.
+    #[inline]
+    pub fn offer(&mut self, summary: Option<&FrameSummary>, frame: &[u8], ts_ns: u64) {
+        let keep = match summary {
+            Some(s) => self.select.matches(s),
+            None => self.select.is_all(),
+        };
+        if keep {
+            self.keep(frame, ts_ns);
+        }
+    }
+
+    fn keep(&mut self, frame: &[u8], ts_ns: u64) {
+        self.selected += 1;
+        let stored = &frame[..frame.len().min(self.snaplen)];
+        let b = &mut self.batch;
+        if b.data.capacity() == 0 {
+            b.data.reserve(BATCH_BYTES);
+            b.frames.reserve(BATCH_FRAMES);
+        }
+        b.frames.push(Kept {
+            ts_ns,
+            offset: b.data.len() as u32,
+            len: stored.len() as u32,
+            orig_len: frame.len() as u32,
+        });
+        b.data.extend_from_slice(stored);
+        if b.frames.len() >= BATCH_FRAMES || b.data.len() >= BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Hands the batch to the writer (call on every tick and at the end).
+    pub fn flush(&mut self) {
+        if self.batch.frames.is_empty() {
+            return;
+        }
+        let b = std::mem::take(&mut self.batch);
+        let n = b.frames.len() as u64;
+        if self.blocking {
+            if self.tx.send(b).is_err() {
+                self.queue_full += n;
+            }
+            return;
+        }
+        match self.tx.try_send(b) {
+            Ok(()) => {}
+            Err(TrySendError::Full(mut b)) | Err(TrySendError::Disconnected(mut b)) => {
+                self.queue_full += n;
+                // Keep the allocation for the next batch.
+                b.data.clear();
+                b.frames.clear();
+                self.batch = b;
+            }
+        }
+    }
+}
+
+/// What the ring did in a run.
+#[derive(Clone, Debug, Default)]
+pub struct RingReport {
+    pub dir: String,
+    pub selected: u64,
+    /// Frames dropped because the writer's queue was full (live capture only).
+    pub queue_full: u64,
+    pub writer: RingStats,
+    /// Complete files in the ring at the end, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Opens the ring (so a bad directory fails the start) and starts the writer thread, which
+/// runs until every sender is dropped.
+pub fn spawn_writer(
+    cfg: RingConfig,
+    rx: Receiver<Batch>,
+) -> Result<std::thread::JoinHandle<RingReport>> {
+    let dir = cfg.dir.display().to_string();
+    let mut w = RingWriter::open(cfg).with_context(|| format!("--pcap-dir {dir}"))?;
+    let st = w.stats();
+    if st.recovered + st.discarded > 0 {
+        eprintln!(
+            "probe: PCAP ring {dir}: completed {} file(s) a previous run left unfinished, removed {} empty one(s)",
+            st.recovered, st.discarded
+        );
+    }
+    std::thread::Builder::new()
+        .name("pcap-ring".into())
+        .spawn(move || {
+            let mut failing = false;
+            let mut unwritten_in_episode = 0u64;
+            for batch in rx {
+                for k in &batch.frames {
+                    let data = &batch.data[k.offset as usize..(k.offset + k.len) as usize];
+                    match w.write(k.ts_ns, data, k.orig_len) {
+                        WriteOutcome::Written => {
+                            if failing {
+                                eprintln!(
+                                    "probe: PCAP ring {dir}: writing again ({unwritten_in_episode} frames were not written)"
+                                );
+                                failing = false;
+                                unwritten_in_episode = 0;
+                            }
+                        }
+                        WriteOutcome::Unwritten { first_error } => {
+                            if let Some(e) = first_error {
+                                eprintln!("probe: {e}");
+                            }
+                            failing = true;
+                            unwritten_in_episode += 1;
+                        }
+                    }
+                }
+            }
+            if let Err(e) = w.close() {
+                eprintln!("probe: PCAP ring {dir}: cannot complete the last file: {e}");
+            }
+            RingReport {
+                dir,
+                writer: w.stats(),
+                files: w.files().count() as u64,
+                bytes: w.files().map(|f| f.bytes).sum(),
+                ..Default::default()
+            }
+        })
+        .context("cannot start the PCAP ring thread")
+}
+
+/// Ends the ring for a run: the keeper's last batch, then the writer's report.
+pub fn finish(
+    keeper: Option<Keeper>,
+    writer: Option<std::thread::JoinHandle<RingReport>>,
+) -> Result<Option<RingReport>> {
+    let (Some(mut k), Some(w)) = (keeper, writer) else {
+        return Ok(None);
+    };
+    k.flush();
+    let (selected, queue_full) = (k.selected, k.queue_full);
+    drop(k);
+    let mut r = w
+        .join()
+        .map_err(|_| anyhow::anyhow!("the PCAP ring thread panicked"))?;
+    r.selected = selected;
+    r.queue_full = queue_full;
+    Ok(Some(r))
+}
