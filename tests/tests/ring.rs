@@ -97,3 +97,168 @@ fn capinfos_and_tshark_read_every_ring_file_to_the_nanosecond() {
         assert_eq!(len.parse::<usize>().unwrap(), f.data.len());
     }
 }
+
+/// Every frame of a pcap as tshark sees it: (epoch time to the ns, length, md5 of the bytes),
+/// for frames matching `filter` (a tshark display filter; empty for all).
+fn tshark_frames(pcap: &std::path::Path, filter: &str) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-o", "frame.generate_md5_hash:TRUE", "-n", "-r"]).arg(pcap);
+    if !filter.is_empty() {
+        cmd.args(["-Y", filter]);
+    }
+    let out = cmd
+        .args(["-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len", "-e", "frame.md5_hash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+}
+
+fn ring_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
+    use e2e::capture::{write_pcap, LINKTYPE_ETHERNET};
+    let tmp = TempDir::new("ring-read");
+    let frames = mixed_traffic(1_795_388_820_000_000_000);
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    let ring = tmp.path().join("ring");
+    let stats = tmp.path().join("books.json");
+    let out = e2e::tools::run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--pcap-select",
+        "net 10.1.0.0/16 or net fd00::/16",
+        "--pcap-file-size",
+        "8KiB",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let books = e2e::tools::read_books(&stats);
+    let r = &books["pcap_ring"];
+    assert_eq!(r["balanced"], true, "{r}");
+    let files = ring_files(&ring);
+    assert!(files.len() > 3, "{files:?}");
+    assert_eq!(r["files_kept"], files.len());
+
+    // Every file opens in tshark; together they hold exactly the selected frames, in order.
+    let mut got = Vec::new();
+    for f in &files {
+        got.extend(tshark_frames(f, ""));
+    }
+    let want = tshark_frames(&pcap, "ip.addr == 10.1.0.0/16 || ipv6.addr == fd00::/16");
+    assert_eq!(got, want, "the ring holds exactly the selected frames");
+    assert_eq!(r["selected"], want.len());
+
+    // One TCP flow back out of the ring equals tshark's filter of the original, packet for packet.
+    let out_pcap = tmp.path().join("flow.pcap");
+    let out = e2e::tools::run_probe(&[
+        "extract",
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--from",
+        "1795388820",
+        "--to",
+        "1795388830",
+        "-w",
+        out_pcap.to_str().unwrap(),
+        "src host 10.1.0.5 and src port 40002 and dst host 10.2.0.80 and dst port 443 and tcp",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let flow = tshark_frames(&out_pcap, "");
+    let truth = tshark_frames(
+        &pcap,
+        "ip.src == 10.1.0.5 && tcp.srcport == 40002 && ip.dst == 10.2.0.80 && tcp.dstport == 443",
+    );
+    assert!(truth.len() >= 4);
+    assert_eq!(flow, truth);
+
+    // A window that ends before the capture starts reads no file at all.
+    let out = e2e::tools::run_probe(&[
+        "extract",
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--to",
+        "1795388000",
+        "-w",
+        tmp.path().join("none.pcap").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0 packets written") && err.contains(&format!("0 of {} ring files read", files.len())), "{err}");
+}
+
+#[test]
+fn retention_holds_across_a_run_that_writes_many_files() {
+    use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
+    use e2e::craft::{ethernet, L4};
+    let tmp = TempDir::new("ring-keep");
+    let frames: Vec<Frame> = (0..3000u64)
+        .map(|i| Frame {
+            ts_ns: 1_795_388_820_000_000_000 + i * 1_000_000,
+            data: ethernet(
+                "10.5.0.1".parse().unwrap(),
+                "10.5.0.2".parse().unwrap(),
+                L4::Udp { sport: 1000 + (i % 50) as u16, dport: 9 },
+                400,
+                &[],
+                64,
+            ),
+        })
+        .collect();
+    let pcap = tmp.path().join("many.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    let ring = tmp.path().join("ring");
+    let stats = tmp.path().join("books.json");
+    let out = e2e::tools::run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--pcap-select",
+        "all",
+        "--pcap-file-size",
+        "50KB",
+        "--pcap-ring-size",
+        "300KB",
+        "--pcap-max-files",
+        "5",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let files = ring_files(&ring);
+    let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    assert!(files.len() <= 5 && total <= 300_000, "{} files, {total} bytes", files.len());
+    let books = e2e::tools::read_books(&stats);
+    assert!(books["pcap_ring"]["files_deleted"].as_u64().unwrap() >= 20, "{}", books["pcap_ring"]);
+    // What is left are the newest frames, ending with the last one.
+    let last = tshark_frames(files.last().unwrap(), "");
+    let want_last = tshark_frames(&pcap, "");
+    assert_eq!(last.last(), want_last.last());
+}
+
+#[test]
+fn bad_selection_names_the_column() {
+    let out = e2e::tools::run_probe(&[
+        "read",
+        "/dev/null",
+        "--pcap-dir",
+        "/tmp",
+        "--pcap-select",
+        "net 10.0.0.0/8 and prot 6",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("column 20") && err.contains("unknown primitive 'prot'"), "{err}");
+}
