@@ -121,6 +121,8 @@ struct OpenFile {
     /// The range of its frames' times (frames of several workers can interleave slightly).
     min_ts_ns: u64,
     max_ts_ns: u64,
+    /// Frames handed to it (some may still sit in the buffer).
+    frames: u64,
 }
 
 /// A complete file the ring keeps.
@@ -215,10 +217,9 @@ impl RingWriter {
                 f.bytes += rec_len;
                 f.min_ts_ns = f.min_ts_ns.min(ts_ns);
                 f.max_ts_ns = f.max_ts_ns.max(ts_ns);
+                f.frames += 1;
                 self.stats.frames_written += 1;
                 self.stats.bytes_written += rec_len;
-                // A successful write ends an error episode; the next failure is reported again.
-                self.failing_until_ns = None;
                 WriteOutcome::Written
             }
             Err(e) => self.failed(ts_ns, e),
@@ -234,10 +235,7 @@ impl RingWriter {
         self.stats.frames_unwritten += 1;
         // Keep what the file holds: cut it back to whole records and complete it if possible.
         if let Some(f) = self.current.take() {
-            drop(f.out);
-            if let Ok(Some(done)) = recover::finish_one(&f.tmp, &self.cfg.dir, &self.cfg.prefix) {
-                self.add_complete(done);
-            }
+            self.salvage(f);
         }
         let first = self.failing_until_ns.is_none();
         self.failing_until_ns = Some(ts_ns.saturating_add(self.cfg.retry_interval_ns));
@@ -288,6 +286,7 @@ impl RingWriter {
             opened_ts_ns: ts_ns,
             min_ts_ns: u64::MAX,
             max_ts_ns: 0,
+            frames: 0,
         });
         Ok(())
     }
@@ -297,21 +296,20 @@ impl RingWriter {
             return Ok(());
         };
         let flushed = f.out.flush();
-        drop(f.out);
-        if f.bytes == GLOBAL_HEADER_LEN {
+        if f.bytes == GLOBAL_HEADER_LEN && flushed.is_ok() {
             // Nothing was written into it: no file.
             let _ = std::fs::remove_file(&f.tmp);
-            return flushed;
+            return Ok(());
         }
         if let Err(e) = flushed {
-            // Keep what reached the disk: cut back to whole records and complete it.
-            if let Ok(Some(done)) = recover::finish_one(&f.tmp, &self.cfg.dir, &self.cfg.prefix) {
-                self.add_complete(done);
-            }
+            self.salvage(f);
             return Err(e);
         }
+        drop(f.out);
         let path = unique_path(&self.cfg.dir, &self.cfg.prefix, f.min_ts_ns, f.max_ts_ns);
         std::fs::rename(&f.tmp, &path)?;
+        // A file safely on disk ends an error episode.
+        self.failing_until_ns = None;
         let last = path
             .file_name()
             .and_then(|n| parse_file_name(&self.cfg.prefix, &n.to_string_lossy()))
@@ -323,6 +321,31 @@ impl RingWriter {
             last_ts_ns: last,
         });
         Ok(())
+    }
+
+    /// After a write or flush failed: keeps what reached the disk (cut back to whole records)
+    /// and moves the frames that did not from `written` to `unwritten`.
+    fn salvage(&mut self, f: OpenFile) {
+        drop(f.out);
+        let kept = match recover::finish_one(&f.tmp, &self.cfg.dir, &self.cfg.prefix) {
+            Ok(Some((done, count))) => {
+                self.add_complete(done);
+                count
+            }
+            Ok(None) => 0,
+            Err(_) => {
+                let _ = std::fs::remove_file(&f.tmp);
+                0
+            }
+        };
+        let lost = f.frames.saturating_sub(kept);
+        self.stats.frames_written -= lost;
+        self.stats.frames_unwritten += lost;
+    }
+
+    /// Whether writing is failing (an error episode is open).
+    pub fn failing(&self) -> bool {
+        self.failing_until_ns.is_some()
     }
 
     fn add_complete(&mut self, done: RingFile) {

@@ -15,7 +15,7 @@ pub fn finish_partial_files(dir: &Path, prefix: &str) -> io::Result<(u64, u64)> 
         if !is_partial_name(prefix, &name) {
             continue;
         }
-        match finish_one(&entry.path(), dir, prefix)? {
+        match finish_one(&entry.path(), dir, prefix)?.map(|(f, _)| f) {
             Some(_) => kept += 1,
             None => removed += 1,
         }
@@ -24,9 +24,9 @@ pub fn finish_partial_files(dir: &Path, prefix: &str) -> io::Result<(u64, u64)> 
 }
 
 /// Cuts a temporary file back to its last whole record and renames it after the range of its
-/// frames; removes it when it holds no whole record.
-pub fn finish_one(tmp: &Path, dir: &Path, prefix: &str) -> io::Result<Option<RingFile>> {
-    let Some((good, first, last)) = whole_records(tmp)? else {
+/// frames; removes it when it holds no whole record. Returns the file and its frame count.
+pub fn finish_one(tmp: &Path, dir: &Path, prefix: &str) -> io::Result<Option<(RingFile, u64)>> {
+    let Some((good, first, last, count)) = whole_records(tmp)? else {
         std::fs::remove_file(tmp)?;
         return Ok(None);
     };
@@ -39,23 +39,26 @@ pub fn finish_one(tmp: &Path, dir: &Path, prefix: &str) -> io::Result<Option<Rin
         .file_name()
         .and_then(|n| parse_file_name(prefix, &n.to_string_lossy()))
         .map_or(last, |r| r.1);
-    Ok(Some(RingFile {
-        path,
-        bytes: good,
-        first_ts_ns: first,
-        last_ts_ns: last,
-    }))
+    Ok(Some((
+        RingFile {
+            path,
+            bytes: good,
+            first_ts_ns: first,
+            last_ts_ns: last,
+        },
+        count,
+    )))
 }
 
 /// The length of the whole-record prefix of one of our pcap files (little-endian, ns) and the
 /// range of its frames' times; `None` when it holds no whole record (or is not ours).
-fn whole_records(path: &Path) -> io::Result<Option<(u64, u64, u64)>> {
+fn whole_records(path: &Path) -> io::Result<Option<(u64, u64, u64, u64)>> {
     let mut data = Vec::new();
     std::fs::File::open(path)?.read_to_end(&mut data)?;
     if data.len() < GLOBAL_HEADER_LEN as usize || data[0..4] != 0xa1b2_3c4du32.to_le_bytes() {
         return Ok(None);
     }
-    let (mut first, mut last) = (u64::MAX, 0u64);
+    let (mut first, mut last, mut count) = (u64::MAX, 0u64, 0u64);
     let mut pos = GLOBAL_HEADER_LEN as usize;
     let h = RECORD_HEADER_LEN as usize;
     while let Some(hdr) = data.get(pos..pos + h) {
@@ -67,9 +70,10 @@ fn whole_records(path: &Path) -> io::Result<Option<(u64, u64, u64)>> {
         let ts = word(0) as u64 * 1_000_000_000 + word(4) as u64;
         first = first.min(ts);
         last = last.max(ts);
+        count += 1;
         pos += h + caplen;
     }
-    Ok((pos > GLOBAL_HEADER_LEN as usize).then_some((pos as u64, first, last)))
+    Ok((pos > GLOBAL_HEADER_LEN as usize).then_some((pos as u64, first, last, count)))
 }
 
 /// The complete files of this ring in `dir`, oldest first.

@@ -147,28 +147,26 @@ pub fn spawn_writer(
     std::thread::Builder::new()
         .name("pcap-ring".into())
         .spawn(move || {
-            let mut failing = false;
-            let mut unwritten_in_episode = 0u64;
+            // An episode ends when a file is safely on disk again (a buffered write proves
+            // nothing), and the losses of the episode are said then.
+            let mut unwritten_before = 0u64;
             for batch in rx {
                 for k in &batch.frames {
                     let data = &batch.data[k.offset as usize..(k.offset + k.len) as usize];
-                    match w.write(k.ts_ns, data, k.orig_len) {
-                        WriteOutcome::Written => {
-                            if failing {
-                                eprintln!(
-                                    "probe: PCAP ring {dir}: writing again ({unwritten_in_episode} frames were not written)"
-                                );
-                                failing = false;
-                                unwritten_in_episode = 0;
-                            }
-                        }
-                        WriteOutcome::Unwritten { first_error } => {
-                            if let Some(e) = first_error {
-                                eprintln!("probe: {e}");
-                            }
-                            failing = true;
-                            unwritten_in_episode += 1;
-                        }
+                    let was_failing = w.failing();
+                    if let WriteOutcome::Unwritten {
+                        first_error: Some(e),
+                    } = w.write(k.ts_ns, data, k.orig_len)
+                    {
+                        eprintln!("probe: {e}");
+                    }
+                    if was_failing && !w.failing() {
+                        let unwritten = w.stats().frames_unwritten;
+                        eprintln!(
+                            "probe: PCAP ring {dir}: writing again ({} frames were not written)",
+                            unwritten - unwritten_before
+                        );
+                        unwritten_before = unwritten;
                     }
                 }
             }

@@ -102,16 +102,33 @@ fn capinfos_and_tshark_read_every_ring_file_to_the_nanosecond() {
 /// for frames matching `filter` (a tshark display filter; empty for all).
 fn tshark_frames(pcap: &std::path::Path, filter: &str) -> Vec<String> {
     let mut cmd = Command::new("tshark");
-    cmd.args(["-o", "frame.generate_md5_hash:TRUE", "-n", "-r"]).arg(pcap);
+    cmd.args(["-o", "frame.generate_md5_hash:TRUE", "-n", "-r"])
+        .arg(pcap);
     if !filter.is_empty() {
         cmd.args(["-Y", filter]);
     }
     let out = cmd
-        .args(["-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len", "-e", "frame.md5_hash"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.md5_hash",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 fn ring_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -144,7 +161,11 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
         "--stats-json",
         stats.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let books = e2e::tools::read_books(&stats);
     let r = &books["pcap_ring"];
     assert_eq!(r["balanced"], true, "{r}");
@@ -175,7 +196,11 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
         out_pcap.to_str().unwrap(),
         "src host 10.1.0.5 and src port 40002 and dst host 10.2.0.80 and dst port 443 and tcp",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let flow = tshark_frames(&out_pcap, "");
     let truth = tshark_frames(
         &pcap,
@@ -195,7 +220,11 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
         tmp.path().join("none.pcap").to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("0 packets written") && err.contains(&format!("0 of {} ring files read", files.len())), "{err}");
+    assert!(
+        err.contains("0 packets written")
+            && err.contains(&format!("0 of {} ring files read", files.len())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -209,7 +238,10 @@ fn retention_holds_across_a_run_that_writes_many_files() {
             data: ethernet(
                 "10.5.0.1".parse().unwrap(),
                 "10.5.0.2".parse().unwrap(),
-                L4::Udp { sport: 1000 + (i % 50) as u16, dport: 9 },
+                L4::Udp {
+                    sport: 1000 + (i % 50) as u16,
+                    dport: 9,
+                },
                 400,
                 &[],
                 64,
@@ -236,12 +268,27 @@ fn retention_holds_across_a_run_that_writes_many_files() {
         "--stats-json",
         stats.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let files = ring_files(&ring);
-    let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
-    assert!(files.len() <= 5 && total <= 300_000, "{} files, {total} bytes", files.len());
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(
+        files.len() <= 5 && total <= 300_000,
+        "{} files, {total} bytes",
+        files.len()
+    );
     let books = e2e::tools::read_books(&stats);
-    assert!(books["pcap_ring"]["files_deleted"].as_u64().unwrap() >= 20, "{}", books["pcap_ring"]);
+    assert!(
+        books["pcap_ring"]["files_deleted"].as_u64().unwrap() >= 20,
+        "{}",
+        books["pcap_ring"]
+    );
     // What is left are the newest frames, ending with the last one.
     let last = tshark_frames(files.last().unwrap(), "");
     let want_last = tshark_frames(&pcap, "");
@@ -260,5 +307,113 @@ fn bad_selection_names_the_column() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("column 20") && err.contains("unknown primitive 'prot'"), "{err}");
+    assert!(
+        err.contains("column 20") && err.contains("unknown primitive 'prot'"),
+        "{err}"
+    );
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&path).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .status()
+            .ok()?;
+        st.success().then_some(SmallDisk(path))
+    }
+}
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows() {
+    use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
+    use e2e::craft::{ethernet, L4};
+    if !e2e::lab::require_root("a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows") {
+        return;
+    }
+    let tmp = TempDir::new("ring-full");
+    let Some(disk) = SmallDisk::mount(tmp.path().join("small"), "256k") else {
+        panic!("cannot mount a tmpfs as root");
+    };
+    let frames: Vec<Frame> = (0..3000u64)
+        .map(|i| Frame {
+            ts_ns: 1_795_388_820_000_000_000 + i * 1_000_000,
+            data: ethernet(
+                "10.6.0.1".parse().unwrap(),
+                "10.6.0.2".parse().unwrap(),
+                L4::Udp {
+                    sport: 2000 + (i % 40) as u16,
+                    dport: 9,
+                },
+                400,
+                &[],
+                64,
+            ),
+        })
+        .collect();
+    let pcap = tmp.path().join("big.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    let stats = tmp.path().join("books.json");
+    let out = e2e::tools::run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--print",
+        "json",
+        "--pcap-dir",
+        disk.0.join("ring").to_str().unwrap(),
+        "--pcap-select",
+        "all",
+        "--pcap-file-size",
+        "64KB",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("counted as unwritten").count(),
+        1,
+        "one report per episode: {err}"
+    );
+    let books = e2e::tools::read_books(&stats);
+    let r = &books["pcap_ring"];
+    assert_eq!(r["balanced"], true, "{r}");
+    assert_eq!(r["selected"], 3000);
+    assert!(r["written"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["unwritten_disk"].as_u64().unwrap() > 1000, "{r}");
+    // Metering did not notice: every frame metered, every flow exported with every packet.
+    assert_eq!(books["frames"]["metered"], 3000);
+    let lines = String::from_utf8_lossy(&out.stdout);
+    let packets: u64 = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["packetDeltaCount"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(packets, 3000);
+    assert_eq!(lines.lines().count(), 40);
+    // What was written is whole: every file opens, no temporary file is left, and the frames
+    // in the files are exactly those the books call written.
+    let mut on_disk = 0;
+    for f in ring_files(&disk.0.join("ring")) {
+        assert!(f.extension().is_some_and(|e| e == "pcap"), "{f:?}");
+        on_disk += tshark_frames(&f, "").len();
+    }
+    assert_eq!(r["written"], on_disk, "{r}");
 }
