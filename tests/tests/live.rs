@@ -446,3 +446,102 @@ fn driver_without_native_xdp_is_named_and_auto_falls_back_to_generic() {
     assert!(err.contains("using generic mode"), "{err}");
     assert!(err.contains("XDP in generic mode"), "{err}");
 }
+
+/// (length, md5) of every frame of a pcap, in order, as tshark reads them.
+fn frame_digests(pcap: &std::path::Path, filter: &str) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-o", "frame.generate_md5_hash:TRUE", "-n", "-r"])
+        .arg(pcap);
+    if !filter.is_empty() {
+        cmd.args(["-Y", filter]);
+    }
+    let out = cmd
+        .args(["-T", "fields", "-e", "frame.len", "-e", "frame.md5_hash"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn live_ring_keeps_the_selection_and_survives_sigkill() {
+    if !require_root("live_ring_keeps_the_selection_and_survives_sigkill") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-ring");
+    let ring = tmp.path().join("ring");
+    let frames: Vec<Frame> = mixed_traffic(1_700_000_000_000_000_000);
+    let sent = tmp.path().join("sent.pcap");
+    write_pcap(&sent, LINKTYPE_ETHERNET, false, &frames);
+    let data: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
+    let ring_args = [
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--pcap-select",
+        "net 10.1.0.0/16 and (tcp or udp port 53)",
+        "--pcap-file-size",
+        "8KiB",
+    ];
+
+    // A clean run: the ring holds exactly the selected frames, in the order sent.
+    let cap = Capture::start(&lab, &tmp, &ring_args);
+    lab.send(&data, &[0], usize::MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    let r = &books["pcap_ring"];
+    assert_eq!(r["balanced"], true, "{r}");
+    let want = frame_digests(&sent, "ip.addr == 10.1.0.0/16 && (tcp || udp.port == 53)");
+    assert_eq!(r["written"], want.len(), "{r}");
+    let mut files: Vec<_> = std::fs::read_dir(&ring)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let got: Vec<String> = files.iter().flat_map(|f| frame_digests(f, "")).collect();
+    assert_eq!(got, want);
+
+    // SIGKILL: complete files and at most one temporary file; the next start completes or
+    // removes it.
+    let tmp2 = TempDir::new("live-ring-kill");
+    let cap = Capture::start(&lab, &tmp2, &ring_args);
+    lab.send(&data, &[0], usize::MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cap = cap;
+    e2e::signal(cap.child.id(), libc::SIGKILL);
+    cap.child.wait().unwrap();
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let left = names(&ring);
+    assert!(
+        left.iter().filter(|n| n.ends_with(".part")).count() <= 1,
+        "{left:?}"
+    );
+    let tmp3 = TempDir::new("live-ring-restart");
+    let cap = Capture::start(&lab, &tmp3, &ring_args);
+    let (code, stderr, _) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    if left.iter().any(|n| n.ends_with(".part")) {
+        assert!(
+            stderr.contains("a previous run left unfinished"),
+            "{stderr}"
+        );
+    }
+    let after = names(&ring);
+    assert!(after.iter().all(|n| n.ends_with(".pcap")), "{after:?}");
+    for n in after {
+        frame_digests(&ring.join(n), "");
+    }
+}
