@@ -99,7 +99,7 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
 
 pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
     let select = if args.expr.is_empty() {
-        Selection::All
+        Selection::parse("all").expect("`all` parses")
     } else {
         Selection::parse(&args.expr.join(" ")).map_err(|e| {
             anyhow::anyhow!("{}", e.to_string().replace("--pcap-select", "expression"))

@@ -30,16 +30,17 @@ pub enum Dir {
     Either,
 }
 
-/// A compiled expression.
+/// A parsed expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selection {
+pub enum Expr {
     All,
-    /// `addr` masked to `len` bits, in the 16-byte form of `FrameSummary` (IPv4 in the first 4).
+    /// A prefix as a 128-bit value and mask over `FrameSummary`'s 16-byte address form (IPv4
+    /// in the first four bytes): one AND and one compare per address.
     Net {
         dir: Dir,
         v6: bool,
-        addr: [u8; 16],
-        len: u8,
+        addr: u128,
+        mask: u128,
     },
     Port {
         dir: Dir,
@@ -48,9 +49,9 @@ pub enum Selection {
     Proto(u8),
     IpVersion(u8),
     Vlan(u16),
-    Not(Box<Selection>),
-    And(Box<Selection>, Box<Selection>),
-    Or(Box<Selection>, Box<Selection>),
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
 }
 
 /// A syntax error and where it is (1-based column).
@@ -65,17 +66,91 @@ fn has_ports(proto: u8) -> bool {
     matches!(proto, 6 | 17 | 33 | 132 | 136)
 }
 
-fn prefix_match(a: &[u8; 16], net: &[u8; 16], len: u8) -> bool {
-    let full = (len / 8) as usize;
-    if a[..full] != net[..full] {
-        return false;
-    }
-    let rem = len % 8;
-    rem == 0 || (a[full] ^ net[full]) & (0xffu8 << (8 - rem)) == 0
+/// A compiled selection. Matching runs for every packet a worker sees, so it converts the
+/// frame's addresses once (prefixes are 128-bit value/mask pairs) and walks the expression
+/// tree. Measured in `cargo bench --bench select` against a postfix program over a bit stack
+/// and against a tree with flattened and/or chains: this plain tree was the fastest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    expr: Expr,
+}
+
+/// The frame's fields as the matcher reads them, converted once per frame.
+struct View<'a> {
+    s: &'a FrameSummary,
+    v6: bool,
+    src: u128,
+    dst: u128,
+    ports: bool,
 }
 
 impl Selection {
     pub fn parse(text: &str) -> Result<Selection, SelectError> {
+        Ok(Selection {
+            expr: Expr::parse(text)?,
+        })
+    }
+
+    /// Does a decoded frame match? (A frame that could not be decoded matches only `all`.)
+    #[inline]
+    pub fn matches(&self, s: &FrameSummary) -> bool {
+        if let Expr::All = self.expr {
+            return true;
+        }
+        let v = View {
+            s,
+            v6: s.ip_version == 6,
+            src: u128::from_be_bytes(s.src_addr),
+            dst: u128::from_be_bytes(s.dst_addr),
+            ports: has_ports(s.protocol),
+        };
+        self.expr.eval(&v)
+    }
+
+    /// Whether the expression keeps every frame (then frames are kept without decoding).
+    pub fn is_all(&self) -> bool {
+        matches!(self.expr, Expr::All)
+    }
+}
+
+impl Expr {
+    fn eval(&self, v: &View) -> bool {
+        let s = v.s;
+        match self {
+            Expr::All => true,
+            Expr::Net {
+                dir,
+                v6,
+                addr,
+                mask,
+            } => {
+                v.v6 == *v6
+                    && match dir {
+                        Dir::Src => v.src & mask == *addr,
+                        Dir::Dst => v.dst & mask == *addr,
+                        Dir::Either => v.src & mask == *addr || v.dst & mask == *addr,
+                    }
+            }
+            Expr::Port { dir, port } => {
+                v.ports
+                    && match dir {
+                        Dir::Src => s.src_port == *port,
+                        Dir::Dst => s.dst_port == *port,
+                        Dir::Either => s.src_port == *port || s.dst_port == *port,
+                    }
+            }
+            Expr::Proto(p) => s.protocol == *p,
+            Expr::IpVersion(ver) => s.ip_version == *ver,
+            Expr::Vlan(id) => s.vlan_id == *id || s.customer_vlan_id == *id,
+            Expr::Not(e) => !e.eval(v),
+            Expr::And(a, b) => a.eval(v) && b.eval(v),
+            Expr::Or(a, b) => a.eval(v) || b.eval(v),
+        }
+    }
+}
+
+impl Expr {
+    pub fn parse(text: &str) -> Result<Expr, SelectError> {
         let tokens = tokenize(text)?;
         if tokens.is_empty() {
             return Err(SelectError {
@@ -97,44 +172,6 @@ impl Selection {
             });
         }
         Ok(e)
-    }
-
-    /// Does a decoded frame match? (A frame that could not be decoded matches only `All`.)
-    #[inline]
-    pub fn matches(&self, s: &FrameSummary) -> bool {
-        match self {
-            Selection::All => true,
-            Selection::Net { dir, v6, addr, len } => {
-                (s.ip_version == 6) == *v6
-                    && match dir {
-                        Dir::Src => prefix_match(&s.src_addr, addr, *len),
-                        Dir::Dst => prefix_match(&s.dst_addr, addr, *len),
-                        Dir::Either => {
-                            prefix_match(&s.src_addr, addr, *len)
-                                || prefix_match(&s.dst_addr, addr, *len)
-                        }
-                    }
-            }
-            Selection::Port { dir, port } => {
-                has_ports(s.protocol)
-                    && match dir {
-                        Dir::Src => s.src_port == *port,
-                        Dir::Dst => s.dst_port == *port,
-                        Dir::Either => s.src_port == *port || s.dst_port == *port,
-                    }
-            }
-            Selection::Proto(p) => s.protocol == *p,
-            Selection::IpVersion(v) => s.ip_version == *v,
-            Selection::Vlan(v) => s.vlan_id == *v || s.customer_vlan_id == *v,
-            Selection::Not(e) => !e.matches(s),
-            Selection::And(a, b) => a.matches(s) && b.matches(s),
-            Selection::Or(a, b) => a.matches(s) || b.matches(s),
-        }
-    }
-
-    /// Whether the expression keeps every frame (then frames are kept without decoding).
-    pub fn is_all(&self) -> bool {
-        matches!(self, Selection::All)
     }
 }
 
@@ -235,7 +272,7 @@ impl Parser {
         at(0) == Some("port") || (matches!(at(0), Some("src" | "dst")) && at(1) == Some("port"))
     }
 
-    fn expr(&mut self) -> Result<Selection, SelectError> {
+    fn expr(&mut self) -> Result<Expr, SelectError> {
         let mut left = self.term()?;
         while let Some(op) = self.peek() {
             let and = match op {
@@ -246,19 +283,19 @@ impl Parser {
             self.pos += 1;
             let right = self.term()?;
             left = if and {
-                Selection::And(Box::new(left), Box::new(right))
+                Expr::And(Box::new(left), Box::new(right))
             } else {
-                Selection::Or(Box::new(left), Box::new(right))
+                Expr::Or(Box::new(left), Box::new(right))
             };
         }
         Ok(left)
     }
 
-    fn term(&mut self) -> Result<Selection, SelectError> {
+    fn term(&mut self) -> Result<Expr, SelectError> {
         match self.peek() {
             Some("not") => {
                 self.pos += 1;
-                Ok(Selection::Not(Box::new(self.term()?)))
+                Ok(Expr::Not(Box::new(self.term()?)))
             }
             Some("(") => {
                 self.pos += 1;
@@ -275,7 +312,7 @@ impl Parser {
         }
     }
 
-    fn primitive(&mut self) -> Result<Selection, SelectError> {
+    fn primitive(&mut self) -> Result<Expr, SelectError> {
         let (word, col) = self.next("a primitive such as 'host', 'net', 'port', 'tcp' or 'all'")?;
         let dir = match word.as_str() {
             "src" => Some(Dir::Src),
@@ -298,7 +335,7 @@ impl Parser {
         };
         let dir = dir.unwrap_or(Dir::Either);
         match word.as_str() {
-            "all" => Ok(Selection::All),
+            "all" => Ok(Expr::All),
             // tcpdump's `tcp port 80`, `udp dst port 53`: a protocol qualifying a port.
             "tcp" | "udp" | "sctp" if self.port_follows() => {
                 let proto = match word.as_str() {
@@ -307,21 +344,21 @@ impl Parser {
                     _ => 132,
                 };
                 let port = self.primitive()?;
-                Ok(Selection::And(
-                    Box::new(Selection::Proto(proto)),
+                Ok(Expr::And(
+                    Box::new(Expr::Proto(proto)),
                     Box::new(port),
                 ))
             }
-            "tcp" => Ok(Selection::Proto(6)),
-            "udp" => Ok(Selection::Proto(17)),
-            "icmp" => Ok(Selection::Proto(1)),
-            "icmp6" => Ok(Selection::Proto(58)),
-            "sctp" => Ok(Selection::Proto(132)),
-            "ip" => Ok(Selection::IpVersion(4)),
-            "ip6" => Ok(Selection::IpVersion(6)),
+            "tcp" => Ok(Expr::Proto(6)),
+            "udp" => Ok(Expr::Proto(17)),
+            "icmp" => Ok(Expr::Proto(1)),
+            "icmp6" => Ok(Expr::Proto(58)),
+            "sctp" => Ok(Expr::Proto(132)),
+            "ip" => Ok(Expr::IpVersion(4)),
+            "ip6" => Ok(Expr::IpVersion(6)),
             "proto" => {
                 let (n, c) = self.next("a protocol number")?;
-                n.parse::<u8>().map(Selection::Proto).map_err(|_| SelectError {
+                n.parse::<u8>().map(Expr::Proto).map_err(|_| SelectError {
                     column: c,
                     message: format!("'{n}' is not a protocol number (0-255)"),
                 })
@@ -329,7 +366,7 @@ impl Parser {
             "vlan" => {
                 let (n, c) = self.next("a VLAN id")?;
                 match n.parse::<u16>() {
-                    Ok(v) if v < 4096 => Ok(Selection::Vlan(v)),
+                    Ok(v) if v < 4096 => Ok(Expr::Vlan(v)),
                     _ => Err(SelectError {
                         column: c,
                         message: format!("'{n}' is not a VLAN id (0-4095)"),
@@ -339,7 +376,7 @@ impl Parser {
             "port" => {
                 let (n, c) = self.next("a port number")?;
                 n.parse::<u16>()
-                    .map(|port| Selection::Port { dir, port })
+                    .map(|port| Expr::Port { dir, port })
                     .map_err(|_| SelectError {
                         column: c,
                         message: format!("'{n}' is not a port number (0-65535)"),
@@ -366,21 +403,18 @@ impl Parser {
                         _ => return Err(bad(format!("prefix length '{l}' must be 0 to {max}"))),
                     },
                 };
-                let mut addr = [0u8; 16];
+                let mut bytes = [0u8; 16];
                 match ip {
-                    IpAddr::V4(v) => addr[..4].copy_from_slice(&v.octets()),
-                    IpAddr::V6(v) => addr.copy_from_slice(&v.octets()),
+                    IpAddr::V4(v) => bytes[..4].copy_from_slice(&v.octets()),
+                    IpAddr::V6(v) => bytes.copy_from_slice(&v.octets()),
                 }
                 // Keep only the prefix bits, so `net 10.1.2.3/16` means 10.1.0.0/16.
-                for (i, b) in addr.iter_mut().enumerate() {
-                    let bits = (len as usize).saturating_sub(i * 8).min(8);
-                    *b &= if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
-                }
-                Ok(Selection::Net {
+                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
+                Ok(Expr::Net {
                     dir,
                     v6: ip.is_ipv6(),
-                    addr,
-                    len,
+                    addr: u128::from_be_bytes(bytes) & mask,
+                    mask,
                 })
             }
             "and" | "or" | ")" => Err(SelectError {
@@ -476,29 +510,29 @@ mod tests {
 
     #[test]
     fn errors_name_the_column() {
-        let e = Selection::parse("net 10.0.0.0/33").unwrap_err();
+        let e = Expr::parse("net 10.0.0.0/33").unwrap_err();
         assert_eq!(e.column, 5);
         assert!(e.message.contains("0 to 32"), "{e}");
-        let e = Selection::parse("port 445 and hots 10.0.0.1").unwrap_err();
+        let e = Expr::parse("port 445 and hots 10.0.0.1").unwrap_err();
         assert_eq!(e.column, 14);
         assert!(e.to_string().contains("unknown primitive 'hots'"));
-        let e = Selection::parse("(tcp or udp").unwrap_err();
+        let e = Expr::parse("(tcp or udp").unwrap_err();
         assert_eq!(e.column, 12);
-        let e = Selection::parse("src tcp").unwrap_err();
+        let e = Expr::parse("src tcp").unwrap_err();
         assert_eq!(e.column, 5);
-        assert!(Selection::parse("").is_err());
-        assert!(Selection::parse("port 70000")
+        assert!(Expr::parse("").is_err());
+        assert!(Expr::parse("port 70000")
             .unwrap_err()
             .message
             .contains("0-65535"));
-        assert!(Selection::parse("tcp udp")
+        assert!(Expr::parse("tcp udp")
             .unwrap_err()
             .message
             .contains("expected 'and'"));
-        assert!(Selection::parse("host 10.0.0.0/8")
+        assert!(Expr::parse("host 10.0.0.0/8")
             .unwrap_err()
             .message
             .contains("use 'net"));
-        assert_eq!(Selection::parse("tcp $").unwrap_err().column, 5);
+        assert_eq!(Expr::parse("tcp $").unwrap_err().column, 5);
     }
 }

@@ -167,7 +167,15 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
 
     if opts.criterion {
-        crate::run(crate::cargo().args(["bench", "-p", "probe", "-p", "ipfix-export"]))?;
+        crate::run(crate::cargo().args([
+            "bench",
+            "-p",
+            "probe",
+            "-p",
+            "ipfix-export",
+            "-p",
+            "pcap-ring",
+        ]))?;
     }
     Ok(())
 }
