@@ -23,6 +23,7 @@
 //! This crate knows nothing of flows, selection or AF_XDP: the caller decides which frames to
 //! keep and runs the writer on its own thread.
 
+mod format;
 mod naming;
 mod recover;
 
@@ -32,12 +33,11 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub use format::FileFormat;
+use format::{MAX_RECORD_HEADER, MAX_RECORD_TRAILER};
 pub use naming::{file_name, is_partial_name, parse_file_name, partial_name};
 
-/// pcap global header with nanosecond timestamps, little-endian (this machine's order is what
-/// every reader expects to handle; the magic says which).
-const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
-const LINKTYPE_ETHERNET: u32 = 1;
+/// Bytes of a pcap file header and of a pcap record header.
 pub const GLOBAL_HEADER_LEN: u64 = 24;
 pub const RECORD_HEADER_LEN: u64 = 16;
 
@@ -59,6 +59,8 @@ pub struct RingConfig {
     pub snaplen: u32,
     /// After a failure, try a new file at most this often (by frame time).
     pub retry_interval_ns: u64,
+    /// pcap (nanosecond) or pcapng with the interface's name.
+    pub format: FileFormat,
 }
 
 impl RingConfig {
@@ -72,6 +74,7 @@ impl RingConfig {
             max_files: None,
             snaplen: 262_144,
             retry_interval_ns: 1_000_000_000,
+            format: FileFormat::Pcap,
         }
     }
 }
@@ -123,6 +126,8 @@ struct OpenFile {
     max_ts_ns: u64,
     /// Frames handed to it (some may still sit in the buffer).
     frames: u64,
+    /// Bytes of its file header (SHB and IDB for pcapng).
+    header_len: u64,
 }
 
 /// A complete file the ring keeps.
@@ -187,10 +192,16 @@ impl RingWriter {
     /// Appends one frame (`orig_len` is its length on the wire).
     pub fn write(&mut self, ts_ns: u64, frame: &[u8], orig_len: u32) -> WriteOutcome {
         let caplen = frame.len().min(self.cfg.snaplen as usize);
-        let rec_len = RECORD_HEADER_LEN + caplen as u64;
+        let mut hdr = [0u8; MAX_RECORD_HEADER];
+        let mut trailer = [0u8; MAX_RECORD_TRAILER];
+        let (hlen, tlen) =
+            self.cfg
+                .format
+                .record(ts_ns, caplen as u32, orig_len, &mut hdr, &mut trailer);
+        let rec_len = (hlen + caplen + tlen) as u64;
         if let Some(f) = &self.current {
             let too_old = ts_ns.saturating_sub(f.opened_ts_ns) >= self.cfg.file_duration_ns;
-            let too_big = f.bytes + rec_len > self.cfg.file_size && f.bytes > GLOBAL_HEADER_LEN;
+            let too_big = f.bytes + rec_len > self.cfg.file_size && f.bytes > f.header_len;
             if too_old || too_big {
                 if let Err(e) = self.complete_current() {
                     return self.failed(ts_ns, e);
@@ -207,11 +218,11 @@ impl RingWriter {
             }
         }
         let f = self.current.as_mut().expect("a file is open");
-        let hdr = record_header(ts_ns, caplen as u32, orig_len);
         let res = f
             .out
-            .write_all(&hdr)
-            .and_then(|_| f.out.write_all(&frame[..caplen]));
+            .write_all(&hdr[..hlen])
+            .and_then(|_| f.out.write_all(&frame[..caplen]))
+            .and_then(|_| f.out.write_all(&trailer[..tlen]));
         match res {
             Ok(()) => {
                 f.bytes += rec_len;
@@ -255,7 +266,11 @@ impl RingWriter {
     fn start_file(&mut self, ts_ns: u64) -> io::Result<()> {
         let mut name_ts = ts_ns;
         let (file, tmp) = loop {
-            let tmp = self.cfg.dir.join(partial_name(&self.cfg.prefix, name_ts));
+            let tmp = self.cfg.dir.join(partial_name(
+                &self.cfg.prefix,
+                name_ts,
+                self.cfg.format.extension(),
+            ));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -268,13 +283,8 @@ impl RingWriter {
             }
         };
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        let mut hdr = [0u8; GLOBAL_HEADER_LEN as usize];
-        hdr[0..4].copy_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
-        hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
-        hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
-        hdr[16..20].copy_from_slice(&self.cfg.snaplen.to_le_bytes());
-        hdr[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
-        if let Err(e) = out.write_all(&hdr) {
+        let header = self.cfg.format.file_header(self.cfg.snaplen);
+        if let Err(e) = out.write_all(&header) {
             drop(out);
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -282,7 +292,8 @@ impl RingWriter {
         self.current = Some(OpenFile {
             tmp,
             out,
-            bytes: GLOBAL_HEADER_LEN,
+            bytes: header.len() as u64,
+            header_len: header.len() as u64,
             opened_ts_ns: ts_ns,
             min_ts_ns: u64::MAX,
             max_ts_ns: 0,
@@ -296,7 +307,7 @@ impl RingWriter {
             return Ok(());
         };
         let flushed = f.out.flush();
-        if f.bytes == GLOBAL_HEADER_LEN && flushed.is_ok() {
+        if f.bytes == f.header_len && flushed.is_ok() {
             // Nothing was written into it: no file.
             let _ = std::fs::remove_file(&f.tmp);
             return Ok(());
@@ -306,7 +317,13 @@ impl RingWriter {
             return Err(e);
         }
         drop(f.out);
-        let path = unique_path(&self.cfg.dir, &self.cfg.prefix, f.min_ts_ns, f.max_ts_ns);
+        let path = unique_path(
+            &self.cfg.dir,
+            &self.cfg.prefix,
+            f.min_ts_ns,
+            f.max_ts_ns,
+            self.cfg.format.extension(),
+        );
         std::fs::rename(&f.tmp, &path)?;
         // A file safely on disk ends an error episode.
         self.failing_until_ns = None;
@@ -397,16 +414,13 @@ pub fn write_pcap_file<'a>(
         .mode(0o640)
         .open(&tmp)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut hdr = [0u8; GLOBAL_HEADER_LEN as usize];
-    hdr[0..4].copy_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
-    hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
-    hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
-    hdr[16..20].copy_from_slice(&262_144u32.to_le_bytes());
-    hdr[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
-    out.write_all(&hdr)?;
+    out.write_all(&FileFormat::Pcap.file_header(262_144))?;
     let mut n = 0;
+    let (mut hdr, mut trailer) = ([0u8; MAX_RECORD_HEADER], [0u8; MAX_RECORD_TRAILER]);
     for (ts, data, orig_len) in frames {
-        out.write_all(&record_header(ts, data.len() as u32, orig_len))?;
+        let (h, _) =
+            FileFormat::Pcap.record(ts, data.len() as u32, orig_len, &mut hdr, &mut trailer);
+        out.write_all(&hdr[..h])?;
         out.write_all(data)?;
         n += 1;
     }
@@ -416,20 +430,17 @@ pub fn write_pcap_file<'a>(
     Ok(n)
 }
 
-fn record_header(ts_ns: u64, caplen: u32, orig_len: u32) -> [u8; RECORD_HEADER_LEN as usize] {
-    let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
-    hdr[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-    hdr[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
-    hdr[8..12].copy_from_slice(&caplen.to_le_bytes());
-    hdr[12..16].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
-    hdr
-}
-
 /// A free path for a file of `[first, last]`: on a clash (two files of the same range) the
 /// stated end moves on by a nanosecond, which keeps the range a superset and names unique.
-pub(crate) fn unique_path(dir: &Path, prefix: &str, first: u64, mut last: u64) -> PathBuf {
+pub(crate) fn unique_path(
+    dir: &Path,
+    prefix: &str,
+    first: u64,
+    mut last: u64,
+    ext: &str,
+) -> PathBuf {
     loop {
-        let p = dir.join(file_name(prefix, first, last));
+        let p = dir.join(file_name(prefix, first, last, ext));
         if !p.exists() {
             return p;
         }

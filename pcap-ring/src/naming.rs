@@ -4,29 +4,45 @@
 //! order, and the extractor skips a file by its name alone. A file being written is
 //! `.PREFIX-OPENED.pcap.part`: hidden, and not a `*.pcap`.
 
-/// The name of a complete file whose frames lie in `[first_ns, last_ns]`.
-pub fn file_name(prefix: &str, first_ns: u64, last_ns: u64) -> String {
-    format!("{prefix}-{}_{}.pcap", stamp(first_ns), stamp(last_ns))
+/// The name of a complete file whose frames lie in `[first_ns, last_ns]`; `ext` is `pcap` or
+/// `pcapng`.
+pub fn file_name(prefix: &str, first_ns: u64, last_ns: u64, ext: &str) -> String {
+    format!("{prefix}-{}_{}.{ext}", stamp(first_ns), stamp(last_ns))
 }
 
 /// The temporary name of a file opened at `ts_ns`.
-pub fn partial_name(prefix: &str, ts_ns: u64) -> String {
-    format!(".{prefix}-{}.pcap.part", stamp(ts_ns))
+pub fn partial_name(prefix: &str, ts_ns: u64, ext: &str) -> String {
+    format!(".{prefix}-{}.{ext}.part", stamp(ts_ns))
+}
+
+fn strip_ext(name: &str) -> Option<(&str, &'static str)> {
+    if let Some(n) = name.strip_suffix(".pcapng") {
+        Some((n, "pcapng"))
+    } else {
+        name.strip_suffix(".pcap").map(|n| (n, "pcap"))
+    }
+}
+
+/// If `name` is a temporary file of this ring, the extension it will have.
+pub fn partial_ext(prefix: &str, name: &str) -> Option<&'static str> {
+    let n = name
+        .strip_prefix('.')?
+        .strip_prefix(prefix)?
+        .strip_prefix('-')?
+        .strip_suffix(".part")?;
+    let (stamp_part, ext) = strip_ext(n)?;
+    parse_stamp(stamp_part).map(|_| ext)
 }
 
 /// Is `name` a temporary file of this ring?
 pub fn is_partial_name(prefix: &str, name: &str) -> bool {
-    name.strip_prefix('.')
-        .and_then(|n| n.strip_prefix(prefix))
-        .and_then(|n| n.strip_prefix('-'))
-        .and_then(|n| n.strip_suffix(".pcap.part"))
-        .is_some_and(|s| parse_stamp(s).is_some())
+    partial_ext(prefix, name).is_some()
 }
 
 /// The time range a complete file's name states, or `None` for any other name.
 pub fn parse_file_name(prefix: &str, name: &str) -> Option<(u64, u64)> {
     let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
-    let (first, last) = rest.strip_suffix(".pcap")?.split_once('_')?;
+    let (first, last) = strip_ext(rest)?.0.split_once('_')?;
     let (first, last) = (parse_stamp(first)?, parse_stamp(last)?);
     (first <= last).then_some((first, last))
 }
@@ -99,7 +115,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_sort_by_time() {
         let t = 1_795_388_820_123_456_789; // 2026-11-22T23:07:00.123456789Z
-        let n = file_name("probe", t, t + 60_000_000_000);
+        let n = file_name("probe", t, t + 60_000_000_000, "pcap");
         assert_eq!(
             n,
             "probe-20261122T230700.123456789Z_20261122T230800.123456789Z.pcap"
@@ -107,20 +123,23 @@ mod tests {
         assert_eq!(parse_file_name("probe", &n), Some((t, t + 60_000_000_000)));
         let mut names: Vec<String> = [t + 5, 0, t, 951_782_400_000_000_000]
             .iter()
-            .map(|&x| file_name("p", x, x + 1))
+            .map(|&x| file_name("p", x, x + 1, "pcapng"))
             .collect();
         let mut by_name = names.clone();
         by_name.sort();
         names.sort_by_key(|n| parse_file_name("p", n).unwrap());
         assert_eq!(names, by_name);
-        assert_eq!(parse_file_name("probe", &file_name("other", t, t)), None);
-        let bad_month = file_name("probe", t, t).replace("202611", "202613");
-        assert_eq!(parse_file_name("probe", &bad_month), None);
         assert_eq!(
-            parse_file_name("probe", &file_name("probe", t + 1, t)),
+            parse_file_name("probe", &file_name("other", t, t, "pcap")),
             None
         );
-        let part = partial_name("probe", t);
+        let bad_month = file_name("probe", t, t, "pcap").replace("202611", "202613");
+        assert_eq!(parse_file_name("probe", &bad_month), None);
+        assert_eq!(
+            parse_file_name("probe", &file_name("probe", t + 1, t, "pcap")),
+            None
+        );
+        let part = partial_name("probe", t, "pcapng");
         assert!(is_partial_name("probe", &part));
         assert_eq!(parse_file_name("probe", &part), None);
         assert!(!is_partial_name("probe", &n));

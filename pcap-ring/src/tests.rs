@@ -176,7 +176,7 @@ fn a_killed_writer_leaves_a_file_the_next_start_completes() {
     f.write_all(&[1, 2, 3, 4, 5, 6, 7]).unwrap();
     drop(f);
     // And an empty leftover from another death.
-    std::fs::write(d.0.join(partial_name("probe", T0 + 999)), [0u8; 10]).unwrap();
+    std::fs::write(d.0.join(partial_name("probe", T0 + 999, "pcap")), [0u8; 10]).unwrap();
 
     let w = RingWriter::open(cfg).unwrap();
     assert_eq!((w.stats().recovered, w.stats().discarded), (1, 1));
@@ -216,4 +216,42 @@ fn a_vanished_directory_counts_losses_once_and_recovers() {
     w.close().unwrap();
     assert_eq!(w.stats().frames_written, 2);
     assert_eq!(w.stats().error_episodes, 1);
+}
+
+#[test]
+fn pcapng_files_roll_and_recover_too() {
+    let d = Dir::new("ng");
+    let mut cfg = RingConfig::new(&d.0);
+    cfg.file_size = 4_000;
+    cfg.format = FileFormat::Pcapng {
+        interface: "eth1".into(),
+    };
+    let mut w = RingWriter::open(cfg.clone()).unwrap();
+    for i in 0..100u32 {
+        w.write(T0 + i as u64, &frame(i, 101), 101);
+    }
+    // Die mid-file with a torn block.
+    w.current.as_mut().unwrap().out.flush().unwrap();
+    let tmp = w.current.as_ref().unwrap().tmp.clone();
+    assert!(tmp.to_string_lossy().ends_with(".pcapng.part"));
+    std::mem::forget(w);
+    let mut f = OpenOptions::new().append(true).open(&tmp).unwrap();
+    f.write_all(&[6, 0, 0, 0, 200, 0]).unwrap();
+    drop(f);
+    let w = RingWriter::open(cfg).unwrap();
+    assert_eq!(w.stats().recovered, 1);
+    let names = listing(&d.0);
+    assert!(
+        names.len() > 2 && names.iter().all(|n| n.ends_with(".pcapng")),
+        "{names:?}"
+    );
+    let mut frames = 0;
+    for n in &names {
+        let data = std::fs::read(d.0.join(n)).unwrap();
+        let (len, first, last, count) = format::whole_records(&data).unwrap();
+        assert_eq!(len as usize, data.len(), "{n}: whole blocks only");
+        assert_eq!(parse_file_name("probe", n), Some((first, last)));
+        frames += count;
+    }
+    assert_eq!(frames, 100);
 }

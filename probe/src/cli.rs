@@ -188,14 +188,28 @@ pub struct PcapArgs {
     /// Keep at most this many files; the oldest are deleted first.
     #[arg(long, value_name = "N", value_parser = parse_nonzero)]
     pub pcap_max_files: Option<usize>,
+    /// File format: pcap with nanosecond timestamps, or pcapng carrying the interface's name.
+    #[arg(long, value_name = "FORMAT", default_value = "pcap")]
+    pub pcap_format: PcapFormat,
     /// Store only the first N bytes of each packet (privacy); the original length is kept.
     #[arg(long, value_name = "BYTES", default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(14..))]
     pub pcap_snaplen: u32,
 }
 
+/// The ring's file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PcapFormat {
+    Pcap,
+    Pcapng,
+}
+
 impl PcapArgs {
-    /// The ring's configuration and selection, when a ring was asked for.
-    pub fn ring(&self) -> Option<(pcap_ring::RingConfig, crate::select::Selection)> {
+    /// The ring's configuration and selection, when a ring was asked for; `interface` names the
+    /// source in pcapng files.
+    pub fn ring(
+        &self,
+        interface: &str,
+    ) -> Option<(pcap_ring::RingConfig, crate::select::Selection)> {
         let dir = self.pcap_dir.as_ref()?;
         let select = self.pcap_select.clone()?;
         let mut cfg = pcap_ring::RingConfig::new(dir);
@@ -204,6 +218,11 @@ impl PcapArgs {
         cfg.max_total_bytes = self.pcap_ring_size;
         cfg.max_files = self.pcap_max_files;
         cfg.snaplen = self.pcap_snaplen;
+        if self.pcap_format == PcapFormat::Pcapng {
+            cfg.format = pcap_ring::FileFormat::Pcapng {
+                interface: interface.to_string(),
+            };
+        }
         Some((cfg, select))
     }
 }

@@ -22,7 +22,13 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
     let (tx, rx) = crossbeam_channel::bounded(64);
     let exporter = export::spawn(args.export.export_config(), rx)?;
     // The ring can wait for the disk when the input is a file: the keeper blocks.
-    let (mut keeper, ring_writer) = match args.pcap.ring() {
+    // In pcapng ring files, the "interface" is the first input file's name.
+    let source = args
+        .files
+        .first()
+        .and_then(|f| f.file_name())
+        .map_or("capture file".into(), |n| n.to_string_lossy().into_owned());
+    let (mut keeper, ring_writer) = match args.pcap.ring(&source) {
         Some((cfg, select)) => {
             let (rtx, rrx) = crossbeam_channel::bounded(16);
             let writer = crate::ring::spawn_writer(cfg, rrx)?;

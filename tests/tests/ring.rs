@@ -209,6 +209,43 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
     assert!(truth.len() >= 4);
     assert_eq!(flow, truth);
 
+    // The same run in pcapng: the same frames, and the interface name in every file.
+    let ring_ng = tmp.path().join("ring-ng");
+    let out = e2e::tools::run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--pcap-dir",
+        ring_ng.to_str().unwrap(),
+        "--pcap-select",
+        "net 10.1.0.0/16 or net fd00::/16",
+        "--pcap-file-size",
+        "8KiB",
+        "--pcap-format",
+        "pcapng",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ng_files = ring_files(&ring_ng);
+    assert!(ng_files
+        .iter()
+        .all(|f| f.extension().is_some_and(|e| e == "pcapng")));
+    let mut got_ng = Vec::new();
+    for f in &ng_files {
+        got_ng.extend(tshark_frames(f, ""));
+        let names = Command::new("tshark")
+            .arg("-r")
+            .arg(f)
+            .args(["-T", "fields", "-e", "frame.interface_name"])
+            .output()
+            .unwrap();
+        let names = String::from_utf8_lossy(&names.stdout);
+        assert!(names.lines().all(|l| l == "mix.pcap"), "{names}");
+    }
+    assert_eq!(got_ng, want);
+
     // A window that ends before the capture starts reads no file at all.
     let out = e2e::tools::run_probe(&[
         "extract",

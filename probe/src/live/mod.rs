@@ -133,7 +133,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     }
     let exporter = export::spawn(export_cfg, rx)?;
     // The ring writer; each worker gets a keeper that never waits for it.
-    let (ring_tx, ring_writer) = match args.pcap.ring() {
+    let (ring_tx, ring_writer) = match args.pcap.ring(iface) {
         Some((cfg, select)) => {
             let (rtx, rrx) = crossbeam_channel::bounded(64);
             (
