@@ -137,7 +137,7 @@ pub fn whole_records(data: &[u8]) -> Option<(u64, u64, u64, u64)> {
         pos = 0;
         while let Some(h) = data.get(pos..pos + 8) {
             let len = word(h, 4) as usize;
-            if len < 12 || len % 4 != 0 || pos + len > data.len() {
+            if len < 12 || !len.is_multiple_of(4) || pos + len > data.len() {
                 break;
             }
             if word(h, 0) == PCAPNG_EPB && len >= 32 {
