@@ -30,6 +30,8 @@ struct Opts {
     offline: bool,
     live: bool,
     live_seconds: u64,
+    /// Only write the benchmark capture here and stop (for profiling by hand).
+    write_capture: Option<String>,
 }
 
 fn parse(args: &[&str]) -> Result<Opts> {
@@ -40,6 +42,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
         offline: true,
         live: true,
         live_seconds: 12,
+        write_capture: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -48,6 +51,9 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--flows" => o.flows = it.next().context("--flows N")?.parse()?,
             "--no-criterion" => o.criterion = false,
             "--no-live" => o.live = false,
+            "--write-capture" => {
+                o.write_capture = Some(it.next().context("--write-capture PATH")?.to_string())
+            }
             "--live-only" => {
                 o.offline = false;
                 o.criterion = false;
@@ -66,6 +72,11 @@ fn parse(args: &[&str]) -> Result<Opts> {
 
 pub fn run(args: &[&str]) -> Result<()> {
     let opts = parse(args)?;
+    if let Some(path) = &opts.write_capture {
+        let truth = generate(Path::new(path), opts.packets, opts.flows)?;
+        println!("wrote {path}: {} packets, {} flows", opts.packets, truth.len());
+        return Ok(());
+    }
     crate::deps::ensure()?;
     let probe = crate::build_probe()?;
     let tmp = e2e::TempDir::new("bench");
