@@ -15,6 +15,14 @@ pub enum L4 {
         dport: u16,
         flags: u8,
     },
+    /// TCP with explicit sequence and acknowledgement numbers (a coherent session).
+    TcpSeq {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+    },
     Udp {
         sport: u16,
         dport: u16,
@@ -46,18 +54,30 @@ pub fn ethernet(
     macro_rules! finish {
         ($ip:expr) => {{
             let ip = $ip;
-            match l4 {
+            let tcp = match l4 {
                 L4::Tcp {
                     sport,
                     dport,
                     flags,
-                } => {
-                    let mut b = ip.tcp(sport, dport, 1000, 65535);
+                } => Some((sport, dport, flags, 1000, 1)),
+                L4::TcpSeq {
+                    sport,
+                    dport,
+                    flags,
+                    seq,
+                    ack,
+                } => Some((sport, dport, flags, seq, ack)),
+                _ => None,
+            };
+            match l4 {
+                L4::Tcp { .. } | L4::TcpSeq { .. } => {
+                    let (sport, dport, flags, seq, ack) = tcp.expect("a TCP variant");
+                    let mut b = ip.tcp(sport, dport, seq, 65535);
                     if flags & SYN != 0 {
                         b = b.syn();
                     }
                     if flags & ACK != 0 {
-                        b = b.ack(1);
+                        b = b.ack(ack);
                     }
                     if flags & FIN != 0 {
                         b = b.fin();
@@ -123,21 +143,28 @@ pub fn tcp_session(
 ) -> Vec<Frame> {
     let mut t = start_ns;
     let mut v = vec![];
+    // Next sequence number of each side (client, server); SYN and FIN count one.
+    let mut next = [1000u32, 5000u32];
     let mut push = |from_client: bool, flags: u8, len: usize, t: &mut u64| {
         let (s, d, sp, dp) = if from_client {
             (client, server, cport, sport)
         } else {
             (server, client, sport, cport)
         };
+        let (me, peer) = if from_client { (0, 1) } else { (1, 0) };
+        let seq = next[me];
+        next[me] = seq.wrapping_add(len as u32 + u32::from(flags & (SYN | FIN) != 0));
         v.push(Frame {
             ts_ns: *t,
             data: ethernet(
                 s,
                 d,
-                L4::Tcp {
+                L4::TcpSeq {
                     sport: sp,
                     dport: dp,
                     flags,
+                    seq,
+                    ack: next[peer],
                 },
                 len,
                 vlans,

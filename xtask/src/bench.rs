@@ -74,7 +74,11 @@ pub fn run(args: &[&str]) -> Result<()> {
     let opts = parse(args)?;
     if let Some(path) = &opts.write_capture {
         let truth = generate(Path::new(path), opts.packets, opts.flows)?;
-        println!("wrote {path}: {} packets, {} flows", opts.packets, truth.len());
+        println!(
+            "wrote {path}: {} packets, {} flows",
+            opts.packets,
+            truth.len()
+        );
         return Ok(());
     }
     crate::deps::ensure()?;

@@ -4,8 +4,10 @@
 //! `probe capture` in the probe's namespace, plays a realistic mix from the other namespace
 //! (TCP sessions over IPv4 and IPv6, DNS, ICMP, VLAN and QinQ tagged flows, a large transfer,
 //! and a SYN scan of 200 ports), stops the probe with SIGINT, and shows what the collector
-//! received with nfdump: the flows, the top talkers and the scan. The lab is removed at the end,
-//! also on failure; nothing touches the machine's own interfaces.
+//! received with nfdump: the flows, the top talkers and the scan. The probe also keeps a PCAP
+//! ring of one critical segment (10.1.0.0/16); the demo lists the ring's files and pulls the
+//! packets of one TCP session back out with `probe extract`, shown by tshark. The lab is removed
+//! at the end, also on failure; nothing touches the machine's own interfaces.
 
 use anyhow::{bail, Context, Result};
 use e2e::craft::{ethernet, L4, SYN};
@@ -16,6 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SCANNER: &str = "10.66.0.13";
+/// The critical segment whose packets the ring keeps.
+const SEGMENT: &str = "net 10.1.0.0/16";
 
 pub fn run() -> Result<()> {
     crate::deps::ensure()?;
@@ -34,10 +38,12 @@ pub fn run() -> Result<()> {
     println!("== nfcapd in {} listening on {}", lab.ns_b, nf.url());
 
     let stats = tmp.path().join("books.json");
+    let ring = tmp.path().join("ring");
     println!(
-        "== probe capture -i {} --ipfix {} --stats-interval 1s",
+        "== probe capture -i {} --ipfix {} --stats-interval 1s --pcap-dir {} --pcap-select '{SEGMENT}'",
         lab.veth_b,
-        nf.url()
+        nf.url(),
+        ring.display()
     );
     let mut child = Command::new("ip")
         .args(["netns", "exec", &lab.ns_b])
@@ -45,6 +51,9 @@ pub fn run() -> Result<()> {
         .args(["capture", "-i", &lab.veth_b, "--ipfix", &nf.url()])
         .args(["--stats-interval", "1s", "--stats-json"])
         .arg(&stats)
+        .arg("--pcap-dir")
+        .arg(&ring)
+        .args(["--pcap-select", SEGMENT, "--pcap-file-size", "16KiB"])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -133,6 +142,32 @@ pub fn run() -> Result<()> {
         "5",
         &format!("src ip {SCANNER}"),
     ])?;
+    println!("\n== the PCAP ring of {SEGMENT} ({}):", ring.display());
+    let mut files: Vec<_> = std::fs::read_dir(&ring)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    for f in &files {
+        println!("   {f}");
+    }
+    let flow =
+        "src host 10.1.0.5 and src port 40002 and dst host 10.2.0.80 and dst port 443 and tcp";
+    let out = tmp.path().join("flow.pcap");
+    println!(
+        "\n== probe extract --pcap-dir {} -w flow.pcap '{flow}'",
+        ring.display()
+    );
+    crate::run(
+        Command::new(&probe)
+            .args(["extract", "--pcap-dir"])
+            .arg(&ring)
+            .arg("-w")
+            .arg(&out)
+            .arg(flow),
+    )?;
+    println!("\n== tshark -r flow.pcap:");
+    crate::run(Command::new("tshark").arg("-r").arg(&out).arg("-n"))?;
     let books: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
     println!(
         "\n== the probe's books: {} frames seen by XDP, {} metered, balanced: {}",
