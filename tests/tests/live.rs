@@ -545,3 +545,31 @@ fn live_ring_keeps_the_selection_and_survives_sigkill() {
         frame_digests(&ring.join(n), "");
     }
 }
+
+#[test]
+fn interface_down_and_up_during_capture_loses_nothing_sent_while_up() {
+    if !require_root("interface_down_and_up_during_capture_loses_nothing_sent_while_up") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-updown");
+    let (frames, _) = mix_and_truth(&tmp);
+    let cap = Capture::start(&lab, &tmp, &[]);
+    lab.send(&frames, &[0], usize::MAX);
+    for state in ["down", "up"] {
+        e2e::lab::ip(&["-n", &lab.ns_b, "link", "set", &lab.veth_b, state]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // veth needs both ends up to carry frames again.
+    e2e::lab::ip(&["-n", &lab.ns_a, "link", "set", &lab.veth_a, "up"]);
+    std::thread::sleep(Duration::from_millis(500));
+    lab.send(&frames, &[0], usize::MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_live_balanced(&books);
+    let sent = 2 * frames.len() as u64;
+    assert_eq!(books["live"]["seen"], sent, "{}", books["live"]);
+    assert_eq!(books["frames"]["metered"], sent, "{}", books["frames"]);
+}
