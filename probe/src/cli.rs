@@ -400,6 +400,10 @@ pub struct CaptureArgs {
     /// Write the run's books (per queue and in total) as JSON to this file at the end.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// Serve the live counters in Prometheus text format at http://ADDR/metrics (keep it on
+    /// loopback or a management network, e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Print a one-line summary on stderr this often (0: only at the end).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub stats_interval: Duration,

@@ -137,6 +137,29 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// `GET path` from inside namespace B (where the probe runs), returning the whole response.
+    pub fn http_get_in_b(&self, addr: &str, path: &str) -> String {
+        let ns = format!("/run/netns/{}", self.ns_b);
+        let (addr, path) = (addr.to_string(), path.to_string());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(&ns).expect("open netns");
+            // SAFETY: setns on this short-lived thread only.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            let mut c = std::net::TcpStream::connect(&addr).expect("connect to the probe");
+            write!(c, "GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n").unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out).unwrap();
+            out
+        })
+        .join()
+        .expect("http thread")
+    }
+}
+
 fn send_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize], per_cpu: usize) {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(ns).expect("open netns");

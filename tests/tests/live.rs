@@ -573,3 +573,56 @@ fn interface_down_and_up_during_capture_loses_nothing_sent_while_up() {
     assert_eq!(books["live"]["seen"], sent, "{}", books["live"]);
     assert_eq!(books["frames"]["metered"], sent, "{}", books["frames"]);
 }
+
+#[test]
+fn prometheus_metrics_are_scraped_during_capture() {
+    if !require_root("prometheus_metrics_are_scraped_during_capture") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-metrics");
+    let (frames, _) = mix_and_truth(&tmp);
+    let cap = Capture::start(&lab, &tmp, &["--metrics", "127.0.0.1:9464"]);
+    lab.send(&frames, &[0], usize::MAX);
+    std::thread::sleep(Duration::from_millis(400));
+    let page = lab.http_get_in_b("127.0.0.1:9464", "/metrics");
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("text/plain; version=0.0.4"), "{page}");
+    let value = |name: &str| -> u64 {
+        page.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {page}"))
+    };
+    let sent = frames.len() as u64;
+    let i = &lab.veth_b;
+    assert_eq!(
+        value(&format!(
+            "probe_xdp_frames_total{{interface=\"{i}\",queue=\"0\",outcome=\"seen\"}}"
+        )),
+        sent
+    );
+    assert_eq!(
+        value(&format!(
+            "probe_worker_frames_total{{interface=\"{i}\",queue=\"0\"}}"
+        )),
+        sent
+    );
+    assert!(
+        value(&format!(
+            "probe_flows_active{{interface=\"{i}\",queue=\"0\"}}"
+        )) > 0
+    );
+    assert_eq!(
+        value(&format!(
+            "probe_socket_dropped_frames_total{{interface=\"{i}\",queue=\"0\",reason=\"rx_ring_full\"}}"
+        )),
+        0
+    );
+    assert!(lab
+        .http_get_in_b("127.0.0.1:9464", "/other")
+        .starts_with("HTTP/1.1 404"));
+    let (code, stderr, _) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+}

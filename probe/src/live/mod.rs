@@ -10,6 +10,7 @@
 //! workers to drain their RX rings and export every flow (forcedEnd), then read the program's
 //! counters and the sockets' statistics, and only then detach.
 
+pub mod metrics;
 pub mod worker;
 pub mod xsk;
 
@@ -176,11 +177,23 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     drop(tx);
     drop(ring_tx);
 
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let m = metrics::Metrics::bind(addr, iface)
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+            eprintln!("probe: metrics on http://{addr}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let started = Instant::now();
     let mut ticker = StatsLine::new(args.stats_interval);
     let reason = loop {
         std::thread::sleep(Duration::from_millis(50));
         ticker.maybe_print(&steering, &watch);
+        if let Some(m) = &metrics {
+            m.poll(&steering, &watch);
+        }
         if crate::signals::stop_requested() {
             break "signal";
         }

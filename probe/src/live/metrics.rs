@@ -1,0 +1,117 @@
+//! `--metrics ADDR`: the live books in Prometheus text format, for scraping.
+//!
+//! The main thread serves it between its other chores (a non-blocking listener polled every
+//! 50 ms), so the counters are read where they live: the XDP program's maps through
+//! `Steering`, the sockets' statistics by descriptor, the workers' progress atomics. One
+//! request per connection, answered and closed; anything but `GET /metrics` gets a 404.
+
+use super::worker::Progress;
+use super::xsk;
+use bpf::Steering;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Metrics {
+    listener: TcpListener,
+    interface: String,
+}
+
+impl Metrics {
+    pub fn bind(addr: SocketAddr, interface: &str) -> std::io::Result<Metrics> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Metrics {
+            listener,
+            interface: interface.to_string(),
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Answers the requests waiting, if any.
+    pub fn poll(&self, steering: &Steering, watch: &[(u32, RawFd, Arc<Progress>)]) {
+        while let Ok((mut conn, _)) = self.listener.accept() {
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = conn.set_write_timeout(Some(Duration::from_millis(500)));
+            let mut req = [0u8; 1024];
+            let n = conn.read(&mut req).unwrap_or(0);
+            let line = String::from_utf8_lossy(&req[..n]);
+            let reply = if line.starts_with("GET /metrics ") || line.starts_with("GET / ") {
+                let body = self.render(steering, watch);
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    }
+
+    fn render(&self, steering: &Steering, watch: &[(u32, RawFd, Arc<Progress>)]) -> String {
+        let i = &self.interface;
+        let mut s = String::new();
+        s += "# HELP probe_xdp_frames_total Frames the XDP program handled, by what it did with them.\n";
+        s += "# TYPE probe_xdp_frames_total counter\n";
+        for (q, _, _) in watch {
+            if let Ok(c) = steering.counters(*q) {
+                for (outcome, v) in [
+                    ("seen", c.seen),
+                    ("redirected", c.redirected),
+                    ("redirect_error", c.redirect_errors),
+                    ("no_socket", c.no_socket),
+                    ("sampled_out", c.sampled_out),
+                    ("ignored", c.ignored),
+                ] {
+                    let _ = writeln!(
+                        s,
+                        "probe_xdp_frames_total{{interface=\"{i}\",queue=\"{q}\",outcome=\"{outcome}\"}} {v}"
+                    );
+                }
+            }
+        }
+        s += "# HELP probe_socket_dropped_frames_total Frames the AF_XDP socket dropped, by reason.\n";
+        s += "# TYPE probe_socket_dropped_frames_total counter\n";
+        for (q, fd, _) in watch {
+            if let Ok(st) = xsk::stats_of(*fd) {
+                for (reason, v) in [
+                    ("rx_ring_full", st.rx_ring_full),
+                    ("rx_dropped", st.rx_dropped),
+                ] {
+                    let _ = writeln!(
+                        s,
+                        "probe_socket_dropped_frames_total{{interface=\"{i}\",queue=\"{q}\",reason=\"{reason}\"}} {v}"
+                    );
+                }
+            }
+        }
+        s += "# HELP probe_worker_frames_total Frames the worker metered, filtered or found malformed.\n";
+        s += "# TYPE probe_worker_frames_total counter\n";
+        for (q, _, p) in watch {
+            let _ = writeln!(
+                s,
+                "probe_worker_frames_total{{interface=\"{i}\",queue=\"{q}\"}} {}",
+                p.frames.load(Ordering::Relaxed)
+            );
+        }
+        s += "# HELP probe_flows_active Flows in the worker's cache.\n";
+        s += "# TYPE probe_flows_active gauge\n";
+        for (q, _, p) in watch {
+            let _ = writeln!(
+                s,
+                "probe_flows_active{{interface=\"{i}\",queue=\"{q}\"}} {}",
+                p.flows_active.load(Ordering::Relaxed)
+            );
+        }
+        s
+    }
+}
