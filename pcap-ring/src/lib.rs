@@ -35,7 +35,9 @@ use std::path::{Path, PathBuf};
 
 pub use format::FileFormat;
 use format::{MAX_RECORD_HEADER, MAX_RECORD_TRAILER};
-pub use naming::{file_name, is_partial_name, parse_file_name, partial_name};
+pub use naming::{
+    file_name, format_utc, is_partial_name, parse_file_name, parse_utc, partial_name,
+};
 
 /// Bytes of a pcap file header and of a pcap record header.
 pub const GLOBAL_HEADER_LEN: u64 = 24;

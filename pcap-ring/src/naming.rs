@@ -47,6 +47,50 @@ pub fn parse_file_name(prefix: &str, name: &str) -> Option<(u64, u64)> {
     (first <= last).then_some((first, last))
 }
 
+/// RFC 3339 UTC with nanoseconds (`2026-11-22T23:07:00.123456789Z`).
+pub fn format_utc(ts_ns: u64) -> String {
+    let s = stamp(ts_ns);
+    format!(
+        "{}-{}-{}T{}:{}:{}",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..]
+    )
+}
+
+/// Parses RFC 3339 UTC (`2026-11-22T23:07:00Z`, with up to nine fraction digits).
+pub fn parse_utc(s: &str) -> Option<u64> {
+    let body = s.strip_suffix('Z')?;
+    let (date, time) = body.split_once('T')?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<&str> = hms.split(':').collect();
+    if d.len() != 3
+        || t.len() != 3
+        || d[0].len() != 4
+        || d.iter().chain(&t).skip(1).any(|x| x.len() != 2)
+    {
+        return None;
+    }
+    let compact = format!(
+        "{}{}{}T{}{}{}.000000000Z",
+        d[0], d[1], d[2], t[0], t[1], t[2]
+    );
+    let secs_ns = parse_stamp(&compact)?;
+    let frac_ns = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32)
+    };
+    Some(secs_ns + frac_ns)
+}
+
 /// `YYYYmmddTHHMMSS.nnnnnnnnnZ` for nanoseconds since the Unix epoch.
 fn stamp(ts_ns: u64) -> String {
     let secs = ts_ns / 1_000_000_000;
@@ -143,5 +187,22 @@ mod tests {
         assert!(is_partial_name("probe", &part));
         assert_eq!(parse_file_name("probe", &part), None);
         assert!(!is_partial_name("probe", &n));
+    }
+
+    #[test]
+    fn rfc3339_round_trip() {
+        let t = 1_795_388_820_123_456_789;
+        assert_eq!(format_utc(t), "2026-11-22T23:07:00.123456789Z");
+        assert_eq!(parse_utc("2026-11-22T23:07:00.123456789Z"), Some(t));
+        assert_eq!(
+            parse_utc("2026-11-22T23:07:00Z"),
+            Some(1_795_388_820_000_000_000)
+        );
+        assert_eq!(
+            parse_utc("2026-11-22T23:07:00.5Z"),
+            Some(1_795_388_820_500_000_000)
+        );
+        assert_eq!(parse_utc("2026-11-22 23:07:00Z"), None);
+        assert_eq!(parse_utc("2026-13-22T23:07:00Z"), None);
     }
 }

@@ -74,6 +74,8 @@ fn parse_nonzero(s: &str) -> Result<usize, String> {
 pub enum PrintFormat {
     /// One JSON object per flow record, keyed by IANA element names.
     Json,
+    /// One aligned line per flow record, for people reading a terminal.
+    Table,
 }
 
 /// Where flow records go and how they are encoded.
@@ -114,7 +116,7 @@ impl ExportArgs {
                 sampling: None,
             },
             destinations: self.ipfix.clone(),
-            print_json: self.print == Some(PrintFormat::Json),
+            print: self.print,
             max_messages_per_sec: Some(self.max_export_rate),
         }
     }

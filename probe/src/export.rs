@@ -23,7 +23,8 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub struct ExportConfig {
     pub encoder: EncoderConfig,
     pub destinations: Vec<Destination>,
-    pub print_json: bool,
+    /// Also print records on stdout in this format.
+    pub print: Option<crate::cli::PrintFormat>,
     /// Most messages per second towards the collectors (`None`: unlimited).
     pub max_messages_per_sec: Option<u32>,
 }
@@ -43,12 +44,12 @@ pub fn spawn(
                 .with_context(|| format!("cannot open a UDP socket towards {d}"))?,
         );
     }
-    let print_json = cfg.print_json;
+    let print = cfg.print;
     let mut pacer = Pacer::new(cfg.max_messages_per_sec);
     std::thread::Builder::new()
         .name("exporter".into())
         .spawn(move || {
-            let mut json = JsonOut::new(print_json);
+            let mut json = JsonOut::new(print);
             loop {
                 match rx.recv_timeout(FLUSH_EVERY) {
                     Ok(batch) => {
@@ -94,6 +95,8 @@ pub fn spawn(
 /// record not printed is counted as lost.
 struct JsonOut {
     enabled: bool,
+    table: bool,
+    header_done: bool,
     /// `None` once stdout has failed.
     out: Option<std::io::BufWriter<std::io::StdoutLock<'static>>>,
     /// Lines written to the buffer since the last successful flush.
@@ -103,10 +106,13 @@ struct JsonOut {
 }
 
 impl JsonOut {
-    fn new(enabled: bool) -> JsonOut {
+    fn new(print: Option<crate::cli::PrintFormat>) -> JsonOut {
+        let enabled = print.is_some();
         let out = enabled.then(|| std::io::BufWriter::new(std::io::stdout().lock()));
         JsonOut {
             enabled,
+            table: print == Some(crate::cli::PrintFormat::Table),
+            header_done: false,
             out,
             pending: 0,
             printed: 0,
@@ -118,7 +124,19 @@ impl JsonOut {
         if !self.enabled {
             return;
         }
-        match self.out.as_mut().map(|w| write_json(w, rec)) {
+        let (table, header) = (self.table, !self.header_done);
+        self.header_done = true;
+        let written = self.out.as_mut().map(|w| {
+            if table {
+                if header {
+                    write_table_header(w)?;
+                }
+                write_table_row(w, rec)
+            } else {
+                write_json(w, rec)
+            }
+        });
+        match written {
             Some(Ok(())) => self.pending += 1,
             Some(Err(e)) => self.fail(e, 1),
             None => self.lost += 1,
@@ -162,6 +180,64 @@ fn unix_secs() -> u32 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0)
+}
+
+/// The header of `--print table`.
+pub fn write_table_header(w: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "{:<23} {:>9} {:<5} {:>39} {:>5}    {:<39} {:>5} {:>8} {:>10} {:<8} {}",
+        "start (UTC)",
+        "duration",
+        "proto",
+        "source",
+        "port",
+        "destination",
+        "port",
+        "packets",
+        "bytes",
+        "flags",
+        "end"
+    )
+}
+
+/// One record as an aligned line: what nfdump's `-o long` shows, in the probe's words.
+pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
+    let start = pcap_ring::format_utc(r.start_ns);
+    let proto = match r.protocol {
+        1 => "ICMP".to_string(),
+        6 => "TCP".to_string(),
+        17 => "UDP".to_string(),
+        58 => "ICMP6".to_string(),
+        132 => "SCTP".to_string(),
+        p => p.to_string(),
+    };
+    let mut flags = String::new();
+    for (bit, c) in [
+        (0x20, 'U'),
+        (0x10, 'A'),
+        (0x08, 'P'),
+        (0x04, 'R'),
+        (0x02, 'S'),
+        (0x01, 'F'),
+    ] {
+        flags.push(if r.tcp_flags & bit != 0 { c } else { '.' });
+    }
+    writeln!(
+        w,
+        "{} {:>9.3} {:<5} {:>39} {:>5} -> {:<39} {:>5} {:>8} {:>10} {:<8} {}",
+        &start[..23].replace('T', " "),
+        r.end_ns.saturating_sub(r.start_ns) as f64 / 1e9,
+        proto,
+        r.src_addr,
+        r.src_port,
+        r.dst_addr,
+        r.dst_port,
+        r.packets,
+        r.octets,
+        if r.protocol == 6 { flags.as_str() } else { "" },
+        r.end_reason.name()
+    )
 }
 
 /// One record as a JSON line, keyed by IANA element names.

@@ -70,31 +70,7 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
             .and_then(|x| x.checked_add(ns))
             .ok_or_else(bad);
     }
-    let body = s.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = body.split_once('T').ok_or_else(bad)?;
-    let d: Vec<&str> = date.split('-').collect();
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<&str> = hms.split(':').collect();
-    if d.len() != 3 || t.len() != 3 {
-        return Err(bad());
-    }
-    let n = |x: &str| x.parse::<u64>().map_err(|_| bad());
-    let (y, mo, da) = (n(d[0])?, n(d[1])?, n(d[2])?);
-    let (h, mi, se) = (n(t[0])?, n(t[1])?, n(t[2])?);
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&da)
-        || h > 23
-        || mi > 59
-        || se > 60
-    {
-        return Err(bad());
-    }
-    // The ring's own names use the same calendar; reuse it through a file name round trip.
-    let stamp = format!("x-{y:04}{mo:02}{da:02}T{h:02}{mi:02}{se:02}.000000000Z_{y:04}{mo:02}{da:02}T{h:02}{mi:02}{se:02}.000000000Z.pcap");
-    let (secs_ns, _) = pcap_ring::parse_file_name("x", &stamp).ok_or_else(bad)?;
-    let ns = if frac.is_empty() { 0 } else { frac_ns(frac)? };
-    Ok(secs_ns + ns)
+    pcap_ring::parse_utc(s).ok_or_else(bad)
 }
 
 pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {

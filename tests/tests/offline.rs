@@ -640,3 +640,28 @@ fn real_captures_through_nfcapd_match_tshark() {
         assert_balanced(&books);
     }
 }
+
+#[test]
+fn print_table_shows_one_line_per_record_under_a_header() {
+    let tmp = TempDir::new("table");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    let json = run_probe(&["read", pcap.to_str().unwrap(), "--print", "json"]);
+    let table = run_probe(&["read", pcap.to_str().unwrap(), "--print", "table"]);
+    assert!(table.status.success());
+    let records = String::from_utf8_lossy(&json.stdout).lines().count();
+    let text = String::from_utf8_lossy(&table.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("start (UTC)"), "{text}");
+    assert_eq!(lines.len() - 1, records);
+    // A TCP session's client side: its flags, and the time of the crafted capture.
+    let row = lines
+        .iter()
+        .find(|l| l.contains("10.1.0.5 40000 ->"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.starts_with("2023-11-14 22:13:20.000"), "{row}");
+    assert!(
+        row.contains("TCP") && row.contains(".AP.SF") && row.ends_with("forcedEnd"),
+        "{row}"
+    );
+}
