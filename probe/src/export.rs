@@ -186,7 +186,7 @@ fn unix_secs() -> u32 {
 pub fn write_table_header(w: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         w,
-        "{:<23} {:>9} {:<5} {:>39} {:>5}    {:<39} {:>5} {:>8} {:>10} {:<8} {}",
+        "{:<23} {:>9} {:<5} {:>39} {:>5}    {:<39} {:>5} {:>8} {:>10} {:<8} end",
         "start (UTC)",
         "duration",
         "proto",
@@ -197,7 +197,6 @@ pub fn write_table_header(w: &mut impl Write) -> std::io::Result<()> {
         "packets",
         "bytes",
         "flags",
-        "end"
     )
 }
 
