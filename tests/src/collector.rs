@@ -137,19 +137,13 @@ pub struct TsharkVerdict {
 
 pub fn tshark_decode(pcap: &Path) -> TsharkVerdict {
     let run = |args: &[&str]| {
-        let out = Command::new("tshark")
-            .arg("-r")
-            .arg(pcap)
-            .args(["-n"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tshark: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::tools::stdout_of(
+            Command::new("tshark")
+                .arg("-r")
+                .arg(pcap)
+                .arg("-n")
+                .args(args),
+        )
     };
     let per_msg = run(&[
         "-T",
@@ -232,33 +226,34 @@ pub fn ipfixrw_decode(datagrams: &[Vec<u8>]) -> Vec<std::collections::HashMap<St
 /// The selector reports (RFC 5477) in the messages: (algorithm, packet interval, packet space)
 /// as tshark decodes them.
 pub fn tshark_selector_reports(pcap: &Path) -> Vec<(u64, u64, u64)> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-n", "-T", "fields", "-E", "occurrence=f"])
-        .args(["-e", "cflow.selector_algorithm"])
-        .args(["-e", "cflow.sampling_packet_interval"])
-        .args(["-e", "cflow.sampling_packet_space"])
-        .args(["-Y", "cflow.selector_algorithm"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: Vec<u64> = l
-                .split('\t')
-                .map(|x| x.trim().parse().unwrap_or(0))
-                .collect();
-            (
-                v[0],
-                v.get(1).copied().unwrap_or(0),
-                v.get(2).copied().unwrap_or(0),
-            )
-        })
-        .collect()
+    crate::tools::tshark_frames(
+        pcap,
+        "cflow.selector_algorithm",
+        &[
+            "cflow.selector_algorithm",
+            "cflow.sampling_packet_interval",
+            "cflow.sampling_packet_space",
+        ],
+    )
+    .iter()
+    .map(|l| {
+        let v: Vec<u64> = l
+            .split('\t')
+            // The first occurrence of each field in the frame.
+            .map(|x| {
+                x.split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0)
+            })
+            .collect();
+        (
+            v[0],
+            v.get(1).copied().unwrap_or(0),
+            v.get(2).copied().unwrap_or(0),
+        )
+    })
+    .collect()
 }

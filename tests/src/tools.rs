@@ -185,21 +185,56 @@ impl Drop for Nfcapd {
     }
 }
 
-/// Every record nfdump reads from a directory of nfcapd files, as JSON objects.
-pub fn nfdump_records(dir: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new("nfdump")
-        .env("TZ", "UTC")
-        .arg("-R")
-        .arg(dir)
-        .args(["-q", "-o", "json"])
+/// Runs a tool to completion and returns its stdout; panics with its stderr when it fails.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "nfdump failed: {}",
+        "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The given tshark `fields` of every frame of a pcap, one tab-separated line per frame, for
+/// frames matching `filter` (a display filter; empty for all). `frame.md5_hash` is available.
+pub fn tshark_frames(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-o", "frame.generate_md5_hash:TRUE", "-n", "-r"])
+        .arg(pcap)
+        .args(["-T", "fields"]);
+    if !filter.is_empty() {
+        cmd.args(["-Y", filter]);
+    }
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    stdout_of(&mut cmd).lines().map(String::from).collect()
+}
+
+/// The packets in `--print json` output: the sum of every line's packetDeltaCount.
+pub fn json_packets(stdout: &[u8]) -> u64 {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["packetDeltaCount"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum()
+}
+
+/// Every record nfdump reads from a directory of nfcapd files, as JSON objects.
+pub fn nfdump_records(dir: &Path) -> Vec<serde_json::Value> {
+    let text = stdout_of(
+        Command::new("nfdump")
+            .env("TZ", "UTC")
+            .arg("-R")
+            .arg(dir)
+            .args(["-q", "-o", "json"]),
+    );
     let text = text.trim().trim_end_matches(',');
     if text.is_empty() || text.contains("No matching flows") {
         return vec![];

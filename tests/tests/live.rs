@@ -449,25 +449,7 @@ fn driver_without_native_xdp_is_named_and_auto_falls_back_to_generic() {
 
 /// (length, md5) of every frame of a pcap, in order, as tshark reads them.
 fn frame_digests(pcap: &std::path::Path, filter: &str) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-o", "frame.generate_md5_hash:TRUE", "-n", "-r"])
-        .arg(pcap);
-    if !filter.is_empty() {
-        cmd.args(["-Y", filter]);
-    }
-    let out = cmd
-        .args(["-T", "fields", "-e", "frame.len", "-e", "frame.md5_hash"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
+    e2e::tools::tshark_frames(pcap, filter, &["frame.len", "frame.md5_hash"])
 }
 
 #[test]
@@ -501,12 +483,10 @@ fn live_ring_keeps_the_selection_and_survives_sigkill() {
     assert_eq!(r["balanced"], true, "{r}");
     let want = frame_digests(&sent, "ip.addr == 10.1.0.0/16 && (tcp || udp.port == 53)");
     assert_eq!(r["written"], want.len(), "{r}");
-    let mut files: Vec<_> = std::fs::read_dir(&ring)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let got: Vec<String> = e2e::sorted_dir(&ring)
+        .iter()
+        .flat_map(|f| frame_digests(f, ""))
         .collect();
-    files.sort();
-    let got: Vec<String> = files.iter().flat_map(|f| frame_digests(f, "")).collect();
     assert_eq!(got, want);
 
     // SIGKILL: complete files and at most one temporary file; the next start completes or

@@ -443,15 +443,7 @@ fn sigint_while_reading_a_pipe_exports_every_flow_seen() {
     drop(w);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
-    let packets: u64 = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["packetDeltaCount"]
-                .as_u64()
-                .unwrap()
-        })
-        .sum();
+    let packets = json_packets(&out.stdout);
     assert_eq!(
         packets,
         frames.len() as u64,

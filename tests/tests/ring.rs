@@ -98,46 +98,38 @@ fn capinfos_and_tshark_read_every_ring_file_to_the_nanosecond() {
     }
 }
 
-/// Every frame of a pcap as tshark sees it: (epoch time to the ns, length, md5 of the bytes),
-/// for frames matching `filter` (a tshark display filter; empty for all).
+/// Every frame of a pcap as tshark sees it: epoch time to the ns, length, md5 of the bytes,
+/// for frames matching `filter` (a display filter; empty for all).
 fn tshark_frames(pcap: &std::path::Path, filter: &str) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-o", "frame.generate_md5_hash:TRUE", "-n", "-r"])
-        .arg(pcap);
-    if !filter.is_empty() {
-        cmd.args(["-Y", filter]);
-    }
-    let out = cmd
-        .args([
-            "-T",
-            "fields",
-            "-e",
-            "frame.time_epoch",
-            "-e",
-            "frame.len",
-            "-e",
-            "frame.md5_hash",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
+    e2e::tools::tshark_frames(
+        pcap,
+        filter,
+        &["frame.time_epoch", "frame.len", "frame.md5_hash"],
+    )
 }
 
-fn ring_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+/// Writes a capture of 3,000 UDP frames of 400 payload bytes, 1 ms apart, over `flows`
+/// source ports from `first_sport`.
+fn udp_capture(path: &std::path::Path, src: &str, dst: &str, first_sport: u16, flows: u64) {
+    use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
+    use e2e::craft::{ethernet, L4};
+    let frames: Vec<Frame> = (0..3000u64)
+        .map(|i| Frame {
+            ts_ns: 1_795_388_820_000_000_000 + i * 1_000_000,
+            data: ethernet(
+                src.parse().unwrap(),
+                dst.parse().unwrap(),
+                L4::Udp {
+                    sport: first_sport + (i % flows) as u16,
+                    dport: 9,
+                },
+                400,
+                &[],
+                64,
+            ),
+        })
         .collect();
-    v.sort();
-    v
+    write_pcap(path, LINKTYPE_ETHERNET, true, &frames);
 }
 
 #[test]
@@ -169,7 +161,7 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
     let books = e2e::tools::read_books(&stats);
     let r = &books["pcap_ring"];
     assert_eq!(r["balanced"], true, "{r}");
-    let files = ring_files(&ring);
+    let files = e2e::sorted_dir(&ring);
     assert!(files.len() > 3, "{files:?}");
     assert_eq!(r["files_kept"], files.len());
 
@@ -228,7 +220,7 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ng_files = ring_files(&ring_ng);
+    let ng_files = e2e::sorted_dir(&ring_ng);
     assert!(ng_files
         .iter()
         .all(|f| f.extension().is_some_and(|e| e == "pcapng")));
@@ -266,27 +258,9 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
 
 #[test]
 fn retention_holds_across_a_run_that_writes_many_files() {
-    use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
-    use e2e::craft::{ethernet, L4};
     let tmp = TempDir::new("ring-keep");
-    let frames: Vec<Frame> = (0..3000u64)
-        .map(|i| Frame {
-            ts_ns: 1_795_388_820_000_000_000 + i * 1_000_000,
-            data: ethernet(
-                "10.5.0.1".parse().unwrap(),
-                "10.5.0.2".parse().unwrap(),
-                L4::Udp {
-                    sport: 1000 + (i % 50) as u16,
-                    dport: 9,
-                },
-                400,
-                &[],
-                64,
-            ),
-        })
-        .collect();
     let pcap = tmp.path().join("many.pcap");
-    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    udp_capture(&pcap, "10.5.0.1", "10.5.0.2", 1000, 50);
     let ring = tmp.path().join("ring");
     let stats = tmp.path().join("books.json");
     let out = e2e::tools::run_probe(&[
@@ -310,7 +284,7 @@ fn retention_holds_across_a_run_that_writes_many_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let files = ring_files(&ring);
+    let files = e2e::sorted_dir(&ring);
     let total: u64 = files
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())
@@ -377,8 +351,6 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows() {
-    use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
-    use e2e::craft::{ethernet, L4};
     if !e2e::lab::require_root("a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows") {
         return;
     }
@@ -386,24 +358,8 @@ fn a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows() {
     let Some(disk) = SmallDisk::mount(tmp.path().join("small"), "256k") else {
         panic!("cannot mount a tmpfs as root");
     };
-    let frames: Vec<Frame> = (0..3000u64)
-        .map(|i| Frame {
-            ts_ns: 1_795_388_820_000_000_000 + i * 1_000_000,
-            data: ethernet(
-                "10.6.0.1".parse().unwrap(),
-                "10.6.0.2".parse().unwrap(),
-                L4::Udp {
-                    sport: 2000 + (i % 40) as u16,
-                    dport: 9,
-                },
-                400,
-                &[],
-                64,
-            ),
-        })
-        .collect();
     let pcap = tmp.path().join("big.pcap");
-    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    udp_capture(&pcap, "10.6.0.1", "10.6.0.2", 2000, 40);
     let stats = tmp.path().join("books.json");
     let out = e2e::tools::run_probe(&[
         "read",
@@ -434,21 +390,12 @@ fn a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows() {
     assert!(r["unwritten_disk"].as_u64().unwrap() > 1000, "{r}");
     // Metering did not notice: every frame metered, every flow exported with every packet.
     assert_eq!(books["frames"]["metered"], 3000);
-    let lines = String::from_utf8_lossy(&out.stdout);
-    let packets: u64 = lines
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["packetDeltaCount"]
-                .as_u64()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(packets, 3000);
-    assert_eq!(lines.lines().count(), 40);
+    assert_eq!(e2e::tools::json_packets(&out.stdout), 3000);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 40);
     // What was written is whole: every file opens, no temporary file is left, and the frames
     // in the files are exactly those the books call written.
     let mut on_disk = 0;
-    for f in ring_files(&disk.0.join("ring")) {
+    for f in e2e::sorted_dir(&disk.0.join("ring")) {
         assert!(f.extension().is_some_and(|e| e == "pcap"), "{f:?}");
         on_disk += tshark_frames(&f, "").len();
     }
