@@ -185,8 +185,6 @@ impl FrameMeta {
 pub struct Steering {
     skel: skel::SteerSkel<'static>,
     link: Option<OwnedFd>,
-    iface: String,
-    mode: Option<XdpMode>,
     cpus: usize,
 }
 
@@ -251,8 +249,6 @@ impl Steering {
         Ok(Steering {
             skel,
             link: None,
-            iface: String::new(),
-            mode: None,
             cpus,
         })
     }
@@ -266,7 +262,6 @@ impl Steering {
         mode: Option<XdpMode>,
     ) -> Result<(XdpMode, Option<SteerError>), SteerError> {
         let ifindex = ifindex(iface)?;
-        self.iface = iface.to_string();
         let modes: &[XdpMode] = match mode {
             Some(XdpMode::Native) => &[XdpMode::Native],
             Some(XdpMode::Generic) => &[XdpMode::Generic],
@@ -277,7 +272,6 @@ impl Steering {
             match self.link_create(ifindex, m) {
                 Ok(fd) => {
                     self.link = Some(fd);
-                    self.mode = Some(m);
                     return Ok((m, last));
                 }
                 Err(e) => {
@@ -337,11 +331,6 @@ impl Steering {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    /// The mode the program is attached in, if attached.
-    pub fn mode(&self) -> Option<XdpMode> {
-        self.mode
-    }
-
     /// Steers frames of RX `queue` into the AF_XDP socket `fd`.
     pub fn register_socket(&self, queue: u32, fd: RawFd) -> Result<(), SteerError> {
         if queue >= MAX_QUEUES {
@@ -388,12 +377,6 @@ impl Steering {
     /// Detaches the program from the interface now (dropping `Steering` does the same).
     pub fn detach(&mut self) {
         self.link = None;
-        self.mode = None;
-    }
-
-    /// The interface attached to, if any.
-    pub fn interface(&self) -> &str {
-        &self.iface
     }
 }
 

@@ -77,9 +77,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
     let select = if args.expr.is_empty() {
         Selection::parse("all").expect("`all` parses")
     } else {
-        Selection::parse(&args.expr.join(" ")).map_err(|e| {
-            anyhow::anyhow!("{}", e.to_string().replace("--pcap-select", "expression"))
-        })?
+        Selection::parse(&args.expr.join(" ")).map_err(|e| anyhow::anyhow!("expression: {e}"))?
     };
     let (from, to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
     if from > to {

@@ -56,7 +56,7 @@ pub enum Expr {
 
 /// A syntax error and where it is (1-based column).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("--pcap-select: column {column}: {message}")]
+#[error("column {column}: {message}")]
 pub struct SelectError {
     pub column: usize,
     pub message: String,

@@ -13,7 +13,7 @@
 use crate::bench::{vm_hwm_kb, Measured};
 use anyhow::{bail, Context, Result};
 use e2e::lab::Lab;
-use e2e::tools::{nfdump_flows, nfdump_records, Nfcapd};
+use e2e::tools::{nfdump_flows, nfdump_records, Flows, Nfcapd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,6 +47,26 @@ enum Stop {
     Signal(libc::c_int),
     /// `softflowctl -c PATH shutdown`: softflowd exits on a signal without exporting.
     Softflowctl(std::path::PathBuf),
+}
+
+impl LiveRow {
+    /// A tool's row: what it was offered and what reached its collector.
+    fn new(
+        name: &'static str,
+        offered: u64,
+        measured: Measured,
+        flows: &Flows,
+        seconds: u64,
+    ) -> LiveRow {
+        LiveRow {
+            name,
+            offered,
+            metered: flows.values().map(|t| t.packets).sum(),
+            seconds: seconds as f64,
+            measured,
+            flows: flows.len(),
+        }
+    }
 }
 
 /// Starts `cmd` (already pointed into the lab), waits two seconds, floods for `seconds`, lets
@@ -190,14 +210,13 @@ pub fn run(probe: &Path, seconds: u64, tmp: &Path) -> Result<Vec<LiveRow>> {
         let flows = nfdump_flows(&nf.finish());
         let books: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
         eprintln!("probe books: {}", books["live"]);
-        rows.push(LiveRow {
-            name: "probe capture (XDP native, AF_XDP copy)",
+        rows.push(LiveRow::new(
+            "probe capture (XDP native, AF_XDP copy)",
             offered,
-            metered: flows.values().map(|t| t.packets).sum(),
-            seconds: seconds as f64,
-            measured: m,
-            flows: flows.len(),
-        });
+            m,
+            &flows,
+            seconds,
+        ));
     }
     // softflowd on libpcap, exporting IPFIX to nfcapd inside the lab.
     {
@@ -222,14 +241,13 @@ pub fn run(probe: &Path, seconds: u64, tmp: &Path) -> Result<Vec<LiveRow>> {
         .arg(&ctl);
         let (offered, m) = run_tool(&lab, &conf, seconds, &mut cmd, Stop::Softflowctl(ctl))?;
         let flows = nfdump_flows(&nf.finish());
-        rows.push(LiveRow {
-            name: "softflowd -i (libpcap)",
+        rows.push(LiveRow::new(
+            "softflowd -i (libpcap)",
             offered,
-            metered: flows.values().map(|t| t.packets).sum(),
-            seconds: seconds as f64,
-            measured: m,
-            flows: flows.len(),
-        });
+            m,
+            &flows,
+            seconds,
+        ));
     }
     // nfpcapd on libpcap, writing nfcapd files itself.
     {
@@ -241,14 +259,13 @@ pub fn run(probe: &Path, seconds: u64, tmp: &Path) -> Result<Vec<LiveRow>> {
             .args(["-e", "300,60"]);
         let (offered, m) = run_tool(&lab, &conf, seconds, &mut cmd, Stop::Signal(libc::SIGTERM))?;
         let flows = nfdump_flows(&nfdump_records(&dir));
-        rows.push(LiveRow {
-            name: "nfpcapd -i (libpcap)",
+        rows.push(LiveRow::new(
+            "nfpcapd -i (libpcap)",
             offered,
-            metered: flows.values().map(|t| t.packets).sum(),
-            seconds: seconds as f64,
-            measured: m,
-            flows: flows.len(),
-        });
+            m,
+            &flows,
+            seconds,
+        ));
     }
     Ok(rows)
 }

@@ -31,10 +31,6 @@ impl Metrics {
         })
     }
 
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
-    }
-
     /// Answers the requests waiting, if any.
     pub fn poll(&self, steering: &Steering, watch: &[(u32, RawFd, Arc<Progress>)]) {
         while let Ok((mut conn, _)) = self.listener.accept() {

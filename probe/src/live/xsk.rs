@@ -437,10 +437,6 @@ impl XskSocket {
         self.zero_copy
     }
 
-    pub fn frame_size(&self) -> u32 {
-        self.frame_size
-    }
-
     /// RX ring entries.
     pub fn rx_size(&self) -> u32 {
         self.rx.size
@@ -535,12 +531,6 @@ impl XskSocket {
         n
     }
 
-    /// Are frames waiting in the RX ring?
-    #[inline]
-    pub fn rx_ready(&self) -> bool {
-        self.rx.producer().load(Ordering::Acquire) != self.rx.consumer().load(Ordering::Relaxed)
-    }
-
     /// Does the kernel want a syscall to go on filling the RX ring?
     #[inline]
     pub fn needs_wakeup(&self) -> bool {
@@ -552,10 +542,10 @@ impl XskSocket {
         self.busy_poll
     }
 
-    /// Tells the kernel to look at the fill ring again (the need_wakeup protocol): a
-    /// non-blocking, zero-length recvfrom.
-    pub fn kick(&self) {
-        // SAFETY: a zero-length non-blocking recvfrom on our socket.
+    /// A non-blocking, zero-length recvfrom: how a socket tells the kernel to look at its
+    /// rings again (need_wakeup) or drives the driver itself (busy polling).
+    fn recv_nothing(&self) -> isize {
+        // SAFETY: a zero-length non-blocking recvfrom on our socket reads nothing.
         unsafe {
             libc::recvfrom(
                 self.fd(),
@@ -565,23 +555,18 @@ impl XskSocket {
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
             )
-        };
+        }
+    }
+
+    /// Tells the kernel to look at the fill ring again (the need_wakeup protocol).
+    pub fn kick(&self) {
+        self.recv_nothing();
     }
 
     /// Waits up to `timeout_ms` for frames (or, with busy polling, drives the driver once).
     pub fn wait(&self, timeout_ms: i32) -> io::Result<()> {
         if self.busy_poll {
-            // SAFETY: a zero-length non-blocking recvfrom only drives the socket's NAPI context.
-            let r = unsafe {
-                libc::recvfrom(
-                    self.fd(),
-                    std::ptr::null_mut(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-            };
+            let r = self.recv_nothing();
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if !matches!(
