@@ -141,7 +141,8 @@ impl Worker {
             if n > 0 {
                 last_frames = Instant::now();
                 window_frames += n as u64;
-                let read_ts = wall_ns();
+                // Read the clock only if a frame arrives without the program's timestamp.
+                let mut read_ts = None;
                 for d in descs[..n.min(PREFETCH_AHEAD)].iter() {
                     self.sock.prefetch(d);
                 }
@@ -150,20 +151,18 @@ impl Worker {
                         self.sock.prefetch(ahead);
                     }
                     let (meta, data) = self.sock.frame::<META_LEN>(d);
-                    let ts = match meta {
-                        Some(m) => match FrameMeta::parse(m) {
-                            Some(fm) => {
-                                FrameMeta::clear(m);
-                                (fm.ktime_ns as i64).saturating_add(self.clock_offset_ns) as u64
-                            }
-                            None => {
-                                userspace_ts += 1;
-                                read_ts
-                            }
-                        },
+                    let stamped = meta.and_then(|m| {
+                        let fm = FrameMeta::parse(m)?;
+                        FrameMeta::clear(m);
+                        Some(fm)
+                    });
+                    let ts = match stamped {
+                        Some(fm) => {
+                            (fm.ktime_ns as i64).saturating_add(self.clock_offset_ns) as u64
+                        }
                         None => {
                             userspace_ts += 1;
-                            read_ts
+                            *read_ts.get_or_insert_with(wall_ns)
                         }
                     };
                     let summary = self.meter.process(Some(LinkType::Ethernet), data, ts);
@@ -189,9 +188,10 @@ impl Worker {
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                // Userspace interrupt coalescing: while traffic flows, nap a fixed short time
-                // and let a batch gather instead of waking on every frame (a wakeup costs the
-                // kernel side too). Flow metering does not care about latency: each frame
+                // Userspace interrupt coalescing: while traffic flows, nap as long as a quarter
+                // of the RX ring takes to fill at the recent rate (NAP_MIN..NAP_MAX) and let a
+                // batch gather instead of waking on every frame (a wakeup costs the kernel side
+                // too). Flow metering does not care about latency: each frame
                 // carries its own XDP timestamp. A quiet queue sleeps in poll() until a frame
                 // arrives. With --busy-poll the worker drives the driver itself and never sleeps.
                 if self.sock.busy_polling() {
