@@ -14,13 +14,17 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/include/libelf.h", "libelf-dev"),
     ("/usr/include/zlib.h", "zlib1g-dev"),
     ("/usr/include/linux/bpf.h", "linux-libc-dev"),
-    // Live tests: network namespaces and veth pairs.
+    // Live tests: network namespaces and veth pairs; an unprivileged run; a small tmpfs.
     ("ip", "iproute2"),
+    ("setpriv", "util-linux"),
+    ("taskset", "util-linux"),
+    ("mount", "mount"),
     // Collectors, decoders and benchmark peers.
     ("nfcapd", "nfdump"),
     ("nfdump", "nfdump"),
     ("nfpcapd", "nfdump"),
     ("tshark", "tshark"),
+    ("capinfos", "wireshark-common"),
     ("softflowd", "softflowd"),
     // Live benchmark: the traffic generator.
     ("trafgen", "netsniff-ng"),
