@@ -2,12 +2,13 @@
 //!
 //! The encoder owns one MTU-sized buffer. Records are appended to the current data set; a record
 //! of another layout opens a new set; a record that does not fit finishes the message, which is
-//! handed to the caller's `emit` closure as a byte slice. Templates lead the first message and are
-//! repeated when the refresh interval has elapsed. The caller supplies the time, so tests drive
-//! the encoder deterministically.
+//! handed to the caller's `emit` closure as a [`Message`]. With inline templates (UDP), templates
+//! lead the first message and are repeated when the refresh is due; without (TCP, SCTP, files),
+//! the transport sends [`MessageEncoder::template_prelude`] at the start of every session. The
+//! caller supplies the time, so tests drive the encoder deterministically.
 
+use crate::options::{self, FlowTotals, MeteringCounts, Sampling};
 use crate::record::FlowRecord;
-use crate::sampling::{self, Sampling};
 use crate::template::{self, Layout};
 use crate::{IPFIX_VERSION, MESSAGE_HEADER_LEN, SET_HEADER_LEN};
 
@@ -17,13 +18,16 @@ pub struct EncoderConfig {
     pub observation_domain: u32,
     /// Largest message in bytes (the whole IPFIX message, headers included).
     pub mtu: usize,
+    /// Write templates into the message stream (UDP). `false`: the transport sends the
+    /// [`MessageEncoder::template_prelude`] itself at the start of each session.
+    pub inline_templates: bool,
     /// Re-send templates when this many seconds have passed since they were last sent
     /// (meant for UDP, where a collector may start after us). `None`: only at start.
     pub template_refresh_secs: Option<u32>,
     /// Also re-send templates every this many messages (UDP: a collector that restarts under a
     /// steady stream recovers within N messages). `None`: by time only.
     pub template_refresh_messages: Option<u32>,
-    /// Packet sampling in the metering process, reported with every template refresh.
+    /// Packet sampling in the metering process, reported in every statistics message.
     pub sampling: Option<Sampling>,
 }
 
@@ -32,6 +36,7 @@ impl Default for EncoderConfig {
         EncoderConfig {
             observation_domain: 1,
             mtu: 1400,
+            inline_templates: true,
             template_refresh_secs: Some(60),
             template_refresh_messages: None,
             sampling: None,
@@ -54,30 +59,68 @@ pub struct EncoderStats {
     pub messages: u64,
     /// Flow records (data records of the flow templates).
     pub records: u64,
-    /// Options data records (the selector report).
+    /// Options data records (statistics and the selector report).
     pub options_records: u64,
     pub octets: u64,
     pub template_sets: u64,
 }
 
-/// The smallest MTU that holds a message with the template set and one record of any layout.
-pub fn min_mtu() -> usize {
+/// One finished message and what it carries, so a transport that must drop it can count the
+/// flows, packets and octets lost.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    pub bytes: &'a [u8],
+    /// Data records of any kind (they advance the sequence number).
+    pub data_records: u32,
+    /// The flow records among them, with their packets and octets.
+    pub flows: FlowTotals,
+}
+
+impl std::ops::Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+/// Statistics the metering side and the transport know and the encoder does not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Statistics {
+    pub metering: MeteringCounts,
+    /// Flow records that never reached this collector (dropped on the way to the exporter, or
+    /// by this transport).
+    pub not_sent: FlowTotals,
+}
+
+/// Bytes of all template sets for a configuration.
+fn templates_len(cfg: &EncoderConfig) -> usize {
+    template::template_set_len() + options::template_set_len(cfg.sampling.is_some())
+}
+
+/// Bytes of the options data sets of one statistics message.
+fn statistics_len(cfg: &EncoderConfig) -> usize {
+    options::STATISTICS
+        .iter()
+        .map(|t| t.record_set_len())
+        .sum::<usize>()
+        + if cfg.sampling.is_some() {
+            options::SELECTOR.record_set_len()
+        } else {
+            0
+        }
+}
+
+/// The smallest MTU that holds a message with the templates and one record of any layout, and
+/// a message with the templates and the statistics.
+pub fn min_mtu_for(cfg: &EncoderConfig) -> usize {
     let largest_record = Layout::ALL
         .iter()
         .map(|l| l.record_len())
         .max()
         .unwrap_or(0);
-    MESSAGE_HEADER_LEN + template::template_set_len() + SET_HEADER_LEN + largest_record
-}
-
-/// [`min_mtu`] for a configuration: the selector report adds its sets when sampling is on.
-pub fn min_mtu_for(cfg: &EncoderConfig) -> usize {
-    min_mtu()
-        + if cfg.sampling.is_some() {
-            sampling::template_set_len() + sampling::record_set_len()
-        } else {
-            0
-        }
+    MESSAGE_HEADER_LEN
+        + templates_len(cfg)
+        + (SET_HEADER_LEN + largest_record).max(statistics_len(cfg))
 }
 
 /// Builds IPFIX messages from flow records.
@@ -88,7 +131,8 @@ pub struct MessageEncoder {
     len: usize,
     /// The open data set: its layout and the offset of its header.
     open_set: Option<(Layout, usize)>,
-    records_in_message: u32,
+    /// Flow records in the open message, with their packets and octets.
+    flows_in_message: FlowTotals,
     options_in_message: u32,
     /// Data records sent before the open message, modulo 2^32 (RFC 7011 §3.1).
     sequence: u32,
@@ -116,7 +160,7 @@ impl MessageEncoder {
             cfg,
             len: 0,
             open_set: None,
-            records_in_message: 0,
+            flows_in_message: FlowTotals::default(),
             options_in_message: 0,
             sequence: 0,
             now_secs: 0,
@@ -139,9 +183,24 @@ impl MessageEncoder {
         self.templates_sent_at = None;
     }
 
+    /// A message holding every template and options template and no data: what a session
+    /// transport (TCP, SCTP, a file) sends first. Its header is a placeholder; the transport
+    /// stamps it with [`TemplatePrelude::stamp_for`].
+    pub fn template_prelude(&self) -> TemplatePrelude {
+        let len = MESSAGE_HEADER_LEN + templates_len(&self.cfg);
+        let mut bytes = vec![0; len];
+        bytes[0..2].copy_from_slice(&IPFIX_VERSION.to_be_bytes());
+        bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        let mut pos = MESSAGE_HEADER_LEN;
+        pos += template::write_template_set(&mut bytes[pos..]);
+        pos += options::write_template_set(&mut bytes[pos..], self.cfg.sampling.is_some());
+        debug_assert_eq!(pos, len);
+        TemplatePrelude { bytes }
+    }
+
     /// Appends one record; `emit` receives every message this completes.
     #[inline]
-    pub fn push(&mut self, rec: &FlowRecord, now_secs: u32, mut emit: impl FnMut(&[u8])) {
+    pub fn push(&mut self, rec: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
         let layout = Layout::of(rec);
         let need = layout.record_len()
@@ -154,13 +213,9 @@ impl MessageEncoder {
             self.finish(&mut emit);
         }
         if self.len == 0 {
-            // Every new message decides whether it leads with the templates; `min_mtu`
+            // Every new message decides whether it leads with the templates; `min_mtu_for`
             // guarantees that templates and one record of any layout fit together.
-            if self.templates_due() {
-                self.open_message_with_templates();
-            } else {
-                self.open_message();
-            }
+            self.open_message();
         }
         if !matches!(self.open_set, Some((l, _)) if l == layout) {
             self.close_set();
@@ -170,22 +225,72 @@ impl MessageEncoder {
             self.open_set = Some((layout, start));
         }
         self.len += template::encode_record(rec, layout, &mut self.buf[self.len..]);
-        self.records_in_message += 1;
+        self.flows_in_message.flows += 1;
+        self.flows_in_message.packets += rec.packets;
+        self.flows_in_message.octets += rec.octets;
     }
 
     /// Finishes the open message, if any, and hands it to `emit`. Also sends templates when
     /// they are due even though no records are waiting, so an idle exporter keeps a UDP
     /// collector's template cache fresh.
-    pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(&[u8])) {
+    pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
         if self.templates_due() {
             self.finish(&mut emit);
-            self.open_message_with_templates();
+            self.open_message();
+        }
+        self.finish(&mut emit);
+    }
+
+    /// Sends the options records in a message of their own (after finishing the open one): the
+    /// metering and exporting statistics, and the selector report when sampling is on.
+    pub fn push_statistics(
+        &mut self,
+        now_secs: u32,
+        s: &Statistics,
+        mut emit: impl FnMut(Message<'_>),
+    ) {
+        self.now_secs = now_secs;
+        self.finish(&mut emit);
+        self.open_message();
+        let domain = self.cfg.observation_domain as u64;
+        let done = self.stats;
+        let records: [(&options::OptionsTemplate, [u64; 4]); 3] = [
+            (
+                &options::METERING_STATISTICS,
+                [domain, done.messages, done.records, done.octets],
+            ),
+            (
+                &options::METERING_RELIABILITY,
+                [
+                    domain,
+                    s.metering.observed,
+                    s.metering.not_metered,
+                    s.metering.dropped,
+                ],
+            ),
+            (
+                &options::EXPORTING_RELIABILITY,
+                [domain, s.not_sent.flows, s.not_sent.packets, s.not_sent.octets],
+            ),
+        ];
+        for (t, values) in &records {
+            self.len += t.write_record_set(&mut self.buf[self.len..], values);
+            self.options_in_message += 1;
+        }
+        if let Some(sm) = self.cfg.sampling {
+            // RFC 5477 §8.2.2/§8.2.3: select `interval` packets, then skip `space`.
+            let values = [domain, 1, sm.algorithm as u64, 1, sm.every.saturating_sub(1) as u64];
+            self.len += options::SELECTOR.write_record_set(&mut self.buf[self.len..], &values);
+            self.options_in_message += 1;
         }
         self.finish(&mut emit);
     }
 
     fn templates_due(&self) -> bool {
+        if !self.cfg.inline_templates {
+            return false;
+        }
         let by_count = self
             .cfg
             .template_refresh_messages
@@ -197,25 +302,23 @@ impl MessageEncoder {
         }
     }
 
+    /// Opens a message, leading with the templates when they are due.
     fn open_message(&mut self) {
+        let with_templates = self.templates_due();
         self.len = MESSAGE_HEADER_LEN;
         self.open_set = None;
-        self.records_in_message = 0;
+        self.flows_in_message = FlowTotals::default();
         self.options_in_message = 0;
-    }
-
-    fn open_message_with_templates(&mut self) {
-        self.open_message();
-        self.len += template::write_template_set(&mut self.buf[self.len..]);
-        if let Some(s) = self.cfg.sampling {
-            let domain = self.cfg.observation_domain;
-            self.len += sampling::write(&mut self.buf[self.len..], domain, &s);
-            // An options data record is a data record: it counts in the sequence number.
-            self.options_in_message += 1;
+        if with_templates {
+            self.len += template::write_template_set(&mut self.buf[self.len..]);
+            self.len += options::write_template_set(
+                &mut self.buf[self.len..],
+                self.cfg.sampling.is_some(),
+            );
+            self.templates_sent_at = Some(self.now_secs);
+            self.messages_since_templates = 0;
+            self.stats.template_sets += 1;
         }
-        self.templates_sent_at = Some(self.now_secs);
-        self.messages_since_templates = 0;
-        self.stats.template_sets += 1;
     }
 
     fn close_set(&mut self) {
@@ -225,7 +328,7 @@ impl MessageEncoder {
         }
     }
 
-    fn finish(&mut self, emit: &mut impl FnMut(&[u8])) {
+    fn finish(&mut self, emit: &mut impl FnMut(Message<'_>)) {
         if self.len == 0 {
             return;
         }
@@ -237,18 +340,38 @@ impl MessageEncoder {
         h[4..8].copy_from_slice(&self.now_secs.to_be_bytes());
         h[8..12].copy_from_slice(&self.sequence.to_be_bytes());
         h[12..16].copy_from_slice(&self.cfg.observation_domain.to_be_bytes());
-        emit(&self.buf[..len]);
+        let flows = self.flows_in_message;
+        let data_records = flows.flows as u32 + self.options_in_message;
+        emit(Message {
+            bytes: &self.buf[..len],
+            data_records,
+            flows,
+        });
         self.messages_since_templates += 1;
-        self.sequence = self
-            .sequence
-            .wrapping_add(self.records_in_message + self.options_in_message);
+        self.sequence = self.sequence.wrapping_add(data_records);
         self.stats.messages += 1;
-        self.stats.records += self.records_in_message as u64;
+        self.stats.records += flows.flows;
         self.stats.options_records += self.options_in_message as u64;
         self.stats.octets += len as u64;
         self.len = 0;
-        self.records_in_message = 0;
+        self.flows_in_message = FlowTotals::default();
         self.options_in_message = 0;
+    }
+}
+
+/// The template message a session transport sends first (see
+/// [`MessageEncoder::template_prelude`]).
+#[derive(Clone, Debug)]
+pub struct TemplatePrelude {
+    bytes: Vec<u8>,
+}
+
+impl TemplatePrelude {
+    /// The prelude stamped to go right before `next`: the same export time, sequence number and
+    /// observation domain (a message without data records does not advance the sequence).
+    pub fn stamp_for(&mut self, next: &[u8]) -> &[u8] {
+        self.bytes[4..16].copy_from_slice(&next[4..16]);
+        &self.bytes
     }
 }
 
@@ -305,10 +428,14 @@ mod tests {
             let id = u16::from_be_bytes([msg[pos], msg[pos + 1]]);
             let len = u16::from_be_bytes([msg[pos + 2], msg[pos + 3]]) as usize;
             assert!(len >= 4 && pos + len <= msg.len(), "set overruns message");
-            if id == sampling::SELECTOR_TEMPLATE_ID {
-                assert_eq!(len, sampling::record_set_len());
+            if let Some(t) = [&options::SELECTOR]
+                .into_iter()
+                .chain(options::STATISTICS)
+                .find(|t| t.id == id)
+            {
+                assert_eq!(len, t.record_set_len());
                 sets.push((id, 1));
-            } else if id == sampling::OPTIONS_TEMPLATE_SET_ID {
+            } else if id == options::OPTIONS_TEMPLATE_SET_ID || id == crate::TEMPLATE_SET_ID {
                 sets.push((id, 0));
             } else if id >= 256 {
                 let rl = Layout::from_template_id(id).unwrap().record_len();
@@ -324,7 +451,7 @@ mod tests {
     #[test]
     fn messages_respect_mtu_and_count_every_record() {
         let mut enc = MessageEncoder::new(EncoderConfig {
-            mtu: 512,
+            mtu: 600,
             ..Default::default()
         })
         .unwrap();
@@ -336,7 +463,7 @@ mod tests {
         let mut expected_seq = 0u32;
         let mut total = 0;
         for m in &msgs {
-            assert!(m.len() <= 512);
+            assert!(m.len() <= 600);
             let (seq, sets) = parse(m);
             assert_eq!(seq, expected_seq);
             let n: usize = sets.iter().map(|s| s.1).sum();
@@ -348,7 +475,7 @@ mod tests {
         assert_eq!(enc.stats().messages, msgs.len() as u64);
         // Only the first message carries templates when no refresh is due.
         assert_eq!(enc.stats().template_sets, 1);
-        assert_eq!(u16::from_be_bytes([msgs[0][16], msgs[0][17]]), 2);
+        assert_eq!(parse(&msgs[0]).1[..2], [(2, 0), (3, 0)]);
     }
 
     #[test]
@@ -370,7 +497,7 @@ mod tests {
     #[test]
     fn templates_are_refreshed_every_n_messages() {
         let cfg = EncoderConfig {
-            mtu: 512,
+            mtu: 600,
             template_refresh_messages: Some(5),
             ..Default::default()
         };
@@ -400,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn sampling_is_reported_in_an_options_record_with_the_templates() {
+    fn statistics_and_selector_report_are_options_records() {
         use ipfixrw::parser::{DataRecordKey, DataRecordValue};
         let cfg = EncoderConfig {
             sampling: Some(Sampling {
@@ -411,44 +538,85 @@ mod tests {
         };
         let mut enc = MessageEncoder::new(cfg).unwrap();
         let mut msgs: Vec<Vec<u8>> = vec![];
+        let stats = Statistics {
+            metering: MeteringCounts {
+                observed: 1000,
+                not_metered: 10,
+                dropped: 3,
+            },
+            not_sent: FlowTotals {
+                flows: 2,
+                packets: 20,
+                octets: 2000,
+            },
+        };
+        enc.push_statistics(100, &stats, |m| msgs.push(m.to_vec()));
         for i in 0..3 {
             enc.push(&rec(i, false), 100, |m| msgs.push(m.to_vec()));
         }
-        enc.flush(100, |m| msgs.push(m.to_vec()));
+        enc.push_statistics(100, &stats, |m| msgs.push(m.to_vec()));
         let (seq, sets) = parse(&msgs[0]);
         assert_eq!(seq, 0);
         let ids: Vec<u16> = sets.iter().map(|s| s.0).collect();
-        assert_eq!(ids, vec![3, 260, 256]);
+        assert_eq!(ids, vec![2, 3, 261, 262, 263, 260]);
+        assert_eq!(msgs.len(), 3);
+        let (seq, sets) = parse(&msgs[2]);
+        // Four options records before, then three flow records.
+        assert_eq!(seq, 7);
+        assert_eq!(sets.len(), 4);
         assert_eq!(enc.stats().records, 3);
-        assert_eq!(enc.stats().options_records, 1);
+        assert_eq!(enc.stats().options_records, 8);
         let templates: ipfixrw::template_store::TemplateStore =
             std::rc::Rc::new(std::cell::RefCell::new(std::collections::HashMap::new()));
         let formatter = std::rc::Rc::new(ipfixrw::information_elements::get_default_formatter());
-        let msg = ipfixrw::parse_ipfix_message(&msgs[0], templates, formatter)
-            .expect("ipfixrw decodes the options");
-        let selector = msg
-            .iter_data_records()
-            .find(|r| {
-                r.values
-                    .contains_key(&DataRecordKey::Str("samplingPacketSpace"))
-            })
-            .expect("a selector record");
-        assert_eq!(
-            selector
-                .values
-                .get(&DataRecordKey::Str("samplingPacketSpace")),
-            Some(&DataRecordValue::U32(7))
-        );
-        assert_eq!(
-            selector
-                .values
-                .get(&DataRecordKey::Str("selectorAlgorithm")),
-            Some(&DataRecordValue::U16(1))
-        );
-        // The next message's sequence number counts the options record too.
-        enc.push(&rec(9, false), 100, |m| msgs.push(m.to_vec()));
+        let mut values = std::collections::HashMap::new();
+        for m in &msgs {
+            let msg = ipfixrw::parse_ipfix_message(m, templates.clone(), formatter.clone())
+                .expect("ipfixrw decodes the options");
+            for r in msg.iter_data_records() {
+                for (k, v) in &r.values {
+                    if let DataRecordKey::Str(k) = k {
+                        values.insert(k.to_string(), v.clone());
+                    }
+                }
+            }
+        }
+        let get = |k: &str| values.get(k).cloned();
+        assert_eq!(get("samplingPacketSpace"), Some(DataRecordValue::U32(7)));
+        assert_eq!(get("selectorAlgorithm"), Some(DataRecordValue::U16(1)));
+        assert_eq!(get("exportedFlowRecordTotalCount"), Some(DataRecordValue::U64(3)));
+        assert_eq!(get("exportedMessageTotalCount"), Some(DataRecordValue::U64(2)));
+        assert_eq!(get("packetTotalCount"), Some(DataRecordValue::U64(1000)));
+        assert_eq!(get("ignoredPacketTotalCount"), Some(DataRecordValue::U64(10)));
+        assert_eq!(get("notSentFlowTotalCount"), Some(DataRecordValue::U64(2)));
+        assert_eq!(get("notSentOctetTotalCount"), Some(DataRecordValue::U64(2000)));
+    }
+
+    #[test]
+    fn prelude_carries_every_template_and_no_data() {
+        let cfg = EncoderConfig {
+            inline_templates: false,
+            ..Default::default()
+        };
+        let mut enc = MessageEncoder::new(cfg).unwrap();
+        let mut msgs: Vec<Vec<u8>> = vec![];
+        for i in 0..200 {
+            enc.push(&rec(i, i % 2 == 0), 100, |m| msgs.push(m.to_vec()));
+        }
         enc.flush(100, |m| msgs.push(m.to_vec()));
-        assert_eq!(parse(msgs.last().unwrap()).0, 4);
+        assert_eq!(enc.stats().template_sets, 0);
+        let mut prelude = enc.template_prelude();
+        let p = prelude.stamp_for(&msgs[1]).to_vec();
+        let (seq, sets) = parse(&p);
+        assert_eq!(seq, parse(&msgs[1]).0);
+        assert_eq!(sets, vec![(2, 0), (3, 0)]);
+        // An independent decoder given the prelude decodes a later message.
+        let templates: ipfixrw::template_store::TemplateStore =
+            std::rc::Rc::new(std::cell::RefCell::new(std::collections::HashMap::new()));
+        let formatter = std::rc::Rc::new(ipfixrw::information_elements::get_default_formatter());
+        ipfixrw::parse_ipfix_message(&p, templates.clone(), formatter.clone()).unwrap();
+        let m = ipfixrw::parse_ipfix_message(&msgs[1], templates, formatter).unwrap();
+        assert!(m.iter_data_records().count() > 0);
     }
 
     #[test]

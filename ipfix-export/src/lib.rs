@@ -6,22 +6,33 @@
 //!   encoding a record is a run of fixed-offset stores with no allocation;
 //! - [`MessageEncoder`] packs records into messages no larger than the MTU, with template sets,
 //!   export time and per-observation-domain sequence numbers; time is a parameter, output is bytes;
-//! - [`sampling`] states packet sampling to collectors in an options record (RFC 5477);
-//! - [`transport`] parses collector URLs and sends finished messages over UDP.
+//! - [`options`] tells collectors how complete the data is: statistics and the sampling selector
+//!   as options records (RFC 7011 §4, RFC 5477);
+//! - [`netflow`] encodes the same records as NetFlow v9 and v5 for older collectors;
+//! - the transports: [`udp`], [`stream`] (TCP and SCTP, from a background thread with a bounded
+//!   backlog) and [`file`] (RFC 5655 files, rotated);
+//! - [`exporter`] sends every record to every [`Destination`], each with its own encoder.
 //!
 //! The crate knows nothing about packets, AF_XDP or pcap files.
 
+pub mod destination;
 pub mod encoder;
+pub mod exporter;
+pub mod file;
 pub mod ie;
+pub mod netflow;
 pub mod record;
-pub mod sampling;
+pub mod options;
 pub mod template;
-pub mod transport;
+pub mod stream;
+pub mod udp;
 
-pub use encoder::{EncoderConfig, EncoderStats, MessageEncoder};
+pub use encoder::{EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics, TemplatePrelude};
 pub use record::{EndReason, FlowRecord, TimePrecision};
-pub use sampling::{Sampling, SelectorAlgorithm};
-pub use transport::{Destination, Pacer, UdpSender};
+pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
+pub use destination::{Destination, FileSpec};
+pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
+pub use udp::{Pacer, UdpSender};
 
 /// IPFIX protocol version number carried in every message header.
 pub const IPFIX_VERSION: u16 = 10;

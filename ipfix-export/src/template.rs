@@ -233,7 +233,7 @@ fn to_v6(addr: std::net::IpAddr) -> [u8; 16] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::EndReason;
 

@@ -4,7 +4,7 @@ use crate::export::ExportConfig;
 use crate::flow::CacheConfig;
 use crate::meter::FragmentConfig;
 use clap::Args;
-use ipfix_export::{Destination, EncoderConfig};
+use ipfix_export::{Destination, EncoderConfig, ExporterConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ fn parse_selection(s: &str) -> Result<crate::select::Selection, String> {
 }
 
 fn parse_destination(s: &str) -> Result<Destination, String> {
-    Destination::parse(s).map_err(|e| e.to_string())
+    crate::collector_url::parse(s)
 }
 
 fn parse_nonzero(s: &str) -> Result<usize, String> {
@@ -81,13 +81,16 @@ pub enum PrintFormat {
 /// Where flow records go and how they are encoded.
 #[derive(Args, Clone, Debug)]
 pub struct ExportArgs {
-    /// Send IPFIX to a collector; repeat for several (each receives every record).
+    /// Where flow records go; repeat for several (each receives every record):
+    /// udp://HOST:PORT, tcp://HOST:PORT, sctp://HOST:PORT (IPFIX), netflow9://HOST:PORT,
+    /// netflow5://HOST:PORT (legacy, over UDP), file:///PATH[?rotate=5m&max-size=64MiB]
+    /// (IPFIX files). IPv6 hosts in brackets: udp://[2001:db8::1]:4739.
     #[arg(long = "ipfix", value_name = "URL", value_parser = parse_destination)]
     pub ipfix: Vec<Destination>,
     /// Also print flow records on stdout as they are exported.
     #[arg(long, value_name = "FORMAT")]
     pub print: Option<PrintFormat>,
-    /// IPFIX observation domain id of this probe.
+    /// IPFIX observation domain id of this probe (NetFlow v9 source id; v5 engine id).
     #[arg(long, value_name = "ID", default_value_t = 1)]
     pub observation_domain: u32,
     /// Largest IPFIX message in bytes (keep it under the path MTU minus IP/UDP headers).
@@ -96,28 +99,47 @@ pub struct ExportArgs {
     /// Re-send templates over UDP this often, so a collector started late can decode.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub template_refresh: Duration,
-    /// Also re-send templates every N messages (0: by time only).
+    /// Also re-send templates over UDP every N messages (0: by time only).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub template_refresh_messages: u32,
-    /// Most IPFIX messages per second (0: unlimited). UDP collectors lose what arrives faster
-    /// than they read; reading a file is far faster than any collector.
+    /// Send the statistics options records (metered, not metered, dropped, not sent) this often;
+    /// also at start and at the end.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub options_interval: Duration,
+    /// Most messages per second to each UDP collector (0: unlimited). UDP collectors lose what
+    /// arrives faster than they read; reading a file is far faster than any collector.
     #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = 10_000)]
     pub max_export_rate: u32,
+    /// Messages held for each TCP/SCTP collector while it is away or slow; beyond this the
+    /// newest are dropped and counted.
+    #[arg(long, value_name = "MESSAGES", default_value_t = 65_536, value_parser = parse_nonzero)]
+    pub stream_backlog: usize,
+    /// At the end, how long TCP/SCTP collectors get to take what is still queued.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub export_drain: Duration,
 }
 
 impl ExportArgs {
     pub fn export_config(&self) -> ExportConfig {
         ExportConfig {
-            encoder: EncoderConfig {
-                observation_domain: self.observation_domain,
-                mtu: self.mtu,
-                template_refresh_secs: Some(self.template_refresh.as_secs().max(1) as u32),
-                template_refresh_messages: Some(self.template_refresh_messages).filter(|&n| n > 0),
-                sampling: None,
+            exporter: ExporterConfig {
+                encoder: EncoderConfig {
+                    observation_domain: self.observation_domain,
+                    mtu: self.mtu,
+                    inline_templates: true,
+                    template_refresh_secs: Some(self.template_refresh.as_secs().max(1) as u32),
+                    template_refresh_messages: Some(self.template_refresh_messages)
+                        .filter(|&n| n > 0),
+                    sampling: None,
+                },
+                max_udp_messages_per_sec: Some(self.max_export_rate).filter(|&r| r > 0),
+                stream_backlog_messages: self.stream_backlog,
+                ..ExporterConfig::default()
             },
             destinations: self.ipfix.clone(),
             print: self.print,
-            max_messages_per_sec: Some(self.max_export_rate),
+            options_interval: self.options_interval.max(Duration::from_secs(1)),
+            drain: self.export_drain,
         }
     }
 }

@@ -1,88 +1,153 @@
-//! The exporter thread: receives batches of flow records from workers over a bounded channel,
-//! encodes them into IPFIX messages and sends each message to every collector; optionally
-//! prints the same records as JSON lines.
+//! The exporter thread: receives batches of flow records from workers over a bounded channel
+//! and hands them to the exporting process (every collector and file gets every record);
+//! optionally prints the same records as JSON lines or a table.
 //!
-//! Send failures never stop the exporter: each lost message is counted per collector and the
-//! first failure of an episode is logged once.
+//! Failures never stop the exporter: each lost message is counted per destination with the
+//! flows it carried, the first failure of an episode is logged once, and every IPFIX collector
+//! is told, in options records at start, on an interval and at the end, how much was metered
+//! and how much never reached it.
 
-use crate::report::{DestinationReport, ExportReport};
+use crate::report::ExportReport;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ipfix_export::{
-    Destination, EncoderConfig, FlowRecord, MessageEncoder, Pacer, TimePrecision, UdpSender,
+    Destination, Exporter, ExporterConfig, FlowRecord, FlowTotals, MeteringCounts, TimePrecision,
 };
 use std::io::Write;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often a partly filled message is sent when no records arrive.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// What the exporter does with records.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExportConfig {
-    pub encoder: EncoderConfig,
+    pub exporter: ExporterConfig,
     pub destinations: Vec<Destination>,
     /// Also print records on stdout in this format.
     pub print: Option<crate::cli::PrintFormat>,
-    /// Most messages per second towards the collectors (`None`: unlimited).
-    pub max_messages_per_sec: Option<u32>,
+    /// Send the statistics options records this often (and at start and end).
+    pub options_interval: Duration,
+    /// At the end, how long TCP/SCTP collectors get to take what is still queued.
+    pub drain: Duration,
 }
 
-/// Starts the exporter thread. It runs until every sender of `rx` is dropped, then flushes and
-/// returns its report.
+/// Totals the metering side publishes for the statistics options records: the exporter thread
+/// cannot see the workers' books or the XDP counters, so the owner of those copies them here.
+#[derive(Default)]
+pub struct Gauges {
+    observed: AtomicU64,
+    not_metered: AtomicU64,
+    dropped: AtomicU64,
+    lost_flows: AtomicU64,
+    lost_packets: AtomicU64,
+    lost_octets: AtomicU64,
+}
+
+impl Gauges {
+    pub fn set_metering(&self, m: MeteringCounts) {
+        self.observed.store(m.observed, Ordering::Relaxed);
+        self.not_metered.store(m.not_metered, Ordering::Relaxed);
+        self.dropped.store(m.dropped, Ordering::Relaxed);
+    }
+
+    /// Records dropped before the exporter (a worker's backlog overflowed).
+    pub fn add_lost(&self, t: FlowTotals) {
+        self.lost_flows.fetch_add(t.flows, Ordering::Relaxed);
+        self.lost_packets.fetch_add(t.packets, Ordering::Relaxed);
+        self.lost_octets.fetch_add(t.octets, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> (MeteringCounts, FlowTotals) {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            MeteringCounts {
+                observed: l(&self.observed),
+                not_metered: l(&self.not_metered),
+                dropped: l(&self.dropped),
+            },
+            FlowTotals {
+                flows: l(&self.lost_flows),
+                packets: l(&self.lost_packets),
+                octets: l(&self.lost_octets),
+            },
+        )
+    }
+}
+
+/// Names a rotated IPFIX file: `flows.ipfix` becomes `flows-20261123T011500Z.ipfix`.
+fn rotated_name(path: &Path, unix_secs: u64) -> PathBuf {
+    let stamp: String = pcap_ring::format_utc(unix_secs * 1_000_000_000)
+        .chars()
+        .take(19)
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    let stem = path.file_stem().map_or("flows".into(), |s| s.to_string_lossy());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{stamp}Z.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{stamp}Z"),
+    };
+    path.with_file_name(name)
+}
+
+/// Starts the exporter thread. It runs until every sender of `rx` is dropped, then flushes,
+/// sends the last statistics, and returns its report.
 pub fn spawn(
     cfg: ExportConfig,
     rx: Receiver<Vec<FlowRecord>>,
+    gauges: Arc<Gauges>,
 ) -> Result<std::thread::JoinHandle<ExportReport>> {
-    let mut encoder = MessageEncoder::new(cfg.encoder.clone()).context("--mtu")?;
-    let mut senders = Vec::new();
-    for d in &cfg.destinations {
-        let Destination::Udp(addr) = d;
-        senders.push(
-            UdpSender::connect(*addr)
-                .with_context(|| format!("cannot open a UDP socket towards {d}"))?,
-        );
-    }
+    let log: ipfix_export::stream::Log = Arc::new(|m: &str| eprintln!("probe: export to {m}"));
+    let mut exporter = Exporter::new(
+        &cfg.exporter,
+        &cfg.destinations,
+        || Box::new(rotated_name),
+        log,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("cannot start exporting")?;
     let print = cfg.print;
-    let mut pacer = Pacer::new(cfg.max_messages_per_sec);
     std::thread::Builder::new()
         .name("exporter".into())
         .spawn(move || {
             let mut json = JsonOut::new(print);
+            let statistics = |exporter: &mut Exporter| {
+                let (m, lost) = gauges.snapshot();
+                exporter.push_statistics(unix_secs(), m, lost);
+            };
+            statistics(&mut exporter);
+            let mut last_statistics = Instant::now();
+            let mut records = 0u64;
             loop {
                 match rx.recv_timeout(FLUSH_EVERY) {
                     Ok(batch) => {
                         let now = unix_secs();
+                        records += batch.len() as u64;
                         for rec in &batch {
-                            if !senders.is_empty() {
-                                encoder.push(rec, now, |m| send_all(&mut senders, &mut pacer, m));
-                            }
+                            exporter.push(rec, now);
                             json.record(rec);
                         }
                         json.flush();
                     }
-                    Err(RecvTimeoutError::Timeout) if !senders.is_empty() => {
-                        encoder.flush(unix_secs(), |m| send_all(&mut senders, &mut pacer, m))
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Timeout) => exporter.flush(unix_secs()),
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
+                if last_statistics.elapsed() >= cfg.options_interval {
+                    last_statistics = Instant::now();
+                    statistics(&mut exporter);
+                }
             }
-            // Without a collector there is nothing to flush to; with one, the last message.
-            if !senders.is_empty() {
-                encoder.flush(unix_secs(), |m| send_all(&mut senders, &mut pacer, m));
-            }
+            exporter.flush(unix_secs());
+            statistics(&mut exporter);
             json.flush();
+            let destinations = exporter.finish(unix_secs(), cfg.drain);
             ExportReport {
-                encoder: encoder.stats(),
-                destinations: senders
-                    .iter()
-                    .map(|s| DestinationReport {
-                        url: format!("udp://{}", s.destination()),
-                        stats: s.stats(),
-                    })
-                    .collect(),
+                records,
+                destinations,
                 json_records: json.printed,
                 json_records_lost: json.lost,
             }
@@ -159,18 +224,6 @@ impl JsonOut {
         // Dropping a BufWriter flushes it; forget its buffer instead of retrying a dead stdout.
         if let Some(w) = self.out.take() {
             let _ = w.into_parts();
-        }
-    }
-}
-
-fn send_all(senders: &mut [UdpSender], pacer: &mut Pacer, msg: &[u8]) {
-    pacer.wait();
-    for s in senders.iter_mut() {
-        if let Some(e) = s.send(msg) {
-            eprintln!(
-                "probe: export to udp://{} failed: {e}; messages are counted as lost until it recovers",
-                s.destination()
-            );
         }
     }
 }

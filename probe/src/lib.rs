@@ -4,7 +4,8 @@
 //! - [`flow`]: the per-worker flow cache and fragment table;
 //! - [`meter`]: the sans-IO worker core that ties them together and keeps the books;
 //! - [`capture_file`]: the pcap/pcapng reader;
-//! - [`export`]: the exporter thread (IPFIX over UDP, JSON lines);
+//! - [`collector_url`]: `--ipfix` URLs (UDP, TCP, SCTP, files, NetFlow v9/v5);
+//! - [`export`]: the exporter thread (every destination, statistics, JSON lines);
 //! - [`live`]: `probe capture`, XDP steering and one AF_XDP worker per RX queue;
 //! - [`offline`]: `probe read`, the capture-file pipeline;
 //! - [`report`]: the end-of-run books, printed and as JSON;
@@ -12,6 +13,7 @@
 
 pub mod capture_file;
 pub mod cli;
+pub mod collector_url;
 pub mod export;
 pub mod extract;
 pub mod flow;

@@ -20,7 +20,8 @@ const BATCH: usize = 512;
 /// still exported (forcedEnd) and the books still balance.
 pub fn run(args: &ReadArgs) -> Result<RunReport> {
     let (tx, rx) = crossbeam_channel::bounded(64);
-    let exporter = export::spawn(args.export.export_config(), rx)?;
+    let gauges = std::sync::Arc::new(export::Gauges::default());
+    let exporter = export::spawn(args.export.export_config(), rx, gauges.clone())?;
     // The ring can wait for the disk when the input is a file: the keeper blocks.
     // In pcapng ring files, the "interface" is the first input file's name.
     let source = args
@@ -92,6 +93,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             }
             meter.set_time_precision(cf.time_precision());
             if meter.pending() >= BATCH {
+                gauges.set_metering(metering_counts(&meter));
                 tx.send(meter.take_records())
                     .context("the exporter thread stopped")?;
             }
@@ -109,6 +111,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         );
     }
     meter.finish();
+    gauges.set_metering(metering_counts(&meter));
     tx.send(meter.take_records())
         .context("the exporter thread stopped")?;
     drop(tx);
@@ -125,4 +128,14 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         live: None,
         ring,
     })
+}
+
+/// A file loses nothing before metering: what is not metered was filtered or malformed.
+fn metering_counts(meter: &Meter) -> ipfix_export::MeteringCounts {
+    let b = meter.books();
+    ipfix_export::MeteringCounts {
+        observed: b.read,
+        not_metered: b.filtered_total() + b.malformed_total(),
+        dropped: 0,
+    }
 }

@@ -5,21 +5,14 @@ use crate::flow::{CacheStats, FragmentStats};
 use crate::live::xsk::XskStats;
 use crate::meter::FrameBooks;
 use crate::wire::{FilterReason, MalformedReason};
-use ipfix_export::encoder::EncoderStats;
-use ipfix_export::transport::SendStats;
+use ipfix_export::DestinationReport;
 use serde_json::{json, Value};
-
-/// What one collector received.
-#[derive(Clone, Debug)]
-pub struct DestinationReport {
-    pub url: String,
-    pub stats: SendStats,
-}
 
 /// What the exporter produced.
 #[derive(Clone, Debug, Default)]
 pub struct ExportReport {
-    pub encoder: EncoderStats,
+    /// Flow records the exporter received (each destination gets every one).
+    pub records: u64,
     pub destinations: Vec<DestinationReport>,
     pub json_records: u64,
     /// Records not printed after stdout failed.
@@ -226,19 +219,10 @@ impl RunReport {
                 },
             },
             "export": {
-                "records": e.encoder.records,
-                "options_records": e.encoder.options_records,
-                "messages": e.encoder.messages,
-                "octets": e.encoder.octets,
-                "template_sets": e.encoder.template_sets,
+                "records": e.records,
                 "json_records": e.json_records,
                 "json_records_lost": e.json_records_lost,
-                "collectors": e.destinations.iter().map(|d| json!({
-                    "url": d.url,
-                    "messages_sent": d.stats.messages_sent,
-                    "octets_sent": d.stats.octets_sent,
-                    "messages_lost": d.stats.messages_lost,
-                })).collect::<Vec<_>>(),
+                "collectors": e.destinations.iter().map(destination_json).collect::<Vec<_>>(),
             },
         })
     }
@@ -351,16 +335,19 @@ impl RunReport {
         if e.destinations.is_empty() {
             s += "export: no --ipfix collector";
         } else {
-            s += &format!(
-                "export: {} records in {} IPFIX messages ({} octets)",
-                e.encoder.records, e.encoder.messages, e.encoder.octets
-            );
+            s += &format!("export: {} records", e.records);
         }
         for d in &e.destinations {
             s += &format!(
-                "; {}: {} sent, {} lost",
-                d.url, d.stats.messages_sent, d.stats.messages_lost
+                "; {}: {} messages sent, {} lost ({} records not sent)",
+                d.url, d.messages_sent, d.messages_lost, d.not_sent.flows
             );
+            if d.netflow.not_exportable.flows > 0 {
+                s += &format!(
+                    ", {} IPv6 flows not exportable in NetFlow v5",
+                    d.netflow.not_exportable.flows
+                );
+            }
         }
         if e.json_records > 0 || e.json_records_lost > 0 {
             s += &format!("; {} JSON lines", e.json_records);
@@ -371,4 +358,25 @@ impl RunReport {
         s.push('\n');
         s
     }
+}
+
+fn destination_json(d: &DestinationReport) -> Value {
+    let totals = |t: &ipfix_export::FlowTotals| {
+        json!({"flows": t.flows, "packets": t.packets, "octets": t.octets})
+    };
+    json!({
+        "url": d.url,
+        "records": d.encoder.records,
+        "options_records": d.encoder.options_records,
+        "messages": d.encoder.messages,
+        "octets": d.encoder.octets,
+        "template_sets": d.encoder.template_sets,
+        "messages_sent": d.messages_sent,
+        "octets_sent": d.octets_sent,
+        "messages_lost": d.messages_lost,
+        "not_sent": totals(&d.not_sent),
+        "sessions": d.sessions,
+        "netflow5_not_exportable": totals(&d.netflow.not_exportable),
+        "netflow5_clamped": d.netflow.clamped,
+    })
 }

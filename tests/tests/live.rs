@@ -296,7 +296,11 @@ fn ignore_list_and_sampling_are_booked_in_the_kernel() {
         reports.iter().all(|&r| r == (1, 1, 3)),
         "systematic count-based, 1 selected then 3 skipped: {reports:?}"
     );
-    assert_eq!(books["export"]["options_records"], reports.len());
+    // Each statistics message: three statistics records and the selector report.
+    assert_eq!(
+        books["export"]["collectors"][0]["options_records"],
+        4 * reports.len()
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("sampling 1 in 4"), "{stderr}");
     assert_live_balanced(&books);

@@ -149,7 +149,7 @@ fn exported_messages_decode_cleanly_in_tshark_and_ipfixrw() {
     let records = books["export"]["records"].as_u64().unwrap() as usize;
     assert_eq!(
         datagrams.len() as u64,
-        books["export"]["messages"].as_u64().unwrap()
+        books["export"]["collectors"][0]["messages"].as_u64().unwrap()
     );
     assert!(datagrams.len() > 5);
     for d in &datagrams {

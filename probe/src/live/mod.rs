@@ -124,7 +124,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     let (tx, rx) = crossbeam_channel::bounded(256);
     let mut export_cfg = args.export.export_config();
     if args.sample > 1 {
-        export_cfg.encoder.sampling = Some(ipfix_export::Sampling {
+        export_cfg.exporter.encoder.sampling = Some(ipfix_export::Sampling {
             algorithm: match args.sample_mode {
                 SampleMode::Deterministic => ipfix_export::SelectorAlgorithm::SystematicCountBased,
                 SampleMode::Random => ipfix_export::SelectorAlgorithm::RandomNOutOfN,
@@ -132,7 +132,8 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             every: args.sample,
         });
     }
-    let exporter = export::spawn(export_cfg, rx)?;
+    let gauges = Arc::new(export::Gauges::default());
+    let exporter = export::spawn(export_cfg, rx, gauges.clone())?;
     // The ring writer; each worker gets a keeper that never waits for it.
     let (ring_tx, ring_writer) = match args.pcap.ring(iface) {
         Some((cfg, select)) => {
@@ -161,6 +162,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             clock_offset_ns: offset,
             backlog: Vec::new(),
             progress,
+            gauges: gauges.clone(),
             keeper: ring_tx.as_ref().map(|(rtx, select)| {
                 crate::ring::Keeper::new(select.clone(), args.pcap.pcap_snaplen, rtx.clone(), false)
             }),
@@ -174,7 +176,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
                 .context("cannot start a worker thread")?,
         );
     }
-    drop(tx);
+    // `tx` stays open until the last statistics are published, after the workers stop.
     drop(ring_tx);
 
     let metrics = match args.metrics {
@@ -188,9 +190,14 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     };
     let started = Instant::now();
     let mut ticker = StatsLine::new(args.stats_interval);
+    let mut last_gauges = Instant::now();
     let reason = loop {
         std::thread::sleep(Duration::from_millis(50));
         ticker.maybe_print(&steering, &watch);
+        if last_gauges.elapsed() >= Duration::from_secs(1) {
+            last_gauges = Instant::now();
+            gauges.set_metering(metering_counts(&steering, &watch, available));
+        }
         if let Some(m) = &metrics {
             m.poll(&steering, &watch);
         }
@@ -216,10 +223,6 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     if reason == "signal" {
         eprintln!("probe: stopped by a signal: every active flow was exported (forcedEnd)");
     }
-    let export = exporter
-        .join()
-        .map_err(|_| anyhow!("the exporter thread panicked"))?;
-
     // Counters of every queue of the interface, captured or not, so the totals cover every
     // frame the program saw.
     let mut queue_reports = Vec::new();
@@ -238,7 +241,24 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             userspace_timestamps: outcome.map_or(0, |o| o.userspace_timestamps),
         });
     }
+    // The exact totals, for the last statistics record; then the exporter may finish.
+    let mut final_counts = ipfix_export::MeteringCounts::default();
+    for q in &queue_reports {
+        let dropped = q.xdp.redirect_errors + q.socket_dropped();
+        final_counts.observed += q.xdp.seen;
+        final_counts.dropped += dropped;
+        final_counts.not_metered += q.xdp.ignored
+            + q.xdp.no_socket
+            + dropped
+            + q.frames.filtered_total()
+            + q.frames.malformed_total();
+    }
+    gauges.set_metering(final_counts);
+    drop(tx);
     steering.detach();
+    let export = exporter
+        .join()
+        .map_err(|_| anyhow!("the exporter thread panicked"))?;
     if let Some(e) = outcomes.iter().find_map(|o| o.error.clone()) {
         eprintln!("probe: a worker stopped early: {e}");
     }
@@ -276,6 +296,29 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         records_dropped: outcomes.iter().map(|o| o.records_dropped).sum(),
     });
     Ok(report)
+}
+
+/// Running totals for the statistics options records, from the XDP counters of every queue and
+/// the workers' progress (an estimate while running; the exact books are published at the end).
+fn metering_counts(
+    steering: &Steering,
+    watch: &[(u32, RawFd, Arc<worker::Progress>)],
+    queues: u32,
+) -> ipfix_export::MeteringCounts {
+    let mut m = ipfix_export::MeteringCounts::default();
+    for q in 0..queues.min(bpf::MAX_QUEUES) {
+        if let Ok(c) = steering.counters(q) {
+            m.observed += c.seen;
+            m.dropped += c.redirect_errors;
+            m.not_metered += c.ignored + c.no_socket + c.redirect_errors;
+        }
+    }
+    for (_, fd, p) in watch {
+        let sock = xsk::stats_of(*fd).map_or(0, |s| s.rx_dropped + s.rx_ring_full);
+        m.dropped += sock;
+        m.not_metered += sock + p.not_metered.load(Ordering::Relaxed);
+    }
+    m
 }
 
 /// The periodic one-line summary on stderr (`--stats-interval`).

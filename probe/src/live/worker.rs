@@ -34,6 +34,8 @@ const IDLE_WAIT_MS: i32 = 50;
 #[derive(Default)]
 pub struct Progress {
     pub frames: std::sync::atomic::AtomicU64,
+    /// Frames filtered or malformed.
+    pub not_metered: std::sync::atomic::AtomicU64,
     pub flows_active: std::sync::atomic::AtomicU64,
 }
 
@@ -64,6 +66,8 @@ pub struct Worker {
     /// Records waiting for room in the exporter's channel.
     pub backlog: Vec<FlowRecord>,
     pub progress: Arc<Progress>,
+    /// Where records dropped here are reported to the exporter's statistics.
+    pub gauges: Arc<crate::export::Gauges>,
     /// The PCAP ring's selection, when --pcap-dir is given.
     pub keeper: Option<crate::ring::Keeper>,
     pub records_dropped: u64,
@@ -225,6 +229,11 @@ impl Worker {
                 self.progress
                     .frames
                     .store(self.meter.books().read, Ordering::Relaxed);
+                let books = self.meter.books();
+                self.progress.not_metered.store(
+                    books.filtered_total() + books.malformed_total(),
+                    Ordering::Relaxed,
+                );
                 self.progress
                     .flows_active
                     .store(self.meter.cache().len() as u64, Ordering::Relaxed);
@@ -290,7 +299,15 @@ impl Worker {
             Err(crossbeam_channel::TrySendError::Full(mut b)) => {
                 if b.len() > MAX_BACKLOG {
                     let over = b.len() - MAX_BACKLOG;
-                    b.drain(..over);
+                    let mut lost = ipfix_export::FlowTotals::default();
+                    for r in b.drain(..over) {
+                        lost += ipfix_export::FlowTotals {
+                            flows: 1,
+                            packets: r.packets,
+                            octets: r.octets,
+                        };
+                    }
+                    self.gauges.add_lost(lost);
                     self.records_dropped += over as u64;
                 }
                 self.backlog = b;

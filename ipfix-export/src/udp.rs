@@ -1,84 +1,10 @@
-//! Where finished messages go: collector URLs and the UDP sender.
+//! UDP collectors: one datagram per message, and a pacer, because UDP has no back-pressure.
 
+use crate::encoder::Message;
+use crate::options::FlowTotals;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
-
-/// A collector, as the user names it on the command line (`udp://HOST:PORT`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Destination {
-    Udp(SocketAddr),
-}
-
-/// Why a collector URL was refused; the message says how to write it instead.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UrlError {
-    #[error("'{0}' is not a collector URL: write udp://HOST:PORT, e.g. udp://127.0.0.1:4739 or udp://[::1]:4739")]
-    Syntax(String),
-    #[error("'{url}': the {scheme} transport is not available yet; use udp://HOST:PORT")]
-    UnsupportedScheme { url: String, scheme: String },
-    #[error("'{url}': port must be a number from 1 to 65535")]
-    BadPort { url: String },
-    #[error("'{url}': cannot resolve host '{host}': {reason}")]
-    Resolve {
-        url: String,
-        host: String,
-        reason: String,
-    },
-}
-
-impl Destination {
-    /// Parses `udp://HOST:PORT`; HOST may be a name, an IPv4 address or a bracketed IPv6 address.
-    pub fn parse(url: &str) -> Result<Destination, UrlError> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| UrlError::Syntax(url.into()))?;
-        match scheme {
-            "udp" => {}
-            "tcp" | "sctp" | "file" | "netflow9" | "netflow5" => {
-                return Err(UrlError::UnsupportedScheme {
-                    url: url.into(),
-                    scheme: scheme.into(),
-                })
-            }
-            _ => return Err(UrlError::Syntax(url.into())),
-        }
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| UrlError::Syntax(url.into()))?;
-        let port: u16 = match port.parse() {
-            Ok(p) if p > 0 => p,
-            _ => return Err(UrlError::BadPort { url: url.into() }),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(UrlError::Syntax(url.into()));
-        }
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| UrlError::Resolve {
-                url: url.into(),
-                host: host.into(),
-                reason: e.to_string(),
-            })?
-            .next()
-            .ok_or_else(|| UrlError::Resolve {
-                url: url.into(),
-                host: host.into(),
-                reason: "no address".into(),
-            })?;
-        Ok(Destination::Udp(addr))
-    }
-}
-
-impl std::fmt::Display for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Destination::Udp(a) => write!(f, "udp://{a}"),
-        }
-    }
-}
 
 /// Counters of one UDP sender.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +13,8 @@ pub struct SendStats {
     pub octets_sent: u64,
     /// Messages the kernel refused (for instance ECONNREFUSED after the collector's port closed).
     pub messages_lost: u64,
+    /// The flows, packets and octets those messages carried.
+    pub not_sent: FlowTotals,
 }
 
 /// Sends each message as one datagram to one collector. A send error never stops the exporter:
@@ -125,7 +53,7 @@ impl UdpSender {
 
     /// Sends one message. Returns the error only when it differs from the previous one, so the
     /// caller logs once per episode rather than once per message.
-    pub fn send(&mut self, msg: &[u8]) -> Option<io::Error> {
+    pub fn send(&mut self, msg: &Message<'_>) -> Option<io::Error> {
         match self.socket.send(msg) {
             Ok(_) => {
                 self.stats.messages_sent += 1;
@@ -135,6 +63,7 @@ impl UdpSender {
             }
             Err(e) => {
                 self.stats.messages_lost += 1;
+                self.stats.not_sent += msg.flows;
                 let new_episode = self.last_error != Some(e.kind());
                 self.last_error = Some(e.kind());
                 new_episode.then_some(e)
@@ -190,30 +119,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_collector_urls() {
-        assert_eq!(
-            Destination::parse("udp://127.0.0.1:4739").unwrap(),
-            Destination::Udp("127.0.0.1:4739".parse().unwrap())
-        );
-        assert_eq!(
-            Destination::parse("udp://[::1]:2055").unwrap(),
-            Destination::Udp("[::1]:2055".parse().unwrap())
-        );
-        assert!(matches!(
-            Destination::parse("udp://127.0.0.1:0"),
-            Err(UrlError::BadPort { .. })
-        ));
-        assert!(matches!(
-            Destination::parse("127.0.0.1:4739"),
-            Err(UrlError::Syntax(_))
-        ));
-        assert!(matches!(
-            Destination::parse("tcp://127.0.0.1:4739"),
-            Err(UrlError::UnsupportedScheme { .. })
-        ));
-    }
-
-    #[test]
     fn pacer_spaces_messages() {
         let mut p = Pacer::new(Some(2000));
         let t = Instant::now();
@@ -240,18 +145,28 @@ mod tests {
     fn sends_datagrams_and_counts_refusals() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut tx = UdpSender::connect(rx.local_addr().unwrap()).unwrap();
-        assert!(tx.send(b"hello").is_none());
+        let msg = |b: &'static [u8]| Message {
+            bytes: b,
+            data_records: 1,
+            flows: FlowTotals {
+                flows: 1,
+                packets: 2,
+                octets: 3,
+            },
+        };
+        assert!(tx.send(&msg(b"hello")).is_none());
         let mut buf = [0u8; 16];
         assert_eq!(rx.recv(&mut buf).unwrap(), 5);
         drop(rx);
         // The first send after the port closed provokes ICMP port unreachable; a later one
         // reports ECONNREFUSED. Either way, nothing panics and losses are counted.
         for _ in 0..5 {
-            tx.send(b"x");
+            tx.send(&msg(b"x"));
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let s = tx.stats();
         assert_eq!(s.messages_sent + s.messages_lost, 6);
         assert!(s.messages_lost >= 1);
+        assert_eq!(s.not_sent.packets, 2 * s.messages_lost);
     }
 }

@@ -1,0 +1,309 @@
+//! The exporting process: every record goes to every destination, each with its own encoder
+//! (its own sequence numbers and template schedule) and its own transport.
+//!
+//! A destination that fails never holds up the others: UDP and files report a loss per
+//! message, stream transports queue in a bounded backlog owned by their I/O thread. Each
+//! destination's losses are counted with the flows, packets and octets they carried, and told
+//! to that collector in the exporting-process reliability record.
+
+use crate::destination::Destination;
+use crate::encoder::{EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics};
+use crate::file::{FileSender, Namer};
+use crate::netflow::{NetflowLosses, V5Encoder, V9Encoder};
+use crate::options::{FlowTotals, MeteringCounts};
+use crate::record::FlowRecord;
+use crate::stream::{Log, StreamConfig, StreamProtocol, StreamSender};
+use crate::udp::{Pacer, UdpSender};
+use std::time::Duration;
+
+/// How the exporting process runs.
+#[derive(Clone)]
+pub struct ExporterConfig {
+    /// The IPFIX encoder settings; UDP uses them as given, session transports without inline
+    /// templates.
+    pub encoder: EncoderConfig,
+    /// Most messages per second towards each UDP collector (`None`: unlimited).
+    pub max_udp_messages_per_sec: Option<u32>,
+    /// Messages held for each TCP/SCTP collector while it is slow or away.
+    pub stream_backlog_messages: usize,
+    pub stream_connect_timeout: Duration,
+    pub stream_max_backoff: Duration,
+}
+
+impl Default for ExporterConfig {
+    fn default() -> Self {
+        ExporterConfig {
+            encoder: EncoderConfig::default(),
+            max_udp_messages_per_sec: None,
+            stream_backlog_messages: 65_536,
+            stream_connect_timeout: Duration::from_secs(3),
+            stream_max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why an exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    #[error("{0}")]
+    Config(#[from] crate::encoder::ConfigError),
+    #[error("{url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What one destination received and lost.
+#[derive(Clone, Debug, Default)]
+pub struct DestinationReport {
+    pub url: String,
+    pub encoder: EncoderStats,
+    pub messages_sent: u64,
+    pub octets_sent: u64,
+    pub messages_lost: u64,
+    /// Flows (with packets and octets) that did not reach this destination.
+    pub not_sent: FlowTotals,
+    /// TCP/SCTP connections made; IPFIX files written.
+    pub sessions: u64,
+    /// NetFlow v5: IPv6 flows it cannot carry, and clamped counters.
+    pub netflow: NetflowLosses,
+}
+
+enum Encoder {
+    Ipfix(MessageEncoder),
+    V9(V9Encoder),
+    V5(V5Encoder),
+}
+
+enum Output {
+    Udp(UdpSender, Pacer),
+    Stream(StreamSender),
+    File(FileSender),
+}
+
+struct Sink {
+    url: String,
+    encoder: Encoder,
+    output: Output,
+}
+
+/// Sends every flow record to every destination.
+pub struct Exporter {
+    sinks: Vec<Sink>,
+    log: Log,
+}
+
+impl Output {
+    fn send(&mut self, url: &str, m: Message<'_>, now_secs: u32, log: &Log) {
+        let err = match self {
+            Output::Udp(s, pacer) => {
+                pacer.wait();
+                s.send(&m)
+            }
+            Output::Stream(s) => {
+                s.send(&m);
+                None
+            }
+            Output::File(f) => f.send(&m, now_secs as u64),
+        };
+        if let Some(e) = err {
+            log(&format!(
+                "{url}: {e}; messages are counted as lost until it recovers"
+            ));
+        }
+    }
+}
+
+impl Exporter {
+    /// Opens every destination. `namer` names rotated IPFIX files.
+    pub fn new(
+        cfg: &ExporterConfig,
+        destinations: &[Destination],
+        namer: impl Fn() -> Namer,
+        log: Log,
+    ) -> Result<Exporter, ExporterError> {
+        let mut sinks = Vec::new();
+        let session_cfg = EncoderConfig {
+            inline_templates: false,
+            ..cfg.encoder.clone()
+        };
+        for d in destinations {
+            let url = d.to_string();
+            let open = |source| ExporterError::Open {
+                url: url.clone(),
+                source,
+            };
+            let udp = |a| UdpSender::connect(a).map_err(open);
+            let pacer = || Pacer::new(cfg.max_udp_messages_per_sec);
+            let e = &cfg.encoder;
+            let (encoder, output) = match d {
+                Destination::Udp(a) => (
+                    Encoder::Ipfix(MessageEncoder::new(e.clone())?),
+                    Output::Udp(udp(*a)?, pacer()),
+                ),
+                Destination::NetflowV9(a) => (
+                    Encoder::V9(V9Encoder::new(
+                        e.observation_domain,
+                        e.mtu,
+                        e.template_refresh_secs,
+                        e.template_refresh_messages,
+                    )?),
+                    Output::Udp(udp(*a)?, pacer()),
+                ),
+                Destination::NetflowV5(a) => (
+                    Encoder::V5(V5Encoder::new(e.observation_domain as u8, e.sampling)),
+                    Output::Udp(udp(*a)?, pacer()),
+                ),
+                Destination::Tcp(a) | Destination::Sctp(a) => {
+                    let enc = MessageEncoder::new(session_cfg.clone())?;
+                    let protocol = if matches!(d, Destination::Tcp(_)) {
+                        StreamProtocol::Tcp
+                    } else {
+                        StreamProtocol::Sctp
+                    };
+                    let sc = StreamConfig {
+                        addr: *a,
+                        protocol,
+                        backlog_messages: cfg.stream_backlog_messages,
+                        connect_timeout: cfg.stream_connect_timeout,
+                        max_backoff: cfg.stream_max_backoff,
+                    };
+                    let s = StreamSender::start(sc, enc.template_prelude(), log.clone())
+                        .map_err(open)?;
+                    (Encoder::Ipfix(enc), Output::Stream(s))
+                }
+                Destination::File(spec) => {
+                    let enc = MessageEncoder::new(session_cfg.clone())?;
+                    let f = FileSender::new(spec.clone(), enc.template_prelude(), namer())
+                        .map_err(open)?;
+                    (Encoder::Ipfix(enc), Output::File(f))
+                }
+            };
+            sinks.push(Sink {
+                url,
+                encoder,
+                output,
+            });
+        }
+        Ok(Exporter { sinks, log })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    /// Encodes one record for every destination.
+    pub fn push(&mut self, rec: &FlowRecord, now_secs: u32) {
+        for s in &mut self.sinks {
+            let (url, out, log) = (&s.url, &mut s.output, &self.log);
+            let emit = |m: Message<'_>| out.send(url, m, now_secs, log);
+            match &mut s.encoder {
+                Encoder::Ipfix(e) => e.push(rec, now_secs, emit),
+                Encoder::V9(e) => e.push(rec, now_secs, emit),
+                Encoder::V5(e) => e.push(rec, now_secs, emit),
+            }
+        }
+    }
+
+    /// Sends partly filled messages (and due template refreshes); flushes files.
+    pub fn flush(&mut self, now_secs: u32) {
+        for s in &mut self.sinks {
+            let (url, out, log) = (&s.url, &mut s.output, &self.log);
+            let emit = |m: Message<'_>| out.send(url, m, now_secs, log);
+            match &mut s.encoder {
+                Encoder::Ipfix(e) => e.flush(now_secs, emit),
+                Encoder::V9(e) => e.flush(now_secs, emit),
+                Encoder::V5(e) => e.flush(now_secs, emit),
+            }
+            if let Output::File(f) = &mut s.output {
+                if let Some(e) = f.flush(now_secs as u64) {
+                    (self.log)(&format!("{url}: {e}; messages are counted as lost until it recovers"));
+                }
+            }
+        }
+    }
+
+    /// Sends the statistics options records to every IPFIX destination. `upstream` counts the
+    /// records lost before the exporter (they never reached any destination).
+    pub fn push_statistics(&mut self, now_secs: u32, metering: MeteringCounts, upstream: FlowTotals) {
+        for i in 0..self.sinks.len() {
+            let mut not_sent = upstream;
+            not_sent += self.report_of(i).not_sent;
+            let s = &mut self.sinks[i];
+            let (url, out, log) = (&s.url, &mut s.output, &self.log);
+            if let Encoder::Ipfix(e) = &mut s.encoder {
+                let stats = Statistics { metering, not_sent };
+                e.push_statistics(now_secs, &stats, |m| out.send(url, m, now_secs, log));
+            }
+        }
+    }
+
+    fn report_of(&self, i: usize) -> DestinationReport {
+        let s = &self.sinks[i];
+        let mut r = DestinationReport {
+            url: s.url.clone(),
+            encoder: match &s.encoder {
+                Encoder::Ipfix(e) => e.stats(),
+                Encoder::V9(e) => e.stats(),
+                Encoder::V5(e) => e.stats(),
+            },
+            ..Default::default()
+        };
+        if let Encoder::V5(e) = &s.encoder {
+            r.netflow = e.losses();
+        }
+        match &s.output {
+            Output::Udp(u, _) => {
+                let st = u.stats();
+                r.messages_sent = st.messages_sent;
+                r.octets_sent = st.octets_sent;
+                r.messages_lost = st.messages_lost;
+                r.not_sent = st.not_sent;
+            }
+            Output::Stream(t) => {
+                let st = t.stats();
+                r.messages_sent = st.messages_sent;
+                r.octets_sent = st.octets_sent;
+                r.messages_lost = st.messages_lost;
+                r.not_sent = st.not_sent;
+                r.sessions = st.sessions;
+            }
+            Output::File(f) => {
+                let st = f.stats();
+                r.messages_sent = st.messages_written;
+                r.octets_sent = st.octets_written;
+                r.messages_lost = st.messages_lost;
+                r.not_sent = st.not_sent;
+                r.sessions = st.files;
+            }
+        }
+        r
+    }
+
+    /// Every destination's report so far.
+    pub fn reports(&self) -> Vec<DestinationReport> {
+        (0..self.sinks.len()).map(|i| self.report_of(i)).collect()
+    }
+
+    /// Flushes everything, gives stream collectors up to `drain` to take what is queued, closes
+    /// files, and returns the final reports.
+    pub fn finish(mut self, now_secs: u32, drain: Duration) -> Vec<DestinationReport> {
+        self.flush(now_secs);
+        for s in &mut self.sinks {
+            match &mut s.output {
+                Output::Stream(t) => {
+                    t.finish(drain);
+                }
+                Output::File(f) => {
+                    if let Some(e) = f.close() {
+                        (self.log)(&format!("{}: {e}", s.url));
+                    }
+                }
+                Output::Udp(..) => {}
+            }
+        }
+        self.reports()
+    }
+}

@@ -1,0 +1,626 @@
+//! NetFlow version 5 and version 9 (RFC 3954) for collectors that predate IPFIX.
+//!
+//! Both carry flow times as milliseconds of the exporter's "system uptime", relative to a
+//! header that gives the uptime and the wall time of export: a collector computes
+//! `absolute = header wall time - sysUptime + First`. We have no router uptime, so each message
+//! picks its own boot time: the probe's start, or the oldest flow in the message when that is
+//! older (a capture file read today holds flows from years ago). A message never spans more
+//! than 2^31 ms of flow times, so every relative time fits its 32 bits. The flow times are
+//! patched in when the message is finished, once the boot time is known.
+//!
+//! v5 is IPv4 only, with 32-bit counters: IPv6 flows are counted as not exportable, and counts
+//! beyond 2^32-1 are clamped (and counted). v9 uses templates like IPFIX, re-sent inline.
+
+use crate::encoder::{ConfigError, EncoderStats, Message};
+use crate::options::{FlowTotals, Sampling};
+use crate::record::FlowRecord;
+use std::net::IpAddr;
+
+/// Most records in a v5 packet (Cisco's limit; collectors reject more).
+pub const V5_MAX_RECORDS: usize = 30;
+const V5_HEADER_LEN: usize = 24;
+const V5_RECORD_LEN: usize = 48;
+const V9_HEADER_LEN: usize = 20;
+/// Offsets of First and Last in a v5 record.
+const V5_FIRST: usize = 24;
+
+/// The widest window of flow times one message may hold.
+const WINDOW_MS: u64 = 1 << 31;
+
+/// Flow times of the open message, resolved against a boot time when it is finished.
+struct Uptime {
+    /// (offset of First in the message; Last follows), start ms, end ms.
+    entries: Vec<(usize, u64, u64)>,
+    min_start: u64,
+    max_end: u64,
+    /// The first export time seen: the "boot" of this exporter in ms since the epoch.
+    started_ms: Option<u64>,
+}
+
+impl Uptime {
+    fn new(cap: usize) -> Uptime {
+        Uptime {
+            entries: Vec::with_capacity(cap),
+            min_start: u64::MAX,
+            max_end: 0,
+            started_ms: None,
+        }
+    }
+
+    /// Whether a flow with these times can join the open message.
+    fn fits(&self, start: u64, end: u64) -> bool {
+        self.entries.is_empty()
+            || (end.max(self.max_end) - start.min(self.min_start) < WINDOW_MS)
+    }
+
+    fn add(&mut self, first_offset: usize, start: u64, end: u64) {
+        self.entries.push((first_offset, start, end));
+        self.min_start = self.min_start.min(start);
+        self.max_end = self.max_end.max(end);
+    }
+
+    /// Chooses the header's wall time and uptime, writes First/Last into `buf`, and resets.
+    /// Returns (unix ms of the header, sysUptime ms).
+    fn resolve(&mut self, now_ms: u64, buf: &mut [u8]) -> (u64, u32) {
+        let started = *self.started_ms.get_or_insert(now_ms);
+        // Whole seconds: v9's header has no sub-second field, and a collector's boot time must
+        // come out the same as ours.
+        let round_up = |t: u64| t.div_ceil(1000) * 1000;
+        let (header_ms, boot) = if self.entries.is_empty() {
+            (now_ms, started.min(now_ms))
+        } else {
+            let boot = started.min(self.min_start);
+            let header = round_up(now_ms.max(self.max_end));
+            if header - boot < WINDOW_MS * 2 {
+                (header, boot)
+            } else {
+                // Old flows (a capture file): date the message at its newest flow instead.
+                (round_up(self.max_end), self.min_start)
+            }
+        };
+        for &(off, s, e) in &self.entries {
+            buf[off..off + 4].copy_from_slice(&((s - boot) as u32).to_be_bytes());
+            buf[off + 4..off + 8].copy_from_slice(&((e - boot) as u32).to_be_bytes());
+        }
+        self.entries.clear();
+        self.min_start = u64::MAX;
+        self.max_end = 0;
+        (header_ms, (header_ms - boot) as u32)
+    }
+}
+
+fn ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+fn clamp32(v: u64, clamped: &mut u64) -> u32 {
+    if v > u32::MAX as u64 {
+        *clamped += 1;
+        u32::MAX
+    } else {
+        v as u32
+    }
+}
+
+/// What a NetFlow encoder could not carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetflowLosses {
+    /// Flows v5 cannot carry (IPv6), with their packets and octets.
+    pub not_exportable: FlowTotals,
+    /// Records whose packet or octet count exceeded 32 bits and was clamped (v5).
+    pub clamped: u64,
+}
+
+/// NetFlow v5 packets of at most 30 records.
+pub struct V5Encoder {
+    buf: Vec<u8>,
+    records: usize,
+    flows: FlowTotals,
+    uptime: Uptime,
+    /// Flows exported before the open packet (the header's flow_sequence).
+    sequence: u32,
+    sampling: u16,
+    engine_id: u8,
+    stats: EncoderStats,
+    losses: NetflowLosses,
+}
+
+impl V5Encoder {
+    pub fn new(engine_id: u8, sampling: Option<Sampling>) -> V5Encoder {
+        V5Encoder {
+            buf: vec![0; V5_HEADER_LEN + V5_MAX_RECORDS * V5_RECORD_LEN],
+            records: 0,
+            flows: FlowTotals::default(),
+            uptime: Uptime::new(V5_MAX_RECORDS),
+            sequence: 0,
+            // Top two bits 01: packet-interval sampling; low 14 bits: the interval.
+            sampling: sampling.map_or(0, |s| 0x4000 | (s.every.min(0x3fff) as u16)),
+            engine_id,
+            stats: EncoderStats::default(),
+            losses: NetflowLosses::default(),
+        }
+    }
+
+    pub fn stats(&self) -> EncoderStats {
+        self.stats
+    }
+
+    pub fn losses(&self) -> NetflowLosses {
+        self.losses
+    }
+
+    pub fn push(&mut self, r: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (r.src_addr, r.dst_addr) else {
+            self.losses.not_exportable += FlowTotals {
+                flows: 1,
+                packets: r.packets,
+                octets: r.octets,
+            };
+            return;
+        };
+        let (start, end) = (ms(r.start_ns), ms(r.end_ns));
+        if self.records == V5_MAX_RECORDS || !self.uptime.fits(start, end) {
+            self.finish(now_secs, &mut emit);
+        }
+        let off = V5_HEADER_LEN + self.records * V5_RECORD_LEN;
+        let d = &mut self.buf[off..off + V5_RECORD_LEN];
+        d.fill(0);
+        d[0..4].copy_from_slice(&src.octets());
+        d[4..8].copy_from_slice(&dst.octets());
+        // nexthop, input and output interface: unknown to a passive probe, left 0.
+        d[16..20].copy_from_slice(&clamp32(r.packets, &mut self.losses.clamped).to_be_bytes());
+        d[20..24].copy_from_slice(&clamp32(r.octets, &mut self.losses.clamped).to_be_bytes());
+        d[32..34].copy_from_slice(&r.src_port.to_be_bytes());
+        d[34..36].copy_from_slice(&r.dst_port.to_be_bytes());
+        d[37] = r.tcp_flags as u8;
+        d[38] = r.protocol;
+        d[39] = r.class_of_service;
+        self.uptime.add(off + V5_FIRST, start, end);
+        self.records += 1;
+        self.flows += FlowTotals {
+            flows: 1,
+            packets: r.packets,
+            octets: r.octets,
+        };
+    }
+
+    pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
+        self.finish(now_secs, &mut emit);
+    }
+
+    fn finish(&mut self, now_secs: u32, emit: &mut impl FnMut(Message<'_>)) {
+        if self.records == 0 {
+            return;
+        }
+        let (header_ms, uptime) = self.uptime.resolve(now_secs as u64 * 1000, &mut self.buf);
+        let len = V5_HEADER_LEN + self.records * V5_RECORD_LEN;
+        let h = &mut self.buf[..V5_HEADER_LEN];
+        h[0..2].copy_from_slice(&5u16.to_be_bytes());
+        h[2..4].copy_from_slice(&(self.records as u16).to_be_bytes());
+        h[4..8].copy_from_slice(&uptime.to_be_bytes());
+        h[8..12].copy_from_slice(&((header_ms / 1000) as u32).to_be_bytes());
+        h[12..16].copy_from_slice(&(((header_ms % 1000) * 1_000_000) as u32).to_be_bytes());
+        h[16..20].copy_from_slice(&self.sequence.to_be_bytes());
+        h[20] = 0; // engine type
+        h[21] = self.engine_id;
+        h[22..24].copy_from_slice(&self.sampling.to_be_bytes());
+        emit(Message {
+            bytes: &self.buf[..len],
+            data_records: self.records as u32,
+            flows: self.flows,
+        });
+        self.sequence = self.sequence.wrapping_add(self.records as u32);
+        self.stats.messages += 1;
+        self.stats.records += self.records as u64;
+        self.stats.octets += len as u64;
+        self.records = 0;
+        self.flows = FlowTotals::default();
+    }
+}
+
+/// A NetFlow v9 field: type and length.
+type Field = (u16, u16);
+
+const V9_IPV4: &[Field] = &[
+    (8, 4),  // IPV4_SRC_ADDR
+    (12, 4), // IPV4_DST_ADDR
+    (7, 2),  // L4_SRC_PORT
+    (11, 2), // L4_DST_PORT
+    (4, 1),  // PROTOCOL
+    (5, 1),  // SRC_TOS
+    (6, 1),  // TCP_FLAGS
+    (60, 1), // IP_PROTOCOL_VERSION
+    (2, 8),  // IN_PKTS
+    (1, 8),  // IN_BYTES
+    (22, 4), // FIRST_SWITCHED
+    (21, 4), // LAST_SWITCHED
+    (52, 1), // MIN_TTL
+    (53, 1), // MAX_TTL
+    (58, 2), // SRC_VLAN
+    (32, 2), // ICMP_TYPE
+    (56, 6), // IN_SRC_MAC
+    (80, 6), // IN_DST_MAC
+    (70, 3), // MPLS_LABEL_1
+];
+
+const V9_IPV6: &[Field] = &[
+    (27, 16), // IPV6_SRC_ADDR
+    (28, 16), // IPV6_DST_ADDR
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (5, 1),
+    (6, 1),
+    (60, 1),
+    (2, 8),
+    (1, 8),
+    (22, 4),
+    (21, 4),
+    (52, 1),
+    (53, 1),
+    (58, 2),
+    (32, 2),
+    (56, 6),
+    (80, 6),
+    (70, 3),
+];
+
+const V9_TEMPLATES: [(u16, &[Field]); 2] = [(256, V9_IPV4), (257, V9_IPV6)];
+
+fn v9_record_len(fields: &[Field]) -> usize {
+    fields.iter().map(|f| f.1 as usize).sum()
+}
+
+fn v9_template_flowset_len() -> usize {
+    4 + V9_TEMPLATES
+        .iter()
+        .map(|(_, f)| 4 + 4 * f.len())
+        .sum::<usize>()
+}
+
+/// NetFlow v9 packets with inline templates.
+pub struct V9Encoder {
+    buf: Vec<u8>,
+    mtu: usize,
+    source_id: u32,
+    refresh_secs: Option<u32>,
+    refresh_messages: Option<u32>,
+    len: usize,
+    /// The open data flowset: template id and the offset of its header.
+    open_set: Option<(u16, usize)>,
+    /// Records in the open packet (template records included: v9's count covers both).
+    count: u16,
+    flows: FlowTotals,
+    uptime: Uptime,
+    /// Packets sent before the open one (v9 counts packets, not records).
+    sequence: u32,
+    templates_sent_at: Option<u32>,
+    messages_since_templates: u32,
+    now_secs: u32,
+    stats: EncoderStats,
+}
+
+impl V9Encoder {
+    pub fn new(
+        source_id: u32,
+        mtu: usize,
+        refresh_secs: Option<u32>,
+        refresh_messages: Option<u32>,
+    ) -> Result<V9Encoder, ConfigError> {
+        let min = V9_HEADER_LEN + v9_template_flowset_len() + 4 + v9_record_len(V9_IPV6) + 3;
+        if mtu < min {
+            return Err(ConfigError::MtuTooSmall { mtu, min });
+        }
+        if mtu > u16::MAX as usize {
+            return Err(ConfigError::MtuTooLarge { mtu });
+        }
+        Ok(V9Encoder {
+            buf: vec![0; mtu],
+            mtu,
+            source_id,
+            refresh_secs,
+            refresh_messages,
+            len: 0,
+            open_set: None,
+            count: 0,
+            flows: FlowTotals::default(),
+            uptime: Uptime::new(mtu / v9_record_len(V9_IPV4) + 1),
+            sequence: 0,
+            templates_sent_at: None,
+            messages_since_templates: 0,
+            now_secs: 0,
+            stats: EncoderStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> EncoderStats {
+        self.stats
+    }
+
+    fn templates_due(&self) -> bool {
+        let by_count = self
+            .refresh_messages
+            .is_some_and(|n| self.messages_since_templates >= n.max(1));
+        match (self.templates_sent_at, self.refresh_secs) {
+            (None, _) => true,
+            (Some(at), Some(every)) => by_count || self.now_secs.wrapping_sub(at) >= every,
+            (Some(_), None) => by_count,
+        }
+    }
+
+    pub fn push(&mut self, r: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
+        self.now_secs = now_secs;
+        let (id, fields) = if r.is_ipv6() {
+            V9_TEMPLATES[1]
+        } else {
+            V9_TEMPLATES[0]
+        };
+        let rl = v9_record_len(fields);
+        let (start, end) = (ms(r.start_ns), ms(r.end_ns));
+        let need = rl + 3 + if matches!(self.open_set, Some((i, _)) if i == id) { 0 } else { 4 };
+        if self.len != 0
+            && (self.templates_due() || self.len + need > self.mtu || !self.uptime.fits(start, end))
+        {
+            self.finish(&mut emit);
+        }
+        if self.len == 0 {
+            self.open();
+        }
+        if !matches!(self.open_set, Some((i, _)) if i == id) {
+            self.close_set();
+            let at = self.len;
+            self.buf[at..at + 2].copy_from_slice(&id.to_be_bytes());
+            self.len += 4;
+            self.open_set = Some((id, at));
+        }
+        let mut w = Put {
+            d: &mut self.buf[self.len..self.len + rl],
+            p: 0,
+        };
+        match (r.src_addr, r.dst_addr) {
+            (IpAddr::V4(s), IpAddr::V4(t)) => {
+                w.put(&s.octets());
+                w.put(&t.octets());
+            }
+            (s, t) => {
+                w.put(&v6(s));
+                w.put(&v6(t));
+            }
+        }
+        w.put(&r.src_port.to_be_bytes());
+        w.put(&r.dst_port.to_be_bytes());
+        w.put(&[
+            r.protocol,
+            r.class_of_service,
+            r.tcp_flags as u8,
+            if r.is_ipv6() { 6 } else { 4 },
+        ]);
+        w.put(&r.packets.to_be_bytes());
+        w.put(&r.octets.to_be_bytes());
+        let first_at = w.p;
+        w.put(&[0; 8]); // FIRST/LAST_SWITCHED, patched in `finish`
+        w.put(&[r.min_ttl, r.max_ttl]);
+        w.put(&r.vlan_id.to_be_bytes());
+        w.put(&r.icmp_type_code.to_be_bytes());
+        w.put(&r.src_mac);
+        w.put(&r.dst_mac);
+        w.put(&r.mpls_top_label);
+        debug_assert_eq!(w.p, rl);
+        self.uptime.add(self.len + first_at, start, end);
+        self.len += rl;
+        self.count += 1;
+        self.flows += FlowTotals {
+            flows: 1,
+            packets: r.packets,
+            octets: r.octets,
+        };
+    }
+
+    pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
+        self.now_secs = now_secs;
+        if self.templates_due() {
+            self.finish(&mut emit);
+            self.open();
+        }
+        self.finish(&mut emit);
+    }
+
+    fn open(&mut self) {
+        self.len = V9_HEADER_LEN;
+        self.count = 0;
+        self.open_set = None;
+        if self.templates_due() {
+            let at = self.len;
+            let total = v9_template_flowset_len();
+            self.buf[at..at + 2].copy_from_slice(&0u16.to_be_bytes());
+            self.buf[at + 2..at + 4].copy_from_slice(&(total as u16).to_be_bytes());
+            let mut p = at + 4;
+            for (id, fields) in V9_TEMPLATES {
+                self.buf[p..p + 2].copy_from_slice(&id.to_be_bytes());
+                self.buf[p + 2..p + 4].copy_from_slice(&(fields.len() as u16).to_be_bytes());
+                p += 4;
+                for (t, l) in fields {
+                    self.buf[p..p + 2].copy_from_slice(&t.to_be_bytes());
+                    self.buf[p + 2..p + 4].copy_from_slice(&l.to_be_bytes());
+                    p += 4;
+                }
+                self.count += 1;
+            }
+            self.len = p;
+            self.templates_sent_at = Some(self.now_secs);
+            self.messages_since_templates = 0;
+            self.stats.template_sets += 1;
+        }
+    }
+
+    /// Closes the open data flowset, padding it to a 4-byte boundary (RFC 3954 §5.3).
+    fn close_set(&mut self) {
+        if let Some((_, at)) = self.open_set.take() {
+            while (self.len - at) % 4 != 0 {
+                self.buf[self.len] = 0;
+                self.len += 1;
+            }
+            let l = (self.len - at) as u16;
+            self.buf[at + 2..at + 4].copy_from_slice(&l.to_be_bytes());
+        }
+    }
+
+    fn finish(&mut self, emit: &mut impl FnMut(Message<'_>)) {
+        if self.len == 0 {
+            return;
+        }
+        self.close_set();
+        let (header_ms, uptime) = self
+            .uptime
+            .resolve(self.now_secs as u64 * 1000, &mut self.buf);
+        let h = &mut self.buf[..V9_HEADER_LEN];
+        h[0..2].copy_from_slice(&9u16.to_be_bytes());
+        h[2..4].copy_from_slice(&self.count.to_be_bytes());
+        h[4..8].copy_from_slice(&uptime.to_be_bytes());
+        h[8..12].copy_from_slice(&((header_ms / 1000) as u32).to_be_bytes());
+        h[12..16].copy_from_slice(&self.sequence.to_be_bytes());
+        h[16..20].copy_from_slice(&self.source_id.to_be_bytes());
+        let flows = self.flows;
+        emit(Message {
+            bytes: &self.buf[..self.len],
+            data_records: flows.flows as u32,
+            flows,
+        });
+        self.sequence = self.sequence.wrapping_add(1);
+        self.messages_since_templates += 1;
+        self.stats.messages += 1;
+        self.stats.records += flows.flows;
+        self.stats.octets += self.len as u64;
+        self.len = 0;
+        self.count = 0;
+        self.flows = FlowTotals::default();
+    }
+}
+
+/// A cursor over one record's bytes.
+struct Put<'a> {
+    d: &'a mut [u8],
+    p: usize,
+}
+
+impl Put<'_> {
+    fn put(&mut self, b: &[u8]) {
+        self.d[self.p..self.p + b.len()].copy_from_slice(b);
+        self.p += b.len();
+    }
+}
+
+fn v6(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TimePrecision;
+
+    fn rec(v6: bool, start_ms: u64, dur_ms: u64) -> FlowRecord {
+        let mut r = crate::template::tests::sample(v6, TimePrecision::Micros);
+        r.start_ns = start_ms * 1_000_000;
+        r.end_ns = (start_ms + dur_ms) * 1_000_000;
+        r
+    }
+
+    /// A collector's view of a v5 record's absolute start and end, in ms.
+    fn v5_times(pkt: &[u8], i: usize) -> (u64, u64) {
+        let up = u32::from_be_bytes(pkt[4..8].try_into().unwrap()) as u64;
+        let secs = u32::from_be_bytes(pkt[8..12].try_into().unwrap()) as u64;
+        let nsecs = u32::from_be_bytes(pkt[12..16].try_into().unwrap()) as u64;
+        let boot = secs * 1000 + nsecs / 1_000_000 - up;
+        let r = &pkt[24 + i * 48..];
+        let first = u32::from_be_bytes(r[24..28].try_into().unwrap()) as u64;
+        let last = u32::from_be_bytes(r[28..32].try_into().unwrap()) as u64;
+        (boot + first, boot + last)
+    }
+
+    #[test]
+    fn v5_times_survive_the_uptime_round_trip() {
+        let mut enc = V5Encoder::new(0, None);
+        let mut pkts: Vec<Vec<u8>> = vec![];
+        // Flows from 2010 (an old capture) and flows from "now".
+        let old = 1_262_304_000_123;
+        let now_s = 1_790_000_000u32;
+        let flows = [
+            rec(false, old, 5_000),
+            rec(false, old + 40, 1),
+            rec(true, old, 1),
+            rec(false, now_s as u64 * 1000 - 3_000, 2_500),
+        ];
+        for r in &flows {
+            enc.push(r, now_s, |m| pkts.push(m.to_vec()));
+        }
+        enc.flush(now_s, |m| pkts.push(m.to_vec()));
+        // The old and the new flows cannot share a message's 2^31 ms window.
+        assert_eq!(pkts.len(), 2);
+        assert_eq!(v5_times(&pkts[0], 0), (old, old + 5_000));
+        assert_eq!(v5_times(&pkts[0], 1), (old + 40, old + 41));
+        assert_eq!(
+            v5_times(&pkts[1], 0),
+            (now_s as u64 * 1000 - 3_000, now_s as u64 * 1000 - 500)
+        );
+        assert_eq!(enc.losses().not_exportable.flows, 1);
+        assert_eq!(u32::from_be_bytes(pkts[1][16..20].try_into().unwrap()), 2);
+    }
+
+    #[test]
+    fn v5_clamps_counters_and_limits_records() {
+        let mut enc = V5Encoder::new(0, None);
+        let mut pkts: Vec<Vec<u8>> = vec![];
+        for i in 0..65 {
+            let mut r = rec(false, 1_000_000 + i, 1);
+            r.octets = 5_000_000_000;
+            enc.push(&r, 2000, |m| pkts.push(m.to_vec()));
+        }
+        enc.flush(2000, |m| pkts.push(m.to_vec()));
+        assert_eq!(pkts.len(), 3);
+        assert_eq!(pkts[0].len(), 24 + 30 * 48);
+        assert_eq!(u16::from_be_bytes([pkts[2][2], pkts[2][3]]), 5);
+        assert_eq!(&pkts[0][24 + 20..24 + 24], &u32::MAX.to_be_bytes());
+        assert_eq!(enc.losses().clamped, 65);
+    }
+
+    #[test]
+    fn v9_packets_are_well_formed() {
+        let mut enc = V9Encoder::new(7, 1400, Some(60), None).unwrap();
+        let mut pkts: Vec<Vec<u8>> = vec![];
+        for i in 0..200 {
+            enc.push(&rec(i % 3 == 0, 1_700_000_000_000 + i, 10), 1_700_000_100, |m| {
+                pkts.push(m.to_vec())
+            });
+        }
+        enc.flush(1_700_000_100, |m| pkts.push(m.to_vec()));
+        let mut records = 0;
+        for (n, p) in pkts.iter().enumerate() {
+            assert!(p.len() <= 1400);
+            assert_eq!(u16::from_be_bytes([p[0], p[1]]), 9);
+            assert_eq!(u32::from_be_bytes(p[12..16].try_into().unwrap()), n as u32);
+            let count = u16::from_be_bytes([p[2], p[3]]) as usize;
+            let mut pos = 20;
+            let mut in_packet = 0;
+            while pos < p.len() {
+                let id = u16::from_be_bytes([p[pos], p[pos + 1]]);
+                let len = u16::from_be_bytes([p[pos + 2], p[pos + 3]]) as usize;
+                assert_eq!(len % 4, 0);
+                if id == 0 {
+                    in_packet += 2;
+                } else {
+                    let rl = v9_record_len(if id == 256 { V9_IPV4 } else { V9_IPV6 });
+                    in_packet += (len - 4) / rl;
+                    records += (len - 4) / rl;
+                }
+                pos += len;
+            }
+            assert_eq!(pos, p.len());
+            assert_eq!(in_packet, count);
+        }
+        assert_eq!(records, 200);
+    }
+}

@@ -1,0 +1,685 @@
+//! TCP and SCTP collectors: a connection owned by a background thread, so a slow, absent or
+//! restarting collector never blocks the exporter (RFC 7011 §10.2, §10.4).
+//!
+//! - The exporter hands finished messages to a bounded backlog and never waits; what does not
+//!   fit is dropped and counted with the flows, packets and octets it carried.
+//! - The thread connects in the background and reconnects with exponential backoff. Every new
+//!   connection is a new transport session: it starts with the template prelude.
+//! - A message counts as sent once the peer's TCP acknowledged it (the socket's unacknowledged
+//!   byte count, `SIOCOUTQ`, says which messages are still in flight). Messages in flight when a
+//!   connection dies are sent again on the next one, so a collector restart loses nothing the
+//!   backlog can hold. (Bytes the old collector acknowledged but never read are beyond our reach.)
+//! - SCTP uses the kernel's one-to-one socket and sends everything reliably; partial
+//!   reliability for data (RFC 7011 §10.2.4) is not used. Where the kernel has no SCTP, opening
+//!   the exporter fails with a message naming the missing support.
+
+use crate::encoder::{Message, TemplatePrelude};
+use crate::options::FlowTotals;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The stream protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamProtocol {
+    Tcp,
+    Sctp,
+}
+
+impl StreamProtocol {
+    pub fn scheme(self) -> &'static str {
+        match self {
+            StreamProtocol::Tcp => "tcp",
+            StreamProtocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// How one stream collector is reached.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    pub addr: SocketAddr,
+    pub protocol: StreamProtocol,
+    /// Most messages held while the collector is slow or away.
+    pub backlog_messages: usize,
+    pub connect_timeout: Duration,
+    /// Reconnect attempts start 100 ms apart and double up to this.
+    pub max_backoff: Duration,
+}
+
+/// Where the exporter's messages to a stream collector went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Connections established (each began a transport session with the templates).
+    pub sessions: u64,
+    /// Data messages acknowledged by the collector's transport.
+    pub messages_sent: u64,
+    pub octets_sent: u64,
+    /// Messages dropped: the backlog was full, or they were still unsent at shutdown.
+    pub messages_lost: u64,
+    pub not_sent: FlowTotals,
+    pub connected: bool,
+}
+
+/// Messages dropped and what they held, shared between the exporter and the I/O thread.
+#[derive(Default)]
+struct Shared {
+    sessions: AtomicU64,
+    messages_sent: AtomicU64,
+    octets_sent: AtomicU64,
+    messages_lost: AtomicU64,
+    lost: Mutex<FlowTotals>,
+    connected: AtomicBool,
+    /// Set by [`StreamSender::finish`]: send what is queued until this deadline, then stop.
+    closing: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn lose(&self, flows: FlowTotals, messages: u64) {
+        self.messages_lost.fetch_add(messages, Ordering::Relaxed);
+        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) += flows;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.closing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Item {
+    bytes: Vec<u8>,
+    flows: FlowTotals,
+}
+
+/// A stream collector: the exporter's side of the backlog.
+pub struct StreamSender {
+    cfg: StreamConfig,
+    tx: Option<Sender<Item>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Logs one line; the exporter passes its own.
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl StreamSender {
+    /// Starts the I/O thread. Fails at once only when the kernel cannot make such a socket at
+    /// all (no SCTP support); an absent collector is retried in the background.
+    pub fn start(cfg: StreamConfig, prelude: TemplatePrelude, log: Log) -> io::Result<Self> {
+        drop(new_socket(cfg.addr, cfg.protocol)?);
+        let (tx, rx) = crossbeam_channel::bounded(cfg.backlog_messages.max(1));
+        let shared = Arc::new(Shared::default());
+        let io = Io {
+            cfg: cfg.clone(),
+            rx,
+            prelude,
+            shared: shared.clone(),
+            log,
+            retry: VecDeque::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-export", cfg.protocol.scheme()))
+            .spawn(move || io.run())?;
+        Ok(StreamSender {
+            cfg,
+            tx: Some(tx),
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.cfg.protocol.scheme(), self.cfg.addr)
+    }
+
+    /// Queues one message; never waits. A full backlog drops it and counts what it held.
+    pub fn send(&mut self, msg: &Message<'_>) {
+        let item = Item {
+            bytes: msg.bytes.to_vec(),
+            flows: msg.flows,
+        };
+        match self.tx.as_ref().map(|tx| tx.try_send(item)) {
+            Some(Ok(())) => {}
+            Some(Err(TrySendError::Full(i) | TrySendError::Disconnected(i))) => {
+                self.shared.lose(i.flows, 1)
+            }
+            None => self.shared.lose(msg.flows, 1),
+        }
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        let s = &self.shared;
+        StreamStats {
+            sessions: s.sessions.load(Ordering::Relaxed),
+            messages_sent: s.messages_sent.load(Ordering::Relaxed),
+            octets_sent: s.octets_sent.load(Ordering::Relaxed),
+            messages_lost: s.messages_lost.load(Ordering::Relaxed),
+            not_sent: *s.lost.lock().unwrap_or_else(|e| e.into_inner()),
+            connected: s.connected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends what is queued, waiting at most `drain` for the collector, then closes. What could
+    /// not be delivered by then is counted as lost.
+    pub fn finish(&mut self, drain: Duration) -> StreamStats {
+        *self.shared.closing.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + drain);
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.stats()
+    }
+}
+
+impl Drop for StreamSender {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.finish(Duration::ZERO);
+        }
+    }
+}
+
+/// The I/O thread's state.
+struct Io {
+    cfg: StreamConfig,
+    rx: Receiver<Item>,
+    prelude: TemplatePrelude,
+    shared: Arc<Shared>,
+    log: Log,
+    /// Messages to send before anything from the backlog: the ones in flight when the last
+    /// connection died.
+    retry: VecDeque<Item>,
+}
+
+/// One live connection and the messages it has not yet had acknowledged.
+struct Conn {
+    fd: OwnedFd,
+    /// Bytes written on this connection.
+    written: u64,
+    /// Messages written but not yet acknowledged, with the connection offset they end at.
+    in_flight: VecDeque<(u64, Item)>,
+}
+
+impl Io {
+    fn run(mut self) {
+        let mut backoff = Duration::from_millis(100);
+        let mut failing: Option<io::ErrorKind> = None;
+        loop {
+            if self.past_deadline() || (self.nothing_left() && self.closing()) {
+                break;
+            }
+            match connect(&self.cfg) {
+                Ok(fd) => {
+                    backoff = Duration::from_millis(100);
+                    let n = self.shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n > 1 || failing.is_some() {
+                        (self.log)(&format!(
+                            "{}://{}: connected (session {n}); templates sent first",
+                            self.cfg.protocol.scheme(),
+                            self.cfg.addr
+                        ));
+                    }
+                    self.shared.connected.store(true, Ordering::Relaxed);
+                    let mut conn = Conn {
+                        fd,
+                        written: 0,
+                        in_flight: VecDeque::new(),
+                    };
+                    let err = self.serve(&mut conn);
+                    self.shared.connected.store(false, Ordering::Relaxed);
+                    // Whatever the collector has not acknowledged goes again on the next session.
+                    for (_, item) in conn.in_flight.drain(..).rev() {
+                        self.retry.push_front(item);
+                    }
+                    match err {
+                        None => break,
+                        Some(e) => {
+                            (self.log)(&format!(
+                                "{}://{}: connection lost: {e}; reconnecting, {} messages kept to resend",
+                                self.cfg.protocol.scheme(),
+                                self.cfg.addr,
+                                self.retry.len()
+                            ));
+                            failing = Some(e.kind());
+                        }
+                    }
+                }
+                Err(e) => {
+                    if failing != Some(e.kind()) {
+                        (self.log)(&format!(
+                            "{}://{}: cannot connect: {e}; retrying in the background, backlog holds {} messages",
+                            self.cfg.protocol.scheme(),
+                            self.cfg.addr,
+                            self.cfg.backlog_messages
+                        ));
+                        failing = Some(e.kind());
+                    }
+                    self.sleep(backoff);
+                    backoff = (backoff * 2).min(self.cfg.max_backoff);
+                }
+            }
+        }
+        // Past the deadline (or nothing left): what remains is lost.
+        for item in self.retry.drain(..).chain(self.rx.try_iter()) {
+            self.shared.lose(item.flows, 1);
+        }
+    }
+
+    fn closing(&self) -> bool {
+        self.shared.deadline().is_some()
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.shared.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn nothing_left(&self) -> bool {
+        self.retry.is_empty() && self.rx.is_empty()
+    }
+
+    fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.past_deadline() {
+            if self.closing() && self.nothing_left() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(d));
+        }
+    }
+
+    /// Sends on one connection until it fails (`Some(error)`) or the exporter is done and
+    /// everything was acknowledged (`None`).
+    fn serve(&mut self, conn: &mut Conn) -> Option<io::Error> {
+        let mut prelude_sent = false;
+        loop {
+            let item = match self.retry.pop_front() {
+                Some(i) => Some(i),
+                None => match self.rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(i) => Some(i),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        // The exporter is done; wait for the last acknowledgements.
+                        std::thread::sleep(Duration::from_millis(10));
+                        None
+                    }
+                },
+            };
+            if let Err(e) = peer_alive(&conn.fd) {
+                if let Some(i) = item {
+                    self.retry.push_front(i);
+                }
+                return Some(e);
+            }
+            match item {
+                Some(item) => {
+                    if !prelude_sent {
+                        let p = self.prelude.stamp_for(&item.bytes).to_vec();
+                        if let Err(e) = self.write(conn, &p) {
+                            self.retry.push_front(item);
+                            return Some(e);
+                        }
+                        prelude_sent = true;
+                    }
+                    if let Err(e) = self.write(conn, &item.bytes) {
+                        self.retry.push_front(item);
+                        return Some(e);
+                    }
+                    conn.in_flight.push_back((conn.written, item));
+                }
+                None => {
+                    if self.closing() && self.nothing_left() && conn.in_flight.is_empty() {
+                        return None;
+                    }
+                    if self.past_deadline() {
+                        return None;
+                    }
+                }
+            }
+            self.acknowledge(conn);
+        }
+    }
+
+    /// Retires the messages the peer has acknowledged.
+    fn acknowledge(&self, conn: &mut Conn) {
+        // A reset connection empties its send queue: its count no longer means "acknowledged".
+        if peer_alive(&conn.fd).is_err() {
+            return;
+        }
+        let acked = conn.written.saturating_sub(unacked_bytes(&conn.fd));
+        while conn.in_flight.front().is_some_and(|(end, _)| *end <= acked) {
+            let (_, item) = conn.in_flight.pop_front().expect("checked");
+            self.shared.messages_sent.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .octets_sent
+                .fetch_add(item.bytes.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes all of `buf`, waiting for socket space in short steps so shutdown is noticed.
+    fn write(&self, conn: &mut Conn, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            if self.past_deadline() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "shutdown deadline reached while the collector was not reading",
+                ));
+            }
+            // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is open.
+            let n = unsafe {
+                libc::send(
+                    conn.fd.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                buf = &buf[n as usize..];
+                conn.written += n as u64;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
+                    wait_writable(&conn.fd, Duration::from_millis(100));
+                }
+                _ => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A non-blocking stream socket of the right family and protocol.
+fn new_socket(addr: SocketAddr, protocol: StreamProtocol) -> io::Result<OwnedFd> {
+    let domain = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let proto = match protocol {
+        StreamProtocol::Tcp => libc::IPPROTO_TCP,
+        StreamProtocol::Sctp => libc::IPPROTO_SCTP,
+    };
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            proto,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if protocol == StreamProtocol::Sctp
+            && matches!(
+                e.raw_os_error(),
+                Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT)
+            )
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("this kernel has no SCTP support ({e}); load the sctp module (modprobe sctp) or use tcp:// or udp://"),
+            ));
+        }
+        return Err(e);
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Connects within the configured timeout.
+fn connect(cfg: &StreamConfig) -> io::Result<OwnedFd> {
+    let fd = new_socket(cfg.addr, cfg.protocol)?;
+    let (storage, len) = sockaddr(cfg.addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+        if !wait_writable(&fd, cfg.connect_timeout) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection attempt timed out",
+            ));
+        }
+        let mut err: libc::c_int = 0;
+        let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: SO_ERROR writes one int.
+        unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut l,
+            )
+        };
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+    }
+    Ok(fd)
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// Waits until the socket can take more bytes; `false` on timeout.
+fn wait_writable(fd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+    n > 0
+}
+
+/// A collector never sends us data, so a readable socket means it closed or reset the
+/// connection. Checked before each write, so messages are not written into a dead connection.
+fn peer_alive(fd: &OwnedFd) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    if n <= 0 {
+        return Ok(());
+    }
+    let mut err: libc::c_int = 0;
+    let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ERROR writes one int.
+    unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut l,
+        )
+    };
+    Err(if err != 0 {
+        io::Error::from_raw_os_error(err)
+    } else {
+        io::Error::new(io::ErrorKind::ConnectionAborted, "the collector closed the connection")
+    })
+}
+
+/// Bytes written but not yet acknowledged by the peer (0 where the socket cannot say).
+fn unacked_bytes(fd: &OwnedFd) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EncoderConfig, MessageEncoder};
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn config(addr: SocketAddr) -> StreamConfig {
+        StreamConfig {
+            addr,
+            protocol: StreamProtocol::Tcp,
+            backlog_messages: 1000,
+            connect_timeout: Duration::from_secs(1),
+            max_backoff: Duration::from_millis(200),
+        }
+    }
+
+    fn quiet() -> Log {
+        Arc::new(|_| {})
+    }
+
+    /// Splits a byte stream into IPFIX messages.
+    fn messages(mut stream: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = vec![];
+        while stream.len() >= 16 {
+            let len = u16::from_be_bytes([stream[2], stream[3]]) as usize;
+            out.push(stream[..len].to_vec());
+            stream = &stream[len..];
+        }
+        out
+    }
+
+    fn encoded(n: u32) -> (MessageEncoder, Vec<(Vec<u8>, FlowTotals)>) {
+        let mut enc = MessageEncoder::new(EncoderConfig {
+            inline_templates: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut msgs = vec![];
+        for i in 0..n {
+            let r = crate::template::tests::sample(i % 2 == 0, crate::TimePrecision::Micros);
+            enc.push(&r, 100, |m| msgs.push((m.bytes.to_vec(), m.flows)));
+        }
+        enc.flush(100, |m| msgs.push((m.bytes.to_vec(), m.flows)));
+        (enc, msgs)
+    }
+
+    fn message(m: &(Vec<u8>, FlowTotals)) -> Message<'_> {
+        Message {
+            bytes: &m.0,
+            data_records: m.1.flows as u32,
+            flows: m.1,
+        }
+    }
+
+    #[test]
+    fn a_late_collector_gets_templates_then_everything() {
+        // Reserve a port, close it, queue messages while nobody listens, then listen.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let (enc, msgs) = encoded(300);
+        let mut s = StreamSender::start(config(addr), enc.template_prelude(), quiet()).unwrap();
+        for m in &msgs {
+            s.send(&message(m));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!s.stats().connected);
+        let l = TcpListener::bind(addr).unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut all = vec![];
+            c.read_to_end(&mut all).unwrap();
+            all
+        });
+        let st = s.finish(Duration::from_secs(10));
+        let got = messages(&reader.join().unwrap());
+        assert_eq!(got.len(), msgs.len() + 1, "prelude plus every message");
+        assert_eq!(u16::from_be_bytes([got[0][16], got[0][17]]), 2);
+        for (g, m) in got[1..].iter().zip(&msgs) {
+            assert_eq!(g, &m.0);
+        }
+        assert_eq!(st.messages_sent, msgs.len() as u64);
+        assert_eq!(st.messages_lost, 0);
+        assert_eq!(st.sessions, 1);
+    }
+
+    #[test]
+    fn a_full_backlog_drops_and_counts() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let (enc, msgs) = encoded(300);
+        let mut cfg = config(addr);
+        cfg.backlog_messages = 3;
+        let mut s = StreamSender::start(cfg, enc.template_prelude(), quiet()).unwrap();
+        for m in &msgs {
+            s.send(&message(m));
+        }
+        let st = s.finish(Duration::from_millis(200));
+        assert_eq!(st.messages_sent, 0);
+        assert_eq!(st.messages_lost, msgs.len() as u64);
+        assert_eq!(st.not_sent.flows, 300);
+    }
+
+    #[test]
+    fn sctp_fails_clearly_or_works() {
+        let (enc, _) = encoded(1);
+        let mut cfg = config("127.0.0.1:4739".parse().unwrap());
+        cfg.protocol = StreamProtocol::Sctp;
+        match StreamSender::start(cfg, enc.template_prelude(), quiet()) {
+            Ok(_) => eprintln!("this kernel has SCTP"),
+            Err(e) => assert!(e.to_string().contains("no SCTP support"), "{e}"),
+        }
+    }
+}
