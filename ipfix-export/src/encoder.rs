@@ -271,7 +271,12 @@ impl MessageEncoder {
             ),
             (
                 &options::EXPORTING_RELIABILITY,
-                [domain, s.not_sent.flows, s.not_sent.packets, s.not_sent.octets],
+                [
+                    domain,
+                    s.not_sent.flows,
+                    s.not_sent.packets,
+                    s.not_sent.octets,
+                ],
             ),
         ];
         for (t, values) in &records {
@@ -280,7 +285,13 @@ impl MessageEncoder {
         }
         if let Some(sm) = self.cfg.sampling {
             // RFC 5477 §8.2.2/§8.2.3: select `interval` packets, then skip `space`.
-            let values = [domain, 1, sm.algorithm as u64, 1, sm.every.saturating_sub(1) as u64];
+            let values = [
+                domain,
+                1,
+                sm.algorithm as u64,
+                1,
+                sm.every.saturating_sub(1) as u64,
+            ];
             self.len += options::SELECTOR.write_record_set(&mut self.buf[self.len..], &values);
             self.options_in_message += 1;
         }
@@ -311,10 +322,8 @@ impl MessageEncoder {
         self.options_in_message = 0;
         if with_templates {
             self.len += template::write_template_set(&mut self.buf[self.len..]);
-            self.len += options::write_template_set(
-                &mut self.buf[self.len..],
-                self.cfg.sampling.is_some(),
-            );
+            self.len +=
+                options::write_template_set(&mut self.buf[self.len..], self.cfg.sampling.is_some());
             self.templates_sent_at = Some(self.now_secs);
             self.messages_since_templates = 0;
             self.stats.template_sets += 1;
@@ -584,12 +593,24 @@ mod tests {
         let get = |k: &str| values.get(k).cloned();
         assert_eq!(get("samplingPacketSpace"), Some(DataRecordValue::U32(7)));
         assert_eq!(get("selectorAlgorithm"), Some(DataRecordValue::U16(1)));
-        assert_eq!(get("exportedFlowRecordTotalCount"), Some(DataRecordValue::U64(3)));
-        assert_eq!(get("exportedMessageTotalCount"), Some(DataRecordValue::U64(2)));
+        assert_eq!(
+            get("exportedFlowRecordTotalCount"),
+            Some(DataRecordValue::U64(3))
+        );
+        assert_eq!(
+            get("exportedMessageTotalCount"),
+            Some(DataRecordValue::U64(2))
+        );
         assert_eq!(get("packetTotalCount"), Some(DataRecordValue::U64(1000)));
-        assert_eq!(get("ignoredPacketTotalCount"), Some(DataRecordValue::U64(10)));
+        assert_eq!(
+            get("ignoredPacketTotalCount"),
+            Some(DataRecordValue::U64(10))
+        );
         assert_eq!(get("notSentFlowTotalCount"), Some(DataRecordValue::U64(2)));
-        assert_eq!(get("notSentOctetTotalCount"), Some(DataRecordValue::U64(2000)));
+        assert_eq!(
+            get("notSentOctetTotalCount"),
+            Some(DataRecordValue::U64(2000))
+        );
     }
 
     #[test]

@@ -219,7 +219,9 @@ impl Exporter {
             }
             if let Output::File(f) = &mut s.output {
                 if let Some(e) = f.flush(now_secs as u64) {
-                    (self.log)(&format!("{url}: {e}; messages are counted as lost until it recovers"));
+                    (self.log)(&format!(
+                        "{url}: {e}; messages are counted as lost until it recovers"
+                    ));
                 }
             }
         }
@@ -227,7 +229,12 @@ impl Exporter {
 
     /// Sends the statistics options records to every IPFIX destination. `upstream` counts the
     /// records lost before the exporter (they never reached any destination).
-    pub fn push_statistics(&mut self, now_secs: u32, metering: MeteringCounts, upstream: FlowTotals) {
+    pub fn push_statistics(
+        &mut self,
+        now_secs: u32,
+        metering: MeteringCounts,
+        upstream: FlowTotals,
+    ) {
         for i in 0..self.sinks.len() {
             let mut not_sent = upstream;
             not_sent += self.report_of(i).not_sent;

@@ -14,7 +14,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Names a rotated file from the configured path and its start time (UNIX seconds).
+/// Names a rotated file from the configured path and its creation time (UNIX nanoseconds).
 pub type Namer = Box<dyn Fn(&Path, u64) -> PathBuf + Send>;
 
 /// What the file writer did.
@@ -90,6 +90,25 @@ impl FileSender {
         self.open.as_ref().map(|o| o.path.as_path())
     }
 
+    /// The rotated name for a file started now; should the name exist, `-1`, `-2`, ... follow.
+    fn fresh_name(&self) -> PathBuf {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let base = (self.namer)(&self.spec.path, now_ns);
+        let mut candidate = base.clone();
+        let mut n = 0;
+        while candidate.exists() {
+            n += 1;
+            let stem = base.file_stem().map_or("".into(), |s| s.to_string_lossy());
+            candidate = base.with_file_name(match base.extension() {
+                Some(e) => format!("{stem}-{n}.{}", e.to_string_lossy()),
+                None => format!("{stem}-{n}"),
+            });
+        }
+        candidate
+    }
+
     fn slot(&self, now_secs: u64) -> u64 {
         self.spec
             .rotate_every
@@ -108,12 +127,16 @@ impl FileSender {
         };
         // A failed close loses only what it buffered; this message goes to the next file.
         let mut closing_error = None;
-        if self.open.as_ref().is_some_and(|o| o.slot != slot || too_big(o)) {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.slot != slot || too_big(o))
+        {
             closing_error = self.close();
         }
         if self.open.is_none() {
             let path = if self.spec.rotates() {
-                (self.namer)(&self.spec.path, now_secs)
+                self.fresh_name()
             } else {
                 self.spec.path.clone()
             };
@@ -258,8 +281,12 @@ mod tests {
         let mut records = 0;
         while !rest.is_empty() {
             let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-            let m = ipfixrw::parse_ipfix_message(&rest[..len].to_vec(), templates.clone(), formatter.clone())
-                .expect("each file decodes on its own");
+            let m = ipfixrw::parse_ipfix_message(
+                &rest[..len].to_vec(),
+                templates.clone(),
+                formatter.clone(),
+            )
+            .expect("each file decodes on its own");
             records += m.iter_data_records().count();
             rest = &rest[len..];
         }
@@ -286,8 +313,14 @@ mod tests {
         write_records(&mut f, &mut enc, 70, 6060);
         f.close();
         assert_eq!(f.stats().files, 2);
-        assert_eq!(decode_all(&dir.join("flows.6000.ipfix")), 150);
-        assert_eq!(decode_all(&dir.join("flows.6060.ipfix")), 70);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        // Named by creation time: the first file holds the first slot's records.
+        let counts: Vec<usize> = files.iter().map(|p| decode_all(p)).collect();
+        assert_eq!(counts, vec![150, 70]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

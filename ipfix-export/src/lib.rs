@@ -21,17 +21,19 @@ pub mod exporter;
 pub mod file;
 pub mod ie;
 pub mod netflow;
-pub mod record;
 pub mod options;
-pub mod template;
+pub mod record;
 pub mod stream;
+pub mod template;
 pub mod udp;
 
-pub use encoder::{EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics, TemplatePrelude};
-pub use record::{EndReason, FlowRecord, TimePrecision};
-pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
 pub use destination::{Destination, FileSpec};
+pub use encoder::{
+    EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics, TemplatePrelude,
+};
 pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
+pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
+pub use record::{EndReason, FlowRecord, TimePrecision};
 pub use udp::{Pacer, UdpSender};
 
 /// IPFIX protocol version number carried in every message header.

@@ -49,8 +49,7 @@ impl Uptime {
 
     /// Whether a flow with these times can join the open message.
     fn fits(&self, start: u64, end: u64) -> bool {
-        self.entries.is_empty()
-            || (end.max(self.max_end) - start.min(self.min_start) < WINDOW_MS)
+        self.entries.is_empty() || (end.max(self.max_end) - start.min(self.min_start) < WINDOW_MS)
     }
 
     fn add(&mut self, first_offset: usize, start: u64, end: u64) {
@@ -66,16 +65,17 @@ impl Uptime {
         // Whole seconds: v9's header has no sub-second field, and a collector's boot time must
         // come out the same as ours.
         let round_up = |t: u64| t.div_ceil(1000) * 1000;
+        // Collectors read a First of 0 as "no time": flows start at least a second after boot.
         let (header_ms, boot) = if self.entries.is_empty() {
             (now_ms, started.min(now_ms))
         } else {
-            let boot = started.min(self.min_start);
+            let boot = started.min(self.min_start.saturating_sub(1000));
             let header = round_up(now_ms.max(self.max_end));
             if header - boot < WINDOW_MS * 2 {
                 (header, boot)
             } else {
                 // Old flows (a capture file): date the message at its newest flow instead.
-                (round_up(self.max_end), self.min_start)
+                (round_up(self.max_end), self.min_start.saturating_sub(1000))
             }
         };
         for &(off, s, e) in &self.entries {
@@ -357,7 +357,13 @@ impl V9Encoder {
         };
         let rl = v9_record_len(fields);
         let (start, end) = (ms(r.start_ns), ms(r.end_ns));
-        let need = rl + 3 + if matches!(self.open_set, Some((i, _)) if i == id) { 0 } else { 4 };
+        let need = rl
+            + 3
+            + if matches!(self.open_set, Some((i, _)) if i == id) {
+                0
+            } else {
+                4
+            };
         if self.len != 0
             && (self.templates_due() || self.len + need > self.mtu || !self.uptime.fits(start, end))
         {
@@ -456,7 +462,7 @@ impl V9Encoder {
     /// Closes the open data flowset, padding it to a 4-byte boundary (RFC 3954 §5.3).
     fn close_set(&mut self) {
         if let Some((_, at)) = self.open_set.take() {
-            while (self.len - at) % 4 != 0 {
+            while !(self.len - at).is_multiple_of(4) {
                 self.buf[self.len] = 0;
                 self.len += 1;
             }
@@ -592,9 +598,11 @@ mod tests {
         let mut enc = V9Encoder::new(7, 1400, Some(60), None).unwrap();
         let mut pkts: Vec<Vec<u8>> = vec![];
         for i in 0..200 {
-            enc.push(&rec(i % 3 == 0, 1_700_000_000_000 + i, 10), 1_700_000_100, |m| {
-                pkts.push(m.to_vec())
-            });
+            enc.push(
+                &rec(i % 3 == 0, 1_700_000_000_000 + i, 10),
+                1_700_000_100,
+                |m| pkts.push(m.to_vec()),
+            );
         }
         enc.flush(1_700_000_100, |m| pkts.push(m.to_vec()));
         let mut records = 0;

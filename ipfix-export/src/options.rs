@@ -80,8 +80,11 @@ pub const EXPORTING_RELIABILITY: OptionsTemplate = OptionsTemplate {
 };
 
 /// The statistics templates, always announced; [`SELECTOR`] only when sampling is on.
-pub const STATISTICS: [&OptionsTemplate; 3] =
-    [&METERING_STATISTICS, &METERING_RELIABILITY, &EXPORTING_RELIABILITY];
+pub const STATISTICS: [&OptionsTemplate; 3] = [
+    &METERING_STATISTICS,
+    &METERING_RELIABILITY,
+    &EXPORTING_RELIABILITY,
+];
 
 impl OptionsTemplate {
     fn all_fields(&self) -> impl Iterator<Item = &FieldSpec> {
@@ -144,9 +147,7 @@ pub fn template_set_len(sampling: bool) -> usize {
 }
 
 fn templates(sampling: bool) -> impl Iterator<Item = &'static OptionsTemplate> {
-    STATISTICS
-        .into_iter()
-        .chain(sampling.then_some(&SELECTOR))
+    STATISTICS.into_iter().chain(sampling.then_some(&SELECTOR))
 }
 
 /// Writes the options template set; returns the bytes written.

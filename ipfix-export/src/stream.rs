@@ -167,8 +167,11 @@ impl StreamSender {
     /// Sends what is queued, waiting at most `drain` for the collector, then closes. What could
     /// not be delivered by then is counted as lost.
     pub fn finish(&mut self, drain: Duration) -> StreamStats {
-        *self.shared.closing.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + drain);
+        *self
+            .shared
+            .closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + drain);
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -551,7 +554,10 @@ fn peer_alive(fd: &OwnedFd) -> io::Result<()> {
     Err(if err != 0 {
         io::Error::from_raw_os_error(err)
     } else {
-        io::Error::new(io::ErrorKind::ConnectionAborted, "the collector closed the connection")
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the collector closed the connection",
+        )
     })
 }
 

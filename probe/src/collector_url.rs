@@ -33,9 +33,9 @@ pub fn parse(url: &str) -> Result<Destination, String> {
 
 fn socket_addr(url: &str, rest: &str) -> Result<SocketAddr, String> {
     let rest = rest.trim_end_matches('/');
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| format!("'{url}': no port: write e.g. udp://127.0.0.1:4739 or udp://[::1]:4739"))?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
+        format!("'{url}': no port: write e.g. udp://127.0.0.1:4739 or udp://[::1]:4739")
+    })?;
     let port: u16 = match port.parse() {
         Ok(p) if p > 0 => p,
         _ => return Err(format!("'{url}': port must be a number from 1 to 65535")),
@@ -90,8 +90,8 @@ fn file_spec(url: &str, rest: &str) -> Result<FileSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "'{url}': unknown option '{k}': file URLs take rotate=DURATION and max-size=SIZE"
-                ))
+                "'{url}': unknown option '{k}': file URLs take rotate=DURATION and max-size=SIZE"
+            ))
             }
         }
     }
@@ -128,11 +128,17 @@ mod tests {
 
     #[test]
     fn errors_say_how_to_write_it() {
-        assert!(parse("127.0.0.1:4739").unwrap_err().contains("udp://HOST:PORT"));
-        assert!(parse("udp://127.0.0.1:0").unwrap_err().contains("1 to 65535"));
+        assert!(parse("127.0.0.1:4739")
+            .unwrap_err()
+            .contains("udp://HOST:PORT"));
+        assert!(parse("udp://127.0.0.1:0")
+            .unwrap_err()
+            .contains("1 to 65535"));
         assert!(parse("udp://::1:4739").unwrap_err().contains("brackets"));
         assert!(parse("http://x:1").unwrap_err().contains("unknown scheme"));
         assert!(parse("file://relative/f").unwrap_err().contains("absolute"));
-        assert!(parse("file:///tmp/f?size=1").unwrap_err().contains("unknown option"));
+        assert!(parse("file:///tmp/f?size=1")
+            .unwrap_err()
+            .contains("unknown option"));
     }
 }

@@ -79,17 +79,19 @@ impl Gauges {
     }
 }
 
-/// Names a rotated IPFIX file: `flows.ipfix` becomes `flows-20261123T011500Z.ipfix`.
-fn rotated_name(path: &Path, unix_secs: u64) -> PathBuf {
-    let stamp: String = pcap_ring::format_utc(unix_secs * 1_000_000_000)
+/// Names a rotated IPFIX file by its creation time:
+/// `flows.ipfix` becomes `flows-20261123T011500.123456789Z.ipfix`, so names sort by time.
+fn rotated_name(path: &Path, unix_ns: u64) -> PathBuf {
+    let stamp: String = pcap_ring::format_utc(unix_ns)
         .chars()
-        .take(19)
         .filter(|c| *c != '-' && *c != ':')
         .collect();
-    let stem = path.file_stem().map_or("flows".into(), |s| s.to_string_lossy());
+    let stem = path
+        .file_stem()
+        .map_or("flows".into(), |s| s.to_string_lossy());
     let name = match path.extension() {
-        Some(ext) => format!("{stem}-{stamp}Z.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{stamp}Z"),
+        Some(ext) => format!("{stem}-{stamp}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{stamp}"),
     };
     path.with_file_name(name)
 }

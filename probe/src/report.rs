@@ -361,9 +361,7 @@ impl RunReport {
 }
 
 fn destination_json(d: &DestinationReport) -> Value {
-    let totals = |t: &ipfix_export::FlowTotals| {
-        json!({"flows": t.flows, "packets": t.packets, "octets": t.octets})
-    };
+    let totals = |t: &ipfix_export::FlowTotals| json!({"flows": t.flows, "packets": t.packets, "octets": t.octets});
     json!({
         "url": d.url,
         "records": d.encoder.records,

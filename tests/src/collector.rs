@@ -164,9 +164,8 @@ pub fn tshark_decode(pcap: &Path) -> TsharkVerdict {
     let mut template_ids = vec![];
     for line in per_msg.lines() {
         let c: Vec<&str> = line.split('\t').collect();
-        if c[0] == "10" {
-            messages += 1;
-        }
+        // A TCP segment can finish several messages: count each version field.
+        messages += c[0].split(',').filter(|v| *v == "10").count();
         data_records += c
             .get(1)
             .map(|s| s.split(',').filter(|x| !x.is_empty()).count())
@@ -195,7 +194,7 @@ pub fn tshark_decode(pcap: &Path) -> TsharkVerdict {
     }
 }
 
-/// Decodes the messages with ipfixrw, in order, and returns every data record's values by name.
+/// Decodes the messages with ipfixrw, in order, and returns the flow records in the messages, element name to value.
 pub fn ipfixrw_decode(datagrams: &[Vec<u8>]) -> Vec<std::collections::HashMap<String, String>> {
     use ipfixrw::parser::DataRecordKey;
     let templates: ipfixrw::template_store::TemplateStore =
@@ -205,7 +204,11 @@ pub fn ipfixrw_decode(datagrams: &[Vec<u8>]) -> Vec<std::collections::HashMap<St
     for d in datagrams {
         let msg = ipfixrw::parse_ipfix_message(d, templates.clone(), formatter.clone())
             .expect("ipfixrw decodes the message");
-        for r in msg.iter_data_records() {
+        // Flow records only: options records (statistics, selector) have no packet count.
+        for r in msg.iter_data_records().filter(|r| {
+            r.values
+                .contains_key(&DataRecordKey::Str("packetDeltaCount"))
+        }) {
             records.push(
                 r.values
                     .iter()
@@ -256,4 +259,161 @@ pub fn tshark_selector_reports(pcap: &Path) -> Vec<(u64, u64, u64)> {
         )
     })
     .collect()
+}
+
+/// A TCP collector for tests: accepts one connection and keeps every byte it reads, so a test
+/// can watch the stream grow, then close the connection (a collector restart) or read to EOF.
+pub struct TcpCollector {
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TcpCollector {
+    /// Listens on `addr` (port 0: any free port); returns the collector and its address.
+    pub fn start(addr: &str) -> (TcpCollector, std::net::SocketAddr) {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind(addr).unwrap();
+        let local = l.local_addr().unwrap();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, s) = (received.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            l.set_nonblocking(true).unwrap();
+            let mut conn = loop {
+                if s.load(Ordering::Relaxed) {
+                    return;
+                }
+                match l.accept() {
+                    Ok((c, _)) => break c,
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            };
+            drop(l);
+            conn.set_nonblocking(false).unwrap();
+            conn.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut buf = [0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                match conn.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => r.lock().unwrap().extend_from_slice(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        (
+            TcpCollector {
+                received,
+                stop,
+                thread: Some(thread),
+            },
+            local,
+        )
+    }
+
+    /// The bytes so far.
+    pub fn received(&self) -> Vec<u8> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `done(bytes)` holds (or panics after `timeout`).
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[u8]) -> bool) {
+        let t = std::time::Instant::now();
+        while !done(&self.received()) {
+            assert!(
+                t.elapsed() < timeout,
+                "the TCP collector did not get what was expected in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Closes the connection now (a collector going away) and returns what it read.
+    pub fn close(mut self) -> Vec<u8> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        self.received()
+    }
+
+    /// Reads until the exporter closes the connection, then returns everything.
+    pub fn finish(mut self, timeout: Duration) -> Vec<u8> {
+        let t = std::time::Instant::now();
+        while !self.thread.as_ref().unwrap().is_finished() {
+            assert!(
+                t.elapsed() < timeout,
+                "the exporter did not close the connection"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.thread.take().unwrap().join().unwrap();
+        self.received()
+    }
+}
+
+impl Drop for TcpCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Splits an IPFIX byte stream (a TCP session or a file) into messages.
+pub fn split_messages(mut stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    while stream.len() >= 16 {
+        let len = u16::from_be_bytes([stream[2], stream[3]]) as usize;
+        assert!(len >= 16 && len <= stream.len(), "a cut or corrupt message");
+        out.push(stream[..len].to_vec());
+        stream = &stream[len..];
+    }
+    assert!(stream.is_empty(), "{} trailing bytes", stream.len());
+    out
+}
+
+/// Writes byte streams as TCP sessions towards port 4739 (handshake, then the bytes in
+/// 1000-byte segments that ignore message boundaries), so tshark must reassemble IPFIX over TCP.
+pub fn write_tcp_streams_pcap(streams: &[Vec<u8>], path: &Path) {
+    let mut frames = vec![];
+    let mut t = 1_700_000_000_000_000_000u64;
+    for (i, s) in streams.iter().enumerate() {
+        let sport = 40000 + i as u16;
+        let mut seg =
+            |seq: u32, ack: u32, syn: bool, acked: bool, from_client: bool, data: &[u8]| {
+                let (src, dst, sp, dp) = if from_client {
+                    ([127, 0, 0, 1], [127, 0, 0, 2], sport, 4739)
+                } else {
+                    ([127, 0, 0, 2], [127, 0, 0, 1], 4739, sport)
+                };
+                let mut b = etherparse::PacketBuilder::ipv4(src, dst, 64).tcp(sp, dp, seq, 65535);
+                if syn {
+                    b = b.syn();
+                }
+                if acked {
+                    b = b.ack(ack);
+                }
+                let mut v = vec![];
+                b.write(&mut v, data).unwrap();
+                t += 1000;
+                frames.push(crate::capture::Frame { ts_ns: t, data: v });
+            };
+        seg(100, 0, true, false, true, &[]);
+        seg(900, 101, true, true, false, &[]);
+        seg(101, 901, false, true, true, &[]);
+        let mut seq = 101u32;
+        for chunk in s.chunks(1000) {
+            seg(seq, 901, false, true, true, chunk);
+            seq += chunk.len() as u32;
+            seg(901, seq, false, true, false, &[]);
+        }
+    }
+    crate::capture::write_pcap(path, crate::capture::LINKTYPE_IPV4, false, &frames);
 }
