@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn messages_respect_mtu_and_count_every_record() {
         let mut enc = MessageEncoder::new(EncoderConfig {
-            mtu: 600,
+            mtu: 1000,
             ..Default::default()
         })
         .unwrap();
@@ -472,7 +472,7 @@ mod tests {
         let mut expected_seq = 0u32;
         let mut total = 0;
         for m in &msgs {
-            assert!(m.len() <= 600);
+            assert!(m.len() <= 1000);
             let (seq, sets) = parse(m);
             assert_eq!(seq, expected_seq);
             let n: usize = sets.iter().map(|s| s.1).sum();
@@ -506,7 +506,7 @@ mod tests {
     #[test]
     fn templates_are_refreshed_every_n_messages() {
         let cfg = EncoderConfig {
-            mtu: 600,
+            mtu: 1000,
             template_refresh_messages: Some(5),
             ..Default::default()
         };

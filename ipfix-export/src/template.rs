@@ -1,8 +1,14 @@
 //! The fixed record layouts and their templates.
 //!
-//! Four layouts cover every flow: IPv4 or IPv6, with or without nanosecond times. Each layout is
-//! a constant list of fields; [`encode_record`] writes the fields in that order, and a unit test
-//! checks that the bytes written equal the length the template announces, so the two cannot drift.
+//! Eight layouts cover every flow: IPv4 or IPv6, with or without nanosecond times, with ports
+//! or (ICMP, ICMPv6) with the ICMP type and code. Each layout is a constant list of fields;
+//! [`encode_record`] writes the fields in that order, and a unit test checks that the bytes
+//! written equal the length the template announces, so the two cannot drift.
+//!
+//! Why ICMP flows have layouts of their own: the fourth field is destinationTransportPort for
+//! port-carrying protocols and icmpTypeCodeIPv4/IPv6 for ICMP. A record carrying both crashes
+//! pmacct's nfacctd 1.7.7 (Debian 12), and a port is meaningless for ICMP anyway. nfdump and
+//! Wireshark read the type and code from either place.
 
 use crate::ie::{self, FieldSpec};
 use crate::record::{FlowRecord, TimePrecision};
@@ -10,38 +16,44 @@ use crate::{SET_HEADER_LEN, TEMPLATE_SET_ID};
 
 /// One of the record layouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Layout {
-    Ipv4,
-    Ipv6,
-    Ipv4Nanos,
-    Ipv6Nanos,
+pub struct Layout {
+    v6: bool,
+    nanos: bool,
+    icmp: bool,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 4] = [
-        Layout::Ipv4,
-        Layout::Ipv6,
-        Layout::Ipv4Nanos,
-        Layout::Ipv6Nanos,
-    ];
+    pub const ALL: [Layout; 8] = {
+        let mut all = [Layout {
+            v6: false,
+            nanos: false,
+            icmp: false,
+        }; 8];
+        let mut i = 0;
+        while i < 8 {
+            all[i] = Layout {
+                v6: i & 1 != 0,
+                nanos: i & 2 != 0,
+                icmp: i & 4 != 0,
+            };
+            i += 1;
+        }
+        all
+    };
 
     pub fn of(rec: &FlowRecord) -> Layout {
-        match (rec.is_ipv6(), rec.time_precision) {
-            (false, TimePrecision::Micros) => Layout::Ipv4,
-            (true, TimePrecision::Micros) => Layout::Ipv6,
-            (false, TimePrecision::Nanos) => Layout::Ipv4Nanos,
-            (true, TimePrecision::Nanos) => Layout::Ipv6Nanos,
+        Layout {
+            v6: rec.is_ipv6(),
+            nanos: rec.time_precision == TimePrecision::Nanos,
+            icmp: matches!(rec.protocol, 1 | 58),
         }
     }
 
-    /// Template ID (256 and up are data templates, RFC 7011 §3.4.1).
+    /// Template ID (256 and up are data templates, RFC 7011 §3.4.1): 256-259 with ports
+    /// (IPv4, IPv6, IPv4 ns, IPv6 ns), 264-267 the same for ICMP. 260-263 are the options.
     pub fn template_id(self) -> u16 {
-        match self {
-            Layout::Ipv4 => 256,
-            Layout::Ipv6 => 257,
-            Layout::Ipv4Nanos => 258,
-            Layout::Ipv6Nanos => 259,
-        }
+        let base = if self.icmp { 264 } else { 256 };
+        base + self.v6 as u16 + 2 * self.nanos as u16
     }
 
     pub fn from_template_id(id: u16) -> Option<Layout> {
@@ -49,20 +61,25 @@ impl Layout {
     }
 
     fn is_ipv6(self) -> bool {
-        matches!(self, Layout::Ipv6 | Layout::Ipv6Nanos)
+        self.v6
     }
 
     fn has_nanos(self) -> bool {
-        matches!(self, Layout::Ipv4Nanos | Layout::Ipv6Nanos)
+        self.nanos
     }
 
     /// The fields of this layout, in wire order.
     pub fn fields(self) -> &'static [FieldSpec] {
-        match self {
-            Layout::Ipv4 => &IPV4_FIELDS[..IPV4_FIELDS.len() - 2],
-            Layout::Ipv4Nanos => &IPV4_FIELDS,
-            Layout::Ipv6 => &IPV6_FIELDS[..IPV6_FIELDS.len() - 2],
-            Layout::Ipv6Nanos => &IPV6_FIELDS,
+        let all: &'static [FieldSpec; 22] = match (self.v6, self.icmp) {
+            (false, false) => &IPV4_FIELDS,
+            (false, true) => &IPV4_ICMP_FIELDS,
+            (true, false) => &IPV6_FIELDS,
+            (true, true) => &IPV6_ICMP_FIELDS,
+        };
+        if self.nanos {
+            all
+        } else {
+            &all[..all.len() - 2]
         }
     }
 
@@ -78,12 +95,13 @@ impl Layout {
 }
 
 macro_rules! layout {
-    ($src:expr, $dst:expr, $icmp:expr) => {
+    ($src:expr, $dst:expr, $fourth:expr) => {
         [
             $src,
             $dst,
             ie::SOURCE_TRANSPORT_PORT,
-            ie::DESTINATION_TRANSPORT_PORT,
+            // destinationTransportPort, or the ICMP type and code (same length, same offset).
+            $fourth,
             ie::PROTOCOL_IDENTIFIER,
             ie::IP_VERSION,
             ie::IP_CLASS_OF_SERVICE,
@@ -91,7 +109,6 @@ macro_rules! layout {
             ie::MINIMUM_TTL,
             ie::MAXIMUM_TTL,
             ie::FLOW_END_REASON,
-            $icmp,
             ie::VLAN_ID,
             ie::DOT1Q_CUSTOMER_VLAN_ID,
             ie::MPLS_TOP_LABEL_STACK_SECTION,
@@ -108,12 +125,22 @@ macro_rules! layout {
     };
 }
 
-const IPV4_FIELDS: [FieldSpec; 23] = layout!(
+const IPV4_FIELDS: [FieldSpec; 22] = layout!(
+    ie::SOURCE_IPV4_ADDRESS,
+    ie::DESTINATION_IPV4_ADDRESS,
+    ie::DESTINATION_TRANSPORT_PORT
+);
+const IPV4_ICMP_FIELDS: [FieldSpec; 22] = layout!(
     ie::SOURCE_IPV4_ADDRESS,
     ie::DESTINATION_IPV4_ADDRESS,
     ie::ICMP_TYPE_CODE_IPV4
 );
-const IPV6_FIELDS: [FieldSpec; 23] = layout!(
+const IPV6_FIELDS: [FieldSpec; 22] = layout!(
+    ie::SOURCE_IPV6_ADDRESS,
+    ie::DESTINATION_IPV6_ADDRESS,
+    ie::DESTINATION_TRANSPORT_PORT
+);
+const IPV6_ICMP_FIELDS: [FieldSpec; 22] = layout!(
     ie::SOURCE_IPV6_ADDRESS,
     ie::DESTINATION_IPV6_ADDRESS,
     ie::ICMP_TYPE_CODE_IPV6
@@ -199,7 +226,12 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
         }
     }
     c.put(&rec.src_port.to_be_bytes());
-    c.put(&rec.dst_port.to_be_bytes());
+    let fourth = if layout.icmp {
+        rec.icmp_type_code
+    } else {
+        rec.dst_port
+    };
+    c.put(&fourth.to_be_bytes());
     c.put(&[
         rec.protocol,
         if layout.is_ipv6() { 6 } else { 4 },
@@ -207,7 +239,6 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
     ]);
     c.put(&rec.tcp_flags.to_be_bytes());
     c.put(&[rec.min_ttl, rec.max_ttl, rec.end_reason as u8]);
-    c.put(&rec.icmp_type_code.to_be_bytes());
     c.put(&rec.vlan_id.to_be_bytes());
     c.put(&rec.customer_vlan_id.to_be_bytes());
     c.put(&rec.mpls_top_label);
@@ -319,6 +350,6 @@ pub(crate) mod tests {
         assert_eq!(n, buf.len());
         assert_eq!(u16::from_be_bytes([buf[2], buf[3]]) as usize, n);
         assert_eq!(u16::from_be_bytes([buf[4], buf[5]]), 256);
-        assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 21);
+        assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 20);
     }
 }

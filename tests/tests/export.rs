@@ -526,3 +526,141 @@ fn sctp_listener() -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
         (format!("127.0.0.1:{port}").parse().unwrap(), t)
     }
 }
+
+/// A row of pmacct's table: (source, destination, source port, destination port, protocol
+/// name) to (packets, bytes).
+type PmacctTable = BTreeMap<(String, String, u64, u64, String), (u64, u64)>;
+
+/// pmacct's nfacctd with its memory plugin, queried with the `pmacct` client.
+struct Nfacctd {
+    child: Child,
+    pipe: std::path::PathBuf,
+    port: u16,
+}
+
+impl Nfacctd {
+    fn start(dir: &std::path::Path) -> Nfacctd {
+        let port = free_udp_port();
+        let pipe = dir.join("imt.pipe");
+        let conf = dir.join("nfacctd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n\
+                 plugins: memory[m]\nimt_path[m]: {}\n\
+                 aggregate[m]: src_host, dst_host, src_port, dst_port, proto\n",
+                pipe.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nfacctd")
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nfacctd (Debian package pmacct) is installed");
+        let t = std::time::Instant::now();
+        while !pipe.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "nfacctd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Nfacctd { child, pipe, port }
+    }
+
+    /// The memory table.
+    fn table(&mut self) -> PmacctTable {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "nfacctd exited (it crashes on records it cannot handle)"
+        );
+        let out = Command::new("pmacct")
+            .arg("-p")
+            .arg(&self.pipe)
+            .args(["-s", "-O", "json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    (
+                        v["ip_src"].as_str().unwrap().to_string(),
+                        v["ip_dst"].as_str().unwrap().to_string(),
+                        v["port_src"].as_u64().unwrap(),
+                        v["port_dst"].as_u64().unwrap(),
+                        v["ip_proto"].as_str().unwrap().to_string(),
+                    ),
+                    (v["packets"].as_u64().unwrap(), v["bytes"].as_u64().unwrap()),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nfacctd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pmacct_nfacctd_counts_what_the_capture_holds() {
+    let tmp = TempDir::new("pmacct");
+    let frames = mixed_traffic(BASE);
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    // The truth by pmacct's key. nfacctd 1.7.7 keeps no ICMP type/code from IPFIX (its
+    // destination port is 0) and names protocols.
+    let mut truth = PmacctTable::new();
+    for (k, t) in tshark_flows(&pcap) {
+        let (dport, proto) = match k.proto {
+            6 => (k.dport as u64, "tcp".to_string()),
+            17 => (k.dport as u64, "udp".to_string()),
+            1 => (0, "icmp".to_string()),
+            58 => (0, "ipv6-icmp".to_string()),
+            p => (k.dport as u64, p.to_string()),
+        };
+        let e = truth
+            .entry((
+                k.src.to_string(),
+                k.dst.to_string(),
+                k.sport as u64,
+                dport,
+                proto,
+            ))
+            .or_default();
+        e.0 += t.packets;
+        e.1 += t.bytes;
+    }
+    let mut nf = Nfacctd::start(tmp.path());
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--ipfix",
+        &format!("udp://127.0.0.1:{}", nf.port),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: u64 = truth.values().map(|v| v.0).sum();
+    let t = std::time::Instant::now();
+    let mut got = nf.table();
+    while got.values().map(|v| v.0).sum::<u64>() < want && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+        got = nf.table();
+    }
+    let names: Vec<&String> = got.keys().map(|k| &k.4).collect();
+    assert_eq!(
+        got, truth,
+        "nfacctd's table (protocol names seen: {names:?})"
+    );
+}

@@ -26,6 +26,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("tshark", "tshark"),
     ("capinfos", "wireshark-common"),
     ("softflowd", "softflowd"),
+    ("nfacctd", "pmacct"),
+    ("pmacct", "pmacct"),
     // Live benchmark: the traffic generator.
     ("trafgen", "netsniff-ng"),
 ];
