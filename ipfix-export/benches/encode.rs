@@ -56,6 +56,29 @@ fn encode(c: &mut Criterion) {
             bytes
         })
     });
+    let mut v9 = ipfix_export::netflow::V9Encoder::new(1, 1400, Some(60), None).unwrap();
+    g.bench_function("netflow9_4096_records_mixed_v4_v6", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for r in &recs {
+                v9.push(r, 1_700_000_000, |m| bytes += black_box(m).len());
+            }
+            v9.flush(1_700_000_000, |m| bytes += black_box(m).len());
+            bytes
+        })
+    });
+    // v5 carries IPv4 only: the IPv6 quarter is counted and skipped.
+    let mut v5 = ipfix_export::netflow::V5Encoder::new(1, None);
+    g.bench_function("netflow5_4096_records_mixed_v4_v6", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for r in &recs {
+                v5.push(r, 1_700_000_000, |m| bytes += black_box(m).len());
+            }
+            v5.flush(1_700_000_000, |m| bytes += black_box(m).len());
+            bytes
+        })
+    });
     g.finish();
 }
 
