@@ -37,6 +37,7 @@ fn records(n: u32) -> Vec<FlowRecord> {
             end_ns: 1_700_000_010_000_000_000 + i as u64,
             end_reason: EndReason::IdleTimeout,
             time_precision: TimePrecision::Micros,
+            reverse: None,
         })
         .collect()
 }

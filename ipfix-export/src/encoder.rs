@@ -2,10 +2,12 @@
 //!
 //! The encoder owns one MTU-sized buffer. Records are appended to the current data set; a record
 //! of another layout opens a new set; a record that does not fit finishes the message, which is
-//! handed to the caller's `emit` closure as a [`Message`]. With inline templates (UDP), templates
-//! lead the first message and are repeated when the refresh is due; without (TCP, SCTP, files),
-//! the transport sends [`MessageEncoder::template_prelude`] at the start of every session. The
-//! caller supplies the time, so tests drive the encoder deterministically.
+//! handed to the caller's `emit` closure as a [`Message`]. Templates travel in messages of their
+//! own, packed into as few as the MTU allows (the biflow templates do not fit one 1400-byte
+//! message). With inline templates (UDP) they are emitted before the first data and again when
+//! the refresh is due; without (TCP, SCTP, files), the transport sends
+//! [`MessageEncoder::template_prelude`] at the start of every session. The caller supplies the
+//! time, so tests drive the encoder deterministically.
 
 use crate::options::{self, FlowTotals, MeteringCounts, Sampling};
 use crate::record::FlowRecord;
@@ -29,6 +31,8 @@ pub struct EncoderConfig {
     pub template_refresh_messages: Option<u32>,
     /// Packet sampling in the metering process, reported in every statistics message.
     pub sampling: Option<Sampling>,
+    /// Biflow records (RFC 5103): every record carries the reverse direction's elements.
+    pub biflow: bool,
 }
 
 impl Default for EncoderConfig {
@@ -40,6 +44,7 @@ impl Default for EncoderConfig {
             template_refresh_secs: Some(60),
             template_refresh_messages: None,
             sampling: None,
+            biflow: false,
         }
     }
 }
@@ -92,9 +97,64 @@ pub struct Statistics {
     pub not_sent: FlowTotals,
 }
 
-/// Bytes of all template sets for a configuration.
-fn templates_len(cfg: &EncoderConfig) -> usize {
-    template::template_set_len() + options::template_set_len(cfg.sampling.is_some())
+/// The template records of a configuration, as (set ID, bytes): the data templates, then the
+/// options templates.
+fn template_records(cfg: &EncoderConfig) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    for l in Layout::announced(cfg.biflow) {
+        let n = l.write_template_record(&mut buf);
+        out.push((crate::TEMPLATE_SET_ID, buf[..n].to_vec()));
+    }
+    for t in options::announced(cfg.sampling.is_some()) {
+        let n = t.write_template_record(&mut buf);
+        out.push((options::OPTIONS_TEMPLATE_SET_ID, buf[..n].to_vec()));
+    }
+    out
+}
+
+/// Packs the template records into as few messages as `mtu` allows. The headers' export time,
+/// sequence number and domain are stamped when a message is sent.
+fn template_messages(cfg: &EncoderConfig) -> Vec<Vec<u8>> {
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut open_set: Option<(u16, usize)> = None;
+    let close = |cur: &mut Vec<u8>, open_set: &mut Option<(u16, usize)>| {
+        if let Some((_, at)) = open_set.take() {
+            let l = (cur.len() - at) as u16;
+            cur[at + 2..at + 4].copy_from_slice(&l.to_be_bytes());
+        }
+    };
+    for (set_id, rec) in template_records(cfg) {
+        let need = rec.len()
+            + if matches!(open_set, Some((id, _)) if id == set_id) {
+                0
+            } else {
+                SET_HEADER_LEN
+            };
+        if !cur.is_empty() && cur.len() + need > cfg.mtu {
+            close(&mut cur, &mut open_set);
+            msgs.push(std::mem::take(&mut cur));
+        }
+        if cur.is_empty() {
+            cur.resize(MESSAGE_HEADER_LEN, 0);
+        }
+        if !matches!(open_set, Some((id, _)) if id == set_id) {
+            close(&mut cur, &mut open_set);
+            open_set = Some((set_id, cur.len()));
+            cur.extend_from_slice(&set_id.to_be_bytes());
+            cur.extend_from_slice(&[0, 0]);
+        }
+        cur.extend_from_slice(&rec);
+    }
+    close(&mut cur, &mut open_set);
+    msgs.push(cur);
+    for m in &mut msgs {
+        let len = m.len() as u16;
+        m[0..2].copy_from_slice(&IPFIX_VERSION.to_be_bytes());
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+    }
+    msgs
 }
 
 /// Bytes of the options data sets of one statistics message.
@@ -110,17 +170,22 @@ fn statistics_len(cfg: &EncoderConfig) -> usize {
         }
 }
 
-/// The smallest MTU that holds a message with the templates and one record of any layout, and
-/// a message with the templates and the statistics.
+/// The smallest MTU that holds the largest template record, one record of any layout, and a
+/// statistics message.
 pub fn min_mtu_for(cfg: &EncoderConfig) -> usize {
-    let largest_record = Layout::ALL
-        .iter()
+    let largest_record = Layout::announced(cfg.biflow)
         .map(|l| l.record_len())
         .max()
         .unwrap_or(0);
+    let largest_template = template_records(cfg)
+        .iter()
+        .map(|(_, r)| r.len())
+        .max()
+        .unwrap_or(0);
     MESSAGE_HEADER_LEN
-        + templates_len(cfg)
-        + (SET_HEADER_LEN + largest_record).max(statistics_len(cfg))
+        + (SET_HEADER_LEN + largest_record)
+            .max(SET_HEADER_LEN + largest_template)
+            .max(statistics_len(cfg))
 }
 
 /// Builds IPFIX messages from flow records.
@@ -139,8 +204,10 @@ pub struct MessageEncoder {
     /// Export time of the newest call, seconds since the UNIX epoch.
     now_secs: u32,
     templates_sent_at: Option<u32>,
-    /// Messages finished since the last one that carried templates.
+    /// Messages finished since the templates were last sent.
     messages_since_templates: u32,
+    /// The template messages, headers to be stamped.
+    templates: Vec<Vec<u8>>,
     stats: EncoderStats,
 }
 
@@ -155,6 +222,7 @@ impl MessageEncoder {
         if cfg.mtu > u16::MAX as usize {
             return Err(ConfigError::MtuTooLarge { mtu: cfg.mtu });
         }
+        let templates = template_messages(&cfg);
         Ok(MessageEncoder {
             buf: vec![0; cfg.mtu],
             cfg,
@@ -166,6 +234,7 @@ impl MessageEncoder {
             now_secs: 0,
             templates_sent_at: None,
             messages_since_templates: 0,
+            templates,
             stats: EncoderStats::default(),
         })
     }
@@ -183,26 +252,20 @@ impl MessageEncoder {
         self.templates_sent_at = None;
     }
 
-    /// A message holding every template and options template and no data: what a session
-    /// transport (TCP, SCTP, a file) sends first. Its header is a placeholder; the transport
-    /// stamps it with [`TemplatePrelude::stamp_for`].
+    /// The messages holding every template and options template and no data: what a session
+    /// transport (TCP, SCTP, a file) sends first. Their headers are placeholders; the transport
+    /// stamps them with [`TemplatePrelude::stamp_for`].
     pub fn template_prelude(&self) -> TemplatePrelude {
-        let len = MESSAGE_HEADER_LEN + templates_len(&self.cfg);
-        let mut bytes = vec![0; len];
-        bytes[0..2].copy_from_slice(&IPFIX_VERSION.to_be_bytes());
-        bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        let mut pos = MESSAGE_HEADER_LEN;
-        pos += template::write_template_set(&mut bytes[pos..]);
-        pos += options::write_template_set(&mut bytes[pos..], self.cfg.sampling.is_some());
-        debug_assert_eq!(pos, len);
-        TemplatePrelude { bytes }
+        TemplatePrelude {
+            bytes: self.templates.concat(),
+        }
     }
 
     /// Appends one record; `emit` receives every message this completes.
     #[inline]
     pub fn push(&mut self, rec: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
-        let layout = Layout::of(rec);
+        let layout = Layout::of(rec, self.cfg.biflow);
         let need = layout.record_len()
             + match self.open_set {
                 Some((l, _)) if l == layout => 0,
@@ -213,8 +276,9 @@ impl MessageEncoder {
             self.finish(&mut emit);
         }
         if self.len == 0 {
-            // Every new message decides whether it leads with the templates; `min_mtu_for`
-            // guarantees that templates and one record of any layout fit together.
+            if self.templates_due() {
+                self.emit_templates(&mut emit);
+            }
             self.open_message();
         }
         if !matches!(self.open_set, Some((l, _)) if l == layout) {
@@ -225,9 +289,10 @@ impl MessageEncoder {
             self.open_set = Some((layout, start));
         }
         self.len += template::encode_record(rec, layout, &mut self.buf[self.len..]);
+        let rev = rec.reverse.unwrap_or_default();
         self.flows_in_message.flows += 1;
-        self.flows_in_message.packets += rec.packets;
-        self.flows_in_message.octets += rec.octets;
+        self.flows_in_message.packets += rec.packets + rev.packets;
+        self.flows_in_message.octets += rec.octets + rev.octets;
     }
 
     /// Finishes the open message, if any, and hands it to `emit`. Also sends templates when
@@ -235,11 +300,10 @@ impl MessageEncoder {
     /// collector's template cache fresh.
     pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
-        if self.templates_due() {
-            self.finish(&mut emit);
-            self.open_message();
-        }
         self.finish(&mut emit);
+        if self.templates_due() {
+            self.emit_templates(&mut emit);
+        }
     }
 
     /// Sends the options records in a message of their own (after finishing the open one): the
@@ -252,6 +316,9 @@ impl MessageEncoder {
     ) {
         self.now_secs = now_secs;
         self.finish(&mut emit);
+        if self.templates_due() {
+            self.emit_templates(&mut emit);
+        }
         self.open_message();
         let domain = self.cfg.observation_domain as u64;
         let done = self.stats;
@@ -313,21 +380,31 @@ impl MessageEncoder {
         }
     }
 
-    /// Opens a message, leading with the templates when they are due.
     fn open_message(&mut self) {
-        let with_templates = self.templates_due();
         self.len = MESSAGE_HEADER_LEN;
         self.open_set = None;
         self.flows_in_message = FlowTotals::default();
         self.options_in_message = 0;
-        if with_templates {
-            self.len += template::write_template_set(&mut self.buf[self.len..]);
-            self.len +=
-                options::write_template_set(&mut self.buf[self.len..], self.cfg.sampling.is_some());
-            self.templates_sent_at = Some(self.now_secs);
-            self.messages_since_templates = 0;
-            self.stats.template_sets += 1;
+    }
+
+    /// Sends the template messages (no message may be open).
+    fn emit_templates(&mut self, emit: &mut impl FnMut(Message<'_>)) {
+        debug_assert_eq!(self.len, 0);
+        for m in &mut self.templates {
+            m[4..8].copy_from_slice(&self.now_secs.to_be_bytes());
+            m[8..12].copy_from_slice(&self.sequence.to_be_bytes());
+            m[12..16].copy_from_slice(&self.cfg.observation_domain.to_be_bytes());
+            emit(Message {
+                bytes: m,
+                data_records: 0,
+                flows: FlowTotals::default(),
+            });
+            self.stats.messages += 1;
+            self.stats.octets += m.len() as u64;
         }
+        self.templates_sent_at = Some(self.now_secs);
+        self.messages_since_templates = 0;
+        self.stats.template_sets += 1;
     }
 
     fn close_set(&mut self) {
@@ -376,10 +453,16 @@ pub struct TemplatePrelude {
 }
 
 impl TemplatePrelude {
-    /// The prelude stamped to go right before `next`: the same export time, sequence number and
-    /// observation domain (a message without data records does not advance the sequence).
+    /// The prelude stamped to go right before `next`: each message gets the same export time,
+    /// sequence number and observation domain (messages without data records do not advance
+    /// the sequence).
     pub fn stamp_for(&mut self, next: &[u8]) -> &[u8] {
-        self.bytes[4..16].copy_from_slice(&next[4..16]);
+        let mut pos = 0;
+        while pos + MESSAGE_HEADER_LEN <= self.bytes.len() {
+            let len = u16::from_be_bytes([self.bytes[pos + 2], self.bytes[pos + 3]]) as usize;
+            self.bytes[pos + 4..pos + 16].copy_from_slice(&next[4..16]);
+            pos += len;
+        }
         &self.bytes
     }
 }
@@ -423,6 +506,7 @@ mod tests {
             end_ns: 1_600_000_000_000_000_000,
             end_reason: EndReason::IdleTimeout,
             time_precision: TimePrecision::Micros,
+            reverse: None,
         }
     }
 
@@ -500,7 +584,8 @@ mod tests {
         assert_eq!(enc.stats().template_sets, 1);
         enc.flush(1010, |_| n += 1);
         assert_eq!(enc.stats().template_sets, 2);
-        assert_eq!(n, 2);
+        // Templates, the record, templates again.
+        assert_eq!(n, 3);
     }
 
     #[test]
@@ -523,7 +608,8 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert!(msgs.len() > 20);
-        assert_eq!(with_templates[..4], [0, 5, 10, 15]);
+        // The template message, then five data messages.
+        assert_eq!(with_templates[..4], [0, 6, 12, 18]);
     }
 
     #[test]
@@ -564,12 +650,12 @@ mod tests {
             enc.push(&rec(i, false), 100, |m| msgs.push(m.to_vec()));
         }
         enc.push_statistics(100, &stats, |m| msgs.push(m.to_vec()));
-        let (seq, sets) = parse(&msgs[0]);
-        assert_eq!(seq, 0);
-        let ids: Vec<u16> = sets.iter().map(|s| s.0).collect();
-        assert_eq!(ids, vec![2, 3, 261, 262, 263, 260]);
-        assert_eq!(msgs.len(), 3);
-        let (seq, sets) = parse(&msgs[2]);
+        let ids = |m: &[u8]| parse(m).1.iter().map(|s| s.0).collect::<Vec<u16>>();
+        assert_eq!(ids(&msgs[0]), vec![2, 3]);
+        assert_eq!(parse(&msgs[1]).0, 0);
+        assert_eq!(ids(&msgs[1]), vec![261, 262, 263, 260]);
+        assert_eq!(msgs.len(), 4);
+        let (seq, sets) = parse(&msgs[3]);
         // Four options records before, then three flow records.
         assert_eq!(seq, 7);
         assert_eq!(sets.len(), 4);
@@ -599,7 +685,7 @@ mod tests {
         );
         assert_eq!(
             get("exportedMessageTotalCount"),
-            Some(DataRecordValue::U64(2))
+            Some(DataRecordValue::U64(3))
         );
         assert_eq!(get("packetTotalCount"), Some(DataRecordValue::U64(1000)));
         assert_eq!(

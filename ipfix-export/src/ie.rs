@@ -6,10 +6,51 @@
 pub struct FieldSpec {
     pub id: u16,
     pub length: u16,
+    /// Private enterprise number; 0 for IANA elements.
+    pub pen: u32,
 }
 
-const fn f(id: u16, length: u16) -> FieldSpec {
-    FieldSpec { id, length }
+impl FieldSpec {
+    /// Bytes of this field's specifier in a template record (RFC 7011 §3.2): 4, or 8 with an
+    /// enterprise number.
+    pub const fn specifier_len(&self) -> usize {
+        if self.pen == 0 {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Writes the field specifier; returns its length.
+    pub fn write_specifier(&self, out: &mut [u8]) -> usize {
+        let id = if self.pen == 0 {
+            self.id
+        } else {
+            self.id | 0x8000
+        };
+        out[0..2].copy_from_slice(&id.to_be_bytes());
+        out[2..4].copy_from_slice(&self.length.to_be_bytes());
+        if self.pen != 0 {
+            out[4..8].copy_from_slice(&self.pen.to_be_bytes());
+        }
+        self.specifier_len()
+    }
+}
+
+pub(crate) const fn f(id: u16, length: u16) -> FieldSpec {
+    FieldSpec { id, length, pen: 0 }
+}
+
+/// The enterprise number RFC 5103 reserves for reverse information elements.
+pub const REVERSE_PEN: u32 = 29305;
+
+/// The reverse-direction twin of an IANA element (RFC 5103 §6.1).
+const fn reverse(e: FieldSpec) -> FieldSpec {
+    FieldSpec {
+        id: e.id,
+        length: e.length,
+        pen: REVERSE_PEN,
+    }
 }
 
 pub const OCTET_DELTA_COUNT: FieldSpec = f(1, 8);
@@ -39,3 +80,15 @@ pub const FLOW_END_MILLISECONDS: FieldSpec = f(153, 8);
 pub const FLOW_START_NANOSECONDS: FieldSpec = f(156, 8);
 pub const FLOW_END_NANOSECONDS: FieldSpec = f(157, 8);
 pub const DOT1Q_CUSTOMER_VLAN_ID: FieldSpec = f(245, 2);
+
+/// The reverse direction's counters, times, flags and TTLs, appended to biflow records.
+pub const REVERSE_FIELDS: [FieldSpec; 8] = [
+    reverse(PACKET_DELTA_COUNT),
+    reverse(OCTET_DELTA_COUNT),
+    reverse(TCP_CONTROL_BITS),
+    reverse(IP_CLASS_OF_SERVICE),
+    reverse(MINIMUM_TTL),
+    reverse(MAXIMUM_TTL),
+    reverse(FLOW_START_MILLISECONDS),
+    reverse(FLOW_END_MILLISECONDS),
+];

@@ -149,7 +149,15 @@ impl V5Encoder {
         self.losses
     }
 
+    /// Appends one record; a biflow's reverse direction follows as a record of its own.
     pub fn push(&mut self, r: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
+        self.push_one(r, now_secs, &mut emit);
+        if let Some(rev) = r.reverse_record() {
+            self.push_one(&rev, now_secs, &mut emit);
+        }
+    }
+
+    fn push_one(&mut self, r: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (r.src_addr, r.dst_addr) else {
             self.losses.not_exportable += FlowTotals {
                 flows: 1,
@@ -348,7 +356,15 @@ impl V9Encoder {
         }
     }
 
+    /// Appends one record; a biflow's reverse direction follows as a record of its own.
     pub fn push(&mut self, r: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
+        self.push_one(r, now_secs, &mut emit);
+        if let Some(rev) = r.reverse_record() {
+            self.push_one(&rev, now_secs, &mut emit);
+        }
+    }
+
+    fn push_one(&mut self, r: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
         let (id, fields) = if r.is_ipv6() {
             V9_TEMPLATES[1]

@@ -27,9 +27,7 @@ pub struct OptionsTemplate {
     pub fields: &'static [FieldSpec],
 }
 
-const fn f(id: u16, length: u16) -> FieldSpec {
-    FieldSpec { id, length }
-}
+use crate::ie::f;
 
 const OBSERVATION_DOMAIN_ID: FieldSpec = f(149, 4);
 const EXPORTING_PROCESS_ID: FieldSpec = f(144, 4);
@@ -106,7 +104,8 @@ impl OptionsTemplate {
         SET_HEADER_LEN + self.record_len()
     }
 
-    fn write_template_record(&self, out: &mut [u8]) -> usize {
+    /// Writes this template's record for an options template set; returns its length.
+    pub fn write_template_record(&self, out: &mut [u8]) -> usize {
         let n = self.scope.len() + self.fields.len();
         out[0..2].copy_from_slice(&self.id.to_be_bytes());
         out[2..4].copy_from_slice(&(n as u16).to_be_bytes());
@@ -141,12 +140,13 @@ impl OptionsTemplate {
 /// Bytes of the options template set for a configuration.
 pub fn template_set_len(sampling: bool) -> usize {
     SET_HEADER_LEN
-        + templates(sampling)
+        + announced(sampling)
             .map(|t| t.template_record_len())
             .sum::<usize>()
 }
 
-fn templates(sampling: bool) -> impl Iterator<Item = &'static OptionsTemplate> {
+/// The options templates an exporter announces.
+pub fn announced(sampling: bool) -> impl Iterator<Item = &'static OptionsTemplate> {
     STATISTICS.into_iter().chain(sampling.then_some(&SELECTOR))
 }
 
@@ -156,7 +156,7 @@ pub fn write_template_set(out: &mut [u8], sampling: bool) -> usize {
     out[0..2].copy_from_slice(&OPTIONS_TEMPLATE_SET_ID.to_be_bytes());
     out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     let mut pos = SET_HEADER_LEN;
-    for t in templates(sampling) {
+    for t in announced(sampling) {
         pos += t.write_template_record(&mut out[pos..]);
     }
     debug_assert_eq!(pos, len);

@@ -71,10 +71,52 @@ pub struct FlowRecord {
     pub end_ns: u64,
     pub end_reason: EndReason,
     pub time_precision: TimePrecision,
+    /// The opposite direction, when the metering process pairs directions into biflows
+    /// (RFC 5103); this record's own fields are the initiator's.
+    pub reverse: Option<Reverse>,
+}
+
+/// The responder's side of a biflow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reverse {
+    pub packets: u64,
+    pub octets: u64,
+    pub tcp_flags: u16,
+    pub class_of_service: u8,
+    pub min_ttl: u8,
+    pub max_ttl: u8,
+    /// First and last packet, nanoseconds since the UNIX epoch (0 without packets).
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 impl FlowRecord {
     pub fn is_ipv6(&self) -> bool {
         self.src_addr.is_ipv6()
+    }
+
+    /// The reverse direction as a record of its own (for formats without biflows), when it
+    /// saw packets.
+    pub fn reverse_record(&self) -> Option<FlowRecord> {
+        let r = self.reverse.filter(|r| r.packets > 0)?;
+        let icmp = matches!(self.protocol, 1 | 58);
+        Some(FlowRecord {
+            src_addr: self.dst_addr,
+            dst_addr: self.src_addr,
+            src_port: if icmp { 0 } else { self.dst_port },
+            dst_port: if icmp { self.dst_port } else { self.src_port },
+            class_of_service: r.class_of_service,
+            tcp_flags: r.tcp_flags,
+            min_ttl: r.min_ttl,
+            max_ttl: r.max_ttl,
+            src_mac: self.dst_mac,
+            dst_mac: self.src_mac,
+            packets: r.packets,
+            octets: r.octets,
+            start_ns: r.start_ns,
+            end_ns: r.end_ns,
+            reverse: None,
+            ..*self
+        })
     }
 }

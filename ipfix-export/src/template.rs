@@ -20,40 +20,52 @@ pub struct Layout {
     v6: bool,
     nanos: bool,
     icmp: bool,
+    /// A biflow record: the reverse direction's elements follow (RFC 5103).
+    bi: bool,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 8] = {
+    pub const ALL: [Layout; 16] = {
         let mut all = [Layout {
             v6: false,
             nanos: false,
             icmp: false,
-        }; 8];
+            bi: false,
+        }; 16];
         let mut i = 0;
-        while i < 8 {
+        while i < 16 {
             all[i] = Layout {
                 v6: i & 1 != 0,
                 nanos: i & 2 != 0,
                 icmp: i & 4 != 0,
+                bi: i & 8 != 0,
             };
             i += 1;
         }
         all
     };
 
-    pub fn of(rec: &FlowRecord) -> Layout {
+    /// The layout of `rec`; every record of a biflow exporter is a biflow record (without a
+    /// reverse direction, its reverse counters are zero, as RFC 5103 §5.3 allows).
+    pub fn of(rec: &FlowRecord, biflow: bool) -> Layout {
         Layout {
             v6: rec.is_ipv6(),
             nanos: rec.time_precision == TimePrecision::Nanos,
             icmp: matches!(rec.protocol, 1 | 58),
+            bi: biflow,
         }
     }
 
+    /// The layouts an exporter announces.
+    pub fn announced(biflow: bool) -> impl Iterator<Item = Layout> {
+        Layout::ALL.into_iter().filter(move |l| l.bi == biflow)
+    }
+
     /// Template ID (256 and up are data templates, RFC 7011 §3.4.1): 256-259 with ports
-    /// (IPv4, IPv6, IPv4 ns, IPv6 ns), 264-267 the same for ICMP. 260-263 are the options.
+    /// (IPv4, IPv6, IPv4 ns, IPv6 ns), 264-267 the same for ICMP, and 16 more for the biflow
+    /// layouts (272-275, 280-283). 260-263 are the options templates.
     pub fn template_id(self) -> u16 {
-        let base = if self.icmp { 264 } else { 256 };
-        base + self.v6 as u16 + 2 * self.nanos as u16
+        256 + self.v6 as u16 + 2 * self.nanos as u16 + 8 * self.icmp as u16 + 16 * self.bi as u16
     }
 
     pub fn from_template_id(id: u16) -> Option<Layout> {
@@ -69,30 +81,49 @@ impl Layout {
     }
 
     /// The fields of this layout, in wire order.
-    pub fn fields(self) -> &'static [FieldSpec] {
+    pub fn fields(self) -> impl Iterator<Item = &'static FieldSpec> + Clone {
         let all: &'static [FieldSpec; 22] = match (self.v6, self.icmp) {
             (false, false) => &IPV4_FIELDS,
             (false, true) => &IPV4_ICMP_FIELDS,
             (true, false) => &IPV6_FIELDS,
             (true, true) => &IPV6_ICMP_FIELDS,
         };
-        if self.nanos {
-            all
+        let base = if self.nanos {
+            &all[..]
         } else {
             &all[..all.len() - 2]
-        }
+        };
+        let reverse: &'static [FieldSpec] = if self.bi { &ie::REVERSE_FIELDS } else { &[] };
+        base.iter().chain(reverse)
     }
 
     /// Length of one data record in this layout.
+    #[inline]
     pub fn record_len(self) -> usize {
-        self.fields().iter().map(|f| f.length as usize).sum()
+        let base = if self.v6 { 95 } else { 71 };
+        base + if self.nanos { 16 } else { 0 } + if self.bi { REVERSE_LEN } else { 0 }
     }
 
     /// Length of this layout's template record (template ID, field count, field specifiers).
     pub fn template_record_len(self) -> usize {
-        4 + 4 * self.fields().len()
+        4 + self.fields().map(|f| f.specifier_len()).sum::<usize>()
+    }
+
+    /// Writes this layout's template record; returns its length.
+    pub fn write_template_record(self, out: &mut [u8]) -> usize {
+        let count = self.fields().count() as u16;
+        out[0..2].copy_from_slice(&self.template_id().to_be_bytes());
+        out[2..4].copy_from_slice(&count.to_be_bytes());
+        let mut pos = 4;
+        for field in self.fields() {
+            pos += field.write_specifier(&mut out[pos..]);
+        }
+        pos
     }
 }
+
+/// Bytes of the reverse elements of a biflow record.
+const REVERSE_LEN: usize = 8 + 8 + 2 + 1 + 1 + 1 + 8 + 8;
 
 macro_rules! layout {
     ($src:expr, $dst:expr, $fourth:expr) => {
@@ -146,34 +177,25 @@ const IPV6_ICMP_FIELDS: [FieldSpec; 22] = layout!(
     ie::ICMP_TYPE_CODE_IPV6
 );
 
-/// Length of a template set that carries every layout.
-pub fn template_set_len() -> usize {
+/// Length of a template set announcing the layouts of a uniflow or a biflow exporter.
+pub fn template_set_len(biflow: bool) -> usize {
     SET_HEADER_LEN
-        + Layout::ALL
-            .iter()
+        + Layout::announced(biflow)
             .map(|l| l.template_record_len())
             .sum::<usize>()
 }
 
-/// Writes one template set announcing every layout; returns the bytes written.
+/// Writes one template set announcing the layouts; returns the bytes written.
 ///
 /// `out` must hold at least [`template_set_len`] bytes.
-pub fn write_template_set(out: &mut [u8]) -> usize {
-    let len = template_set_len();
+pub fn write_template_set(out: &mut [u8], biflow: bool) -> usize {
+    let len = template_set_len(biflow);
     let out = &mut out[..len];
     out[0..2].copy_from_slice(&TEMPLATE_SET_ID.to_be_bytes());
     out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     let mut pos = SET_HEADER_LEN;
-    for layout in Layout::ALL {
-        let fields = layout.fields();
-        out[pos..pos + 2].copy_from_slice(&layout.template_id().to_be_bytes());
-        out[pos + 2..pos + 4].copy_from_slice(&(fields.len() as u16).to_be_bytes());
-        pos += 4;
-        for field in fields {
-            out[pos..pos + 2].copy_from_slice(&field.id.to_be_bytes());
-            out[pos + 2..pos + 4].copy_from_slice(&field.length.to_be_bytes());
-            pos += 4;
-        }
+    for layout in Layout::announced(biflow) {
+        pos += layout.write_template_record(&mut out[pos..]);
     }
     debug_assert_eq!(pos, len);
     len
@@ -207,7 +229,7 @@ impl Cursor<'_> {
 
 /// Encodes `rec` in `layout` into `out`, returning the bytes written ([`Layout::record_len`]).
 ///
-/// `out` must hold at least `layout.record_len()` bytes. `layout` must be [`Layout::of`]`(rec)`.
+/// `out` must hold at least `layout.record_len()` bytes. `layout` must be [`Layout::of`]`(rec, _)`.
 #[inline]
 pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize {
     let len = layout.record_len();
@@ -251,6 +273,15 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
     if layout.has_nanos() {
         c.put(&ntp_timestamp(rec.start_ns).to_be_bytes());
         c.put(&ntp_timestamp(rec.end_ns).to_be_bytes());
+    }
+    if layout.bi {
+        let r = rec.reverse.unwrap_or_default();
+        c.put(&r.packets.to_be_bytes());
+        c.put(&r.octets.to_be_bytes());
+        c.put(&r.tcp_flags.to_be_bytes());
+        c.put(&[r.class_of_service, r.min_ttl, r.max_ttl]);
+        c.put(&(r.start_ns / 1_000_000).to_be_bytes());
+        c.put(&(r.end_ns / 1_000_000).to_be_bytes());
     }
     debug_assert_eq!(c.pos, len);
     len
@@ -302,6 +333,7 @@ pub(crate) mod tests {
             end_ns: 1_700_000_001_987_654_321,
             end_reason: EndReason::IdleTimeout,
             time_precision: precision,
+            reverse: None,
         }
     }
 
@@ -309,10 +341,15 @@ pub(crate) mod tests {
     fn written_length_matches_template_for_every_layout() {
         for v6 in [false, true] {
             for p in [TimePrecision::Micros, TimePrecision::Nanos] {
-                let rec = sample(v6, p);
-                let layout = Layout::of(&rec);
-                let mut buf = [0u8; 256];
-                assert_eq!(encode_record(&rec, layout, &mut buf), layout.record_len());
+                for (bi, proto) in [(false, 6), (true, 6), (false, 1), (true, 58)] {
+                    let mut rec = sample(v6, p);
+                    rec.protocol = proto;
+                    let layout = Layout::of(&rec, bi);
+                    let mut buf = [0u8; 256];
+                    assert_eq!(encode_record(&rec, layout, &mut buf), layout.record_len());
+                    let from_fields: usize = layout.fields().map(|f| f.length as usize).sum();
+                    assert_eq!(from_fields, layout.record_len(), "{layout:?}");
+                }
             }
         }
     }
@@ -320,7 +357,7 @@ pub(crate) mod tests {
     #[test]
     fn record_fields_land_at_template_offsets() {
         let rec = sample(false, TimePrecision::Nanos);
-        let layout = Layout::of(&rec);
+        let layout = Layout::of(&rec, false);
         let mut buf = [0u8; 256];
         encode_record(&rec, layout, &mut buf);
         // Walk the template and pick fields by id, as a collector would.
@@ -345,8 +382,8 @@ pub(crate) mod tests {
 
     #[test]
     fn template_set_is_self_consistent() {
-        let mut buf = vec![0u8; template_set_len()];
-        let n = write_template_set(&mut buf);
+        let mut buf = vec![0u8; template_set_len(false)];
+        let n = write_template_set(&mut buf, false);
         assert_eq!(n, buf.len());
         assert_eq!(u16::from_be_bytes([buf[2], buf[3]]) as usize, n);
         assert_eq!(u16::from_be_bytes([buf[4], buf[5]]), 256);

@@ -60,6 +60,7 @@ fn records() -> Vec<FlowRecord> {
             } else {
                 TimePrecision::Micros
             },
+            reverse: None,
         })
         .collect()
 }

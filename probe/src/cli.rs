@@ -120,7 +120,8 @@ pub struct ExportArgs {
 }
 
 impl ExportArgs {
-    pub fn export_config(&self) -> ExportConfig {
+    /// The exporter's configuration; `biflow` when the meter pairs directions.
+    pub fn export_config(&self, biflow: bool) -> ExportConfig {
         ExportConfig {
             exporter: ExporterConfig {
                 encoder: EncoderConfig {
@@ -131,6 +132,7 @@ impl ExportArgs {
                     template_refresh_messages: Some(self.template_refresh_messages)
                         .filter(|&n| n > 0),
                     sampling: None,
+                    biflow,
                 },
                 max_udp_messages_per_sec: Some(self.max_export_rate).filter(|&r| r > 0),
                 stream_backlog_messages: self.stream_backlog,
@@ -162,6 +164,12 @@ pub struct MeterArgs {
     /// Leave VLAN ids out of the flow key (both directions of a routed VLAN pair become one key).
     #[arg(long)]
     pub no_vlan_key: bool,
+    /// Export biflows (RFC 5103): each flow with its reverse direction in one record, the
+    /// initiator (bare SYN, else first packet) forward. Both directions must reach the same
+    /// worker: one queue, or symmetric RSS. NetFlow v9/v5 receive the two directions as two
+    /// records.
+    #[arg(long)]
+    pub biflow: bool,
     /// IP datagrams whose fragments are tracked at once.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = parse_nonzero)]
     pub fragment_table_size: usize,
@@ -178,6 +186,7 @@ impl MeterArgs {
             tcp_end_grace_ns: self.tcp_end_grace.as_nanos() as u64,
             max_flows: self.max_flows,
             vlan_in_key: !self.no_vlan_key,
+            biflow: self.biflow,
         }
     }
 

@@ -291,7 +291,12 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
         r.octets,
         if r.protocol == 6 { flags.as_str() } else { "" },
         r.end_reason.name()
-    )
+    )?;
+    // A biflow's responder gets the next line.
+    match r.reverse_record() {
+        Some(rev) => write_table_row(w, &rev),
+        None => Ok(()),
+    }
 }
 
 /// One record as a JSON line, keyed by IANA element names.
@@ -359,6 +364,25 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
     obj.insert("sourceMacAddress".into(), Value::from(mac(r.src_mac)));
     obj.insert("destinationMacAddress".into(), Value::from(mac(r.dst_mac)));
     obj.insert("flowEndReason".into(), Value::from(r.end_reason.name()));
+    if let Some(rev) = r.reverse {
+        obj.insert("reversePacketDeltaCount".into(), Value::from(rev.packets));
+        obj.insert("reverseOctetDeltaCount".into(), Value::from(rev.octets));
+        obj.insert("reverseTcpControlBits".into(), Value::from(rev.tcp_flags));
+        obj.insert(
+            "reverseIpClassOfService".into(),
+            Value::from(rev.class_of_service),
+        );
+        obj.insert("reverseMinimumTTL".into(), Value::from(rev.min_ttl));
+        obj.insert("reverseMaximumTTL".into(), Value::from(rev.max_ttl));
+        obj.insert(
+            "reverseFlowStartMilliseconds".into(),
+            Value::from(rev.start_ns / 1_000_000),
+        );
+        obj.insert(
+            "reverseFlowEndMilliseconds".into(),
+            Value::from(rev.end_ns / 1_000_000),
+        );
+    }
     serde_json::to_writer(&mut *w, &Value::Object(obj))?;
     w.write_all(b"\n")
 }

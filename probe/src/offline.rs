@@ -21,7 +21,11 @@ const BATCH: usize = 512;
 pub fn run(args: &ReadArgs) -> Result<RunReport> {
     let (tx, rx) = crossbeam_channel::bounded(64);
     let gauges = std::sync::Arc::new(export::Gauges::default());
-    let exporter = export::spawn(args.export.export_config(), rx, gauges.clone())?;
+    let exporter = export::spawn(
+        args.export.export_config(args.meter.biflow),
+        rx,
+        gauges.clone(),
+    )?;
     // The ring can wait for the disk when the input is a file: the keeper blocks.
     // In pcapng ring files, the "interface" is the first input file's name.
     let source = args

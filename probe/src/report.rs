@@ -210,6 +210,8 @@ impl RunReport {
                 "created": self.flows.flows_created,
                 "peak_active": self.flows.peak_flows,
                 "exported": self.flows.records_exported(),
+                "records": self.flows.records(),
+                "paired_into_biflows": self.flows.paired_reverse,
                 "by_end_reason": {
                     "idleTimeout": self.flows.idle_timeout,
                     "activeTimeout": self.flows.active_timeout,
@@ -318,6 +320,13 @@ impl RunReport {
             fl.lack_of_resources,
             fl.peak_flows
         );
+        if fl.paired_reverse > 0 {
+            s += &format!(
+                "  biflows: {} reverse directions paired with their initiators: {} records\n",
+                fl.paired_reverse,
+                fl.records()
+            );
+        }
         if let Some(r) = &self.ring {
             s += &format!(
                 "pcap ring {}: {} frames selected = {} written + {} not written (disk) + {} dropped (writer behind); {} files kept ({} bytes), {} deleted by retention\n",

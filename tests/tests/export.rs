@@ -664,3 +664,120 @@ fn pmacct_nfacctd_counts_what_the_capture_holds() {
         "nfacctd's table (protocol names seen: {names:?})"
     );
 }
+
+#[test]
+fn biflows_pair_both_directions_and_tshark_reads_the_reverse_elements() {
+    let tmp = TempDir::new("biflow");
+    let frames = mixed_traffic(BASE);
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_flows(&pcap);
+    let rec = Recorder::start();
+    let stats = tmp.path().join("books.json");
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--biflow",
+        "--ipfix",
+        &rec.url(),
+        "--print",
+        "json",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let books = read_books(&stats);
+    assert_balanced(&books);
+
+    // Every flow of the truth appears once, as the forward or the reverse side of a record.
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut seen = Flows::new();
+    let mut paired = 0;
+    for l in &lines {
+        let addr = |k4: &str, k6: &str| -> std::net::IpAddr {
+            l.get(k4)
+                .or(l.get(k6))
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let fwd = Key {
+            src: addr("sourceIPv4Address", "sourceIPv6Address"),
+            dst: addr("destinationIPv4Address", "destinationIPv6Address"),
+            sport: l["sourceTransportPort"].as_u64().unwrap() as u16,
+            dport: l["destinationTransportPort"].as_u64().unwrap() as u16,
+            proto: l["protocolIdentifier"].as_u64().unwrap() as u8,
+        };
+        let ms = |k: &str| l[k].as_u64().unwrap();
+        add_flow(
+            &mut seen,
+            fwd,
+            ms("packetDeltaCount"),
+            ms("octetDeltaCount"),
+            ms("flowStartMilliseconds"),
+            ms("flowEndMilliseconds"),
+        );
+        if ms("reversePacketDeltaCount") > 0 {
+            paired += 1;
+            let rev = Key {
+                src: fwd.dst,
+                dst: fwd.src,
+                sport: fwd.dport,
+                dport: fwd.sport,
+                proto: fwd.proto,
+            };
+            add_flow(
+                &mut seen,
+                rev,
+                ms("reversePacketDeltaCount"),
+                ms("reverseOctetDeltaCount"),
+                ms("reverseFlowStartMilliseconds"),
+                ms("reverseFlowEndMilliseconds"),
+            );
+            // The initiator is forward: it was seen first.
+            assert!(
+                ms("flowStartMilliseconds") <= ms("reverseFlowStartMilliseconds"),
+                "{l}"
+            );
+        }
+    }
+    assert_same_flows(&truth, &seen, "biflow JSON");
+    assert!(paired >= 10, "{paired} biflows with both directions");
+    assert_eq!(books["flows"]["paired_into_biflows"], paired);
+    assert_eq!(
+        books["flows"]["records"].as_u64().unwrap() as usize,
+        lines.len()
+    );
+
+    // tshark decodes the biflow templates and records cleanly; its packet fields (forward and
+    // reverse) add up to every metered frame.
+    let datagrams = rec.finish();
+    let p = tmp.path().join("export.pcap");
+    e2e::collector::write_datagrams_pcap(&datagrams, &p);
+    let verdict = tshark_decode(&p);
+    assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+    assert!(
+        verdict.template_ids.contains(&272),
+        "{:?}",
+        verdict.template_ids
+    );
+    let packets: u64 = tshark_frames(&p, "cflow.packets", &["cflow.packets"])
+        .iter()
+        .flat_map(|l| {
+            l.split(',')
+                .map(|x| x.parse::<u64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert_eq!(packets, books["frames"]["metered"].as_u64().unwrap());
+}

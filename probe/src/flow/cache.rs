@@ -15,7 +15,7 @@ use super::key::FlowKey;
 use crate::wire::transport::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::FrameSummary;
 use hashbrown::HashTable;
-use ipfix_export::{EndReason, FlowRecord, TimePrecision};
+use ipfix_export::{EndReason, FlowRecord, Reverse, TimePrecision};
 use std::hash::BuildHasher;
 
 /// Tunables of a flow cache. Times are in nanoseconds.
@@ -32,6 +32,9 @@ pub struct CacheConfig {
     pub max_flows: usize,
     /// Whether VLAN ids are part of the flow key.
     pub vlan_in_key: bool,
+    /// Pair each flow with its reverse direction into one biflow record (RFC 5103) when
+    /// either ends. Needs both directions on the same worker (symmetric steering).
+    pub biflow: bool,
 }
 
 impl Default for CacheConfig {
@@ -42,6 +45,7 @@ impl Default for CacheConfig {
             tcp_end_grace_ns: 2_000_000_000,
             max_flows: 1_000_000,
             vlan_in_key: true,
+            biflow: false,
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct CacheStats {
     pub forced_end: u64,
     /// Flows evicted because the cache was full.
     pub lack_of_resources: u64,
+    /// Flows exported as the reverse half of a biflow (each pair is one record).
+    pub paired_reverse: u64,
 }
 
 impl CacheStats {
@@ -71,8 +77,15 @@ impl CacheStats {
         self.end_of_flow += o.end_of_flow;
         self.forced_end += o.forced_end;
         self.lack_of_resources += o.lack_of_resources;
+        self.paired_reverse += o.paired_reverse;
     }
 
+    /// Records handed to the exporter: flows, less the reverse halves folded into biflows.
+    pub fn records(&self) -> u64 {
+        self.records_exported() - self.paired_reverse
+    }
+
+    /// Flows exported (each direction of a biflow counts).
     pub fn records_exported(&self) -> u64 {
         self.idle_timeout
             + self.active_timeout
@@ -136,11 +149,19 @@ struct Node {
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
     queue: Queue,
-    fin_seen: bool,
+    /// [`FIN_SEEN`] and [`OPENED`], in one byte so the node stays within 120 bytes.
+    marks: u8,
 }
 
+/// This direction has sent a FIN.
+const FIN_SEEN: u8 = 1;
+/// The flow's first packet was a SYN without ACK: this direction opened the connection.
+const OPENED: u8 = 2;
+
 const TCP_FIN: u16 = 0x01;
+const TCP_SYN: u16 = 0x02;
 const TCP_RST: u16 = 0x04;
+const TCP_ACK: u16 = 0x10;
 
 pub struct FlowCache {
     cfg: CacheConfig,
@@ -379,7 +400,11 @@ impl FlowCache {
             src_mac: s.src_mac,
             dst_mac: s.dst_mac,
             queue: Queue::Idle,
-            fin_seen: false,
+            marks: if key.protocol == PROTO_TCP && s.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+                OPENED
+            } else {
+                0
+            },
         };
         let idx = if self.free != NIL {
             let i = self.free;
@@ -438,9 +463,9 @@ impl FlowCache {
             }
             return;
         }
-        self.nodes[idx as usize].fin_seen = true;
+        self.nodes[idx as usize].marks |= FIN_SEEN;
         if let Some(r) = rev_idx {
-            if self.nodes[r as usize].fin_seen {
+            if self.nodes[r as usize].marks & FIN_SEEN != 0 {
                 self.move_to_ending(idx, now_ns);
                 self.move_to_ending(r, now_ns);
             }
@@ -457,10 +482,56 @@ impl FlowCache {
         }
     }
 
+    /// Exports a flow; with biflows, its reverse direction (if cached) leaves with it.
     fn export(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
+        let partner = if self.cfg.biflow {
+            let rev = self.nodes[idx as usize].key.reversed();
+            self.lookup(&rev).1.filter(|&p| p != idx)
+        } else {
+            None
+        };
+        let mut rec = self.release(idx, reason);
+        if let Some(p) = partner {
+            let other = self.release(p, reason);
+            self.stats.paired_reverse += 1;
+            // The initiator: the side whose first packet was a bare SYN, else the side seen
+            // first (RFC 5103 §6.2).
+            let (a_opened, b_opened) = (rec.1, other.1);
+            let a_first = if a_opened != b_opened {
+                a_opened
+            } else {
+                rec.0.start_ns <= other.0.start_ns
+            };
+            let (fwd, rev) = if a_first {
+                (rec.0, other.0)
+            } else {
+                (other.0, rec.0)
+            };
+            rec.0 = FlowRecord {
+                reverse: Some(Reverse {
+                    packets: rev.packets,
+                    octets: rev.octets,
+                    tcp_flags: rev.tcp_flags,
+                    class_of_service: rev.class_of_service,
+                    min_ttl: rev.min_ttl,
+                    max_ttl: rev.max_ttl,
+                    start_ns: rev.start_ns,
+                    end_ns: rev.end_ns,
+                }),
+                ..fwd
+            };
+        } else if self.cfg.biflow {
+            rec.0.reverse = Some(Reverse::default());
+        }
+        out.push(rec.0);
+    }
+
+    /// Takes a flow out of the cache and returns its record and whether it opened a TCP
+    /// connection.
+    fn release(&mut self, idx: u32, reason: EndReason) -> (FlowRecord, bool) {
         let n = &self.nodes[idx as usize];
         let icmp = n.key.protocol == PROTO_ICMP || n.key.protocol == PROTO_ICMPV6;
-        out.push(FlowRecord {
+        let rec = FlowRecord {
             src_addr: n.key.src_ip(),
             dst_addr: n.key.dst_ip(),
             src_port: n.key.src_port,
@@ -482,7 +553,9 @@ impl FlowCache {
             end_ns: n.last_ns,
             end_reason: reason,
             time_precision: self.precision,
-        });
+            reverse: None,
+        };
+        let opened = n.marks & OPENED != 0;
         match reason {
             EndReason::IdleTimeout => self.stats.idle_timeout += 1,
             EndReason::ActiveTimeout => self.stats.active_timeout += 1,
@@ -508,6 +581,7 @@ impl FlowCache {
             next: self.free,
         };
         self.free = idx;
+        (rec, opened)
     }
 
     fn list(&mut self, thread: Thread, queue: Queue) -> &mut List {
@@ -789,6 +863,39 @@ mod tests {
         }
         c.finish(&mut out);
         assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), 6);
+    }
+
+    #[test]
+    fn biflows_pair_directions_with_the_syn_sender_forward() {
+        let mut c = FlowCache::new(CacheConfig {
+            biflow: true,
+            ..Default::default()
+        });
+        let mut out = vec![];
+        // The capture starts with the server's SYN-ACK; the client's bare SYN comes second
+        // (out of order), and still makes the client the initiator.
+        c.update(&pkt(2, 80, 1, 1000, 0x12, 60), 10 * S, &mut out);
+        c.update(&pkt(1, 1000, 2, 80, 0x02, 60), 10 * S + 1, &mut out);
+        c.update(&pkt(1, 1000, 2, 80, 0x10, 1500), 11 * S, &mut out);
+        // A flow without its reverse.
+        c.update(&pkt(3, 5, 4, 6, 0x10, 100), 11 * S, &mut out);
+        c.finish(&mut out);
+        assert_eq!(out.len(), 2);
+        let bi = out
+            .iter()
+            .find(|r| r.dst_port == 80)
+            .expect("client forward");
+        assert_eq!((bi.packets, bi.octets), (2, 1560));
+        let rev = bi.reverse.unwrap();
+        assert_eq!((rev.packets, rev.octets, rev.tcp_flags), (1, 60, 0x12));
+        assert_eq!(rev.start_ns, 10 * S);
+        let lone = out.iter().find(|r| r.dst_port == 6).unwrap();
+        assert_eq!(lone.reverse, Some(Reverse::default()));
+        let st = c.stats();
+        assert_eq!(
+            (st.records_exported(), st.paired_reverse, st.records()),
+            (3, 1, 2)
+        );
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     }
 
     let (tx, rx) = crossbeam_channel::bounded(256);
-    let mut export_cfg = args.export.export_config();
+    let mut export_cfg = args.export.export_config(args.meter.biflow);
     if args.sample > 1 {
         export_cfg.exporter.encoder.sampling = Some(ipfix_export::Sampling {
             algorithm: match args.sample_mode {
