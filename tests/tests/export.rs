@@ -111,7 +111,8 @@ fn every_transport_at_once_gets_every_record() {
     let pcap = tmp.path().join("in.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
     let udp = Recorder::start();
-    let (tcp, tcp_addr) = TcpCollector::start("127.0.0.1:0");
+    // The TCP collector listens on IPv6 loopback.
+    let (tcp, tcp_addr) = TcpCollector::start("[::1]:0");
     let files = tmp.path().join("ipfix");
     std::fs::create_dir(&files).unwrap();
     let file_url = format!("file://{}/flows.ipfix?max-size=16KiB", files.display());

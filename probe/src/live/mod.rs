@@ -114,6 +114,13 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             .collect::<Vec<_>>()
             .join(",")
     );
+    if args.meter.biflow && sockets.len() > 1 {
+        eprintln!(
+            "probe: --biflow with {} queues: directions pair only when the NIC steers both to the \
+             same queue (symmetric RSS); otherwise each direction is a biflow of its own",
+            sockets.len()
+        );
+    }
     if args.sample > 1 {
         eprintln!(
             "probe: sampling 1 in {} frames ({:?}); flow counts are of sampled frames",
