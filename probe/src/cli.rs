@@ -275,6 +275,10 @@ pub struct ReadArgs {
     /// Write the run's books (frames, flows, export) as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// Read settings from a TOML file whose keys are these long option names
+    /// (idle-timeout = "30s", ipfix = ["udp://..."]); the command line overrides it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// An IP prefix: `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a host).
@@ -433,6 +437,11 @@ pub struct CaptureArgs {
     /// Write the run's books (per queue and in total) as JSON to this file at the end.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// Read settings from a TOML file whose keys are these long option names
+    /// (interface = "eth1", ipfix = ["udp://..."]); the command line overrides it. Check one
+    /// with `probe check-config FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Serve the live counters in Prometheus text format at http://ADDR/metrics (keep it on
     /// loopback or a management network, e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]

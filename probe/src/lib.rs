@@ -4,6 +4,7 @@
 //! - [`flow`]: the per-worker flow cache and fragment table;
 //! - [`meter`]: the sans-IO worker core that ties them together and keeps the books;
 //! - [`capture_file`]: the pcap/pcapng reader;
+//! - [`config`]: `--config FILE` (TOML whose keys are the long option names) and its checks;
 //! - [`collector_url`]: `--ipfix` URLs (UDP, TCP, SCTP, files, NetFlow v9/v5);
 //! - [`export`]: the exporter thread (every destination, statistics, JSON lines);
 //! - [`live`]: `probe capture`, XDP steering and one AF_XDP worker per RX queue;
@@ -14,6 +15,7 @@
 pub mod capture_file;
 pub mod cli;
 pub mod collector_url;
+pub mod config;
 pub mod export;
 pub mod extract;
 pub mod flow;

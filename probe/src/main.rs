@@ -10,15 +10,24 @@ use std::path::Path;
 #[command(
     name = "probe",
     version,
-    about = "Meter packets into IPFIX flow records",
-    after_help = "Examples:\n  \
-        probe capture -i eth1 --ipfix udp://192.0.2.10:4739 --ignore 192.0.2.10\n  \
-        probe read capture.pcap --ipfix udp://127.0.0.1:4739\n  \
-        probe read a.pcapng b.pcap --print json --stats-json books.json\n  \
+    about = "Meter packets into IPFIX flow records; keep a rolling PCAP window of chosen traffic",
+    after_help = "The three jobs:\n\n  \
+        Incident, on a SPAN or tap port: flows in seconds, a look without a collector\n    \
+        probe capture -i eth1 --print table\n    \
+        probe capture -i eth1 --ipfix udp://192.0.2.10:4739 --ignore 192.0.2.10 --stats-interval 10s\n\n  \
+        Permanent exporter, to several collectors, as a service (see dist/probe.service)\n    \
+        probe capture --config /etc/probe/probe.toml\n    \
+        probe capture -i eth1 --ipfix udp://192.0.2.10:4739 --ipfix tcp://[2001:db8::9]:4739 \\\n      \
+          --ipfix 'file:///var/lib/probe/flows.ipfix?rotate=5m' --metrics 127.0.0.1:9464\n\n  \
+        PCAP ring for a critical segment, and pulling one flow's packets out later\n    \
         probe capture -i eth1 --ipfix udp://192.0.2.10:4739 --pcap-dir /var/lib/probe/ring \\\n      \
-          --pcap-select 'net 10.20.0.0/16 and port 445' --pcap-ring-size 20GiB\n  \
+          --pcap-select 'net 10.20.0.0/16 and port 445' --pcap-ring-size 20GiB\n    \
         probe extract --pcap-dir /var/lib/probe/ring --from 2026-11-22T23:00:00Z \\\n      \
-          -w flow.pcap src host 10.20.1.5 and src port 50123 and dst port 445 and tcp"
+          -w flow.pcap src host 10.20.1.5 and src port 50123 and dst port 445 and tcp\n\n  \
+        Files: replays, tests, forensic conversion\n    \
+        probe read capture.pcap --ipfix udp://127.0.0.1:4739\n    \
+        probe read a.pcapng b.pcap --print json --stats-json books.json\n\n\
+        Durations take a unit (500ms, 15s, 2m, 1h); sizes too (4096, 500KB, 128MiB, 2GiB)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,10 +43,41 @@ enum Command {
     Extract(probe::extract::ExtractArgs),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
     Read(ReadArgs),
+    /// Check a --config file: every setting, its value and where it comes from; exit 1 with
+    /// the line and the fix when something is wrong.
+    CheckConfig {
+        /// The TOML file.
+        file: std::path::PathBuf,
+        /// The subcommand the file is for.
+        #[arg(long = "for", value_name = "COMMAND", default_value = "capture", value_parser = ["capture", "read"])]
+        for_command: String,
+    },
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let config = argv
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| argv.get(i + 1))
+        .map(|p| p.to_string_lossy().into_owned());
+    let argv = match expand_config(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("probe: error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            if let (Some(c), true) = (config, e.use_stderr()) {
+                eprintln!("probe: the settings of {c} are read as options before the command line's; `probe check-config {c}` shows each");
+            }
+            std::process::exit(e.exit_code());
+        }
+    };
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -47,9 +87,100 @@ fn main() {
     }
 }
 
+/// `--config FILE` becomes the options the file holds, ahead of the command line's own.
+fn expand_config(
+    argv: Vec<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, probe::config::ConfigError> {
+    use clap::CommandFactory;
+    let Some(name) = argv.get(1).map(|a| a.to_string_lossy().into_owned()) else {
+        return Ok(argv);
+    };
+    let cmd = Cli::command();
+    match cmd.find_subcommand(&name) {
+        Some(sub) if name == "capture" || name == "read" => probe::config::expand(argv, sub),
+        _ => Ok(argv),
+    }
+}
+
+/// `probe check-config`: parses the file as the command line would, checks what can be checked
+/// on this machine, and prints every setting with its source.
+fn check_config(file: &Path, for_command: &str) -> Result<i32> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let sub = cmd
+        .find_subcommand(for_command)
+        .context("unknown subcommand")?
+        .clone();
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read config {}", file.display()))?;
+    let args = match probe::config::to_args(&text, file, &sub, &[]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("probe: {e}");
+            return Ok(1);
+        }
+    };
+    let mut argv: Vec<std::ffi::OsString> = vec!["probe".into(), for_command.into()];
+    argv.extend(args);
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "probe: config {}: {}",
+                file.display(),
+                e.to_string().trim_end()
+            );
+            return Ok(1);
+        }
+    };
+    let problems = match &cli.command {
+        Command::Capture(a) => probe::config::check_capture(a),
+        Command::Read(a) => probe::config::check_export(&a.export),
+        _ => Vec::new(),
+    };
+    let matches = sub
+        .clone()
+        .no_binary_name(true)
+        .try_get_matches_from(&argv[2..])?;
+    println!("# probe {for_command}, settings from {}", file.display());
+    for arg in sub.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id()) else {
+            continue;
+        };
+        if long == "config" || long == "help" {
+            continue;
+        }
+        let Some(values) = matches.get_raw(id.as_str()) else {
+            println!("# {long}: not set");
+            continue;
+        };
+        let values: Vec<String> = values.map(|v| v.to_string_lossy().into_owned()).collect();
+        let source = match matches.value_source(id.as_str()) {
+            Some(clap::parser::ValueSource::DefaultValue) => "default",
+            _ => "file",
+        };
+        let shown = if values.len() == 1 {
+            format!("{:?}", values[0])
+        } else {
+            format!("{values:?}")
+        };
+        println!("{long} = {shown}  # {source}");
+    }
+    for p in &problems {
+        eprintln!("probe: config {}: {p}", file.display());
+    }
+    if problems.is_empty() {
+        eprintln!("probe: config {} is valid", file.display());
+        Ok(0)
+    } else {
+        Ok(1)
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
     probe::signals::install().context("cannot install signal handlers")?;
     match cli.command {
+        Command::CheckConfig { file, for_command } => check_config(&file, &for_command),
         Command::Extract(args) => {
             let r = probe::extract::run(&args)?;
             eprintln!(

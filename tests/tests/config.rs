@@ -1,0 +1,126 @@
+//! `--config FILE` and `probe check-config`: the example config, settings that take effect, the
+//! command line winning, and mistakes that name the line and the fix.
+
+use e2e::capture::{write_pcap, LINKTYPE_ETHERNET};
+use e2e::craft::mixed_traffic;
+use e2e::tools::*;
+use e2e::TempDir;
+
+const BASE: u64 = 1_700_000_000_000_000_000;
+
+#[test]
+fn the_example_config_checks_clean_once_its_interface_exists() {
+    let tmp = TempDir::new("cfgexample");
+    let text = std::fs::read_to_string(e2e::workspace_root().join("dist/probe.toml")).unwrap();
+    // This machine has no eth1 and no /var/lib/probe: point them at what exists.
+    let text = text
+        .replace("\"eth1\"", "\"lo\"")
+        .replace("/var/lib/probe", tmp.path().to_str().unwrap());
+    let file = tmp.path().join("probe.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = run_probe(&["check-config", file.to_str().unwrap()]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is valid"), "{stderr}");
+    assert!(stdout.contains("interface = \"lo\"  # file"), "{stdout}");
+    assert!(
+        stdout.contains("tcp-end-grace = \"2s\"  # default"),
+        "{stdout}"
+    );
+    // The shipped file as is: its interface does not exist here, and check-config says so.
+    let shipped = e2e::workspace_root().join("dist/probe.toml");
+    let out = run_probe(&["check-config", shipped.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'eth1' does not exist"));
+}
+
+#[test]
+fn settings_take_effect_and_the_command_line_wins() {
+    let tmp = TempDir::new("cfgread");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    let stats = tmp.path().join("books.json");
+    let file = tmp.path().join("read.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "print = \"json\"\nstats-json = \"{}\"\nmax-flows = 3\nidle_timeout = \"1s\"\n",
+            stats.display()
+        ),
+    )
+    .unwrap();
+    // The file's max-flows 3 would evict; the command line's 1000 replaces it.
+    let out = run_probe(&[
+        "read",
+        "--config",
+        file.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+        "--max-flows",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let books = read_books(&stats);
+    assert_eq!(books["flows"]["by_end_reason"]["lackOfResources"], 0);
+    assert!(
+        books["flows"]["by_end_reason"]["idleTimeout"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count() as u64;
+    assert_eq!(lines, books["export"]["records"].as_u64().unwrap());
+    // Without the override, the file's bound applies.
+    let out = run_probe(&[
+        "read",
+        "--config",
+        file.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(
+        read_books(&stats)["flows"]["by_end_reason"]["lackOfResources"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn mistakes_name_the_file_the_line_and_the_fix() {
+    let tmp = TempDir::new("cfgbad");
+    let cases = [
+        (
+            "interface = \"lo\"\nidle-timout = \"5s\"\n",
+            "line 2",
+            "did you mean 'idle-timeout'",
+        ),
+        (
+            "interface = \"lo\"\nidle-timeout = \"5x\"\n",
+            "'5x' is not a duration",
+            "check-config",
+        ),
+        (
+            "interface = \"lo\"\nipfix = [\"udp://h\"]\n",
+            "no port",
+            "udp://127.0.0.1:4739",
+        ),
+        ("interface = \"lo\"\nbiflow = \"yes\"\n", "line 2", "switch"),
+        ("interface = \"lo\n", "bad.toml", "line 1"),
+    ];
+    for (i, (text, a, b)) in cases.iter().enumerate() {
+        let file = tmp.path().join(format!("bad{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = run_probe(&["capture", "--config", file.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr.replace(&format!("bad{i}.toml"), "bad.toml");
+        assert!(stderr.contains(a) && stderr.contains(b), "{text}: {stderr}");
+    }
+}
