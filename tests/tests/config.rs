@@ -124,3 +124,35 @@ fn mistakes_name_the_file_the_line_and_the_fix() {
         assert!(stderr.contains(a) && stderr.contains(b), "{text}: {stderr}");
     }
 }
+
+#[test]
+fn the_systemd_unit_verifies_and_checks_its_config_first() {
+    let unit = std::fs::read_to_string(e2e::workspace_root().join("dist/probe.service")).unwrap();
+    assert!(unit.contains("ExecStartPre=/usr/local/bin/probe check-config /etc/probe/probe.toml"));
+    assert!(
+        unit.contains("ProtectSystem=strict") && unit.contains("ReadWritePaths=/var/lib/probe")
+    );
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
+        return;
+    }
+    // Verify the unit as shipped, with the binary path pointed at the build.
+    let tmp = TempDir::new("unit");
+    let path = tmp.path().join("probe.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/probe", e2e::probe_bin().to_str().unwrap()),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}

@@ -26,10 +26,22 @@ struct Capture {
 impl Capture {
     /// Starts the probe on B's veth end and waits until it says it is capturing.
     fn start(lab: &Lab, tmp: &TempDir, args: &[&str]) -> Capture {
+        Capture::start_with(lab, tmp, &[], &e2e::probe_bin(), args)
+    }
+
+    /// [`Capture::start`] with `bin` run under a wrapper command (e.g. setpriv).
+    fn start_with(
+        lab: &Lab,
+        tmp: &TempDir,
+        wrapper: &[String],
+        bin: &std::path::Path,
+        args: &[&str],
+    ) -> Capture {
         let stats = tmp.path().join("books.json");
         let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.ns_b])
-            .arg(e2e::probe_bin())
+            .args(wrapper)
+            .arg(bin)
             .args(["capture", "--interface", &lab.veth_b, "--stats-json"])
             .arg(&stats)
             .args(args)
@@ -407,6 +419,52 @@ fn missing_privileges_get_one_line_error() {
     assert!(err.contains("not allowed to load an XDP program"), "{err}");
     assert!(err.contains("run as root"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!lab.xdp_attached());
+}
+
+#[test]
+fn the_service_capabilities_are_enough_for_an_unprivileged_user() {
+    if !require_root("the_service_capabilities_are_enough_for_an_unprivileged_user") {
+        return;
+    }
+    // The capabilities dist/probe.service grants, read from the unit itself.
+    let unit = std::fs::read_to_string(e2e::workspace_root().join("dist/probe.service")).unwrap();
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("the unit grants ambient capabilities")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    assert!(caps.len() <= 5, "{caps:?}");
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-service-caps");
+    let bin = tmp.path().join("probe");
+    std::fs::copy(e2e::probe_bin(), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let caps = caps.join(",");
+    let wrapper: Vec<String> = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        &format!("--inh-caps=-all,{caps}"),
+        &format!("--ambient-caps=-all,{caps}"),
+        &format!("--bounding-set=-all,{caps}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (frames, truth) = mix_and_truth(&tmp);
+    let cap = Capture::start_with(&lab, &tmp, &wrapper, &bin, &["--print", "json"]);
+    lab.send(&frames, &[0], usize::MAX);
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    let packets: u64 = truth.values().map(|t| t.packets).sum();
+    assert_eq!(books["frames"]["metered"], packets, "{stderr}");
     assert!(!lab.xdp_attached());
 }
 

@@ -19,6 +19,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("taskset", "util-linux"),
     ("mount", "mount"),
+    // The shipped systemd unit is checked with systemd-analyze verify.
+    ("systemd-analyze", "systemd"),
     // Collectors, decoders and benchmark peers.
     ("nfcapd", "nfdump"),
     ("nfdump", "nfdump"),

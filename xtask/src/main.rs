@@ -85,6 +85,20 @@ fn test(extra: &[&str]) -> Result<()> {
         .args(["test", "--release", "--workspace"])
         .args(extra)
         .env("PROBE_BIN", &probe))?;
+    // README's install step, with the build above reused: `cargo install --path probe` works.
+    let root = root().join("target/install-check");
+    run(cargo()
+        .args([
+            "install",
+            "--locked",
+            "--path",
+            "probe",
+            "--target-dir",
+            "target",
+            "--root",
+        ])
+        .arg(&root))?;
+    run(Command::new(root.join("bin/probe")).arg("--version"))?;
     eprintln!("xtask: all tests passed");
     Ok(())
 }
