@@ -221,6 +221,11 @@ pub struct CaptureFile {
 }
 
 impl CaptureFile {
+    /// Bytes of the file consumed so far (for progress reports).
+    pub fn bytes_read(&self) -> u64 {
+        self.input.offset
+    }
+
     pub fn open(path: &Path) -> Result<CaptureFile, ReadError> {
         let file = File::open(path)?;
         let mut cf = CaptureFile {

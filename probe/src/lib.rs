@@ -8,7 +8,7 @@
 //! - [`collector_url`]: `--ipfix` URLs (UDP, TCP, SCTP, files, NetFlow v9/v5);
 //! - [`export`]: the exporter thread (every destination, statistics, JSON lines);
 //! - [`live`]: `probe capture`, XDP steering and one AF_XDP worker per RX queue;
-//! - [`offline`]: `probe read`, the capture-file pipeline;
+//! - [`offline`]: `probe read`, the capture-file pipeline, and [`progress`], its progress line;
 //! - [`report`]: the end-of-run books, printed and as JSON;
 //! - [`signals`]: SIGINT/SIGTERM end a run cleanly.
 
@@ -22,6 +22,7 @@ pub mod flow;
 pub mod live;
 pub mod meter;
 pub mod offline;
+pub mod progress;
 pub mod report;
 pub mod ring;
 pub mod select;

@@ -44,9 +44,20 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
     };
     let mut meter = Meter::new(args.meter.cache_config(), args.meter.fragment_config());
     let mut files = Vec::new();
+    let sizes: Vec<Option<u64>> = args
+        .files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+        })
+        .collect();
+    let mut progress = crate::progress::ProgressLine::new(&sizes);
 
     let mut interrupted = false;
-    for path in &args.files {
+    for (index, path) in args.files.iter().enumerate() {
         if interrupted {
             break;
         }
@@ -70,6 +81,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                 Ok(Some(p)) => {
                     frames += 1;
                     if p.link.is_none() && warned_links.insert(p.linktype) {
+                        progress.finish();
                         eprintln!(
                             "probe: {shown}: interface with unsupported link type {}; its frames are counted as filtered",
                             p.linktype
@@ -87,6 +99,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                     break Some("interrupted by a signal".to_string());
                 }
                 Err(e) => {
+                    progress.finish();
                     eprintln!("probe: {shown}: {e}; the {frames} frames before it are metered");
                     break Some(e.to_string());
                 }
@@ -96,18 +109,31 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                 break Some("interrupted by a signal".to_string());
             }
             meter.set_time_precision(cf.time_precision());
+            if frames % 4096 == 0 {
+                let (read, flows) = (meter.books().read, meter.cache().len());
+                progress.update(
+                    &shown,
+                    index,
+                    args.files.len(),
+                    cf.bytes_read(),
+                    read,
+                    flows,
+                );
+            }
             if meter.pending() >= BATCH {
                 gauges.set_metering(metering_counts(&meter));
                 tx.send(meter.take_records())
                     .context("the exporter thread stopped")?;
             }
         };
+        progress.file_done(cf.bytes_read());
         files.push(FileReport {
             path: shown,
             frames,
             error,
         });
     }
+    progress.finish();
     if interrupted {
         eprintln!(
             "probe: interrupted: exporting the {} active flows, then stopping",

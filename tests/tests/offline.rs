@@ -666,3 +666,50 @@ fn print_table_shows_one_line_per_record_under_a_header() {
         "{row}"
     );
 }
+
+#[test]
+fn a_large_file_on_a_terminal_shows_progress_and_a_pipe_does_not() {
+    let tmp = TempDir::new("progress");
+    let pcap = tmp.path().join("big.pcap");
+    // 40,000 frames of 1,000 bytes: above the 32 MiB that counts as large.
+    let mut w = e2e::capture::PcapWriter::create(&pcap, LINKTYPE_ETHERNET, false).unwrap();
+    for i in 0..40_000u32 {
+        let f = ethernet(
+            std::net::Ipv4Addr::from(0x0a01_0000 | (i % 4000)).into(),
+            "10.2.0.1".parse().unwrap(),
+            L4::Udp {
+                sport: 1024 + (i % 7) as u16,
+                dport: 9000,
+            },
+            958,
+            &[],
+            64,
+        );
+        w.write(BASE + i as u64 * 1_000_000, &f).unwrap();
+    }
+    w.finish().unwrap();
+    // `script` gives the probe a terminal.
+    let out = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} read {}",
+            e2e::probe_bin().display(),
+            pcap.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("reading ")
+            && tty.contains("%)")
+            && tty.contains("ETA")
+            && tty.contains("packets/s"),
+        "{tty}"
+    );
+    // Erased before the books.
+    assert!(tty.contains("\r\x1b[Kframes: 40000 read"), "{tty}");
+    let out = run_probe(&["read", pcap.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("reading "));
+}
