@@ -109,7 +109,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                 break Some("interrupted by a signal".to_string());
             }
             meter.set_time_precision(cf.time_precision());
-            if frames % 4096 == 0 {
+            if frames.is_multiple_of(4096) {
                 let (read, flows) = (meter.books().read, meter.cache().len());
                 progress.update(
                     &shown,
