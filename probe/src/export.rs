@@ -46,6 +46,8 @@ pub struct Gauges {
     lost_flows: AtomicU64,
     lost_packets: AtomicU64,
     lost_octets: AtomicU64,
+    /// Records the exporter has taken (for the periodic line).
+    exported: AtomicU64,
 }
 
 impl Gauges {
@@ -60,6 +62,14 @@ impl Gauges {
         self.lost_flows.fetch_add(t.flows, Ordering::Relaxed);
         self.lost_packets.fetch_add(t.packets, Ordering::Relaxed);
         self.lost_octets.fetch_add(t.octets, Ordering::Relaxed);
+    }
+
+    /// Records the exporter has taken so far, and records lost before it.
+    pub fn export_progress(&self) -> (u64, u64) {
+        (
+            self.exported.load(Ordering::Relaxed),
+            self.lost_flows.load(Ordering::Relaxed),
+        )
     }
 
     fn snapshot(&self) -> (MeteringCounts, FlowTotals) {
@@ -129,6 +139,9 @@ pub fn spawn(
                     Ok(batch) => {
                         let now = unix_secs();
                         records += batch.len() as u64;
+                        gauges
+                            .exported
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
                         for rec in &batch {
                             exporter.push(rec, now);
                             json.record(rec);

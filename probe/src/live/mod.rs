@@ -200,7 +200,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     let mut last_gauges = Instant::now();
     let reason = loop {
         std::thread::sleep(Duration::from_millis(50));
-        ticker.maybe_print(&steering, &watch);
+        ticker.maybe_print(&steering, &watch, &gauges);
         if last_gauges.elapsed() >= Duration::from_secs(1) {
             last_gauges = Instant::now();
             gauges.set_metering(metering_counts(&steering, &watch, available));
@@ -346,29 +346,48 @@ impl StatsLine {
         }
     }
 
-    fn maybe_print(&mut self, steering: &Steering, watch: &[(u32, RawFd, Arc<worker::Progress>)]) {
+    fn maybe_print(
+        &mut self,
+        steering: &Steering,
+        watch: &[(u32, RawFd, Arc<worker::Progress>)],
+        gauges: &export::Gauges,
+    ) {
         let Some(every) = self.every else { return };
         let dt = self.last.elapsed();
         if dt < every {
             return;
         }
         self.last = Instant::now();
-        let (mut seen, mut read, mut dropped, mut flows) = (0u64, 0u64, 0u64, 0u64);
+        let (mut seen, mut read, mut flows) = (0u64, 0u64, 0u64);
+        let (mut ring_full, mut rx_dropped, mut redirect) = (0u64, 0u64, 0u64);
         for (q, fd, p) in watch {
-            seen += steering.counters(*q).map_or(0, |c| c.seen);
+            if let Ok(c) = steering.counters(*q) {
+                seen += c.seen;
+                redirect += c.redirect_errors;
+            }
             read += p.frames.load(Ordering::Relaxed);
             flows += p.flows_active.load(Ordering::Relaxed);
-            dropped += xsk::stats_of(*fd).map_or(0, |s| s.rx_dropped + s.rx_ring_full);
+            if let Ok(s) = xsk::stats_of(*fd) {
+                ring_full += s.rx_ring_full;
+                rx_dropped += s.rx_dropped;
+            }
         }
+        let (exported, records_lost) = gauges.export_progress();
+        let dropped = ring_full + rx_dropped + redirect;
         let secs = dt.as_secs_f64();
         eprintln!(
-            "probe: {:.1}s: {:.0} frames/s seen, {:.0}/s to workers, {} flows active, {} dropped (+{})",
+            "probe: {:.1}s: {:.0} frames/s seen, {:.0}/s to workers, {} flows active, {} records exported; dropped {} (+{}: rx ring full {}, other socket drops {}, redirect errors {}), records lost {}",
             self.started.elapsed().as_secs_f64(),
             (seen - self.prev.0) as f64 / secs,
             (read - self.prev.1) as f64 / secs,
             flows,
+            exported,
             dropped,
-            dropped - self.prev.2
+            dropped - self.prev.2,
+            ring_full,
+            rx_dropped,
+            redirect,
+            records_lost
         );
         self.prev = (seen, read, dropped);
     }
