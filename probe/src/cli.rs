@@ -421,6 +421,10 @@ pub struct CaptureArgs {
     /// ring bookkeeping than on frames).
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(32..=4096))]
     pub batch: u32,
+    /// Leave the interface's promiscuous mode alone (by default the probe holds it promiscuous
+    /// while it runs, as tcpdump does, so a SPAN or tap port's frames for other hosts are seen).
+    #[arg(long)]
+    pub no_promisc: bool,
     /// Busy-poll the driver from the workers (SO_PREFER_BUSY_POLL): lower latency and fewer
     /// interrupts, at the price of a spinning core per worker.
     #[arg(long)]

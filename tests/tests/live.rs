@@ -468,6 +468,44 @@ fn the_service_capabilities_are_enough_for_an_unprivileged_user() {
     assert!(!lab.xdp_attached());
 }
 
+/// The interface's promiscuity count, as `ip -d link` shows it.
+fn promiscuity(lab: &Lab) -> u32 {
+    let out = Command::new("ip")
+        .args(["-n", &lab.ns_b, "-d", "link", "show", "dev", &lab.veth_b])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "promiscuity")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no promiscuity in: {text}"))
+}
+
+#[test]
+fn the_interface_is_promiscuous_only_while_capturing() {
+    if !require_root("the_interface_is_promiscuous_only_while_capturing") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-promisc");
+    assert_eq!(promiscuity(&lab), 0);
+    let cap = Capture::start(&lab, &tmp, &[]);
+    assert_eq!(promiscuity(&lab), 1, "a SPAN port needs promiscuous mode");
+    let (code, stderr, _) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(promiscuity(&lab), 0, "released at exit");
+    // SIGKILL: the kernel releases it with the socket.
+    let cap = Capture::start(&lab, &tmp, &[]);
+    assert_eq!(promiscuity(&lab), 1);
+    let _ = cap.stop(libc::SIGKILL);
+    assert_eq!(promiscuity(&lab), 0, "released after SIGKILL");
+    // --no-promisc leaves it alone.
+    let cap = Capture::start(&lab, &tmp, &["--no-promisc"]);
+    assert_eq!(promiscuity(&lab), 0);
+    let _ = cap.stop(libc::SIGTERM);
+}
+
 #[test]
 fn driver_without_native_xdp_is_named_and_auto_falls_back_to_generic() {
     if !require_root("driver_without_native_xdp_is_named_and_auto_falls_back_to_generic") {

@@ -11,6 +11,7 @@
 //! counters and the sockets' statistics, and only then detach.
 
 pub mod metrics;
+pub mod promisc;
 pub mod worker;
 pub mod xsk;
 
@@ -94,6 +95,14 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         rx_size: args.rx_ring,
         zero_copy: args.zero_copy,
         busy_poll: args.busy_poll.then_some(args.batch),
+    };
+    // Frames for other hosts (a SPAN or tap port) reach XDP only in promiscuous mode.
+    let _promisc = if args.no_promisc {
+        None
+    } else {
+        Some(promisc::Promiscuous::enable(ifindex).map_err(|e| {
+            anyhow!("cannot put {iface} in promiscuous mode: {e} (or use --no-promisc)")
+        })?)
     };
     let mut sockets = Vec::new();
     for &q in &queues {
