@@ -23,8 +23,14 @@ pub struct UdpSender {
     socket: UdpSocket,
     dest: SocketAddr,
     stats: SendStats,
-    last_error: Option<io::ErrorKind>,
+    /// The last error reported, and when: the same error is reported again only after
+    /// [`REPORT_AGAIN_AFTER`]. (Successes do not end an episode: with a dead collector, a UDP
+    /// socket alternates between accepted datagrams and ECONNREFUSED from the ICMP reply.)
+    reported: Option<(io::ErrorKind, Instant)>,
 }
+
+/// How long the same send error stays quiet after it was reported.
+pub const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
 impl UdpSender {
     pub fn connect(dest: SocketAddr) -> io::Result<UdpSender> {
@@ -39,7 +45,7 @@ impl UdpSender {
             socket,
             dest,
             stats: SendStats::default(),
-            last_error: None,
+            reported: None,
         })
     }
 
@@ -51,22 +57,26 @@ impl UdpSender {
         self.stats
     }
 
-    /// Sends one message. Returns the error only when it differs from the previous one, so the
-    /// caller logs once per episode rather than once per message.
+    /// Sends one message. Returns the error only when it is new or was last reported a while
+    /// ago, so the caller logs once per episode rather than once per message.
     pub fn send(&mut self, msg: &Message<'_>) -> Option<io::Error> {
         match self.socket.send(msg) {
             Ok(_) => {
                 self.stats.messages_sent += 1;
                 self.stats.octets_sent += msg.len() as u64;
-                self.last_error = None;
                 None
             }
             Err(e) => {
                 self.stats.messages_lost += 1;
                 self.stats.not_sent += msg.flows;
-                let new_episode = self.last_error != Some(e.kind());
-                self.last_error = Some(e.kind());
-                new_episode.then_some(e)
+                let quiet = self
+                    .reported
+                    .is_some_and(|(k, at)| k == e.kind() && at.elapsed() < REPORT_AGAIN_AFTER);
+                if quiet {
+                    return None;
+                }
+                self.reported = Some((e.kind(), Instant::now()));
+                Some(e)
             }
         }
     }
