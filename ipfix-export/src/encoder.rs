@@ -290,9 +290,11 @@ impl MessageEncoder {
         }
         self.len += template::encode_record(rec, layout, &mut self.buf[self.len..]);
         let rev = rec.reverse.unwrap_or_default();
-        self.flows_in_message.flows += 1;
-        self.flows_in_message.packets += rec.packets + rev.packets;
-        self.flows_in_message.octets += rec.octets + rev.octets;
+        self.flows_in_message += FlowTotals {
+            flows: 1,
+            packets: rec.packets.saturating_add(rev.packets),
+            octets: rec.octets.saturating_add(rev.octets),
+        };
     }
 
     /// Finishes the open message, if any, and hands it to `emit`. Also sends templates when

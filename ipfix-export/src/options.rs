@@ -202,9 +202,10 @@ pub struct FlowTotals {
 
 impl std::ops::AddAssign for FlowTotals {
     fn add_assign(&mut self, o: FlowTotals) {
-        self.flows += o.flows;
-        self.packets += o.packets;
-        self.octets += o.octets;
+        // Saturating: counts from hostile or absurd input must not wrap into small numbers.
+        self.flows = self.flows.saturating_add(o.flows);
+        self.packets = self.packets.saturating_add(o.packets);
+        self.octets = self.octets.saturating_add(o.octets);
     }
 }
 

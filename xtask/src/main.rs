@@ -75,10 +75,19 @@ fn test(extra: &[&str]) -> Result<()> {
              the crafted-capture tests still run"
         ),
     }
-    // The decoders, reader and flow cache once in debug too: overflow checks catch arithmetic
-    // on hostile input that a release build would silently wrap.
+    // The decoders, reader, flow cache and encoders once in debug too, with the property tests:
+    // overflow checks catch arithmetic on hostile input that a release build would wrap.
     run(cargo()
-        .args(["test", "-p", "probe", "-p", "ipfix-export", "--lib"])
+        .args([
+            "test",
+            "-p",
+            "probe",
+            "-p",
+            "ipfix-export",
+            "--lib",
+            "--test",
+            "properties",
+        ])
         .args(extra))?;
     let probe = build_probe()?;
     run(cargo()
