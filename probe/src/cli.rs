@@ -114,6 +114,11 @@ pub struct ExportArgs {
     /// newest are dropped and counted.
     #[arg(long, value_name = "MESSAGES", default_value_t = 65_536, value_parser = parse_nonzero)]
     pub stream_backlog: usize,
+    /// Anonymize exported addresses with Crypto-PAn (prefix-preserving) under the 32-byte key
+    /// in this file, and clear MAC addresses. Applies to every collector, file and --print; the
+    /// PCAP ring keeps the real packets.
+    #[arg(long, value_name = "KEYFILE")]
+    pub anonymize: Option<PathBuf>,
     /// At the end, how long TCP/SCTP collectors get to take what is still queued.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub export_drain: Duration,
@@ -142,6 +147,7 @@ impl ExportArgs {
             print: self.print,
             options_interval: self.options_interval.max(Duration::from_secs(1)),
             drain: self.export_drain,
+            anonymize: self.anonymize.clone(),
         }
     }
 }

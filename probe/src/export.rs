@@ -34,6 +34,8 @@ pub struct ExportConfig {
     pub options_interval: Duration,
     /// At the end, how long TCP/SCTP collectors get to take what is still queued.
     pub drain: Duration,
+    /// Crypto-PAn key file: anonymize every exported address.
+    pub anonymize: Option<PathBuf>,
 }
 
 /// Totals the metering side publishes for the statistics options records: the exporter thread
@@ -122,6 +124,10 @@ pub fn spawn(
     )
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("cannot start exporting")?;
+    let anonymizer = match &cfg.anonymize {
+        Some(path) => Some(crate::anonymize::CryptoPan::from_file(path)?),
+        None => None,
+    };
     let print = cfg.print;
     std::thread::Builder::new()
         .name("exporter".into())
@@ -136,7 +142,10 @@ pub fn spawn(
             let mut records = 0u64;
             loop {
                 match rx.recv_timeout(FLUSH_EVERY) {
-                    Ok(batch) => {
+                    Ok(mut batch) => {
+                        if let Some(a) = &anonymizer {
+                            batch.iter_mut().for_each(|r| a.record(r));
+                        }
                         let now = unix_secs();
                         records += batch.len() as u64;
                         gauges

@@ -6,12 +6,14 @@
 //! - [`capture_file`]: the pcap/pcapng reader;
 //! - [`config`]: `--config FILE` (TOML whose keys are the long option names) and its checks;
 //! - [`collector_url`]: `--ipfix` URLs (UDP, TCP, SCTP, files, NetFlow v9/v5);
+//! - [`anonymize`]: Crypto-PAn prefix-preserving anonymization of exported addresses;
 //! - [`export`]: the exporter thread (every destination, statistics, JSON lines);
 //! - [`live`]: `probe capture`, XDP steering and one AF_XDP worker per RX queue;
 //! - [`offline`]: `probe read`, the capture-file pipeline, and [`progress`], its progress line;
 //! - [`report`]: the end-of-run books, printed and as JSON;
 //! - [`signals`]: SIGINT/SIGTERM end a run cleanly.
 
+pub mod anonymize;
 pub mod capture_file;
 pub mod cli;
 pub mod collector_url;
