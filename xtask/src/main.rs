@@ -4,12 +4,14 @@
 //! - `deps`: installs the Debian packages the tests and demo need (as root, with apt-get);
 //! - `test`: deps, a release build of the probe, then every test in the workspace;
 //! - `demo`: meters a crafted capture into a local nfcapd and shows what nfdump received;
-//! - `bench`: whole-process comparison with nfpcapd and softflowd, plus criterion benches.
+//! - `bench`: whole-process comparison with nfpcapd and softflowd, plus criterion benches;
+//! - `fuzz`: AFL++ (afl.rs) on the fuzz targets in `tests/fuzz`, with a report.
 
 mod bench;
 mod bench_live;
 mod demo;
 mod deps;
+mod fuzz;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -23,13 +25,15 @@ fn main() -> Result<()> {
         Some("test") => test(&rest),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(&rest),
+        Some("fuzz") => fuzz::run_fuzz(&rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <deps|test|demo|bench>\n  \
+                "usage: cargo xtask <deps|test|demo|bench|fuzz>\n  \
                  deps   install the Debian packages tests and demo need (root)\n  \
                  test   deps, build, and run every test\n  \
                  demo   meter a crafted capture into a local nfcapd and show the flows\n  \
-                 bench  compare with nfpcapd and softflowd; run criterion benches (--no-criterion to skip)"
+                 bench  compare with nfpcapd and softflowd; run criterion benches (--no-criterion to skip)\n  \
+                 fuzz   AFL++ on every fuzz target (--seconds N per target, --targets a,b)"
             );
             bail!("unknown or missing chore")
         }

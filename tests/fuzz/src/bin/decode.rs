@@ -1,0 +1,51 @@
+//! The frame decoder and meter: any bytes as a frame of any link type. The books must balance
+//! and every metered frame must be in exactly one record.
+
+use probe::flow::CacheConfig;
+use probe::meter::{FragmentConfig, Meter};
+use probe::wire::link::LinkType;
+
+const LINKS: [LinkType; 8] = [
+    LinkType::Ethernet,
+    LinkType::LinuxSll,
+    LinkType::LinuxSll2,
+    LinkType::RawIp,
+    LinkType::Ipv4,
+    LinkType::Ipv6,
+    LinkType::Null,
+    LinkType::Loop,
+];
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        let Some((&sel, rest)) = data.split_first() else {
+            return;
+        };
+        let mut m = Meter::new(
+            CacheConfig {
+                max_flows: 16,
+                ..Default::default()
+            },
+            FragmentConfig {
+                capacity: 4,
+                timeout_ns: 1_000_000_000,
+            },
+        );
+        // The input is one frame, or (selector bit 3) several frames split on 0xff 0xff.
+        let frames: Vec<&[u8]> = if sel & 8 != 0 {
+            rest.split(|&b| b == 0xff).collect()
+        } else {
+            vec![rest]
+        };
+        let mut packets = 0;
+        for (i, f) in frames.iter().enumerate() {
+            m.process(Some(LINKS[(sel & 7) as usize]), f, 1_000_000_000 * i as u64);
+            packets += m.take_records().iter().map(|r| r.packets).sum::<u64>();
+        }
+        m.finish();
+        packets += m.take_records().iter().map(|r| r.packets).sum::<u64>();
+        let b = m.books();
+        assert!(b.balanced());
+        assert_eq!(packets, b.metered);
+    });
+}
