@@ -109,7 +109,10 @@ fn main() {
         }
         assert_eq!(back.len(), recs.len());
         for (r, b) in recs.iter().zip(back) {
-            assert_eq!(b, (Some(r.packets), Some(r.octets), Some(r.end_ns / 1_000_000)));
+            assert_eq!(
+                b,
+                (Some(r.packets), Some(r.octets), Some(r.end_ns / 1_000_000))
+            );
         }
     });
 }
