@@ -427,6 +427,14 @@ pub struct CaptureArgs {
     /// ring bookkeeping than on frames).
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(32..=4096))]
     pub batch: u32,
+    /// After attaching XDP and opening every socket and file, run as this user (name or
+    /// number), keeping only CAP_BPF in the main thread (for the program's counters). The PCAP
+    /// ring directory is given to the user; IPFIX file directories must be writable by it.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// The group for --user (default: the user's primary group).
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
     /// Leave the interface's promiscuous mode alone (by default the probe holds it promiscuous
     /// while it runs, as tcpdump does, so a SPAN or tap port's frames for other hosts are seen).
     #[arg(long)]

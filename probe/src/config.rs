@@ -215,6 +215,11 @@ pub fn check_capture(a: &crate::cli::CaptureArgs) -> Vec<String> {
             a.interface
         ));
     }
+    if let Some(u) = &a.user {
+        if let Err(e) = crate::privileges::lookup(u, a.group.as_deref()) {
+            problems.push(e);
+        }
+    }
     if let Some(dir) = &a.pcap.pcap_dir {
         if let Some(p) = not_writable(dir) {
             problems.push(format!("pcap-dir: {p}"));

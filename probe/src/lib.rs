@@ -10,6 +10,7 @@
 //! - [`export`]: the exporter thread (every destination, statistics, JSON lines);
 //! - [`live`]: `probe capture`, XDP steering and one AF_XDP worker per RX queue;
 //! - [`offline`]: `probe read`, the capture-file pipeline, and [`progress`], its progress line;
+//! - [`privileges`]: `--user`/`--group`, giving up root once capture is set up;
 //! - [`report`]: the end-of-run books, printed and as JSON;
 //! - [`signals`]: SIGINT/SIGTERM end a run cleanly.
 
@@ -24,6 +25,7 @@ pub mod flow;
 pub mod live;
 pub mod meter;
 pub mod offline;
+pub mod privileges;
 pub mod progress;
 pub mod report;
 pub mod ring;

@@ -38,11 +38,11 @@ struct Cli {
 enum Command {
     /// Meter live traffic of an interface (XDP + AF_XDP, one worker per RX queue) until
     /// SIGINT/SIGTERM or --duration, and export the flows.
-    Capture(CaptureArgs),
+    Capture(Box<CaptureArgs>),
     /// Write the packets of a flow, a selection or a time window from a PCAP ring to one file.
     Extract(probe::extract::ExtractArgs),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
-    Read(ReadArgs),
+    Read(Box<ReadArgs>),
     /// Check a --config file: every setting, its value and where it comes from; exit 1 with
     /// the line and the fix when something is wrong.
     CheckConfig {

@@ -468,6 +468,80 @@ fn the_service_capabilities_are_enough_for_an_unprivileged_user() {
     assert!(!lab.xdp_attached());
 }
 
+/// A field of /proc/PID[/task/TID]/status.
+fn status_field(path: &std::path::Path, key: &str) -> String {
+    std::fs::read_to_string(path.join("status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn user_drops_root_and_keeps_only_cap_bpf_in_the_main_thread() {
+    if !require_root("user_drops_root_and_keeps_only_cap_bpf_in_the_main_thread") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-user");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ring = tmp.path().join("ring");
+    let (frames, truth) = mix_and_truth(&tmp);
+    let cap = Capture::start(
+        &lab,
+        &tmp,
+        &[
+            "--user",
+            "nobody",
+            "--print",
+            "json",
+            "--pcap-dir",
+            ring.to_str().unwrap(),
+            "--pcap-select",
+            "all",
+        ],
+    );
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", cap.child.id()));
+    // Give the switch a moment after the "capturing" line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cap.stderr_text().contains("running as nobody") {
+        assert!(Instant::now() < deadline, "{}", cap.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        status_field(&proc_dir, "Uid:").starts_with("65534"),
+        "every uid is nobody's"
+    );
+    assert_eq!(
+        status_field(&proc_dir, "CapEff:"),
+        "0000008000000000",
+        "main: CAP_BPF only"
+    );
+    assert_eq!(status_field(&proc_dir, "CapBnd:"), "0000008000000000");
+    assert_eq!(status_field(&proc_dir, "NoNewPrivs:"), "1");
+    let mut others = 0;
+    for t in std::fs::read_dir(proc_dir.join("task")).unwrap().flatten() {
+        if t.file_name().to_string_lossy() != cap.child.id().to_string() {
+            assert_eq!(status_field(&t.path(), "CapEff:"), "0000000000000000");
+            assert!(status_field(&t.path(), "Uid:").starts_with("65534"));
+            others += 1;
+        }
+    }
+    assert!(others >= 3, "workers, exporter and ring writer: {others}");
+    lab.send(&frames, &[0], usize::MAX);
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    let packets: u64 = truth.values().map(|t| t.packets).sum();
+    assert_eq!(books["frames"]["metered"], packets);
+    assert_eq!(
+        books["pcap_ring"]["written"], packets,
+        "the ring, written as nobody"
+    );
+    assert!(!lab.xdp_attached(), "detached at stop without root");
+}
+
 /// The interface's promiscuity count, as `ip -d link` shows it.
 fn promiscuity(lab: &Lab) -> u32 {
     let out = Command::new("ip")
@@ -664,8 +738,19 @@ fn prometheus_metrics_are_scraped_during_capture() {
     let (frames, _) = mix_and_truth(&tmp);
     let cap = Capture::start(&lab, &tmp, &["--metrics", "127.0.0.1:9464"]);
     lab.send(&frames, &[0], usize::MAX);
-    std::thread::sleep(Duration::from_millis(400));
-    let page = lab.http_get_in_b("127.0.0.1:9464", "/metrics");
+    // Workers publish their counters every 100 ms: scrape until they caught up (a loaded
+    // machine may need longer), at most 10 s.
+    let sent = frames.len() as u64;
+    let worker_line = format!(
+        "probe_worker_frames_total{{interface=\"{}\",queue=\"0\"}} {sent}",
+        lab.veth_b
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut page = lab.http_get_in_b("127.0.0.1:9464", "/metrics");
+    while !page.contains(&worker_line) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        page = lab.http_get_in_b("127.0.0.1:9464", "/metrics");
+    }
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(page.contains("text/plain; version=0.0.4"), "{page}");
     let value = |name: &str| -> u64 {
@@ -675,7 +760,6 @@ fn prometheus_metrics_are_scraped_during_capture() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} in {page}"))
     };
-    let sent = frames.len() as u64;
     let i = &lab.veth_b;
     assert_eq!(
         value(&format!(

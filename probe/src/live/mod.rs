@@ -46,6 +46,18 @@ pub fn rx_queue_count(iface: &str) -> Result<u32> {
 pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     let iface = args.interface.as_str();
     let ifindex = bpf::ifindex(iface)?;
+    let identity = match &args.user {
+        Some(u) => {
+            let id = crate::privileges::lookup(u, args.group.as_deref()).map_err(|e| anyhow!(e))?;
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                bail!("--user {u}: switching users needs root; run as root, or drop --user");
+            }
+            check_writable_for(&id, args)?;
+            Some(id)
+        }
+        None => None,
+    };
     let available = rx_queue_count(iface)?;
     let queues: Vec<u32> = match &args.queues {
         QueueSelection::All => (0..available).collect(),
@@ -161,6 +173,30 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         }
         None => (None, None),
     };
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let m = metrics::Metrics::bind(addr, iface)
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+            eprintln!("probe: metrics on http://{addr}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
+    // Everything privileged is done: the program is attached, the sockets, the collector
+    // connections, files and listener are open.
+    if let Some(id) = &identity {
+        give_files_to(id, args)?;
+        crate::privileges::drop_to(id, &[crate::privileges::CAP_BPF]).with_context(|| {
+            format!(
+                "--user {}: cannot switch to uid {} gid {}",
+                id.user, id.uid, id.gid
+            )
+        })?;
+        eprintln!(
+            "probe: running as {} (uid {}, gid {}), keeping only CAP_BPF for the program's counters",
+            id.user, id.uid, id.gid
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let offset = worker::realtime_offset_ns();
     let mut handles = Vec::new();
@@ -179,6 +215,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
             backlog: Vec::new(),
             progress,
             gauges: gauges.clone(),
+            unprivileged: identity.is_some(),
             keeper: ring_tx.as_ref().map(|(rtx, select)| {
                 crate::ring::Keeper::new(select.clone(), args.pcap.pcap_snaplen, rtx.clone(), false)
             }),
@@ -195,15 +232,6 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     // `tx` stays open until the last statistics are published, after the workers stop.
     drop(ring_tx);
 
-    let metrics = match args.metrics {
-        Some(addr) => {
-            let m = metrics::Metrics::bind(addr, iface)
-                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
-            eprintln!("probe: metrics on http://{addr}/metrics");
-            Some(m)
-        }
-        None => None,
-    };
     let started = Instant::now();
     let mut ticker = StatsLine::new(args.stats_interval);
     let mut last_gauges = Instant::now();
@@ -312,6 +340,49 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         records_dropped: outcomes.iter().map(|o| o.records_dropped).sum(),
     });
     Ok(report)
+}
+
+/// Before switching users: the directories the probe will write after the switch must be
+/// writable by the new user (the PCAP ring's is given to it, see [`give_files_to`]).
+fn check_writable_for(id: &crate::privileges::Identity, args: &CaptureArgs) -> Result<()> {
+    for d in &args.export.ipfix {
+        if let ipfix_export::Destination::File(f) = d {
+            let dir = f.path.parent().unwrap_or(std::path::Path::new("."));
+            if !crate::privileges::can_write(id, dir) {
+                bail!(
+                    "--ipfix {d}: user {} cannot write {} (chown {} {} or pick another directory)",
+                    id.user,
+                    dir.display(),
+                    id.user,
+                    dir.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hands the PCAP ring directory (created by root) and a single IPFIX file (created at start)
+/// to the user the probe switches to.
+fn give_files_to(id: &crate::privileges::Identity, args: &CaptureArgs) -> Result<()> {
+    let chown = |p: &std::path::Path| -> Result<()> {
+        std::os::unix::fs::chown(p, Some(id.uid), Some(id.gid))
+            .with_context(|| format!("--user {}: cannot give {} to it", id.user, p.display()))
+    };
+    if let Some(dir) = &args.pcap.pcap_dir {
+        chown(dir)?;
+        for e in std::fs::read_dir(dir)?.flatten() {
+            chown(&e.path())?;
+        }
+    }
+    for d in &args.export.ipfix {
+        if let ipfix_export::Destination::File(f) = d {
+            if !f.rotates() && f.path.exists() {
+                chown(&f.path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Running totals for the statistics options records, from the XDP counters of every queue and

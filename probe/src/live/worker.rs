@@ -68,6 +68,8 @@ pub struct Worker {
     pub progress: Arc<Progress>,
     /// Where records dropped here are reported to the exporter's statistics.
     pub gauges: Arc<crate::export::Gauges>,
+    /// The probe switched users: the worker keeps no capability (it inherits CAP_BPF).
+    pub unprivileged: bool,
     /// The PCAP ring's selection, when --pcap-dir is given.
     pub keeper: Option<crate::ring::Keeper>,
     pub records_dropped: u64,
@@ -123,6 +125,11 @@ impl Worker {
     /// from the XDP program before setting `stop`, so the ring drains and nothing is left in it.
     pub fn run(mut self, stop: Arc<AtomicBool>) -> WorkerOutcome {
         let mut error = None;
+        if self.unprivileged {
+            if let Err(e) = crate::privileges::clear_thread_caps() {
+                error = Some(format!("cannot drop the worker's capabilities: {e}"));
+            }
+        }
         if let Some(cpu) = self.cpu {
             if let Err(e) = pin_to_cpu(cpu) {
                 eprintln!(
