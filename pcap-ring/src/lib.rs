@@ -165,6 +165,13 @@ impl RingWriter {
             source,
         };
         std::fs::create_dir_all(&cfg.dir).map_err(dir_err)?;
+        // A directory that cannot take a file is a setup mistake: say so now, not as losses
+        // later (a disk that fills up later is counted and survived instead).
+        let probe = cfg
+            .dir
+            .join(format!(".{}-write-test-{}", cfg.prefix, std::process::id()));
+        std::fs::File::create(&probe).map_err(dir_err)?;
+        std::fs::remove_file(&probe).map_err(dir_err)?;
         let mut stats = RingStats::default();
         let (recovered, discarded) =
             recover::finish_partial_files(&cfg.dir, &cfg.prefix).map_err(dir_err)?;

@@ -85,3 +85,39 @@ pub fn sorted_dir(dir: &std::path::Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A small tmpfs (for a disk that fills up or turns read-only), unmounted on drop. Needs root.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(path: PathBuf, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(&path).unwrap();
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .status()
+            .ok()?;
+        st.success().then_some(Tmpfs(path))
+    }
+
+    /// Remounts it read-only (`true`) or read-write.
+    pub fn set_read_only(&self, ro: bool) -> bool {
+        std::process::Command::new("mount")
+            .args(["-o", if ro { "remount,ro" } else { "remount,rw" }])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}

@@ -324,38 +324,13 @@ fn bad_selection_names_the_column() {
     );
 }
 
-/// A small tmpfs, unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
-impl SmallDisk {
-    fn mount(path: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
-        std::fs::create_dir_all(&path).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(&path)
-            .status()
-            .ok()?;
-        st.success().then_some(SmallDisk(path))
-    }
-}
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows() {
     if !e2e::lab::require_root("a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows") {
         return;
     }
     let tmp = TempDir::new("ring-full");
-    let Some(disk) = SmallDisk::mount(tmp.path().join("small"), "256k") else {
+    let Some(disk) = e2e::Tmpfs::mount(tmp.path().join("small"), "256k") else {
         panic!("cannot mount a tmpfs as root");
     };
     let pcap = tmp.path().join("big.pcap");

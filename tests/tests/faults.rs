@@ -1,0 +1,299 @@
+//! Faults a probe meets in months of running: a fragment table and a flow cache flooded by
+//! hostile traffic, a PCAP directory that is or turns read-only, and SIGTERM while traffic
+//! pours in. In each, nothing may panic, the books must close, and every loss must be counted.
+
+use e2e::capture::{write_pcap, Frame, PcapWriter, LINKTYPE_ETHERNET};
+use e2e::craft::{ethernet, L4};
+use e2e::lab::{require_root, Lab};
+use e2e::tools::*;
+use e2e::TempDir;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BASE: u64 = 1_700_000_000_000_000_000;
+
+/// An Ethernet/IPv4 fragment: `first` carries the UDP header (ports), later ones only data.
+fn fragment(id: u16, first: bool, last: bool, offset_8: u16, payload: usize) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let l4 = if first { 8 } else { 0 };
+    let total = (20 + l4 + payload) as u16;
+    let flags_off: u16 = (if last { 0 } else { 0x2000 }) | offset_8;
+    f.extend([0x45, 0]);
+    f.extend(total.to_be_bytes());
+    f.extend(id.to_be_bytes());
+    f.extend(flags_off.to_be_bytes());
+    f.extend([64, 17, 0, 0, 10, 7, (id >> 8) as u8, id as u8, 10, 8, 0, 1]);
+    if first {
+        f.extend(4000u16.to_be_bytes());
+        f.extend(9000u16.to_be_bytes());
+        f.extend(((8 + payload * 2) as u16).to_be_bytes());
+        f.extend([0, 0]);
+    }
+    f.extend(std::iter::repeat_n(0x5a, payload));
+    f
+}
+
+#[test]
+fn fragment_table_exhaustion_is_counted_and_every_fragment_metered() {
+    let tmp = TempDir::new("frag-flood");
+    // 300 datagrams whose first fragments all arrive before any second one: a table of 16
+    // must overflow; every fragment must still be metered, in some flow.
+    let mut frames = Vec::new();
+    let mut t = BASE;
+    for id in 0..300u16 {
+        frames.push(Frame {
+            ts_ns: t,
+            data: fragment(id, true, false, 0, 64),
+        });
+        t += 1000;
+    }
+    for id in 0..300u16 {
+        frames.push(Frame {
+            ts_ns: t,
+            data: fragment(id, false, true, 9, 64),
+        });
+        t += 1000;
+    }
+    let pcap = tmp.path().join("frags.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let stats = tmp.path().join("books.json");
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--fragment-table-size",
+        "16",
+        "--print",
+        "json",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let books = read_books(&stats);
+    assert_balanced(&books);
+    let fr = &books["fragments"];
+    assert_eq!(fr["fragments"], 600, "{fr}");
+    assert!(fr["table_full"].as_u64().unwrap() >= 284, "{fr}");
+    assert!(fr["unmatched"].as_u64().unwrap() > 0, "{fr}");
+    assert_eq!(
+        json_packets(&out.stdout),
+        600,
+        "every fragment is in a record"
+    );
+}
+
+#[test]
+fn a_flood_of_unique_flows_keeps_memory_bounded_and_counts_evictions() {
+    let tmp = TempDir::new("flow-flood");
+    let pcap = tmp.path().join("flood.pcap");
+    // 300,000 one-packet flows (a scan or a spoofed flood) through a cache of 2,000.
+    let mut w = PcapWriter::create(&pcap, LINKTYPE_ETHERNET, false).unwrap();
+    for i in 0..300_000u32 {
+        let f = ethernet(
+            std::net::Ipv4Addr::from(0x0a00_0000 | i).into(),
+            "10.255.0.1".parse().unwrap(),
+            L4::Udp {
+                sport: (i % 60_000) as u16 + 1024,
+                dport: 53,
+            },
+            0,
+            &[],
+            64,
+        );
+        w.write(BASE + i as u64 * 1000, &f).unwrap();
+    }
+    w.finish().unwrap();
+    let stats = tmp.path().join("books.json");
+    let child = Command::new(e2e::probe_bin())
+        .args([
+            "read",
+            pcap.to_str().unwrap(),
+            "--max-flows",
+            "2000",
+            "--stats-json",
+        ])
+        .arg(&stats)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SAFETY: getrusage of the waited-for children.
+    let max_rss_kib = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru.ru_maxrss
+    };
+    let books = read_books(&stats);
+    assert_balanced(&books);
+    let fl = &books["flows"];
+    assert_eq!(fl["created"], 300_000);
+    assert_eq!(fl["exported"], 300_000, "{fl}");
+    assert!(fl["peak_active"].as_u64().unwrap() <= 2000, "{fl}");
+    assert!(
+        fl["by_end_reason"]["lackOfResources"].as_u64().unwrap() >= 298_000,
+        "{fl}"
+    );
+    // Bounded: far below what 300,000 cached flows would take. (This bounds every child of
+    // the test process so far, the probe's peak included.)
+    assert!(max_rss_kib < 200 * 1024, "peak RSS {max_rss_kib} KiB");
+}
+
+#[test]
+fn a_read_only_pcap_directory_fails_at_start_or_costs_only_ring_packets() {
+    if !require_root("a_read_only_pcap_directory_fails_at_start_or_costs_only_ring_packets") {
+        return;
+    }
+    let tmp = TempDir::new("ring-ro");
+    let disk = e2e::Tmpfs::mount(tmp.path().join("disk"), "4m").expect("mount a tmpfs as root");
+    let ring = disk.0.join("ring");
+    std::fs::create_dir(&ring).unwrap();
+    let frames = e2e::craft::mixed_traffic(BASE);
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+
+    // Read-only from the start: one line naming the directory.
+    assert!(disk.set_read_only(true));
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--pcap-select",
+        "all",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--pcap-dir") && err.contains("Read-only"),
+        "{err}"
+    );
+
+    // Turning read-only mid-run: the flows stay exact, the ring books count what it lost.
+    assert!(disk.set_read_only(false));
+    let fifo = tmp.path().join("in.pcap");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let stats = tmp.path().join("books.json");
+    let child = Command::new(e2e::probe_bin())
+        .arg("read")
+        .arg(&fifo)
+        .args(["--pcap-dir", ring.to_str().unwrap(), "--pcap-select", "all"])
+        .args([
+            "--pcap-file-size",
+            "4096",
+            "--print",
+            "json",
+            "--stats-json",
+        ])
+        .arg(&stats)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = PcapWriter::create(&fifo, LINKTYPE_ETHERNET, false).unwrap();
+    let half = frames.len() / 2;
+    for f in &frames[..half] {
+        w.write(f.ts_ns, &f.data).unwrap();
+    }
+    w.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(disk.set_read_only(true));
+    for f in &frames[half..] {
+        w.write(f.ts_ns, &f.data).unwrap();
+    }
+    w.finish().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        json_packets(&out.stdout),
+        frames.len() as u64,
+        "flows exact"
+    );
+    let books = read_books(&stats);
+    let r = &books["pcap_ring"];
+    assert_eq!(r["balanced"], true, "{r}");
+    assert!(r["unwritten_disk"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["selected"], frames.len() as u64);
+}
+
+#[test]
+fn sigterm_under_load_exports_every_active_flow_and_the_books_close() {
+    if !require_root("sigterm_under_load_exports_every_active_flow_and_the_books_close") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-sigterm-load");
+    // 40,000 frames in 4,000 flows, sent as fast as one core can while the signal comes.
+    let frames: Vec<Vec<u8>> = (0..40_000u32)
+        .map(|i| {
+            ethernet(
+                std::net::Ipv4Addr::from(0x0a01_0000 | (i % 4000)).into(),
+                "10.2.0.1".parse().unwrap(),
+                L4::Udp {
+                    sport: 5000,
+                    dport: 9000,
+                },
+                100,
+                &[],
+                64,
+            )
+        })
+        .collect();
+    let stats = tmp.path().join("books.json");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns_b])
+        .arg(e2e::probe_bin())
+        .args([
+            "capture",
+            "-i",
+            &lab.veth_b,
+            "--print",
+            "json",
+            "--stats-json",
+        ])
+        .arg(&stats)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| lab.send(&frames, &[0, 1], usize::MAX));
+        std::thread::sleep(Duration::from_millis(30));
+        e2e::signal(child.id(), libc::SIGTERM);
+        sender.join().unwrap();
+    });
+    let out = std::mem::replace(&mut child, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let books = read_books(&stats);
+    assert_balanced(&books);
+    let live = &books["live"];
+    assert_eq!(live["unaccounted"], 0, "{live}");
+    assert_eq!(live["balanced"], true, "{live}");
+    let fl = &books["flows"];
+    assert_eq!(
+        fl["created"], fl["exported"],
+        "every active flow exported: {fl}"
+    );
+    // What the workers metered is exactly what the records hold.
+    assert_eq!(
+        json_packets(&out.stdout),
+        books["frames"]["metered"].as_u64().unwrap()
+    );
+}
