@@ -281,6 +281,10 @@ pub struct ReadArgs {
     /// Write the run's books (frames, flows, export) as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// Run even as root. Reading files needs no privileges, so as root the probe refuses
+    /// unless told (this flag, or PROBE_ALLOW_ROOT=1 in the environment).
+    #[arg(long)]
+    pub allow_root: bool,
     /// Read settings from a TOML file whose keys are these long option names
     /// (idle-timeout = "30s", ipfix = ["udp://..."]); the command line overrides it.
     #[arg(long, value_name = "FILE")]

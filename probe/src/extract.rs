@@ -17,6 +17,9 @@ use std::path::PathBuf;
 /// `probe extract`.
 #[derive(Args, Clone, Debug)]
 pub struct ExtractArgs {
+    /// Run even as root (reading a ring needs no privileges; better as a user in its group).
+    #[arg(long)]
+    pub allow_root: bool,
     /// The ring directory (the --pcap-dir of the run that wrote it).
     #[arg(long, value_name = "DIR")]
     pub pcap_dir: PathBuf,

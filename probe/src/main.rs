@@ -182,6 +182,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::CheckConfig { file, for_command } => check_config(&file, &for_command),
         Command::Extract(args) => {
+            refuse_root("extract", args.allow_root)?;
             let r = probe::extract::run(&args)?;
             eprintln!(
                 "probe: {} packets written to {} ({} of {} ring files read, {} packets in them)",
@@ -200,6 +201,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Read(args) => {
+            refuse_root("read", args.allow_root)?;
             warn_no_output(&args.export);
             let report = probe::offline::run(&args)?;
             finish(&report, args.stats_json.as_deref())?;
@@ -213,6 +215,21 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// `probe read` and `probe extract` need no privileges: as root they run only when told, so a
+/// parser bug met in a hostile capture cannot become root's.
+fn refuse_root(command: &str, allowed: bool) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let told = allowed || std::env::var_os("PROBE_ALLOW_ROOT").is_some_and(|v| v == "1");
+    if root && !told {
+        anyhow::bail!(
+            "probe {command} needs no privileges and will not run as root: run it as a normal \
+             user, or pass --allow-root (or set PROBE_ALLOW_ROOT=1)"
+        );
+    }
+    Ok(())
+}
+
 fn warn_no_output(export: &probe::cli::ExportArgs) {
     if export.ipfix.is_empty() && export.print.is_none() {
         eprintln!("probe: no --ipfix collector and no --print: only the books are shown");
@@ -224,7 +241,15 @@ fn finish(report: &RunReport, stats_json: Option<&Path>) -> Result<()> {
     eprint!("{}", report.summary());
     if let Some(path) = stats_json {
         let text = serde_json::to_string_pretty(&report.to_json())?;
-        std::fs::write(path, text + "\n")
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(path)
+            .and_then(|mut f| f.write_all((text + "\n").as_bytes()))
             .with_context(|| format!("cannot write --stats-json {}", path.display()))?;
     }
     Ok(())

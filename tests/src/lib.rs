@@ -12,6 +12,10 @@ use std::path::PathBuf;
 
 /// The probe binary under test: `$PROBE_BIN`, or the workspace's release/debug build.
 pub fn probe_bin() -> PathBuf {
+    // The tests run as root (for the live lab) and read files: allow `probe read` and
+    // `probe extract` to run as root in every process they start. (The refusal itself is
+    // tested with this variable removed.)
+    std::env::set_var("PROBE_ALLOW_ROOT", "1");
     if let Ok(p) = std::env::var("PROBE_BIN") {
         return PathBuf::from(p);
     }

@@ -794,3 +794,33 @@ fn anonymized_export_carries_crypto_pan_addresses_and_no_macs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("head -c 32 /dev/urandom"));
 }
+
+#[test]
+fn reading_as_root_needs_to_be_asked_for() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED reading_as_root_needs_to_be_asked_for: not running as root");
+        return;
+    }
+    let tmp = TempDir::new("asroot");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    let run = |extra: &[&str]| {
+        std::process::Command::new(e2e::probe_bin())
+            .arg("read")
+            .arg(&pcap)
+            .args(extra)
+            .env_remove("PROBE_ALLOW_ROOT")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("will not run as root") && err.contains("--allow-root"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(run(&["--allow-root"]).status.success());
+}

@@ -109,7 +109,11 @@ pub fn run(args: &[&str]) -> Result<()> {
     let mut rows = vec![];
     let probe_cmd = |dest: &str| {
         let mut c = Command::new(&probe);
-        c.arg("read").arg(&pcap).args(["--ipfix", dest]);
+        // The benchmark runs as root (it needs the live lab); reading needs no privileges.
+        c.arg("read")
+            .arg("--allow-root")
+            .arg(&pcap)
+            .args(["--ipfix", dest]);
         c
     };
     rows.push(median_of_runs("probe read → nfcapd", tmp.path(), |dir| {

@@ -160,7 +160,7 @@ pub fn run() -> Result<()> {
     );
     crate::run(
         Command::new(&probe)
-            .args(["extract", "--pcap-dir"])
+            .args(["extract", "--allow-root", "--pcap-dir"])
             .arg(&ring)
             .arg("-w")
             .arg(&out)
