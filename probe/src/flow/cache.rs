@@ -2,7 +2,8 @@
 //!
 //! Layout, chosen for memory and O(1) expiry:
 //! - flows live in a slab (`Vec<Node>`), reused through a free list, so a flow never moves;
-//! - a `hashbrown::HashTable<u32>` indexes the slab by key (4 bytes and a control byte a slot);
+//! - a [`FlowIndex`] maps key hashes to slab positions (8 bytes a slot, open addressing, so a
+//!   slot's address follows from the hash and the meter can prefetch it packets ahead);
 //! - each node sits on two intrusive doubly linked lists threaded through the slab:
 //!   *recency* (the idle list, or the ending list once TCP says the connection is over), with
 //!   the most recently seen flow at the head, and *age* (creation order) for the active timeout.
@@ -11,10 +12,10 @@
 //! connections at the ending tail, long-lived flows at the age tail. Nothing scans the table,
 //! and the least recently seen flow (the one evicted when the cache is full) is a tail too.
 
+use super::index::{prefetch, FlowIndex};
 use super::key::FlowKey;
 use crate::wire::transport::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::FrameSummary;
-use hashbrown::HashTable;
 use ipfix_export::{EndReason, FlowRecord, Reverse, TimePrecision};
 use std::hash::BuildHasher;
 
@@ -167,7 +168,7 @@ pub struct FlowCache {
     cfg: CacheConfig,
     nodes: Vec<Node>,
     free: u32,
-    index: HashTable<u32>,
+    index: FlowIndex,
     hasher: foldhash::fast::RandomState,
     idle: List,
     ending: List,
@@ -189,7 +190,7 @@ impl FlowCache {
             cfg,
             nodes: Vec::new(),
             free: NIL,
-            index: HashTable::new(),
+            index: FlowIndex::new(),
             hasher: foldhash::fast::RandomState::default(),
             idle: EMPTY,
             ending: EMPTY,
@@ -224,16 +225,55 @@ impl FlowCache {
 
     /// Bytes held by the cache's own structures (slab and index), for memory benchmarks.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.nodes.capacity() * std::mem::size_of::<Node>() + self.index.heap_bytes()
     }
 
     /// Accounts one decoded packet seen at `now_ns`. Flows this displaces (cache full) are
     /// appended to `out`.
     #[inline]
     pub fn update(&mut self, s: &FrameSummary, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        let (key, hash) = self.key_of(s);
+        self.update_keyed(s, key, hash, now_ns, out);
+    }
+
+    /// The flow key of a packet and its hash, for [`Self::update_keyed`] and the prefetches.
+    #[inline]
+    pub fn key_of(&self, s: &FrameSummary) -> (FlowKey, u64) {
         let key = FlowKey::of(s, self.cfg.vlan_in_key);
-        let (hash, found) = self.lookup(&key);
+        (key, self.hasher.hash_one(key))
+    }
+
+    /// First of the two prefetches that hide a lookup's cache misses: the key's index slot.
+    #[inline(always)]
+    pub fn prefetch_slot(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Second prefetch, once the slot has arrived: the node of the first slot whose hash bits
+    /// match (almost always the flow's own), both cache lines of it. No key is compared: that
+    /// would wait for the very miss this hides.
+    #[inline]
+    pub fn prefetch_node(&self, hash: u64) {
+        if let Some(i) = self.index.find(hash, |_| true) {
+            if let Some(n) = self.nodes.get(i as usize) {
+                let p = n as *const Node as *const u8;
+                prefetch(p);
+                prefetch(p.wrapping_add(std::mem::size_of::<Node>() - 1));
+            }
+        }
+    }
+
+    /// [`Self::update`] with the key and hash already computed by [`Self::key_of`].
+    #[inline]
+    pub fn update_keyed(
+        &mut self,
+        s: &FrameSummary,
+        key: FlowKey,
+        hash: u64,
+        now_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let found = self.lookup_hashed(&key, hash);
         let idx = match found {
             Some(i) if self.quiet_too_long(i, now_ns) => {
                 // The flow went quiet past its timeout before this packet: the record ends
@@ -270,12 +310,13 @@ impl FlowCache {
     #[inline]
     fn lookup(&self, key: &FlowKey) -> (u64, Option<u32>) {
         let hash = self.hasher.hash_one(key);
+        (hash, self.lookup_hashed(key, hash))
+    }
+
+    #[inline]
+    fn lookup_hashed(&self, key: &FlowKey, hash: u64) -> Option<u32> {
         let nodes = &self.nodes;
-        let found = self
-            .index
-            .find(hash, |&i| nodes[i as usize].key == *key)
-            .copied();
-        (hash, found)
+        self.index.find(hash, |i| nodes[i as usize].key == *key)
     }
 
     /// Exports every flow whose idle, TCP-end or active timeout has passed at `now_ns`.
@@ -424,9 +465,7 @@ impl FlowCache {
         };
         self.push_front(Thread::Recency, Queue::Idle, idx);
         self.push_front(Thread::Age, Queue::Idle, idx);
-        let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index
-            .insert_unique(hash, idx, |&i| hasher.hash_one(nodes[i as usize].key));
+        self.index.insert(hash, idx);
         self.stats.flows_created += 1;
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
         idx
@@ -566,12 +605,8 @@ impl FlowCache {
         let key = n.key;
         let queue = n.queue;
         let hash = self.hasher.hash_one(key);
-        match self.index.find_entry(hash, |&i| i == idx) {
-            Ok(e) => {
-                e.remove();
-            }
-            Err(_) => unreachable!("a linked flow is always indexed"),
-        }
+        let indexed = self.index.remove(hash, idx);
+        debug_assert!(indexed, "a linked flow is always indexed");
         self.unlink(Thread::Recency, queue, idx);
         self.unlink(Thread::Age, queue, idx);
         let n = &mut self.nodes[idx as usize];
@@ -636,7 +671,7 @@ impl FlowCache {
 /// Asks the kernel to back the slab with transparent huge pages (where THP is in `madvise`
 /// mode, as on Debian): flows are reached at random, and with 4 KiB pages a cache of 100,000
 /// flows spans 3,000 pages, more than the TLB holds. Best effort: an error changes nothing.
-fn advise_huge_pages<T>(v: &Vec<T>) {
+pub(super) fn advise_huge_pages<T>(v: &Vec<T>) {
     const PAGE: usize = 4096;
     let start = v.as_ptr() as usize;
     let end = start + v.capacity() * std::mem::size_of::<T>();

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod fragments;
+pub mod index;
 pub mod key;
 
 pub use cache::{CacheConfig, CacheStats, FlowCache};
