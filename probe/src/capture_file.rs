@@ -157,6 +157,8 @@ const CHUNK: usize = 1 << 18;
 struct Input {
     file: File,
     buf: Vec<u8>,
+    /// The whole file, when it is a regular file that could be mapped; `buf` is then unused.
+    map: Option<crate::mapped::MappedFile>,
     start: usize,
     end: usize,
     /// Bytes consumed so far, for error messages.
@@ -164,8 +166,41 @@ struct Input {
 }
 
 impl Input {
+    fn new(file: File) -> Input {
+        let map = crate::mapped::MappedFile::map(&file);
+        let end = map.as_ref().map_or(0, |m| m.len());
+        Input {
+            file,
+            buf: Vec::new(),
+            map,
+            start: 0,
+            end,
+            offset: 0,
+        }
+    }
+
+    /// What `start`, `end` and the ranges handed out index into.
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match &self.map {
+            Some(m) => m.bytes(),
+            None => &self.buf,
+        }
+    }
+
     /// Makes `n` bytes available at `start`; `Ok(false)` if the file ends before that.
+    #[inline]
     fn ensure(&mut self, n: usize) -> io::Result<bool> {
+        if let Some(m) = &mut self.map {
+            if m.shrank() {
+                return Err(io::Error::other(
+                    "the file shrank while it was being read (another program truncated or rewrote it)",
+                ));
+            }
+            // Nothing before `start` is borrowed any more: the last packet's slice ended there.
+            m.passed(self.start);
+            return Ok(self.end - self.start >= n);
+        }
         while self.end - self.start < n {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -186,10 +221,16 @@ impl Input {
     }
 
     /// Consumes `n` available bytes, returning their position in `buf`.
+    #[inline]
     fn consume(&mut self, n: usize) -> std::ops::Range<usize> {
         let r = self.start..self.start + n;
         self.start += n;
         self.offset += n as u64;
+        if let Some(m) = &self.map {
+            // The next record's header and first bytes: a mapped file is read from memory,
+            // not from a buffer the kernel has just filled, so ask for it a packet early.
+            m.prefetch(self.start);
+        }
         r
     }
 
@@ -230,13 +271,7 @@ impl CaptureFile {
         let file = File::open(path)?;
         let mut cf = CaptureFile {
             path: path.to_path_buf(),
-            input: Input {
-                file,
-                buf: Vec::new(),
-                start: 0,
-                end: 0,
-                offset: 0,
-            },
+            input: Input::new(file),
             format: Format::PcapNg {
                 endian: Endian::Little,
                 interfaces: vec![],
@@ -245,7 +280,7 @@ impl CaptureFile {
             precision: TimePrecision::Micros,
         };
         let head = match cf.input.record(4, 0)? {
-            Some(r) => &cf.input.buf[r],
+            Some(r) => &cf.input.bytes()[r],
             None => return Err(ReadError::Empty),
         };
         let magic_le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
@@ -264,7 +299,7 @@ impl CaptureFile {
             .input
             .record(20, 0)?
             .ok_or(ReadError::Truncated { offset: 0 })?;
-        let rest = &cf.input.buf[rest];
+        let rest = &cf.input.bytes()[rest];
         // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
         let linktype = endian.u32(&rest[16..20]) & 0x0fff_ffff;
         let link =
@@ -312,7 +347,7 @@ impl CaptureFile {
         let Some(h) = self.input.record(16, start)? else {
             return Ok(None);
         };
-        let h = &self.input.buf[h];
+        let h = &self.input.bytes()[h];
         let secs = endian.u32(&h[0..4]) as u64;
         let frac = endian.u32(&h[4..8]) as u64;
         let incl_len = endian.u32(&h[8..12]);
@@ -332,7 +367,7 @@ impl CaptureFile {
             ts_ns,
             link: Some(link),
             linktype,
-            data: &self.input.buf[data],
+            data: &self.input.bytes()[data],
             orig_len,
         }))
     }
@@ -344,7 +379,7 @@ impl CaptureFile {
             .input
             .record(8, start)?
             .ok_or(ReadError::Truncated { offset: start })?;
-        let h = &self.input.buf[h];
+        let h = &self.input.bytes()[h];
         let endian = match u32::from_le_bytes([h[4], h[5], h[6], h[7]]) {
             PCAPNG_BYTE_ORDER_MAGIC => Endian::Little,
             m if m.swap_bytes() == PCAPNG_BYTE_ORDER_MAGIC => Endian::Big,
@@ -378,7 +413,7 @@ impl CaptureFile {
             let Format::PcapNg { endian, .. } = self.format else {
                 unreachable!()
             };
-            let block_type = endian.u32(&self.input.buf[h]);
+            let block_type = endian.u32(&self.input.bytes()[h]);
             if block_type == PCAPNG_SHB {
                 self.read_section_header()?;
                 continue;
@@ -387,7 +422,7 @@ impl CaptureFile {
                 .input
                 .record(4, start)?
                 .ok_or(ReadError::Truncated { offset: start })?;
-            let total = endian.u32(&self.input.buf[len]);
+            let total = endian.u32(&self.input.bytes()[len]);
             check_block_len(total, 12, start)?;
             // Body plus the trailing copy of the length.
             let body = self
@@ -395,7 +430,7 @@ impl CaptureFile {
                 .record(total as usize - 8, start)?
                 .ok_or(ReadError::Truncated { offset: start })?;
             let body_len = total as usize - 12;
-            if endian.u32(&self.input.buf[body.start + body_len..]) != total {
+            if endian.u32(&self.input.bytes()[body.start + body_len..]) != total {
                 return Err(ReadError::Corrupt {
                     offset: start,
                     what: "block length trailer does not match".into(),
@@ -420,7 +455,7 @@ impl CaptureFile {
         body: std::ops::Range<usize>,
         start: u64,
     ) -> Result<(), ReadError> {
-        let body = &self.input.buf[body];
+        let body = &self.input.bytes()[body];
         if body.len() < 8 {
             return Err(ReadError::Corrupt {
                 offset: start,
@@ -490,7 +525,7 @@ impl CaptureFile {
         else {
             unreachable!()
         };
-        let body = &self.input.buf[body];
+        let body = &self.input.bytes()[body];
         let corrupt = |what: &str| ReadError::Corrupt {
             offset: start,
             what: what.into(),

@@ -23,6 +23,7 @@ pub mod export;
 pub mod extract;
 pub mod flow;
 pub mod live;
+pub mod mapped;
 pub mod meter;
 pub mod offline;
 pub mod privileges;

@@ -303,3 +303,55 @@ fn mutated_files_never_panic_or_hang() {
         assert!(bytes <= f.len());
     }
 }
+
+#[test]
+fn a_file_truncated_while_it_is_read_stops_with_an_error_not_a_crash() {
+    // 1,000 packets of 1,000 bytes: about 250 pages, mapped.
+    let data = vec![0x5au8; 1000];
+    let pkts: Vec<(u32, u32, &[u8], u32)> = (0..1000).map(|i| (i, 0, &data[..], 1000)).collect();
+    let t = tmp("shrinks", &pcap(false, false, 1, &pkts));
+    let mut cf = CaptureFile::open(&t.0).unwrap();
+    assert!(cf.input.map.is_some(), "a regular file is mapped");
+    for _ in 0..10 {
+        assert_eq!(cf.next_packet().unwrap().unwrap().data, &data[..]);
+    }
+    // Another program cuts the file to its first 100 KB.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t.0)
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
+    let mut read = 10;
+    let err = loop {
+        match cf.next_packet() {
+            Ok(Some(p)) => {
+                // Bytes past the new end read as zeros until the reader notices.
+                assert!(p.data.iter().all(|&b| b == 0x5a || b == 0));
+                read += 1;
+            }
+            Ok(None) => panic!("the end of the original file was reached"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("shrank"), "{err}");
+    // 99 whole packets fit in 100 KB. The rest of the last page reads as zeros without a fault
+    // (the kernel zero-fills a file's last page), so up to a page of empty records can come
+    // before the first page past the end faults and stops the file.
+    assert!((108..=109 + 4096 / 16).contains(&read), "{read}");
+}
+
+#[test]
+fn a_long_file_keeps_only_a_window_of_itself_resident() {
+    let data = vec![7u8; 1400];
+    let n = (3 * crate::mapped::RELEASE_EVERY / 1416) as u32;
+    let pkts: Vec<(u32, u32, &[u8], u32)> = (0..n).map(|i| (i, 0, &data[..], 1400)).collect();
+    let t = tmp("long", &pcap(false, false, 1, &pkts));
+    let (read, err) = read_all(&t.0);
+    assert!(err.is_none());
+    assert_eq!(read.len() as u32, n);
+    let mut cf = CaptureFile::open(&t.0).unwrap();
+    while cf.next_packet().unwrap().is_some() {}
+    let m = cf.input.map.as_ref().unwrap();
+    assert!(m.len() - m.released() <= 2 * crate::mapped::RELEASE_EVERY);
+}
