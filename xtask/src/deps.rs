@@ -21,6 +21,9 @@ const NEEDED: &[(&str, &str)] = &[
     ("mount", "mount"),
     // The shipped systemd unit is checked with systemd-analyze verify.
     ("systemd-analyze", "systemd"),
+    // The .deb is installed and purged: its postinst creates the user with adduser.
+    ("adduser", "adduser"),
+    ("dpkg-deb", "dpkg"),
     // Collectors, decoders and benchmark peers.
     ("nfcapd", "nfdump"),
     ("nfdump", "nfdump"),

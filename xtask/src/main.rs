@@ -3,12 +3,16 @@
 //!
 //! - `deps`: installs the Debian packages the tests and demo need (as root, with apt-get);
 //! - `test`: deps, a release build of the probe, then every test in the workspace;
-//! - `demo`: meters a crafted capture into a local nfcapd and shows what nfdump received;
+//! - `demo`: a live lab (namespaces, veth, nfcapd, a PCAP ring) with a traffic mix and a scan,
+//!   then what nfdump received and one flow's packets pulled from the ring;
 //! - `bench`: whole-process comparison with nfpcapd and softflowd, plus criterion benches;
-//! - `fuzz`: AFL++ (afl.rs) on the fuzz targets in `tests/fuzz`, with a report.
+//! - `fuzz`: AFL++ (afl.rs) on the fuzz targets in `tests/fuzz`, with a report;
+//! - `deb`: a Debian package (cargo-deb) in `target/debian`, checked (installed and purged as
+//!   root).
 
 mod bench;
 mod bench_live;
+mod deb;
 mod demo;
 mod deps;
 mod fuzz;
@@ -26,14 +30,16 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(),
         Some("bench") => bench::run(&rest),
         Some("fuzz") => fuzz::run_fuzz(&rest),
+        Some("deb") => deb::build().and_then(|d| deb::check(&d)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <deps|test|demo|bench|fuzz>\n  \
+                "usage: cargo xtask <deps|test|demo|bench|fuzz|deb>\n  \
                  deps   install the Debian packages tests and demo need (root)\n  \
                  test   deps, build, and run every test\n  \
-                 demo   meter a crafted capture into a local nfcapd and show the flows\n  \
+                 demo   a live lab: capture, nfcapd, the PCAP ring and an extract\n  \
                  bench  compare with nfpcapd and softflowd; run criterion benches (--no-criterion to skip)\n  \
-                 fuzz   AFL++ on every fuzz target (--seconds N per target, --targets a,b)"
+                 fuzz   AFL++ on every fuzz target (--seconds N per target, --targets a,b)\n  \
+                 deb    build target/debian/probe_*.deb and check it (installs and purges it as root)"
             );
             bail!("unknown or missing chore")
         }
@@ -112,6 +118,8 @@ fn test(extra: &[&str]) -> Result<()> {
         ])
         .arg(&root))?;
     run(Command::new(root.join("bin/probe")).arg("--version"))?;
+    // The .deb: built with cargo-deb, its contents checked, installed and purged (as root).
+    deb::check(&deb::build()?)?;
     eprintln!("xtask: all tests passed");
     Ok(())
 }
