@@ -415,28 +415,77 @@ pub fn write_pcap_file<'a>(
     path: &Path,
     frames: impl IntoIterator<Item = (u64, &'a [u8], u32)>,
 ) -> io::Result<u64> {
-    let tmp = path.with_extension("pcap.part");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&tmp)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    out.write_all(&FileFormat::Pcap.file_header(262_144))?;
-    let mut n = 0;
-    let (mut hdr, mut trailer) = ([0u8; MAX_RECORD_HEADER], [0u8; MAX_RECORD_TRAILER]);
+    let mut w = PcapFileWriter::create(path)?;
     for (ts, data, orig_len) in frames {
-        let (h, _) =
-            FileFormat::Pcap.record(ts, data.len() as u32, orig_len, &mut hdr, &mut trailer);
-        out.write_all(&hdr[..h])?;
-        out.write_all(data)?;
-        n += 1;
+        w.write(ts, data, orig_len)?;
     }
-    out.flush()?;
-    drop(out);
-    std::fs::rename(&tmp, path)?;
-    Ok(n)
+    w.finish()
+}
+
+/// One pcap file with nanosecond timestamps, written frame by frame under a temporary name
+/// (`PATH.part`) and renamed to `PATH` by [`PcapFileWriter::finish`]; dropped unfinished, the
+/// temporary file is removed.
+pub struct PcapFileWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    frames: u64,
+    hdr: [u8; MAX_RECORD_HEADER],
+    trailer: [u8; MAX_RECORD_TRAILER],
+}
+
+impl PcapFileWriter {
+    pub fn create(path: &Path) -> io::Result<PcapFileWriter> {
+        let tmp = path.with_extension("pcap.part");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&FileFormat::Pcap.file_header(262_144))?;
+        Ok(PcapFileWriter {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(out),
+            frames: 0,
+            hdr: [0; MAX_RECORD_HEADER],
+            trailer: [0; MAX_RECORD_TRAILER],
+        })
+    }
+
+    pub fn write(&mut self, ts_ns: u64, data: &[u8], orig_len: u32) -> io::Result<()> {
+        let out = self.out.as_mut().expect("not finished");
+        let (h, _) = FileFormat::Pcap.record(
+            ts_ns,
+            data.len() as u32,
+            orig_len,
+            &mut self.hdr,
+            &mut self.trailer,
+        );
+        out.write_all(&self.hdr[..h])?;
+        out.write_all(data)?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Flushes, renames the file to its final name and returns the frames written.
+    pub fn finish(mut self) -> io::Result<u64> {
+        let mut out = self.out.take().expect("not finished");
+        out.flush()?;
+        drop(out);
+        std::fs::rename(&self.tmp, &self.path)?;
+        Ok(self.frames)
+    }
+}
+
+impl Drop for PcapFileWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// A free path for a file of `[first, last]`: on a clash (two files of the same range) the

@@ -4,15 +4,24 @@
 //! Files whose names say their frames lie wholly outside `--from`/`--to` are skipped without
 //! being opened. The rest are read with the probe's own reader, each frame decoded and matched
 //! against the expression; the matches are sorted by time (frames of several workers interleave
-//! slightly within a file) and written with nanosecond timestamps. Only complete files are read:
-//! the file being written is hidden until it is complete.
+//! slightly within a file, and files of several writers overlap) and written with nanosecond
+//! timestamps. Only complete files are read: the file being written is hidden until it is
+//! complete.
+//!
+//! Memory stays bounded whatever the window: matches are held up to `--max-memory`; beyond it
+//! each batch is sorted and spilled as a run file next to the output, and the runs are merged
+//! (an external merge sort), one packet per run in memory. The order is the same either way:
+//! by time, ties in the order the ring holds them.
 
 use crate::capture_file::CaptureFile;
+use crate::cli::parse_size;
 use crate::select::Selection;
 use crate::wire::{self, FrameSummary};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
 
 /// `probe extract`.
 #[derive(Args, Clone, Debug)]
@@ -33,6 +42,10 @@ pub struct ExtractArgs {
     /// Write the packets here (pcap, nanosecond timestamps).
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub out: PathBuf,
+    /// Matching packets held in memory before they are sorted into run files next to the
+    /// output and merged (a wide window then needs disk, not RAM).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub max_memory: u64,
     /// The ring's file-name prefix.
     #[arg(long, value_name = "PREFIX", default_value = "probe")]
     pub prefix: String,
@@ -49,6 +62,89 @@ pub struct ExtractReport {
     pub files_read: usize,
     pub frames_read: u64,
     pub frames_written: u64,
+    /// Sorted runs spilled to disk because the matches outgrew --max-memory (0: none).
+    pub runs_spilled: usize,
+}
+
+/// A matching frame: time, bytes, original length.
+type Kept = (u64, Vec<u8>, u32);
+
+/// Sorted runs of matches on disk, in a directory next to the output that goes when dropped.
+struct Runs {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl Runs {
+    fn new(out: &Path) -> Runs {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(".runs");
+        Runs {
+            dir: out.with_file_name(name),
+            files: Vec::new(),
+        }
+    }
+
+    /// Sorts `batch` by time (stably) and writes it as the next run.
+    fn spill(&mut self, batch: &mut Vec<Kept>) -> Result<()> {
+        if self.files.is_empty() {
+            std::fs::create_dir_all(&self.dir)
+                .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        }
+        batch.sort_by_key(|k| k.0);
+        let path = self.dir.join(format!("run-{:06}.pcap", self.files.len()));
+        pcap_ring::write_pcap_file(&path, batch.iter().map(|(t, d, o)| (*t, d.as_slice(), *o)))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.files.push(path);
+        batch.clear();
+        Ok(())
+    }
+
+    /// Merges the runs into `out`: the earliest head of all runs goes next, ties to the run
+    /// spilled first, so the order equals one stable sort of everything.
+    fn merge(&self, out: &Path) -> Result<u64> {
+        let mut readers = Vec::with_capacity(self.files.len());
+        let mut heads: Vec<Kept> = Vec::with_capacity(self.files.len());
+        let mut heap = BinaryHeap::new();
+        for (i, f) in self.files.iter().enumerate() {
+            let mut cf =
+                CaptureFile::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let head = next_kept(&mut cf, f)?;
+            if let Some(h) = &head {
+                heap.push(Reverse((h.0, i)));
+            }
+            heads.push(head.unwrap_or_default());
+            readers.push(cf);
+        }
+        let mut w = pcap_ring::PcapFileWriter::create(out)
+            .with_context(|| format!("cannot write -w {}", out.display()))?;
+        while let Some(Reverse((_, i))) = heap.pop() {
+            let (ts, data, orig) = &heads[i];
+            w.write(*ts, data, *orig)
+                .with_context(|| format!("cannot write -w {}", out.display()))?;
+            if let Some(h) = next_kept(&mut readers[i], &self.files[i])? {
+                heap.push(Reverse((h.0, i)));
+                heads[i] = h;
+            }
+        }
+        w.finish()
+            .with_context(|| format!("cannot write -w {}", out.display()))
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        if !self.files.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn next_kept(cf: &mut CaptureFile, path: &Path) -> Result<Option<Kept>> {
+    Ok(cf
+        .next_packet()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .map(|p| (p.ts_ns, p.data.to_vec(), p.orig_len)))
 }
 
 /// Parses RFC 3339 UTC (`2026-11-22T23:07:00.123456789Z`) or epoch seconds (`1795388820.5`)
@@ -95,7 +191,9 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
         files_in_ring: files.len(),
         ..Default::default()
     };
-    let mut kept: Vec<(u64, Vec<u8>, u32)> = Vec::new();
+    let mut kept: Vec<Kept> = Vec::new();
+    let mut kept_bytes = 0u64;
+    let mut runs = Runs::new(&args.out);
     let mut summary = FrameSummary::default();
     for f in files
         .iter()
@@ -119,16 +217,30 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
                 _ => select.is_all(),
             };
             if matched {
+                // What a match costs: its bytes and the tuple that holds them.
+                kept_bytes += (p.data.len() + std::mem::size_of::<Kept>()) as u64;
                 kept.push((p.ts_ns, p.data.to_vec(), p.orig_len));
+                if kept_bytes > args.max_memory {
+                    runs.spill(&mut kept)?;
+                    kept_bytes = 0;
+                }
             }
         }
     }
-    kept.sort_by_key(|k| k.0);
-    report.frames_written = pcap_ring::write_pcap_file(
-        &args.out,
-        kept.iter().map(|(ts, d, o)| (*ts, d.as_slice(), *o)),
-    )
-    .with_context(|| format!("cannot write -w {}", args.out.display()))?;
+    if runs.files.is_empty() {
+        kept.sort_by_key(|k| k.0);
+        report.frames_written = pcap_ring::write_pcap_file(
+            &args.out,
+            kept.iter().map(|(ts, d, o)| (*ts, d.as_slice(), *o)),
+        )
+        .with_context(|| format!("cannot write -w {}", args.out.display()))?;
+    } else {
+        if !kept.is_empty() {
+            runs.spill(&mut kept)?;
+        }
+        report.runs_spilled = runs.files.len();
+        report.frames_written = runs.merge(&args.out)?;
+    }
     Ok(report)
 }
 

@@ -192,6 +192,12 @@ fn run(cli: Cli) -> Result<i32> {
                 r.files_in_ring,
                 r.frames_read
             );
+            if r.runs_spilled > 0 {
+                eprintln!(
+                    "probe: the matches outgrew --max-memory {}: sorted in {} runs on disk and merged",
+                    args.max_memory, r.runs_spilled
+                );
+            }
             Ok(0)
         }
         Command::Capture(args) => {

@@ -201,6 +201,32 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
     assert!(truth.len() >= 4);
     assert_eq!(flow, truth);
 
+    // Everything in the ring with almost no memory: sorted runs on disk, merged into the same
+    // file, byte for byte, as the in-memory sort gives; the runs are gone afterwards.
+    let all_mem = tmp.path().join("all-mem.pcap");
+    let all_disk = tmp.path().join("all-disk.pcap");
+    for (out, extra) in [(&all_mem, None), (&all_disk, Some("4KiB"))] {
+        let mut args = vec!["extract", "--pcap-dir", ring.to_str().unwrap()];
+        if let Some(m) = extra {
+            args.extend(["--max-memory", m]);
+        }
+        args.extend(["-w", out.to_str().unwrap()]);
+        let run = e2e::tools::run_probe(&args);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{err}");
+        assert_eq!(
+            err.contains("runs on disk and merged"),
+            extra.is_some(),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&all_mem).unwrap(),
+        std::fs::read(&all_disk).unwrap()
+    );
+    assert_eq!(tshark_frames(&all_disk, "").len(), want.len());
+    assert!(!tmp.path().join("all-disk.pcap.runs").exists());
+
     // The same run in pcapng: the same frames, and the interface name in every file.
     let ring_ng = tmp.path().join("ring-ng");
     let out = e2e::tools::run_probe(&[
