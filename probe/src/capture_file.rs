@@ -168,7 +168,7 @@ struct Input {
 impl Input {
     fn new(file: File) -> Input {
         let map = crate::mapped::MappedFile::map(&file);
-        let end = map.as_ref().map_or(0, |m| m.len());
+        let end = map.as_ref().map_or(0, |m| m.bytes().len());
         Input {
             file,
             buf: Vec::new(),

@@ -72,6 +72,8 @@ type Kept = (u64, Vec<u8>, u32);
 /// Sorted runs of matches on disk, in a directory next to the output that goes when dropped.
 struct Runs {
     dir: PathBuf,
+    /// Whether `dir` was created (it is removed on drop even if the first run failed).
+    created: bool,
     files: Vec<PathBuf>,
 }
 
@@ -81,15 +83,17 @@ impl Runs {
         name.push(".runs");
         Runs {
             dir: out.with_file_name(name),
+            created: false,
             files: Vec::new(),
         }
     }
 
     /// Sorts `batch` by time (stably) and writes it as the next run.
     fn spill(&mut self, batch: &mut Vec<Kept>) -> Result<()> {
-        if self.files.is_empty() {
+        if !self.created {
             std::fs::create_dir_all(&self.dir)
                 .with_context(|| format!("cannot create {}", self.dir.display()))?;
+            self.created = true;
         }
         batch.sort_by_key(|k| k.0);
         let path = self.dir.join(format!("run-{:06}.pcap", self.files.len()));
@@ -101,19 +105,18 @@ impl Runs {
     }
 
     /// Merges the runs into `out`: the earliest head of all runs goes next, ties to the run
-    /// spilled first, so the order equals one stable sort of everything.
+    /// spilled first, so the order equals one stable sort of everything. Each run's head is
+    /// copied into a buffer of its own, reused from packet to packet.
     fn merge(&self, out: &Path) -> Result<u64> {
         let mut readers = Vec::with_capacity(self.files.len());
-        let mut heads: Vec<Kept> = Vec::with_capacity(self.files.len());
+        let mut heads: Vec<Kept> = vec![Kept::default(); self.files.len()];
         let mut heap = BinaryHeap::new();
         for (i, f) in self.files.iter().enumerate() {
             let mut cf =
                 CaptureFile::open(f).with_context(|| format!("cannot read {}", f.display()))?;
-            let head = next_kept(&mut cf, f)?;
-            if let Some(h) = &head {
-                heap.push(Reverse((h.0, i)));
+            if next_head(&mut cf, f, &mut heads[i])? {
+                heap.push(Reverse((heads[i].0, i)));
             }
-            heads.push(head.unwrap_or_default());
             readers.push(cf);
         }
         let mut w = pcap_ring::PcapFileWriter::create(out)
@@ -122,9 +125,8 @@ impl Runs {
             let (ts, data, orig) = &heads[i];
             w.write(*ts, data, *orig)
                 .with_context(|| format!("cannot write -w {}", out.display()))?;
-            if let Some(h) = next_kept(&mut readers[i], &self.files[i])? {
-                heap.push(Reverse((h.0, i)));
-                heads[i] = h;
+            if next_head(&mut readers[i], &self.files[i], &mut heads[i])? {
+                heap.push(Reverse((heads[i].0, i)));
             }
         }
         w.finish()
@@ -134,17 +136,25 @@ impl Runs {
 
 impl Drop for Runs {
     fn drop(&mut self) {
-        if !self.files.is_empty() {
+        if self.created {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
 
-fn next_kept(cf: &mut CaptureFile, path: &Path) -> Result<Option<Kept>> {
-    Ok(cf
+/// Reads a run's next packet into `head`; false at the end of the run.
+fn next_head(cf: &mut CaptureFile, path: &Path, head: &mut Kept) -> Result<bool> {
+    let Some(p) = cf
         .next_packet()
         .with_context(|| format!("cannot read {}", path.display()))?
-        .map(|p| (p.ts_ns, p.data.to_vec(), p.orig_len)))
+    else {
+        return Ok(false);
+    };
+    head.0 = p.ts_ns;
+    head.1.clear();
+    head.1.extend_from_slice(p.data);
+    head.2 = p.orig_len;
+    Ok(true)
 }
 
 /// Parses RFC 3339 UTC (`2026-11-22T23:07:00.123456789Z`) or epoch seconds (`1795388820.5`)

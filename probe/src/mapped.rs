@@ -99,14 +99,6 @@ impl MappedFile {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Bytes at the start of the file already dropped from the resident set.
     pub fn released(&self) -> usize {
         self.released

@@ -7,7 +7,7 @@
 //! Decoded frames reach the flow cache [`LOOKAHEAD`] frames late. With 100,000 flows and
 //! more, a flow lookup is two cache misses (the index slot, then the flow's node), about half
 //! of all the time a packet took; the wait lets the meter prefetch a frame's slot as it is
-//! decoded and its node half-way along, so both have arrived when the frame is applied. The
+//! decoded and its node a few frames later, so both have arrived when the frame is applied. The
 //! cache sees exactly the sequence of expiries and updates it would see without the wait: a
 //! frame that only moves the clock waits in line too. The frame books are kept at decode
 //! time, so they always balance; the cache's own counters lag by at most [`LOOKAHEAD`] frames
@@ -101,7 +101,6 @@ pub struct Meter {
     clock_ns: u64,
     /// The newest timestamp applied to the flow cache.
     cache_clock_ns: u64,
-    precision: TimePrecision,
     books: FrameBooks,
     records: Vec<FlowRecord>,
 }
@@ -124,7 +123,6 @@ impl Meter {
             queued: 0,
             clock_ns: 0,
             cache_clock_ns: 0,
-            precision: TimePrecision::Micros,
             books: FrameBooks::default(),
             records: Vec::with_capacity(1024),
         }
@@ -146,9 +144,8 @@ impl Meter {
     /// Resolution of the timestamps of the frames that come next; the waiting frames are
     /// applied first, under the resolution they came with.
     pub fn set_time_precision(&mut self, p: TimePrecision) {
-        if p != self.precision {
+        if p != self.cache.time_precision() {
             self.flush();
-            self.precision = p;
             self.cache.set_time_precision(p);
         }
     }

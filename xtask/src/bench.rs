@@ -107,29 +107,13 @@ pub fn run(args: &[&str]) -> Result<()> {
     // Each tool meters the file `RUNS` times; the table shows the median CPU run and, for
     // accuracy, the worst run.
     let mut rows = vec![];
-    let probe_cmd = |dest: &str| {
-        let mut c = Command::new(&probe);
-        // The benchmark runs as root (it needs the live lab); reading needs no privileges.
-        c.arg("read")
-            .arg("--allow-root")
-            .arg(&pcap)
-            .args(["--ipfix", dest]);
-        c
-    };
     rows.push(median_of_runs("probe read → nfcapd", tmp.path(), |dir| {
         let nf = Nfcapd::start(dir);
-        let m = measure(&mut probe_cmd(&nf.url()))?;
+        let m = measure(&mut probe_read(&probe, &pcap, &nf.url()))?;
         Ok((m, nfdump_flows(&nf.finish())))
     })?);
     rows.push(median_of_runs("nfpcapd -r", tmp.path(), |dir| {
-        let m = measure(
-            Command::new("nfpcapd")
-                .arg("-r")
-                .arg(&pcap)
-                .arg("-w")
-                .arg(dir)
-                .args(["-e", "300,60"]),
-        )?;
+        let m = measure(&mut nfpcapd_read(&pcap, dir))?;
         Ok((m, nfdump_flows(&nfdump_records(dir))))
     })?);
     let max_flows = (opts.flows * 2).to_string();
@@ -204,42 +188,57 @@ pub fn run(args: &[&str]) -> Result<()> {
 /// Runs per tool.
 const RUNS: usize = 3;
 
-/// Runs one tool `RUNS` times, each in a fresh directory; returns the run with the median CPU
-/// time and the flows of every run.
+/// `probe read` of `pcap` exporting to `dest`. The benchmark runs as root (it needs the live
+/// lab); reading needs no privileges.
+fn probe_read(probe: &Path, pcap: &Path, dest: &str) -> Command {
+    let mut c = Command::new(probe);
+    c.args(["read", "--allow-root"])
+        .arg(pcap)
+        .args(["--ipfix", dest]);
+    c
+}
+
+/// `nfpcapd -r` of `pcap`, writing its nfcapd files into `dir`.
+fn nfpcapd_read(pcap: &Path, dir: &Path) -> Command {
+    let mut c = Command::new("nfpcapd");
+    c.arg("-r")
+        .arg(pcap)
+        .arg("-w")
+        .arg(dir)
+        .args(["-e", "300,60"]);
+    c
+}
+
+/// `cmd` run by `taskset -c CPU`: the same process, pinned to one CPU.
+fn pinned(cmd: &Command, cpu: &str) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", cpu])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    c
+}
+
 /// The issue's measure taken literally: each tool pinned to one CPU, packets per second of
 /// wall time, both writing flow files to disk (nfpcapd its nfcapd files, the probe an IPFIX
 /// file), so no collector and no export pacing is in the way. Accuracy is the table above's.
 fn one_core(probe: &Path, pcap: &Path, tmp: &Path, packets: u64) -> Result<()> {
     let cpu = (std::thread::available_parallelism().map_or(1, |n| n.get()) - 1).to_string();
-    let pinned = |program: &Path| {
-        let mut c = Command::new("taskset");
-        c.args(["-c", &cpu]).arg(program);
-        c
-    };
     let mut rows = vec![];
     for tool in ["probe read → IPFIX file", "nfpcapd -r → nfcapd files"] {
         let mut runs = vec![];
         for i in 0..RUNS {
             let dir = tmp.join(format!("one-core-{i}"));
             std::fs::create_dir_all(&dir)?;
-            let m = if tool.starts_with("probe") {
-                measure(
-                    pinned(probe)
-                        .args(["read", "--allow-root"])
-                        .arg(pcap)
-                        .arg("--ipfix")
-                        .arg(format!("file://{}/flows.ipfix", dir.display())),
-                )?
+            let cmd = if tool.starts_with("probe") {
+                probe_read(
+                    probe,
+                    pcap,
+                    &format!("file://{}/flows.ipfix", dir.display()),
+                )
             } else {
-                measure(
-                    pinned(Path::new("nfpcapd"))
-                        .arg("-r")
-                        .arg(pcap)
-                        .arg("-w")
-                        .arg(&dir)
-                        .args(["-e", "300,60"]),
-                )?
+                nfpcapd_read(pcap, &dir)
             };
+            let m = measure(&mut pinned(&cmd, &cpu))?;
             eprintln!(
                 "{tool} on CPU {cpu}, run {}: {:.2} s wall",
                 i + 1,
@@ -268,6 +267,8 @@ fn one_core(probe: &Path, pcap: &Path, tmp: &Path, packets: u64) -> Result<()> {
     Ok(())
 }
 
+/// Runs one tool `RUNS` times, each in a fresh directory; returns the run with the median CPU
+/// time and the flows of every run.
 fn median_of_runs<'a>(
     name: &'a str,
     tmp: &Path,

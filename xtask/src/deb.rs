@@ -114,11 +114,7 @@ pub fn check(deb: &Path) -> Result<()> {
         if conf.trim() != "640 probe" {
             bail!("/etc/probe/probe.toml should be 640, group probe; it is {conf:?}");
         }
-        if Command::new("systemd-analyze")
-            .arg("--version")
-            .output()
-            .is_ok()
-        {
+        if crate::deps::have("systemd-analyze") {
             let out = Command::new("systemd-analyze")
                 .args(["verify", "/lib/systemd/system/probe.service"])
                 .output()?;

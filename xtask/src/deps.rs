@@ -37,7 +37,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("trafgen", "netsniff-ng"),
 ];
 
-fn have(cmd: &str) -> bool {
+/// Whether `cmd` (a program name, or an absolute path) is on this machine.
+pub fn have(cmd: &str) -> bool {
     if cmd.starts_with('/') {
         return std::path::Path::new(cmd).exists();
     }

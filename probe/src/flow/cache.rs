@@ -219,6 +219,11 @@ impl FlowCache {
     }
 
     /// Resolution of the clock that times the packets now arriving; carried into the records.
+    pub fn time_precision(&self) -> TimePrecision {
+        self.precision
+    }
+
+    /// See [`Self::time_precision`].
     pub fn set_time_precision(&mut self, p: TimePrecision) {
         self.precision = p;
     }
