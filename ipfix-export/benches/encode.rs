@@ -38,6 +38,7 @@ fn records(n: u32) -> Vec<FlowRecord> {
             end_reason: EndReason::IdleTimeout,
             time_precision: TimePrecision::Micros,
             reverse: None,
+            tunnel: None,
         })
         .collect()
 }

@@ -33,6 +33,8 @@ pub struct EncoderConfig {
     pub sampling: Option<Sampling>,
     /// Biflow records (RFC 5103): every record carries the reverse direction's elements.
     pub biflow: bool,
+    /// Announce the layouts of tunnelled flows too (the metering process decapsulates).
+    pub tunnels: bool,
 }
 
 impl Default for EncoderConfig {
@@ -45,6 +47,7 @@ impl Default for EncoderConfig {
             template_refresh_messages: None,
             sampling: None,
             biflow: false,
+            tunnels: false,
         }
     }
 }
@@ -102,7 +105,7 @@ pub struct Statistics {
 fn template_records(cfg: &EncoderConfig) -> Vec<(u16, Vec<u8>)> {
     let mut out = Vec::new();
     let mut buf = [0u8; 1024];
-    for l in Layout::announced(cfg.biflow) {
+    for l in Layout::announced(cfg.biflow, cfg.tunnels) {
         let n = l.write_template_record(&mut buf);
         out.push((crate::TEMPLATE_SET_ID, buf[..n].to_vec()));
     }
@@ -173,7 +176,7 @@ fn statistics_len(cfg: &EncoderConfig) -> usize {
 /// The smallest MTU that holds the largest template record, one record of any layout, and a
 /// statistics message.
 pub fn min_mtu_for(cfg: &EncoderConfig) -> usize {
-    let largest_record = Layout::announced(cfg.biflow)
+    let largest_record = Layout::announced(cfg.biflow, cfg.tunnels)
         .map(|l| l.record_len())
         .max()
         .unwrap_or(0);
@@ -265,7 +268,7 @@ impl MessageEncoder {
     #[inline]
     pub fn push(&mut self, rec: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
-        let layout = Layout::of(rec, self.cfg.biflow);
+        let layout = Layout::of(rec, self.cfg.biflow, self.cfg.tunnels);
         let need = layout.record_len()
             + match self.open_set {
                 Some((l, _)) if l == layout => 0,
@@ -509,6 +512,7 @@ mod tests {
             end_reason: EndReason::IdleTimeout,
             time_precision: TimePrecision::Micros,
             reverse: None,
+            tunnel: None,
         }
     }
 

@@ -80,6 +80,60 @@ pub const FLOW_END_MILLISECONDS: FieldSpec = f(153, 8);
 pub const FLOW_START_NANOSECONDS: FieldSpec = f(156, 8);
 pub const FLOW_END_NANOSECONDS: FieldSpec = f(157, 8);
 pub const DOT1Q_CUSTOMER_VLAN_ID: FieldSpec = f(245, 2);
+/// tunnelTechnology (289), a string; we send the probe's short name ("vxlan", "erspan3")
+/// NUL-padded to eight octets, which tshark and nfdump read as the plain name.
+pub const TUNNEL_TECHNOLOGY: FieldSpec = f(289, 8);
+/// layer2SegmentId (351): 0x01 VXLAN or 0x02 NVGRE in the top octet over the 24-bit segment.
+pub const LAYER2_SEGMENT_ID: FieldSpec = f(351, 8);
+
+/// ntop's enterprise number; its elements are the ones nProbe exports and tshark names.
+pub const NTOP_PEN: u32 = 35632;
+/// ntop UPSTREAM_TUNNEL_ID (35632/106): "upstream tunnel identifier (e.g. GTP TEID, VXLAN
+/// VNI)", which is exactly our tunnel id: VNI, GRE key, TEID or ERSPAN session id.
+pub const NTOP_UPSTREAM_TUNNEL_ID: FieldSpec = FieldSpec {
+    id: 106,
+    length: 4,
+    pen: NTOP_PEN,
+};
+
+/// The enterprise number of the probe's own elements: RFC 5612's number for documentation,
+/// until the project registers its own (README, "Tunnels", lists them). IANA has no element
+/// for a tunnel's kind as a number or for its outer endpoints.
+pub const PROBE_PEN: u32 = 32473;
+const fn probe_element(id: u16, length: u16) -> FieldSpec {
+    FieldSpec {
+        id,
+        length,
+        pen: PROBE_PEN,
+    }
+}
+/// tunnelType (32473/1): the probe's tunnel code (1 GRE, 2-4 ERSPAN I-III, 5 VXLAN, 6 Geneve,
+/// 7 GTP-U, 8 IP-in-IP, 9 NVGRE).
+pub const TUNNEL_TYPE: FieldSpec = probe_element(1, 1);
+/// tunnelSourceIPv4Address, tunnelDestinationIPv4Address (32473/2, /3) and the IPv6 pair
+/// (32473/4, /5): the endpoints of the outermost tunnel.
+pub const TUNNEL_SOURCE_IPV4_ADDRESS: FieldSpec = probe_element(2, 4);
+pub const TUNNEL_DESTINATION_IPV4_ADDRESS: FieldSpec = probe_element(3, 4);
+pub const TUNNEL_SOURCE_IPV6_ADDRESS: FieldSpec = probe_element(4, 16);
+pub const TUNNEL_DESTINATION_IPV6_ADDRESS: FieldSpec = probe_element(5, 16);
+
+/// Tunnel elements of records whose tunnel has IPv4 endpoints, then IPv6 endpoints.
+pub const TUNNEL_V4_FIELDS: [FieldSpec; 6] = [
+    TUNNEL_TECHNOLOGY,
+    TUNNEL_TYPE,
+    NTOP_UPSTREAM_TUNNEL_ID,
+    LAYER2_SEGMENT_ID,
+    TUNNEL_SOURCE_IPV4_ADDRESS,
+    TUNNEL_DESTINATION_IPV4_ADDRESS,
+];
+pub const TUNNEL_V6_FIELDS: [FieldSpec; 6] = [
+    TUNNEL_TECHNOLOGY,
+    TUNNEL_TYPE,
+    NTOP_UPSTREAM_TUNNEL_ID,
+    LAYER2_SEGMENT_ID,
+    TUNNEL_SOURCE_IPV6_ADDRESS,
+    TUNNEL_DESTINATION_IPV6_ADDRESS,
+];
 
 /// The reverse direction's counters, times, flags and TTLs, appended to biflow records.
 pub const REVERSE_FIELDS: [FieldSpec; 8] = [

@@ -33,7 +33,7 @@ pub use encoder::{
 };
 pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
 pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
-pub use record::{EndReason, FlowRecord, Reverse, TimePrecision};
+pub use record::{EndReason, FlowRecord, Reverse, TimePrecision, Tunnel};
 pub use udp::{Pacer, UdpSender};
 
 /// IPFIX protocol version number carried in every message header.

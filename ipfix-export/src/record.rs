@@ -35,6 +35,23 @@ pub enum TimePrecision {
     Nanos,
 }
 
+/// How a flow's packets reached the probe when they came inside a tunnel: the outermost
+/// tunnel's kind, identity and endpoints (see README, "Tunnels").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The probe's tunnelType code: 1 GRE, 2-4 ERSPAN I-III, 5 VXLAN, 6 Geneve, 7 GTP-U,
+    /// 8 IP-in-IP, 9 NVGRE.
+    pub kind: u8,
+    /// VNI, GRE key, GTP TEID or ERSPAN session id (0 without one).
+    pub id: u32,
+    /// IANA layer2SegmentId: type octet (0x01 VXLAN, 0x02 NVGRE) over the 24-bit segment of
+    /// the innermost overlay; 0 when there is none of those two.
+    pub layer2_segment_id: u64,
+    /// The tunnel's endpoints (the IP header that carried it); both of one family.
+    pub outer_src: IpAddr,
+    pub outer_dst: IpAddr,
+}
+
 /// One unidirectional flow (or one active-timeout delta of it).
 ///
 /// Addresses of both ends have the same family. Fields that do not apply are zero: ports for
@@ -74,6 +91,8 @@ pub struct FlowRecord {
     /// The opposite direction, when the metering process pairs directions into biflows
     /// (RFC 5103); this record's own fields are the initiator's.
     pub reverse: Option<Reverse>,
+    /// The tunnel the flow's first packet came through, if any.
+    pub tunnel: Option<Tunnel>,
 }
 
 /// The responder's side of a biflow.

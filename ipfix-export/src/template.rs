@@ -22,23 +22,28 @@ pub struct Layout {
     icmp: bool,
     /// A biflow record: the reverse direction's elements follow (RFC 5103).
     bi: bool,
+    /// The flow came through a tunnel: 1 with IPv4 endpoints, 2 with IPv6; its elements
+    /// follow the flow's own (before the reverse ones).
+    outer: u8,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 16] = {
+    pub const ALL: [Layout; 48] = {
         let mut all = [Layout {
             v6: false,
             nanos: false,
             icmp: false,
             bi: false,
-        }; 16];
+            outer: 0,
+        }; 48];
         let mut i = 0;
-        while i < 16 {
+        while i < 48 {
             all[i] = Layout {
                 v6: i & 1 != 0,
                 nanos: i & 2 != 0,
                 icmp: i & 4 != 0,
                 bi: i & 8 != 0,
+                outer: (i / 16) as u8,
             };
             i += 1;
         }
@@ -47,25 +52,39 @@ impl Layout {
 
     /// The layout of `rec`; every record of a biflow exporter is a biflow record (without a
     /// reverse direction, its reverse counters are zero, as RFC 5103 §5.3 allows).
-    pub fn of(rec: &FlowRecord, biflow: bool) -> Layout {
+    /// Without `tunnels` a tunnelled record is encoded in the plain layout (its inner flow).
+    pub fn of(rec: &FlowRecord, biflow: bool, tunnels: bool) -> Layout {
         Layout {
             v6: rec.is_ipv6(),
             nanos: rec.time_precision == TimePrecision::Nanos,
             icmp: matches!(rec.protocol, 1 | 58),
             bi: biflow,
+            outer: match rec.tunnel {
+                _ if !tunnels => 0,
+                None => 0,
+                Some(t) if t.outer_src.is_ipv4() => 1,
+                Some(_) => 2,
+            },
         }
     }
 
-    /// The layouts an exporter announces.
-    pub fn announced(biflow: bool) -> impl Iterator<Item = Layout> {
-        Layout::ALL.into_iter().filter(move |l| l.bi == biflow)
+    /// The layouts an exporter announces: the tunnel layouts only when `tunnels`.
+    pub fn announced(biflow: bool, tunnels: bool) -> impl Iterator<Item = Layout> {
+        Layout::ALL
+            .into_iter()
+            .filter(move |l| l.bi == biflow && (tunnels || l.outer == 0))
     }
 
     /// Template ID (256 and up are data templates, RFC 7011 §3.4.1): 256-259 with ports
     /// (IPv4, IPv6, IPv4 ns, IPv6 ns), 264-267 the same for ICMP, and 16 more for the biflow
-    /// layouts (272-275, 280-283). 260-263 are the options templates.
+    /// layouts (272-275, 280-283). 260-263 are the options templates. Tunnelled flows add 256
+    /// (IPv4 endpoints: 512-539) or 512 (IPv6 endpoints: 768-795).
     pub fn template_id(self) -> u16 {
-        256 + self.v6 as u16 + 2 * self.nanos as u16 + 8 * self.icmp as u16 + 16 * self.bi as u16
+        256 + self.v6 as u16
+            + 2 * self.nanos as u16
+            + 8 * self.icmp as u16
+            + 16 * self.bi as u16
+            + 256 * self.outer as u16
     }
 
     pub fn from_template_id(id: u16) -> Option<Layout> {
@@ -93,15 +112,25 @@ impl Layout {
         } else {
             &all[..all.len() - 2]
         };
+        let tunnel: &'static [FieldSpec] = match self.outer {
+            0 => &[],
+            1 => &ie::TUNNEL_V4_FIELDS,
+            _ => &ie::TUNNEL_V6_FIELDS,
+        };
         let reverse: &'static [FieldSpec] = if self.bi { &ie::REVERSE_FIELDS } else { &[] };
-        base.iter().chain(reverse)
+        base.iter().chain(tunnel).chain(reverse)
     }
 
     /// Length of one data record in this layout.
     #[inline]
     pub fn record_len(self) -> usize {
         let base = if self.v6 { 95 } else { 71 };
-        base + if self.nanos { 16 } else { 0 } + if self.bi { REVERSE_LEN } else { 0 }
+        let tunnel = match self.outer {
+            0 => 0,
+            1 => TUNNEL_LEN + 8,
+            _ => TUNNEL_LEN + 32,
+        };
+        base + if self.nanos { 16 } else { 0 } + tunnel + if self.bi { REVERSE_LEN } else { 0 }
     }
 
     /// Length of this layout's template record (template ID, field count, field specifiers).
@@ -120,6 +149,28 @@ impl Layout {
         }
         pos
     }
+}
+
+/// Bytes of the tunnel elements before the endpoints (name, type, id, segment).
+const TUNNEL_LEN: usize = 8 + 1 + 4 + 8;
+
+/// The tunnelTechnology string of a tunnelType code.
+fn tunnel_technology(kind: u8) -> [u8; 8] {
+    let name: &[u8] = match kind {
+        1 => b"gre",
+        2 => b"erspan1",
+        3 => b"erspan2",
+        4 => b"erspan3",
+        5 => b"vxlan",
+        6 => b"geneve",
+        7 => b"gtpu",
+        8 => b"ipip",
+        9 => b"nvgre",
+        _ => b"unknown",
+    };
+    let mut out = [0u8; 8];
+    out[..name.len()].copy_from_slice(name);
+    out
 }
 
 /// Bytes of the reverse elements of a biflow record.
@@ -180,7 +231,7 @@ const IPV6_ICMP_FIELDS: [FieldSpec; 22] = layout!(
 /// Length of a template set announcing the layouts of a uniflow or a biflow exporter.
 pub fn template_set_len(biflow: bool) -> usize {
     SET_HEADER_LEN
-        + Layout::announced(biflow)
+        + Layout::announced(biflow, false)
             .map(|l| l.template_record_len())
             .sum::<usize>()
 }
@@ -194,7 +245,7 @@ pub fn write_template_set(out: &mut [u8], biflow: bool) -> usize {
     out[0..2].copy_from_slice(&TEMPLATE_SET_ID.to_be_bytes());
     out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     let mut pos = SET_HEADER_LEN;
-    for layout in Layout::announced(biflow) {
+    for layout in Layout::announced(biflow, false) {
         pos += layout.write_template_record(&mut out[pos..]);
     }
     debug_assert_eq!(pos, len);
@@ -274,6 +325,25 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
         c.put(&ntp_timestamp(rec.start_ns).to_be_bytes());
         c.put(&ntp_timestamp(rec.end_ns).to_be_bytes());
     }
+    if layout.outer != 0 {
+        let t = rec
+            .tunnel
+            .expect("a tunnel layout is chosen only for a record with a tunnel");
+        c.put(&tunnel_technology(t.kind));
+        c.put(&[t.kind]);
+        c.put(&t.id.to_be_bytes());
+        c.put(&t.layer2_segment_id.to_be_bytes());
+        match (t.outer_src, t.outer_dst) {
+            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) if layout.outer == 1 => {
+                c.put(&s.octets());
+                c.put(&d.octets());
+            }
+            (s, d) => {
+                c.put(&to_v6(s));
+                c.put(&to_v6(d));
+            }
+        }
+    }
     if layout.bi {
         let r = rec.reverse.unwrap_or_default();
         c.put(&r.packets.to_be_bytes());
@@ -334,6 +404,7 @@ pub(crate) mod tests {
             end_reason: EndReason::IdleTimeout,
             time_precision: precision,
             reverse: None,
+            tunnel: None,
         }
     }
 
@@ -344,7 +415,7 @@ pub(crate) mod tests {
                 for (bi, proto) in [(false, 6), (true, 6), (false, 1), (true, 58)] {
                     let mut rec = sample(v6, p);
                     rec.protocol = proto;
-                    let layout = Layout::of(&rec, bi);
+                    let layout = Layout::of(&rec, bi, false);
                     let mut buf = [0u8; 256];
                     assert_eq!(encode_record(&rec, layout, &mut buf), layout.record_len());
                     let from_fields: usize = layout.fields().map(|f| f.length as usize).sum();
@@ -355,9 +426,53 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn tunnel_layouts_write_what_their_templates_announce() {
+        for (v6, outer) in [
+            (false, "192.0.2.9"),
+            (true, "2001:db8::9"),
+            (false, "2001:db8::9"),
+        ] {
+            let mut rec = sample(v6, TimePrecision::Micros);
+            let o: std::net::IpAddr = outer.parse().unwrap();
+            rec.tunnel = Some(crate::record::Tunnel {
+                kind: 5,
+                id: 4242,
+                layer2_segment_id: (1 << 56) | 4242,
+                outer_src: o,
+                outer_dst: o,
+            });
+            for bi in [false, true] {
+                let layout = Layout::of(&rec, bi, true);
+                assert_eq!(layout.outer, if o.is_ipv4() { 1 } else { 2 });
+                let mut buf = [0u8; 512];
+                assert_eq!(encode_record(&rec, layout, &mut buf), layout.record_len());
+                let from_fields: usize = layout.fields().map(|f| f.length as usize).sum();
+                assert_eq!(from_fields, layout.record_len(), "{layout:?}");
+                assert!(Layout::from_template_id(layout.template_id()) == Some(layout));
+                let mut off = 0;
+                for f in layout.fields() {
+                    if f.id == 289 {
+                        assert_eq!(&buf[off..off + 8], b"vxlan\0\0\0");
+                    }
+                    if f.id == 106 && f.pen == crate::ie::NTOP_PEN {
+                        assert_eq!(&buf[off..off + 4], &4242u32.to_be_bytes());
+                    }
+                    off += f.length as usize;
+                }
+            }
+            // An encoder without tunnel templates sends the inner flow in the plain layout.
+            assert_eq!(Layout::of(&rec, false, false).outer, 0);
+        }
+        let ids: std::collections::HashSet<u16> =
+            Layout::ALL.iter().map(|l| l.template_id()).collect();
+        assert_eq!(ids.len(), Layout::ALL.len());
+        assert!(ids.iter().all(|id| !(260..=263).contains(id)));
+    }
+
+    #[test]
     fn record_fields_land_at_template_offsets() {
         let rec = sample(false, TimePrecision::Nanos);
-        let layout = Layout::of(&rec, false);
+        let layout = Layout::of(&rec, false, false);
         let mut buf = [0u8; 256];
         encode_record(&rec, layout, &mut buf);
         // Walk the template and pick fields by id, as a collector would.

@@ -61,6 +61,7 @@ fn records() -> Vec<FlowRecord> {
                 TimePrecision::Micros
             },
             reverse: None,
+            tunnel: None,
         })
         .collect()
 }

@@ -70,6 +70,7 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                         octets: o,
                         ..Default::default()
                     }),
+                    tunnel: None,
                 }
             },
         )

@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::{PacketBuilder, SlicedPacket};
 use probe::flow::CacheConfig;
 use probe::meter::{FragmentConfig, Meter};
-use probe::wire::{decode_frame, FrameSummary, LinkType};
+use probe::wire::{decode_frame, Decap, FrameSummary, LinkType};
 use std::hint::black_box;
 
 fn frames(n: u32, flows: u32) -> Vec<Vec<u8>> {
@@ -49,7 +49,7 @@ fn decode(c: &mut Criterion) {
         b.iter(|| {
             let mut ports = 0u32;
             for f in &fs {
-                if decode_frame(LinkType::Ethernet, f, &mut s).is_ok() {
+                if decode_frame(LinkType::Ethernet, f, &Decap::all(), &mut s).is_ok() {
                     ports += s.dst_port as u32;
                 }
             }

@@ -10,7 +10,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use probe::select::Selection;
-use probe::wire::{decode_frame, FrameSummary, LinkType};
+use probe::wire::{decode_frame, Decap, FrameSummary, LinkType};
 use std::hint::black_box;
 
 fn summaries() -> (Vec<Vec<u8>>, Vec<FrameSummary>) {
@@ -28,7 +28,7 @@ fn summaries() -> (Vec<Vec<u8>>, Vec<FrameSummary>) {
         .iter()
         .map(|f| {
             let mut s = FrameSummary::default();
-            decode_frame(LinkType::Ethernet, f, &mut s).unwrap();
+            decode_frame(LinkType::Ethernet, f, &Decap::all(), &mut s).unwrap();
             s
         })
         .collect();
@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
         let mut s = FrameSummary::default();
         b.iter(|| {
             for f in &frames {
-                let _ = decode_frame(LinkType::Ethernet, black_box(f), &mut s);
+                let _ = decode_frame(LinkType::Ethernet, black_box(f), &Decap::all(), &mut s);
             }
             s.src_port
         })

@@ -110,6 +110,10 @@ impl CryptoPan {
         r.dst_addr = self.ip(r.dst_addr);
         r.src_mac = [0; 6];
         r.dst_mac = [0; 6];
+        if let Some(t) = &mut r.tunnel {
+            t.outer_src = self.ip(t.outer_src);
+            t.outer_dst = self.ip(t.outer_dst);
+        }
     }
 }
 

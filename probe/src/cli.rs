@@ -2,7 +2,8 @@
 
 use crate::export::ExportConfig;
 use crate::flow::CacheConfig;
-use crate::meter::FragmentConfig;
+use crate::meter::{DedupConfig, FragmentConfig, Meter};
+use crate::wire::Decap;
 use clap::Args;
 use ipfix_export::{Destination, EncoderConfig, ExporterConfig};
 use std::path::PathBuf;
@@ -125,8 +126,9 @@ pub struct ExportArgs {
 }
 
 impl ExportArgs {
-    /// The exporter's configuration; `biflow` when the meter pairs directions.
-    pub fn export_config(&self, biflow: bool) -> ExportConfig {
+    /// The exporter's configuration for what `meter` produces (biflows, tunnelled flows).
+    pub fn export_config(&self, meter: &MeterArgs) -> ExportConfig {
+        let biflow = meter.biflow;
         ExportConfig {
             exporter: ExporterConfig {
                 encoder: EncoderConfig {
@@ -138,6 +140,7 @@ impl ExportArgs {
                         .filter(|&n| n > 0),
                     sampling: None,
                     biflow,
+                    tunnels: !meter.decap.decap.is_none(),
                 },
                 max_udp_messages_per_sec: Some(self.max_export_rate).filter(|&r| r > 0),
                 stream_backlog_messages: self.stream_backlog,
@@ -182,6 +185,49 @@ pub struct MeterArgs {
     /// Forget a fragmented datagram whose last fragment has not come after this long.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub fragment_timeout: Duration,
+    #[command(flatten)]
+    pub decap: DecapArgs,
+    /// Count packets that repeat one seen within this window (same inner IP packet apart from
+    /// TTL and checksum: overlapping mirror sessions) and drop them before metering, e.g.
+    /// '--dedup 2ms'. Off by default: a feed without overlaps loses nothing to it.
+    #[arg(long, value_name = "WINDOW", value_parser = parse_duration)]
+    pub dedup: Option<Duration>,
+    /// With --dedup: only count the duplicates, meter them as usual.
+    #[arg(long, requires = "dedup")]
+    pub dedup_keep: bool,
+}
+
+/// Which tunnels are removed before metering and selection.
+#[derive(Args, Clone, Debug)]
+pub struct DecapArgs {
+    /// Encapsulations to remove: 'all', 'none' (meter outer headers), or a list of erspan,
+    /// gre (with NVGRE), vxlan, geneve, gtpu, ipip, pppoe.
+    #[arg(long, value_name = "LIST", default_value = "all", value_parser = parse_decap)]
+    pub decap: Decap,
+    /// Another UDP port that carries VXLAN (4789 and Linux's 8472 always do); repeatable.
+    #[arg(long, value_name = "PORT")]
+    pub vxlan_port: Vec<u16>,
+    /// Another UDP port that carries Geneve (6081 always does); repeatable.
+    #[arg(long, value_name = "PORT")]
+    pub geneve_port: Vec<u16>,
+}
+
+fn parse_decap(s: &str) -> Result<Decap, String> {
+    Decap::parse(s)
+}
+
+impl DecapArgs {
+    /// The decoder's configuration; fails naming the flag when there are too many ports.
+    pub fn decap(&self) -> anyhow::Result<Decap> {
+        let mut d = self.decap;
+        for p in &self.vxlan_port {
+            d.add_vxlan_port(*p).map_err(anyhow::Error::msg)?;
+        }
+        for p in &self.geneve_port {
+            d.add_geneve_port(*p).map_err(anyhow::Error::msg)?;
+        }
+        Ok(d)
+    }
 }
 
 impl MeterArgs {
@@ -194,6 +240,21 @@ impl MeterArgs {
             vlan_in_key: !self.no_vlan_key,
             biflow: self.biflow,
         }
+    }
+
+    pub fn dedup_config(&self) -> Option<DedupConfig> {
+        self.dedup.map(|w| DedupConfig {
+            window_ns: w.as_nanos() as u64,
+            drop: !self.dedup_keep,
+        })
+    }
+
+    /// A meter with every setting of these options.
+    pub fn meter(&self) -> anyhow::Result<Meter> {
+        let mut m = Meter::new(self.cache_config(), self.fragment_config());
+        m.set_decap(self.decap.decap()?);
+        m.set_dedup(self.dedup_config());
+        Ok(m)
     }
 
     pub fn fragment_config(&self) -> FragmentConfig {

@@ -263,7 +263,7 @@ fn unix_secs() -> u32 {
 pub fn write_table_header(w: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         w,
-        "{:<23} {:>9} {:<5} {:>39} {:>5}    {:<39} {:>5} {:>8} {:>10} {:<8} end",
+        "{:<23} {:>9} {:<5} {:>39} {:>5}    {:<39} {:>5} {:>8} {:>10} {:<8} end          tunnel",
         "start (UTC)",
         "duration",
         "proto",
@@ -287,6 +287,18 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
         58 => "ICMP6".to_string(),
         132 => "SCTP".to_string(),
         p => p.to_string(),
+    };
+    // "vxlan 42 192.0.2.1->192.0.2.2": kind, identity and endpoints of the outermost tunnel.
+    let end = match r.tunnel {
+        None => r.end_reason.name().to_string(),
+        Some(t) => format!(
+            "{:<12} {} {} {}->{}",
+            r.end_reason.name(),
+            crate::wire::TunnelKind::from_code(t.kind).name(),
+            t.id,
+            t.outer_src,
+            t.outer_dst
+        ),
     };
     let mut flags = String::new();
     for (bit, c) in [
@@ -312,7 +324,7 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
         r.packets,
         r.octets,
         if r.protocol == 6 { flags.as_str() } else { "" },
-        r.end_reason.name()
+        end
     )?;
     // A biflow's responder gets the next line.
     match r.reverse_record() {
@@ -386,6 +398,22 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
     obj.insert("sourceMacAddress".into(), Value::from(mac(r.src_mac)));
     obj.insert("destinationMacAddress".into(), Value::from(mac(r.dst_mac)));
     obj.insert("flowEndReason".into(), Value::from(r.end_reason.name()));
+    if let Some(t) = r.tunnel {
+        let kind = crate::wire::TunnelKind::from_code(t.kind);
+        obj.insert("tunnelTechnology".into(), Value::from(kind.name()));
+        obj.insert("tunnelType".into(), Value::from(t.kind));
+        obj.insert("tunnelId".into(), Value::from(t.id));
+        if t.layer2_segment_id != 0 {
+            obj.insert("layer2SegmentId".into(), Value::from(t.layer2_segment_id));
+        }
+        let (s, d) = if t.outer_src.is_ipv4() {
+            ("tunnelSourceIPv4Address", "tunnelDestinationIPv4Address")
+        } else {
+            ("tunnelSourceIPv6Address", "tunnelDestinationIPv6Address")
+        };
+        obj.insert(s.into(), Value::from(t.outer_src.to_string()));
+        obj.insert(d.into(), Value::from(t.outer_dst.to_string()));
+    }
     if let Some(rev) = r.reverse {
         obj.insert("reversePacketDeltaCount".into(), Value::from(rev.packets));
         obj.insert("reverseOctetDeltaCount".into(), Value::from(rev.octets));

@@ -53,6 +53,10 @@ pub struct ExtractArgs {
     /// 'src host 10.1.0.5 and src port 40000 and dst host 10.2.0.80 and dst port 443 and tcp'.
     #[arg(value_name = "EXPR", trailing_var_arg = true)]
     pub expr: Vec<String>,
+    /// Tunnels removed before matching: the same as the writing run's, so the expression sees
+    /// the inner packets it saw.
+    #[command(flatten)]
+    pub decap: crate::cli::DecapArgs,
 }
 
 /// What an extraction read and wrote.
@@ -188,6 +192,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
     } else {
         Selection::parse(&args.expr.join(" ")).map_err(|e| anyhow::anyhow!("expression: {e}"))?
     };
+    let decap = args.decap.decap()?;
     let (from, to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
     if from > to {
         bail!("--from is after --to");
@@ -221,7 +226,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
                 continue;
             }
             let matched = match p.link {
-                Some(link) if wire::decode_frame(link, p.data, &mut summary).is_ok() => {
+                Some(link) if wire::decode_frame(link, p.data, &decap, &mut summary).is_ok() => {
                     select.matches(&summary)
                 }
                 _ => select.is_all(),

@@ -13,18 +13,27 @@
 //! time, so they always balance; the cache's own counters lag by at most [`LOOKAHEAD`] frames
 //! until [`Meter::advance`] or [`Meter::finish`].
 
-use crate::flow::{CacheConfig, FlowCache, FlowKey, FragmentTable};
-use crate::wire::{self, FilterReason, FrameSummary, LinkType, MalformedReason, NotMetered};
+use crate::flow::{CacheConfig, Dedup, FlowCache, FlowKey, FragmentTable};
+use crate::wire::{
+    self, Decap, FilterReason, FrameSummary, LinkType, MalformedReason, NotMetered, TunnelKind,
+};
 use ipfix_export::{FlowRecord, TimePrecision};
 
 /// How every frame handed to the meter was accounted for.
-/// `read == metered + filtered + malformed` always holds.
+/// `read == metered + filtered + malformed + duplicates_dropped` always holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameBooks {
     pub read: u64,
     pub metered: u64,
     pub filtered: [u64; FilterReason::ALL.len()],
     pub malformed: [u64; MalformedReason::ALL.len()],
+    /// Frames that came through each encapsulation, by [`TunnelKind`] code (a frame in
+    /// VXLAN in ERSPAN counts under both), whatever became of them.
+    pub encapsulated: [u64; TunnelKind::ALL.len() + 1],
+    /// Frames that repeated a packet seen within the `--dedup` window.
+    pub duplicates_seen: u64,
+    /// Of those, the ones dropped before metering.
+    pub duplicates_dropped: u64,
 }
 
 impl FrameBooks {
@@ -38,6 +47,11 @@ impl FrameBooks {
         for (a, b) in self.malformed.iter_mut().zip(o.malformed) {
             *a += b;
         }
+        for (a, b) in self.encapsulated.iter_mut().zip(o.encapsulated) {
+            *a += b;
+        }
+        self.duplicates_seen += o.duplicates_seen;
+        self.duplicates_dropped += o.duplicates_dropped;
     }
     pub fn filtered_total(&self) -> u64 {
         self.filtered.iter().sum()
@@ -46,7 +60,29 @@ impl FrameBooks {
         self.malformed.iter().sum()
     }
     pub fn balanced(&self) -> bool {
-        self.read == self.metered + self.filtered_total() + self.malformed_total()
+        self.read
+            == self.metered
+                + self.filtered_total()
+                + self.malformed_total()
+                + self.duplicates_dropped
+    }
+    /// Frames read but not metered: filtered, malformed, or dropped as duplicates.
+    pub fn not_metered(&self) -> u64 {
+        self.filtered_total() + self.malformed_total() + self.duplicates_dropped
+    }
+    pub fn encapsulated_by(&self, k: TunnelKind) -> u64 {
+        self.encapsulated[k as usize]
+    }
+    /// Counts the encapsulations of one frame (a bit per kind).
+    #[inline]
+    fn count_kinds(&mut self, mut kinds: u16) {
+        while kinds != 0 {
+            let k = kinds.trailing_zeros() as usize;
+            if let Some(c) = self.encapsulated.get_mut(k) {
+                *c += 1;
+            }
+            kinds &= kinds - 1;
+        }
     }
     pub fn filtered_by(&self, r: FilterReason) -> u64 {
         self.filtered[r as usize]
@@ -80,6 +116,14 @@ pub const LOOKAHEAD: usize = 16;
 /// better than 8).
 const NODE_PREFETCH_AT: usize = LOOKAHEAD / 4;
 
+/// Duplicate handling (`--dedup`): detect within a window, and drop or only count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DedupConfig {
+    pub window_ns: u64,
+    /// Drop duplicates before metering (else they are metered and only counted).
+    pub drop: bool,
+}
+
 /// A decoded frame waiting for the flow cache.
 struct Waiting {
     summary: FrameSummary,
@@ -103,6 +147,8 @@ pub struct Meter {
     cache_clock_ns: u64,
     books: FrameBooks,
     records: Vec<FlowRecord>,
+    decap: Decap,
+    dedup: Option<(Dedup, bool)>,
 }
 
 impl Meter {
@@ -125,7 +171,19 @@ impl Meter {
             cache_clock_ns: 0,
             books: FrameBooks::default(),
             records: Vec::with_capacity(1024),
+            decap: Decap::all(),
+            dedup: None,
         }
+    }
+
+    /// Which encapsulations the decoder removes (default: all).
+    pub fn set_decap(&mut self, decap: Decap) {
+        self.decap = decap;
+    }
+
+    /// Detect (and perhaps drop) duplicate packets; `None` turns detection off (the default).
+    pub fn set_dedup(&mut self, cfg: Option<DedupConfig>) {
+        self.dedup = cfg.map(|c| (Dedup::new(c.window_ns), c.drop));
     }
 
     pub fn books(&self) -> FrameBooks {
@@ -170,10 +228,31 @@ impl Meter {
         let slot = (self.head + self.queued) % LOOKAHEAD;
         let w = &mut self.waiting[slot];
         let decoded = match link {
-            Some(link) => wire::decode_frame(link, frame, &mut w.summary),
+            Some(link) => wire::decode_frame(link, frame, &self.decap, &mut w.summary),
             None => Err(NotMetered::Filtered(FilterReason::UnsupportedLinkType)),
         };
         w.ts_ns = ts_ns;
+        if w.summary.tunnel.kinds != 0 {
+            self.books.count_kinds(w.summary.tunnel.kinds);
+        }
+        if decoded.is_ok() {
+            if let Some((dedup, drop)) = &mut self.dedup {
+                let ip = frame
+                    .get(w.summary.ip_offset as usize..)
+                    .unwrap_or_default();
+                if dedup.is_duplicate(ip, ts_ns) {
+                    self.books.duplicates_seen += 1;
+                    if *drop {
+                        self.books.duplicates_dropped += 1;
+                        if tick {
+                            w.metered = false;
+                            self.queued += 1;
+                        }
+                        return None;
+                    }
+                }
+            }
+        }
         match decoded {
             Ok(()) => {
                 if let Some(frag) = w.summary.fragment {
@@ -337,7 +416,9 @@ mod tests {
                 c.expire(*ts, &mut want);
             }
             let mut s = FrameSummary::default();
-            if i % 97 != 5 && wire::decode_frame(LinkType::Ethernet, f, &mut s).is_ok() {
+            if i % 97 != 5
+                && wire::decode_frame(LinkType::Ethernet, f, &Decap::all(), &mut s).is_ok()
+            {
                 c.update(&s, *ts, &mut want);
             }
             if i % 1000 == 999 && ts + 1 > clock {

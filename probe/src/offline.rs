@@ -21,11 +21,7 @@ const BATCH: usize = 512;
 pub fn run(args: &ReadArgs) -> Result<RunReport> {
     let (tx, rx) = crossbeam_channel::bounded(64);
     let gauges = std::sync::Arc::new(export::Gauges::default());
-    let exporter = export::spawn(
-        args.export.export_config(args.meter.biflow),
-        rx,
-        gauges.clone(),
-    )?;
+    let exporter = export::spawn(args.export.export_config(&args.meter), rx, gauges.clone())?;
     // The ring can wait for the disk when the input is a file: the keeper blocks.
     // In pcapng ring files, the "interface" is the first input file's name.
     let source = args
@@ -42,7 +38,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         }
         None => (None, None),
     };
-    let mut meter = Meter::new(args.meter.cache_config(), args.meter.fragment_config());
+    let mut meter = args.meter.meter()?;
     let mut files = Vec::new();
     let sizes: Vec<Option<u64>> = args
         .files
@@ -165,7 +161,7 @@ fn metering_counts(meter: &Meter) -> ipfix_export::MeteringCounts {
     let b = meter.books();
     ipfix_export::MeteringCounts {
         observed: b.read,
-        not_metered: b.filtered_total() + b.malformed_total(),
+        not_metered: b.not_metered(),
         dropped: 0,
     }
 }

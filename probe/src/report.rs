@@ -4,7 +4,7 @@
 use crate::flow::{CacheStats, FragmentStats};
 use crate::live::xsk::XskStats;
 use crate::meter::FrameBooks;
-use crate::wire::{FilterReason, MalformedReason};
+use crate::wire::{FilterReason, MalformedReason, TunnelKind};
 use ipfix_export::DestinationReport;
 use serde_json::{json, Value};
 
@@ -79,6 +79,7 @@ impl QueueReport {
             })),
             "read": self.frames.read,
             "metered": self.frames.metered,
+            "duplicates_dropped": self.frames.duplicates_dropped,
             "filtered": self.frames.filtered_total(),
             "malformed": self.frames.malformed_total(),
             "userspace_timestamps": self.userspace_timestamps,
@@ -147,6 +148,10 @@ impl RunReport {
             .iter()
             .map(|r| (r.name().to_string(), json!(f.malformed_by(*r))))
             .collect();
+        let encapsulated: serde_json::Map<String, Value> = TunnelKind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), json!(f.encapsulated_by(*k))))
+            .collect();
         let e = &self.export;
         let live = self.live.as_ref().map(|l| {
             let t = l.xdp_total();
@@ -203,6 +208,9 @@ impl RunReport {
                 "filtered_by_reason": filtered,
                 "malformed": f.malformed_total(),
                 "malformed_by_reason": malformed,
+                "duplicates_seen": f.duplicates_seen,
+                "duplicates_dropped": f.duplicates_dropped,
+                "encapsulated_by_kind": encapsulated,
                 "balanced": f.balanced(),
             },
             "fragments": self.fragments,
@@ -276,11 +284,16 @@ impl RunReport {
             }
         }
         s += &format!(
-            "frames: {} read = {} metered + {} filtered + {} malformed{}\n",
+            "frames: {} read = {} metered + {} filtered + {} malformed{}{}\n",
             f.read,
             f.metered,
             f.filtered_total(),
             f.malformed_total(),
+            if f.duplicates_dropped > 0 {
+                format!(" + {} duplicates dropped", f.duplicates_dropped)
+            } else {
+                String::new()
+            },
             if f.balanced() {
                 ""
             } else {
@@ -300,6 +313,20 @@ impl RunReport {
             .collect();
         if !reasons.is_empty() {
             s += &format!("  not metered: {}\n", reasons.join(", "));
+        }
+        let kinds: Vec<String> = TunnelKind::ALL
+            .iter()
+            .filter(|k| f.encapsulated_by(**k) > 0)
+            .map(|k| format!("{} {}", k.name(), f.encapsulated_by(*k)))
+            .collect();
+        if !kinds.is_empty() {
+            s += &format!("  encapsulated: {}\n", kinds.join(", "));
+        }
+        if f.duplicates_seen > 0 {
+            s += &format!(
+                "  duplicates: {} frames repeated a packet within the --dedup window, {} dropped\n",
+                f.duplicates_seen, f.duplicates_dropped
+            );
         }
         let fr = &self.fragments;
         if fr.fragments > 0 {

@@ -8,6 +8,8 @@
 //!           | ("tcp" | "udp" | "sctp") [[dir] "port" N]
 //!           | "icmp" | "icmp6" | "ip" | "ip6" | "proto" N
 //!           | "vlan" N
+//!           | "tunnel" | "vni" N | "erspan" "session" N | "gtp" "teid" N | "gre" "key" N
+//!           | "outer" [dir] ("host" ADDR | "net" CIDR)
 //! dir      := "src" | "dst"
 //! ```
 //!
@@ -17,9 +19,16 @@
 //! UDP, SCTP, DCCP and UDP-Lite only. `vlan N` matches the outer or the inner (QinQ) tag.
 //! A frame that could not be decoded matches only `all`.
 //!
+//! Every primitive but the tunnel ones looks at the innermost packet, the one that is metered
+//! (`host 10.0.0.5` finds that host inside VXLAN, ERSPAN or GTP-U as well as bare). `tunnel`
+//! matches any frame that came through one; `vni N` a VXLAN or Geneve VNI, `erspan session N`
+//! an ERSPAN II/III session, `gtp teid N` a GTP-U TEID, `gre key N` a GRE key or NVGRE VSID,
+//! each at the outermost or innermost tunnel; `outer host`/`outer net` the endpoints of the
+//! outermost tunnel (the mirroring switch, the VTEPs).
+//!
 //! A bad expression fails when the probe starts, with the column of the error.
 
-use crate::wire::FrameSummary;
+use crate::wire::{FrameSummary, TunnelKind};
 use std::net::IpAddr;
 
 /// Where a primitive looks.
@@ -49,6 +58,17 @@ pub enum Expr {
     Proto(u8),
     IpVersion(u8),
     Vlan(u16),
+    /// Came through any tunnel.
+    Tunnel,
+    /// Came through a tunnel of one of these kinds with this identity.
+    TunnelId(&'static [TunnelKind], u32),
+    /// A prefix matched against the outermost tunnel's endpoints.
+    OuterNet {
+        dir: Dir,
+        v6: bool,
+        addr: u128,
+        mask: u128,
+    },
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -142,6 +162,27 @@ impl Expr {
             Expr::Proto(p) => s.protocol == *p,
             Expr::IpVersion(ver) => s.ip_version == *ver,
             Expr::Vlan(id) => s.vlan_id == *id || s.customer_vlan_id == *id,
+            Expr::Tunnel => s.tunnel.depth != 0,
+            Expr::TunnelId(kinds, id) => s.tunnel.has(kinds, *id),
+            Expr::OuterNet {
+                dir,
+                v6,
+                addr,
+                mask,
+            } => {
+                let t = &s.tunnel;
+                let (src, dst) = (
+                    u128::from_be_bytes(t.outer_src),
+                    u128::from_be_bytes(t.outer_dst),
+                );
+                t.depth != 0
+                    && (t.outer_version == 6) == *v6
+                    && match dir {
+                        Dir::Src => src & mask == *addr,
+                        Dir::Dst => dst & mask == *addr,
+                        Dir::Either => src & mask == *addr || dst & mask == *addr,
+                    }
+            }
             Expr::Not(e) => !e.eval(v),
             Expr::And(a, b) => a.eval(v) && b.eval(v),
             Expr::Or(a, b) => a.eval(v) || b.eval(v),
@@ -263,6 +304,31 @@ impl Parser {
                 Ok((t.text.clone(), t.col))
             }
             None => self.err(format!("expected {what}, found the end")),
+        }
+    }
+
+    /// The next token as a number no larger than `max`.
+    fn number(&mut self, what: &str, max: u32) -> Result<u32, SelectError> {
+        let (n, c) = self.next(what)?;
+        match n.parse::<u32>() {
+            Ok(v) if v <= max => Ok(v),
+            _ => Err(SelectError {
+                column: c,
+                message: format!("'{n}' is not {what} (0-{max})"),
+            }),
+        }
+    }
+
+    /// The second word of a two-word primitive (`erspan session`, `gtp teid`).
+    fn keyword(&mut self, word: &str, after: &str) -> Result<(), SelectError> {
+        let (w, c) = self.next(&format!("'{word}' after '{after}'"))?;
+        if w == word {
+            Ok(())
+        } else {
+            Err(SelectError {
+                column: c,
+                message: format!("expected '{word}' after '{after}', found '{w}'"),
+            })
         }
     }
 
@@ -417,6 +483,43 @@ impl Parser {
                     mask,
                 })
             }
+            "tunnel" => Ok(Expr::Tunnel),
+            "vni" => self
+                .number("a VNI", 0xff_ffff)
+                .map(|n| Expr::TunnelId(&[TunnelKind::Vxlan, TunnelKind::Geneve], n)),
+            "erspan" => {
+                self.keyword("session", "erspan")?;
+                self.number("an ERSPAN session id", 0x3ff)
+                    .map(|n| Expr::TunnelId(&[TunnelKind::ErspanII, TunnelKind::ErspanIII], n))
+            }
+            "gtp" => {
+                self.keyword("teid", "gtp")?;
+                self.number("a TEID", u32::MAX)
+                    .map(|n| Expr::TunnelId(&[TunnelKind::GtpU], n))
+            }
+            "gre" => {
+                self.keyword("key", "gre")?;
+                self.number("a GRE key", u32::MAX)
+                    .map(|n| Expr::TunnelId(&[TunnelKind::Gre, TunnelKind::Nvgre], n))
+            }
+            "outer" => match self.primitive()? {
+                Expr::Net {
+                    dir,
+                    v6,
+                    addr,
+                    mask,
+                } => Ok(Expr::OuterNet {
+                    dir,
+                    v6,
+                    addr,
+                    mask,
+                }),
+                _ => Err(SelectError {
+                    column: col,
+                    message: "'outer' takes 'host ADDR' or 'net CIDR' (with src/dst if wanted)"
+                        .into(),
+                }),
+            },
             "and" | "or" | ")" => Err(SelectError {
                 column: col,
                 message: format!("expected a primitive before '{word}'"),
@@ -424,7 +527,7 @@ impl Parser {
             other => Err(SelectError {
                 column: col,
                 message: format!(
-                    "unknown primitive '{other}': use host, net, port, src, dst, tcp, udp, icmp, icmp6, sctp, ip, ip6, proto, vlan or all"
+                    "unknown primitive '{other}': use host, net, port, src, dst, tcp, udp, icmp, icmp6, sctp, ip, ip6, proto, vlan, tunnel, vni, erspan session, gtp teid, gre key, outer or all"
                 ),
             }),
         }

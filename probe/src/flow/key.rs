@@ -2,10 +2,15 @@
 
 use crate::wire::FrameSummary;
 
-/// Source and destination address, ports, protocol, IP version and VLAN ids.
+/// Source and destination address, ports, protocol, IP version and VLAN ids of the innermost
+/// packet, and the overlay segment it travelled in.
 ///
 /// IPv4 addresses use the first four octets. For ICMP the destination port carries
 /// type * 256 + code, so echo requests and replies are separate flows, as collectors expect.
+/// `segment` is the VXLAN/Geneve VNI, NVGRE VSID or GRE key around the inner packet (with
+/// the kind that gave it): two tenants may both use 10.0.0.0/8. A GTP TEID or ERSPAN session
+/// is not keyed: a TEID differs per direction, and a session names the mirror, not an address
+/// space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     pub src_addr: [u8; 16],
@@ -16,6 +21,9 @@ pub struct FlowKey {
     pub customer_vlan_id: u16,
     pub protocol: u8,
     pub ip_version: u8,
+    /// The [`crate::wire::TunnelKind`] code that gave `segment` (0: none).
+    pub segment_kind: u8,
+    pub segment: u32,
 }
 
 /// Hashes the key as six 64-bit words. The derived `Hash` feeds the hasher field by field,
@@ -35,7 +43,12 @@ impl std::hash::Hash for FlowKey {
                 | (self.vlan_id as u64) << 32
                 | (self.customer_vlan_id as u64) << 48,
         );
-        h.write_u64(self.protocol as u64 | (self.ip_version as u64) << 8);
+        h.write_u64(
+            self.protocol as u64
+                | (self.ip_version as u64) << 8
+                | (self.segment_kind as u64) << 16
+                | (self.segment as u64) << 32,
+        );
     }
 }
 
@@ -52,6 +65,8 @@ impl FlowKey {
             customer_vlan_id: if vlan_in_key { s.customer_vlan_id } else { 0 },
             protocol: s.protocol,
             ip_version: s.ip_version,
+            segment_kind: s.tunnel.segment_kind as u8,
+            segment: s.tunnel.segment,
         }
     }
 
@@ -75,7 +90,7 @@ impl FlowKey {
     }
 }
 
-fn ip(version: u8, a: &[u8; 16]) -> std::net::IpAddr {
+pub(super) fn ip(version: u8, a: &[u8; 16]) -> std::net::IpAddr {
     if version == 6 {
         std::net::Ipv6Addr::from(*a).into()
     } else {

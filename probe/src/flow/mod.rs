@@ -4,10 +4,12 @@
 //! (nanoseconds since the UNIX epoch), and expired flows are appended to a caller's vector.
 
 pub mod cache;
+pub mod dedup;
 pub mod fragments;
 pub mod index;
 pub mod key;
 
 pub use cache::{CacheConfig, CacheStats, FlowCache};
+pub use dedup::Dedup;
 pub use fragments::{FragmentStats, FragmentTable};
 pub use key::FlowKey;

@@ -17,7 +17,6 @@ pub mod xsk;
 
 use crate::cli::{CaptureArgs, QueueSelection, SampleMode, XdpModeArg};
 use crate::export;
-use crate::meter::Meter;
 use crate::report::{LiveReport, QueueReport, RunReport};
 use anyhow::{anyhow, bail, Context, Result};
 use bpf::{SteerConfig, Steering, XdpMode};
@@ -44,6 +43,8 @@ pub fn rx_queue_count(iface: &str) -> Result<u32> {
 }
 
 pub fn run(args: &CaptureArgs) -> Result<RunReport> {
+    // Options that can be wrong are checked before anything is attached.
+    args.meter.meter()?;
     let iface = args.interface.as_str();
     let ifindex = bpf::ifindex(iface)?;
     let identity = match &args.user {
@@ -150,7 +151,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     }
 
     let (tx, rx) = crossbeam_channel::bounded(256);
-    let mut export_cfg = args.export.export_config(args.meter.biflow);
+    let mut export_cfg = args.export.export_config(&args.meter);
     if args.sample > 1 {
         export_cfg.exporter.encoder.sampling = Some(ipfix_export::Sampling {
             algorithm: match args.sample_mode {
@@ -207,7 +208,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         let w = Worker {
             queue: q,
             sock,
-            meter: Meter::new(args.meter.cache_config(), args.meter.fragment_config()),
+            meter: args.meter.meter()?,
             records: tx.clone(),
             batch: args.batch as usize,
             cpu: args.cpus.as_ref().map(|c| c.0[i]),
@@ -291,11 +292,8 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         let dropped = q.xdp.redirect_errors + q.socket_dropped();
         final_counts.observed += q.xdp.seen;
         final_counts.dropped += dropped;
-        final_counts.not_metered += q.xdp.ignored
-            + q.xdp.no_socket
-            + dropped
-            + q.frames.filtered_total()
-            + q.frames.malformed_total();
+        final_counts.not_metered +=
+            q.xdp.ignored + q.xdp.no_socket + dropped + q.frames.not_metered();
     }
     gauges.set_metering(final_counts);
     drop(tx);

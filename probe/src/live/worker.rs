@@ -237,10 +237,9 @@ impl Worker {
                     .frames
                     .store(self.meter.books().read, Ordering::Relaxed);
                 let books = self.meter.books();
-                self.progress.not_metered.store(
-                    books.filtered_total() + books.malformed_total(),
-                    Ordering::Relaxed,
-                );
+                self.progress
+                    .not_metered
+                    .store(books.not_metered(), Ordering::Relaxed);
                 self.progress
                     .flows_active
                     .store(self.meter.cache().len() as u64, Ordering::Relaxed);

@@ -1,5 +1,6 @@
 //! Ethernet II, 802.1Q/802.1ad VLAN tags and MPLS label stacks.
 
+use super::tunnel::{Decap, TunnelKind};
 use super::{FilterReason, FrameSummary, MalformedReason, NotMetered};
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -10,6 +11,8 @@ pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 pub const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
 pub const ETHERTYPE_MPLS_UNICAST: u16 = 0x8847;
 pub const ETHERTYPE_MPLS_MULTICAST: u16 = 0x8848;
+/// PPPoE session stage (RFC 2516); the discovery stage (0x8863) is not IP.
+pub const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 
 /// Most VLAN tags we follow; more is almost certainly hostile.
 pub const MAX_VLAN_TAGS: usize = 4;
@@ -27,6 +30,19 @@ mod field {
     pub const TAG_ETHERTYPE: Range<usize> = 2..4;
     pub const TAG_LEN: usize = 4;
     pub const MPLS_ENTRY_LEN: usize = 4;
+}
+
+/// PPPoE session header and the PPP protocol field after it.
+mod pppoe {
+    pub const VER_TYPE: usize = 0;
+    pub const CODE: usize = 1;
+    pub const SESSION: std::ops::Range<usize> = 2..4;
+    pub const PPP_PROTOCOL: std::ops::Range<usize> = 6..8;
+    pub const HEADER_LEN: usize = 8;
+    /// Version 1, type 1.
+    pub const VER_TYPE_1_1: u8 = 0x11;
+    pub const PPP_IPV4: u16 = 0x0021;
+    pub const PPP_IPV6: u16 = 0x0057;
 }
 
 /// A view over an Ethernet II frame whose header is known to be present.
@@ -68,12 +84,13 @@ pub enum Network<'a> {
     Ipv6(&'a [u8]),
 }
 
-/// Follows VLAN tags and MPLS labels from `ethertype` down to an IP packet, recording the VLAN
-/// ids and the top label in `out`.
+/// Follows VLAN tags, MPLS labels and (when `decap` enables it) a PPPoE session header from
+/// `ethertype` down to an IP packet, recording the VLAN ids and the top label in `out`.
 #[inline]
 pub fn decode_ethertype_chain<'a>(
     mut ethertype: u16,
     mut payload: &'a [u8],
+    decap: &Decap,
     out: &mut FrameSummary,
 ) -> Result<Network<'a>, NotMetered> {
     let mut tags = 0;
@@ -99,8 +116,29 @@ pub fn decode_ethertype_chain<'a>(
                 payload = &payload[field::TAG_LEN..];
             }
             ETHERTYPE_MPLS_UNICAST | ETHERTYPE_MPLS_MULTICAST => return decode_mpls(payload, out),
+            ETHERTYPE_PPPOE_SESSION if decap.is_enabled(TunnelKind::Pppoe) => {
+                return decode_pppoe(payload, out)
+            }
             _ => return Err(FilterReason::NonIp.into()),
         }
+    }
+}
+
+/// A PPPoE session frame: IP when the PPP protocol says so, else not IP (LCP, IPCP, ...).
+fn decode_pppoe<'a>(payload: &'a [u8], out: &mut FrameSummary) -> Result<Network<'a>, NotMetered> {
+    if payload.len() < pppoe::HEADER_LEN {
+        return Err(MalformedReason::TruncatedTunnelHeader.into());
+    }
+    if payload[pppoe::VER_TYPE] != pppoe::VER_TYPE_1_1 || payload[pppoe::CODE] != 0 {
+        return Err(MalformedReason::BadTunnelHeader.into());
+    }
+    out.tunnel.kinds |= 1 << TunnelKind::Pppoe as u16;
+    out.pppoe_session = u16::from_be_bytes([payload[pppoe::SESSION.start], payload[3]]);
+    let inner = &payload[pppoe::HEADER_LEN..];
+    match u16::from_be_bytes([payload[pppoe::PPP_PROTOCOL.start], payload[7]]) {
+        pppoe::PPP_IPV4 => Ok(Network::Ipv4(inner)),
+        pppoe::PPP_IPV6 => Ok(Network::Ipv6(inner)),
+        _ => Err(FilterReason::NonIp.into()),
     }
 }
 

@@ -89,9 +89,10 @@ impl<'a> Ipv4Packet<'a> {
     }
 }
 
-/// Decodes an IPv4 packet and its transport header into `out`.
+/// Decodes an IPv4 packet and its transport header into `out`; returns the transport bytes
+/// captured (empty for a fragment after the first), where a tunnel may start.
 #[inline]
-pub fn decode_ipv4(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered> {
+pub fn decode_ipv4<'a>(buf: &'a [u8], out: &mut FrameSummary) -> Result<&'a [u8], NotMetered> {
     let ip = Ipv4Packet::new_checked(buf)?;
     out.ip_version = 4;
     out.src_addr[..4].copy_from_slice(&buf[v4::SRC]);
@@ -110,16 +111,19 @@ pub fn decode_ipv4(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered>
         });
         if offset != 0 {
             // Only the first fragment carries the transport header.
-            return Ok(());
+            return Ok(&[]);
         }
     }
     let stated_payload = (ip.total_len() as usize) - ip.header_len;
-    transport::decode(out.protocol, false, ip.payload(), stated_payload, out)
+    let payload = ip.payload();
+    transport::decode(out.protocol, false, payload, stated_payload, out)?;
+    Ok(payload)
 }
 
-/// Decodes an IPv6 packet, its extension headers and its transport header into `out`.
+/// Decodes an IPv6 packet, its extension headers and its transport header into `out`; returns
+/// the transport bytes captured (empty for a fragment after the first).
 #[inline]
-pub fn decode_ipv6(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered> {
+pub fn decode_ipv6<'a>(buf: &'a [u8], out: &mut FrameSummary) -> Result<&'a [u8], NotMetered> {
     if buf.len() < v6::HEADER_LEN {
         return Err(MalformedReason::TruncatedIp.into());
     }
@@ -167,7 +171,8 @@ pub fn decode_ipv6(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered>
             }
             upper => {
                 out.protocol = upper;
-                return transport::decode(upper, true, rest, remaining_stated, out);
+                transport::decode(upper, true, rest, remaining_stated, out)?;
+                return Ok(rest);
             }
         };
         if rest.len() < ext_len {
@@ -189,7 +194,7 @@ pub fn decode_ipv6(buf: &[u8], out: &mut FrameSummary) -> Result<(), NotMetered>
                 });
                 if offset != 0 {
                     out.protocol = next;
-                    return Ok(());
+                    return Ok(&[]);
                 }
             }
         }

@@ -6,13 +6,48 @@
 //! frame from its link layer to the transport header and fills a [`FrameSummary`]; it never
 //! allocates and never panics, whatever the input. A frame that cannot be metered gets a
 //! [`NotMetered`] reason, which the books count.
+//!
+//! Tunnels (`tunnel.rs`) are removed on the way: the summary describes the innermost IP
+//! packet, and [`TunnelSummary`] keeps what the flow record says about the way it came.
 
 pub mod ethernet;
 pub mod ip;
 pub mod link;
 pub mod transport;
+pub mod tunnel;
 
 pub use link::LinkType;
+pub use tunnel::{Decap, TunnelKind};
+
+/// The tunnels a frame came through.
+///
+/// The record's tunnel is the *outermost* one (the mirror session or overlay the probe was
+/// given: its kind, identity and endpoints); the key's segment is the *innermost* address
+/// space (the VNI or GRE key right around the inner packet), because that is what separates
+/// two tenants' 10.0.0.0/8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelSummary {
+    /// The outermost tunnel removed (`None` for a plain frame; PPPoE is not an IP tunnel and
+    /// only shows in `kinds`).
+    pub kind: TunnelKind,
+    /// Its identity: VNI, GRE key, GTP TEID or ERSPAN session id.
+    pub id: u32,
+    /// Its endpoints: the IP header that carried it.
+    pub outer_version: u8,
+    pub outer_src: [u8; 16],
+    pub outer_dst: [u8; 16],
+    /// The innermost tunnel's kind and identity (the same as `kind`/`id` with one tunnel).
+    pub inner_kind: TunnelKind,
+    pub inner_id: u32,
+    /// Tunnel layers removed (PPPoE excluded).
+    pub depth: u8,
+    /// Every encapsulation passed, one bit per [`TunnelKind`] code.
+    pub kinds: u16,
+    /// The innermost address-space identity (VXLAN/Geneve VNI, NVGRE VSID, GRE key), keyed.
+    pub segment: u32,
+    /// The kind that gave `segment` (`None`: no segment).
+    pub segment_kind: TunnelKind,
+}
 
 /// Everything the flow cache needs to know about one frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,6 +80,52 @@ pub struct FrameSummary {
     pub icmp_type_code: u16,
     /// Set when the IP packet is a fragment (not for IPv6 atomic fragments).
     pub fragment: Option<Fragment>,
+    /// The tunnels removed to reach this packet.
+    pub tunnel: TunnelSummary,
+    /// PPPoE session id (0 without PPPoE).
+    pub pppoe_session: u16,
+    /// Where the innermost IP header starts in the frame (duplicate detection hashes from it).
+    pub ip_offset: u32,
+}
+
+impl TunnelSummary {
+    /// Whether the frame came through a tunnel of one of `kinds` with identity `id` (the
+    /// outermost, the innermost or the keyed segment).
+    pub fn has(&self, kinds: &[TunnelKind], id: u32) -> bool {
+        self.depth != 0
+            && ((kinds.contains(&self.kind) && self.id == id)
+                || (kinds.contains(&self.inner_kind) && self.inner_id == id)
+                || (kinds.contains(&self.segment_kind) && self.segment == id))
+    }
+}
+
+impl FrameSummary {
+    /// Starts the summary of the packet inside a tunnel: the outer packet's fields go, the
+    /// tunnel's are kept and extended.
+    fn enter_tunnel(&mut self, kind: TunnelKind, id: u32, segment: bool) {
+        let mut t = self.tunnel;
+        if t.depth == 0 {
+            t.kind = kind;
+            t.id = id;
+            t.outer_version = self.ip_version;
+            t.outer_src = self.src_addr;
+            t.outer_dst = self.dst_addr;
+        }
+        t.inner_kind = kind;
+        t.inner_id = id;
+        if segment {
+            t.segment = id;
+            t.segment_kind = kind;
+        }
+        t.depth += 1;
+        t.kinds |= 1 << kind as u16;
+        let pppoe_session = self.pppoe_session;
+        *self = FrameSummary {
+            tunnel: t,
+            pppoe_session,
+            ..FrameSummary::default()
+        };
+    }
 }
 
 /// Where an IP fragment sits in its datagram.
@@ -97,6 +178,13 @@ pub enum MalformedReason {
     TooManyVlanTags,
     /// More MPLS labels than we follow.
     TooManyMplsLabels,
+    /// A tunnel header (GRE, ERSPAN, GTP-U extensions, PPPoE) cut short.
+    TruncatedTunnelHeader,
+    /// A tunnel header that contradicts itself: ERSPAN version, ERSPAN III frame type, GTP-U
+    /// extension length, PPPoE version/type.
+    BadTunnelHeader,
+    /// More tunnels inside each other than [`tunnel::MAX_TUNNEL_DEPTH`].
+    TunnelTooDeep,
 }
 
 impl FilterReason {
@@ -115,7 +203,7 @@ impl FilterReason {
 }
 
 impl MalformedReason {
-    pub const ALL: [MalformedReason; 9] = [
+    pub const ALL: [MalformedReason; 12] = [
         MalformedReason::TruncatedLink,
         MalformedReason::TruncatedIp,
         MalformedReason::TruncatedTransport,
@@ -125,6 +213,9 @@ impl MalformedReason {
         MalformedReason::BadIpv6ExtensionChain,
         MalformedReason::TooManyVlanTags,
         MalformedReason::TooManyMplsLabels,
+        MalformedReason::TruncatedTunnelHeader,
+        MalformedReason::BadTunnelHeader,
+        MalformedReason::TunnelTooDeep,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -137,6 +228,9 @@ impl MalformedReason {
             MalformedReason::BadIpv6ExtensionChain => "bad_ipv6_extension_chain",
             MalformedReason::TooManyVlanTags => "too_many_vlan_tags",
             MalformedReason::TooManyMplsLabels => "too_many_mpls_labels",
+            MalformedReason::TruncatedTunnelHeader => "truncated_tunnel_header",
+            MalformedReason::BadTunnelHeader => "bad_tunnel_header",
+            MalformedReason::TunnelTooDeep => "tunnel_too_deep",
         }
     }
 }
@@ -153,19 +247,55 @@ impl From<FilterReason> for NotMetered {
     }
 }
 
-/// Decodes one frame of `link` type into `out` (which is reset first).
+/// Decodes one frame of `link` type into `out` (which is reset first), removing the tunnels
+/// `decap` enables, up to [`tunnel::MAX_TUNNEL_DEPTH`] of them.
 #[inline]
 pub fn decode_frame(
     link: LinkType,
     frame: &[u8],
+    decap: &Decap,
     out: &mut FrameSummary,
 ) -> Result<(), NotMetered> {
     *out = FrameSummary::default();
     let (ethertype, payload) = link::decode_link(link, frame, out)?;
-    let payload = ethernet::decode_ethertype_chain(ethertype, payload, out)?;
-    match payload {
-        ethernet::Network::Ipv4(p) => ip::decode_ipv4(p, out),
-        ethernet::Network::Ipv6(p) => ip::decode_ipv6(p, out),
+    let mut net = ethernet::decode_ethertype_chain(ethertype, payload, decap, out)?;
+    loop {
+        let (ip, l4) = match net {
+            ethernet::Network::Ipv4(p) => (p, ip::decode_ipv4(p, out)?),
+            ethernet::Network::Ipv6(p) => (p, ip::decode_ipv6(p, out)?),
+        };
+        // A fragment's tunnel header is incomplete or absent: such packets are metered as
+        // what they are (the outer flow).
+        let layer = if out.fragment.is_none() {
+            tunnel::next_layer(out.protocol, out.dst_port, l4, decap)?
+        } else {
+            None
+        };
+        let Some(layer) = layer else {
+            out.ip_offset = (ip.as_ptr() as usize - frame.as_ptr() as usize) as u32;
+            return Ok(());
+        };
+        if out.tunnel.depth == tunnel::MAX_TUNNEL_DEPTH {
+            return Err(MalformedReason::TunnelTooDeep.into());
+        }
+        out.enter_tunnel(layer.kind, layer.id, layer.segment);
+        net = match layer.inner {
+            tunnel::Inner::Ethernet(f) => {
+                let eth = ethernet::EthernetFrame::new_checked(f)?;
+                out.dst_mac = eth.dst_mac();
+                out.src_mac = eth.src_mac();
+                ethernet::decode_ethertype_chain(eth.ethertype(), eth.payload(), decap, out)?
+            }
+            tunnel::Inner::Ethertype(t, p) => ethernet::decode_ethertype_chain(t, p, decap, out)?,
+            tunnel::Inner::Ipv4(p) => ethernet::Network::Ipv4(p),
+            tunnel::Inner::Ipv6(p) => ethernet::Network::Ipv6(p),
+            tunnel::Inner::Ip(p) => match p.first().map(|b| b >> 4) {
+                Some(4) => ethernet::Network::Ipv4(p),
+                Some(6) => ethernet::Network::Ipv6(p),
+                Some(_) => return Err(FilterReason::NonIp.into()),
+                None => return Err(MalformedReason::TruncatedIp.into()),
+            },
+        };
     }
 }
 

@@ -10,7 +10,7 @@ const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 fn decode(link: LinkType, frame: &[u8]) -> Result<FrameSummary, NotMetered> {
     let mut s = FrameSummary::default();
-    decode_frame(link, frame, &mut s).map(|_| s)
+    decode_frame(link, frame, &Decap::all(), &mut s).map(|_| s)
 }
 
 fn tcp_v4(flags_syn: bool, payload: usize) -> Vec<u8> {
@@ -371,6 +371,381 @@ fn no_panic_on_truncation_or_garbage() {
             for link in links {
                 let _ = decode(link, &f[..end]);
             }
+        }
+    }
+}
+
+// ---- Tunnels. Outer headers by etherparse where it can (UDP), by hand from the RFC and
+// draft layouts otherwise (GRE, ERSPAN, GTP-U extensions, PPPoE).
+
+const OUTER_SRC: [u8; 4] = [192, 0, 2, 10];
+const OUTER_DST: [u8; 4] = [192, 0, 2, 20];
+
+/// An inner TCP frame between 10.1.0.1:40000 and 10.1.0.2:443 (Ethernet, optionally tagged).
+fn inner_frame(vlan: Option<u16>) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+    let ip = match vlan {
+        Some(id) => {
+            eth.single_vlan(VlanId::try_new(id).unwrap())
+                .ipv4([10, 1, 0, 1], [10, 1, 0, 2], 55)
+        }
+        None => eth.ipv4([10, 1, 0, 1], [10, 1, 0, 2], 55),
+    };
+    let mut v = vec![];
+    ip.tcp(40000, 443, 9, 1000)
+        .ack(1)
+        .write(&mut v, &[7; 33])
+        .unwrap();
+    v
+}
+
+/// The IP packet of an inner frame (Ethernet header stripped).
+fn inner_ip() -> Vec<u8> {
+    inner_frame(None)[14..].to_vec()
+}
+
+fn udp_outer(dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![];
+    PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+        .ipv4(OUTER_SRC, OUTER_DST, 64)
+        .udp(51000, dst_port)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// Ethernet + IPv4 (protocol `proto`) around `payload`.
+fn ip_outer(proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![];
+    v.extend_from_slice(&DST_MAC);
+    v.extend_from_slice(&SRC_MAC);
+    v.extend_from_slice(&[0x08, 0x00]);
+    let mut h = ipv4_header((20 + payload.len()) as u16, 5, proto, 1, 0);
+    h[12..16].copy_from_slice(&OUTER_SRC);
+    h[16..20].copy_from_slice(&OUTER_DST);
+    v.extend_from_slice(&h);
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A GRE header: flags octet, protocol, then checksum/key/sequence as the flags say.
+fn gre(flags: u8, proto: u16, key: u32, payload: &[u8]) -> Vec<u8> {
+    let mut g = vec![flags, 0];
+    g.extend_from_slice(&proto.to_be_bytes());
+    if flags & 0x80 != 0 {
+        g.extend_from_slice(&[0xbe, 0xef, 0, 0]);
+    }
+    if flags & 0x20 != 0 {
+        g.extend_from_slice(&key.to_be_bytes());
+    }
+    if flags & 0x10 != 0 {
+        g.extend_from_slice(&77u32.to_be_bytes());
+    }
+    g.extend_from_slice(payload);
+    g
+}
+
+fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x08, 0, 0, 0];
+    h.extend_from_slice(&(vni << 8).to_be_bytes());
+    h.extend_from_slice(inner);
+    h
+}
+
+fn erspan2(session: u16, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x10, 0x64]; // version 1, VLAN 100
+    h.extend_from_slice(&(session & 0x3ff).to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 5]);
+    h.extend_from_slice(inner);
+    h
+}
+
+fn erspan3(session: u16, frame_type: u16, optional: bool, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x20, 0x00];
+    h.extend_from_slice(&(session & 0x3ff).to_be_bytes());
+    h.extend_from_slice(&[0x12, 0x34, 0x56, 0x78, 0, 0]);
+    h.extend_from_slice(&((frame_type << 10) | optional as u16).to_be_bytes());
+    if optional {
+        h.extend_from_slice(&[0x0c, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    h.extend_from_slice(inner);
+    h
+}
+
+fn assert_inner(s: &FrameSummary) {
+    assert_eq!(&s.src_addr[..4], &[10, 1, 0, 1]);
+    assert_eq!(&s.dst_addr[..4], &[10, 1, 0, 2]);
+    assert_eq!((s.protocol, s.src_port, s.dst_port), (6, 40000, 443));
+    assert_eq!(s.ip_octets, 20 + 20 + 33);
+    assert_eq!(s.ttl, 55);
+}
+
+fn assert_outer_endpoints(s: &FrameSummary) {
+    assert_eq!(s.tunnel.outer_version, 4);
+    assert_eq!(&s.tunnel.outer_src[..4], &OUTER_SRC);
+    assert_eq!(&s.tunnel.outer_dst[..4], &OUTER_DST);
+}
+
+#[test]
+fn vxlan_and_geneve_carry_the_inner_flow_and_its_vni() {
+    let f = udp_outer(4789, &vxlan(5001, &inner_frame(Some(30))));
+    let s = decode(LinkType::Ethernet, &f).unwrap();
+    assert_inner(&s);
+    assert_outer_endpoints(&s);
+    assert_eq!(
+        (s.tunnel.kind, s.tunnel.id, s.tunnel.depth),
+        (TunnelKind::Vxlan, 5001, 1)
+    );
+    assert_eq!(
+        (s.tunnel.segment_kind, s.tunnel.segment),
+        (TunnelKind::Vxlan, 5001)
+    );
+    assert_eq!(s.vlan_id, 30, "the inner frame's VLAN");
+    assert_eq!(s.src_mac, [2, 0, 0, 0, 0, 0xa], "the inner frame's MAC");
+    assert_eq!(&f[s.ip_offset as usize..], &inner_frame(Some(30))[18..]);
+    // Linux's port too, and an added one only when asked.
+    assert!(
+        decode(
+            LinkType::Ethernet,
+            &udp_outer(8472, &vxlan(1, &inner_frame(None)))
+        )
+        .unwrap()
+        .tunnel
+        .depth
+            == 1
+    );
+    let on_4790 = udp_outer(4790, &vxlan(1, &inner_frame(None)));
+    assert_eq!(
+        decode(LinkType::Ethernet, &on_4790).unwrap().tunnel.depth,
+        0
+    );
+    let mut d = Decap::all();
+    d.add_vxlan_port(4790).unwrap();
+    let mut s = FrameSummary::default();
+    decode_frame(LinkType::Ethernet, &on_4790, &d, &mut s).unwrap();
+    assert_eq!(s.tunnel.kind, TunnelKind::Vxlan);
+    // --decap none: the outer UDP flow, as before.
+    decode_frame(LinkType::Ethernet, &f, &Decap::none(), &mut s).unwrap();
+    assert_eq!((s.protocol, s.dst_port, s.tunnel.depth), (17, 4789, 0));
+
+    // Geneve with 8 bytes of options, carrying Ethernet (0x6558) and IPv4 (0x0800).
+    for (proto, inner) in [(0x6558u16, inner_frame(None)), (0x0800, inner_ip())] {
+        let mut g = vec![0x02, 0x00];
+        g.extend_from_slice(&proto.to_be_bytes());
+        g.extend_from_slice(&[0x00, 0x01, 0x02, 0x00]);
+        g.extend_from_slice(&[0x01, 0x02, 0x03, 0x01, 0xaa, 0xbb, 0xcc, 0xdd]);
+        g.extend_from_slice(&inner);
+        let s = decode(LinkType::Ethernet, &udp_outer(6081, &g)).unwrap();
+        assert_inner(&s);
+        assert_eq!((s.tunnel.kind, s.tunnel.id), (TunnelKind::Geneve, 0x102));
+    }
+}
+
+#[test]
+fn a_tunnel_port_without_a_tunnel_is_ordinary_udp() {
+    let mut not_vxlan = vxlan(7, &inner_frame(None));
+    not_vxlan[0] = 0; // I flag clear
+    let s = decode(LinkType::Ethernet, &udp_outer(4789, &not_vxlan)).unwrap();
+    assert_eq!((s.protocol, s.dst_port, s.tunnel.depth), (17, 4789, 0));
+    assert_eq!(s.ip_octets as usize, 20 + 8 + not_vxlan.len());
+    // A GTP-U echo request is GTP but carries nobody's packet.
+    let echo = [0x32, 0x01, 0, 4, 0, 0, 0, 0, 0, 1, 0, 0];
+    let s = decode(LinkType::Ethernet, &udp_outer(2152, &echo)).unwrap();
+    assert_eq!((s.dst_port, s.tunnel.depth), (2152, 0));
+}
+
+#[test]
+fn erspan_types_one_two_and_three() {
+    let inner = inner_frame(Some(12));
+    // Type I: GRE 0x88BE without a sequence number, Ethernet right after.
+    let s = decode(
+        LinkType::Ethernet,
+        &ip_outer(47, &gre(0, 0x88be, 0, &inner)),
+    )
+    .unwrap();
+    assert_inner(&s);
+    assert_eq!((s.tunnel.kind, s.tunnel.id), (TunnelKind::ErspanI, 0));
+    // Type II: with a sequence number and the 8-byte header.
+    let f = ip_outer(47, &gre(0x10, 0x88be, 0, &erspan2(345, &inner)));
+    let s = decode(LinkType::Ethernet, &f).unwrap();
+    assert_inner(&s);
+    assert_outer_endpoints(&s);
+    assert_eq!((s.tunnel.kind, s.tunnel.id), (TunnelKind::ErspanII, 345));
+    assert_eq!(s.vlan_id, 12);
+    assert_eq!(
+        s.tunnel.segment_kind,
+        TunnelKind::None,
+        "a session is not keyed"
+    );
+    // Type III, with and without the platform sub-header, Ethernet or IP frames.
+    for optional in [false, true] {
+        let f = ip_outer(
+            47,
+            &gre(0x10, 0x22eb, 0, &erspan3(1000, 0, optional, &inner)),
+        );
+        let s = decode(LinkType::Ethernet, &f).unwrap();
+        assert_inner(&s);
+        assert_eq!((s.tunnel.kind, s.tunnel.id), (TunnelKind::ErspanIII, 1000));
+    }
+    let f = ip_outer(
+        47,
+        &gre(0x10, 0x22eb, 0, &erspan3(3, 2, false, &inner_ip())),
+    );
+    assert_inner(&decode(LinkType::Ethernet, &f).unwrap());
+    // Broken: wrong version, unknown frame type, truncated header.
+    let mut bad = erspan2(1, &inner);
+    bad[0] = 0x20;
+    let f = ip_outer(47, &gre(0x10, 0x88be, 0, &bad));
+    assert_eq!(
+        decode(LinkType::Ethernet, &f),
+        Err(MalformedReason::BadTunnelHeader.into())
+    );
+    let f = ip_outer(47, &gre(0x10, 0x22eb, 0, &erspan3(3, 7, false, &inner)));
+    assert_eq!(
+        decode(LinkType::Ethernet, &f),
+        Err(MalformedReason::BadTunnelHeader.into())
+    );
+    let f = ip_outer(47, &gre(0x10, 0x22eb, 0, &erspan3(3, 0, true, &[])[..14]));
+    assert_eq!(
+        decode(LinkType::Ethernet, &f),
+        Err(MalformedReason::TruncatedTunnelHeader.into())
+    );
+}
+
+#[test]
+fn gre_with_every_option_nvgre_and_ip_in_ip() {
+    // GRE with checksum, key and sequence, carrying IPv4: the key is the segment.
+    let f = ip_outer(47, &gre(0xb0, 0x0800, 0xdead_beef, &inner_ip()));
+    let s = decode(LinkType::Ethernet, &f).unwrap();
+    assert_inner(&s);
+    assert_eq!((s.tunnel.kind, s.tunnel.id), (TunnelKind::Gre, 0xdead_beef));
+    assert_eq!(
+        (s.tunnel.segment_kind, s.tunnel.segment),
+        (TunnelKind::Gre, 0xdead_beef)
+    );
+    // Transparent Ethernet with a key: NVGRE, VSID in the upper 24 bits.
+    let f = ip_outer(47, &gre(0x20, 0x6558, 0x0012_3401, &inner_frame(None)));
+    let s = decode(LinkType::Ethernet, &f).unwrap();
+    assert_inner(&s);
+    assert_eq!((s.tunnel.kind, s.tunnel.id), (TunnelKind::Nvgre, 0x1234));
+    // Truncated GRE options are broken; GRE version 1 (PPTP) is metered by its outer header.
+    let f = ip_outer(47, &gre(0x20, 0x0800, 1, &[])[..6]);
+    assert_eq!(
+        decode(LinkType::Ethernet, &f),
+        Err(MalformedReason::TruncatedTunnelHeader.into())
+    );
+    let mut pptp = gre(0x30, 0x880b, 1, &[0xff, 0x03]);
+    pptp[1] = 0x01;
+    let s = decode(LinkType::Ethernet, &ip_outer(47, &pptp)).unwrap();
+    assert_eq!((s.protocol, s.tunnel.depth), (47, 0));
+    // IPv4 in IPv4, IPv6 in IPv4.
+    let s = decode(LinkType::Ethernet, &ip_outer(4, &inner_ip())).unwrap();
+    assert_inner(&s);
+    assert_eq!(s.tunnel.kind, TunnelKind::IpInIp);
+    let mut v6 = ipv6_header(8, 17);
+    v6.extend_from_slice(&[0, 53, 0, 53, 0, 8, 0, 0]);
+    let s = decode(LinkType::Ethernet, &ip_outer(41, &v6)).unwrap();
+    assert_eq!(
+        (s.ip_version, s.protocol, s.tunnel.kind),
+        (6, 17, TunnelKind::IpInIp)
+    );
+}
+
+#[test]
+fn gtpu_with_extension_headers_and_pppoe() {
+    let mut g = vec![0x34, 0xff];
+    let ip = inner_ip();
+    g.extend_from_slice(&((ip.len() + 8) as u16).to_be_bytes());
+    g.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+    g.extend_from_slice(&[0, 0, 0, 0x85, 1, 0x10, 0x09, 0]);
+    g.extend_from_slice(&ip);
+    let s = decode(LinkType::Ethernet, &udp_outer(2152, &g)).unwrap();
+    assert_inner(&s);
+    assert_eq!(
+        (s.tunnel.kind, s.tunnel.id),
+        (TunnelKind::GtpU, 0x0102_0304)
+    );
+    assert_eq!(
+        s.tunnel.segment_kind,
+        TunnelKind::None,
+        "a TEID differs per direction"
+    );
+
+    let mut p = vec![];
+    p.extend_from_slice(&DST_MAC);
+    p.extend_from_slice(&SRC_MAC);
+    p.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x12, 0x34]);
+    p.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+    p.extend_from_slice(&[0x00, 0x21]);
+    p.extend_from_slice(&ip);
+    let s = decode(LinkType::Ethernet, &p).unwrap();
+    assert_inner(&s);
+    assert_eq!(s.pppoe_session, 0x1234);
+    assert_eq!(s.tunnel.kinds, 1 << TunnelKind::Pppoe as u16);
+    p[20..22].copy_from_slice(&[0xc0, 0x21]); // LCP
+    assert_eq!(
+        decode(LinkType::Ethernet, &p),
+        Err(FilterReason::NonIp.into())
+    );
+}
+
+#[test]
+fn nested_tunnels_up_to_the_bound() {
+    // VLAN inside VXLAN inside GRE inside VLAN: the GRE key stays the identity exported (the
+    // outermost tunnel), the VNI the segment keyed (the innermost address space).
+    let vx = udp_outer(4789, &vxlan(77, &inner_frame(Some(300))));
+    let g = gre(0x20, 0x0800, 9, &vx[14..]);
+    let mut f = ip_outer(47, &g);
+    // Tag the outer frame with VLAN 5.
+    f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    let s = decode(LinkType::Ethernet, &f).unwrap();
+    assert_inner(&s);
+    assert_eq!(s.vlan_id, 300);
+    assert_eq!(
+        (s.tunnel.kind, s.tunnel.id, s.tunnel.depth),
+        (TunnelKind::Gre, 9, 2)
+    );
+    assert_eq!(
+        (s.tunnel.inner_kind, s.tunnel.inner_id),
+        (TunnelKind::Vxlan, 77)
+    );
+    assert_eq!(
+        (s.tunnel.segment_kind, s.tunnel.segment),
+        (TunnelKind::Vxlan, 77)
+    );
+    assert_outer_endpoints(&s);
+
+    // IP-in-IP five deep: the fifth tunnel is one too many.
+    let mut ip = inner_ip();
+    for depth in 1..=5 {
+        let mut h = ipv4_header((20 + ip.len()) as u16, 5, 4, depth, 0);
+        h.extend_from_slice(&ip);
+        ip = h;
+        let mut f = vec![0; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&ip);
+        let r = decode(LinkType::Ethernet, &f);
+        if depth as u8 <= tunnel::MAX_TUNNEL_DEPTH {
+            assert_eq!(r.unwrap().tunnel.depth, depth as u8);
+        } else {
+            assert_eq!(r, Err(MalformedReason::TunnelTooDeep.into()));
+        }
+    }
+}
+
+/// Every prefix of every tunnelled frame decodes to a value or a reason, never a panic.
+#[test]
+fn no_panic_on_truncated_tunnels() {
+    let inner = inner_frame(Some(4));
+    let frames = [
+        udp_outer(4789, &vxlan(5, &inner)),
+        ip_outer(47, &gre(0x10, 0x22eb, 0, &erspan3(3, 0, true, &inner))),
+        ip_outer(47, &gre(0xb0, 0x88be, 0, &erspan2(3, &inner))),
+        ip_outer(4, &inner_ip()),
+    ];
+    for f in &frames {
+        for end in 0..=f.len() {
+            let _ = decode(LinkType::Ethernet, &f[..end]);
         }
     }
 }

@@ -61,6 +61,13 @@ fn record(d: &mut &[u8]) -> FlowRecord {
             octets: u64::from(t[11]),
             ..Default::default()
         }),
+        tunnel: (flags & 8 != 0).then(|| ipfix_export::Tunnel {
+            kind: t[12] % 10,
+            id: u32::from_be_bytes([s[12], s[13], s[14], s[15]]),
+            layer2_segment_id: u64::from(t[13]),
+            outer_src: dst,
+            outer_dst: src,
+        }),
     }
 }
 
@@ -78,6 +85,7 @@ fn main() {
         let mut enc = MessageEncoder::new(EncoderConfig {
             mtu,
             biflow,
+            tunnels: cfg & 2 != 0,
             ..Default::default()
         })
         .unwrap();

@@ -1,0 +1,784 @@
+//! Tunnel headers: GRE (and NVGRE), ERSPAN I/II/III, VXLAN, Geneve, GTP-U and IP-in-IP.
+//!
+//! Each header is a view in the smoltcp manner: its field offsets are named once (`mod field`
+//! in each view's module), `new_checked` validates what the accessors read, and the accessors
+//! cannot fail. [`next_layer`] looks at one IP packet's transport bytes and, when they carry
+//! a tunnel the [`Decap`] configuration enables, says what is inside. Like Zeek's packet
+//! analyzers, each encapsulation only finds the next layer; the walk and the bookkeeping are
+//! in `wire::decode_frame`.
+//!
+//! A port is not proof: a UDP datagram to the VXLAN, Geneve or GTP-U port whose header does
+//! not validate is ordinary UDP ([`next_layer`] returns `Ok(None)`). GRE and IP-in-IP are
+//! named by the IP protocol number, so a broken header there is a malformed frame.
+
+use super::MalformedReason;
+
+/// IP protocol numbers that carry tunnels.
+pub const PROTO_IPIP: u8 = 4;
+pub const PROTO_IPV6_IN_IP: u8 = 41;
+pub const PROTO_GRE: u8 = 47;
+
+/// GRE protocol types (ethertypes) we follow.
+pub const GRE_PROTO_TEB: u16 = 0x6558;
+pub const GRE_PROTO_ERSPAN_II: u16 = 0x88be;
+pub const GRE_PROTO_ERSPAN_III: u16 = 0x22eb;
+
+pub const VXLAN_PORT: u16 = 4789;
+/// The port Linux's own VXLAN devices use unless told otherwise.
+pub const LINUX_VXLAN_PORT: u16 = 8472;
+pub const GENEVE_PORT: u16 = 6081;
+pub const GTPU_PORT: u16 = 2152;
+
+/// Most tunnel layers one frame may carry; the next one is `tunnel_too_deep`. Four covers the
+/// deepest feed we know of in practice (VXLAN in ERSPAN in GRE over an MPLS core is three).
+pub const MAX_TUNNEL_DEPTH: u8 = 4;
+
+/// Most GTP-U extension headers followed.
+const MAX_GTP_EXTENSIONS: usize = 8;
+
+/// An encapsulation the decoder removes. The values are the `tunnelType` codes the probe
+/// exports (README, "Tunnels"), and bit positions in [`Decap`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TunnelKind {
+    #[default]
+    None = 0,
+    Gre = 1,
+    ErspanI = 2,
+    ErspanII = 3,
+    ErspanIII = 4,
+    Vxlan = 5,
+    Geneve = 6,
+    GtpU = 7,
+    IpInIp = 8,
+    Nvgre = 9,
+    Pppoe = 10,
+}
+
+impl TunnelKind {
+    pub const ALL: [TunnelKind; 10] = [
+        TunnelKind::Gre,
+        TunnelKind::ErspanI,
+        TunnelKind::ErspanII,
+        TunnelKind::ErspanIII,
+        TunnelKind::Vxlan,
+        TunnelKind::Geneve,
+        TunnelKind::GtpU,
+        TunnelKind::IpInIp,
+        TunnelKind::Nvgre,
+        TunnelKind::Pppoe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelKind::None => "none",
+            TunnelKind::Gre => "gre",
+            TunnelKind::ErspanI => "erspan1",
+            TunnelKind::ErspanII => "erspan2",
+            TunnelKind::ErspanIII => "erspan3",
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::GtpU => "gtpu",
+            TunnelKind::IpInIp => "ipip",
+            TunnelKind::Nvgre => "nvgre",
+            TunnelKind::Pppoe => "pppoe",
+        }
+    }
+
+    pub fn from_code(code: u8) -> TunnelKind {
+        TunnelKind::ALL
+            .into_iter()
+            .find(|k| *k as u8 == code)
+            .unwrap_or(TunnelKind::None)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u8)
+    }
+}
+
+/// Which encapsulations the decoder removes, and the UDP ports that announce them.
+///
+/// `Copy` and small: every worker holds one and reads it for every frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decap {
+    enabled: u16,
+    vxlan_ports: [u16; 4],
+    geneve_ports: [u16; 4],
+}
+
+/// The `--decap` names, each with the kinds it enables.
+pub const DECAP_NAMES: [(&str, &[TunnelKind]); 8] = [
+    (
+        "erspan",
+        &[
+            TunnelKind::ErspanI,
+            TunnelKind::ErspanII,
+            TunnelKind::ErspanIII,
+        ],
+    ),
+    ("gre", &[TunnelKind::Gre, TunnelKind::Nvgre]),
+    ("vxlan", &[TunnelKind::Vxlan]),
+    ("geneve", &[TunnelKind::Geneve]),
+    ("gtpu", &[TunnelKind::GtpU]),
+    ("ipip", &[TunnelKind::IpInIp]),
+    ("pppoe", &[TunnelKind::Pppoe]),
+    ("all", &TunnelKind::ALL),
+];
+
+impl Default for Decap {
+    /// Everything, on the standard ports plus Linux's VXLAN port.
+    fn default() -> Self {
+        Decap::all()
+    }
+}
+
+impl Decap {
+    pub fn all() -> Decap {
+        let mut d = Decap::none();
+        for k in TunnelKind::ALL {
+            d.enable(k);
+        }
+        d
+    }
+
+    /// Outer headers only: the probe meters tunnels as the flows between their endpoints.
+    pub fn none() -> Decap {
+        Decap {
+            enabled: 0,
+            vxlan_ports: [VXLAN_PORT, LINUX_VXLAN_PORT, 0, 0],
+            geneve_ports: [GENEVE_PORT, 0, 0, 0],
+        }
+    }
+
+    pub fn enable(&mut self, k: TunnelKind) {
+        self.enabled |= k.bit();
+    }
+
+    #[inline(always)]
+    pub fn is_enabled(&self, k: TunnelKind) -> bool {
+        self.enabled & k.bit() != 0
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.enabled == 0
+    }
+
+    /// Parses `--decap`: `all`, `none`, or a comma-separated list of the names in
+    /// [`DECAP_NAMES`].
+    pub fn parse(list: &str) -> Result<Decap, String> {
+        let mut d = Decap::none();
+        if list.trim() == "none" {
+            return Ok(d);
+        }
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let kinds = DECAP_NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, k)| *k)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = DECAP_NAMES.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "unknown encapsulation '{name}': use 'none' or a comma-separated list of {}",
+                        names.join(", ")
+                    )
+                })?;
+            for k in kinds {
+                d.enable(*k);
+            }
+        }
+        Ok(d)
+    }
+
+    /// Adds UDP ports that carry VXLAN (besides 4789 and 8472); at most four in all.
+    pub fn add_vxlan_port(&mut self, port: u16) -> Result<(), String> {
+        add_port(&mut self.vxlan_ports, port, "--vxlan-port")
+    }
+
+    /// Adds UDP ports that carry Geneve (besides 6081); at most four in all.
+    pub fn add_geneve_port(&mut self, port: u16) -> Result<(), String> {
+        add_port(&mut self.geneve_ports, port, "--geneve-port")
+    }
+
+    pub fn vxlan_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.vxlan_ports.iter().copied().filter(|p| *p != 0)
+    }
+
+    pub fn geneve_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.geneve_ports.iter().copied().filter(|p| *p != 0)
+    }
+
+    /// The names of the enabled encapsulations, for the start-up line.
+    pub fn describe(&self) -> String {
+        if self.is_none() {
+            return "none".into();
+        }
+        let names: Vec<&str> = TunnelKind::ALL
+            .iter()
+            .filter(|k| self.is_enabled(**k))
+            .map(|k| k.name())
+            .collect();
+        names.join(",")
+    }
+}
+
+fn add_port(ports: &mut [u16; 4], port: u16, flag: &str) -> Result<(), String> {
+    if port == 0 {
+        return Err(format!("{flag} 0 is not a port"));
+    }
+    if ports.contains(&port) {
+        return Ok(());
+    }
+    match ports.iter_mut().find(|p| **p == 0) {
+        Some(slot) => {
+            *slot = port;
+            Ok(())
+        }
+        None => Err(format!(
+            "{flag}: at most four ports in all, the defaults included"
+        )),
+    }
+}
+
+/// What a tunnel header carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inner<'a> {
+    /// A whole Ethernet frame.
+    Ethernet(&'a [u8]),
+    /// A payload named by an ethertype (GRE, Geneve): IPv4, IPv6, MPLS, or anything else.
+    Ethertype(u16, &'a [u8]),
+    /// An IP packet, version from its first nibble (GTP-U, ERSPAN III frame type IP).
+    Ip(&'a [u8]),
+    /// IPv4 or IPv6 directly (IP-in-IP, by protocol number).
+    Ipv4(&'a [u8]),
+    Ipv6(&'a [u8]),
+}
+
+/// One tunnel layer found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layer<'a> {
+    pub kind: TunnelKind,
+    /// The tunnel's identity: VNI, GRE key, TEID or ERSPAN session id (0 without one).
+    pub id: u32,
+    /// Whether `id` separates address spaces (VXLAN/Geneve VNI, NVGRE VSID, GRE key) and so
+    /// belongs in the flow key.
+    pub segment: bool,
+    pub inner: Inner<'a>,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// GRE (RFC 2784, key and sequence number from RFC 2890).
+pub mod gre {
+    use super::{be16, be32, MalformedReason};
+
+    mod field {
+        pub const FLAGS: usize = 0;
+        pub const PROTOCOL: usize = 2;
+        pub const FIXED_LEN: usize = 4;
+        pub const CHECKSUM_PRESENT: u8 = 0x80;
+        /// RFC 1701's routing bit: RFC 2784 receivers treat it like the checksum field.
+        pub const ROUTING_PRESENT: u8 = 0x40;
+        pub const KEY_PRESENT: u8 = 0x20;
+        pub const SEQUENCE_PRESENT: u8 = 0x10;
+        pub const VERSION_MASK: u8 = 0x07;
+    }
+
+    /// A GRE header whose optional fields are all present in the buffer.
+    pub struct GreHeader<'a> {
+        buf: &'a [u8],
+        header_len: usize,
+    }
+
+    impl<'a> GreHeader<'a> {
+        /// `Ok(None)` for a GRE version other than 0 (PPTP's enhanced GRE carries PPP, which
+        /// we do not follow: the packet is metered by its outer header).
+        pub fn new_checked(buf: &'a [u8]) -> Result<Option<Self>, MalformedReason> {
+            if buf.len() < field::FIXED_LEN {
+                return Err(MalformedReason::TruncatedTunnelHeader);
+            }
+            let flags = buf[field::FLAGS];
+            if buf[1] & field::VERSION_MASK != 0 {
+                return Ok(None);
+            }
+            let mut len = field::FIXED_LEN;
+            if flags & (field::CHECKSUM_PRESENT | field::ROUTING_PRESENT) != 0 {
+                len += 4;
+            }
+            if flags & field::KEY_PRESENT != 0 {
+                len += 4;
+            }
+            if flags & field::SEQUENCE_PRESENT != 0 {
+                len += 4;
+            }
+            if buf.len() < len {
+                return Err(MalformedReason::TruncatedTunnelHeader);
+            }
+            Ok(Some(GreHeader {
+                buf,
+                header_len: len,
+            }))
+        }
+        pub fn protocol(&self) -> u16 {
+            be16(self.buf, field::PROTOCOL)
+        }
+        fn has_checksum(&self) -> bool {
+            self.buf[field::FLAGS] & (field::CHECKSUM_PRESENT | field::ROUTING_PRESENT) != 0
+        }
+        pub fn key(&self) -> Option<u32> {
+            (self.buf[field::FLAGS] & field::KEY_PRESENT != 0).then(|| {
+                be32(
+                    self.buf,
+                    field::FIXED_LEN + if self.has_checksum() { 4 } else { 0 },
+                )
+            })
+        }
+        pub fn has_sequence(&self) -> bool {
+            self.buf[field::FLAGS] & field::SEQUENCE_PRESENT != 0
+        }
+        pub fn payload(&self) -> &'a [u8] {
+            &self.buf[self.header_len..]
+        }
+    }
+}
+
+/// ERSPAN type II and III headers (draft-foschiano-erspan).
+pub mod erspan {
+    use super::{be16, MalformedReason};
+
+    mod field {
+        pub const VER_VLAN: usize = 0;
+        pub const SESSION: usize = 2;
+        pub const TYPE_II_LEN: usize = 8;
+        pub const TYPE_III_LEN: usize = 12;
+        /// Type III: the last octet holds the frame type (bits 5 of 0x7c) and the O flag.
+        pub const III_FLAGS: usize = 10;
+        pub const III_FRAME_TYPE_SHIFT: u16 = 10;
+        pub const III_FRAME_TYPE_MASK: u16 = 0x1f;
+        pub const III_OPTIONAL: u16 = 0x0001;
+        pub const PLATFORM_SUBHEADER_LEN: usize = 8;
+        pub const SESSION_MASK: u16 = 0x03ff;
+    }
+
+    /// ERSPAN III frame types: an Ethernet frame, or an IP packet.
+    pub const FRAME_TYPE_ETHERNET: u16 = 0;
+    pub const FRAME_TYPE_IP: u16 = 2;
+
+    /// An ERSPAN II or III header, with III's platform-specific sub-header skipped.
+    pub struct ErspanHeader<'a> {
+        buf: &'a [u8],
+        header_len: usize,
+    }
+
+    impl<'a> ErspanHeader<'a> {
+        /// `version` is 1 for type II (GRE 0x88BE) and 2 for type III (GRE 0x22EB); a header
+        /// that says otherwise is broken.
+        pub fn new_checked(buf: &'a [u8], version: u8) -> Result<Self, MalformedReason> {
+            let fixed = if version == 1 {
+                field::TYPE_II_LEN
+            } else {
+                field::TYPE_III_LEN
+            };
+            if buf.len() < fixed {
+                return Err(MalformedReason::TruncatedTunnelHeader);
+            }
+            if buf[field::VER_VLAN] >> 4 != version {
+                return Err(MalformedReason::BadTunnelHeader);
+            }
+            let mut header_len = fixed;
+            if version == 2 && be16(buf, field::III_FLAGS) & field::III_OPTIONAL != 0 {
+                header_len += field::PLATFORM_SUBHEADER_LEN;
+                if buf.len() < header_len {
+                    return Err(MalformedReason::TruncatedTunnelHeader);
+                }
+            }
+            Ok(ErspanHeader { buf, header_len })
+        }
+        pub fn session_id(&self) -> u16 {
+            be16(self.buf, field::SESSION) & field::SESSION_MASK
+        }
+        /// Type III only.
+        pub fn frame_type(&self) -> u16 {
+            (be16(self.buf, field::III_FLAGS) >> field::III_FRAME_TYPE_SHIFT)
+                & field::III_FRAME_TYPE_MASK
+        }
+        pub fn payload(&self) -> &'a [u8] {
+            &self.buf[self.header_len..]
+        }
+    }
+}
+
+/// VXLAN (RFC 7348), with the group-policy extension's G bit tolerated.
+pub mod vxlan {
+    use super::be32;
+
+    mod field {
+        pub const FLAGS: usize = 0;
+        pub const VNI: usize = 4;
+        pub const RESERVED_LAST: usize = 7;
+        pub const HEADER_LEN: usize = 8;
+        pub const FLAG_I: u8 = 0x08;
+        /// Flags RFC 7348 reserves (the G bit 0x80 of VXLAN-GBP is allowed).
+        pub const RESERVED_FLAGS: u8 = 0x77;
+    }
+
+    pub struct VxlanHeader<'a> {
+        buf: &'a [u8],
+    }
+
+    impl<'a> VxlanHeader<'a> {
+        /// `None` unless this is a VXLAN header: I flag set, reserved flags and the last
+        /// reserved octet clear.
+        pub fn new_checked(buf: &'a [u8]) -> Option<Self> {
+            if buf.len() < field::HEADER_LEN {
+                return None;
+            }
+            let flags = buf[field::FLAGS];
+            (flags & field::FLAG_I != 0
+                && flags & field::RESERVED_FLAGS == 0
+                && buf[field::RESERVED_LAST] == 0)
+                .then_some(VxlanHeader { buf })
+        }
+        pub fn vni(&self) -> u32 {
+            be32(self.buf, field::VNI) >> 8
+        }
+        pub fn payload(&self) -> &'a [u8] {
+            &self.buf[field::HEADER_LEN..]
+        }
+    }
+}
+
+/// Geneve (RFC 8926).
+pub mod geneve {
+    use super::{be16, be32};
+
+    mod field {
+        pub const VER_OPTLEN: usize = 0;
+        pub const PROTOCOL: usize = 2;
+        pub const VNI: usize = 4;
+        pub const FIXED_LEN: usize = 8;
+        pub const OPTLEN_MASK: u8 = 0x3f;
+    }
+
+    pub struct GeneveHeader<'a> {
+        buf: &'a [u8],
+        header_len: usize,
+    }
+
+    impl<'a> GeneveHeader<'a> {
+        /// `None` unless version 0 with its options inside the datagram.
+        pub fn new_checked(buf: &'a [u8]) -> Option<Self> {
+            if buf.len() < field::FIXED_LEN || buf[field::VER_OPTLEN] >> 6 != 0 {
+                return None;
+            }
+            let header_len =
+                field::FIXED_LEN + (buf[field::VER_OPTLEN] & field::OPTLEN_MASK) as usize * 4;
+            (buf.len() >= header_len).then_some(GeneveHeader { buf, header_len })
+        }
+        pub fn protocol(&self) -> u16 {
+            be16(self.buf, field::PROTOCOL)
+        }
+        pub fn vni(&self) -> u32 {
+            be32(self.buf, field::VNI) >> 8
+        }
+        pub fn payload(&self) -> &'a [u8] {
+            &self.buf[self.header_len..]
+        }
+    }
+}
+
+/// GTP-U version 1 (3GPP TS 29.281): G-PDUs only.
+pub mod gtpu {
+    use super::{be32, MalformedReason, MAX_GTP_EXTENSIONS};
+
+    mod field {
+        pub const FLAGS: usize = 0;
+        pub const MESSAGE_TYPE: usize = 1;
+        pub const TEID: usize = 4;
+        pub const FIXED_LEN: usize = 8;
+        pub const OPTIONAL_LEN: usize = 4;
+        /// The next-extension-header type, last octet of the optional fields.
+        pub const NEXT_EXTENSION: usize = 11;
+        pub const VERSION_PT: u8 = 0x30;
+        pub const VERSION_1_GTP: u8 = 0x30;
+        pub const E_S_PN: u8 = 0x07;
+        pub const FLAG_E: u8 = 0x04;
+    }
+
+    /// Message type of a G-PDU: a user's packet.
+    pub const G_PDU: u8 = 0xff;
+
+    pub struct GtpuHeader<'a> {
+        buf: &'a [u8],
+        header_len: usize,
+    }
+
+    impl<'a> GtpuHeader<'a> {
+        /// `Ok(None)` when the datagram is not a GTPv1-U G-PDU (echo, end marker, error
+        /// indication, or not GTP at all): it is metered as the UDP it is. A G-PDU whose
+        /// extension headers run past the datagram is broken.
+        pub fn new_checked(buf: &'a [u8]) -> Result<Option<Self>, MalformedReason> {
+            if buf.len() < field::FIXED_LEN
+                || buf[field::FLAGS] & field::VERSION_PT != field::VERSION_1_GTP
+                || buf[field::FLAGS] >> 5 != 1
+                || buf[field::MESSAGE_TYPE] != G_PDU
+            {
+                return Ok(None);
+            }
+            let mut header_len = field::FIXED_LEN;
+            if buf[field::FLAGS] & field::E_S_PN != 0 {
+                header_len += field::OPTIONAL_LEN;
+                if buf.len() < header_len {
+                    return Err(MalformedReason::TruncatedTunnelHeader);
+                }
+                if buf[field::FLAGS] & field::FLAG_E != 0 {
+                    let mut next = buf[field::NEXT_EXTENSION];
+                    let mut n = 0;
+                    while next != 0 {
+                        if n == MAX_GTP_EXTENSIONS {
+                            return Err(MalformedReason::BadTunnelHeader);
+                        }
+                        // Length in 4-octet units, its own octet and the next type included.
+                        let units = *buf
+                            .get(header_len)
+                            .ok_or(MalformedReason::TruncatedTunnelHeader)?
+                            as usize;
+                        if units == 0 {
+                            return Err(MalformedReason::BadTunnelHeader);
+                        }
+                        header_len += units * 4;
+                        if buf.len() < header_len {
+                            return Err(MalformedReason::TruncatedTunnelHeader);
+                        }
+                        next = buf[header_len - 1];
+                        n += 1;
+                    }
+                }
+            }
+            Ok(Some(GtpuHeader { buf, header_len }))
+        }
+        pub fn teid(&self) -> u32 {
+            be32(self.buf, field::TEID)
+        }
+        pub fn payload(&self) -> &'a [u8] {
+            &self.buf[self.header_len..]
+        }
+    }
+}
+
+/// UDP header length: tunnels over UDP start after it.
+const UDP_HEADER_LEN: usize = 8;
+
+/// Finds the tunnel, if any, in the transport bytes `l4` of an IP packet with `protocol` and
+/// UDP destination port `dst_port`.
+///
+/// `Ok(None)`: no tunnel (or one `decap` does not enable): meter the packet as it is.
+/// `Err`: a tunnel named by its protocol number whose header is broken.
+#[inline]
+pub fn next_layer<'a>(
+    protocol: u8,
+    dst_port: u16,
+    l4: &'a [u8],
+    decap: &Decap,
+) -> Result<Option<Layer<'a>>, MalformedReason> {
+    match protocol {
+        PROTO_GRE => gre_layer(l4, decap),
+        PROTO_IPIP if decap.is_enabled(TunnelKind::IpInIp) => Ok(Some(Layer {
+            kind: TunnelKind::IpInIp,
+            id: 0,
+            segment: false,
+            inner: Inner::Ipv4(l4),
+        })),
+        PROTO_IPV6_IN_IP if decap.is_enabled(TunnelKind::IpInIp) => Ok(Some(Layer {
+            kind: TunnelKind::IpInIp,
+            id: 0,
+            segment: false,
+            inner: Inner::Ipv6(l4),
+        })),
+        super::transport::PROTO_UDP if l4.len() > UDP_HEADER_LEN => {
+            udp_layer(dst_port, &l4[UDP_HEADER_LEN..], decap)
+        }
+        _ => Ok(None),
+    }
+}
+
+#[inline(never)]
+fn udp_layer<'a>(
+    dst_port: u16,
+    payload: &'a [u8],
+    decap: &Decap,
+) -> Result<Option<Layer<'a>>, MalformedReason> {
+    if decap.is_enabled(TunnelKind::Vxlan) && decap.vxlan_ports.contains(&dst_port) {
+        return Ok(vxlan::VxlanHeader::new_checked(payload).map(|h| Layer {
+            kind: TunnelKind::Vxlan,
+            id: h.vni(),
+            segment: true,
+            inner: Inner::Ethernet(h.payload()),
+        }));
+    }
+    if decap.is_enabled(TunnelKind::Geneve) && decap.geneve_ports.contains(&dst_port) {
+        return Ok(geneve::GeneveHeader::new_checked(payload).map(|h| Layer {
+            kind: TunnelKind::Geneve,
+            id: h.vni(),
+            segment: true,
+            inner: if h.protocol() == GRE_PROTO_TEB {
+                Inner::Ethernet(h.payload())
+            } else {
+                Inner::Ethertype(h.protocol(), h.payload())
+            },
+        }));
+    }
+    if decap.is_enabled(TunnelKind::GtpU) && dst_port == GTPU_PORT {
+        return Ok(gtpu::GtpuHeader::new_checked(payload)?.map(|h| Layer {
+            kind: TunnelKind::GtpU,
+            id: h.teid(),
+            segment: false,
+            inner: Inner::Ip(h.payload()),
+        }));
+    }
+    Ok(None)
+}
+
+#[inline(never)]
+fn gre_layer<'a>(l4: &'a [u8], decap: &Decap) -> Result<Option<Layer<'a>>, MalformedReason> {
+    let erspan = decap.is_enabled(TunnelKind::ErspanI)
+        || decap.is_enabled(TunnelKind::ErspanII)
+        || decap.is_enabled(TunnelKind::ErspanIII);
+    if !erspan && !decap.is_enabled(TunnelKind::Gre) && !decap.is_enabled(TunnelKind::Nvgre) {
+        return Ok(None);
+    }
+    let Some(g) = gre::GreHeader::new_checked(l4)? else {
+        return Ok(None);
+    };
+    let layer = |kind, id, segment, inner| {
+        Ok(decap.is_enabled(kind).then_some(Layer {
+            kind,
+            id,
+            segment,
+            inner,
+        }))
+    };
+    match g.protocol() {
+        // Type I has no ERSPAN header and no sequence number; type II has both.
+        GRE_PROTO_ERSPAN_II if !g.has_sequence() => {
+            layer(TunnelKind::ErspanI, 0, false, Inner::Ethernet(g.payload()))
+        }
+        GRE_PROTO_ERSPAN_II => {
+            let e = erspan::ErspanHeader::new_checked(g.payload(), 1)?;
+            layer(
+                TunnelKind::ErspanII,
+                e.session_id() as u32,
+                false,
+                Inner::Ethernet(e.payload()),
+            )
+        }
+        GRE_PROTO_ERSPAN_III => {
+            let e = erspan::ErspanHeader::new_checked(g.payload(), 2)?;
+            let inner = match e.frame_type() {
+                erspan::FRAME_TYPE_ETHERNET => Inner::Ethernet(e.payload()),
+                erspan::FRAME_TYPE_IP => Inner::Ip(e.payload()),
+                _ => return Err(MalformedReason::BadTunnelHeader),
+            };
+            layer(TunnelKind::ErspanIII, e.session_id() as u32, false, inner)
+        }
+        // NVGRE (RFC 7637): Ethernet with a key whose upper 24 bits are the VSID.
+        GRE_PROTO_TEB => match g.key() {
+            Some(key) if decap.is_enabled(TunnelKind::Nvgre) => layer(
+                TunnelKind::Nvgre,
+                key >> 8,
+                true,
+                Inner::Ethernet(g.payload()),
+            ),
+            key => layer(
+                TunnelKind::Gre,
+                key.unwrap_or(0),
+                key.is_some(),
+                Inner::Ethernet(g.payload()),
+            ),
+        },
+        proto => {
+            let key = g.key();
+            layer(
+                TunnelKind::Gre,
+                key.unwrap_or(0),
+                key.is_some(),
+                Inner::Ethertype(proto, g.payload()),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decap_parses_names_and_refuses_unknown_ones() {
+        let d = Decap::parse("vxlan,erspan").unwrap();
+        assert!(d.is_enabled(TunnelKind::Vxlan) && d.is_enabled(TunnelKind::ErspanIII));
+        assert!(!d.is_enabled(TunnelKind::Gre));
+        assert!(Decap::parse("none").unwrap().is_none());
+        assert_eq!(Decap::parse("all").unwrap(), Decap::all());
+        let e = Decap::parse("vxlan,mpls").unwrap_err();
+        assert!(e.contains("'mpls'") && e.contains("erspan, gre"), "{e}");
+        let mut d = Decap::all();
+        d.add_vxlan_port(4790).unwrap();
+        d.add_vxlan_port(4791).unwrap();
+        assert!(d.add_vxlan_port(4792).is_err());
+        assert_eq!(
+            d.vxlan_ports().collect::<Vec<_>>(),
+            [4789, 8472, 4790, 4791]
+        );
+    }
+
+    #[test]
+    fn gtp_extension_chain_is_bounded_and_checked() {
+        // G-PDU with E set, one PDU-session extension (length 1 unit), then IPv4.
+        let mut g = vec![
+            0x34, 0xff, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0x85, 1, 0x10, 0x05, 0,
+        ];
+        g.extend_from_slice(&[0x45, 0, 0, 20]);
+        let h = gtpu::GtpuHeader::new_checked(&g).unwrap().unwrap();
+        assert_eq!(h.teid(), 7);
+        assert_eq!(h.payload()[0], 0x45);
+        // A zero-length extension would loop forever: broken.
+        let mut z = g.clone();
+        z[12] = 0;
+        assert_eq!(
+            gtpu::GtpuHeader::new_checked(&z).err(),
+            Some(MalformedReason::BadTunnelHeader)
+        );
+        // An echo request is GTP but not a G-PDU: ordinary UDP.
+        let echo = [0x32, 0x01, 0, 4, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert!(gtpu::GtpuHeader::new_checked(&echo).unwrap().is_none());
+    }
+
+    #[test]
+    fn udp_to_a_tunnel_port_without_a_valid_header_is_not_a_tunnel() {
+        let d = Decap::all();
+        let mut udp = vec![0, 1, 0x12, 0xb5, 0, 20, 0, 0];
+        udp.extend_from_slice(&[0x00; 12]); // no I flag
+        assert_eq!(next_layer(17, VXLAN_PORT, &udp, &d), Ok(None));
+        udp[8] = 0x08;
+        udp[15] = 1; // reserved octet set
+        assert_eq!(next_layer(17, VXLAN_PORT, &udp, &d), Ok(None));
+        udp[15] = 0;
+        udp[12..15].copy_from_slice(&[0, 0x30, 0x39]);
+        let l = next_layer(17, VXLAN_PORT, &udp, &d).unwrap().unwrap();
+        assert_eq!((l.kind, l.id, l.segment), (TunnelKind::Vxlan, 12345, true));
+        // Geneve version 1 does not exist.
+        let mut gen = vec![
+            0, 1, 0x17, 0xc1, 0, 20, 0, 0, 0x40, 0, 0x65, 0x58, 0, 0, 1, 0,
+        ];
+        assert_eq!(next_layer(17, GENEVE_PORT, &gen, &d), Ok(None));
+        // Options longer than the datagram: not Geneve either.
+        gen[8] = 0x05;
+        assert_eq!(next_layer(17, GENEVE_PORT, &gen, &d), Ok(None));
+    }
+}
