@@ -21,7 +21,7 @@
 //!
 //! Every primitive but the tunnel ones looks at the innermost packet, the one that is metered
 //! (`host 10.0.0.5` finds that host inside VXLAN, ERSPAN or GTP-U as well as bare). `tunnel`
-//! matches any frame that came through one; `vni N` a VXLAN or Geneve VNI, `erspan session N`
+//! matches any frame that came through one (PPPoE included); `vni N` a VXLAN or Geneve VNI, `erspan session N`
 //! an ERSPAN II/III session, `gtp teid N` a GTP-U TEID, `gre key N` a GRE key or NVGRE VSID,
 //! each at the outermost or innermost tunnel; `outer host`/`outer net` the endpoints of the
 //! outermost tunnel (the mirroring switch, the VTEPs).
@@ -162,7 +162,7 @@ impl Expr {
             Expr::Proto(p) => s.protocol == *p,
             Expr::IpVersion(ver) => s.ip_version == *ver,
             Expr::Vlan(id) => s.vlan_id == *id || s.customer_vlan_id == *id,
-            Expr::Tunnel => s.tunnel.depth != 0,
+            Expr::Tunnel => s.tunnel.kinds != 0,
             Expr::TunnelId(kinds, id) => s.tunnel.has(kinds, *id),
             Expr::OuterNet {
                 dir,

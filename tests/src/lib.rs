@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod collector;
 pub mod craft;
+pub mod encap;
 pub mod lab;
 pub mod tools;
 

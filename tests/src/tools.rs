@@ -74,7 +74,7 @@ pub fn assert_balanced(books: &serde_json::Value) {
     let n = |k: &str| f[k].as_u64().unwrap();
     assert_eq!(
         n("read"),
-        n("metered") + n("filtered") + n("malformed"),
+        n("metered") + n("filtered") + n("malformed") + n("duplicates_dropped"),
         "books: {f}"
     );
     let by = |k: &str| {
@@ -309,6 +309,17 @@ pub fn nfdump_flows(records: &[serde_json::Value]) -> Flows {
 /// flows the way the probe defines them (IP-layer bytes, ICMP type/code as destination port).
 /// Frames without IP are left out.
 pub fn tshark_flows(pcap: &Path) -> Flows {
+    tshark_flows_at(pcap, "f", &[])
+}
+
+/// The flows of the innermost headers, as tshark decodes every tunnel (its last occurrence of
+/// each field); `extra` adds tshark options such as `-d udp.port==8472,vxlan`. Not for
+/// captures with ICMP errors, whose quoted header would be the last occurrence.
+pub fn tshark_inner_flows(pcap: &Path, extra: &[&str]) -> Flows {
+    tshark_flows_at(pcap, "l", extra)
+}
+
+fn tshark_flows_at(pcap: &Path, occurrence: &str, extra: &[&str]) -> Flows {
     let fields = [
         "frame.time_epoch",
         "ip.src",
@@ -326,17 +337,14 @@ pub fn tshark_flows(pcap: &Path) -> Flows {
         "icmp.code",
         "icmpv6.type",
         "icmpv6.code",
+        "frame.protocols",
     ];
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(pcap).args([
-        "-n",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-E",
-        "occurrence=f",
-    ]);
+    cmd.arg("-r")
+        .arg(pcap)
+        .args(["-n", "-T", "fields", "-E", "separator=|", "-E"]);
+    cmd.arg(format!("occurrence={occurrence}"));
+    cmd.args(extra);
     cmd.args(["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]);
     for f in fields {
         cmd.args(["-e", f]);
@@ -357,7 +365,20 @@ pub fn tshark_flows(pcap: &Path) -> Flows {
         let (secs, frac) = c[0].split_once('.').unwrap_or((c[0], "0"));
         let frac = format!("{frac:0<9}");
         let ts_ms = secs.parse::<u64>().unwrap() * 1000 + frac[..3].parse::<u64>().unwrap();
-        let (src, dst, bytes) = if !c[1].is_empty() {
+        // With last occurrences both families can be present (IPv6 in an IPv4 tunnel): the
+        // innermost IP layer of the frame decides.
+        // A tunnel around something that is not IP (ARP in VXLAN) has no inner flow.
+        if occurrence == "l" {
+            let layers: Vec<&str> = c[16].split(':').collect();
+            let last_ip = layers.iter().rposition(|l| *l == "ip" || *l == "ipv6");
+            let last_eth = layers.iter().rposition(|l| *l == "eth");
+            if last_eth > last_ip {
+                continue;
+            }
+        }
+        let v6_inside = occurrence == "l"
+            && c[16].split(':').rfind(|l| *l == "ip" || *l == "ipv6") == Some("ipv6");
+        let (src, dst, bytes) = if !c[1].is_empty() && !v6_inside {
             (
                 c[1].parse().unwrap(),
                 c[2].parse().unwrap(),
@@ -372,7 +393,26 @@ pub fn tshark_flows(pcap: &Path) -> Flows {
         } else {
             continue;
         };
-        let (proto, sport, dport) = if let (Some(s), Some(d)) = (num(8), num(9)) {
+        // The innermost packet: with the last occurrences, the fields of a transport that
+        // only the outer packet has (the UDP of a tunnel around an ICMP packet) would show,
+        // so the transport is the protocol after the last IP layer of the frame.
+        let innermost_l4 = (occurrence == "l").then(|| {
+            let layers: Vec<&str> = c[16].split(':').collect();
+            let last_ip = layers.iter().rposition(|l| *l == "ip" || *l == "ipv6");
+            last_ip
+                .and_then(|i| layers[i + 1..].iter().find(|l| !l.starts_with("ipv6.")))
+                .copied()
+                .unwrap_or("")
+        });
+        let (proto, sport, dport) = if let Some(l4) = innermost_l4
+            .filter(|l| matches!(*l, "icmp" | "icmpv6") || (*l == "tcp" && num(8).is_none()))
+        {
+            match l4 {
+                "icmp" => (1, 0, num(12).unwrap_or(0) * 256 + num(13).unwrap_or(0)),
+                "icmpv6" => (58, 0, num(14).unwrap_or(0) * 256 + num(15).unwrap_or(0)),
+                _ => (6, 0, 0),
+            }
+        } else if let (Some(s), Some(d)) = (num(8), num(9)) {
             (6, s, d)
         } else if let (Some(s), Some(d)) = (num(10), num(11)) {
             (17, s, d)

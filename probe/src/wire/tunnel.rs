@@ -11,6 +11,9 @@
 //! not validate is ordinary UDP ([`next_layer`] returns `Ok(None)`). GRE and IP-in-IP are
 //! named by the IP protocol number, so a broken header there is a malformed frame.
 
+use super::ethernet::{
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_MPLS_MULTICAST, ETHERTYPE_MPLS_UNICAST,
+};
 use super::MalformedReason;
 
 /// IP protocol numbers that carry tunnels.
@@ -702,7 +705,12 @@ fn gre_layer<'a>(l4: &'a [u8], decap: &Decap) -> Result<Option<Layer<'a>>, Malfo
                 Inner::Ethernet(g.payload()),
             ),
         },
-        proto => {
+        // IP and MPLS; anything else (keepalives, Cisco metadata, PPP, WCCP) is metered as
+        // the GRE packet it is rather than lost as "not IP" inside.
+        proto @ (ETHERTYPE_IPV4
+        | ETHERTYPE_IPV6
+        | ETHERTYPE_MPLS_UNICAST
+        | ETHERTYPE_MPLS_MULTICAST) => {
             let key = g.key();
             layer(
                 TunnelKind::Gre,
@@ -711,8 +719,28 @@ fn gre_layer<'a>(l4: &'a [u8], decap: &Decap) -> Result<Option<Layer<'a>>, Malfo
                 Inner::Ethertype(proto, g.payload()),
             )
         }
+        // Cisco MetaData (TrustSec SGT) in GRE: the payload's ethertype, version 1, length 1
+        // (one 4-octet option: the SGT), then the payload, as Wireshark reads it.
+        GRE_PROTO_CISCO_METADATA => {
+            let p = g.payload();
+            if p.len() < CISCO_METADATA_LEN || p[2] != 1 || p[3] != 1 {
+                return Ok(None);
+            }
+            let key = g.key();
+            layer(
+                TunnelKind::Gre,
+                key.unwrap_or(0),
+                key.is_some(),
+                Inner::Ethertype(u16::from_be_bytes([p[0], p[1]]), &p[CISCO_METADATA_LEN..]),
+            )
+        }
+        _ => Ok(None),
     }
 }
+
+/// Cisco MetaData in GRE.
+const GRE_PROTO_CISCO_METADATA: u16 = 0x8909;
+const CISCO_METADATA_LEN: usize = 8;
 
 #[cfg(test)]
 mod tests {
