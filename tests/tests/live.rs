@@ -221,6 +221,55 @@ fn native_mode_meters_every_frame_into_nfcapd() {
 }
 
 #[test]
+fn erspan_and_vxlan_feeds_are_metered_by_their_inner_flows() {
+    use e2e::encap::{wrap, Encap, OUTER_V4};
+    if !require_root("erspan_and_vxlan_feeds_are_metered_by_their_inner_flows") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-tunnels");
+    // The mix twice: from a cloud mirror in VXLAN 42, and from a switch in ERSPAN III.
+    let outer = (OUTER_V4.0.into(), OUTER_V4.1.into());
+    let mut frames: Vec<Frame> = vec![];
+    for f in mixed_traffic(1_700_000_000_000_000_000) {
+        frames.push(Frame {
+            ts_ns: f.ts_ns,
+            data: wrap(Encap::Vxlan { vni: 42 }, &f.data, outer),
+        });
+        let session = Encap::ErspanIII {
+            session: 9,
+            subheader: true,
+        };
+        frames.push(Frame {
+            ts_ns: f.ts_ns + 1,
+            data: wrap(session, &f.data, outer),
+        });
+    }
+    let pcap = tmp.path().join("sent.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_inner_flows(&pcap, &[]);
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let url = nf.url();
+    let cap = Capture::start(&lab, &tmp, &["--ipfix", url.as_str()]);
+    let t0 = now_ms();
+    let data: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
+    lab.send(&data, &[], 16);
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "probe capture failed:\n{stderr}");
+    let got = nfdump_flows(&nf.finish());
+    assert_live_balanced(&books);
+    let sent = data.len() as u64;
+    assert_eq!(books["live"]["seen"], sent);
+    assert_eq!(books["frames"]["metered"], sent, "{}", books["frames"]);
+    let kinds = &books["frames"]["encapsulated_by_kind"];
+    assert_eq!(kinds["vxlan"], sent / 2, "{kinds}");
+    assert_eq!(kinds["erspan3"], sent / 2, "{kinds}");
+    assert_live_flows(&truth, &got, (t0 - 1000, t1 + 1000));
+}
+
+#[test]
 fn generic_mode_meters_every_frame_into_nfcapd() {
     if !require_root("generic_mode_meters_every_frame_into_nfcapd") {
         return;
