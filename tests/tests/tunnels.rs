@@ -11,7 +11,6 @@ use e2e::tools::*;
 use e2e::TempDir;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
 
 const BASE: u64 = 1_795_388_820_000_000_000;
 const MS: u64 = 1_000_000;
@@ -246,30 +245,19 @@ fn tunnel_elements_decode_in_tshark_and_json() {
 
     // tshark names every tunnel element it knows: tunnelTechnology, layer2SegmentId and
     // ntop's tunnel id; its values are ours.
-    let fields = stdout_of(
-        Command::new("tshark")
-            .arg("-r")
-            .arg(&ipfix)
-            .args([
-                "-n",
-                "-T",
-                "fields",
-                "-E",
-                "occurrence=a",
-                "-E",
-                "aggregator=,",
-            ])
-            .args([
-                "-e",
-                "cflow.tunnel_technology",
-                "-e",
-                "cflow.layer2_segment_id",
-            ])
-            .args(["-e", "cflow.pie.ntop.tunnel_id"]),
+    // tshark's defaults: every occurrence, joined by commas.
+    let fields = tshark_frames(
+        &ipfix,
+        "",
+        &[
+            "cflow.tunnel_technology",
+            "cflow.layer2_segment_id",
+            "cflow.pie.ntop.tunnel_id",
+        ],
     );
     let all = |col: usize| -> Vec<String> {
         fields
-            .lines()
+            .iter()
             .flat_map(|l| {
                 l.split('\t')
                     .nth(col)
@@ -535,22 +523,11 @@ fn the_ring_selects_by_inner_and_tunnel_and_keeps_the_original_frames() {
     }
 }
 
-/// (time, length, first bytes of the frame) of every frame tshark shows under `filter`.
+/// (time, length, MD5 of the bytes) of every frame tshark shows under `filter`.
 fn frames_of(pcap: &Path, filter: &str) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(pcap).args([
-        "-n",
-        "-T",
-        "fields",
-        "-e",
-        "frame.time_epoch",
-        "-e",
-        "frame.len",
-        "-e",
-        "eth.src",
-    ]);
-    if !filter.is_empty() {
-        cmd.args(["-Y", filter]);
-    }
-    stdout_of(&mut cmd).lines().map(String::from).collect()
+    tshark_frames(
+        pcap,
+        filter,
+        &["frame.time_epoch", "frame.len", "frame.md5_hash"],
+    )
 }
