@@ -124,6 +124,27 @@ pub struct DedupConfig {
     pub drop: bool,
 }
 
+/// With `--dedup`: counts a frame whose inner IP packet (at `ip_offset`) repeats one seen
+/// within the window, and says whether to drop it.
+#[inline]
+fn drop_duplicate(
+    dedup: &mut Option<(Dedup, bool)>,
+    books: &mut FrameBooks,
+    frame: &[u8],
+    ip_offset: usize,
+    ts_ns: u64,
+) -> bool {
+    let Some((dedup, drop)) = dedup else {
+        return false;
+    };
+    let ip = frame.get(ip_offset..).unwrap_or_default();
+    if !dedup.is_duplicate(ip, ts_ns) {
+        return false;
+    }
+    books.duplicates_seen += 1;
+    *drop
+}
+
 /// A decoded frame waiting for the flow cache.
 struct Waiting {
     summary: FrameSummary,
@@ -228,32 +249,22 @@ impl Meter {
         let slot = (self.head + self.queued) % LOOKAHEAD;
         let w = &mut self.waiting[slot];
         let decoded = match link {
-            Some(link) => wire::decode_frame(link, frame, &self.decap, &mut w.summary),
+            Some(link) => {
+                let d = wire::decode_frame(link, frame, &self.decap, &mut w.summary);
+                // The summary is fresh only when a decoder ran (a slot is reused).
+                if w.summary.tunnel.kinds != 0 {
+                    self.books.count_kinds(w.summary.tunnel.kinds);
+                }
+                d
+            }
             None => Err(NotMetered::Filtered(FilterReason::UnsupportedLinkType)),
         };
         w.ts_ns = ts_ns;
-        if w.summary.tunnel.kinds != 0 {
-            self.books.count_kinds(w.summary.tunnel.kinds);
-        }
-        if decoded.is_ok() {
-            if let Some((dedup, drop)) = &mut self.dedup {
-                let ip = frame
-                    .get(w.summary.ip_offset as usize..)
-                    .unwrap_or_default();
-                if dedup.is_duplicate(ip, ts_ns) {
-                    self.books.duplicates_seen += 1;
-                    if *drop {
-                        self.books.duplicates_dropped += 1;
-                        if tick {
-                            w.metered = false;
-                            self.queued += 1;
-                        }
-                        return None;
-                    }
-                }
-            }
-        }
+        let ip_offset = w.summary.ip_offset as usize;
         match decoded {
+            Ok(()) if drop_duplicate(&mut self.dedup, &mut self.books, frame, ip_offset, ts_ns) => {
+                self.books.duplicates_dropped += 1;
+            }
             Ok(()) => {
                 if let Some(frag) = w.summary.fragment {
                     self.fragments.process(frag, &mut w.summary, self.clock_ns);
@@ -267,20 +278,17 @@ impl Meter {
                     let mid = (slot + LOOKAHEAD - NODE_PREFETCH_AT) % LOOKAHEAD;
                     self.cache.prefetch_node(self.waiting[mid].hash);
                 }
-                Some(&self.waiting[slot].summary)
+                return Some(&self.waiting[slot].summary);
             }
-            Err(not) => {
-                match not {
-                    NotMetered::Filtered(r) => self.books.filtered[r as usize] += 1,
-                    NotMetered::Malformed(r) => self.books.malformed[r as usize] += 1,
-                }
-                if tick {
-                    w.metered = false;
-                    self.queued += 1;
-                }
-                None
-            }
+            Err(NotMetered::Filtered(r)) => self.books.filtered[r as usize] += 1,
+            Err(NotMetered::Malformed(r)) => self.books.malformed[r as usize] += 1,
         }
+        // Not metered, but a newer timestamp still moves the clock, in turn.
+        if tick {
+            self.waiting[slot].metered = false;
+            self.queued += 1;
+        }
+        None
     }
 
     /// Hands the oldest waiting frame to the flow cache: the expiry its time calls for, then
@@ -504,5 +512,28 @@ mod tests {
         }
         m.finish();
         assert_eq!(m.cache().stats().flows_created, 5);
+    }
+
+    #[test]
+    fn encapsulations_are_counted_once_per_decoded_frame() {
+        // A VXLAN frame, then more frames without a decoder than the ring has slots: the
+        // reused slot's old summary must not be counted again.
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
+        vx.extend_from_slice(&frame(2, 0));
+        let mut f = vec![];
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .udp(50000, 4789)
+            .write(&mut f, &vx)
+            .unwrap();
+        let mut m = Meter::new(CacheConfig::default(), FragmentConfig::default());
+        m.process(Some(LinkType::Ethernet), &f, S);
+        for i in 0..2 * LOOKAHEAD as u64 {
+            m.process(None, &f, S + i + 1);
+        }
+        let b = m.books();
+        assert_eq!(b.encapsulated_by(TunnelKind::Vxlan), 1);
+        assert_eq!(b.metered, 1);
+        assert!(b.balanced());
     }
 }

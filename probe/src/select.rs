@@ -82,6 +82,16 @@ pub struct SelectError {
     pub message: String,
 }
 
+/// Whether the source, the destination or either address (as `dir` says) is in the prefix.
+#[inline]
+fn prefix_matches(dir: Dir, src: u128, dst: u128, addr: u128, mask: u128) -> bool {
+    match dir {
+        Dir::Src => src & mask == addr,
+        Dir::Dst => dst & mask == addr,
+        Dir::Either => src & mask == addr || dst & mask == addr,
+    }
+}
+
 fn has_ports(proto: u8) -> bool {
     matches!(proto, 6 | 17 | 33 | 132 | 136)
 }
@@ -143,14 +153,7 @@ impl Expr {
                 v6,
                 addr,
                 mask,
-            } => {
-                v.v6 == *v6
-                    && match dir {
-                        Dir::Src => v.src & mask == *addr,
-                        Dir::Dst => v.dst & mask == *addr,
-                        Dir::Either => v.src & mask == *addr || v.dst & mask == *addr,
-                    }
-            }
+            } => v.v6 == *v6 && prefix_matches(*dir, v.src, v.dst, *addr, *mask),
             Expr::Port { dir, port } => {
                 v.ports
                     && match dir {
@@ -177,11 +180,7 @@ impl Expr {
                 );
                 t.depth != 0
                     && (t.outer_version == 6) == *v6
-                    && match dir {
-                        Dir::Src => src & mask == *addr,
-                        Dir::Dst => dst & mask == *addr,
-                        Dir::Either => src & mask == *addr || dst & mask == *addr,
-                    }
+                    && prefix_matches(*dir, src, dst, *addr, *mask)
             }
             Expr::Not(e) => !e.eval(v),
             Expr::And(a, b) => a.eval(v) && b.eval(v),

@@ -20,13 +20,6 @@ use std::hash::{BuildHasher, Hasher};
 pub const HASHED_BYTES: usize = 96;
 const SLOTS: usize = 8192;
 
-/// Counters of the detector.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DedupStats {
-    /// Frames that repeated a packet seen within the window.
-    pub seen: u64,
-}
-
 pub struct Dedup {
     window_ns: u64,
     /// (hash, time) per slot; a zero hash is an empty slot.
