@@ -27,8 +27,9 @@ pub use tunnel::{Decap, TunnelKind};
 /// two tenants' 10.0.0.0/8.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TunnelSummary {
-    /// The outermost tunnel removed (`None` for a plain frame; PPPoE is not an IP tunnel and
-    /// only shows in `kinds`).
+    /// The outermost tunnel removed (PPPoE is not an IP tunnel and only shows in `kinds`).
+    /// This field, `id`, the endpoints and `inner_*` mean something only when `depth` is not
+    /// zero: a plain frame leaves them as the last tunnelled frame set them.
     pub kind: TunnelKind,
     /// Its identity: VNI, GRE key, GTP TEID or ERSPAN session id.
     pub id: u32,
@@ -100,6 +101,24 @@ impl TunnelSummary {
 }
 
 impl FrameSummary {
+    /// Clears the summary for the next frame. The tunnel's endpoints and identities are only
+    /// read when `depth` says a tunnel was entered, so they are left for the next tunnel to
+    /// overwrite: the plain path clears 48 bytes fewer (measured: BENCHMARKS.md, tunnels).
+    #[inline(always)]
+    fn reset(&mut self) {
+        let tunnel = TunnelSummary {
+            depth: 0,
+            kinds: 0,
+            segment: 0,
+            segment_kind: TunnelKind::None,
+            ..self.tunnel
+        };
+        *self = FrameSummary {
+            tunnel,
+            ..FrameSummary::default()
+        };
+    }
+
     /// Starts the summary of the packet inside a tunnel: the outer packet's fields go, the
     /// tunnel's are kept and extended.
     fn enter_tunnel(&mut self, kind: TunnelKind, id: u32, segment: bool) {
@@ -256,7 +275,7 @@ pub fn decode_frame(
     decap: &Decap,
     out: &mut FrameSummary,
 ) -> Result<(), NotMetered> {
-    *out = FrameSummary::default();
+    out.reset();
     let (ethertype, payload) = link::decode_link(link, frame, out)?;
     let mut net = ethernet::decode_ethertype_chain(ethertype, payload, decap, out)?;
     loop {
