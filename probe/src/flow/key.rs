@@ -11,7 +11,7 @@ use crate::wire::FrameSummary;
 /// the kind that gave it): two tenants may both use 10.0.0.0/8. A GTP TEID or ERSPAN session
 /// is not keyed: a TEID differs per direction, and a session names the mirror, not an address
 /// space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct FlowKey {
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
@@ -32,27 +32,44 @@ pub struct FlowKey {
 impl std::hash::Hash for FlowKey {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        for w in self.words() {
+            h.write_u64(w);
+        }
+    }
+}
+
+/// Compared as the same six words. The derived comparison, field by field, cost a quarter of
+/// `meter/100k_flows` once the segment joined the key (6.0 against 7.8 M packets/s).
+impl PartialEq for FlowKey {
+    #[inline]
+    fn eq(&self, o: &FlowKey) -> bool {
+        self.words() == o.words()
+    }
+}
+
+impl Eq for FlowKey {}
+
+impl FlowKey {
+    /// The key as six 64-bit words: addresses, ports and VLANs, protocol/version/segment.
+    #[inline(always)]
+    fn words(&self) -> [u64; 6] {
         let word = |a: &[u8; 16], i: usize| u64::from_ne_bytes(a[i..i + 8].try_into().unwrap());
-        h.write_u64(word(&self.src_addr, 0));
-        h.write_u64(word(&self.src_addr, 8));
-        h.write_u64(word(&self.dst_addr, 0));
-        h.write_u64(word(&self.dst_addr, 8));
-        h.write_u64(
+        [
+            word(&self.src_addr, 0),
+            word(&self.src_addr, 8),
+            word(&self.dst_addr, 0),
+            word(&self.dst_addr, 8),
             self.src_port as u64
                 | (self.dst_port as u64) << 16
                 | (self.vlan_id as u64) << 32
                 | (self.customer_vlan_id as u64) << 48,
-        );
-        h.write_u64(
             self.protocol as u64
                 | (self.ip_version as u64) << 8
                 | (self.segment_kind as u64) << 16
                 | (self.segment as u64) << 32,
-        );
+        ]
     }
-}
 
-impl FlowKey {
     /// The key of `s`; VLAN ids are left out when `vlan_in_key` is false.
     #[inline]
     pub fn of(s: &FrameSummary, vlan_in_key: bool) -> FlowKey {
