@@ -13,6 +13,7 @@
 
 use anyhow::{bail, Context, Result};
 use e2e::capture::{PcapWriter, LINKTYPE_ETHERNET};
+use e2e::encap::{wrap, Encap, OUTER_V4};
 use e2e::tools::{add_flow, nfdump_flows, nfdump_records, Flows, Key, Nfcapd};
 use etherparse::PacketBuilder;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -32,6 +33,8 @@ struct Opts {
     live_seconds: u64,
     /// Only write the benchmark capture here and stop (for profiling by hand).
     write_capture: Option<String>,
+    /// Only the tunnel comparison: the capture plain and wrapped in VXLAN, `probe read` of each.
+    tunnels_only: bool,
 }
 
 fn parse(args: &[&str]) -> Result<Opts> {
@@ -43,6 +46,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
         live: true,
         live_seconds: 12,
         write_capture: None,
+        tunnels_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -59,10 +63,12 @@ fn parse(args: &[&str]) -> Result<Opts> {
                 o.criterion = false;
             }
             "--live-seconds" => o.live_seconds = it.next().context("--live-seconds N")?.parse()?,
+            "--tunnels-only" => o.tunnels_only = true,
             other => {
                 bail!(
                     "unknown bench option {other}; use --packets N, --flows N, --no-criterion, \
-                     --no-live, --live-only, --live-seconds N"
+                     --no-live, --live-only, --live-seconds N, --tunnels-only, \
+                     --write-capture PATH"
                 )
             }
         }
@@ -84,6 +90,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     crate::deps::ensure()?;
     let probe = crate::build_probe()?;
     let tmp = e2e::TempDir::new("bench");
+    if opts.tunnels_only {
+        return tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows);
+    }
     if opts.live {
         let rows = crate::bench_live::run(&probe, opts.live_seconds, tmp.path())?;
         crate::bench_live::print(&rows);
@@ -170,6 +179,8 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
 
     one_core(&probe, &pcap, tmp.path(), opts.packets)?;
+    std::fs::remove_file(&pcap)?;
+    tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows)?;
 
     if opts.criterion {
         crate::run(crate::cargo().args([
@@ -403,8 +414,85 @@ fn flow_of(i: u32) -> (IpAddr, IpAddr, bool, u16, u16) {
     )
 }
 
+/// The whole-process cost of decapsulation (issue #13): the benchmark capture bare and with
+/// every frame wrapped in VXLAN (one outer IPv4/UDP path, VNI 5001, 50 bytes more per frame),
+/// `probe read` of each pinned to one CPU, writing an IPFIX file, alternating runs. One more
+/// run of the wrapped capture exports to nfcapd, and nfdump's inner flows are checked against
+/// the ground truth.
+fn tunnel_cost(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
+    let cpu = (std::thread::available_parallelism().map_or(1, |n| n.get()) - 1).to_string();
+    let plain = tmp.join("tunnels-plain.pcap");
+    let vxlan = tmp.join("tunnels-vxlan.pcap");
+    let truth = generate(&plain, packets, flows)?;
+    let wrapped = generate_wrapped(&vxlan, packets, flows, Some(Encap::Vxlan { vni: 5001 }))?;
+    if wrapped != truth {
+        bail!("the VXLAN capture's inner ground truth differs from the plain capture's");
+    }
+    let mut walls: [Vec<Measured>; 2] = [vec![], vec![]];
+    for i in 0..RUNS {
+        for (n, pcap) in [&plain, &vxlan].into_iter().enumerate() {
+            let out = tmp.join(format!("tunnels-{i}-{n}.ipfix"));
+            let cmd = probe_read(probe, pcap, &format!("file://{}", out.display()));
+            let m = measure(&mut pinned(&cmd, &cpu))?;
+            eprintln!(
+                "{} on CPU {cpu}, run {}: {:.2} s wall, {:.2} CPU-s",
+                pcap.display(),
+                i + 1,
+                m.wall.as_secs_f64(),
+                m.user + m.sys
+            );
+            std::fs::remove_file(&out)?;
+            walls[n].push(m);
+        }
+    }
+    let dir = tmp.join("tunnels-nfcapd");
+    std::fs::create_dir_all(&dir)?;
+    let nf = Nfcapd::start(&dir);
+    measure(&mut probe_read(probe, &vxlan, &nf.url()))?;
+    let exact = exact_matches(&truth, &nfdump_flows(&nf.finish()));
+    println!("\n| `probe read`, one core (taskset -c {cpu}) | wall s (all runs) | CPU s (all runs) | packets/s (median wall) |");
+    println!("|---|---|---|---|");
+    let mut medians = [0.0; 2];
+    for (n, name) in ["plain", "VXLAN (VNI 5001)"].into_iter().enumerate() {
+        let runs = &mut walls[n];
+        runs.sort_by(|a, b| a.wall.cmp(&b.wall));
+        let wall: Vec<String> = runs
+            .iter()
+            .map(|m| format!("{:.2}", m.wall.as_secs_f64()))
+            .collect();
+        let cpu_s: Vec<String> = runs
+            .iter()
+            .map(|m| format!("{:.2}", m.user + m.sys))
+            .collect();
+        medians[n] = runs[RUNS / 2].wall.as_secs_f64();
+        println!(
+            "| {name} | {} | {} | {:.0} |",
+            wall.join(" / "),
+            cpu_s.join(" / "),
+            packets as f64 / medians[n]
+        );
+    }
+    println!(
+        "VXLAN over plain, median wall: {:.2}x ({:+.1} ns per packet); VXLAN inner flows exact: {exact} / {}",
+        medians[1] / medians[0],
+        (medians[1] - medians[0]) * 1e9 / packets as f64,
+        truth.len()
+    );
+    std::fs::remove_file(&plain)?;
+    std::fs::remove_file(&vxlan)?;
+    if exact != truth.len() {
+        bail!("the VXLAN capture's inner flows differ from the ground truth");
+    }
+    Ok(())
+}
+
 /// Writes the benchmark capture and returns its ground truth.
 pub fn generate(path: &Path, packets: u64, flows: u32) -> Result<Flows> {
+    generate_wrapped(path, packets, flows, None)
+}
+
+/// [`generate`], each frame wrapped in `encap` when given (the truth stays the inner flows').
+fn generate_wrapped(path: &Path, packets: u64, flows: u32, encap: Option<Encap>) -> Result<Flows> {
     let mut w = PcapWriter::create(path, LINKTYPE_ETHERNET, false)?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let payload = vec![0u8; 1500];
@@ -412,6 +500,7 @@ pub fn generate(path: &Path, packets: u64, flows: u32) -> Result<Flows> {
     let mut truth = Flows::new();
     let step = SPAN_NS / packets.max(1);
     let mut seen = vec![false; flows as usize];
+    let outer = (OUTER_V4.0.into(), OUTER_V4.1.into());
     for p in 0..packets {
         // Every flow gets its first packet early; afterwards flows are picked at random.
         let i = if p < flows as u64 {
@@ -448,7 +537,10 @@ pub fn generate(path: &Path, packets: u64, flows: u32) -> Result<Flows> {
                 .write(&mut frame, &payload[..pay])?,
             _ => unreachable!(),
         }
-        w.write(ts, &frame)?;
+        match encap {
+            Some(e) => w.write(ts, &wrap(e, &frame, outer))?,
+            None => w.write(ts, &frame)?,
+        }
         let ip_bytes = (frame.len() - 14) as u64;
         let k = Key {
             src,
