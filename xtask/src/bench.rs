@@ -455,7 +455,7 @@ fn tunnel_cost(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()>
     let mut medians = [0.0; 2];
     for (n, name) in ["plain", "VXLAN (VNI 5001)"].into_iter().enumerate() {
         let runs = &mut walls[n];
-        runs.sort_by(|a, b| a.wall.cmp(&b.wall));
+        runs.sort_by_key(|m| m.wall);
         let wall: Vec<String> = runs
             .iter()
             .map(|m| format!("{:.2}", m.wall.as_secs_f64()))
