@@ -58,7 +58,7 @@ fn encode(c: &mut Criterion) {
             bytes
         })
     });
-    let mut v9 = ipfix_export::netflow::V9Encoder::new(1, 1400, Some(60), None).unwrap();
+    let mut v9 = ipfix_export::netflow::V9Encoder::new(1, 1400, Some(60), None, 60).unwrap();
     g.bench_function("netflow9_4096_records_mixed_v4_v6", |b| {
         b.iter(|| {
             let mut bytes = 0usize;
@@ -70,7 +70,7 @@ fn encode(c: &mut Criterion) {
         })
     });
     // v5 carries IPv4 only: the IPv6 quarter is counted and skipped.
-    let mut v5 = ipfix_export::netflow::V5Encoder::new(1, None);
+    let mut v5 = ipfix_export::netflow::V5Encoder::new(1, None, 60);
     g.bench_function("netflow5_4096_records_mixed_v4_v6", |b| {
         b.iter(|| {
             let mut bytes = 0usize;

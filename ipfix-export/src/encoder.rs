@@ -35,6 +35,9 @@ pub struct EncoderConfig {
     pub biflow: bool,
     /// Announce the layouts of tunnelled flows too (the metering process decapsulates).
     pub tunnels: bool,
+    /// The metering process's active timeout: how long after its first packet a flow's first
+    /// record leaves at the latest. NetFlow places its boot time by it.
+    pub active_timeout_secs: u32,
 }
 
 impl Default for EncoderConfig {
@@ -48,6 +51,7 @@ impl Default for EncoderConfig {
             sampling: None,
             biflow: false,
             tunnels: false,
+            active_timeout_secs: 60,
         }
     }
 }
@@ -55,6 +59,12 @@ impl Default for EncoderConfig {
 /// Errors in an encoder configuration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    #[error(
+        "observation domain {domain} does not fit NetFlow v5's 8-bit engine id: use \
+         --observation-domain 0-255 with a netflow5:// collector, or export NetFlow v9 or IPFIX \
+         (32-bit ids)"
+    )]
+    EngineIdTooLarge { domain: u32 },
     #[error("MTU {mtu} is too small: a message with the templates needs at least {min} bytes")]
     MtuTooSmall { mtu: usize, min: usize },
     #[error("MTU {mtu} is too large: an IPFIX message is at most 65535 bytes")]

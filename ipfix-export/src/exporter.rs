@@ -7,7 +7,9 @@
 //! to that collector in the exporting-process reliability record.
 
 use crate::destination::Destination;
-use crate::encoder::{EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics};
+use crate::encoder::{
+    ConfigError, EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics,
+};
 use crate::file::{FileSender, Namer};
 use crate::netflow::{NetflowLosses, V5Encoder, V9Encoder};
 use crate::options::{FlowTotals, MeteringCounts};
@@ -149,11 +151,20 @@ impl Exporter {
                         e.mtu,
                         e.template_refresh_secs,
                         e.template_refresh_messages,
+                        e.active_timeout_secs,
                     )?),
                     Output::Udp(udp(*a)?, pacer()),
                 ),
                 Destination::NetflowV5(a) => (
-                    Encoder::V5(V5Encoder::new(e.observation_domain as u8, e.sampling)),
+                    Encoder::V5(V5Encoder::new(
+                        u8::try_from(e.observation_domain).map_err(|_| {
+                            ConfigError::EngineIdTooLarge {
+                                domain: e.observation_domain,
+                            }
+                        })?,
+                        e.sampling,
+                        e.active_timeout_secs,
+                    )),
                     Output::Udp(udp(*a)?, pacer()),
                 ),
                 Destination::Tcp(a) | Destination::Sctp(a) => {
@@ -258,8 +269,10 @@ impl Exporter {
             },
             ..Default::default()
         };
-        if let Encoder::V5(e) = &s.encoder {
-            r.netflow = e.losses();
+        match &s.encoder {
+            Encoder::V5(e) => r.netflow = e.losses(),
+            Encoder::V9(e) => r.netflow = e.losses(),
+            Encoder::Ipfix(_) => {}
         }
         match &s.output {
             Output::Udp(u, _) => {

@@ -2,14 +2,32 @@
 //!
 //! Both carry flow times as milliseconds of the exporter's "system uptime", relative to a
 //! header that gives the uptime and the wall time of export: a collector computes
-//! `absolute = header wall time - sysUptime + First`. We have no router uptime, so each message
-//! picks its own boot time: the probe's start, or the oldest flow in the message when that is
-//! older (a capture file read today holds flows from years ago). A message never spans more
-//! than 2^31 ms of flow times, so every relative time fits its 32 bits. The flow times are
-//! patched in when the message is finished, once the boot time is known.
+//! `absolute = header wall time - sysUptime + First`. RFC 3954 §5.1 makes sysUptime the time
+//! since one fixed boot, so an encoder (one destination session) chooses its boot time once,
+//! with its first flows, and every header after that implies the same boot: sysUptime only
+//! grows, apart from its 2^32 ms wrap (49.7 days).
+//!
+//! **Which clock the headers follow**, also chosen once, with the first flows: the wall clock
+//! when those flows are recent (live capture, a pipe, a capture of the last 24.8 days); else
+//! the capture's own clock, the newest flow end seen (an old capture file read today), so that
+//! flows from years ago are still within 2^32 ms of their header. Headers never go back.
+//!
+//! **The boot time** is put the metering process's active timeout (plus a minute of expiry
+//! lag) before the oldest flow of the first message: no later record can have started before
+//! the first packet, and the first record leaves at the latest one active timeout after it, so
+//! every First is positive. Were one older (an active timeout beyond `u32` seconds), its time is
+//! carried modulo 2^32 like any wrapped uptime, and RFC 3954 collectors that handle the wrap
+//! (nfdump: "First > Last" and "Last > sysUptime") still date it exactly.
+//!
+//! **Flows that no header can date**: a flow that ended more than 2^32 ms before the newest
+//! header already sent (a second capture file older than the first by over 49 days) cannot be
+//! carried exactly by any NetFlow collector. It is exported anyway and counted as
+//! `undatable`. The flow times are patched in when the message is finished, once its header
+//! time is known.
 //!
 //! v5 is IPv4 only, with 32-bit counters: IPv6 flows are counted as not exportable, and counts
-//! beyond 2^32-1 are clamped (and counted). v9 uses templates like IPFIX, re-sent inline.
+//! beyond 2^32-1 are clamped (and counted). v9 uses templates like IPFIX, re-sent inline; the
+//! first templates go out with the first flows, never alone, since no boot time exists before.
 
 use crate::encoder::{ConfigError, EncoderStats, Message};
 use crate::options::{FlowTotals, Sampling};
@@ -24,26 +42,48 @@ const V9_HEADER_LEN: usize = 20;
 /// Offsets of First and Last in a v5 record.
 const V5_FIRST: usize = 24;
 
-/// The widest window of flow times one message may hold.
+/// The widest window of flow times one message may hold, and how recent the first flows must
+/// be for the headers to follow the wall clock.
 const WINDOW_MS: u64 = 1 << 31;
+/// The range of sysUptime and of First/Last: a flow further back than this from its header
+/// cannot be dated.
+const WRAP_MS: u64 = 1 << 32;
+/// Added to the active timeout when placing the boot time: the expiry scan's lag and batching.
+const EXPIRY_LAG_MS: u64 = 60_000;
 
-/// Flow times of the open message, resolved against a boot time when it is finished.
+/// The session's clock, fixed by its first message with flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Clock {
+    boot_ms: u64,
+    /// Headers follow the wall clock (else the newest flow end).
+    wall: bool,
+}
+
+/// Flow times of the open message, resolved against the session's clock when it is finished.
 struct Uptime {
     /// (offset of First in the message; Last follows), start ms, end ms.
     entries: Vec<(usize, u64, u64)>,
     min_start: u64,
     max_end: u64,
-    /// The first export time seen: the "boot" of this exporter in ms since the epoch.
-    started_ms: Option<u64>,
+    /// How far before the first message's oldest flow the boot time goes.
+    lead_ms: u64,
+    clock: Option<Clock>,
+    /// The newest header time sent, in unix ms: headers never go back.
+    last_header_ms: u64,
+    /// Flows exported with times no header could carry (see the module's documentation).
+    undatable: u64,
 }
 
 impl Uptime {
-    fn new(cap: usize) -> Uptime {
+    fn new(cap: usize, active_timeout_secs: u32) -> Uptime {
         Uptime {
             entries: Vec::with_capacity(cap),
             min_start: u64::MAX,
             max_end: 0,
-            started_ms: None,
+            lead_ms: active_timeout_secs as u64 * 1000 + EXPIRY_LAG_MS,
+            clock: None,
+            last_header_ms: 0,
+            undatable: 0,
         }
     }
 
@@ -61,31 +101,49 @@ impl Uptime {
     /// Chooses the header's wall time and uptime, writes First/Last into `buf`, and resets.
     /// Returns (unix ms of the header, sysUptime ms).
     fn resolve(&mut self, now_ms: u64, buf: &mut [u8]) -> (u64, u32) {
-        let started = *self.started_ms.get_or_insert(now_ms);
-        // Whole seconds: v9's header has no sub-second field, and a collector's boot time must
-        // come out the same as ours.
+        // Whole seconds: v9's header has no sub-second field, and the boot time a collector
+        // derives must come out the same in every message.
         let round_up = |t: u64| t.div_ceil(1000) * 1000;
-        // Collectors read a First of 0 as "no time": flows start at least a second after boot.
-        let (header_ms, boot) = if self.entries.is_empty() {
-            (now_ms, started.min(now_ms))
-        } else {
-            let boot = started.min(self.min_start.saturating_sub(1000));
-            let header = round_up(now_ms.max(self.max_end));
-            if header - boot < WINDOW_MS * 2 {
-                (header, boot)
-            } else {
-                // Old flows (a capture file): date the message at its newest flow instead.
-                (round_up(self.max_end), self.min_start.saturating_sub(1000))
+        let clock = match self.clock {
+            Some(c) => c,
+            None if self.entries.is_empty() => {
+                // Nothing dated yet (cannot happen: the first message carries flows). Sent
+                // without fixing the clock.
+                return (round_up(now_ms), self.lead_ms as u32);
+            }
+            None => {
+                let wall = now_ms.saturating_sub(self.min_start) < WINDOW_MS;
+                let oldest = if wall {
+                    self.min_start.min(now_ms)
+                } else {
+                    self.min_start
+                };
+                // Collectors read a First of 0 as "no time": the lead is at least a minute.
+                let boot_ms = (oldest.saturating_sub(self.lead_ms) / 1000) * 1000;
+                *self.clock.insert(Clock { boot_ms, wall })
             }
         };
+        let newest = if clock.wall {
+            now_ms.max(self.max_end)
+        } else {
+            self.max_end
+        };
+        let header_ms = round_up(newest).max(self.last_header_ms);
+        self.last_header_ms = header_ms;
         for &(off, s, e) in &self.entries {
-            buf[off..off + 4].copy_from_slice(&((s - boot) as u32).to_be_bytes());
-            buf[off + 4..off + 8].copy_from_slice(&((e - boot) as u32).to_be_bytes());
+            if header_ms - e.min(header_ms) >= WRAP_MS || e - s >= WRAP_MS {
+                self.undatable += 1;
+            }
+            // Modulo 2^32, as RFC 3954's uptime itself (see the module's documentation).
+            let first = s.wrapping_sub(clock.boot_ms) as u32;
+            let last = e.wrapping_sub(clock.boot_ms) as u32;
+            buf[off..off + 4].copy_from_slice(&first.to_be_bytes());
+            buf[off + 4..off + 8].copy_from_slice(&last.to_be_bytes());
         }
         self.entries.clear();
         self.min_start = u64::MAX;
         self.max_end = 0;
-        (header_ms, (header_ms - boot) as u32)
+        (header_ms, header_ms.wrapping_sub(clock.boot_ms) as u32)
     }
 }
 
@@ -109,6 +167,9 @@ pub struct NetflowLosses {
     pub not_exportable: FlowTotals,
     /// Records whose packet or octet count exceeded 32 bits and was clamped (v5).
     pub clamped: u64,
+    /// Records exported with times no NetFlow header could carry exactly: ended more than
+    /// 2^32 ms (49.7 days) before their message's header, or lasting longer than that.
+    pub undatable: u64,
 }
 
 /// NetFlow v5 packets of at most 30 records.
@@ -126,12 +187,14 @@ pub struct V5Encoder {
 }
 
 impl V5Encoder {
-    pub fn new(engine_id: u8, sampling: Option<Sampling>) -> V5Encoder {
+    /// `active_timeout_secs`: the metering process's active timeout, which places the boot
+    /// time (see the module's documentation).
+    pub fn new(engine_id: u8, sampling: Option<Sampling>, active_timeout_secs: u32) -> V5Encoder {
         V5Encoder {
             buf: vec![0; V5_HEADER_LEN + V5_MAX_RECORDS * V5_RECORD_LEN],
             records: 0,
             flows: FlowTotals::default(),
-            uptime: Uptime::new(V5_MAX_RECORDS),
+            uptime: Uptime::new(V5_MAX_RECORDS, active_timeout_secs),
             sequence: 0,
             // Top two bits 01: packet-interval sampling; low 14 bits: the interval.
             sampling: sampling.map_or(0, |s| 0x4000 | (s.every.min(0x3fff) as u16)),
@@ -146,7 +209,10 @@ impl V5Encoder {
     }
 
     pub fn losses(&self) -> NetflowLosses {
-        self.losses
+        NetflowLosses {
+            undatable: self.uptime.undatable,
+            ..self.losses
+        }
     }
 
     /// Appends one record; a biflow's reverse direction follows as a record of its own.
@@ -314,6 +380,7 @@ impl V9Encoder {
         mtu: usize,
         refresh_secs: Option<u32>,
         refresh_messages: Option<u32>,
+        active_timeout_secs: u32,
     ) -> Result<V9Encoder, ConfigError> {
         let min = V9_HEADER_LEN + v9_template_flowset_len() + 4 + v9_record_len(V9_IPV6) + 3;
         if mtu < min {
@@ -332,7 +399,7 @@ impl V9Encoder {
             open_set: None,
             count: 0,
             flows: FlowTotals::default(),
-            uptime: Uptime::new(mtu / v9_record_len(V9_IPV4) + 1),
+            uptime: Uptime::new(mtu / v9_record_len(V9_IPV4) + 1, active_timeout_secs),
             sequence: 0,
             templates_sent_at: None,
             messages_since_templates: 0,
@@ -343,6 +410,14 @@ impl V9Encoder {
 
     pub fn stats(&self) -> EncoderStats {
         self.stats
+    }
+
+    /// What could not be carried: v9 carries every flow, but maybe not its times.
+    pub fn losses(&self) -> NetflowLosses {
+        NetflowLosses {
+            undatable: self.uptime.undatable,
+            ..Default::default()
+        }
     }
 
     fn templates_due(&self) -> bool {
@@ -440,7 +515,9 @@ impl V9Encoder {
 
     pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
-        if self.templates_due() {
+        // A refresh alone once the session's clock exists; the first templates wait for the
+        // first flows, which fix the boot time every header implies.
+        if self.templates_due() && self.templates_sent_at.is_some() {
             self.finish(&mut emit);
             self.open();
         }
@@ -551,23 +628,50 @@ mod tests {
         r
     }
 
-    /// A collector's view of a v5 record's absolute start and end, in ms.
-    fn v5_times(pkt: &[u8], i: usize) -> (u64, u64) {
-        let up = u32::from_be_bytes(pkt[4..8].try_into().unwrap()) as u64;
+    /// A v5 packet's header: (unix ms, sysUptime).
+    fn v5_header(pkt: &[u8]) -> (u64, u32) {
+        let up = u32::from_be_bytes(pkt[4..8].try_into().unwrap());
         let secs = u32::from_be_bytes(pkt[8..12].try_into().unwrap()) as u64;
         let nsecs = u32::from_be_bytes(pkt[12..16].try_into().unwrap()) as u64;
-        let boot = secs * 1000 + nsecs / 1_000_000 - up;
+        (secs * 1000 + nsecs / 1_000_000, up)
+    }
+
+    /// nfdump's reading of a v5 record's absolute start and end in ms (its Process_v5, with
+    /// RFC 3954's uptime wrap), written from its documented behaviour.
+    fn v5_times(pkt: &[u8], i: usize) -> (u64, u64) {
+        let (header, up) = v5_header(pkt);
+        let boot = header - up as u64;
         let r = &pkt[24 + i * 48..];
         let first = u32::from_be_bytes(r[24..28].try_into().unwrap()) as u64;
         let last = u32::from_be_bytes(r[28..32].try_into().unwrap()) as u64;
-        (boot + first, boot + last)
+        let mut start = if first > last {
+            boot + first - WRAP_MS
+        } else {
+            boot + first
+        };
+        let mut end = boot + last;
+        if last > up as u64 && last - up as u64 > 100_000 {
+            start -= WRAP_MS;
+            end -= WRAP_MS;
+        }
+        (start, end)
+    }
+
+    /// Every header of a session implies one boot time (modulo the 2^32 ms wrap), and header
+    /// times never go back: sysUptime grows with them, wrapping at 2^32.
+    fn assert_one_clock(headers: &[(u64, u32)]) {
+        let boot = |(h, up): (u64, u32)| (h - up as u64) % WRAP_MS;
+        for w in headers.windows(2) {
+            assert_eq!(boot(w[0]), boot(w[1]), "{headers:?}");
+            assert!(w[1].0 >= w[0].0, "header time went back: {w:?}");
+        }
     }
 
     #[test]
     fn v5_times_survive_the_uptime_round_trip() {
-        let mut enc = V5Encoder::new(0, None);
+        let mut enc = V5Encoder::new(0, None, 60);
         let mut pkts: Vec<Vec<u8>> = vec![];
-        // Flows from 2010 (an old capture) and flows from "now".
+        // Flows from 2010 (an old capture) and, later in the session, flows from "now".
         let old = 1_262_304_000_123;
         let now_s = 1_790_000_000u32;
         let flows = [
@@ -588,13 +692,119 @@ mod tests {
             v5_times(&pkts[1], 0),
             (now_s as u64 * 1000 - 3_000, now_s as u64 * 1000 - 500)
         );
+        // The session follows the capture's clock: the first header is dated at its newest
+        // flow, not 16 years later.
+        assert_eq!(v5_header(&pkts[0]).0, (old + 5_000).div_ceil(1000) * 1000);
+        assert_one_clock(&pkts.iter().map(|p| v5_header(p)).collect::<Vec<_>>());
         assert_eq!(enc.losses().not_exportable.flows, 1);
+        assert_eq!(enc.losses().undatable, 0);
         assert_eq!(u32::from_be_bytes(pkts[1][16..20].try_into().unwrap()), 2);
+        // A flow from 2010 again, after the session's clock reached today: no header can
+        // carry it exactly; it is sent and counted.
+        enc.push(&rec(false, old, 1), now_s, |m| pkts.push(m.to_vec()));
+        enc.flush(now_s, |m| pkts.push(m.to_vec()));
+        assert_eq!(pkts.len(), 3);
+        assert_eq!(enc.losses().undatable, 1);
+        assert_one_clock(&pkts.iter().map(|p| v5_header(p)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_live_session_keeps_one_boot_time_and_a_growing_uptime() {
+        let mut enc = V5Encoder::new(0, None, 60);
+        let mut pkts: Vec<Vec<u8>> = vec![];
+        let t0 = 1_790_000_000_000u64; // the first packet, ms
+        let mut truth = vec![];
+        // Exports every 100 ms of wall time for 5 minutes; the oldest flow (from t0) leaves
+        // last, at its active timeout, after younger ones fixed the clock.
+        for step in 0..3000u64 {
+            let now_ms = t0 + 15_000 + step * 100;
+            let r = if step == 600 {
+                rec(false, t0, 60_000)
+            } else {
+                rec(false, now_ms - 15_000 + 7, 3)
+            };
+            truth.push((ms(r.start_ns), ms(r.end_ns)));
+            enc.push(&r, (now_ms / 1000) as u32, |m| pkts.push(m.to_vec()));
+            if step % 7 == 0 {
+                enc.flush((now_ms / 1000) as u32, |m| pkts.push(m.to_vec()));
+            }
+        }
+        enc.flush(((t0 + 400_000) / 1000) as u32, |m| pkts.push(m.to_vec()));
+        let headers: Vec<(u64, u32)> = pkts.iter().map(|p| v5_header(p)).collect();
+        assert!(headers.len() > 400);
+        assert_one_clock(&headers);
+        assert!(headers.windows(2).all(|w| w[1].1 >= w[0].1), "no wrap here");
+        let mut got = vec![];
+        for p in &pkts {
+            let n = u16::from_be_bytes([p[2], p[3]]) as usize;
+            for i in 0..n {
+                let first = u32::from_be_bytes(p[24 + i * 48 + 24..][..4].try_into().unwrap());
+                assert!(
+                    first > 0 && first <= v5_header(p).1,
+                    "First within the uptime"
+                );
+                got.push(v5_times(p, i));
+            }
+        }
+        assert_eq!(got, truth);
+        assert_eq!(enc.losses().undatable, 0);
+    }
+
+    #[test]
+    fn the_uptime_wraps_after_49_days_and_times_stay_exact() {
+        // A capture that spans 60 days: one short flow every 6 hours, plus flows that straddle
+        // the wrap of the 32-bit millisecond uptime.
+        let mut enc = V9Encoder::new(1, 1400, Some(600), None, 60).unwrap();
+        let mut v5 = V5Encoder::new(0, None, 60);
+        let (mut p9, mut p5): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (vec![], vec![]);
+        let t0 = 1_262_304_000_000u64;
+        let now_s = 1_790_000_000u32;
+        let mut truth = vec![];
+        for i in 0..240u64 {
+            let r = rec(false, t0 + i * 6 * 3_600_000, 90_000 + i);
+            truth.push((ms(r.start_ns), ms(r.end_ns)));
+            enc.push(&r, now_s, |m| p9.push(m.to_vec()));
+            enc.flush(now_s, |m| p9.push(m.to_vec()));
+            v5.push(&r, now_s, |m| p5.push(m.to_vec()));
+            v5.flush(now_s, |m| p5.push(m.to_vec()));
+        }
+        let got5: Vec<(u64, u64)> = p5.iter().map(|p| v5_times(p, 0)).collect();
+        assert_eq!(got5, truth);
+        let headers5: Vec<(u64, u32)> = p5.iter().map(|p| v5_header(p)).collect();
+        // The uptime wrapped within the session.
+        assert!(headers5.windows(2).any(|w| w[1].1 < w[0].1));
+        assert_one_clock(&headers5);
+        // v9, read as nfdump's Process_v9 does: export time minus (uptime - First) mod 2^32.
+        let mut got9 = vec![];
+        let mut headers9 = vec![];
+        for p in &p9 {
+            let up = u32::from_be_bytes(p[4..8].try_into().unwrap());
+            let secs = u32::from_be_bytes(p[8..12].try_into().unwrap()) as u64 * 1000;
+            headers9.push((secs, up));
+            let mut pos = 20;
+            while pos < p.len() {
+                let id = u16::from_be_bytes([p[pos], p[pos + 1]]);
+                let len = u16::from_be_bytes([p[pos + 2], p[pos + 3]]) as usize;
+                if id == 256 {
+                    let r = &p[pos + 4..];
+                    let first = u32::from_be_bytes(r[32..36].try_into().unwrap());
+                    let last = u32::from_be_bytes(r[36..40].try_into().unwrap());
+                    got9.push((
+                        secs - up.wrapping_sub(first) as u64,
+                        secs - up.wrapping_sub(last) as u64,
+                    ));
+                }
+                pos += len;
+            }
+        }
+        assert_eq!(got9, truth);
+        assert_one_clock(&headers9);
+        assert_eq!((enc.losses().undatable, v5.losses().undatable), (0, 0));
     }
 
     #[test]
     fn v5_clamps_counters_and_limits_records() {
-        let mut enc = V5Encoder::new(0, None);
+        let mut enc = V5Encoder::new(0, None, 60);
         let mut pkts: Vec<Vec<u8>> = vec![];
         for i in 0..65 {
             let mut r = rec(false, 1_000_000 + i, 1);
@@ -611,7 +821,7 @@ mod tests {
 
     #[test]
     fn v9_packets_are_well_formed() {
-        let mut enc = V9Encoder::new(7, 1400, Some(60), None).unwrap();
+        let mut enc = V9Encoder::new(7, 1400, Some(60), None, 60).unwrap();
         let mut pkts: Vec<Vec<u8>> = vec![];
         for i in 0..200 {
             enc.push(

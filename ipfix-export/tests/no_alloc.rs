@@ -70,8 +70,8 @@ fn records() -> Vec<FlowRecord> {
 fn encoders_do_not_allocate_per_record() {
     let recs = records();
     let mut ipfix = MessageEncoder::new(EncoderConfig::default()).unwrap();
-    let mut v9 = V9Encoder::new(1, 1400, Some(60), None).unwrap();
-    let mut v5 = V5Encoder::new(1, None);
+    let mut v9 = V9Encoder::new(1, 1400, Some(60), None, 60).unwrap();
+    let mut v5 = V5Encoder::new(1, None, 60);
     let mut bytes = 0usize;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for r in &recs {

@@ -9,7 +9,8 @@ use ipfix_export::{Destination, EncoderConfig, ExporterConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Parses a duration with a unit: `500ms`, `15s`, `2m`, `1h`; a bare number means seconds.
+/// Parses a duration with a unit: `500ms`, `15s`, `2m`, `1h`. A bare number is refused (but `0`),
+/// so nobody is left guessing whether 30 meant seconds or minutes.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -20,8 +21,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         || format!("'{s}' is not a duration: write a number and a unit, e.g. 500ms, 15s, 2m, 1h");
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit.trim() {
+        // A bare number is refused, not read as seconds: tools disagree (nfcapd's -t is
+        // seconds, softflowd's timeouts too, nfdump's -T minutes), so the unit is written out.
+        "" if n != 0.0 => {
+            return Err(format!(
+                "'{s}' needs a unit: write {num}s for seconds (or {num}ms, {num}m, {num}h)"
+            ))
+        }
+        "" => 0.0,
         "ms" => n / 1000.0,
-        "" | "s" => n,
+        "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         _ => return Err(bad()),
@@ -63,7 +72,7 @@ fn parse_destination(s: &str) -> Result<Destination, String> {
     crate::collector_url::parse(s)
 }
 
-fn parse_nonzero(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_nonzero(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("'{s}' must be a whole number greater than 0")),
@@ -141,6 +150,7 @@ impl ExportArgs {
                     sampling: None,
                     biflow,
                     tunnels: !meter.decap.decap.is_none(),
+                    active_timeout_secs: meter.active_timeout.as_secs().min(u32::MAX as u64) as u32,
                 },
                 max_udp_messages_per_sec: Some(self.max_export_rate).filter(|&r| r > 0),
                 stream_backlog_messages: self.stream_backlog,
@@ -561,7 +571,8 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("30").unwrap_err().contains("write 30s"));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("15x").unwrap_err().contains("e.g. 500ms"));
         assert!(parse_duration("").is_err());
     }

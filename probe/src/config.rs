@@ -91,9 +91,29 @@ pub fn to_args(
     for (key, value) in &table {
         let line = line_of(text, key);
         let name = key.replace('_', "-");
+        let bad = |message: String| ConfigError::BadValue {
+            path: path.to_path_buf(),
+            line,
+            key: key.clone(),
+            message,
+        };
+        if name == "config" {
+            return Err(bad(
+                "cannot be set in a config file: `--config FILE` is a command-line option, and \
+                 one file cannot name another; put these settings in this file"
+                    .into(),
+            ));
+        }
+        if let toml::Value::Table(_) = value {
+            return Err(bad(format!(
+                "is a section ([{key}]): the file has no sections; write every setting at the \
+                 top, before any [header], e.g. {}",
+                example_of(sub, "idle-timeout").unwrap_or_default()
+            )));
+        }
         let arg = sub
             .get_arguments()
-            .find(|a| a.get_long() == Some(name.as_str()) && name != "config" && name != "help");
+            .find(|a| a.get_long() == Some(name.as_str()) && name != "help");
         let Some(arg) = arg else {
             return Err(ConfigError::UnknownKey {
                 path: path.to_path_buf(),
@@ -108,50 +128,113 @@ pub fn to_args(
         if given_on_command_line(arg, cli) {
             continue;
         }
-        let bad = |message: String| ConfigError::BadValue {
-            path: path.to_path_buf(),
-            line,
-            key: key.clone(),
-            message,
-        };
         let flag = matches!(arg.get_action(), ArgAction::SetTrue);
-        let option = format!("--{name}");
+        // What to write instead, for every message about this setting's value.
+        let fix = match example_of(sub, &name) {
+            Some(e) => format!("; write e.g. {e}"),
+            None => format!("; see `probe {} --help`", sub.get_name()),
+        };
+        // Each value goes through the option's own parser here, so a wrong one is reported
+        // with this file's line (and `--name=value` below never reads "-5" as an option).
         let scalar = |v: &toml::Value| -> Result<String, ConfigError> {
-            match v {
-                toml::Value::String(s) => Ok(s.clone()),
-                toml::Value::Integer(i) => Ok(i.to_string()),
-                toml::Value::Float(f) => Ok(f.to_string()),
-                toml::Value::Boolean(b) => Ok(b.to_string()),
-                other => Err(bad(format!(
-                    "must be a string, a number or a boolean, not {}",
-                    other.type_str()
-                ))),
-            }
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => {
+                    return Err(bad(format!("takes a value, not {b}{fix}")));
+                }
+                other => {
+                    return Err(bad(format!(
+                        "takes a value, not {} {}{fix}",
+                        article(other.type_str()),
+                        other.type_str()
+                    )))
+                }
+            };
+            check_value(arg, &text)
+                .map_err(|e| bad(format!("= {v}: {}{fix}", parser_message(&e, arg, &text))))?;
+            Ok(text)
         };
         match value {
             toml::Value::Boolean(b) if flag => {
                 if *b {
-                    out.push(option.into());
+                    out.push(format!("--{name}").into());
                 }
             }
-            _ if flag => return Err(bad("is a switch: write true or false".into())),
+            other if flag => {
+                return Err(bad(format!(
+                    "is a switch: write {name} = true or {name} = false, not {other}"
+                )))
+            }
             toml::Value::Array(items) => {
                 let many = matches!(arg.get_action(), ArgAction::Append);
                 if !many && items.len() != 1 {
-                    return Err(bad("takes one value, not a list".into()));
+                    return Err(bad(format!("takes one value, not a list{fix}")));
                 }
                 for v in items {
-                    out.push(option.clone().into());
-                    out.push(scalar(v)?.into());
+                    out.push(format!("--{name}={}", scalar(v)?).into());
                 }
             }
-            v => {
-                out.push(option.into());
-                out.push(scalar(v)?.into());
-            }
+            v => out.push(format!("--{name}={}", scalar(v)?).into()),
         }
     }
     Ok(out)
+}
+
+/// Runs `text` through `arg`'s value parser alone (clap offers no direct call: a one-option
+/// command built with the same parser does it, free of the option's relations to others).
+fn check_value(arg: &clap::Arg, text: &str) -> Result<(), clap::Error> {
+    clap::Command::new("probe")
+        .no_binary_name(true)
+        .arg(
+            clap::Arg::new("value")
+                .long("value")
+                .value_parser(arg.get_value_parser().clone()),
+        )
+        .try_get_matches_from([format!("--value={text}")])
+        .map(|_| ())
+}
+
+/// "a" or "an" before a TOML type name.
+fn article(type_name: &str) -> &'static str {
+    if type_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// A setting written out with its default value, as a config file line (`idle-timeout =
+/// "15s"`), when the option has a default.
+fn example_of(sub: &clap::Command, name: &str) -> Option<String> {
+    let arg = sub.get_arguments().find(|a| a.get_long() == Some(name))?;
+    let default = arg.get_default_values().first()?.to_string_lossy();
+    let quoted = default.parse::<i64>().is_err();
+    Some(if quoted {
+        format!("{name} = \"{default}\" (the default)")
+    } else {
+        format!("{name} = {default} (the default)")
+    })
+}
+
+/// The reason inside a clap error from a value parser ("'-5' must be a whole number greater
+/// than 0"), without clap's "error: invalid value ... for ..." framing.
+fn parser_message(e: &clap::Error, arg: &clap::Arg, text: &str) -> String {
+    if let Some(source) = std::error::Error::source(e) {
+        return source.to_string();
+    }
+    let choices: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .map(|v| v.get_name().to_string())
+        .collect();
+    if !choices.is_empty() {
+        return format!("'{text}' is not one of {}", choices.join(", "));
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 /// Whether the command line sets this option itself (long or short form).
@@ -165,14 +248,23 @@ fn given_on_command_line(arg: &clap::Arg, cli: &[OsString]) -> bool {
     })
 }
 
-/// The 1-based line where `key` is set (for messages); 0 when it cannot be told.
+/// The 1-based line where `key` is set (`key = ...`, `key.sub = ...`) or opened as a section
+/// (`[key]`, `[key.sub]`, `[[key]]`), for messages; 0 when it cannot be told.
 fn line_of(text: &str, key: &str) -> usize {
+    let quoted = format!("\"{key}\"");
+    let names_key = |l: &str, ends: &[char]| {
+        [key, quoted.as_str()].iter().any(|k| {
+            l.strip_prefix(k)
+                .is_some_and(|r| r.trim_start().starts_with(ends))
+        })
+    };
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.strip_prefix(key)
-                .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
-                .is_some_and(|r| r.trim_start().starts_with('='))
+            match l.strip_prefix('[') {
+                Some(h) => names_key(h.trim_start_matches('[').trim_start(), &[']', '.']),
+                None => names_key(l, &['=', '.']),
+            }
         })
         .map_or(0, |i| i + 1)
 }
@@ -181,6 +273,7 @@ fn line_of(text: &str, key: &str) -> usize {
 fn closest(name: &str, sub: &clap::Command) -> Option<String> {
     sub.get_arguments()
         .filter_map(|a| a.get_long())
+        .filter(|l| *l != "config" && *l != "help")
         .map(|l| (distance(name, l), l))
         .filter(|(d, _)| *d <= 3)
         .min()
@@ -228,7 +321,7 @@ pub fn check_capture(a: &crate::cli::CaptureArgs) -> Vec<String> {
     problems
 }
 
-/// Checks of the export settings: directories of IPFIX files.
+/// Checks of the export settings: directories of IPFIX files, NetFlow v5's 8-bit engine id.
 pub fn check_export(e: &crate::cli::ExportArgs) -> Vec<String> {
     e.ipfix
         .iter()
@@ -238,6 +331,11 @@ pub fn check_export(e: &crate::cli::ExportArgs) -> Vec<String> {
                 .parent()
                 .and_then(not_writable)
                 .map(|p| format!("ipfix {d}: {p}")),
+            ipfix_export::Destination::NetflowV5(_) if e.observation_domain > 255 => Some(format!(
+                "ipfix {d}: observation-domain {} does not fit NetFlow v5's 8-bit engine \
+                     id: use 0-255, or NetFlow v9 or IPFIX (32-bit ids)",
+                e.observation_domain
+            )),
             _ => None,
         })
         .collect()
@@ -269,7 +367,19 @@ mod tests {
     fn sub() -> Command {
         Command::new("capture")
             .arg(Arg::new("interface").short('i').long("interface"))
-            .arg(Arg::new("idle-timeout").long("idle-timeout"))
+            .arg(
+                Arg::new("idle-timeout")
+                    .long("idle-timeout")
+                    .default_value("15s")
+                    .value_parser(crate::cli::parse_duration),
+            )
+            .arg(
+                Arg::new("max-flows")
+                    .long("max-flows")
+                    .default_value("1000000")
+                    .value_parser(crate::cli::parse_nonzero),
+            )
+            .arg(Arg::new("config").long("config"))
             .arg(Arg::new("ipfix").long("ipfix").action(ArgAction::Append))
             .arg(Arg::new("biflow").long("biflow").action(ArgAction::SetTrue))
     }
@@ -288,20 +398,16 @@ mod tests {
             args(text, &[]).unwrap(),
             [
                 "--biflow",
-                "--idle-timeout",
-                "90s",
-                "--interface",
-                "eth1",
-                "--ipfix",
-                "udp://a:1",
-                "--ipfix",
-                "tcp://b:2"
+                "--idle-timeout=90s",
+                "--interface=eth1",
+                "--ipfix=udp://a:1",
+                "--ipfix=tcp://b:2"
             ]
         );
         // -i and --ipfix on the command line replace the file's settings.
         assert_eq!(
             args(text, &["-ieth2", "--ipfix=udp://c:3"]).unwrap(),
-            ["--biflow", "--idle-timeout", "90s"]
+            ["--biflow", "--idle-timeout=90s"]
         );
     }
 
@@ -321,5 +427,60 @@ mod tests {
         assert!(e.contains("one value"), "{e}");
         let e = args("interface = \n", &[]).unwrap_err().to_string();
         assert!(e.contains("p.toml") && e.contains("line 1"), "{e}");
+    }
+
+    /// The messages a new user met (issue #18): each names the setting, its line and the fix.
+    #[test]
+    fn every_setting_says_what_to_write() {
+        let e = args("interface = \"a\"\nmax-flows = -5\n", &[]).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("line 2")
+                && m.contains("'max-flows' = -5")
+                && m.contains("greater than 0")
+                && m.contains("max-flows = 1000000 (the default)"),
+            "{m}"
+        );
+        let m = args("config = \"other.toml\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("line 1") && m.contains("command-line option") && !m.contains("mean"),
+            "{m}"
+        );
+        let m = args("biflow = true\n\n[capture]\ninterface = \"a\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("line 3")
+                && m.contains("no sections")
+                && m.contains("idle-timeout = \"15s\""),
+            "{m}"
+        );
+        let m = args("idle-timeout = \"30\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("line 1") && m.contains("unit"), "{m}");
+        let m = args("idle-timeout = 30\n", &[]).unwrap_err().to_string();
+        assert!(
+            m.contains("unit") && m.contains("idle-timeout = \"15s\""),
+            "{m}"
+        );
+        let m = args("idle-timeout = true\n", &[]).unwrap_err().to_string();
+        assert!(
+            m.contains("not true") && m.contains("idle-timeout = \"15s\""),
+            "{m}"
+        );
+        let m = args("max-flows = [1, 2]\n", &[]).unwrap_err().to_string();
+        assert!(
+            m.contains("one value") && m.contains("max-flows = 1000000"),
+            "{m}"
+        );
+        let m = args("biflow = 1\n", &[]).unwrap_err().to_string();
+        assert!(m.contains("biflow = true or biflow = false"), "{m}");
+        let m = args("idle-timeout = { a = 1 }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("line 1") && m.contains("no sections"), "{m}");
     }
 }

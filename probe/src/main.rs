@@ -65,6 +65,12 @@ fn main() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("probe: error: {e}");
+            if let (Some(c), false) = (
+                &config,
+                matches!(e, probe::config::ConfigError::Read { .. }),
+            ) {
+                eprintln!("probe: `probe check-config {c}` checks every setting of the file");
+            }
             std::process::exit(2);
         }
     };

@@ -384,6 +384,13 @@ impl RunReport {
                     d.netflow.not_exportable.flows
                 );
             }
+            if d.netflow.undatable > 0 {
+                s += &format!(
+                    ", {} records with times NetFlow cannot carry (over 49.7 days before their \
+                     header)",
+                    d.netflow.undatable
+                );
+            }
         }
         if e.json_records > 0 || e.json_records_lost > 0 {
             s += &format!("; {} JSON lines", e.json_records);
@@ -412,5 +419,6 @@ fn destination_json(d: &DestinationReport) -> Value {
         "sessions": d.sessions,
         "netflow5_not_exportable": totals(&d.netflow.not_exportable),
         "netflow5_clamped": d.netflow.clamped,
+        "netflow_undatable": d.netflow.undatable,
     })
 }

@@ -113,6 +113,37 @@ fn mistakes_name_the_file_the_line_and_the_fix() {
         ),
         ("interface = \"lo\"\nbiflow = \"yes\"\n", "line 2", "switch"),
         ("interface = \"lo\n", "bad.toml", "line 1"),
+        // Issue #18: what a new user met.
+        (
+            "interface = \"lo\"\nmax-flows = -5\n",
+            "line 2: 'max-flows' = -5: '-5' must be a whole number greater than 0",
+            "max-flows = 1000000 (the default)",
+        ),
+        (
+            "config = \"other.toml\"\n",
+            "line 1: 'config' cannot be set in a config file",
+            "command-line option",
+        ),
+        (
+            "interface = \"lo\"\n\n[export]\nbiflow = true\n",
+            "line 3: 'export' is a section",
+            "idle-timeout = \"15s\"",
+        ),
+        (
+            "interface = \"lo\"\nidle-timeout = \"30\"\n",
+            "line 2: 'idle-timeout' = \"30\": '30' needs a unit: write 30s",
+            "idle-timeout = \"15s\" (the default)",
+        ),
+        (
+            "interface = \"lo\"\nactive-timeout = true\n",
+            "line 2: 'active-timeout' takes a value, not true",
+            "active-timeout = \"60s\"",
+        ),
+        (
+            "interface = \"lo\"\nprint = 3\n",
+            "line 2: 'print' = 3: '3' is not one of json, table",
+            "see `probe capture --help`",
+        ),
     ];
     for (i, (text, a, b)) in cases.iter().enumerate() {
         let file = tmp.path().join(format!("bad{i}.toml"));
@@ -123,6 +154,61 @@ fn mistakes_name_the_file_the_line_and_the_fix() {
         let stderr = stderr.replace(&format!("bad{i}.toml"), "bad.toml");
         assert!(stderr.contains(a) && stderr.contains(b), "{text}: {stderr}");
     }
+}
+
+#[test]
+fn an_observation_domain_netflow_v5_cannot_carry_is_refused() {
+    let tmp = TempDir::new("cfgv5");
+    let pcap = tmp.path().join("in.pcap");
+    e2e::capture::write_pcap(
+        &pcap,
+        e2e::capture::LINKTYPE_ETHERNET,
+        false,
+        &e2e::craft::mixed_traffic(1_700_000_000_000_000_000),
+    );
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--observation-domain",
+        "300",
+        "--ipfix",
+        "netflow5://127.0.0.1:9",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("observation domain 300 does not fit NetFlow v5's 8-bit engine id")
+            && stderr.contains("0-255"),
+        "{stderr}"
+    );
+    let cfg = tmp.path().join("v5.toml");
+    std::fs::write(
+        &cfg,
+        "interface = \"lo\"\nobservation-domain = 300\nipfix = [\"netflow5://127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let out = run_probe(&["check-config", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        format!("{stdout}{stderr}").contains("observation-domain 300 does not fit"),
+        "{stdout}{stderr}"
+    );
+    // 255 fits, and v9 and IPFIX carry 32-bit ids.
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--observation-domain",
+        "300",
+        "--ipfix",
+        "netflow9://127.0.0.1:9",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -323,6 +323,105 @@ fn netflow_v9_and_v5_reach_nfcapd_with_the_truth() {
     }
 }
 
+/// sysUptime and the header's wall time of every NetFlow packet, as tshark reads them, in ms.
+fn tshark_netflow_clock(datagrams: &[Vec<u8>], pcap: &std::path::Path) -> Vec<(u64, u64)> {
+    e2e::collector::write_datagrams_pcap(datagrams, pcap);
+    tshark_frames(pcap, "cflow", &["cflow.unix_secs", "cflow.sysuptime"])
+        .iter()
+        .map(|l| {
+            let (secs, up) = l.split_once('\t').unwrap();
+            let up: f64 = up.parse().unwrap();
+            (
+                secs.parse::<u64>().unwrap() * 1000,
+                (up * 1000.0).round() as u64,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn netflow_uptime_is_one_clock_across_a_long_old_capture() {
+    // 3,000 flows over 20 minutes of a 2023 capture, idle-expired all along: hundreds of v9
+    // and v5 packets, each of which once chose its own boot time.
+    let tmp = TempDir::new("nfclock");
+    let mut frames = vec![];
+    for i in 0..3000u32 {
+        for k in 0..2u64 {
+            frames.push(Frame {
+                ts_ns: BASE + i as u64 * 400_000_000 + k * 1_300_000_000 + i as u64 * 7_000,
+                data: ethernet(
+                    std::net::Ipv4Addr::new(10, 7, (i / 250) as u8, (i % 250) as u8 + 1).into(),
+                    "10.8.0.1".parse().unwrap(),
+                    L4::Udp {
+                        sport: 2000 + (i % 97) as u16,
+                        dport: 53,
+                    },
+                    40 + (i % 300) as usize,
+                    &[],
+                    64,
+                ),
+            });
+        }
+    }
+    frames.sort_by_key(|f| f.ts_ns);
+    let pcap = tmp.path().join("old.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_flows(&pcap);
+    let (d9, d5) = (tmp.path().join("v9"), tmp.path().join("v5"));
+    std::fs::create_dir(&d9).unwrap();
+    std::fs::create_dir(&d5).unwrap();
+    let (n9, n5) = (Nfcapd::start(&d9), Nfcapd::start(&d5));
+    let (r9, r5) = (Recorder::start(), Recorder::start());
+    let nf = |u: String, v: &str| u.replace("udp://", &format!("netflow{v}://"));
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--idle-timeout",
+        "5s",
+        "--ipfix",
+        &nf(n9.url(), "9"),
+        "--ipfix",
+        &nf(n5.url(), "5"),
+        "--ipfix",
+        &nf(r9.url(), "9"),
+        "--ipfix",
+        &nf(r5.url(), "5"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("NetFlow cannot carry"), "{stderr}");
+    // nfdump's absolute times are exact, to the millisecond.
+    assert_same_flows(&truth, &nfdump_flows(&n9.finish()), "nfdump (NetFlow v9)");
+    assert_same_flows(&truth, &nfdump_flows(&n5.finish()), "nfdump (NetFlow v5)");
+    for (rec, what) in [(r9, "v9"), (r5, "v5")] {
+        let clock = tshark_netflow_clock(&rec.finish(), &tmp.path().join(format!("{what}.pcap")));
+        assert!(clock.len() >= 100, "{what}: {} packets", clock.len());
+        let boot = clock[0].0 - clock[0].1;
+        for (n, w) in clock.windows(2).enumerate() {
+            assert!(
+                w[1].1 >= w[0].1 && w[1].0 >= w[0].0,
+                "{what}: packet {} goes back: {:?} then {:?}",
+                n + 2,
+                w[0],
+                w[1]
+            );
+            assert_eq!(
+                w[1].0 - w[1].1,
+                boot,
+                "{what}: packet {} implies another boot",
+                n + 2
+            );
+        }
+        // The session follows the capture's clock: headers are dated in 2023, not today.
+        let first_flow_ms = BASE / 1_000_000;
+        assert!(
+            clock[0].0 >= first_flow_ms && clock[0].0 < first_flow_ms + 3_600_000,
+            "{what}: {:?}",
+            clock[0]
+        );
+    }
+}
+
 #[test]
 fn a_restarting_tcp_collector_loses_nothing_and_gets_templates_again() {
     let tmp = TempDir::new("tcprestart");
