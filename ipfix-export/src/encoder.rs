@@ -105,9 +105,21 @@ impl std::ops::Deref for Message<'_> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Statistics {
     pub metering: MeteringCounts,
+    /// What the transport delivered to this collector so far (sent on UDP, acknowledged on a
+    /// stream, on disk for a file): RFC 7011 §4.1's exported totals count these, not what was
+    /// encoded, so a message lost on the way is not reported as exported.
+    pub sent: Sent,
     /// Flow records that never reached this collector (dropped on the way to the exporter, or
     /// by this transport).
     pub not_sent: FlowTotals,
+}
+
+/// Messages, flow records and octets a transport delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub messages: u64,
+    pub records: u64,
+    pub octets: u64,
 }
 
 /// The template records of a configuration, as (set ID, bytes): the data templates, then the
@@ -172,10 +184,14 @@ fn template_messages(cfg: &EncoderConfig) -> Vec<Vec<u8>> {
 
 /// Bytes of the options data sets of one statistics message.
 fn statistics_len(cfg: &EncoderConfig) -> usize {
-    options::STATISTICS
-        .iter()
-        .map(|t| t.record_set_len())
-        .sum::<usize>()
+    [
+        &options::METERING_STATISTICS,
+        &options::METERING_RELIABILITY_TIMED,
+        &options::EXPORTING_RELIABILITY,
+    ]
+    .iter()
+    .map(|t| t.record_set_len())
+    .sum::<usize>()
         + if cfg.sampling.is_some() {
             options::SELECTOR.record_set_len()
         } else {
@@ -336,19 +352,27 @@ impl MessageEncoder {
         }
         self.open_message();
         let domain = self.cfg.observation_domain as u64;
-        let done = self.stats;
-        let records: [(&options::OptionsTemplate, [u64; 4]); 3] = [
+        let done = s.sent;
+        let m = s.metering;
+        let (reliability, first, last) = match m.not_metered_span_ms {
+            Some((first, last)) => (&options::METERING_RELIABILITY_TIMED, first, last),
+            None => (&options::METERING_RELIABILITY, 0, 0),
+        };
+        // Values in template order, scope first; each template takes the first ones it needs.
+        let records: [(&options::OptionsTemplate, [u64; 6]); 3] = [
             (
                 &options::METERING_STATISTICS,
-                [domain, done.messages, done.records, done.octets],
+                [domain, done.messages, done.records, done.octets, 0, 0],
             ),
             (
-                &options::METERING_RELIABILITY,
+                reliability,
                 [
                     domain,
-                    s.metering.observed,
-                    s.metering.not_metered,
-                    s.metering.dropped,
+                    m.observed,
+                    m.not_metered,
+                    m.not_metered_octets,
+                    first,
+                    last,
                 ],
             ),
             (
@@ -358,11 +382,14 @@ impl MessageEncoder {
                     s.not_sent.flows,
                     s.not_sent.packets,
                     s.not_sent.octets,
+                    0,
+                    0,
                 ],
             ),
         ];
         for (t, values) in &records {
-            self.len += t.write_record_set(&mut self.buf[self.len..], values);
+            let n = t.scope.len() + t.fields.len();
+            self.len += t.write_record_set(&mut self.buf[self.len..], &values[..n]);
             self.options_in_message += 1;
         }
         if let Some(sm) = self.cfg.sampling {
@@ -653,7 +680,13 @@ mod tests {
             metering: MeteringCounts {
                 observed: 1000,
                 not_metered: 10,
-                dropped: 3,
+                not_metered_octets: 640,
+                not_metered_span_ms: Some((1_700_000_000_123, 1_700_000_009_456)),
+            },
+            sent: Sent {
+                messages: 3,
+                records: 3,
+                octets: 900,
             },
             not_sent: FlowTotals {
                 flows: 2,
@@ -669,7 +702,7 @@ mod tests {
         let ids = |m: &[u8]| parse(m).1.iter().map(|s| s.0).collect::<Vec<u16>>();
         assert_eq!(ids(&msgs[0]), vec![2, 3]);
         assert_eq!(parse(&msgs[1]).0, 0);
-        assert_eq!(ids(&msgs[1]), vec![261, 262, 263, 260]);
+        assert_eq!(ids(&msgs[1]), vec![261, 268, 263, 260]);
         assert_eq!(msgs.len(), 4);
         let (seq, sets) = parse(&msgs[3]);
         // Four options records before, then three flow records.
@@ -704,6 +737,12 @@ mod tests {
             Some(DataRecordValue::U64(3))
         );
         assert_eq!(get("packetTotalCount"), Some(DataRecordValue::U64(1000)));
+        assert_eq!(
+            get("ignoredOctetTotalCount"),
+            Some(DataRecordValue::U64(640))
+        );
+        assert!(get("droppedPacketTotalCount").is_none());
+        assert!(get("flowStartMilliseconds").is_some() && get("flowEndMilliseconds").is_some());
         assert_eq!(
             get("ignoredPacketTotalCount"),
             Some(DataRecordValue::U64(10))

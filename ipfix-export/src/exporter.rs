@@ -8,7 +8,7 @@
 
 use crate::destination::Destination;
 use crate::encoder::{
-    ConfigError, EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics,
+    ConfigError, EncoderConfig, EncoderStats, Message, MessageEncoder, Sent, Statistics,
 };
 use crate::file::{FileSender, Namer};
 use crate::netflow::{NetflowLosses, V5Encoder, V9Encoder};
@@ -64,6 +64,8 @@ pub struct DestinationReport {
     pub encoder: EncoderStats,
     pub messages_sent: u64,
     pub octets_sent: u64,
+    /// Flow records in the messages sent.
+    pub records_sent: u64,
     pub messages_lost: u64,
     /// Flows (with packets and octets) that did not reach this destination.
     pub not_sent: FlowTotals,
@@ -247,12 +249,22 @@ impl Exporter {
         upstream: FlowTotals,
     ) {
         for i in 0..self.sinks.len() {
+            let report = self.report_of(i);
             let mut not_sent = upstream;
-            not_sent += self.report_of(i).not_sent;
+            not_sent += report.not_sent;
+            let sent = Sent {
+                messages: report.messages_sent,
+                records: report.records_sent,
+                octets: report.octets_sent,
+            };
             let s = &mut self.sinks[i];
             let (url, out, log) = (&s.url, &mut s.output, &self.log);
             if let Encoder::Ipfix(e) = &mut s.encoder {
-                let stats = Statistics { metering, not_sent };
+                let stats = Statistics {
+                    metering,
+                    sent,
+                    not_sent,
+                };
                 e.push_statistics(now_secs, &stats, |m| out.send(url, m, now_secs, log));
             }
         }
@@ -279,6 +291,7 @@ impl Exporter {
                 let st = u.stats();
                 r.messages_sent = st.messages_sent;
                 r.octets_sent = st.octets_sent;
+                r.records_sent = st.records_sent;
                 r.messages_lost = st.messages_lost;
                 r.not_sent = st.not_sent;
             }
@@ -286,6 +299,7 @@ impl Exporter {
                 let st = t.stats();
                 r.messages_sent = st.messages_sent;
                 r.octets_sent = st.octets_sent;
+                r.records_sent = st.records_sent;
                 r.messages_lost = st.messages_lost;
                 r.not_sent = st.not_sent;
                 r.sessions = st.sessions;
@@ -294,6 +308,7 @@ impl Exporter {
                 let st = f.stats();
                 r.messages_sent = st.messages_written;
                 r.octets_sent = st.octets_written;
+                r.records_sent = st.records_written;
                 r.messages_lost = st.messages_lost;
                 r.not_sent = st.not_sent;
                 r.sessions = st.files;

@@ -23,6 +23,8 @@ pub struct FileStats {
     pub files: u64,
     pub messages_written: u64,
     pub octets_written: u64,
+    /// Flow records in the messages written.
+    pub records_written: u64,
     pub messages_lost: u64,
     pub not_sent: FlowTotals,
 }
@@ -207,7 +209,7 @@ impl FileSender {
                 o.durable += b;
                 self.stats.octets_written += b;
                 self.stats.messages_written += std::mem::take(&mut o.pending_messages);
-                o.pending_flows = FlowTotals::default();
+                self.stats.records_written += std::mem::take(&mut o.pending_flows).flows;
                 self.failing = None;
                 None
             }

@@ -5,9 +5,15 @@
 //!   from complete ones and scaled (nfdump multiplies by the interval it reads here);
 //! - 261 **metering process statistics** (RFC 7011 §4.1): messages, flow records and octets
 //!   exported in this session;
-//! - 262 **metering process reliability statistics** (RFC 7011 §4.2): packets observed, packets
-//!   the metering process did not meter (filtered, malformed, on the ignore list, dropped before
-//!   metering) and, of those, packets dropped for lack of resources;
+//! - 262 and 268 **metering process reliability statistics** (RFC 7011 §4.2, with the elements
+//!   it names): packets observed (packetTotalCount), packets and octets the metering process did
+//!   not meter (ignoredPacketTotalCount, ignoredOctetTotalCount: filtered, malformed, on the
+//!   ignore list, duplicates, and dropped for lack of resources before metering), and, in 268,
+//!   the times of the first and last packet not metered (flowStartMilliseconds,
+//!   flowEndMilliseconds, as §4.2 asks). 262 is used while nothing was ignored, so no time is
+//!   ever sent as a zero a collector would show as 1970. droppedPacketTotalCount (135) is not
+//!   used: IANA defines it as packets dropped by packet treatment (forwarding), which a passive
+//!   probe does not do;
 //! - 263 **exporting process reliability statistics** (RFC 7011 §4.3): flow records, packets
 //!   and octets that were metered but never reached this collector.
 //!
@@ -55,14 +61,27 @@ pub const METERING_STATISTICS: OptionsTemplate = OptionsTemplate {
     ],
 };
 
-/// RFC 7011 §4.2, with the packets observed as the base the other two are a part of.
+/// RFC 7011 §4.2 while nothing was ignored, with the packets observed as the base.
 pub const METERING_RELIABILITY: OptionsTemplate = OptionsTemplate {
     id: 262,
     scope: &[OBSERVATION_DOMAIN_ID],
     fields: &[
         f(86, 8),  // packetTotalCount: packets observed
         f(164, 8), // ignoredPacketTotalCount: observed but not metered
-        f(135, 8), // droppedPacketTotalCount: of those, dropped for lack of resources
+        f(165, 8), // ignoredOctetTotalCount: their octets
+    ],
+};
+
+/// RFC 7011 §4.2 once a packet was ignored: also the times of the first and the last.
+pub const METERING_RELIABILITY_TIMED: OptionsTemplate = OptionsTemplate {
+    id: 268,
+    scope: &[OBSERVATION_DOMAIN_ID],
+    fields: &[
+        f(86, 8),  // packetTotalCount
+        f(164, 8), // ignoredPacketTotalCount
+        f(165, 8), // ignoredOctetTotalCount
+        f(152, 8), // flowStartMilliseconds: the first packet ignored
+        f(153, 8), // flowEndMilliseconds: the last packet ignored
     ],
 };
 
@@ -77,10 +96,12 @@ pub const EXPORTING_RELIABILITY: OptionsTemplate = OptionsTemplate {
     ],
 };
 
-/// The statistics templates, always announced; [`SELECTOR`] only when sampling is on.
-pub const STATISTICS: [&OptionsTemplate; 3] = [
+/// The statistics templates, always announced; [`SELECTOR`] only when sampling is on. A
+/// statistics message carries one of the two metering reliability layouts.
+pub const STATISTICS: [&OptionsTemplate; 4] = [
     &METERING_STATISTICS,
     &METERING_RELIABILITY,
+    &METERING_RELIABILITY_TIMED,
     &EXPORTING_RELIABILITY,
 ];
 
@@ -180,15 +201,19 @@ pub struct Sampling {
     pub every: u32,
 }
 
-/// What the metering process and the path to one collector saw, as totals since start.
+/// What the metering process saw, as totals since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MeteringCounts {
     /// Packets observed (frames seen by the capture, or read from files).
     pub observed: u64,
-    /// Observed packets not metered: filtered, malformed, ignored, dropped.
+    /// Observed packets not metered: filtered, malformed, on the ignore list, duplicates, and
+    /// dropped for lack of resources (full rings, queues).
     pub not_metered: u64,
-    /// Of `not_metered`, packets dropped for lack of resources (full rings, queues).
-    pub dropped: u64,
+    /// Octets of the packets not metered that the probe read (a frame the kernel dropped for a
+    /// full ring never reached it, and has no length to add).
+    pub not_metered_octets: u64,
+    /// Unix ms of the first and the last packet not metered that the probe read, when any.
+    pub not_metered_span_ms: Option<(u64, u64)>,
 }
 
 /// A count of flow records with the packets and octets they carry: what a message holds, or

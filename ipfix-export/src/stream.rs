@@ -61,6 +61,8 @@ pub struct StreamStats {
     /// Data messages acknowledged by the collector's transport.
     pub messages_sent: u64,
     pub octets_sent: u64,
+    /// Flow records in the messages acknowledged.
+    pub records_sent: u64,
     /// Messages dropped: the backlog was full, or they were still unsent at shutdown.
     pub messages_lost: u64,
     pub not_sent: FlowTotals,
@@ -73,6 +75,7 @@ struct Shared {
     sessions: AtomicU64,
     messages_sent: AtomicU64,
     octets_sent: AtomicU64,
+    records_sent: AtomicU64,
     messages_lost: AtomicU64,
     lost: Mutex<FlowTotals>,
     connected: AtomicBool,
@@ -158,6 +161,7 @@ impl StreamSender {
             sessions: s.sessions.load(Ordering::Relaxed),
             messages_sent: s.messages_sent.load(Ordering::Relaxed),
             octets_sent: s.octets_sent.load(Ordering::Relaxed),
+            records_sent: s.records_sent.load(Ordering::Relaxed),
             messages_lost: s.messages_lost.load(Ordering::Relaxed),
             not_sent: *s.lost.lock().unwrap_or_else(|e| e.into_inner()),
             connected: s.connected.load(Ordering::Relaxed),
@@ -361,6 +365,9 @@ impl Io {
             self.shared
                 .octets_sent
                 .fetch_add(item.bytes.len() as u64, Ordering::Relaxed);
+            self.shared
+                .records_sent
+                .fetch_add(item.flows.flows, Ordering::Relaxed);
         }
     }
 

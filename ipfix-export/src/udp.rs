@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct SendStats {
     pub messages_sent: u64,
     pub octets_sent: u64,
+    /// Flow records in the messages sent.
+    pub records_sent: u64,
     /// Messages the kernel refused (for instance ECONNREFUSED after the collector's port closed).
     pub messages_lost: u64,
     /// The flows, packets and octets those messages carried.
@@ -64,6 +66,7 @@ impl UdpSender {
             Ok(_) => {
                 self.stats.messages_sent += 1;
                 self.stats.octets_sent += msg.len() as u64;
+                self.stats.records_sent += msg.flows.flows;
                 None
             }
             Err(e) => {

@@ -40,11 +40,13 @@ pub struct ExportConfig {
 
 /// Totals the metering side publishes for the statistics options records: the exporter thread
 /// cannot see the workers' books or the XDP counters, so the owner of those copies them here.
-#[derive(Default)]
 pub struct Gauges {
     observed: AtomicU64,
     not_metered: AtomicU64,
-    dropped: AtomicU64,
+    not_metered_octets: AtomicU64,
+    /// Unix ms of the first and last packet not metered; first > last while there was none.
+    not_metered_first_ms: AtomicU64,
+    not_metered_last_ms: AtomicU64,
     lost_flows: AtomicU64,
     lost_packets: AtomicU64,
     lost_octets: AtomicU64,
@@ -52,11 +54,31 @@ pub struct Gauges {
     exported: AtomicU64,
 }
 
+impl Default for Gauges {
+    fn default() -> Self {
+        Gauges {
+            observed: AtomicU64::new(0),
+            not_metered: AtomicU64::new(0),
+            not_metered_octets: AtomicU64::new(0),
+            not_metered_first_ms: AtomicU64::new(u64::MAX),
+            not_metered_last_ms: AtomicU64::new(0),
+            lost_flows: AtomicU64::new(0),
+            lost_packets: AtomicU64::new(0),
+            lost_octets: AtomicU64::new(0),
+            exported: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Gauges {
     pub fn set_metering(&self, m: MeteringCounts) {
         self.observed.store(m.observed, Ordering::Relaxed);
         self.not_metered.store(m.not_metered, Ordering::Relaxed);
-        self.dropped.store(m.dropped, Ordering::Relaxed);
+        self.not_metered_octets
+            .store(m.not_metered_octets, Ordering::Relaxed);
+        let (first, last) = m.not_metered_span_ms.unwrap_or((u64::MAX, 0));
+        self.not_metered_first_ms.store(first, Ordering::Relaxed);
+        self.not_metered_last_ms.store(last, Ordering::Relaxed);
     }
 
     /// Records dropped before the exporter (a worker's backlog overflowed).
@@ -80,7 +102,12 @@ impl Gauges {
             MeteringCounts {
                 observed: l(&self.observed),
                 not_metered: l(&self.not_metered),
-                dropped: l(&self.dropped),
+                not_metered_octets: l(&self.not_metered_octets),
+                not_metered_span_ms: Some((
+                    l(&self.not_metered_first_ms),
+                    l(&self.not_metered_last_ms),
+                ))
+                .filter(|(first, last)| first <= last),
             },
             FlowTotals {
                 flows: l(&self.lost_flows),

@@ -21,7 +21,7 @@ use ipfix_export::{FlowRecord, TimePrecision};
 
 /// How every frame handed to the meter was accounted for.
 /// `read == metered + filtered + malformed + duplicates_dropped` always holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameBooks {
     pub read: u64,
     pub metered: u64,
@@ -34,6 +34,29 @@ pub struct FrameBooks {
     pub duplicates_seen: u64,
     /// Of those, the ones dropped before metering.
     pub duplicates_dropped: u64,
+    /// Bytes of the frames not metered (captured length), and the timestamps of the first
+    /// and the last of them (`first > last` while there was none): IPFIX's
+    /// ignoredOctetTotalCount and the times RFC 7011 §4.2 reports with it.
+    pub not_metered_octets: u64,
+    pub not_metered_first_ns: u64,
+    pub not_metered_last_ns: u64,
+}
+
+impl Default for FrameBooks {
+    fn default() -> Self {
+        FrameBooks {
+            read: 0,
+            metered: 0,
+            filtered: Default::default(),
+            malformed: Default::default(),
+            encapsulated: Default::default(),
+            duplicates_seen: 0,
+            duplicates_dropped: 0,
+            not_metered_octets: 0,
+            not_metered_first_ns: u64::MAX,
+            not_metered_last_ns: 0,
+        }
+    }
 }
 
 impl FrameBooks {
@@ -52,6 +75,31 @@ impl FrameBooks {
         }
         self.duplicates_seen += o.duplicates_seen;
         self.duplicates_dropped += o.duplicates_dropped;
+        self.not_metered_octets += o.not_metered_octets;
+        self.not_metered_first_ns = self.not_metered_first_ns.min(o.not_metered_first_ns);
+        self.not_metered_last_ns = self.not_metered_last_ns.max(o.not_metered_last_ns);
+    }
+    /// The statistics options records' view of these books.
+    pub fn metering_counts(&self) -> ipfix_export::MeteringCounts {
+        ipfix_export::MeteringCounts {
+            observed: self.read,
+            not_metered: self.not_metered(),
+            not_metered_octets: self.not_metered_octets,
+            not_metered_span_ms: self.not_metered_span_ms(),
+        }
+    }
+    /// Unix ms of the first and the last frame not metered, when there was one.
+    pub fn not_metered_span_ms(&self) -> Option<(u64, u64)> {
+        (self.not_metered_first_ns <= self.not_metered_last_ns).then_some((
+            self.not_metered_first_ns / 1_000_000,
+            self.not_metered_last_ns / 1_000_000,
+        ))
+    }
+    #[inline]
+    fn not_metered_frame(&mut self, len: usize, ts_ns: u64) {
+        self.not_metered_octets += len as u64;
+        self.not_metered_first_ns = self.not_metered_first_ns.min(ts_ns);
+        self.not_metered_last_ns = self.not_metered_last_ns.max(ts_ns);
     }
     pub fn filtered_total(&self) -> u64 {
         self.filtered.iter().sum()
@@ -283,6 +331,7 @@ impl Meter {
             Err(NotMetered::Filtered(r)) => self.books.filtered[r as usize] += 1,
             Err(NotMetered::Malformed(r)) => self.books.malformed[r as usize] += 1,
         }
+        self.books.not_metered_frame(frame.len(), ts_ns);
         // Not metered, but a newer timestamp still moves the clock, in turn.
         if tick {
             self.waiting[slot].metered = false;

@@ -156,12 +156,8 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
     })
 }
 
-/// A file loses nothing before metering: what is not metered was filtered or malformed.
+/// A file loses nothing before metering: what is not metered was filtered, malformed or a
+/// duplicate.
 fn metering_counts(meter: &Meter) -> ipfix_export::MeteringCounts {
-    let b = meter.books();
-    ipfix_export::MeteringCounts {
-        observed: b.read,
-        not_metered: b.not_metered(),
-        dropped: 0,
-    }
+    meter.books().metering_counts()
 }

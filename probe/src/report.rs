@@ -413,6 +413,7 @@ fn destination_json(d: &DestinationReport) -> Value {
         "octets": d.encoder.octets,
         "template_sets": d.encoder.template_sets,
         "messages_sent": d.messages_sent,
+        "records_sent": d.records_sent,
         "octets_sent": d.octets_sent,
         "messages_lost": d.messages_lost,
         "not_sent": totals(&d.not_sent),

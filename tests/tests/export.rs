@@ -218,7 +218,25 @@ fn every_transport_at_once_gets_every_record() {
 #[test]
 fn statistics_records_tell_the_collector_what_was_metered() {
     let tmp = TempDir::new("statsrec");
-    let frames = mixed_traffic(BASE);
+    let mut frames = mixed_traffic(BASE);
+    // Two frames the metering process cannot meter: IPv4 headers cut short.
+    let mut cut = ethernet(
+        "10.1.1.1".parse().unwrap(),
+        "10.1.1.2".parse().unwrap(),
+        L4::Udp { sport: 1, dport: 2 },
+        0,
+        &[],
+        64,
+    );
+    cut.truncate(14 + 12);
+    let ignored_at = [BASE + 1_234_000_000, BASE + 2_345_000_000];
+    for t in ignored_at {
+        frames.push(Frame {
+            ts_ns: t,
+            data: cut.clone(),
+        });
+    }
+    frames.sort_by_key(|f| f.ts_ns);
     let pcap = tmp.path().join("in.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
     let udp = Recorder::start();
@@ -233,6 +251,7 @@ fn statistics_records_tell_the_collector_what_was_metered() {
     let fields = [
         "cflow.permanent_packets",
         "cflow.ignore_packets",
+        "cflow.ignore_octets",
         "cflow.flowsexp",
         "cflow.notsent_flows",
     ];
@@ -240,13 +259,39 @@ fn statistics_records_tell_the_collector_what_was_metered() {
     let last = lines.last().expect("statistics records in the export");
     let v: Vec<u64> = last.split('\t').map(|x| x.parse().unwrap()).collect();
     assert_eq!(v[0], frames.len() as u64, "packets observed");
-    assert_eq!(v[1], 0, "none left unmetered");
+    assert_eq!(v[1], 2, "the two cut frames were not metered");
+    assert_eq!(v[2], 2 * 26, "their octets");
     assert_eq!(
-        v[2] as usize,
+        v[3] as usize,
         ipfixrw_decode(&datagrams).len(),
         "records exported"
     );
-    assert_eq!(v[3], 0, "nothing lost");
+    assert_eq!(v[4], 0, "nothing lost");
+    // RFC 7011 §4.2's times of the first and last ignored packet, as tshark reads them (in
+    // seconds since the epoch); droppedPacketTotalCount (forwarding drops) is gone.
+    let times = tshark_frames(
+        &export,
+        "cflow.ignore_packets",
+        &["cflow.ignore_packets", "cflow.abstimestart", "cflow.abstimeend"],
+    );
+    // A record sent before anything was ignored carries no times at all (template 262, not
+    // 268), never a zero a collector would show as 1970.
+    for t in &times {
+        assert_eq!(t.starts_with("0\t"), t == "0\t\t", "{times:?}");
+    }
+    let times: Vec<&str> = times.iter().map(|t| t.split_once('\t').unwrap().1).collect();
+    // BASE is 2023-11-14 22:13:20 UTC; the cut frames came 1.234 s and 2.345 s later.
+    assert_eq!(
+        *times.last().unwrap(),
+        "Nov 14, 2023 22:13:21.234000000 UTC\tNov 14, 2023 22:13:22.345000000 UTC",
+        "{times:?}"
+    );
+    let names = tshark_frames(
+        &export,
+        "cflow.ignore_packets",
+        &["cflow.drop_total_packets"],
+    );
+    assert!(names.iter().all(|l| l.is_empty()), "{names:?}");
 }
 
 #[test]
@@ -530,6 +575,7 @@ fn a_restarted_udp_collector_decodes_again_within_one_template_interval() {
     let tmp = TempDir::new("udprestart");
     let first = Recorder::start();
     let url = first.url();
+    let stats = tmp.path().join("books.json");
     let mut probe = PipedProbe::start(
         &tmp,
         &[
@@ -539,6 +585,8 @@ fn a_restarted_udp_collector_decodes_again_within_one_template_interval() {
             "2s",
             "--template-refresh",
             "1s",
+            "--stats-json",
+            stats.to_str().unwrap(),
         ],
     );
     probe.send(&udp_flows(600, 1, BASE));
@@ -564,6 +612,32 @@ fn a_restarted_udp_collector_decodes_again_within_one_template_interval() {
         "templates arrive before the first records"
     );
     assert_eq!(ipfixrw_decode(&after).len(), 1200);
+    // RFC 7011 §4.1: the last statistics record counts what was sent before it, not what was
+    // encoded (messages refused while nobody listened are not "exported"). tshark calls
+    // exportedMessageTotalCount "PacketsExp".
+    let books = read_books(&stats);
+    let c = &books["export"]["collectors"][0];
+    let export = tmp.path().join("after.pcap");
+    e2e::collector::write_datagrams_pcap(&after, &export);
+    let last = tshark_frames(
+        &export,
+        "cflow.packetsexp",
+        &["cflow.packetsexp", "cflow.flowsexp", "cflow.octetsexp"],
+    );
+    let v: Vec<u64> = last
+        .last()
+        .expect("statistics after the restart")
+        .split('\t')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let last_len = after.last().unwrap().len() as u64;
+    assert_eq!(v[0] + 1, c["messages_sent"].as_u64().unwrap(), "{c}");
+    assert_eq!(v[1], c["records_sent"].as_u64().unwrap(), "{c}");
+    assert_eq!(v[2] + last_len, c["octets_sent"].as_u64().unwrap(), "{c}");
+    assert!(
+        v[0] < c["messages"].as_u64().unwrap() || c["messages_lost"] == 0,
+        "{c}"
+    );
 }
 
 #[test]

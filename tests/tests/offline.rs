@@ -171,7 +171,7 @@ fn exported_messages_decode_cleanly_in_tshark_and_ipfixrw() {
     assert_eq!(verdict.messages, datagrams.len());
     // tshark counts flow records (they carry packets); the options templates are announced too.
     assert_eq!(verdict.data_records, records);
-    for id in [256, 257, 258, 259, 261, 262, 263, 264, 265, 266, 267] {
+    for id in [256, 257, 258, 259, 261, 262, 263, 264, 265, 266, 267, 268] {
         assert!(
             verdict.template_ids.contains(&id),
             "template {id} missing: {:?}",

@@ -287,14 +287,19 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         });
     }
     // The exact totals, for the last statistics record; then the exporter may finish.
+    let mut read = crate::meter::FrameBooks::default();
     let mut final_counts = ipfix_export::MeteringCounts::default();
     for q in &queue_reports {
         let dropped = q.xdp.redirect_errors + q.socket_dropped();
         final_counts.observed += q.xdp.seen;
-        final_counts.dropped += dropped;
         final_counts.not_metered +=
             q.xdp.ignored + q.xdp.no_socket + dropped + q.frames.not_metered();
+        read.merge(&q.frames);
     }
+    // Octets and times of what the workers read and did not meter; frames dropped in the
+    // kernel (ignore list, full rings) reached no worker and have neither.
+    final_counts.not_metered_octets = read.not_metered_octets;
+    final_counts.not_metered_span_ms = read.not_metered_span_ms();
     gauges.set_metering(final_counts);
     drop(tx);
     steering.detach();
@@ -394,14 +399,21 @@ fn metering_counts(
     for q in 0..queues.min(bpf::MAX_QUEUES) {
         if let Ok(c) = steering.counters(q) {
             m.observed += c.seen;
-            m.dropped += c.redirect_errors;
             m.not_metered += c.ignored + c.no_socket + c.redirect_errors;
         }
     }
     for (_, fd, p) in watch {
         let sock = xsk::stats_of(*fd).map_or(0, |s| s.rx_dropped + s.rx_ring_full);
-        m.dropped += sock;
         m.not_metered += sock + p.not_metered.load(Ordering::Relaxed);
+        m.not_metered_octets += p.not_metered_octets.load(Ordering::Relaxed);
+        let (first, last) = (
+            p.not_metered_first_ms.load(Ordering::Relaxed),
+            p.not_metered_last_ms.load(Ordering::Relaxed),
+        );
+        if first <= last {
+            let (f, l) = m.not_metered_span_ms.unwrap_or((first, last));
+            m.not_metered_span_ms = Some((f.min(first), l.max(last)));
+        }
     }
     m
 }

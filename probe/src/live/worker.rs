@@ -8,7 +8,7 @@ use crate::wire::LinkType;
 use bpf::{FrameMeta, META_LEN};
 use crossbeam_channel::Sender;
 use ipfix_export::{FlowRecord, TimePrecision};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +30,30 @@ const NAP_MAX: Duration = Duration::from_millis(1);
 /// Longest sleep in poll() when the queue is quiet.
 const IDLE_WAIT_MS: i32 = 50;
 
-/// Counters a worker publishes for the periodic stats line (relaxed stores once per batch).
-#[derive(Default)]
+/// Counters a worker publishes for the periodic stats line and the statistics options
+/// records (relaxed stores every tick).
 pub struct Progress {
-    pub frames: std::sync::atomic::AtomicU64,
-    /// Frames filtered or malformed.
-    pub not_metered: std::sync::atomic::AtomicU64,
-    pub flows_active: std::sync::atomic::AtomicU64,
+    pub frames: AtomicU64,
+    /// Frames filtered, malformed or dropped as duplicates; their octets, and the unix ms of
+    /// the first and the last (first > last while there was none).
+    pub not_metered: AtomicU64,
+    pub not_metered_octets: AtomicU64,
+    pub not_metered_first_ms: AtomicU64,
+    pub not_metered_last_ms: AtomicU64,
+    pub flows_active: AtomicU64,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            frames: AtomicU64::new(0),
+            not_metered: AtomicU64::new(0),
+            not_metered_octets: AtomicU64::new(0),
+            not_metered_first_ms: AtomicU64::new(u64::MAX),
+            not_metered_last_ms: AtomicU64::new(0),
+            flows_active: AtomicU64::new(0),
+        }
+    }
 }
 
 /// What a worker did, returned when it stops.
@@ -240,6 +257,17 @@ impl Worker {
                 self.progress
                     .not_metered
                     .store(books.not_metered(), Ordering::Relaxed);
+                self.progress
+                    .not_metered_octets
+                    .store(books.not_metered_octets, Ordering::Relaxed);
+                if let Some((first, last)) = books.not_metered_span_ms() {
+                    self.progress
+                        .not_metered_first_ms
+                        .store(first, Ordering::Relaxed);
+                    self.progress
+                        .not_metered_last_ms
+                        .store(last, Ordering::Relaxed);
+                }
                 self.progress
                     .flows_active
                     .store(self.meter.cache().len() as u64, Ordering::Relaxed);
