@@ -325,6 +325,25 @@ impl CaptureFile {
         self.precision
     }
 
+    /// Whether the next record is already in memory, so reading it cannot wait for the source
+    /// (always, for a mapped file). A pipe's reader checks this to ship its records before a
+    /// read that may block.
+    pub fn next_is_buffered(&self) -> bool {
+        let i = &self.input;
+        if i.map.is_some() {
+            return true;
+        }
+        let b = &i.bytes()[i.start..i.end];
+        match &self.format {
+            Format::Pcap { endian, .. } => {
+                b.len() >= 16 && b.len() - 16 >= endian.u32(&b[8..12]) as usize
+            }
+            Format::PcapNg { endian, .. } => {
+                b.len() >= 8 && b.len() >= endian.u32(&b[4..8]) as usize
+            }
+        }
+    }
+
     /// The next packet; `Ok(None)` at a clean end of file.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
         match self.format {

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How often a partly filled message is sent when no records arrive.
+/// The longest a record waits in a partly filled message: sent when no records arrive for this
+/// long, and at least this often while records trickle in.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// What the exporter does with records.
@@ -167,8 +168,13 @@ pub fn spawn(
             statistics(&mut exporter);
             let mut last_statistics = Instant::now();
             let mut records = 0u64;
+            let mut last_flush = Instant::now();
             loop {
-                match rx.recv_timeout(FLUSH_EVERY) {
+                if last_flush.elapsed() >= FLUSH_EVERY {
+                    exporter.flush(unix_secs());
+                    last_flush = Instant::now();
+                }
+                match rx.recv_timeout(FLUSH_EVERY.saturating_sub(last_flush.elapsed())) {
                     Ok(mut batch) => {
                         if let Some(a) = &anonymizer {
                             batch.iter_mut().for_each(|r| a.record(r));
@@ -184,7 +190,10 @@ pub fn spawn(
                         }
                         json.flush();
                     }
-                    Err(RecvTimeoutError::Timeout) => exporter.flush(unix_secs()),
+                    Err(RecvTimeoutError::Timeout) => {
+                        exporter.flush(unix_secs());
+                        last_flush = Instant::now();
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if last_statistics.elapsed() >= cfg.options_interval {

@@ -364,6 +364,13 @@ impl Meter {
         }
     }
 
+    /// Applies the frames still waiting in the lookahead, with the expiry their times call for:
+    /// a reader that is about to wait for input (a pipe) calls this, so records of what it
+    /// already read do not wait for frames that have not come.
+    pub fn apply_waiting(&mut self) {
+        self.flush();
+    }
+
     /// Moves the clock to `now_ns` without a packet, expiring what is due: a live source calls
     /// this when its queue is quiet, so idle flows leave on time. Earlier times are ignored.
     pub fn advance(&mut self, now_ns: u64) {

@@ -73,6 +73,16 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         let mut frames = 0u64;
         let mut warned_links = HashSet::new();
         let error = loop {
+            // Before a read that may wait (a pipe, `tcpdump -w - | probe read -`), what the
+            // packets so far expired goes to the exporter: records never wait for input.
+            if !cf.next_is_buffered() {
+                meter.apply_waiting();
+                if meter.pending() > 0 {
+                    gauges.set_metering(metering_counts(&meter));
+                    tx.send(meter.take_records())
+                        .context("the exporter thread stopped")?;
+                }
+            }
             match cf.next_packet() {
                 Ok(Some(p)) => {
                     frames += 1;

@@ -272,14 +272,21 @@ fn statistics_records_tell_the_collector_what_was_metered() {
     let times = tshark_frames(
         &export,
         "cflow.ignore_packets",
-        &["cflow.ignore_packets", "cflow.abstimestart", "cflow.abstimeend"],
+        &[
+            "cflow.ignore_packets",
+            "cflow.abstimestart",
+            "cflow.abstimeend",
+        ],
     );
     // A record sent before anything was ignored carries no times at all (template 262, not
     // 268), never a zero a collector would show as 1970.
     for t in &times {
         assert_eq!(t.starts_with("0\t"), t == "0\t\t", "{times:?}");
     }
-    let times: Vec<&str> = times.iter().map(|t| t.split_once('\t').unwrap().1).collect();
+    let times: Vec<&str> = times
+        .iter()
+        .map(|t| t.split_once('\t').unwrap().1)
+        .collect();
     // BASE is 2023-11-14 22:13:20 UTC; the cut frames came 1.234 s and 2.345 s later.
     assert_eq!(
         *times.last().unwrap(),
@@ -524,6 +531,31 @@ fn a_restarting_tcp_collector_loses_nothing_and_gets_templates_again() {
     let verdict = tshark_decode(&p);
     assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
     assert_eq!(verdict.data_records, 1800);
+}
+
+#[test]
+fn records_from_a_pipe_leave_while_the_pipe_stays_open() {
+    // `tcpdump -w - | probe read -`: a live pipeline. Flows the packets expired must reach the
+    // collector within a bounded wall-clock time, not when a batch fills or the pipe closes.
+    let tmp = TempDir::new("pipetimely");
+    let (collector, addr) = TcpCollector::start("127.0.0.1:0");
+    let url = format!("tcp://{addr}");
+    let mut probe = PipedProbe::start(&tmp, &["--ipfix", &url, "--idle-timeout", "2s"]);
+    let records_in = |b: &[u8]| ipfixrw_decode(&split_messages(b)).len();
+    // 100 flows, then one packet 10 s later (capture time) that expires them all; then the
+    // writer goes quiet, the pipe open.
+    probe.send(&udp_flows(100, 1, BASE));
+    probe.send(&udp_flows(1, 2, BASE + 10 * SEC));
+    let sent = std::time::Instant::now();
+    collector.wait_for(Duration::from_secs(5), |b| whole(b) && records_in(b) == 100);
+    let waited = sent.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the 100 expired records took {waited:?} with the pipe open"
+    );
+    let stderr = probe.finish();
+    let all = collector.finish(Duration::from_secs(10));
+    assert_eq!(records_in(&all), 101, "{stderr}");
 }
 
 /// Whether a byte stream ends on a message boundary.
