@@ -293,6 +293,28 @@ fn statistics_records_tell_the_collector_what_was_metered() {
         "Nov 14, 2023 22:13:21.234000000 UTC\tNov 14, 2023 22:13:22.345000000 UTC",
         "{times:?}"
     );
+    // The capture's TCP sessions closed both ways before it ended: tshark reads
+    // endOfFlowDetected (3) for them, forcedEnd (4) for the rest, and nothing else.
+    let reasons = tshark_frames(
+        &export,
+        "cflow.flow_end_reason",
+        &["cflow.flow_end_reason", "cflow.protocol"],
+    );
+    let mut ended = 0;
+    for l in &reasons {
+        let (r, p) = l.split_once('\t').unwrap();
+        for (r, p) in r.split(',').zip(p.split(',')) {
+            match r {
+                "3" => {
+                    ended += 1;
+                    assert_eq!(p, "6", "{l}");
+                }
+                "4" => {}
+                other => panic!("end reason {other}: {l}"),
+            }
+        }
+    }
+    assert!(ended > 0, "{reasons:?}");
     let names = tshark_frames(
         &export,
         "cflow.ignore_packets",

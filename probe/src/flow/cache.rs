@@ -424,10 +424,17 @@ impl FlowCache {
         n.queued_ns = now_ns.max(n.last_ns);
     }
 
-    /// Exports every flow (forcedEnd): end of input, or shutdown.
+    /// Exports every flow: end of input, or shutdown. A TCP connection that already ended
+    /// (RST, or FIN from both ends) and was only waiting out its grace says so
+    /// (endOfFlowDetected); every other flow was cut short (forcedEnd).
     pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
         while self.age.tail != NIL {
-            self.export(self.age.tail, EndReason::ForcedEnd, out);
+            let tail = self.age.tail;
+            let reason = match self.nodes[tail as usize].queue {
+                Queue::Ending => EndReason::EndOfFlowDetected,
+                _ => EndReason::ForcedEnd,
+            };
+            self.export(tail, reason, out);
         }
     }
 
@@ -882,6 +889,22 @@ mod tests {
         assert!(out
             .iter()
             .all(|r| r.end_reason == EndReason::EndOfFlowDetected));
+    }
+
+    #[test]
+    fn the_end_of_input_keeps_a_clean_close_as_end_of_flow() {
+        let mut c = cache();
+        let mut out = vec![];
+        // Closed both ways, grace not over when the input ends; and a connection still open.
+        c.update(&pkt(1, 1000, 2, 80, 0x11, 52), 0, &mut out);
+        c.update(&pkt(2, 80, 1, 1000, 0x11, 52), S, &mut out);
+        c.update(&pkt(3, 3000, 2, 80, 0x10, 52), S, &mut out);
+        c.finish(&mut out);
+        let reason = |port| out.iter().find(|r| r.src_port == port).unwrap().end_reason;
+        assert_eq!(reason(1000), EndReason::EndOfFlowDetected);
+        assert_eq!(reason(80), EndReason::EndOfFlowDetected);
+        assert_eq!(reason(3000), EndReason::ForcedEnd);
+        assert_eq!((c.stats().end_of_flow, c.stats().forced_end), (2, 1));
     }
 
     #[test]
