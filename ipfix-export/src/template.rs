@@ -58,7 +58,10 @@ impl Layout {
             v6: rec.is_ipv6(),
             nanos: rec.time_precision == TimePrecision::Nanos,
             icmp: matches!(rec.protocol, 1 | 58),
-            bi: biflow,
+            // A biflow whose reverse direction never appeared leaves in the uniflow layout
+            // (RFC 5103 lets uniflow and biflow records share a session): reverse elements of zero would
+            // read as "reverse started on 1 January 1970".
+            bi: biflow && rec.reverse.is_some_and(|r| r.packets > 0),
             outer: match rec.tunnel {
                 _ if !tunnels => 0,
                 None => 0,
@@ -68,11 +71,13 @@ impl Layout {
         }
     }
 
-    /// The layouts an exporter announces: the tunnel layouts only when `tunnels`.
+    /// The layouts an exporter announces: the uniflow ones always (with biflows too, for
+    /// flows whose reverse never appeared), the biflow ones when `biflow`, the tunnel ones
+    /// when `tunnels`.
     pub fn announced(biflow: bool, tunnels: bool) -> impl Iterator<Item = Layout> {
         Layout::ALL
             .into_iter()
-            .filter(move |l| l.bi == biflow && (tunnels || l.outer == 0))
+            .filter(move |l| (biflow || !l.bi) && (tunnels || l.outer == 0))
     }
 
     /// Template ID (256 and up are data templates, RFC 7011 §3.4.1): 256-259 with ports

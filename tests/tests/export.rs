@@ -969,8 +969,9 @@ fn biflows_pair_both_directions_and_tshark_reads_the_reverse_elements() {
             ms("flowStartMilliseconds"),
             ms("flowEndMilliseconds"),
         );
-        if ms("reversePacketDeltaCount") > 0 {
+        if l.get("reversePacketDeltaCount").is_some() {
             paired += 1;
+            assert!(ms("reversePacketDeltaCount") > 0, "{l}");
             let rev = Key {
                 src: fwd.dst,
                 dst: fwd.src,
@@ -1022,4 +1023,23 @@ fn biflows_pair_both_directions_and_tshark_reads_the_reverse_elements() {
         })
         .sum();
     assert_eq!(packets, books["frames"]["metered"].as_u64().unwrap());
+    // A flow whose reverse never appeared (ICMP, one-way UDP) leaves in a uniflow layout:
+    // no reverse elements, so no reverse times of zero (1 January 1970) for tshark to show.
+    let unpaired = lines
+        .iter()
+        .filter(|l| l.get("reversePacketDeltaCount").is_none())
+        .count();
+    assert!(unpaired > 0 && unpaired + paired == lines.len());
+    let data_sets: Vec<u16> = datagrams
+        .iter()
+        .flat_map(|d| set_ids(d))
+        .filter(|id| *id >= 256)
+        .collect();
+    assert!(data_sets.iter().any(|id| *id < 272), "{data_sets:?}");
+    assert!(data_sets.iter().any(|id| *id >= 272), "{data_sets:?}");
+    let reverse_starts = tshark_frames(&p, "cflow", &["cflow.abstimestart"]);
+    assert!(
+        reverse_starts.iter().all(|l| !l.contains("1970")),
+        "{reverse_starts:?}"
+    );
 }

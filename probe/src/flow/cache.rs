@@ -628,9 +628,9 @@ impl FlowCache {
                 }),
                 ..fwd
             };
-        } else if self.cfg.biflow {
-            rec.0.reverse = Some(Reverse::default());
         }
+        // Unpaired (the reverse direction never appeared): no reverse side at all, so the
+        // record leaves in the uniflow layout instead of with reverse times of zero.
         out.push(rec.0);
     }
 
@@ -1011,7 +1011,7 @@ mod tests {
         assert_eq!((rev.packets, rev.octets, rev.tcp_flags), (1, 60, 0x12));
         assert_eq!(rev.start_ns, 10 * S);
         let lone = out.iter().find(|r| r.dst_port == 6).unwrap();
-        assert_eq!(lone.reverse, Some(Reverse::default()));
+        assert_eq!(lone.reverse, None, "unpaired: no reverse side");
         let st = c.stats();
         assert_eq!(
             (st.records_exported(), st.paired_reverse, st.records()),
