@@ -79,6 +79,10 @@ pub const FLOW_START_MILLISECONDS: FieldSpec = f(152, 8);
 pub const FLOW_END_MILLISECONDS: FieldSpec = f(153, 8);
 pub const FLOW_START_NANOSECONDS: FieldSpec = f(156, 8);
 pub const FLOW_END_NANOSECONDS: FieldSpec = f(157, 8);
+/// dot1qVlanId (243): the outer tag's VLAN (the S-VLAN of a QinQ frame). IANA pairs
+/// dot1qCustomerVlanId (245, the C-VLAN) with it; vlanId (58) carries the same outer VLAN for
+/// collectors that read only that one (nfdump 1.7 maps 58 to its VLAN, ignores 243/245).
+pub const DOT1Q_VLAN_ID: FieldSpec = f(243, 2);
 pub const DOT1Q_CUSTOMER_VLAN_ID: FieldSpec = f(245, 2);
 /// tunnelTechnology (289), a string; we send the probe's short name ("vxlan", "erspan3")
 /// NUL-padded to eight octets, which tshark and nfdump read as the plain name.

@@ -106,7 +106,7 @@ impl Layout {
 
     /// The fields of this layout, in wire order.
     pub fn fields(self) -> impl Iterator<Item = &'static FieldSpec> + Clone {
-        let all: &'static [FieldSpec; 22] = match (self.v6, self.icmp) {
+        let all: &'static [FieldSpec; 23] = match (self.v6, self.icmp) {
             (false, false) => &IPV4_FIELDS,
             (false, true) => &IPV4_ICMP_FIELDS,
             (true, false) => &IPV6_FIELDS,
@@ -129,7 +129,7 @@ impl Layout {
     /// Length of one data record in this layout.
     #[inline]
     pub fn record_len(self) -> usize {
-        let base = if self.v6 { 95 } else { 71 };
+        let base = if self.v6 { 97 } else { 73 };
         let tunnel = match self.outer {
             0 => 0,
             1 => TUNNEL_LEN + 8,
@@ -197,6 +197,7 @@ macro_rules! layout {
             ie::MAXIMUM_TTL,
             ie::FLOW_END_REASON,
             ie::VLAN_ID,
+            ie::DOT1Q_VLAN_ID,
             ie::DOT1Q_CUSTOMER_VLAN_ID,
             ie::MPLS_TOP_LABEL_STACK_SECTION,
             ie::SOURCE_MAC_ADDRESS,
@@ -212,22 +213,22 @@ macro_rules! layout {
     };
 }
 
-const IPV4_FIELDS: [FieldSpec; 22] = layout!(
+const IPV4_FIELDS: [FieldSpec; 23] = layout!(
     ie::SOURCE_IPV4_ADDRESS,
     ie::DESTINATION_IPV4_ADDRESS,
     ie::DESTINATION_TRANSPORT_PORT
 );
-const IPV4_ICMP_FIELDS: [FieldSpec; 22] = layout!(
+const IPV4_ICMP_FIELDS: [FieldSpec; 23] = layout!(
     ie::SOURCE_IPV4_ADDRESS,
     ie::DESTINATION_IPV4_ADDRESS,
     ie::ICMP_TYPE_CODE_IPV4
 );
-const IPV6_FIELDS: [FieldSpec; 22] = layout!(
+const IPV6_FIELDS: [FieldSpec; 23] = layout!(
     ie::SOURCE_IPV6_ADDRESS,
     ie::DESTINATION_IPV6_ADDRESS,
     ie::DESTINATION_TRANSPORT_PORT
 );
-const IPV6_ICMP_FIELDS: [FieldSpec; 22] = layout!(
+const IPV6_ICMP_FIELDS: [FieldSpec; 23] = layout!(
     ie::SOURCE_IPV6_ADDRESS,
     ie::DESTINATION_IPV6_ADDRESS,
     ie::ICMP_TYPE_CODE_IPV6
@@ -317,6 +318,7 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
     ]);
     c.put(&rec.tcp_flags.to_be_bytes());
     c.put(&[rec.min_ttl, rec.max_ttl, rec.end_reason as u8]);
+    c.put(&rec.vlan_id.to_be_bytes());
     c.put(&rec.vlan_id.to_be_bytes());
     c.put(&rec.customer_vlan_id.to_be_bytes());
     c.put(&rec.mpls_top_label);
@@ -499,6 +501,17 @@ pub(crate) mod tests {
         let frac = (ntp & 0xffff_ffff) as f64 / 4294967296.0;
         assert!((frac - 0.123456789).abs() < 1e-9);
         assert_eq!(by_id[&136], &[1]);
+        assert_eq!(by_id[&58], &100u16.to_be_bytes());
+        assert_eq!(
+            by_id[&243],
+            &100u16.to_be_bytes(),
+            "dot1qVlanId: the outer (S-)VLAN"
+        );
+        assert_eq!(
+            by_id[&245],
+            &7u16.to_be_bytes(),
+            "dot1qCustomerVlanId: the C-VLAN"
+        );
     }
 
     #[test]
@@ -508,6 +521,6 @@ pub(crate) mod tests {
         assert_eq!(n, buf.len());
         assert_eq!(u16::from_be_bytes([buf[2], buf[3]]) as usize, n);
         assert_eq!(u16::from_be_bytes([buf[4], buf[5]]), 256);
-        assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 20);
+        assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 21);
     }
 }

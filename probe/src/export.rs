@@ -411,6 +411,7 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
     }
     if r.vlan_id != 0 {
         obj.insert("vlanId".into(), Value::from(r.vlan_id));
+        obj.insert("dot1qVlanId".into(), Value::from(r.vlan_id));
     }
     if r.customer_vlan_id != 0 {
         obj.insert(

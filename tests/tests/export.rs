@@ -782,6 +782,11 @@ struct Nfacctd {
 
 impl Nfacctd {
     fn start(dir: &std::path::Path) -> Nfacctd {
+        Nfacctd::start_with(dir, "src_host, dst_host, src_port, dst_port, proto")
+    }
+
+    /// nfacctd aggregating by `aggregate` (pmacct's primitives).
+    fn start_with(dir: &std::path::Path, aggregate: &str) -> Nfacctd {
         let port = free_udp_port();
         let pipe = dir.join("imt.pipe");
         let conf = dir.join("nfacctd.conf");
@@ -790,7 +795,7 @@ impl Nfacctd {
             format!(
                 "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n\
                  plugins: memory[m]\nimt_path[m]: {}\n\
-                 aggregate[m]: src_host, dst_host, src_port, dst_port, proto\n",
+                 aggregate[m]: {aggregate}\n",
                 pipe.display()
             ),
         )
@@ -812,6 +817,24 @@ impl Nfacctd {
         }
         std::thread::sleep(Duration::from_millis(300));
         Nfacctd { child, pipe, port }
+    }
+
+    /// The memory table's rows as pmacct prints them in JSON.
+    fn rows(&mut self) -> Vec<serde_json::Value> {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "nfacctd exited (it crashes on records it cannot handle)"
+        );
+        let out = Command::new("pmacct")
+            .arg("-p")
+            .arg(&self.pipe)
+            .args(["-s", "-O", "json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// The memory table.
@@ -850,6 +873,100 @@ impl Drop for Nfacctd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn qinq_vlans_are_read_alike_by_tshark_nfdump_and_pmacct() {
+    // mixed_traffic has a QinQ connection (S-VLAN 200, C-VLAN 30) and an 802.1Q one (100).
+    let tmp = TempDir::new("qinq");
+    let pcap = tmp.path().join("mix.pcap");
+    // IPv4 only, so tshark's per-field lists (cflow.srcaddr is IPv4's) line up record by record.
+    let ipv4 = |f: &Frame| {
+        let mut at = 12;
+        while matches!(&f.data[at..at + 2], [0x81, 0x00] | [0x88, 0xa8]) {
+            at += 4;
+        }
+        f.data[at..at + 2] == [0x08, 0x00]
+    };
+    let frames: Vec<Frame> = mixed_traffic(BASE).into_iter().filter(ipv4).collect();
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let dir = tmp.path().join("nf");
+    std::fs::create_dir(&dir).unwrap();
+    let nfcapd = Nfcapd::start(&dir);
+    let mut nfacctd = Nfacctd::start_with(tmp.path(), "src_host, dst_host, vlan");
+    let rec = Recorder::start();
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--ipfix",
+        &rec.url(),
+        "--ipfix",
+        &nfcapd.url(),
+        "--ipfix",
+        &format!("udp://127.0.0.1:{}", nfacctd.port),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // tshark: vlanId and dot1qVlanId carry the outer (S-)VLAN, dot1qCustomerVlanId the C-VLAN.
+    let p = tmp.path().join("export.pcap");
+    e2e::collector::write_datagrams_pcap(&rec.finish(), &p);
+    let rows = tshark_frames(
+        &p,
+        "cflow.srcaddr",
+        &[
+            "cflow.srcaddr",
+            "cflow.vlanid",
+            "cflow.dot1q_vlan_id",
+            "cflow.dot1q_customer_vlan_id",
+        ],
+    );
+    let mut seen = BTreeMap::new();
+    for r in &rows {
+        let cols: Vec<Vec<&str>> = r.split('\t').map(|c| c.split(',').collect()).collect();
+        for i in 0..cols[0].len() {
+            let v: Vec<&str> = cols.iter().map(|c| c[i]).collect();
+            seen.insert(
+                v[0].to_string(),
+                (v[1].to_string(), v[2].to_string(), v[3].to_string()),
+            );
+        }
+    }
+    let t = |a: &str| {
+        seen.get(a)
+            .cloned()
+            .unwrap_or_else(|| panic!("{a}: {seen:?}"))
+    };
+    assert_eq!(t("10.4.0.5"), ("200".into(), "200".into(), "30".into()));
+    assert_eq!(t("10.3.0.5"), ("100".into(), "100".into(), "0".into()));
+    assert_eq!(t("10.1.0.5"), ("0".into(), "0".into(), "0".into()));
+    // nfdump 1.7.1 reads vlanId (58) as its source VLAN.
+    let nf = nfcapd.finish();
+    let vlan_of = |a: &str| {
+        nf.iter()
+            .find(|r| r["src4_addr"] == a)
+            .unwrap_or_else(|| panic!("{a}: {nf:?}"))["src_vlan"]
+            .as_u64()
+    };
+    assert_eq!(vlan_of("10.4.0.5"), Some(200));
+    assert_eq!(vlan_of("10.3.0.5"), Some(100));
+    // pmacct's nfacctd (1.7.7 has no customer VLAN primitive): the outer VLAN.
+    let mut table = vec![];
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        table = nfacctd.rows();
+        if table.iter().any(|r| r["ip_src"] == "10.4.0.5") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let row = table
+        .iter()
+        .find(|r| r["ip_src"] == "10.4.0.5")
+        .unwrap_or_else(|| panic!("{table:?}"));
+    assert_eq!(row["vlan"].as_u64(), Some(200), "{row}");
 }
 
 #[test]
