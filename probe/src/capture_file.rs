@@ -10,6 +10,10 @@
 //! simple and obsolete packet blocks). Every length read from the file is bounded before it is
 //! used, so a hostile file costs at most one bounded buffer. A file that ends inside a record
 //! reports [`ReadError::Truncated`] after every complete record has been returned.
+//!
+//! Captures travel compressed: a gzip (`.pcap.gz`, also concatenated members) or zstd stream is
+//! recognised by its magic bytes, from files and pipes alike, and decompressed as it is read
+//! (flate2, zstd). Other compressions (xz, bzip2, lz4) are named in the error.
 
 use crate::wire::LinkType;
 use ipfix_export::TimePrecision;
@@ -34,6 +38,28 @@ const OPT_END: u16 = 0;
 const OPT_IF_TSRESOL: u16 = 9;
 const OPT_IF_TSOFFSET: u16 = 14;
 
+/// A gzip decoder whose errors name gzip (a corrupt member, a stream cut short).
+struct Gzip<R>(flate2::read::MultiGzDecoder<R>);
+
+impl<R: Read> Read for Gzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("gzip: {e}")))
+    }
+}
+
+/// A zstd decoder whose errors name zstd.
+struct Zstd<R: io::BufRead>(zstd::stream::read::Decoder<'static, R>);
+
+impl<R: io::BufRead> Read for Zstd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("zstd: {e}")))
+    }
+}
+
 /// Why a capture file could not be read (further).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -43,6 +69,10 @@ pub enum ReadError {
     Empty,
     #[error("not a pcap or pcapng file (first bytes {0:08x})")]
     NotACapture(u32),
+    #[error("compressed with {0}, which the probe does not read (it reads gzip and zstd): decompress it first, e.g. `{1} -dc FILE | probe read /dev/stdin`")]
+    UnsupportedCompression(&'static str, &'static str),
+    #[error("cannot decompress ({0}): {1}")]
+    Decompress(&'static str, io::Error),
     #[error("unsupported link type {0} ({name}); the probe reads Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback", name = linktype_name(*.0))]
     UnsupportedLinkType(u32),
     #[error("file is truncated: it ends inside the record at byte offset {offset}")]
@@ -155,7 +185,8 @@ const CHUNK: usize = 1 << 18;
 /// A chunked view of the file: records are parsed in place from a large buffer and handed out
 /// as slices of it, so a packet costs no copy and no system call of its own.
 struct Input {
-    file: File,
+    /// The bytes of the capture: the file itself, or a decompressor reading it.
+    source: Box<dyn Read>,
     buf: Vec<u8>,
     /// The whole file, when it is a regular file that could be mapped; `buf` is then unused.
     map: Option<crate::mapped::MappedFile>,
@@ -165,18 +196,77 @@ struct Input {
     offset: u64,
 }
 
-impl Input {
-    fn new(file: File) -> Input {
-        let map = crate::mapped::MappedFile::map(&file);
-        let end = map.as_ref().map_or(0, |m| m.bytes().len());
-        Input {
-            file,
-            buf: Vec::new(),
-            map,
-            start: 0,
-            end,
-            offset: 0,
+/// How a capture's bytes are packed, told by their first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The compression of a regular file, from its first bytes (`None` when it cannot be read
+    /// or is not compressed); for progress, which cannot count compressed bytes.
+    pub fn of_file(path: &Path) -> Compression {
+        let mut head = Vec::with_capacity(8);
+        match File::open(path).and_then(|f| f.take(6).read_to_end(&mut head)) {
+            Ok(_) => Compression::of(&head).unwrap_or(Compression::None),
+            Err(_) => Compression::None,
         }
+    }
+
+    /// The compression whose magic `head` starts with; `Err` for ones we do not read.
+    fn of(head: &[u8]) -> Result<Compression, ReadError> {
+        Ok(match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            [0xfd, b'7', b'z', b'X', b'Z', ..] => {
+                return Err(ReadError::UnsupportedCompression("xz", "xz"))
+            }
+            [b'B', b'Z', b'h', ..] => {
+                return Err(ReadError::UnsupportedCompression("bzip2", "bzip2"))
+            }
+            [0x04, 0x22, 0x4d, 0x18, ..] => {
+                return Err(ReadError::UnsupportedCompression("lz4", "lz4"))
+            }
+            _ => Compression::None,
+        })
+    }
+}
+
+impl Input {
+    /// Reads `file`: mapped when it is a plain regular file, else through a buffer, and through
+    /// a decompressor when its first bytes say gzip or zstd.
+    fn new(mut file: File) -> Result<(Input, Compression), ReadError> {
+        // The first bytes, read and put back in front (a pipe cannot seek).
+        let mut head = Vec::with_capacity(8);
+        (&mut file).take(6).read_to_end(&mut head)?;
+        let compression = Compression::of(&head)?;
+        let map = match compression {
+            Compression::None => crate::mapped::MappedFile::map(&file),
+            _ => None,
+        };
+        let end = map.as_ref().map_or(0, |m| m.bytes().len());
+        let raw = std::io::Cursor::new(head).chain(file);
+        let source: Box<dyn Read> = match compression {
+            Compression::None => Box::new(raw),
+            Compression::Gzip => Box::new(Gzip(flate2::read::MultiGzDecoder::new(raw))),
+            Compression::Zstd => Box::new(Zstd(
+                zstd::stream::read::Decoder::new(raw)
+                    .map_err(|e| ReadError::Decompress("zstd", e))?,
+            )),
+        };
+        Ok((
+            Input {
+                source,
+                buf: Vec::new(),
+                map,
+                start: 0,
+                end,
+                offset: 0,
+            },
+            compression,
+        ))
     }
 
     /// What `start`, `end` and the ranges handed out index into.
@@ -211,7 +301,7 @@ impl Input {
                 self.buf.resize(n.max(CHUNK), 0);
             }
             // EINTR is returned, not retried: the caller decides whether a signal means stop.
-            let got = self.file.read(&mut self.buf[self.end..])?;
+            let got = self.source.read(&mut self.buf[self.end..])?;
             if got == 0 {
                 return Ok(false);
             }
@@ -257,6 +347,7 @@ impl Input {
 pub struct CaptureFile {
     path: PathBuf,
     input: Input,
+    compression: Compression,
     format: Format,
     precision: TimePrecision,
 }
@@ -269,9 +360,11 @@ impl CaptureFile {
 
     pub fn open(path: &Path) -> Result<CaptureFile, ReadError> {
         let file = File::open(path)?;
+        let (input, compression) = Input::new(file)?;
         let mut cf = CaptureFile {
             path: path.to_path_buf(),
-            input: Input::new(file),
+            input,
+            compression,
             format: Format::PcapNg {
                 endian: Endian::Little,
                 interfaces: vec![],
@@ -318,6 +411,11 @@ impl CaptureFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How the file is compressed (progress in bytes then counts decompressed bytes).
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// Whether the file's clock is finer than a microsecond (for any interface seen so far).

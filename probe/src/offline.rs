@@ -44,9 +44,14 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         .files
         .iter()
         .map(|f| {
+            // A compressed file's size says nothing of how many bytes it decompresses to.
             std::fs::metadata(f)
                 .ok()
                 .filter(|m| m.is_file())
+                .filter(|_| {
+                    crate::capture_file::Compression::of_file(f)
+                        == crate::capture_file::Compression::None
+                })
                 .map(|m| m.len())
         })
         .collect();

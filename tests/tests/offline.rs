@@ -346,6 +346,110 @@ fn timeouts_split_flows_into_deltas_that_sum_to_the_truth() {
     assert_eq!(books["flows"]["by_end_reason"]["activeTimeout"], 2);
 }
 
+/// `tool args... < input > output`, for the real compressors.
+fn compress(tool: &str, args: &[&str], input: &Path, output: &Path) {
+    let status = std::process::Command::new(tool)
+        .args(args)
+        .stdin(std::fs::File::open(input).unwrap())
+        .stdout(std::fs::File::create(output).unwrap())
+        .status()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (installed by .ci/run and `cargo xtask deps`)"));
+    assert!(status.success(), "{tool}");
+}
+
+#[test]
+fn compressed_captures_are_read_like_the_plain_one() {
+    let tmp = TempDir::new("compressed");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    // A real pcapng capture too, when this machine has the shared ones.
+    let ng = e2e::shared_pcaps()
+        .map(|p| p.join("tcpdump/of13_ericsson.pcapng"))
+        .unwrap_or_default();
+    let json = |args: &[&str], stdin: Option<&Path>| {
+        let mut cmd = std::process::Command::new(e2e::probe_bin());
+        cmd.arg("read").args(args).args(["--print", "json"]);
+        if let Some(f) = stdin {
+            cmd.stdin(std::fs::File::open(f).unwrap());
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    };
+    for plain in [pcap.as_path(), ng.as_path()] {
+        if !plain.is_file() {
+            continue;
+        }
+        let truth = json(&[plain.to_str().unwrap()], None);
+        assert!(!truth.is_empty());
+        let gz = tmp.path().join("c.pcap.gz");
+        let zst = tmp.path().join("c.pcap.zst");
+        compress("gzip", &["-c"], plain, &gz);
+        compress("zstd", &["-q", "-c"], plain, &zst);
+        // Files, and the same bytes from a pipe.
+        for c in [&gz, &zst] {
+            assert_eq!(json(&[c.to_str().unwrap()], None), truth, "{}", c.display());
+            assert_eq!(
+                json(&["/dev/stdin"], Some(c)),
+                truth,
+                "{} piped",
+                c.display()
+            );
+        }
+        // Concatenated gzip members (`cat a.gz b.gz`) are one stream, as gzip -d reads them:
+        // here, a capture's header and records split over two members.
+        let bytes = std::fs::read(plain).unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::write(&a, &bytes[..bytes.len() / 2]).unwrap();
+        std::fs::write(&b, &bytes[bytes.len() / 2..]).unwrap();
+        let (agz, bgz) = (tmp.path().join("a.gz"), tmp.path().join("b.gz"));
+        compress("gzip", &["-c"], &a, &agz);
+        compress("gzip", &["-c"], &b, &bgz);
+        let mut both = std::fs::read(&agz).unwrap();
+        both.extend(std::fs::read(&bgz).unwrap());
+        std::fs::write(&gz, both).unwrap();
+        assert_eq!(
+            json(&[gz.to_str().unwrap()], None),
+            truth,
+            "two gzip members"
+        );
+    }
+    // A compression we do not read is named, with what to do.
+    let xz = tmp.path().join("c.pcap.xz");
+    compress("xz", &["-c"], &pcap, &xz);
+    let out = run_probe(&["read", xz.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("compressed with xz") && stderr.contains("xz -dc FILE | probe read"),
+        "{stderr}"
+    );
+    // A gzip stream cut short: every frame before the cut is metered, and the error says gzip.
+    let gz = tmp.path().join("cut.pcap.gz");
+    compress("gzip", &["-c"], &pcap, &gz);
+    let bytes = std::fs::read(&gz).unwrap();
+    std::fs::write(&gz, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let stats = tmp.path().join("books.json");
+    let out = run_probe(&[
+        "read",
+        gz.to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gzip"), "{stderr}");
+    let books = read_books(&stats);
+    assert_balanced(&books);
+    assert!(books["frames"]["read"].as_u64().unwrap() > 0, "{books}");
+}
+
 #[test]
 fn truncated_file_exports_everything_before_the_cut() {
     let tmp = TempDir::new("trunc");

@@ -33,6 +33,10 @@ const NEEDED: &[(&str, &str)] = &[
     ("softflowd", "softflowd"),
     ("nfacctd", "pmacct"),
     ("pmacct", "pmacct"),
+    // Compressed captures are made by the real compressors.
+    ("gzip", "gzip"),
+    ("zstd", "zstd"),
+    ("xz", "xz-utils"),
     // Live benchmark: the traffic generator.
     ("trafgen", "netsniff-ng"),
 ];
