@@ -9,9 +9,14 @@
 //!   byte count, `SIOCOUTQ`, says which messages are still in flight). Messages in flight when a
 //!   connection dies are sent again on the next one, so a collector restart loses nothing the
 //!   backlog can hold. (Bytes the old collector acknowledged but never read are beyond our reach.)
-//! - SCTP uses the kernel's one-to-one socket and sends everything reliably; partial
-//!   reliability for data (RFC 7011 §10.2.4) is not used. Where the kernel has no SCTP, opening
-//!   the exporter fails with a message naming the missing support.
+//! - SCTP uses the kernel's one-to-one socket: each IPFIX message is one SCTP message (one
+//!   `send`, so one DATA chunk below the path MTU; the template prelude too, message by
+//!   message), all on stream 0, ordered and fully reliable: templates always arrive before the
+//!   data that uses them, and partial reliability for data (RFC 7011 §10.2.4) is not used, since
+//!   a record the association gave up on would be a silent loss. `SIOCOUTQ` means nothing for
+//!   SCTP, so a message counts as sent once `SCTP_STATUS` shows no more unacknowledged or pending
+//!   DATA chunks than were written after it. Where the kernel has no SCTP, opening the exporter
+//!   fails with a message naming the missing support.
 
 use crate::encoder::{Message, TemplatePrelude};
 use crate::options::FlowTotals;
@@ -207,9 +212,11 @@ struct Io {
 /// One live connection and the messages it has not yet had acknowledged.
 struct Conn {
     fd: OwnedFd,
-    /// Bytes written on this connection.
+    protocol: StreamProtocol,
+    /// Bytes (TCP) or messages (SCTP) written on this connection.
     written: u64,
-    /// Messages written but not yet acknowledged, with the connection offset they end at.
+    /// Messages written but not yet acknowledged, with the connection offset they end at (in
+    /// the unit of `written`).
     in_flight: VecDeque<(u64, Item)>,
 }
 
@@ -235,6 +242,7 @@ impl Io {
                     self.shared.connected.store(true, Ordering::Relaxed);
                     let mut conn = Conn {
                         fd,
+                        protocol: self.cfg.protocol,
                         written: 0,
                         in_flight: VecDeque::new(),
                     };
@@ -327,9 +335,13 @@ impl Io {
                 Some(item) => {
                     if !prelude_sent {
                         let p = self.prelude.stamp_for(&item.bytes).to_vec();
-                        if let Err(e) = self.write(conn, &p) {
-                            self.retry.push_front(item);
-                            return Some(e);
+                        // Message by message: over SCTP each send is one SCTP message, and a
+                        // collector reads one IPFIX message from each.
+                        for m in messages_of(&p) {
+                            if let Err(e) = self.write(conn, m) {
+                                self.retry.push_front(item);
+                                return Some(e);
+                            }
                         }
                         prelude_sent = true;
                     }
@@ -358,7 +370,7 @@ impl Io {
         if peer_alive(&conn.fd).is_err() {
             return;
         }
-        let acked = conn.written.saturating_sub(unacked_bytes(&conn.fd));
+        let acked = conn.written.saturating_sub(unacknowledged(conn));
         while conn.in_flight.front().is_some_and(|(end, _)| *end <= acked) {
             let (_, item) = conn.in_flight.pop_front().expect("checked");
             self.shared.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +403,11 @@ impl Io {
             };
             if n >= 0 {
                 buf = &buf[n as usize..];
-                conn.written += n as u64;
+                conn.written += match conn.protocol {
+                    StreamProtocol::Tcp => n as u64,
+                    // A one-to-one SCTP socket sends a message whole or not at all.
+                    StreamProtocol::Sctp => buf.is_empty() as u64,
+                };
                 continue;
             }
             let e = io::Error::last_os_error();
@@ -566,6 +582,55 @@ fn peer_alive(fd: &OwnedFd) -> io::Result<()> {
             "the collector closed the connection",
         )
     })
+}
+
+/// The IPFIX messages in a buffer of whole messages.
+fn messages_of(mut b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if b.len() < 4 {
+            return None;
+        }
+        let len = (u16::from_be_bytes([b[2], b[3]]) as usize).clamp(4, b.len());
+        let (m, rest) = b.split_at(len);
+        b = rest;
+        Some(m)
+    })
+}
+
+/// What the peer has not acknowledged yet, in the unit of `Conn::written`.
+fn unacknowledged(conn: &Conn) -> u64 {
+    match conn.protocol {
+        StreamProtocol::Tcp => unacked_bytes(&conn.fd),
+        StreamProtocol::Sctp => unacked_sctp_chunks(&conn.fd),
+    }
+}
+
+/// DATA chunks of the association not yet acknowledged or not yet sent (`SCTP_STATUS`:
+/// `sstat_unackdata` + `sstat_penddata`); each message we write is at least one chunk, so this
+/// never counts a message as acknowledged early. All of them while the socket cannot say.
+fn unacked_sctp_chunks(fd: &OwnedFd) -> u64 {
+    const SOL_SCTP: libc::c_int = 132;
+    const SCTP_STATUS: libc::c_int = 14;
+    // struct sctp_status: assoc_id, state, rwnd (4 bytes each), unackdata and penddata (u16),
+    // then more; the kernel wants room for all of it (176 bytes), more is fine.
+    let mut buf = [0u8; 256];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `buf`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            SOL_SCTP,
+            SCTP_STATUS,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r < 0 || len < 16 {
+        return u64::MAX;
+    }
+    let unack = u16::from_ne_bytes([buf[12], buf[13]]) as u64;
+    let pend = u16::from_ne_bytes([buf[14], buf[15]]) as u64;
+    unack + pend
 }
 
 /// Bytes written but not yet acknowledged by the peer (0 where the socket cannot say).

@@ -8,6 +8,7 @@ pub mod craft;
 pub mod encap;
 pub mod lab;
 pub mod tools;
+pub mod uml;
 
 use std::path::PathBuf;
 

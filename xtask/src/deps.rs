@@ -33,6 +33,11 @@ const NEEDED: &[(&str, &str)] = &[
     ("softflowd", "softflowd"),
     ("nfacctd", "pmacct"),
     ("pmacct", "pmacct"),
+    // The SCTP lab: a user-mode Linux kernel with sctp.ko (the host kernel has no SCTP), modprobe
+    // inside it, socat as the SCTP collector, dumpcap (tshark's) on its loopback.
+    ("/usr/bin/linux.uml", "user-mode-linux"),
+    ("modprobe", "kmod"),
+    ("socat", "socat"),
     // Compressed captures are made by the real compressors.
     ("gzip", "gzip"),
     ("zstd", "zstd"),
