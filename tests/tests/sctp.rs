@@ -132,3 +132,125 @@ fn sctp_export_in_the_uml_lab_equals_the_udp_export() {
     let unordered = tshark_frames(&capture, "sctp.data_u_bit == 1", &["frame.number"]);
     assert!(unordered.is_empty(), "{unordered:?}");
 }
+
+/// Writes the stages of a piped capture: `stages[0]` as a pcap file `p0.pcap`, each later one
+/// as its records only (`p1.bin`, ...), so that a shell can `cat` them with pauses between.
+fn stages(dir: &Path, stages: &[Vec<Frame>]) {
+    for (i, frames) in stages.iter().enumerate() {
+        let p = dir.join(format!("p{i}.pcap"));
+        write_pcap(&p, LINKTYPE_ETHERNET, false, frames);
+        if i > 0 {
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(dir.join(format!("p{i}.bin")), &bytes[24..]).unwrap();
+        }
+    }
+}
+
+/// Source addresses of the flow records in a collector's byte stream.
+fn sources(stream: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = ipfixrw_decode(&split_messages(stream))
+        .into_iter()
+        .map(|r| r["sourceIPv4Address"].clone() + ":" + &r["sourceTransportPort"])
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_sctp_collector_late_at_start_and_restarting_mid_run_loses_nothing() {
+    if !lab_or_skip("an_sctp_collector_late_at_start_and_restarting_mid_run_loses_nothing") {
+        return;
+    }
+    let tmp = TempDir::new("sctprestart");
+    let dir = tmp.path();
+    // Four batches of 50 flows, 10 s apart in capture time: each batch expires the one before.
+    let batches: Vec<Vec<Frame>> = (0..4u8)
+        .map(|b| udp_flows(50, b + 1, BASE + b as u64 * 10 * SEC))
+        .collect();
+    stages(dir, &batches);
+    // The collector comes 1.5 s after the probe; batches 1 and 2 reach it; it goes away; a new
+    // one comes a second later and gets batches 3 and 4.
+    let run = e2e::uml::run(
+        dir,
+        "( sleep 1.5; exec timeout 30 socat -u SCTP4-LISTEN:4739,reuseaddr OPEN:s1.bin,creat,trunc ) &
+         S1=$!
+         ( cat p0.pcap; sleep 3; cat p1.bin; sleep 2; cat p2.bin; sleep 3; cat p3.bin; sleep 1 ) |
+           $PROBE read /proc/self/fd/0 --ipfix sctp://127.0.0.1:4739 --idle-timeout 2s \
+             --stats-json books.json 2>probe.err &
+         P=$!
+         sleep 6
+         kill $S1; wait $S1
+         sleep 1
+         timeout 30 socat -u SCTP4-LISTEN:4739,reuseaddr OPEN:s2.bin,creat,trunc &
+         S2=$!
+         wait $P
+         echo probe=$?
+         wait $S2",
+        Duration::from_secs(120),
+    );
+    let (status, log) = run.script(dir);
+    let err = std::fs::read_to_string(dir.join("probe.err")).unwrap_or_default();
+    assert_eq!(status, 0, "{log}\n{err}");
+    assert!(log.contains("probe=0"), "{log}\n{err}");
+    let books = read_books(&dir.join("books.json"));
+    let c = &books["export"]["collectors"][0];
+    assert_eq!(c["sessions"], 2, "{c}\n{err}");
+    assert_eq!(c["messages_lost"], 0, "{c}\n{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(err.contains("connected (session 2)"), "{err}");
+    let s1 = sources(&std::fs::read(dir.join("s1.bin")).unwrap());
+    let s2 = sources(&std::fs::read(dir.join("s2.bin")).unwrap());
+    assert_eq!(s1.len(), 100, "batches 1 and 2 before the restart");
+    assert_eq!(s2.len(), 100, "batches 3 and 4 after it");
+    let mut all: Vec<String> = s1.iter().chain(&s2).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 200, "every flow once");
+}
+
+#[test]
+fn an_aborted_sctp_association_costs_counted_records_and_reading_goes_on() {
+    if !lab_or_skip("an_aborted_sctp_association_costs_counted_records_and_reading_goes_on") {
+        return;
+    }
+    let tmp = TempDir::new("sctpabort");
+    let dir = tmp.path();
+    let batches: Vec<Vec<Frame>> = (0..3u8)
+        .map(|b| udp_flows(50, b + 1, BASE + b as u64 * 10 * SEC))
+        .collect();
+    stages(dir, &batches);
+    // SO_LINGER 0 and SIGKILL: the collector's end sends ABORT; nobody comes back.
+    let run = e2e::uml::run(
+        dir,
+        "socat -u SCTP4-LISTEN:4739,reuseaddr,linger=0 OPEN:s1.bin,creat,trunc &
+         S=$!
+         sleep 1
+         ( cat p0.pcap; sleep 2; cat p1.bin; sleep 2; cat p2.bin; sleep 1 ) |
+           $PROBE read /proc/self/fd/0 --ipfix sctp://127.0.0.1:4739 --idle-timeout 2s \
+             --export-drain 1s --stats-json books.json 2>probe.err &
+         P=$!
+         sleep 3.5
+         kill -9 $S
+         wait $P
+         echo probe=$?",
+        Duration::from_secs(120),
+    );
+    let (status, log) = run.script(dir);
+    let err = std::fs::read_to_string(dir.join("probe.err")).unwrap_or_default();
+    assert_eq!(status, 0, "{log}\n{err}");
+    assert!(
+        log.contains("probe=0"),
+        "reading goes on to the end: {log}\n{err}"
+    );
+    let books = read_books(&dir.join("books.json"));
+    assert_balanced(&books);
+    assert_eq!(books["frames"]["read"], 150, "{books}");
+    let c = &books["export"]["collectors"][0];
+    let s1 = sources(&std::fs::read(dir.join("s1.bin")).unwrap());
+    assert_eq!(s1.len(), 50, "batch 1 before the abort");
+    // Batches 2 and 3 had nowhere to go: lost, and counted with what they carried.
+    assert_eq!(c["not_sent"]["flows"], 100, "{c}\n{err}");
+    assert_eq!(c["not_sent"]["packets"], 100, "{c}");
+    assert!(c["messages_lost"].as_u64().unwrap() > 0, "{c}");
+    assert!(err.contains("connection lost"), "{err}");
+}
