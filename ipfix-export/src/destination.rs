@@ -14,6 +14,9 @@ pub enum Destination {
     Tcp(SocketAddr),
     /// IPFIX over SCTP (RFC 7011 §10.2).
     Sctp(SocketAddr),
+    /// IPFIX over TLS over TCP (RFC 7011 §11): `host` is the name in the URL, which the
+    /// collector's certificate must carry (unless the TLS settings name another).
+    Tls { addr: SocketAddr, host: String },
     /// IPFIX files (RFC 5655).
     File(FileSpec),
     /// NetFlow version 9 over UDP (RFC 3954).
@@ -47,6 +50,7 @@ impl std::fmt::Display for Destination {
             Destination::Udp(a) => write!(f, "udp://{a}"),
             Destination::Tcp(a) => write!(f, "tcp://{a}"),
             Destination::Sctp(a) => write!(f, "sctp://{a}"),
+            Destination::Tls { addr, .. } => write!(f, "tls://{addr}"),
             Destination::File(s) => write!(f, "file://{}", s.path.display()),
             Destination::NetflowV9(a) => write!(f, "netflow9://{a}"),
             Destination::NetflowV5(a) => write!(f, "netflow5://{a}"),

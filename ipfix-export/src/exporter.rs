@@ -30,6 +30,8 @@ pub struct ExporterConfig {
     pub stream_backlog_messages: usize,
     pub stream_connect_timeout: Duration,
     pub stream_max_backoff: Duration,
+    /// CA, server name and client certificate for `tls://` collectors.
+    pub tls: crate::tls::TlsSettings,
 }
 
 impl Default for ExporterConfig {
@@ -40,6 +42,7 @@ impl Default for ExporterConfig {
             stream_backlog_messages: 65_536,
             stream_connect_timeout: Duration::from_secs(3),
             stream_max_backoff: Duration::from_secs(30),
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -49,6 +52,8 @@ impl Default for ExporterConfig {
 pub enum ExporterError {
     #[error("{0}")]
     Config(#[from] crate::encoder::ConfigError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{url}: {source}")]
     Open {
         url: String,
@@ -129,6 +134,15 @@ impl Exporter {
         log: Log,
     ) -> Result<Exporter, ExporterError> {
         let mut sinks = Vec::new();
+        // Certificates and keys are read once, now, for every tls:// collector.
+        let tls_client = if destinations
+            .iter()
+            .any(|d| matches!(d, Destination::Tls { .. }))
+        {
+            Some(std::sync::Arc::new(crate::tls::TlsClient::new(&cfg.tls)?))
+        } else {
+            None
+        };
         let session_cfg = EncoderConfig {
             inline_templates: false,
             ..cfg.encoder.clone()
@@ -169,12 +183,19 @@ impl Exporter {
                     )),
                     Output::Udp(udp(*a)?, pacer()),
                 ),
-                Destination::Tcp(a) | Destination::Sctp(a) => {
+                Destination::Tcp(a) | Destination::Sctp(a) | Destination::Tls { addr: a, .. } => {
                     let enc = MessageEncoder::new(session_cfg.clone())?;
-                    let protocol = if matches!(d, Destination::Tcp(_)) {
-                        StreamProtocol::Tcp
-                    } else {
-                        StreamProtocol::Sctp
+                    let (protocol, tls) = match d {
+                        Destination::Tcp(_) => (StreamProtocol::Tcp, None),
+                        Destination::Sctp(_) => (StreamProtocol::Sctp, None),
+                        Destination::Tls { host, .. } => (
+                            StreamProtocol::Tls,
+                            Some(crate::stream::TlsTarget {
+                                client: tls_client.clone().expect("built above"),
+                                host: host.clone(),
+                            }),
+                        ),
+                        _ => unreachable!(),
                     };
                     let sc = StreamConfig {
                         addr: *a,
@@ -182,6 +203,7 @@ impl Exporter {
                         backlog_messages: cfg.stream_backlog_messages,
                         connect_timeout: cfg.stream_connect_timeout,
                         max_backoff: cfg.stream_max_backoff,
+                        tls,
                     };
                     let s = StreamSender::start(sc, enc.template_prelude(), log.clone())
                         .map_err(open)?;

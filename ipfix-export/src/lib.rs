@@ -25,6 +25,7 @@ pub mod options;
 pub mod record;
 pub mod stream;
 pub mod template;
+pub mod tls;
 pub mod udp;
 
 pub use destination::{Destination, FileSpec};
@@ -34,6 +35,7 @@ pub use encoder::{
 pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
 pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
 pub use record::{EndReason, FlowRecord, Reverse, TimePrecision, Tunnel};
+pub use tls::{TlsClient, TlsError, TlsSettings};
 pub use udp::{Pacer, UdpSender};
 
 /// IPFIX protocol version number carried in every message header.

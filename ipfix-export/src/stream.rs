@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 pub enum StreamProtocol {
     Tcp,
     Sctp,
+    /// TLS over TCP (RFC 7011 §11).
+    Tls,
 }
 
 impl StreamProtocol {
@@ -42,8 +44,17 @@ impl StreamProtocol {
         match self {
             StreamProtocol::Tcp => "tcp",
             StreamProtocol::Sctp => "sctp",
+            StreamProtocol::Tls => "tls",
         }
     }
+}
+
+/// The TLS side of a `tls://` collector: the shared client configuration and the host named in
+/// its URL (what the certificate must carry, unless the settings name another).
+#[derive(Clone, Debug)]
+pub struct TlsTarget {
+    pub client: Arc<crate::tls::TlsClient>,
+    pub host: String,
 }
 
 /// How one stream collector is reached.
@@ -56,6 +67,8 @@ pub struct StreamConfig {
     pub connect_timeout: Duration,
     /// Reconnect attempts start 100 ms apart and double up to this.
     pub max_backoff: Duration,
+    /// For [`StreamProtocol::Tls`].
+    pub tls: Option<TlsTarget>,
 }
 
 /// Where the exporter's messages to a stream collector went.
@@ -213,6 +226,8 @@ struct Io {
 struct Conn {
     fd: OwnedFd,
     protocol: StreamProtocol,
+    /// The TLS session over `fd`, for `tls://`: plaintext goes in, records come out.
+    tls: Option<rustls::ClientConnection>,
     /// Bytes (TCP) or messages (SCTP) written on this connection.
     written: u64,
     /// Messages written but not yet acknowledged, with the connection offset they end at (in
@@ -228,8 +243,8 @@ impl Io {
             if self.past_deadline() || (self.nothing_left() && self.closing()) {
                 break;
             }
-            match connect(&self.cfg) {
-                Ok(fd) => {
+            match connect(&self.cfg).and_then(|fd| self.start_tls(fd)) {
+                Ok((fd, tls)) => {
                     backoff = Duration::from_millis(100);
                     let n = self.shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
                     if n > 1 || failing.is_some() {
@@ -243,6 +258,7 @@ impl Io {
                     let mut conn = Conn {
                         fd,
                         protocol: self.cfg.protocol,
+                        tls,
                         written: 0,
                         in_flight: VecDeque::new(),
                     };
@@ -286,6 +302,45 @@ impl Io {
         }
     }
 
+    /// For `tls://`, the handshake on a fresh connection: a certificate the settings do not
+    /// accept, a name mismatch or an alert from the collector fails here, with rustls's reason.
+    fn start_tls(&self, fd: OwnedFd) -> io::Result<(OwnedFd, Option<rustls::ClientConnection>)> {
+        let Some(t) = &self.cfg.tls else {
+            return Ok((fd, None));
+        };
+        let mut tls = t
+            .client
+            .connect(&t.host)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let deadline = Instant::now() + self.cfg.connect_timeout;
+        while tls.is_handshaking() {
+            flush_tls(&fd, &mut tls, deadline)?;
+            if !tls.is_handshaking() {
+                break;
+            }
+            if tls.wants_read() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "TLS handshake timed out",
+                    ));
+                }
+                if !wait_readable(&fd, left.min(Duration::from_millis(100))) {
+                    continue;
+                }
+                if read_tls(&fd, &mut tls)?.0 == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the collector closed the connection during the TLS handshake",
+                    ));
+                }
+            }
+        }
+        flush_tls(&fd, &mut tls, deadline)?;
+        Ok((fd, Some(tls)))
+    }
+
     fn closing(&self) -> bool {
         self.shared.deadline().is_some()
     }
@@ -325,7 +380,7 @@ impl Io {
                     }
                 },
             };
-            if let Err(e) = peer_alive(&conn.fd) {
+            if let Err(e) = conn_alive(conn) {
                 if let Some(i) = item {
                     self.retry.push_front(i);
                 }
@@ -367,7 +422,7 @@ impl Io {
     /// Retires the messages the peer has acknowledged.
     fn acknowledge(&self, conn: &mut Conn) {
         // A reset connection empties its send queue: its count no longer means "acknowledged".
-        if peer_alive(&conn.fd).is_err() {
+        if conn_alive(conn).is_err() {
             return;
         }
         let acked = conn.written.saturating_sub(unacknowledged(conn));
@@ -384,7 +439,23 @@ impl Io {
     }
 
     /// Writes all of `buf`, waiting for socket space in short steps so shutdown is noticed.
-    fn write(&self, conn: &mut Conn, mut buf: &[u8]) -> io::Result<()> {
+    /// Over TLS, `buf` becomes records and `written` counts the ciphertext bytes on the socket,
+    /// so the TCP acknowledgement of the last record carrying a message retires it.
+    fn write(&self, conn: &mut Conn, buf: &[u8]) -> io::Result<()> {
+        if let Some(tls) = conn.tls.as_mut() {
+            use std::io::Write;
+            tls.writer().write_all(buf)?;
+            let deadline = self
+                .shared
+                .deadline()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            conn.written += flush_tls(&conn.fd, tls, deadline)?;
+            return Ok(());
+        }
+        self.write_plain(conn, buf)
+    }
+
+    fn write_plain(&self, conn: &mut Conn, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             if self.past_deadline() {
                 return Err(io::Error::new(
@@ -404,7 +475,7 @@ impl Io {
             if n >= 0 {
                 buf = &buf[n as usize..];
                 conn.written += match conn.protocol {
-                    StreamProtocol::Tcp => n as u64,
+                    StreamProtocol::Tcp | StreamProtocol::Tls => n as u64,
                     // A one-to-one SCTP socket sends a message whole or not at all.
                     StreamProtocol::Sctp => buf.is_empty() as u64,
                 };
@@ -430,7 +501,7 @@ fn new_socket(addr: SocketAddr, protocol: StreamProtocol) -> io::Result<OwnedFd>
         libc::AF_INET
     };
     let proto = match protocol {
-        StreamProtocol::Tcp => libc::IPPROTO_TCP,
+        StreamProtocol::Tcp | StreamProtocol::Tls => libc::IPPROTO_TCP,
         StreamProtocol::Sctp => libc::IPPROTO_SCTP,
     };
     // SAFETY: plain socket(2); the result is checked before use.
@@ -549,6 +620,18 @@ fn wait_writable(fd: &OwnedFd, timeout: Duration) -> bool {
     n > 0
 }
 
+/// Waits until the socket has something to read (or an error or hang-up); `false` on timeout.
+fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+    n > 0
+}
+
 /// A collector never sends us data, so a readable socket means it closed or reset the
 /// connection. Checked before each write, so messages are not written into a dead connection.
 fn peer_alive(fd: &OwnedFd) -> io::Result<()> {
@@ -584,6 +667,123 @@ fn peer_alive(fd: &OwnedFd) -> io::Result<()> {
     })
 }
 
+/// [`peer_alive`], and over TLS also what the collector sent: session tickets are taken in; an
+/// alert (a rejected client certificate) or close_notify ends the connection with its reason.
+fn conn_alive(conn: &mut Conn) -> io::Result<()> {
+    let Some(tls) = conn.tls.as_mut() else {
+        return peer_alive(&conn.fd);
+    };
+    while wait_readable(&conn.fd, Duration::ZERO) {
+        let (n, closed) = read_tls(&conn.fd, tls)?;
+        if n == usize::MAX {
+            break; // nothing after all
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the collector closed the connection",
+            ));
+        }
+        if closed {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the collector closed the TLS session",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the socket has into the TLS session and processes it; returns the bytes read
+/// (0: the peer closed; `usize::MAX`: nothing there after all) and whether the peer sent
+/// close_notify. A TLS failure (bad certificate, an alert) is an `InvalidData` error whose
+/// text is rustls's reason.
+fn read_tls(fd: &OwnedFd, tls: &mut rustls::ClientConnection) -> io::Result<(usize, bool)> {
+    let n = match tls.read_tls(&mut FdIo(fd)) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((usize::MAX, false)),
+        Err(e) => return Err(e),
+    };
+    let state = tls
+        .process_new_packets()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+    // Nothing of the collector's is application data we want; drop any.
+    let mut sink = [0u8; 4096];
+    while let Ok(k) = std::io::Read::read(&mut tls.reader(), &mut sink) {
+        if k == 0 {
+            break;
+        }
+    }
+    Ok((n, state.peer_has_closed()))
+}
+
+/// Writes every pending TLS record to the socket; returns the bytes written.
+fn flush_tls(
+    fd: &OwnedFd,
+    tls: &mut rustls::ClientConnection,
+    deadline: Instant,
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    while tls.wants_write() {
+        match tls.write_tls(&mut FdIo(fd)) {
+            Ok(n) => total += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "shutdown deadline reached while the collector was not reading",
+                    ));
+                }
+                wait_writable(fd, Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+/// The socket as `Read`/`Write` for rustls (non-blocking; no SIGPIPE).
+struct FdIo<'a>(&'a OwnedFd);
+
+impl io::Read for FdIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is open.
+        let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+impl io::Write for FdIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is open.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The IPFIX messages in a buffer of whole messages.
 fn messages_of(mut b: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
@@ -600,7 +800,7 @@ fn messages_of(mut b: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// What the peer has not acknowledged yet, in the unit of `Conn::written`.
 fn unacknowledged(conn: &Conn) -> u64 {
     match conn.protocol {
-        StreamProtocol::Tcp => unacked_bytes(&conn.fd),
+        StreamProtocol::Tcp | StreamProtocol::Tls => unacked_bytes(&conn.fd),
         StreamProtocol::Sctp => unacked_sctp_chunks(&conn.fd),
     }
 }
@@ -658,6 +858,7 @@ mod tests {
             protocol: StreamProtocol::Tcp,
             backlog_messages: 1000,
             connect_timeout: Duration::from_secs(1),
+            tls: None,
             max_backoff: Duration::from_millis(200),
         }
     }

@@ -92,7 +92,7 @@ pub enum PrintFormat {
 #[derive(Args, Clone, Debug)]
 pub struct ExportArgs {
     /// Where flow records go; repeat for several (each receives every record):
-    /// udp://HOST:PORT, tcp://HOST:PORT, sctp://HOST:PORT (IPFIX), netflow9://HOST:PORT,
+    /// udp://HOST:PORT, tcp://HOST:PORT, sctp://HOST:PORT, tls://HOST:PORT (IPFIX), netflow9://HOST:PORT,
     /// netflow5://HOST:PORT (legacy, over UDP), file:///PATH[?rotate=5m&max-size=64MiB]
     /// (IPFIX files). IPv6 hosts in brackets: udp://[2001:db8::1]:4739.
     #[arg(long = "ipfix", value_name = "URL", value_parser = parse_destination)]
@@ -132,6 +132,20 @@ pub struct ExportArgs {
     /// At the end, how long TCP/SCTP collectors get to take what is still queued.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub export_drain: Duration,
+    /// tls:// collectors: PEM file of the CA certificates that may sign a collector's
+    /// certificate (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// tls:// collectors: the name their certificate must carry (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// tls:// collectors: a client certificate chain (PEM) for mutual authentication; with
+    /// --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; refused when group or others may read it.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ExportArgs {
@@ -154,6 +168,12 @@ impl ExportArgs {
                 },
                 max_udp_messages_per_sec: Some(self.max_export_rate).filter(|&r| r > 0),
                 stream_backlog_messages: self.stream_backlog,
+                tls: ipfix_export::TlsSettings {
+                    ca_file: self.tls_ca.clone(),
+                    server_name: self.tls_server_name.clone(),
+                    client_cert: self.tls_cert.clone(),
+                    client_key: self.tls_key.clone(),
+                },
                 ..ExporterConfig::default()
             },
             destinations: self.ipfix.clone(),

@@ -1,6 +1,7 @@
 //! `--ipfix URL`: where flow records go, as the user writes it.
 //!
-//! - `udp://HOST:PORT`, `tcp://HOST:PORT`, `sctp://HOST:PORT`: IPFIX to a collector;
+//! - `udp://HOST:PORT`, `tcp://HOST:PORT`, `sctp://HOST:PORT`, `tls://HOST:PORT`: IPFIX to a
+//!   collector (TLS over TCP, the certificate checked against HOST);
 //! - `netflow9://HOST:PORT`, `netflow5://HOST:PORT`: the legacy formats over UDP;
 //! - `file:///PATH[?rotate=DURATION][&max-size=SIZE]`: IPFIX files (RFC 5655).
 //!
@@ -11,7 +12,8 @@ use ipfix_export::{Destination, FileSpec};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-const FORMS: &str = "udp://HOST:PORT, tcp://HOST:PORT, sctp://HOST:PORT, netflow9://HOST:PORT, \
+const FORMS: &str =
+    "udp://HOST:PORT, tcp://HOST:PORT, sctp://HOST:PORT, tls://HOST:PORT, netflow9://HOST:PORT, \
                      netflow5://HOST:PORT or file:///PATH[?rotate=5m&max-size=64MiB]";
 
 /// Parses one `--ipfix` value; the error says what is wrong and how to write it.
@@ -24,11 +26,24 @@ pub fn parse(url: &str) -> Result<Destination, String> {
         "udp" => Destination::Udp(addr()?),
         "tcp" => Destination::Tcp(addr()?),
         "sctp" => Destination::Sctp(addr()?),
+        "tls" => Destination::Tls {
+            addr: addr()?,
+            host: host_of(rest),
+        },
         "netflow9" | "nfv9" => Destination::NetflowV9(addr()?),
         "netflow5" | "nfv5" => Destination::NetflowV5(addr()?),
         "file" => Destination::File(file_spec(url, rest)?),
         _ => return Err(format!("'{url}': unknown scheme '{scheme}': write {FORMS}")),
     })
+}
+
+/// The host as written (brackets off an IPv6 address): what a TLS certificate must name.
+fn host_of(rest: &str) -> String {
+    let rest = rest.trim_end_matches('/');
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 fn socket_addr(url: &str, rest: &str) -> Result<SocketAddr, String> {

@@ -331,6 +331,17 @@ pub fn check_export(e: &crate::cli::ExportArgs) -> Vec<String> {
                 .parent()
                 .and_then(not_writable)
                 .map(|p| format!("ipfix {d}: {p}")),
+            ipfix_export::Destination::Tls { .. } => {
+                let s = ipfix_export::TlsSettings {
+                    ca_file: e.tls_ca.clone(),
+                    server_name: e.tls_server_name.clone(),
+                    client_cert: e.tls_cert.clone(),
+                    client_key: e.tls_key.clone(),
+                };
+                ipfix_export::TlsClient::new(&s)
+                    .err()
+                    .map(|err| format!("ipfix {d}: {err}"))
+            }
             ipfix_export::Destination::NetflowV5(_) if e.observation_domain > 255 => Some(format!(
                 "ipfix {d}: observation-domain {} does not fit NetFlow v5's 8-bit engine \
                      id: use 0-255, or NetFlow v9 or IPFIX (32-bit ids)",

@@ -38,6 +38,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("/usr/bin/linux.uml", "user-mode-linux"),
     ("modprobe", "kmod"),
     ("socat", "socat"),
+    // TLS export: certificates made by openssl; socat's OPENSSL-LISTEN is the collector.
+    ("openssl", "openssl"),
     // Compressed captures are made by the real compressors.
     ("gzip", "gzip"),
     ("zstd", "zstd"),
