@@ -35,6 +35,8 @@ struct Opts {
     write_capture: Option<String>,
     /// Only the tunnel comparison: the capture plain and wrapped in VXLAN, `probe read` of each.
     tunnels_only: bool,
+    /// Only the transport comparison: the same records through tcp:// and tls://.
+    transports_only: bool,
 }
 
 fn parse(args: &[&str]) -> Result<Opts> {
@@ -47,6 +49,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
         live_seconds: 12,
         write_capture: None,
         tunnels_only: false,
+        transports_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -64,11 +67,12 @@ fn parse(args: &[&str]) -> Result<Opts> {
             }
             "--live-seconds" => o.live_seconds = it.next().context("--live-seconds N")?.parse()?,
             "--tunnels-only" => o.tunnels_only = true,
+            "--transports-only" => o.transports_only = true,
             other => {
                 bail!(
                     "unknown bench option {other}; use --packets N, --flows N, --no-criterion, \
                      --no-live, --live-only, --live-seconds N, --tunnels-only, \
-                     --write-capture PATH"
+                     --transports-only, --write-capture PATH"
                 )
             }
         }
@@ -92,6 +96,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     let tmp = e2e::TempDir::new("bench");
     if opts.tunnels_only {
         return tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows);
+    }
+    if opts.transports_only {
+        return transport_cost(&probe, tmp.path());
     }
     if opts.live {
         let rows = crate::bench_live::run(&probe, opts.live_seconds, tmp.path())?;
@@ -181,6 +188,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     one_core(&probe, &pcap, tmp.path(), opts.packets)?;
     std::fs::remove_file(&pcap)?;
     tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows)?;
+    transport_cost(&probe, tmp.path())?;
 
     if opts.criterion {
         crate::run(crate::cargo().args([
@@ -483,6 +491,136 @@ fn tunnel_cost(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()>
     if exact != truth.len() {
         bail!("the VXLAN capture's inner flows differ from the ground truth");
     }
+    Ok(())
+}
+
+/// The cost of TLS (issue #16): 500,000 one-packet flows, so 500,000 records, exported by
+/// `probe read` to a local socat sink over tcp:// and over tls:// (TLS 1.3, ECDSA P-256
+/// certificate made by openssl), three alternating runs each, pinned to one CPU; socat's own
+/// CPU is not counted. Every run must deliver every record (the books say so).
+fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
+    let (packets, flows) = (500_000u64, 500_000u32);
+    let pcap = tmp.join("transports.pcap");
+    generate(&pcap, packets, flows)?;
+    let certs = |args: &[&str]| -> Result<()> {
+        let out = Command::new("openssl").current_dir(tmp).args(args).output()?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=bench-ca",
+    ]);
+    certs(&ca)?;
+    std::fs::write(tmp.join("s.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+    let mut req = vec!["req"];
+    req.extend(ec);
+    req.extend(["-keyout", "s.key", "-out", "s.csr", "-subj", "/CN=sink"]);
+    certs(&req)?;
+    certs(&[
+        "x509",
+        "-req",
+        "-in",
+        "s.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "s.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "s.ext",
+    ])?;
+    let cpu = (std::thread::available_parallelism().map_or(1, |n| n.get()) - 1).to_string();
+    let mut results: Vec<(&str, Vec<Measured>)> = vec![("tcp://", vec![]), ("tls://", vec![])];
+    for run in 0..RUNS {
+        for (scheme, runs) in results.iter_mut() {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let listen = if scheme.starts_with("tls") {
+                format!(
+                    "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert=s.pem,key=s.key,verify=0"
+                )
+            } else {
+                format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr")
+            };
+            let mut sink = Command::new("socat")
+                .current_dir(tmp)
+                .args(["-u", &listen, "OPEN:/dev/null"])
+                .spawn()
+                .context("socat (cargo xtask deps installs it)")?;
+            std::thread::sleep(Duration::from_millis(300));
+            let books = tmp.join("transport-books.json");
+            let mut cmd = probe_read(probe, &pcap, &format!("{scheme}127.0.0.1:{port}"));
+            cmd.arg("--stats-json").arg(&books);
+            if scheme.starts_with("tls") {
+                cmd.arg("--tls-ca").arg(tmp.join("ca.pem"));
+            }
+            let m = measure(&mut pinned(&cmd, &cpu))?;
+            let _ = sink.kill();
+            let _ = sink.wait();
+            let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&books)?)?;
+            let c = &b["export"]["collectors"][0];
+            if c["records_sent"].as_u64() != Some(flows as u64) || c["messages_lost"] != 0 {
+                bail!("{scheme} run {}: not every record delivered: {c}", run + 1);
+            }
+            eprintln!(
+                "{scheme} run {}: {:.2} s wall, {:.2} CPU-s",
+                run + 1,
+                m.wall.as_secs_f64(),
+                m.user + m.sys
+            );
+            runs.push(m);
+        }
+    }
+    println!("\n| `probe read` → local socat sink, one core, 500,000 records | wall s (3 runs) | CPU s (3 runs) | records/s (median wall) | CPU µs per record (median) |");
+    println!("|---|---|---|---|---|");
+    let mut med_cpu = vec![];
+    for (scheme, runs) in &mut results {
+        runs.sort_by_key(|m| m.wall);
+        let walls: Vec<String> = runs
+            .iter()
+            .map(|m| format!("{:.2}", m.wall.as_secs_f64()))
+            .collect();
+        let mut cpus: Vec<f64> = runs.iter().map(|m| m.user + m.sys).collect();
+        cpus.sort_by(f64::total_cmp);
+        let cpu_s: Vec<String> = cpus.iter().map(|c| format!("{c:.2}")).collect();
+        med_cpu.push(cpus[RUNS / 2]);
+        println!(
+            "| {scheme} | {} | {} | {:.0} | {:.2} |",
+            walls.join(" / "),
+            cpu_s.join(" / "),
+            flows as f64 / runs[RUNS / 2].wall.as_secs_f64(),
+            cpus[RUNS / 2] * 1e6 / flows as f64
+        );
+    }
+    println!(
+        "TLS over TCP, median CPU: {:.2}x ({:+.2} µs per record)",
+        med_cpu[1] / med_cpu[0],
+        (med_cpu[1] - med_cpu[0]) * 1e6 / flows as f64
+    );
+    std::fs::remove_file(&pcap)?;
     Ok(())
 }
 
