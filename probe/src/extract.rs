@@ -57,6 +57,28 @@ pub struct ExtractArgs {
     /// the inner packets it saw.
     #[command(flatten)]
     pub decap: crate::cli::DecapArgs,
+    /// Extract the packets of these flow records instead of an expression: JSON lines of the
+    /// probe's `--print json`, or `nfdump -o json` output (run nfdump with TZ=UTC); '-' reads
+    /// standard input. Each flow's packets within its start and end, plus --margin.
+    #[arg(long, value_name = "FILE|-", conflicts_with = "expr")]
+    pub flows: Option<PathBuf>,
+    /// With --flows: also the packets of each flow's reverse direction.
+    #[arg(long, requires = "flows")]
+    pub both_directions: bool,
+    /// With --flows: how far before a flow's start and after its end packets still count
+    /// (flow times are milliseconds; clocks of a feed and its probe differ a little).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::cli::parse_duration, requires = "flows")]
+    pub margin: std::time::Duration,
+}
+
+/// What `--flows` found for one flow record.
+#[derive(Debug, Clone)]
+pub struct FlowFound {
+    pub flow: crate::flowlist::WantedFlow,
+    pub packets: u64,
+    /// Part of the flow's window lies before the oldest packet the ring still holds (or after
+    /// its newest): those packets are gone, or were never kept.
+    pub not_covered: bool,
 }
 
 /// What an extraction read and wrote.
@@ -68,6 +90,87 @@ pub struct ExtractReport {
     pub frames_written: u64,
     /// Sorted runs spilled to disk because the matches outgrew --max-memory (0: none).
     pub runs_spilled: usize,
+    /// With --flows: each flow's packets, in the order given.
+    pub flows: Vec<FlowFound>,
+}
+
+/// The flows of `--flows`, indexed by their (protocol, lower address, higher address) so a
+/// frame is compared only with the flows between its two hosts.
+struct FlowMatcher {
+    found: Vec<FlowFound>,
+    by_hosts: std::collections::HashMap<(u8, [u8; 16], [u8; 16]), Vec<usize>>,
+    margin_ns: u64,
+    both: bool,
+}
+
+impl FlowMatcher {
+    fn new(flows: Vec<crate::flowlist::WantedFlow>, margin_ns: u64, both: bool) -> FlowMatcher {
+        let mut by_hosts: std::collections::HashMap<_, Vec<usize>> = Default::default();
+        let octets = |a: std::net::IpAddr| match a {
+            std::net::IpAddr::V4(a) => {
+                let mut o = [0u8; 16];
+                o[..4].copy_from_slice(&a.octets());
+                o
+            }
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        for (i, f) in flows.iter().enumerate() {
+            let (a, b) = (octets(f.src), octets(f.dst));
+            by_hosts
+                .entry((f.protocol, a.min(b), a.max(b)))
+                .or_default()
+                .push(i);
+        }
+        FlowMatcher {
+            found: flows
+                .into_iter()
+                .map(|flow| FlowFound {
+                    flow,
+                    packets: 0,
+                    not_covered: false,
+                })
+                .collect(),
+            by_hosts,
+            margin_ns,
+            both,
+        }
+    }
+
+    /// The time span all flows need, margins included.
+    fn window(&self) -> (u64, u64) {
+        let from = self
+            .found
+            .iter()
+            .map(|f| f.flow.start_ns)
+            .min()
+            .unwrap_or(0);
+        let to = self.found.iter().map(|f| f.flow.end_ns).max().unwrap_or(0);
+        (
+            from.saturating_sub(self.margin_ns),
+            to.saturating_add(self.margin_ns),
+        )
+    }
+
+    /// Whether a decoded frame at `ts` belongs to any of the flows (each that it does counts it).
+    fn matches(&mut self, s: &FrameSummary, ts: u64) -> bool {
+        let (a, b) = (s.src_addr, s.dst_addr);
+        let Some(ids) = self.by_hosts.get(&(s.protocol, a.min(b), a.max(b))) else {
+            return false;
+        };
+        let mut any = false;
+        for &i in ids {
+            let f = &mut self.found[i];
+            let w = &f.flow;
+            if ts + self.margin_ns >= w.start_ns
+                && ts <= w.end_ns.saturating_add(self.margin_ns)
+                && w.matches(s.protocol, &a, &b, s.src_port, s.dst_port, self.both)
+            {
+                f.packets += 1;
+                any = true;
+            }
+        }
+        any
+    }
 }
 
 /// A matching frame: time, bytes, original length.
@@ -187,13 +290,38 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
+    let mut flows = match &args.flows {
+        None => None,
+        Some(path) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("--flows -: cannot read stdin")?
+            } else {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--flows {}: cannot read", path.display()))?
+            };
+            let list = crate::flowlist::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--flows {}: {e}", path.display()))?;
+            if list.is_empty() {
+                bail!("--flows {}: no flow records in it", path.display());
+            }
+            Some(FlowMatcher::new(
+                list,
+                args.margin.as_nanos() as u64,
+                args.both_directions,
+            ))
+        }
+    };
     let select = if args.expr.is_empty() {
         Selection::parse("all").expect("`all` parses")
     } else {
         Selection::parse(&args.expr.join(" ")).map_err(|e| anyhow::anyhow!("expression: {e}"))?
     };
     let decap = args.decap.decap()?;
-    let (from, to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
+    let (mut from, mut to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
+    if let Some(m) = &flows {
+        let (a, b) = m.window();
+        (from, to) = (from.max(a), to.min(b));
+    }
     if from > to {
         bail!("--from is after --to");
     }
@@ -225,11 +353,12 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
             if p.ts_ns < from || p.ts_ns > to {
                 continue;
             }
-            let matched = match p.link {
-                Some(link) if wire::decode_frame(link, p.data, &decap, &mut summary).is_ok() => {
-                    select.matches(&summary)
-                }
-                _ => select.is_all(),
+            let decoded = matches!(p.link, Some(link) if wire::decode_frame(link, p.data, &decap, &mut summary).is_ok());
+            let matched = match (&mut flows, decoded) {
+                (Some(m), true) => m.matches(&summary, p.ts_ns),
+                (Some(_), false) => false,
+                (None, true) => select.matches(&summary),
+                (None, false) => select.is_all(),
             };
             if matched {
                 // What a match costs: its bytes and the tuple that holds them.
@@ -255,6 +384,22 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
         }
         report.runs_spilled = runs.files.len();
         report.frames_written = runs.merge(&args.out)?;
+    }
+    if let Some(m) = flows {
+        // What the ring holds now: from its oldest file's first packet to its newest's last.
+        let oldest = files.iter().map(|f| f.first_ts_ns).min();
+        let newest = files.iter().map(|f| f.last_ts_ns).max();
+        report.flows = m
+            .found
+            .into_iter()
+            .map(|mut f| {
+                f.not_covered = match (oldest, newest) {
+                    (Some(o), Some(n)) => f.flow.start_ns < o || f.flow.end_ns > n,
+                    _ => true,
+                };
+                f
+            })
+            .collect();
     }
     Ok(report)
 }

@@ -22,6 +22,7 @@ pub mod config;
 pub mod export;
 pub mod extract;
 pub mod flow;
+pub mod flowlist;
 pub mod live;
 pub mod mapped;
 pub mod meter;

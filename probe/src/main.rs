@@ -40,7 +40,7 @@ enum Command {
     /// SIGINT/SIGTERM or --duration, and export the flows.
     Capture(Box<CaptureArgs>),
     /// Write the packets of a flow, a selection or a time window from a PCAP ring to one file.
-    Extract(probe::extract::ExtractArgs),
+    Extract(Box<probe::extract::ExtractArgs>),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
     Read(Box<ReadArgs>),
     /// Check a --config file: every setting, its value and where it comes from; exit 1 with
@@ -202,6 +202,27 @@ fn run(cli: Cli) -> Result<i32> {
                 eprintln!(
                     "probe: the matches outgrew --max-memory {}: sorted in {} runs on disk and merged",
                     args.max_memory, r.runs_spilled
+                );
+            }
+            for (i, f) in r.flows.iter().enumerate() {
+                eprintln!(
+                    "probe: flow {}: {}: {} packets{}",
+                    i + 1,
+                    f.flow.describe(),
+                    f.packets,
+                    if f.not_covered {
+                        " (the ring does not cover all of its time: older packets were deleted, or it outlasted the ring)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if !r.flows.is_empty() {
+                let missing = r.flows.iter().filter(|f| f.not_covered).count();
+                eprintln!(
+                    "probe: {} flows, {} with packets, {missing} not wholly covered by the ring",
+                    r.flows.len(),
+                    r.flows.iter().filter(|f| f.packets > 0).count()
                 );
             }
             Ok(0)

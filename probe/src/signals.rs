@@ -1,16 +1,35 @@
 //! SIGINT and SIGTERM ask the probe to stop: it stops reading, exports every active flow
 //! (forcedEnd), flushes the exporter and prints its books, instead of dying with flows unsaid.
-//! A second signal exits at once (status 130).
+//! A second signal more than [`GRACE_NS`] after the first exits at once (status 130); one that
+//! follows within the grace is the same request: GNU `timeout` sends SIGTERM to the probe and
+//! then to its whole process group, so the probe sees two signals microseconds apart, and the
+//! second must not abort the orderly stop it asked for.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// CLOCK_MONOTONIC nanoseconds of the first signal (0: none yet).
+static FIRST_NS: AtomicU64 = AtomicU64::new(0);
+
+/// How long after the first signal another one still counts as the same request: far longer
+/// than `timeout`'s two kill(2) calls, shorter than a person's deliberate second Ctrl-C.
+pub const GRACE_NS: u64 = 500_000_000;
+
+fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime is async-signal-safe and writes one timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 extern "C" fn on_signal(_: libc::c_int) {
-    // A second signal means "now": the operator does not want to wait for the remaining
-    // records to be paced out. `_exit` is async-signal-safe.
-    if STOP.swap(true, Ordering::Relaxed) {
-        unsafe { libc::_exit(130) };
+    let now = monotonic_ns().max(1);
+    match FIRST_NS.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => STOP.store(true, Ordering::Relaxed),
+        // A second signal after the grace means "now": the operator does not want to wait for
+        // the remaining records to be paced out. `_exit` is async-signal-safe.
+        Err(first) if now.saturating_sub(first) > GRACE_NS => unsafe { libc::_exit(130) },
+        Err(_) => {}
     }
 }
 
@@ -18,7 +37,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// reader notices at once.
 pub fn install() -> std::io::Result<()> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a plain sigaction with a handler that only stores to an atomic.
+        // SAFETY: a plain sigaction with a handler that only uses atomics, clock_gettime and
+        // _exit.
         let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;

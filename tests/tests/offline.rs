@@ -525,6 +525,38 @@ fn unreadable_and_unsupported_files_are_named_and_the_rest_go_on() {
 }
 
 #[test]
+fn gnu_timeout_stops_the_probe_in_order_every_time() {
+    // GNU timeout sends SIGTERM to the probe, then to its whole process group: two signals
+    // microseconds apart. Both are one request: every run exports its flows and prints its
+    // books (exit 2, interrupted), none exits 130 with the flows unsaid.
+    let tmp = TempDir::new("timeout");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    let header_and_records = std::fs::read(&pcap).unwrap();
+    let keep_open = tmp.path().join("in.pcap");
+    std::fs::write(&keep_open, &header_and_records).unwrap();
+    let script = format!(
+        "(cat {f}; sleep 1) | exec timeout --preserve-status 0.3 {probe} read /proc/self/fd/0 --print json",
+        f = keep_open.display(),
+        probe = e2e::probe_bin().display()
+    );
+    for run in 0..20 {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "run {run}: {stderr}");
+        assert!(stderr.contains("frames:"), "run {run}: no books: {stderr}");
+        assert_eq!(
+            json_packets(&out.stdout),
+            mixed_traffic(BASE).len() as u64,
+            "run {run}: every packet read is in a record"
+        );
+    }
+}
+
+#[test]
 fn sigint_while_reading_a_pipe_exports_every_flow_seen() {
     let tmp = TempDir::new("sigint");
     let fifo = tmp.path().join("live.pcap");

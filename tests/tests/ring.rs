@@ -402,3 +402,124 @@ fn a_full_disk_costs_packets_in_the_ring_and_nothing_in_the_flows() {
     }
     assert_eq!(r["written"], on_disk, "{r}");
 }
+
+#[test]
+fn extract_takes_flow_records_from_the_probe_and_from_nfdump() {
+    use e2e::capture::{write_pcap, LINKTYPE_ETHERNET};
+    let tmp = TempDir::new("ring-flows");
+    let frames = mixed_traffic(1_795_388_820_000_000_000);
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    let ring = tmp.path().join("ring");
+    let nfdir = tmp.path().join("nf");
+    std::fs::create_dir(&nfdir).unwrap();
+    let nfcapd = e2e::tools::Nfcapd::start(&nfdir);
+    let out = e2e::tools::run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--pcap-select",
+        "all",
+        "--pcap-file-size",
+        "8KiB",
+        "--print",
+        "json",
+        "--ipfix",
+        &nfcapd.url(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nfcapd.finish();
+    // The analyst's path, first with the probe's own records: grep the flow, extract it.
+    let records = String::from_utf8(out.stdout).unwrap();
+    let one: String = records
+        .lines()
+        .filter(|l| {
+            l.contains("\"sourceIPv4Address\":\"10.1.0.5\"")
+                && l.contains("\"sourceTransportPort\":40002,")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(one.lines().count(), 1, "{records}");
+    let flows = tmp.path().join("flows.json");
+    std::fs::write(&flows, &one).unwrap();
+    let fwd =
+        "ip.src == 10.1.0.5 && tcp.srcport == 40002 && ip.dst == 10.2.0.80 && tcp.dstport == 443";
+    let both =
+        "ip.addr == 10.1.0.5 && tcp.port == 40002 && ip.addr == 10.2.0.80 && tcp.port == 443";
+    for (extra, filter) in [(None, fwd), (Some("--both-directions"), both)] {
+        let w = tmp.path().join("one.pcap");
+        let mut args = vec![
+            "extract",
+            "--pcap-dir",
+            ring.to_str().unwrap(),
+            "--flows",
+            flows.to_str().unwrap(),
+            "-w",
+            w.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = e2e::tools::run_probe(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let truth = tshark_frames(&pcap, filter);
+        assert!(truth.len() >= 4);
+        assert_eq!(tshark_frames(&w, ""), truth, "{extra:?}");
+        assert!(
+            err.contains(&format!(
+                "flow 1: 10.1.0.5:40002 -> 10.2.0.80:443 tcp: {} packets",
+                truth.len()
+            )) && err.contains("0 not wholly covered"),
+            "{err}"
+        );
+    }
+    // Then with nfdump's: `nfdump -o json ... | probe extract --flows -`.
+    let nf = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "TZ=UTC nfdump -R {} -o json 'src ip 10.1.0.5 and src port 40002' | {} extract --pcap-dir {} --flows - --both-directions -w {}",
+            nfdir.display(),
+            e2e::probe_bin().display(),
+            ring.display(),
+            tmp.path().join("nf.pcap").display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&nf.stderr);
+    assert!(nf.status.success(), "{err}");
+    assert_eq!(
+        tshark_frames(&tmp.path().join("nf.pcap"), ""),
+        tshark_frames(&pcap, both)
+    );
+    // A flow from before the ring's oldest packet is reported as not covered.
+    let old = one
+        .replace(
+            "\"flowStartMilliseconds\":1795388820",
+            "\"flowStartMilliseconds\":1795388000",
+        )
+        .replace(
+            "\"flowStartNanoseconds\":1795388820",
+            "\"flowStartNanoseconds\":1795388000",
+        );
+    std::fs::write(&flows, &old).unwrap();
+    let out = e2e::tools::run_probe(&[
+        "extract",
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+        "-w",
+        tmp.path().join("old.pcap").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("does not cover")
+            && err.contains("1 not wholly covered"),
+        "{old}\n{err}"
+    );
+}

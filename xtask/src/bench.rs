@@ -503,7 +503,10 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
     let pcap = tmp.join("transports.pcap");
     generate(&pcap, packets, flows)?;
     let certs = |args: &[&str]| -> Result<()> {
-        let out = Command::new("openssl").current_dir(tmp).args(args).output()?;
+        let out = Command::new("openssl")
+            .current_dir(tmp)
+            .args(args)
+            .output()?;
         if !out.status.success() {
             bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
