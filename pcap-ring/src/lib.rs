@@ -24,8 +24,11 @@
 //! keep and runs the writer on its own thread.
 
 mod format;
+pub mod holds;
+pub mod journal;
 mod naming;
 mod recover;
+pub mod status;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -63,6 +66,9 @@ pub struct RingConfig {
     pub retry_interval_ns: u64,
     /// pcap (nanosecond) or pcapng with the interface's name.
     pub format: FileFormat,
+    /// The selection the caller keeps frames by, as the user wrote it: recorded in the journal
+    /// with every file (`probe ring status` shows it).
+    pub selection: String,
 }
 
 impl RingConfig {
@@ -77,6 +83,7 @@ impl RingConfig {
             snaplen: 262_144,
             retry_interval_ns: 1_000_000_000,
             format: FileFormat::Pcap,
+            selection: "unknown".into(),
         }
     }
 }
@@ -150,6 +157,8 @@ pub struct RingWriter {
     stats: RingStats,
     /// Set while writing fails: no new file before this frame time.
     failing_until_ns: Option<u64>,
+    /// Frames not written in the current error episode: count and span of their times.
+    episode_lost: Option<(u64, u64, u64)>,
 }
 
 impl RingWriter {
@@ -178,12 +187,29 @@ impl RingWriter {
         stats.recovered = recovered;
         stats.discarded = discarded;
         let files = recover::complete_files(&cfg.dir, &cfg.prefix).map_err(dir_err)?;
+        let names: std::collections::HashSet<String> = files
+            .iter()
+            .filter_map(|f| Some(f.path.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        journal::compact(&cfg.dir, &cfg.prefix, |n| names.contains(n));
+        journal::append(
+            &cfg.dir,
+            &cfg.prefix,
+            &serde_json::json!({
+                "event": "start",
+                "wall_ns": journal::wall_ns(),
+                "pid": std::process::id(),
+                "selection": cfg.selection,
+                "recovered": recovered,
+            }),
+        );
         let mut w = RingWriter {
             cfg,
             current: None,
             files: files.into(),
             stats,
             failing_until_ns: None,
+            episode_lost: None,
         };
         w.enforce_retention();
         Ok(w)
@@ -191,6 +217,52 @@ impl RingWriter {
 
     pub fn stats(&self) -> RingStats {
         self.stats
+    }
+
+    /// The selection changed (a reload): later files are recorded under the new one.
+    pub fn set_selection(&mut self, selection: &str) {
+        self.cfg.selection = selection.to_string();
+        journal::append(
+            &self.cfg.dir,
+            &self.cfg.prefix,
+            &serde_json::json!({
+                "event": "selection",
+                "wall_ns": journal::wall_ns(),
+                "selection": selection,
+            }),
+        );
+    }
+
+    /// Records frames the caller selected but could not hand over (its queue to the writer was
+    /// full), with the span of their times, so the ring's gaps are known.
+    pub fn note_lost(&self, reason: &str, frames: u64, first_ns: u64, last_ns: u64) {
+        if frames > 0 {
+            journal::append(
+                &self.cfg.dir,
+                &self.cfg.prefix,
+                &serde_json::json!({
+                    "event": "lost",
+                    "reason": reason,
+                    "frames": frames,
+                    "first_ns": first_ns,
+                    "last_ns": last_ns,
+                }),
+            );
+        }
+    }
+
+    /// Journals the frames an error episode lost, once it ends.
+    fn end_episode(&mut self) {
+        if let Some((n, first, last)) = self.episode_lost.take() {
+            self.note_lost("disk", n, first, last);
+        }
+    }
+
+    fn lost_in_episode(&mut self, ts_ns: u64) {
+        let e = self.episode_lost.get_or_insert((0, ts_ns, ts_ns));
+        e.0 += 1;
+        e.1 = e.1.min(ts_ns);
+        e.2 = e.2.max(ts_ns);
     }
 
     /// The complete files, oldest first.
@@ -220,6 +292,7 @@ impl RingWriter {
         if self.current.is_none() {
             if self.failing_until_ns.is_some_and(|t| ts_ns < t) {
                 self.stats.frames_unwritten += 1;
+                self.lost_in_episode(ts_ns);
                 return WriteOutcome::Unwritten { first_error: None };
             }
             if let Err(e) = self.start_file(ts_ns) {
@@ -246,13 +319,22 @@ impl RingWriter {
         }
     }
 
-    /// Completes the open file (flush, rename) and applies retention. Call at the end of a run.
+    /// Completes the open file (flush, rename) and applies retention. Call at the end of a run:
+    /// the journal then says the writer stopped cleanly.
     pub fn close(&mut self) -> io::Result<()> {
-        self.complete_current()
+        let r = self.complete_current();
+        self.end_episode();
+        journal::append(
+            &self.cfg.dir,
+            &self.cfg.prefix,
+            &serde_json::json!({"event": "stop", "wall_ns": journal::wall_ns()}),
+        );
+        r
     }
 
     fn failed(&mut self, ts_ns: u64, e: io::Error) -> WriteOutcome {
         self.stats.frames_unwritten += 1;
+        self.lost_in_episode(ts_ns);
         // Keep what the file holds: cut it back to whole records and complete it if possible.
         if let Some(f) = self.current.take() {
             self.salvage(f);
@@ -261,9 +343,20 @@ impl RingWriter {
         self.failing_until_ns = Some(ts_ns.saturating_add(self.cfg.retry_interval_ns));
         if first {
             self.stats.error_episodes += 1;
+            let held = holds::held_bytes(&self.cfg.dir);
+            let advice = if held > 0 {
+                format!(
+                    "; held evidence ({held} bytes in {}) is never deleted by retention: release \
+                     holds you no longer need with `probe ring release --pcap-dir {} NAME`",
+                    holds::held_dir(&self.cfg.dir).display(),
+                    self.cfg.dir.display()
+                )
+            } else {
+                String::new()
+            };
             WriteOutcome::Unwritten {
                 first_error: Some(format!(
-                    "PCAP ring {}: {e}; frames are counted as unwritten until writing works again",
+                    "PCAP ring {}: {e}; frames are counted as unwritten until writing works again{advice}",
                     self.cfg.dir.display()
                 )),
             }
@@ -336,16 +429,20 @@ impl RingWriter {
         std::fs::rename(&f.tmp, &path)?;
         // A file safely on disk ends an error episode.
         self.failing_until_ns = None;
+        self.end_episode();
         let last = path
             .file_name()
             .and_then(|n| parse_file_name(&self.cfg.prefix, &n.to_string_lossy()))
             .map_or(f.max_ts_ns, |r| r.1);
-        self.add_complete(RingFile {
+        let done = RingFile {
             path,
             bytes: f.bytes,
             first_ts_ns: f.min_ts_ns,
             last_ts_ns: last,
-        });
+        };
+        self.journal_file(&done, f.frames);
+        holds::complete_pending(&self.cfg.dir, &done, &self.cfg.selection);
+        self.add_complete(done);
         Ok(())
     }
 
@@ -355,6 +452,7 @@ impl RingWriter {
         drop(f.out);
         let kept = match recover::finish_one(&f.tmp, &self.cfg.dir, &self.cfg.prefix) {
             Ok(Some((done, count))) => {
+                self.journal_file(&done, count);
                 self.add_complete(done);
                 count
             }
@@ -367,6 +465,22 @@ impl RingWriter {
         let lost = f.frames.saturating_sub(kept);
         self.stats.frames_written -= lost;
         self.stats.frames_unwritten += lost;
+    }
+
+    fn journal_file(&self, f: &RingFile, frames: u64) {
+        journal::append(
+            &self.cfg.dir,
+            &self.cfg.prefix,
+            &serde_json::json!({
+                "event": "file",
+                "name": f.path.file_name().unwrap_or_default().to_string_lossy(),
+                "first_ns": f.first_ts_ns,
+                "last_ns": f.last_ts_ns,
+                "bytes": f.bytes,
+                "frames": frames,
+                "selection": self.cfg.selection,
+            }),
+        );
     }
 
     /// Whether writing is failing (an error episode is open).

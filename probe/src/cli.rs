@@ -348,6 +348,7 @@ impl PcapArgs {
         cfg.max_total_bytes = self.pcap_ring_size;
         cfg.max_files = self.pcap_max_files;
         cfg.snaplen = self.pcap_snaplen;
+        cfg.selection = select.text().to_string();
         if self.pcap_format == PcapFormat::Pcapng {
             cfg.format = pcap_ring::FileFormat::Pcapng {
                 interface: interface.to_string(),

@@ -31,6 +31,7 @@ pub mod privileges;
 pub mod progress;
 pub mod report;
 pub mod ring;
+pub mod ringctl;
 pub mod select;
 pub mod signals;
 pub mod wire;

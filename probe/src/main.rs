@@ -43,6 +43,9 @@ enum Command {
     Extract(Box<probe::extract::ExtractArgs>),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
     Read(Box<ReadArgs>),
+    /// The PCAP ring during an incident: its coverage, and holds that keep files as evidence.
+    #[command(subcommand)]
+    Ring(probe::ringctl::RingCmd),
     /// Check a --config file: every setting, its value and where it comes from; exit 1 with
     /// the line and the fix when something is wrong.
     CheckConfig {
@@ -187,6 +190,10 @@ fn run(cli: Cli) -> Result<i32> {
     probe::signals::install().context("cannot install signal handlers")?;
     match cli.command {
         Command::CheckConfig { file, for_command } => check_config(&file, &for_command),
+        Command::Ring(cmd) => {
+            probe::ringctl::run(&cmd)?;
+            Ok(0)
+        }
         Command::Extract(args) => {
             refuse_root("extract", args.allow_root)?;
             let r = probe::extract::run(&args)?;

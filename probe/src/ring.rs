@@ -30,6 +30,9 @@ struct Kept {
 pub struct Batch {
     data: Vec<u8>,
     frames: Vec<Kept>,
+    /// Frames of earlier batches dropped because the writer was behind: count and the span of
+    /// their times, for the ring's journal.
+    lost: Option<(u64, u64, u64)>,
 }
 
 /// The worker's half: selection and batching.
@@ -42,6 +45,8 @@ pub struct Keeper {
     blocking: bool,
     pub selected: u64,
     pub queue_full: u64,
+    /// Dropped frames not yet reported to the writer (see [`Batch::lost`]).
+    unreported: Option<(u64, u64, u64)>,
 }
 
 impl Keeper {
@@ -54,6 +59,7 @@ impl Keeper {
             blocking,
             selected: 0,
             queue_full: 0,
+            unreported: None,
         }
     }
 
@@ -95,8 +101,9 @@ impl Keeper {
         if self.batch.frames.is_empty() {
             return;
         }
-        let b = std::mem::take(&mut self.batch);
+        let mut b = std::mem::take(&mut self.batch);
         let n = b.frames.len() as u64;
+        b.lost = self.unreported.take();
         if self.blocking {
             if self.tx.send(b).is_err() {
                 self.queue_full += n;
@@ -107,6 +114,12 @@ impl Keeper {
             Ok(()) => {}
             Err(TrySendError::Full(mut b)) | Err(TrySendError::Disconnected(mut b)) => {
                 self.queue_full += n;
+                let (first, last) = (
+                    b.frames.iter().map(|k| k.ts_ns).min().unwrap_or(0),
+                    b.frames.iter().map(|k| k.ts_ns).max().unwrap_or(0),
+                );
+                let u = b.lost.take().unwrap_or((0, first, last));
+                self.unreported = Some((u.0 + n, u.1.min(first), u.2.max(last)));
                 // Keep the allocation for the next batch.
                 b.data.clear();
                 b.frames.clear();
@@ -151,6 +164,9 @@ pub fn spawn_writer(
             // nothing), and the losses of the episode are said then.
             let mut unwritten_before = 0u64;
             for batch in rx {
+                if let Some((n, first, last)) = batch.lost {
+                    w.note_lost("writer behind", n, first, last);
+                }
                 for k in &batch.frames {
                     let data = &batch.data[k.offset as usize..(k.offset + k.len) as usize];
                     let was_failing = w.failing();

@@ -103,6 +103,8 @@ fn has_ports(proto: u8) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
     expr: Expr,
+    /// The expression as the user wrote it (recorded with every ring file).
+    text: String,
 }
 
 /// The frame's fields as the matcher reads them, converted once per frame.
@@ -118,7 +120,13 @@ impl Selection {
     pub fn parse(text: &str) -> Result<Selection, SelectError> {
         Ok(Selection {
             expr: Expr::parse(text)?,
+            text: text.trim().to_string(),
         })
+    }
+
+    /// The expression as written.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Does a decoded frame match? (A frame that could not be decoded matches only `all`.)

@@ -82,11 +82,16 @@ impl Drop for TempDir {
     }
 }
 
-/// The entries of a directory, sorted by name (ring files sort by time).
+/// The entries of a directory, sorted by name (ring files sort by time). A ring's own records
+/// (its journal `.PREFIX.journal`, and `held/`) are left out; temporary files are not.
 pub fn sorted_dir(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            !name.ends_with(".journal") && name != "held"
+        })
         .collect();
     v.sort();
     v
