@@ -29,7 +29,8 @@ pub const MAX_QUEUES: u32 = 64;
 pub const META_LEN: usize = 16;
 const META_MAGIC: u32 = 0x5052_4f42;
 
-/// How the loaded program behaves; fixed at load time so the verifier can prune what is off.
+/// How the loaded program behaves: set at load, and changed in place by [`Steering::update`]
+/// (a reload) without detaching the program or the sockets.
 #[derive(Clone, Debug, Default)]
 pub struct SteerConfig {
     /// Keep 1 in N frames (0 or 1: keep all).
@@ -208,11 +209,38 @@ impl Steering {
             .rodata_data
             .as_deref_mut()
             .ok_or_else(|| SteerError::Load("the program has no .rodata section".into()))?;
-        ro.sample_every = cfg.sample_every;
-        ro.sample_random = u8::from(cfg.sample_random);
-        ro.ignore_enabled = u8::from(!cfg.ignore.is_empty());
         ro.write_meta = 1;
         let skel = open.load().map_err(load_error)?;
+        let cpus = libbpf_rs::num_possible_cpus()
+            .map_err(|e| SteerError::Load(format!("cannot count CPUs: {e}")))?;
+        let mut s = Steering {
+            skel,
+            link: None,
+            cpus,
+        };
+        s.update(cfg)?;
+        Ok(s)
+    }
+
+    /// Applies `cfg` to the running program, in place: the sampling and the ignore-list change
+    /// between one frame and the next, the program and the sockets stay. New prefixes go in
+    /// before stale ones leave, so no prefix in both lists is ever briefly not ignored.
+    pub fn update(&mut self, cfg: &SteerConfig) -> Result<(), SteerError> {
+        let keys = |want_v4: bool| -> Vec<Vec<u8>> {
+            cfg.ignore
+                .iter()
+                .filter(|(a, _)| a.is_ipv4() == want_v4)
+                .map(|&(addr, len)| {
+                    let mut k = (len as u32).to_ne_bytes().to_vec();
+                    match addr {
+                        IpAddr::V4(a) => k.extend_from_slice(&a.octets()),
+                        IpAddr::V6(a) => k.extend_from_slice(&a.octets()),
+                    }
+                    k
+                })
+                .collect()
+        };
+        let skel = &self.skel;
         for &(addr, len) in &cfg.ignore {
             let (map, key) = match addr {
                 IpAddr::V4(a) if len <= 32 => {
@@ -244,13 +272,25 @@ impl Steering {
                     },
                 })?;
         }
-        let cpus = libbpf_rs::num_possible_cpus()
-            .map_err(|e| SteerError::Load(format!("cannot count CPUs: {e}")))?;
-        Ok(Steering {
-            skel,
-            link: None,
-            cpus,
-        })
+        for (map, want) in [
+            (&skel.maps.ignore_v4, keys(true)),
+            (&skel.maps.ignore_v6, keys(false)),
+        ] {
+            let stale: Vec<Vec<u8>> = map.keys().filter(|k| !want.contains(k)).collect();
+            for k in stale {
+                let _ = map.delete(&k);
+            }
+        }
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .ok_or_else(|| SteerError::Load("the program has no .bss section".into()))?;
+        bss.sample_every = cfg.sample_every;
+        bss.sample_random = u8::from(cfg.sample_random);
+        bss.ignore_enabled = u8::from(!cfg.ignore.is_empty());
+        Ok(())
     }
 
     /// Attaches to `iface` in `mode`; with `mode == None` tries native first and falls back to

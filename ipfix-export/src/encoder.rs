@@ -131,7 +131,9 @@ fn template_records(cfg: &EncoderConfig) -> Vec<(u16, Vec<u8>)> {
         let n = l.write_template_record(&mut buf);
         out.push((crate::TEMPLATE_SET_ID, buf[..n].to_vec()));
     }
-    for t in options::announced(cfg.sampling.is_some()) {
+    // The selector report's template goes out whether sampling is on or not: a reload can
+    // turn sampling on without a new template session.
+    for t in options::announced(true) {
         let n = t.write_template_record(&mut buf);
         out.push((options::OPTIONS_TEMPLATE_SET_ID, buf[..n].to_vec()));
     }
@@ -183,7 +185,7 @@ fn template_messages(cfg: &EncoderConfig) -> Vec<Vec<u8>> {
 }
 
 /// Bytes of the options data sets of one statistics message.
-fn statistics_len(cfg: &EncoderConfig) -> usize {
+fn statistics_len() -> usize {
     [
         &options::METERING_STATISTICS,
         &options::METERING_RELIABILITY_TIMED,
@@ -192,11 +194,7 @@ fn statistics_len(cfg: &EncoderConfig) -> usize {
     .iter()
     .map(|t| t.record_set_len())
     .sum::<usize>()
-        + if cfg.sampling.is_some() {
-            options::SELECTOR.record_set_len()
-        } else {
-            0
-        }
+        + options::SELECTOR.record_set_len()
 }
 
 /// The smallest MTU that holds the largest template record, one record of any layout, and a
@@ -214,7 +212,7 @@ pub fn min_mtu_for(cfg: &EncoderConfig) -> usize {
     MESSAGE_HEADER_LEN
         + (SET_HEADER_LEN + largest_record)
             .max(SET_HEADER_LEN + largest_template)
-            .max(statistics_len(cfg))
+            .max(statistics_len())
 }
 
 /// Builds IPFIX messages from flow records.
@@ -266,6 +264,11 @@ impl MessageEncoder {
             templates,
             stats: EncoderStats::default(),
         })
+    }
+
+    /// The sampling the next selector reports state (a reload changed it).
+    pub fn set_sampling(&mut self, sampling: Option<Sampling>) {
+        self.cfg.sampling = sampling;
     }
 
     pub fn stats(&self) -> EncoderStats {

@@ -98,10 +98,31 @@ struct Sink {
     output: Output,
 }
 
+/// Ends a destination's transport: streams get `drain` to take what is queued, files close.
+fn close_output(s: &mut Sink, drain: Duration, log: &Log) {
+    match &mut s.output {
+        Output::Stream(t) => {
+            t.finish(drain);
+        }
+        Output::File(f) => {
+            if let Some(e) = f.close() {
+                log(&format!("{}: {e}", s.url));
+            }
+        }
+        Output::Udp(..) => {}
+    }
+}
+
 /// Sends every flow record to every destination.
 pub struct Exporter {
     sinks: Vec<Sink>,
     log: Log,
+    /// For destinations added later.
+    cfg: ExporterConfig,
+    namer: Box<dyn Fn() -> Namer + Send>,
+    tls_client: Option<std::sync::Arc<crate::tls::TlsClient>>,
+    /// Reports of destinations removed while running.
+    retired: Vec<DestinationReport>,
 }
 
 impl Output {
@@ -130,99 +151,150 @@ impl Exporter {
     pub fn new(
         cfg: &ExporterConfig,
         destinations: &[Destination],
-        namer: impl Fn() -> Namer,
+        namer: impl Fn() -> Namer + Send + 'static,
         log: Log,
     ) -> Result<Exporter, ExporterError> {
-        let mut sinks = Vec::new();
-        // Certificates and keys are read once, now, for every tls:// collector.
-        let tls_client = if destinations
-            .iter()
-            .any(|d| matches!(d, Destination::Tls { .. }))
-        {
-            Some(std::sync::Arc::new(crate::tls::TlsClient::new(&cfg.tls)?))
-        } else {
-            None
+        let mut e = Exporter {
+            sinks: Vec::new(),
+            log,
+            cfg: cfg.clone(),
+            namer: Box::new(namer),
+            tls_client: None,
+            retired: Vec::new(),
         };
+        for d in destinations {
+            e.add(d)?;
+        }
+        Ok(e)
+    }
+
+    /// Opens one more destination (a reload added it): it starts with its own templates and
+    /// sequence numbers, and gets every record from now on.
+    pub fn add(&mut self, d: &Destination) -> Result<(), ExporterError> {
+        let cfg = &self.cfg;
+        let url = d.to_string();
+        let open = |source| ExporterError::Open {
+            url: url.clone(),
+            source,
+        };
+        let udp = |a| UdpSender::connect(a).map_err(open);
+        let pacer = || Pacer::new(cfg.max_udp_messages_per_sec);
+        let e = &cfg.encoder;
         let session_cfg = EncoderConfig {
             inline_templates: false,
             ..cfg.encoder.clone()
         };
-        for d in destinations {
-            let url = d.to_string();
-            let open = |source| ExporterError::Open {
-                url: url.clone(),
-                source,
-            };
-            let udp = |a| UdpSender::connect(a).map_err(open);
-            let pacer = || Pacer::new(cfg.max_udp_messages_per_sec);
-            let e = &cfg.encoder;
-            let (encoder, output) = match d {
-                Destination::Udp(a) => (
-                    Encoder::Ipfix(MessageEncoder::new(e.clone())?),
-                    Output::Udp(udp(*a)?, pacer()),
-                ),
-                Destination::NetflowV9(a) => (
-                    Encoder::V9(V9Encoder::new(
-                        e.observation_domain,
-                        e.mtu,
-                        e.template_refresh_secs,
-                        e.template_refresh_messages,
-                        e.active_timeout_secs,
-                    )?),
-                    Output::Udp(udp(*a)?, pacer()),
-                ),
-                Destination::NetflowV5(a) => (
-                    Encoder::V5(V5Encoder::new(
-                        u8::try_from(e.observation_domain).map_err(|_| {
-                            ConfigError::EngineIdTooLarge {
-                                domain: e.observation_domain,
-                            }
-                        })?,
-                        e.sampling,
-                        e.active_timeout_secs,
-                    )),
-                    Output::Udp(udp(*a)?, pacer()),
-                ),
-                Destination::Tcp(a) | Destination::Sctp(a) | Destination::Tls { addr: a, .. } => {
-                    let enc = MessageEncoder::new(session_cfg.clone())?;
-                    let (protocol, tls) = match d {
-                        Destination::Tcp(_) => (StreamProtocol::Tcp, None),
-                        Destination::Sctp(_) => (StreamProtocol::Sctp, None),
-                        Destination::Tls { host, .. } => (
+        let (encoder, output) = match d {
+            Destination::Udp(a) => (
+                Encoder::Ipfix(MessageEncoder::new(e.clone())?),
+                Output::Udp(udp(*a)?, pacer()),
+            ),
+            Destination::NetflowV9(a) => (
+                Encoder::V9(V9Encoder::new(
+                    e.observation_domain,
+                    e.mtu,
+                    e.template_refresh_secs,
+                    e.template_refresh_messages,
+                    e.active_timeout_secs,
+                )?),
+                Output::Udp(udp(*a)?, pacer()),
+            ),
+            Destination::NetflowV5(a) => (
+                Encoder::V5(V5Encoder::new(
+                    u8::try_from(e.observation_domain).map_err(|_| {
+                        ConfigError::EngineIdTooLarge {
+                            domain: e.observation_domain,
+                        }
+                    })?,
+                    e.sampling,
+                    e.active_timeout_secs,
+                )),
+                Output::Udp(udp(*a)?, pacer()),
+            ),
+            Destination::Tcp(a) | Destination::Sctp(a) | Destination::Tls { addr: a, .. } => {
+                let enc = MessageEncoder::new(session_cfg.clone())?;
+                let (protocol, tls) = match d {
+                    Destination::Tcp(_) => (StreamProtocol::Tcp, None),
+                    Destination::Sctp(_) => (StreamProtocol::Sctp, None),
+                    Destination::Tls { host, .. } => {
+                        // Certificates and keys are read once, for every tls:// collector.
+                        if self.tls_client.is_none() {
+                            self.tls_client =
+                                Some(std::sync::Arc::new(crate::tls::TlsClient::new(&cfg.tls)?));
+                        }
+                        (
                             StreamProtocol::Tls,
                             Some(crate::stream::TlsTarget {
-                                client: tls_client.clone().expect("built above"),
+                                client: self.tls_client.clone().expect("built above"),
                                 host: host.clone(),
                             }),
-                        ),
-                        _ => unreachable!(),
-                    };
-                    let sc = StreamConfig {
-                        addr: *a,
-                        protocol,
-                        backlog_messages: cfg.stream_backlog_messages,
-                        connect_timeout: cfg.stream_connect_timeout,
-                        max_backoff: cfg.stream_max_backoff,
-                        tls,
-                    };
-                    let s = StreamSender::start(sc, enc.template_prelude(), log.clone())
-                        .map_err(open)?;
-                    (Encoder::Ipfix(enc), Output::Stream(s))
-                }
-                Destination::File(spec) => {
-                    let enc = MessageEncoder::new(session_cfg.clone())?;
-                    let f = FileSender::new(spec.clone(), enc.template_prelude(), namer())
-                        .map_err(open)?;
-                    (Encoder::Ipfix(enc), Output::File(f))
-                }
-            };
-            sinks.push(Sink {
-                url,
-                encoder,
-                output,
-            });
+                        )
+                    }
+                    _ => unreachable!(),
+                };
+                let sc = StreamConfig {
+                    addr: *a,
+                    protocol,
+                    backlog_messages: cfg.stream_backlog_messages,
+                    connect_timeout: cfg.stream_connect_timeout,
+                    max_backoff: cfg.stream_max_backoff,
+                    tls,
+                };
+                let s = StreamSender::start(sc, enc.template_prelude(), self.log.clone())
+                    .map_err(open)?;
+                (Encoder::Ipfix(enc), Output::Stream(s))
+            }
+            Destination::File(spec) => {
+                let enc = MessageEncoder::new(session_cfg.clone())?;
+                let f = FileSender::new(spec.clone(), enc.template_prelude(), (self.namer)())
+                    .map_err(open)?;
+                (Encoder::Ipfix(enc), Output::File(f))
+            }
+        };
+        self.sinks.push(Sink {
+            url,
+            encoder,
+            output,
+        });
+        Ok(())
+    }
+
+    /// Closes the destination `url` (a reload removed it): what it holds is sent (streams get
+    /// `drain` to take it), and its report joins those [`Exporter::finish`] returns.
+    pub fn remove(&mut self, url: &str, now_secs: u32, drain: Duration) -> bool {
+        let Some(i) = self.sinks.iter().position(|s| s.url == url) else {
+            return false;
+        };
+        {
+            let s = &mut self.sinks[i];
+            let (u, out, log) = (&s.url, &mut s.output, &self.log);
+            let emit = |m: Message<'_>| out.send(u, m, now_secs, log);
+            match &mut s.encoder {
+                Encoder::Ipfix(e) => e.flush(now_secs, emit),
+                Encoder::V9(e) => e.flush(now_secs, emit),
+                Encoder::V5(e) => e.flush(now_secs, emit),
+            }
         }
-        Ok(Exporter { sinks, log })
+        close_output(&mut self.sinks[i], drain, &self.log);
+        let report = self.report_of(i);
+        self.sinks.remove(i);
+        self.retired.push(report);
+        true
+    }
+
+    /// The URLs of the destinations open now.
+    pub fn urls(&self) -> Vec<String> {
+        self.sinks.iter().map(|s| s.url.clone()).collect()
+    }
+
+    /// Changes the sampling the IPFIX encoders report (a reload changed it in the kernel).
+    pub fn set_sampling(&mut self, sampling: Option<crate::options::Sampling>) {
+        self.cfg.encoder.sampling = sampling;
+        for s in &mut self.sinks {
+            if let Encoder::Ipfix(e) = &mut s.encoder {
+                e.set_sampling(sampling);
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -349,18 +421,10 @@ impl Exporter {
     pub fn finish(mut self, now_secs: u32, drain: Duration) -> Vec<DestinationReport> {
         self.flush(now_secs);
         for s in &mut self.sinks {
-            match &mut s.output {
-                Output::Stream(t) => {
-                    t.finish(drain);
-                }
-                Output::File(f) => {
-                    if let Some(e) = f.close() {
-                        (self.log)(&format!("{}: {e}", s.url));
-                    }
-                }
-                Output::Udp(..) => {}
-            }
+            close_output(s, drain, &self.log);
         }
-        self.reports()
+        let mut reports = std::mem::take(&mut self.retired);
+        reports.extend(self.reports());
+        reports
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::report::ExportReport;
 use anyhow::{Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use ipfix_export::{
     Destination, Exporter, ExporterConfig, FlowRecord, FlowTotals, MeteringCounts, TimePrecision,
 };
@@ -136,12 +136,33 @@ fn rotated_name(path: &Path, unix_ns: u64) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// What a reload asks of the running exporter.
+#[derive(Debug)]
+pub enum ExportControl {
+    /// A collector added: opened now, gets every record from now on.
+    Add(Destination),
+    /// A collector removed (by URL): what it holds is sent, then it closes.
+    Remove(String),
+    /// The kernel's sampling changed: the selector reports say so from now on.
+    Sampling(Option<ipfix_export::Sampling>),
+}
+
 /// Starts the exporter thread. It runs until every sender of `rx` is dropped, then flushes,
 /// sends the last statistics, and returns its report.
 pub fn spawn(
     cfg: ExportConfig,
     rx: Receiver<Vec<FlowRecord>>,
     gauges: Arc<Gauges>,
+) -> Result<std::thread::JoinHandle<ExportReport>> {
+    spawn_with_control(cfg, rx, gauges, crossbeam_channel::never())
+}
+
+/// [`spawn`], also taking [`ExportControl`]s (a live probe's reloads) between records.
+pub fn spawn_with_control(
+    cfg: ExportConfig,
+    rx: Receiver<Vec<FlowRecord>>,
+    gauges: Arc<Gauges>,
+    mut control: Receiver<ExportControl>,
 ) -> Result<std::thread::JoinHandle<ExportReport>> {
     let log: ipfix_export::stream::Log = Arc::new(|m: &str| eprintln!("probe: export to {m}"));
     let mut exporter = Exporter::new(
@@ -169,32 +190,59 @@ pub fn spawn(
             let mut last_statistics = Instant::now();
             let mut records = 0u64;
             let mut last_flush = Instant::now();
+            let apply = |exporter: &mut Exporter, c: ExportControl| match c {
+                ExportControl::Add(d) => match exporter.add(&d) {
+                    Ok(()) => eprintln!("probe: reload: exporting to {d} too"),
+                    Err(e) => eprintln!("probe: reload: cannot export to {d}: {e}"),
+                },
+                ExportControl::Remove(url) => {
+                    if exporter.remove(&url, unix_secs(), cfg.drain) {
+                        eprintln!("probe: reload: no longer exporting to {url}");
+                    }
+                }
+                ExportControl::Sampling(s) => exporter.set_sampling(s),
+            };
             loop {
+                // A reload's changes first: records that come after it are its records.
+                while let Ok(c) = control.try_recv() {
+                    apply(&mut exporter, c);
+                }
                 if last_flush.elapsed() >= FLUSH_EVERY {
                     exporter.flush(unix_secs());
                     last_flush = Instant::now();
                 }
-                match rx.recv_timeout(FLUSH_EVERY.saturating_sub(last_flush.elapsed())) {
-                    Ok(mut batch) => {
-                        if let Some(a) = &anonymizer {
-                            batch.iter_mut().for_each(|r| a.record(r));
+                let wait = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
+                crossbeam_channel::select! {
+                    recv(control) -> c => {
+                        match c {
+                            Ok(c) => apply(&mut exporter, c),
+                            // Nobody reloads any more: stop listening.
+                            Err(_) => control = crossbeam_channel::never(),
                         }
-                        let now = unix_secs();
-                        records += batch.len() as u64;
-                        gauges
-                            .exported
-                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        for rec in &batch {
-                            exporter.push(rec, now);
-                            json.record(rec);
-                        }
-                        json.flush();
+                        continue;
                     }
-                    Err(RecvTimeoutError::Timeout) => {
+                    recv(rx) -> got => match got {
+                        Ok(mut batch) => {
+                            if let Some(a) = &anonymizer {
+                                batch.iter_mut().for_each(|r| a.record(r));
+                            }
+                            let now = unix_secs();
+                            records += batch.len() as u64;
+                            gauges
+                                .exported
+                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            for rec in &batch {
+                                exporter.push(rec, now);
+                                json.record(rec);
+                            }
+                            json.flush();
+                        }
+                        Err(_) => break,
+                    },
+                    default(wait) => {
                         exporter.flush(unix_secs());
                         last_flush = Instant::now();
                     }
-                    Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if last_statistics.elapsed() >= cfg.options_interval {
                     last_statistics = Instant::now();

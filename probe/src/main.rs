@@ -59,6 +59,7 @@ enum Command {
 
 fn main() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let original = argv.clone();
     let config = argv
         .iter()
         .position(|a| a == "--config")
@@ -87,7 +88,7 @@ fn main() {
             std::process::exit(e.exit_code());
         }
     };
-    match run(cli) {
+    match run(cli, original) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("probe: error: {e:#}");
@@ -186,7 +187,38 @@ fn check_config(file: &Path, for_command: &str) -> Result<i32> {
     }
 }
 
-fn run(cli: Cli) -> Result<i32> {
+/// The effective settings of `probe capture` in `argv` (config file expanded), each option by
+/// long name with its values as text, defaults included; and the parsed arguments.
+fn capture_settings(
+    argv: &[std::ffi::OsString],
+) -> std::result::Result<(CaptureArgs, probe::live::reload::Settings), String> {
+    use clap::{CommandFactory, FromArgMatches};
+    let expanded = expand_config(argv.to_vec()).map_err(|e| e.to_string())?;
+    let matches = Cli::command()
+        .try_get_matches_from(&expanded)
+        .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    let Command::Capture(args) = cli.command else {
+        return Err("not a capture command".into());
+    };
+    let sub = matches
+        .subcommand_matches("capture")
+        .ok_or("not a capture command")?;
+    let cmd = Cli::command();
+    let capture = cmd.find_subcommand("capture").ok_or("no capture command")?;
+    let mut settings = probe::live::reload::Settings::new();
+    for arg in capture.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let values: Vec<String> = sub
+            .get_raw(arg.get_id().as_str())
+            .map(|v| v.map(|x| x.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        settings.insert(long.to_string(), values);
+    }
+    Ok((*args, settings))
+}
+
+fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
     probe::signals::install().context("cannot install signal handlers")?;
     match cli.command {
         Command::CheckConfig { file, for_command } => check_config(&file, &for_command),
@@ -236,7 +268,22 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Capture(args) => {
             warn_no_output(&args.export);
-            let report = probe::live::run(&args)?;
+            // SIGHUP re-reads the config file with the same command line (the command line
+            // still wins over the file).
+            let has_config = argv.iter().any(|a| {
+                let a = a.to_string_lossy();
+                a == "--config" || a.starts_with("--config=")
+            });
+            let reload = match has_config {
+                true => {
+                    let (_, settings) = capture_settings(&argv).map_err(anyhow::Error::msg)?;
+                    let reader: probe::live::reload::Reloader =
+                        Box::new(move || capture_settings(&argv));
+                    Some((settings, reader))
+                }
+                false => None,
+            };
+            let report = probe::live::run(&args, reload)?;
             finish(&report, args.stats_json.as_deref())?;
             Ok(0)
         }

@@ -255,6 +255,12 @@ impl Meter {
         self.dedup = cfg.map(|c| (Dedup::new(c.window_ns), c.drop));
     }
 
+    /// New flow timeouts (a reload).
+    pub fn set_timeouts(&mut self, idle_ns: u64, active_ns: u64, tcp_end_grace_ns: u64) {
+        self.cache
+            .set_timeouts(idle_ns, active_ns, tcp_end_grace_ns);
+    }
+
     pub fn books(&self) -> FrameBooks {
         self.books
     }

@@ -97,6 +97,9 @@ pub struct LiveReport {
     pub zero_copy: bool,
     pub sample_every: u32,
     pub sample_random: bool,
+    /// SIGHUP reloads applied (wholly or in part) and refused.
+    pub reloads: u64,
+    pub reloads_rejected: u64,
     pub queues: Vec<QueueReport>,
     pub worker_errors: Vec<String>,
     /// Flow records dropped because the exporter fell behind by more than a worker's backlog.
@@ -178,6 +181,7 @@ impl RunReport {
                 "queues": l.queues.iter().map(|q| q.to_json()).collect::<Vec<_>>(),
                 "worker_errors": l.worker_errors,
                 "records_dropped_exporter_behind": l.records_dropped,
+                "reloads": {"applied": l.reloads, "refused": l.reloads_rejected},
             })
         });
         let ring = self.ring.as_ref().map(|r| {
@@ -268,6 +272,12 @@ impl RunReport {
                 s += &format!(
                     "  {} flow records dropped: the exporter fell behind (raise --max-export-rate)\n",
                     l.records_dropped
+                );
+            }
+            if l.reloads + l.reloads_rejected > 0 {
+                s += &format!(
+                    "  reloads: {} applied, {} refused\n",
+                    l.reloads, l.reloads_rejected
                 );
             }
             if l.queues.len() > 1 {

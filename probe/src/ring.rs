@@ -33,6 +33,9 @@ pub struct Batch {
     /// Frames of earlier batches dropped because the writer was behind: count and the span of
     /// their times, for the ring's journal.
     lost: Option<(u64, u64, u64)>,
+    /// A reload changed the selection (sent by the main thread, no frames): the journal
+    /// records it.
+    pub selection: Option<String>,
 }
 
 /// The worker's half: selection and batching.
@@ -49,6 +52,16 @@ pub struct Keeper {
     unreported: Option<(u64, u64, u64)>,
 }
 
+impl Batch {
+    /// No frames: tells the writer the selection changed (its journal records it).
+    pub fn selection_changed(text: &str) -> Batch {
+        Batch {
+            selection: Some(text.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
 impl Keeper {
     pub fn new(select: Selection, snaplen: u32, tx: Sender<Batch>, blocking: bool) -> Keeper {
         Keeper {
@@ -61,6 +74,12 @@ impl Keeper {
             queue_full: 0,
             unreported: None,
         }
+    }
+
+    /// A new selection (a reload): frames from now on are kept by it.
+    pub fn set_selection(&mut self, select: Selection) {
+        self.flush();
+        self.select = select;
     }
 
     /// Keeps the frame if the selection says so. `summary` is `None` for frames the meter could
@@ -166,6 +185,9 @@ pub fn spawn_writer(
             for batch in rx {
                 if let Some((n, first, last)) = batch.lost {
                     w.note_lost("writer behind", n, first, last);
+                }
+                if let Some(s) = &batch.selection {
+                    w.set_selection(s);
                 }
                 for k in &batch.frames {
                     let data = &batch.data[k.offset as usize..(k.offset + k.len) as usize];

@@ -8,6 +8,17 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// SIGHUP: re-read the config file (`probe capture`).
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hangup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::Relaxed);
+}
+
+/// Whether SIGHUP arrived since the last call (and forgets it).
+pub fn take_reload() -> bool {
+    RELOAD.swap(false, Ordering::Relaxed)
+}
 /// CLOCK_MONOTONIC nanoseconds of the first signal (0: none yet).
 static FIRST_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -36,12 +47,16 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Installs the handlers. Without SA_RESTART, so a read blocked on a pipe returns EINTR and the
 /// reader notices at once.
 pub fn install() -> std::io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for (sig, handler) in [
+        (libc::SIGINT, on_signal as *const () as usize),
+        (libc::SIGTERM, on_signal as *const () as usize),
+        (libc::SIGHUP, on_hangup as *const () as usize),
+    ] {
         // SAFETY: a plain sigaction with a handler that only uses atomics, clock_gettime and
         // _exit.
         let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_sigaction = handler;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut())
         };

@@ -215,6 +215,7 @@ fn an_observation_domain_netflow_v5_cannot_carry_is_refused() {
 fn the_systemd_unit_verifies_and_checks_its_config_first() {
     let unit = std::fs::read_to_string(e2e::workspace_root().join("dist/probe.service")).unwrap();
     assert!(unit.contains("ExecStartPre=/usr/local/bin/probe check-config /etc/probe/probe.toml"));
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     assert!(
         unit.contains("ProtectSystem=strict") && unit.contains("ReadWritePaths=/var/lib/probe")
     );

@@ -839,3 +839,158 @@ fn prometheus_metrics_are_scraped_during_capture() {
     let (code, stderr, _) = cap.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn sighup_reloads_the_config_under_traffic_without_losing_a_frame() {
+    if !require_root("sighup_reloads_the_config_under_traffic_without_losing_a_frame") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-reload");
+    let (frames, truth) = mix_and_truth(&tmp);
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let second = Recorder::start_in_netns(&lab.ns_b);
+    let third = Recorder::start_in_netns(&lab.ns_b);
+    let ring = tmp.path().join("ring");
+    let cfg = tmp.path().join("probe.toml");
+    let write_cfg = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "ipfix = [\"{}\"]\npcap-dir = \"{}\"\npcap-select = \"udp\"\nidle-timeout = \"20s\"\n{extra}",
+                nf.url(),
+                ring.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_cfg("");
+    let cap = Capture::start(&lab, &tmp, &["--config", cfg.to_str().unwrap()]);
+    let wait_for = |what: &str| {
+        let t = Instant::now();
+        while !cap.stderr_text().contains(what) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no '{what}':\n{}",
+                cap.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let t0 = now_ms();
+    lab.send(&frames, &[0], 16);
+    // Reload 1, under traffic: a second collector, another selection, longer timeouts, an
+    // ignore-list (of addresses nobody sends from), and one setting that needs a restart.
+    std::fs::write(
+        &cfg,
+        format!(
+            "ipfix = [\"{}\", \"{}\", \"{}\"]\npcap-dir = \"{}\"\npcap-select = \"tcp\"\nidle-timeout = \"30s\"\nignore = [\"10.250.0.0/16\"]\numem-frames = 16384\n",
+            nf.url(),
+            second.url(),
+            third.url(),
+            ring.display()
+        ),
+    )
+    .unwrap();
+    e2e::signal(cap.child.id(), libc::SIGHUP);
+    lab.send(&frames, &[0], 16);
+    wait_for("reload 1:");
+    // Reload 2: a file that does not check is refused; what is in force stays.
+    std::fs::write(&cfg, "idle-timeout = \"soon\"\n").unwrap();
+    e2e::signal(cap.child.id(), libc::SIGHUP);
+    wait_for("reload 2 refused");
+    lab.send(&frames, &[0], 16);
+    // Reload 3: the third collector goes, and the first selection comes back.
+    std::fs::write(
+        &cfg,
+        format!(
+            "ipfix = [\"{}\", \"{}\"]\npcap-dir = \"{}\"\npcap-select = \"udp\"\nidle-timeout = \"30s\"\nignore = [\"10.250.0.0/16\"]\numem-frames = 16384\n",
+            nf.url(),
+            second.url(),
+            ring.display()
+        ),
+    )
+    .unwrap();
+    e2e::signal(cap.child.id(), libc::SIGHUP);
+    wait_for("reload 3:");
+    lab.send(&frames, &[0], 16);
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let line = |n: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(n))
+            .unwrap_or_else(|| panic!("{n}: {stderr}"))
+            .to_string()
+    };
+    let r1 = line("reload 1:");
+    for applied in [
+        "idle-timeout",
+        "ipfix",
+        "pcap-select 'udp' -> 'tcp'",
+        "ignore",
+    ] {
+        assert!(r1.contains(applied), "{r1}");
+    }
+    assert!(
+        r1.contains("needs a restart, not applied: umem-frames"),
+        "{r1}"
+    );
+    assert!(
+        line("reload 2 refused").contains("'soon' is not a duration"),
+        "{stderr}"
+    );
+    assert!(line("reload 3:").contains("ipfix"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("exporting to {} too", second.url())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("no longer exporting to {}", third.url())),
+        "{stderr}"
+    );
+    drop(third.finish());
+
+    // Nothing lost and nothing cut: the books close to the frame over four sendings, and the
+    // collector holds exactly four times every flow's packets and bytes.
+    assert_live_balanced(&books);
+    let sent = 4 * frames.len() as u64;
+    let l = &books["live"];
+    assert_eq!(l["seen"], sent, "{l}");
+    assert_eq!(l["to_workers"], sent, "{l}");
+    assert_eq!(l["reloads"]["applied"], 2, "{l}");
+    assert_eq!(l["reloads"]["refused"], 1, "{l}");
+    let times4: Flows = truth
+        .iter()
+        .map(|(k, t)| {
+            let mut t = *t;
+            t.packets *= 4;
+            t.bytes *= 4;
+            (*k, t)
+        })
+        .collect();
+    let nf_url = nf.url();
+    assert_live_flows(&times4, &nfdump_flows(&nf.finish()), (t0 - 1000, t1 + 1000));
+    // The collector added by reload 1 received every flow (they all ended after it came).
+    let second_url = second.url();
+    let datagrams = second.finish();
+    let got = e2e::collector::ipfixrw_decode(&datagrams);
+    assert_eq!(
+        got.len() as u64,
+        books["flows"]["records"].as_u64().unwrap(),
+        "{} datagrams; second {}, nfcapd {}; {}\n{stderr}",
+        datagrams.len(),
+        second_url,
+        nf_url,
+        books["export"]
+    );
+    // The ring's journal records the selection change.
+    let journal = std::fs::read_to_string(ring.join(".probe.journal")).unwrap();
+    assert!(
+        journal.contains("\"event\":\"selection\"") && journal.contains("\"selection\":\"tcp\""),
+        "{journal}"
+    );
+}

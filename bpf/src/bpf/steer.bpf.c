@@ -30,11 +30,14 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by the loader before the program is loaded; the verifier prunes what they switch off. */
-const volatile __u32 sample_every = 0;   /* keep 1 in N frames; 0 or 1: keep all */
-const volatile __u8 sample_random = 0;   /* 1: random 1-in-N; 0: every Nth frame */
-const volatile __u8 ignore_enabled = 0;  /* 1: consult the ignore tries */
+/* Set by the loader before the program is loaded. */
 const volatile __u8 write_meta = 1;      /* 1: timestamp frames in the metadata area */
+
+/* Set by the loader and changed while the program runs (a reload): plain globals in .bss,
+ * which userspace maps and writes; each frame reads them once. */
+volatile __u32 sample_every;   /* keep 1 in N frames; 0 or 1: keep all */
+volatile __u8 sample_random;   /* 1: random 1-in-N; 0: every Nth frame */
+volatile __u8 ignore_enabled;  /* 1: consult the ignore tries */
 
 struct queue_counters {
 	__u64 seen;
@@ -144,12 +147,14 @@ static __always_inline int ignored(struct xdp_md *ctx)
 /* Keep this frame under 1-in-N sampling? */
 static __always_inline int sampled_in(struct queue_counters *c)
 {
-	if (sample_every <= 1)
+	__u32 every = sample_every;
+
+	if (every <= 1)
 		return 1;
 	if (sample_random)
-		return bpf_get_prandom_u32() % sample_every == 0;
-	if (c->sample_countdown == 0) {
-		c->sample_countdown = sample_every - 1;
+		return bpf_get_prandom_u32() % every == 0;
+	if (c->sample_countdown == 0 || c->sample_countdown >= every) {
+		c->sample_countdown = every - 1;
 		return 1;
 	}
 	c->sample_countdown--;

@@ -198,6 +198,14 @@ enum Thread {
 }
 
 impl FlowCache {
+    /// New timeouts (a reload): flows already cached are judged by them from the next expiry
+    /// scan on; none is cut by the change itself.
+    pub fn set_timeouts(&mut self, idle_ns: u64, active_ns: u64, tcp_end_grace_ns: u64) {
+        self.cfg.idle_timeout_ns = idle_ns;
+        self.cfg.active_timeout_ns = active_ns;
+        self.cfg.tcp_end_grace_ns = tcp_end_grace_ns;
+    }
+
     pub fn new(cfg: CacheConfig) -> Self {
         FlowCache {
             cfg,

@@ -12,6 +12,7 @@
 
 pub mod metrics;
 pub mod promisc;
+pub mod reload;
 pub mod worker;
 pub mod xsk;
 
@@ -42,7 +43,32 @@ pub fn rx_queue_count(iface: &str) -> Result<u32> {
     Ok(n.max(1))
 }
 
-pub fn run(args: &CaptureArgs) -> Result<RunReport> {
+/// The steering configuration `args` asks for.
+fn steer_config(args: &CaptureArgs) -> SteerConfig {
+    SteerConfig {
+        sample_every: args.sample,
+        sample_random: args.sample_mode == SampleMode::Random,
+        ignore: args.ignore.iter().map(|c| (c.addr, c.len)).collect(),
+    }
+}
+
+/// The selector report `args` asks for (1-in-N sampling in the kernel).
+fn sampling_of(args: &CaptureArgs) -> Option<ipfix_export::Sampling> {
+    (args.sample > 1).then_some(ipfix_export::Sampling {
+        algorithm: match args.sample_mode {
+            SampleMode::Deterministic => ipfix_export::SelectorAlgorithm::SystematicCountBased,
+            SampleMode::Random => ipfix_export::SelectorAlgorithm::RandomNOutOfN,
+        },
+        every: args.sample,
+    })
+}
+
+/// `reload`: the settings in force and how to read them again (SIGHUP); `None` when the probe
+/// was started without `--config` (SIGHUP then says there is nothing to re-read).
+pub fn run(
+    args: &CaptureArgs,
+    reload: Option<(reload::Settings, reload::Reloader)>,
+) -> Result<RunReport> {
     // Options that can be wrong are checked before anything is attached.
     args.meter.meter()?;
     let iface = args.interface.as_str();
@@ -86,12 +112,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         }
     }
 
-    let steer_cfg = SteerConfig {
-        sample_every: args.sample,
-        sample_random: args.sample_mode == SampleMode::Random,
-        ignore: args.ignore.iter().map(|c| (c.addr, c.len)).collect(),
-    };
-    let mut steering = Steering::load(&steer_cfg)?;
+    let mut steering = Steering::load(&steer_config(args))?;
     let want = match args.xdp_mode {
         XdpModeArg::Auto => None,
         XdpModeArg::Native => Some(XdpMode::Native),
@@ -152,17 +173,10 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
 
     let (tx, rx) = crossbeam_channel::bounded(256);
     let mut export_cfg = args.export.export_config(&args.meter);
-    if args.sample > 1 {
-        export_cfg.exporter.encoder.sampling = Some(ipfix_export::Sampling {
-            algorithm: match args.sample_mode {
-                SampleMode::Deterministic => ipfix_export::SelectorAlgorithm::SystematicCountBased,
-                SampleMode::Random => ipfix_export::SelectorAlgorithm::RandomNOutOfN,
-            },
-            every: args.sample,
-        });
-    }
+    export_cfg.exporter.encoder.sampling = sampling_of(args);
     let gauges = Arc::new(export::Gauges::default());
-    let exporter = export::spawn(export_cfg, rx, gauges.clone())?;
+    let (export_ctl, export_ctl_rx) = crossbeam_channel::unbounded();
+    let exporter = export::spawn_with_control(export_cfg, rx, gauges.clone(), export_ctl_rx)?;
     // The ring writer; each worker gets a keeper that never waits for it.
     let (ring_tx, ring_writer) = match args.pcap.ring(iface) {
         Some((cfg, select)) => {
@@ -174,7 +188,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         }
         None => (None, None),
     };
-    let metrics = match args.metrics {
+    let mut metrics = match args.metrics {
         Some(addr) => {
             let m = metrics::Metrics::bind(addr, iface)
                 .with_context(|| format!("--metrics {addr}: cannot listen"))?;
@@ -202,8 +216,11 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
     let offset = worker::realtime_offset_ns();
     let mut handles = Vec::new();
     let mut watch = Vec::new();
+    let mut updates = Vec::new();
     for (i, (q, sock)) in sockets.into_iter().enumerate() {
         let progress = Arc::new(worker::Progress::default());
+        let update = Arc::new(std::sync::Mutex::new(None));
+        updates.push(update.clone());
         watch.push((q, sock.fd(), progress.clone()));
         let w = Worker {
             queue: q,
@@ -221,6 +238,7 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
                 crate::ring::Keeper::new(select.clone(), args.pcap.pcap_snaplen, rtx.clone(), false)
             }),
             records_dropped: 0,
+            updates: update,
         };
         let stop = stop.clone();
         handles.push(
@@ -230,13 +248,31 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
                 .context("cannot start a worker thread")?,
         );
     }
-    // `tx` stays open until the last statistics are published, after the workers stop.
-    drop(ring_tx);
+    // `tx` stays open until the last statistics are published, after the workers stop. The
+    // main thread keeps a sender to the ring writer for reloads (a selection change).
+    let ring_ctl = ring_tx.map(|(rtx, _)| rtx);
 
     let started = Instant::now();
     let mut ticker = StatsLine::new(args.stats_interval);
     let mut last_gauges = Instant::now();
+    let mut current = args.clone();
+    let mut duration = args.duration;
+    let mut reloads = ReloadBooks::default();
+    let mut reload = reload;
     let reason = loop {
+        if crate::signals::take_reload() {
+            let ctx = ReloadContext {
+                steering: &mut steering,
+                workers: &updates,
+                export: &export_ctl,
+                ring: ring_ctl.as_ref(),
+                metrics: &mut metrics,
+                ticker: &mut ticker,
+                duration: &mut duration,
+                iface,
+            };
+            apply_reload(&mut reload, &mut current, ctx, &mut reloads);
+        }
         std::thread::sleep(Duration::from_millis(50));
         ticker.maybe_print(&steering, &watch, &gauges);
         if last_gauges.elapsed() >= Duration::from_secs(1) {
@@ -249,13 +285,14 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         if crate::signals::stop_requested() {
             break "signal";
         }
-        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+        if duration.is_some_and(|d| started.elapsed() >= d) {
             break "duration";
         }
         if handles.iter().any(|h| h.is_finished()) {
             break "a worker stopped";
         }
     };
+    drop(ring_ctl);
     for &q in &queues {
         steering.unregister_socket(q);
     }
@@ -336,8 +373,10 @@ pub fn run(args: &CaptureArgs) -> Result<RunReport> {
         interface: iface.to_string(),
         xdp_mode: mode.to_string(),
         zero_copy,
-        sample_every: args.sample,
-        sample_random: args.sample_mode == SampleMode::Random,
+        sample_every: current.sample,
+        sample_random: current.sample_mode == SampleMode::Random,
+        reloads: reloads.applied,
+        reloads_rejected: reloads.rejected,
         queues: queue_reports,
         worker_errors: outcomes.iter().filter_map(|o| o.error.clone()).collect(),
         records_dropped: outcomes.iter().map(|o| o.records_dropped).sum(),
@@ -419,6 +458,170 @@ fn metering_counts(
 }
 
 /// The periodic one-line summary on stderr (`--stats-interval`).
+/// Reloads applied and refused in this run.
+#[derive(Default)]
+struct ReloadBooks {
+    applied: u64,
+    rejected: u64,
+}
+
+/// What a reload may change in the running probe.
+struct ReloadContext<'a> {
+    steering: &'a mut Steering,
+    workers: &'a [Arc<std::sync::Mutex<Option<worker::WorkerUpdate>>>],
+    export: &'a crossbeam_channel::Sender<export::ExportControl>,
+    ring: Option<&'a crossbeam_channel::Sender<crate::ring::Batch>>,
+    metrics: &'a mut Option<metrics::Metrics>,
+    ticker: &'a mut StatsLine,
+    duration: &'a mut Option<Duration>,
+    iface: &'a str,
+}
+
+/// SIGHUP: reads the settings again and applies what can change (see [`reload`]); logs one
+/// line with what changed and what needs a restart.
+fn apply_reload(
+    reload: &mut Option<(reload::Settings, reload::Reloader)>,
+    current: &mut CaptureArgs,
+    ctx: ReloadContext<'_>,
+    books: &mut ReloadBooks,
+) {
+    let n = books.applied + books.rejected + 1;
+    let Some((in_force, reader)) = reload.as_mut() else {
+        eprintln!("probe: reload {n}: nothing to re-read: the probe was started without --config");
+        books.rejected += 1;
+        return;
+    };
+    let (new, settings) = match reader() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("probe: reload {n} refused, the settings in force stay: {e}");
+            books.rejected += 1;
+            return;
+        }
+    };
+    let (changes, restart) = reload::diff(in_force, &settings);
+    let mut applied: Vec<String> = vec![];
+    let mut not_applied = restart.clone();
+    let mut refused: Vec<String> = vec![];
+    let changed = |name: &str| changes.iter().any(|c| c.name == name);
+    let mut update = worker::WorkerUpdate::default();
+    for c in &changes {
+        match c.name.as_str() {
+            "ignore" | "sample" | "sample-mode" => {}
+            "pcap-select" => match (&new.pcap.pcap_select, ctx.ring) {
+                (Some(sel), Some(ring)) => {
+                    update.selection = Some(sel.clone());
+                    let _ = ring.send(crate::ring::Batch::selection_changed(sel.text()));
+                    current.pcap.pcap_select = Some(sel.clone());
+                    applied.push(c.to_string());
+                }
+                _ => not_applied.push(c.clone()),
+            },
+            "ipfix" => {
+                let old: Vec<String> = current.export.ipfix.iter().map(|d| d.to_string()).collect();
+                let now: Vec<String> = new.export.ipfix.iter().map(|d| d.to_string()).collect();
+                for (d, url) in new.export.ipfix.iter().zip(&now) {
+                    if !old.contains(url) {
+                        let _ = ctx.export.send(export::ExportControl::Add(d.clone()));
+                    }
+                }
+                for url in old.iter().filter(|u| !now.contains(u)) {
+                    let _ = ctx.export.send(export::ExportControl::Remove(url.clone()));
+                }
+                current.export.ipfix = new.export.ipfix.clone();
+                applied.push(c.to_string());
+            }
+            "idle-timeout" | "active-timeout" | "tcp-end-grace" => {
+                current.meter.idle_timeout = new.meter.idle_timeout;
+                current.meter.active_timeout = new.meter.active_timeout;
+                current.meter.tcp_end_grace = new.meter.tcp_end_grace;
+                update.timeouts = Some((
+                    new.meter.idle_timeout.as_nanos() as u64,
+                    new.meter.active_timeout.as_nanos() as u64,
+                    new.meter.tcp_end_grace.as_nanos() as u64,
+                ));
+                applied.push(c.to_string());
+            }
+            "stats-interval" => {
+                *ctx.ticker = StatsLine::new(new.stats_interval);
+                applied.push(c.to_string());
+            }
+            "duration" => {
+                *ctx.duration = new.duration;
+                applied.push(c.to_string());
+            }
+            "metrics" => match new.metrics {
+                None => {
+                    *ctx.metrics = None;
+                    applied.push(c.to_string());
+                }
+                Some(addr) => match metrics::Metrics::bind(addr, ctx.iface) {
+                    Ok(m) => {
+                        *ctx.metrics = Some(m);
+                        applied.push(c.to_string());
+                    }
+                    Err(e) => {
+                        refused.push(format!("{c}: cannot listen: {e}"));
+                        not_applied.push(c.clone());
+                    }
+                },
+            },
+            _ => not_applied.push(c.clone()),
+        }
+    }
+    if changed("ignore") || changed("sample") || changed("sample-mode") {
+        match ctx.steering.update(&steer_config(&new)) {
+            Ok(()) => {
+                let _ = ctx
+                    .export
+                    .send(export::ExportControl::Sampling(sampling_of(&new)));
+                current.ignore = new.ignore.clone();
+                current.sample = new.sample;
+                current.sample_mode = new.sample_mode;
+                for c in changes
+                    .iter()
+                    .filter(|c| matches!(c.name.as_str(), "ignore" | "sample" | "sample-mode"))
+                {
+                    applied.push(c.to_string());
+                }
+            }
+            Err(e) => {
+                // Back to what was in force (the ignore-list may be half written).
+                let _ = ctx.steering.update(&steer_config(current));
+                for c in changes
+                    .iter()
+                    .filter(|c| matches!(c.name.as_str(), "ignore" | "sample" | "sample-mode"))
+                {
+                    refused.push(format!("{c}: {e}"));
+                    not_applied.push(c.clone());
+                }
+            }
+        }
+    }
+    if update.selection.is_some() || update.timeouts.is_some() {
+        reload::to_workers(ctx.workers, &update);
+    }
+    let needs_restart: Vec<String> = restart.iter().map(|c| c.to_string()).collect();
+    *in_force = reload::in_force(in_force, &settings, &not_applied);
+    books.applied += 1;
+    let mut line = format!("probe: reload {n}: ");
+    line += &if applied.is_empty() {
+        "nothing to apply".to_string()
+    } else {
+        format!("applied {}", applied.join("; "))
+    };
+    if !needs_restart.is_empty() {
+        line += &format!(
+            "; needs a restart, not applied: {}",
+            needs_restart.join("; ")
+        );
+    }
+    if !refused.is_empty() {
+        line += &format!("; refused: {}", refused.join("; "));
+    }
+    eprintln!("{line}");
+}
+
 struct StatsLine {
     every: Option<Duration>,
     last: Instant,

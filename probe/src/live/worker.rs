@@ -90,6 +90,17 @@ pub struct Worker {
     /// The PCAP ring's selection, when --pcap-dir is given.
     pub keeper: Option<crate::ring::Keeper>,
     pub records_dropped: u64,
+    /// A reload's new settings, taken on the next tick (a lock once per tick, never per frame).
+    pub updates: Arc<std::sync::Mutex<Option<WorkerUpdate>>>,
+}
+
+/// What a reload changes in a running worker.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerUpdate {
+    /// The PCAP ring's new selection.
+    pub selection: Option<crate::select::Selection>,
+    /// New idle, active and TCP-end timeouts, in nanoseconds.
+    pub timeouts: Option<(u64, u64, u64)>,
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -247,6 +258,15 @@ impl Worker {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
+                let update = self.updates.lock().ok().and_then(|mut u| u.take());
+                if let Some(u) = update {
+                    if let (Some(s), Some(k)) = (u.selection, self.keeper.as_mut()) {
+                        k.set_selection(s);
+                    }
+                    if let Some((idle, active, grace)) = u.timeouts {
+                        self.meter.set_timeouts(idle, active, grace);
+                    }
+                }
                 if let Some(k) = self.keeper.as_mut() {
                     k.flush();
                 }
