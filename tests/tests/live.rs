@@ -857,7 +857,7 @@ fn sighup_reloads_the_config_under_traffic_without_losing_a_frame() {
         std::fs::write(
             &cfg,
             format!(
-                "ipfix = [\"{}\"]\npcap-dir = \"{}\"\npcap-select = \"udp\"\nidle-timeout = \"20s\"\n{extra}",
+                "ipfix = [\"{}\"]\npcap-dir = \"{}\"\npcap-select = \"udp\"\nidle-timeout = \"20s\"\nmetrics = \"127.0.0.1:9465\"\n{extra}",
                 nf.url(),
                 ring.display()
             ),
@@ -884,7 +884,7 @@ fn sighup_reloads_the_config_under_traffic_without_losing_a_frame() {
     std::fs::write(
         &cfg,
         format!(
-            "ipfix = [\"{}\", \"{}\", \"{}\"]\npcap-dir = \"{}\"\npcap-select = \"tcp\"\nidle-timeout = \"30s\"\nignore = [\"10.250.0.0/16\"]\numem-frames = 16384\n",
+            "ipfix = [\"{}\", \"{}\", \"{}\"]\npcap-dir = \"{}\"\npcap-select = \"tcp\"\nidle-timeout = \"30s\"\nignore = [\"10.250.0.0/16\"]\numem-frames = 16384\nmetrics = \"127.0.0.1:9465\"\n",
             nf.url(),
             second.url(),
             third.url(),
@@ -904,7 +904,7 @@ fn sighup_reloads_the_config_under_traffic_without_losing_a_frame() {
     std::fs::write(
         &cfg,
         format!(
-            "ipfix = [\"{}\", \"{}\"]\npcap-dir = \"{}\"\npcap-select = \"udp\"\nidle-timeout = \"30s\"\nignore = [\"10.250.0.0/16\"]\numem-frames = 16384\n",
+            "ipfix = [\"{}\", \"{}\"]\npcap-dir = \"{}\"\npcap-select = \"udp\"\nidle-timeout = \"30s\"\nignore = [\"10.250.0.0/16\"]\numem-frames = 16384\nmetrics = \"127.0.0.1:9465\"\n",
             nf.url(),
             second.url(),
             ring.display()
@@ -914,6 +914,12 @@ fn sighup_reloads_the_config_under_traffic_without_losing_a_frame() {
     e2e::signal(cap.child.id(), libc::SIGHUP);
     wait_for("reload 3:");
     lab.send(&frames, &[0], 16);
+    // The reloads in the metrics too.
+    let page = lab.http_get_in_b("127.0.0.1:9465", "/metrics");
+    assert!(
+        page.contains("result=\"applied\"} 2") && page.contains("result=\"refused\"} 1"),
+        "{page}"
+    );
     let t1 = now_ms();
     std::thread::sleep(Duration::from_millis(300));
     let (code, stderr, books) = cap.stop(libc::SIGINT);
@@ -993,4 +999,61 @@ fn sighup_reloads_the_config_under_traffic_without_losing_a_frame() {
         journal.contains("\"event\":\"selection\"") && journal.contains("\"selection\":\"tcp\""),
         "{journal}"
     );
+}
+
+#[test]
+fn a_reload_changes_the_ignore_list_in_the_running_program() {
+    if !require_root("a_reload_changes_the_ignore_list_in_the_running_program") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-reload-ignore");
+    let (frames, truth) = mix_and_truth(&tmp);
+    let dns = |k: &Key| k.src.to_string() == "10.9.9.9" || k.dst.to_string() == "10.9.9.9";
+    let dns_frames: u64 = truth
+        .iter()
+        .filter(|(k, _)| dns(k))
+        .map(|(_, t)| t.packets)
+        .sum();
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let cfg = tmp.path().join("probe.toml");
+    std::fs::write(&cfg, format!("ipfix = [\"{}\"]\n", nf.url())).unwrap();
+    let cap = Capture::start(&lab, &tmp, &["--config", cfg.to_str().unwrap()]);
+    let t0 = now_ms();
+    lab.send(&frames, &[0], usize::MAX);
+    std::fs::write(
+        &cfg,
+        format!("ipfix = [\"{}\"]\nignore = [\"10.9.9.0/24\"]\n", nf.url()),
+    )
+    .unwrap();
+    e2e::signal(cap.child.id(), libc::SIGHUP);
+    let t = Instant::now();
+    while !cap.stderr_text().contains("reload 1:") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            cap.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // From the next frame on, the DNS server's traffic goes to the kernel unmetered.
+    lab.send(&frames, &[0], usize::MAX);
+    let t1 = now_ms();
+    let (code, stderr, books) = cap.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    assert_eq!(books["live"]["ignored"], dns_frames, "{}", books["live"]);
+    assert_eq!(books["live"]["seen"], 2 * frames.len() as u64);
+    let want: Flows = truth
+        .iter()
+        .map(|(k, t)| {
+            let mut t = *t;
+            if !dns(k) {
+                t.packets *= 2;
+                t.bytes *= 2;
+            }
+            (*k, t)
+        })
+        .collect();
+    assert_live_flows(&want, &nfdump_flows(&nf.finish()), (t0 - 1000, t1 + 1000));
 }

@@ -31,8 +31,13 @@ impl Metrics {
         })
     }
 
-    /// Answers the requests waiting, if any.
-    pub fn poll(&self, steering: &Steering, watch: &[(u32, RawFd, Arc<Progress>)]) {
+    /// Answers the requests waiting, if any. `reloads`: SIGHUP reloads applied and refused.
+    pub fn poll(
+        &self,
+        steering: &Steering,
+        watch: &[(u32, RawFd, Arc<Progress>)],
+        reloads: (u64, u64),
+    ) {
         while let Ok((mut conn, _)) = self.listener.accept() {
             let _ = conn.set_nonblocking(false);
             let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
@@ -41,7 +46,7 @@ impl Metrics {
             let n = conn.read(&mut req).unwrap_or(0);
             let line = String::from_utf8_lossy(&req[..n]);
             let reply = if line.starts_with("GET /metrics ") || line.starts_with("GET / ") {
-                let body = self.render(steering, watch);
+                let body = self.render(steering, watch, reloads);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -53,9 +58,26 @@ impl Metrics {
         }
     }
 
-    fn render(&self, steering: &Steering, watch: &[(u32, RawFd, Arc<Progress>)]) -> String {
+    fn render(
+        &self,
+        steering: &Steering,
+        watch: &[(u32, RawFd, Arc<Progress>)],
+        reloads: (u64, u64),
+    ) -> String {
         let i = &self.interface;
         let mut s = String::new();
+        s += "# HELP probe_reloads_total Config reloads (SIGHUP), applied or refused.\n";
+        s += "# TYPE probe_reloads_total counter\n";
+        let _ = writeln!(
+            s,
+            "probe_reloads_total{{interface=\"{i}\",result=\"applied\"}} {}",
+            reloads.0
+        );
+        let _ = writeln!(
+            s,
+            "probe_reloads_total{{interface=\"{i}\",result=\"refused\"}} {}",
+            reloads.1
+        );
         s += "# HELP probe_xdp_frames_total Frames the XDP program handled, by what it did with them.\n";
         s += "# TYPE probe_xdp_frames_total counter\n";
         for (q, _, _) in watch {

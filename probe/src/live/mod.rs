@@ -280,7 +280,7 @@ pub fn run(
             gauges.set_metering(metering_counts(&steering, &watch, available));
         }
         if let Some(m) = &metrics {
-            m.poll(&steering, &watch);
+            m.poll(&steering, &watch, (reloads.applied, reloads.rejected));
         }
         if crate::signals::stop_requested() {
             break "signal";
