@@ -146,11 +146,18 @@ pub fn run() -> Result<()> {
     let mut files: Vec<_> = std::fs::read_dir(&ring)?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
         .collect();
     files.sort();
     for f in &files {
         println!("   {f}");
     }
+    println!("\n== probe ring status --pcap-dir {}", ring.display());
+    crate::run(
+        Command::new(&probe)
+            .args(["ring", "status", "--pcap-dir"])
+            .arg(&ring),
+    )?;
     let flow =
         "src host 10.1.0.5 and src port 40002 and dst host 10.2.0.80 and dst port 443 and tcp";
     let out = tmp.path().join("flow.pcap");
