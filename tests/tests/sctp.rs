@@ -231,17 +231,19 @@ fn an_aborted_sctp_association_costs_counted_records_and_reading_goes_on() {
         .map(|b| udp_flows(50, b + 1, BASE + b as u64 * 10 * SEC))
         .collect();
     stages(dir, &batches);
-    // SO_LINGER 0 and SIGKILL: the collector's end sends ABORT; nobody comes back.
+    // SO_LINGER 0 and SIGKILL: the collector's end sends ABORT; nobody comes back. Batch 1
+    // leaves when batch 2 arrives (2 s in), 2.5 s before the abort; batch 2 leaves when batch
+    // 3 arrives, 1.5 s after it.
     let run = e2e::uml::run(
         dir,
         "socat -u SCTP4-LISTEN:4739,reuseaddr,linger=0 OPEN:s1.bin,creat,trunc &
          S=$!
          sleep 1
-         ( cat p0.pcap; sleep 2; cat p1.bin; sleep 2; cat p2.bin; sleep 1 ) |
+         ( cat p0.pcap; sleep 2; cat p1.bin; sleep 4; cat p2.bin; sleep 1 ) |
            $PROBE read /proc/self/fd/0 --ipfix sctp://127.0.0.1:4739 --idle-timeout 2s \
              --export-drain 1s --stats-json books.json 2>probe.err &
          P=$!
-         sleep 3.5
+         sleep 4.5
          kill -9 $S
          wait $P
          echo probe=$?",
