@@ -132,6 +132,10 @@ pub struct ExportArgs {
     /// At the end, how long TCP/SCTP collectors get to take what is still queued.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub export_drain: Duration,
+    /// The seed of each record's Community ID (v1) in --print json: 0, as Zeek, Suricata and
+    /// Arkime use unless configured otherwise; set it to what they use.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub community_id_seed: u16,
     /// tls:// collectors: PEM file of the CA certificates that may sign a collector's
     /// certificate (default: the system's roots).
     #[arg(long, value_name = "FILE")]
@@ -181,6 +185,7 @@ impl ExportArgs {
             options_interval: self.options_interval.max(Duration::from_secs(1)),
             drain: self.export_drain,
             anonymize: self.anonymize.clone(),
+            community_id_seed: self.community_id_seed,
         }
     }
 }

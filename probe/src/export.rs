@@ -37,6 +37,8 @@ pub struct ExportConfig {
     pub drain: Duration,
     /// Crypto-PAn key file: anonymize every exported address.
     pub anonymize: Option<PathBuf>,
+    /// The seed of the Community IDs in `--print json` (0 unless the SOC's tools use another).
+    pub community_id_seed: u16,
 }
 
 /// Totals the metering side publishes for the statistics options records: the exporter thread
@@ -181,7 +183,7 @@ pub fn spawn_with_control(
     std::thread::Builder::new()
         .name("exporter".into())
         .spawn(move || {
-            let mut json = JsonOut::new(print);
+            let mut json = JsonOut::new(print, cfg.community_id_seed);
             let statistics = |exporter: &mut Exporter| {
                 let (m, lost) = gauges.snapshot();
                 exporter.push_statistics(unix_secs(), m, lost);
@@ -276,10 +278,11 @@ struct JsonOut {
     pending: u64,
     printed: u64,
     lost: u64,
+    community_id_seed: u16,
 }
 
 impl JsonOut {
-    fn new(print: Option<crate::cli::PrintFormat>) -> JsonOut {
+    fn new(print: Option<crate::cli::PrintFormat>, community_id_seed: u16) -> JsonOut {
         let enabled = print.is_some();
         let out = enabled.then(|| std::io::BufWriter::new(std::io::stdout().lock()));
         JsonOut {
@@ -290,6 +293,7 @@ impl JsonOut {
             pending: 0,
             printed: 0,
             lost: 0,
+            community_id_seed,
         }
     }
 
@@ -297,7 +301,7 @@ impl JsonOut {
         if !self.enabled {
             return;
         }
-        let (table, header) = (self.table, !self.header_done);
+        let (table, header, seed) = (self.table, !self.header_done, self.community_id_seed);
         self.header_done = true;
         let written = self.out.as_mut().map(|w| {
             if table {
@@ -306,7 +310,7 @@ impl JsonOut {
                 }
                 write_table_row(w, rec)
             } else {
-                write_json(w, rec)
+                write_json(w, rec, seed)
             }
         });
         match written {
@@ -417,9 +421,14 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
     }
 }
 
-/// One record as a JSON line, keyed by IANA element names.
-pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
+/// One record as a JSON line, keyed by IANA element names, with its Community ID (v1, `seed`)
+/// as `communityId`.
+pub fn write_json(w: &mut impl Write, r: &FlowRecord, seed: u16) -> std::io::Result<()> {
     let mut obj = serde_json::Map::new();
+    obj.insert(
+        "communityId".into(),
+        Value::from(crate::community_id::of_record(seed, r)),
+    );
     let (src_name, dst_name) = match r.src_addr {
         IpAddr::V4(_) => ("sourceIPv4Address", "destinationIPv4Address"),
         IpAddr::V6(_) => ("sourceIPv6Address", "destinationIPv6Address"),

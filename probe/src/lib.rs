@@ -18,6 +18,7 @@ pub mod anonymize;
 pub mod capture_file;
 pub mod cli;
 pub mod collector_url;
+pub mod community_id;
 pub mod config;
 pub mod export;
 pub mod extract;

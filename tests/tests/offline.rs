@@ -975,3 +975,78 @@ fn reading_as_root_needs_to_be_asked_for() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(run(&["--allow-root"]).status.success());
 }
+
+#[test]
+fn every_record_carries_the_community_id_tshark_computes() {
+    // tshark's Community ID postdissector (Wireshark's own implementation of the spec) gives
+    // each frame its conversation's ID; every record's ID must be the one of its frames, with
+    // the default seed and with another.
+    let tmp = TempDir::new("communityid");
+    let pcap = tmp.path().join("mix.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
+    for seed in ["0", "7"] {
+        let out = run_probe(&[
+            "read",
+            pcap.to_str().unwrap(),
+            "--print",
+            "json",
+            "--community-id-seed",
+            seed,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let frames = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args([
+                "--enable-protocol",
+                "communityid",
+                "-o",
+                &format!("communityid.seed:{seed}"),
+                "-T",
+                "fields",
+                "-e",
+                "ip.src",
+                "-e",
+                "ipv6.src",
+                "-e",
+                "communityid",
+            ])
+            .output()
+            .unwrap();
+        let frames = String::from_utf8_lossy(&frames.stdout);
+        // Community IDs of the frames from each source address.
+        let mut by_source: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        for l in frames.lines() {
+            let c: Vec<&str> = l.split('\t').collect();
+            let src = if c[0].is_empty() { c[1] } else { c[0] };
+            if !c[2].is_empty() {
+                by_source
+                    .entry(src.to_string())
+                    .or_default()
+                    .insert(c[2].to_string());
+            }
+        }
+        let mut checked = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = r["communityId"].as_str().expect("every record has one");
+            let src = r
+                .get("sourceIPv4Address")
+                .or(r.get("sourceIPv6Address"))
+                .and_then(|v| v.as_str())
+                .unwrap();
+            assert!(
+                by_source.get(src).is_some_and(|ids| ids.contains(id)),
+                "seed {seed}: {line}\ntshark's IDs from {src}: {:?}",
+                by_source.get(src)
+            );
+            checked += 1;
+        }
+        assert!(checked > 20, "{checked}");
+    }
+}
