@@ -314,7 +314,7 @@ impl Io {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let deadline = Instant::now() + self.cfg.connect_timeout;
         while tls.is_handshaking() {
-            flush_tls(&fd, &mut tls, deadline)?;
+            flush_tls(&fd, &mut tls, &|| Instant::now() >= deadline)?;
             if !tls.is_handshaking() {
                 break;
             }
@@ -337,7 +337,7 @@ impl Io {
                 }
             }
         }
-        flush_tls(&fd, &mut tls, deadline)?;
+        flush_tls(&fd, &mut tls, &|| Instant::now() >= deadline)?;
         Ok((fd, Some(tls)))
     }
 
@@ -445,11 +445,7 @@ impl Io {
         if let Some(tls) = conn.tls.as_mut() {
             use std::io::Write;
             tls.writer().write_all(buf)?;
-            let deadline = self
-                .shared
-                .deadline()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            conn.written += flush_tls(&conn.fd, tls, deadline)?;
+            conn.written += flush_tls(&conn.fd, tls, &|| self.past_deadline())?;
             return Ok(());
         }
         self.write_plain(conn, buf)
@@ -717,11 +713,13 @@ fn read_tls(fd: &OwnedFd, tls: &mut rustls::ClientConnection) -> io::Result<(usi
     Ok((n, state.peer_has_closed()))
 }
 
-/// Writes every pending TLS record to the socket; returns the bytes written.
+/// Writes every pending TLS record to the socket, waiting for space in short steps until
+/// `give_up` says so (a handshake's timeout, or the exporter's shutdown deadline, checked at
+/// every step so a stalled collector cannot hold a shutdown); returns the bytes written.
 fn flush_tls(
     fd: &OwnedFd,
     tls: &mut rustls::ClientConnection,
-    deadline: Instant,
+    give_up: &dyn Fn() -> bool,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     while tls.wants_write() {
@@ -733,10 +731,10 @@ fn flush_tls(
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                if Instant::now() >= deadline {
+                if give_up() {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "shutdown deadline reached while the collector was not reading",
+                        "the collector was not reading before the deadline",
                     ));
                 }
                 wait_writable(fd, Duration::from_millis(100));
