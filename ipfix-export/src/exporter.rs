@@ -98,6 +98,24 @@ struct Sink {
     output: Output,
 }
 
+/// Sends a destination's partly filled message (and due template refreshes); flushes a file.
+fn flush_sink(s: &mut Sink, now_secs: u32, log: &Log) {
+    let (url, out) = (&s.url, &mut s.output);
+    let emit = |m: Message<'_>| out.send(url, m, now_secs, log);
+    match &mut s.encoder {
+        Encoder::Ipfix(e) => e.flush(now_secs, emit),
+        Encoder::V9(e) => e.flush(now_secs, emit),
+        Encoder::V5(e) => e.flush(now_secs, emit),
+    }
+    if let Output::File(f) = &mut s.output {
+        if let Some(e) = f.flush(now_secs as u64) {
+            log(&format!(
+                "{url}: {e}; messages are counted as lost until it recovers"
+            ));
+        }
+    }
+}
+
 /// Ends a destination's transport: streams get `drain` to take what is queued, files close.
 fn close_output(s: &mut Sink, drain: Duration, log: &Log) {
     match &mut s.output {
@@ -265,16 +283,7 @@ impl Exporter {
         let Some(i) = self.sinks.iter().position(|s| s.url == url) else {
             return false;
         };
-        {
-            let s = &mut self.sinks[i];
-            let (u, out, log) = (&s.url, &mut s.output, &self.log);
-            let emit = |m: Message<'_>| out.send(u, m, now_secs, log);
-            match &mut s.encoder {
-                Encoder::Ipfix(e) => e.flush(now_secs, emit),
-                Encoder::V9(e) => e.flush(now_secs, emit),
-                Encoder::V5(e) => e.flush(now_secs, emit),
-            }
-        }
+        flush_sink(&mut self.sinks[i], now_secs, &self.log);
         close_output(&mut self.sinks[i], drain, &self.log);
         let report = self.report_of(i);
         self.sinks.remove(i);
@@ -282,17 +291,14 @@ impl Exporter {
         true
     }
 
-    /// The URLs of the destinations open now.
-    pub fn urls(&self) -> Vec<String> {
-        self.sinks.iter().map(|s| s.url.clone()).collect()
-    }
-
     /// Changes the sampling the IPFIX encoders report (a reload changed it in the kernel).
     pub fn set_sampling(&mut self, sampling: Option<crate::options::Sampling>) {
         self.cfg.encoder.sampling = sampling;
         for s in &mut self.sinks {
-            if let Encoder::Ipfix(e) = &mut s.encoder {
-                e.set_sampling(sampling);
+            match &mut s.encoder {
+                Encoder::Ipfix(e) => e.set_sampling(sampling),
+                Encoder::V5(e) => e.set_sampling(sampling),
+                Encoder::V9(_) => {}
             }
         }
     }
@@ -317,20 +323,7 @@ impl Exporter {
     /// Sends partly filled messages (and due template refreshes); flushes files.
     pub fn flush(&mut self, now_secs: u32) {
         for s in &mut self.sinks {
-            let (url, out, log) = (&s.url, &mut s.output, &self.log);
-            let emit = |m: Message<'_>| out.send(url, m, now_secs, log);
-            match &mut s.encoder {
-                Encoder::Ipfix(e) => e.flush(now_secs, emit),
-                Encoder::V9(e) => e.flush(now_secs, emit),
-                Encoder::V5(e) => e.flush(now_secs, emit),
-            }
-            if let Output::File(f) = &mut s.output {
-                if let Some(e) = f.flush(now_secs as u64) {
-                    (self.log)(&format!(
-                        "{url}: {e}; messages are counted as lost until it recovers"
-                    ));
-                }
-            }
+            flush_sink(s, now_secs, &self.log);
         }
     }
 

@@ -190,18 +190,25 @@ impl V5Encoder {
     /// `active_timeout_secs`: the metering process's active timeout, which places the boot
     /// time (see the module's documentation).
     pub fn new(engine_id: u8, sampling: Option<Sampling>, active_timeout_secs: u32) -> V5Encoder {
-        V5Encoder {
+        let mut e = V5Encoder {
             buf: vec![0; V5_HEADER_LEN + V5_MAX_RECORDS * V5_RECORD_LEN],
             records: 0,
             flows: FlowTotals::default(),
             uptime: Uptime::new(V5_MAX_RECORDS, active_timeout_secs),
             sequence: 0,
-            // Top two bits 01: packet-interval sampling; low 14 bits: the interval.
-            sampling: sampling.map_or(0, |s| 0x4000 | (s.every.min(0x3fff) as u16)),
+            sampling: 0,
             engine_id,
             stats: EncoderStats::default(),
             losses: NetflowLosses::default(),
-        }
+        };
+        e.set_sampling(sampling);
+        e
+    }
+
+    /// The sampling the headers state (a reload changed it in the kernel).
+    pub fn set_sampling(&mut self, sampling: Option<Sampling>) {
+        // Top two bits 01: packet-interval sampling; low 14 bits: the interval.
+        self.sampling = sampling.map_or(0, |s| 0x4000 | (s.every.min(0x3fff) as u16));
     }
 
     pub fn stats(&self) -> EncoderStats {

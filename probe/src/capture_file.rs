@@ -237,7 +237,7 @@ impl Compression {
 impl Input {
     /// Reads `file`: mapped when it is a plain regular file, else through a buffer, and through
     /// a decompressor when its first bytes say gzip or zstd.
-    fn new(mut file: File) -> Result<(Input, Compression), ReadError> {
+    fn new(mut file: File) -> Result<Input, ReadError> {
         // The first bytes, read and put back in front (a pipe cannot seek).
         let mut head = Vec::with_capacity(8);
         (&mut file).take(6).read_to_end(&mut head)?;
@@ -256,17 +256,14 @@ impl Input {
                     .map_err(|e| ReadError::Decompress("zstd", e))?,
             )),
         };
-        Ok((
-            Input {
-                source,
-                buf: Vec::new(),
-                map,
-                start: 0,
-                end,
-                offset: 0,
-            },
-            compression,
-        ))
+        Ok(Input {
+            source,
+            buf: Vec::new(),
+            map,
+            start: 0,
+            end,
+            offset: 0,
+        })
     }
 
     /// What `start`, `end` and the ranges handed out index into.
@@ -347,7 +344,6 @@ impl Input {
 pub struct CaptureFile {
     path: PathBuf,
     input: Input,
-    compression: Compression,
     format: Format,
     precision: TimePrecision,
 }
@@ -360,11 +356,10 @@ impl CaptureFile {
 
     pub fn open(path: &Path) -> Result<CaptureFile, ReadError> {
         let file = File::open(path)?;
-        let (input, compression) = Input::new(file)?;
+        let input = Input::new(file)?;
         let mut cf = CaptureFile {
             path: path.to_path_buf(),
             input,
-            compression,
             format: Format::PcapNg {
                 endian: Endian::Little,
                 interfaces: vec![],
@@ -411,11 +406,6 @@ impl CaptureFile {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// How the file is compressed (progress in bytes then counts decompressed bytes).
-    pub fn compression(&self) -> Compression {
-        self.compression
     }
 
     /// Whether the file's clock is finer than a microsecond (for any interface seen so far).

@@ -59,34 +59,24 @@ pub fn community_id_v1(
     ports: (u16, u16),
 ) -> String {
     let (mut s, mut d) = (octets(src), octets(dst));
-    let mut ports = match protocol {
-        6 | 17 | 132 => Some(ports),
+    // (ports to hash, whether the endpoints may be reordered)
+    let (mut ports, symmetric) = match protocol {
+        6 | 17 | 132 => (Some(ports), true),
         1 | 58 => {
             let (t, c) = (ports.0 as u8, ports.1 as u8);
             match icmp_counterpart(protocol == 58, t) {
-                Some(other) => Some((t as u16, other as u16)),
-                // One-way messages keep their direction: no reordering below.
-                None => {
-                    let mut h = Sha1::new();
-                    h.update(seed.to_be_bytes());
-                    h.update(&s);
-                    h.update(&d);
-                    h.update([protocol, 0]);
-                    h.update((t as u16).to_be_bytes());
-                    h.update((c as u16).to_be_bytes());
-                    return format!(
-                        "1:{}",
-                        base64::engine::general_purpose::STANDARD.encode(h.finalize())
-                    );
-                }
+                Some(other) => (Some((t as u16, other as u16)), true),
+                // One-way messages keep their direction.
+                None => (Some((t as u16, c as u16)), false),
             }
         }
-        _ => None,
+        _ => (None, true),
     };
-    let swap = match ports {
-        Some((sp, dp)) => (&d, dp) < (&s, sp),
-        None => d < s,
-    };
+    let swap = symmetric
+        && match ports {
+            Some((sp, dp)) => (&d, dp) < (&s, sp),
+            None => d < s,
+        };
     if swap {
         std::mem::swap(&mut s, &mut d);
         ports = ports.map(|(a, b)| (b, a));

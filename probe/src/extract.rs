@@ -106,14 +106,7 @@ struct FlowMatcher {
 impl FlowMatcher {
     fn new(flows: Vec<crate::flowlist::WantedFlow>, margin_ns: u64, both: bool) -> FlowMatcher {
         let mut by_hosts: std::collections::HashMap<_, Vec<usize>> = Default::default();
-        let octets = |a: std::net::IpAddr| match a {
-            std::net::IpAddr::V4(a) => {
-                let mut o = [0u8; 16];
-                o[..4].copy_from_slice(&a.octets());
-                o
-            }
-            std::net::IpAddr::V6(a) => a.octets(),
-        };
+        let octets = crate::flowlist::octets;
         for (i, f) in flows.iter().enumerate() {
             let (a, b) = (octets(f.src), octets(f.dst));
             by_hosts

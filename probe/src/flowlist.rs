@@ -71,7 +71,7 @@ impl WantedFlow {
 }
 
 /// The summary's address layout: IPv4 in the first four bytes, the rest zero.
-fn octets(a: IpAddr) -> [u8; 16] {
+pub fn octets(a: IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(a) => {
             let mut o = [0u8; 16];

@@ -194,6 +194,23 @@ pub fn tshark_decode(pcap: &Path) -> TsharkVerdict {
     }
 }
 
+/// Flow records (as [`ipfixrw_decode`] gives them) as comparable rows, element name to value
+/// sorted within a row and the rows sorted: two exports of the same records compare equal
+/// whatever order the records arrived in.
+pub fn record_rows(records: Vec<std::collections::HashMap<String, String>>) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{:?}",
+                r.into_iter().collect::<std::collections::BTreeMap<_, _>>()
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Decodes the messages with ipfixrw, in order, and returns the flow records in the messages, element name to value.
 pub fn ipfixrw_decode(datagrams: &[Vec<u8>]) -> Vec<std::collections::HashMap<String, String>> {
     use ipfixrw::parser::DataRecordKey;

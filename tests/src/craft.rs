@@ -277,3 +277,24 @@ pub fn mixed_traffic(base_ns: u64) -> Vec<Frame> {
     f.sort_by_key(|x| x.ts_ns);
     f
 }
+
+/// `n` one-packet UDP flows from 10.9.`tag`.x to 10.8.0.1:9000 (source ports from 1024, a new
+/// one every 250 sources), 1 µs apart from `t_ns`, frames of 60 to 259 bytes of payload.
+pub fn udp_flows(n: u32, tag: u8, t_ns: u64) -> Vec<crate::capture::Frame> {
+    (0..n)
+        .map(|i| crate::capture::Frame {
+            ts_ns: t_ns + i as u64 * 1000,
+            data: ethernet(
+                std::net::Ipv4Addr::new(10, 9, tag, (i % 250) as u8 + 1).into(),
+                "10.8.0.1".parse().unwrap(),
+                L4::Udp {
+                    sport: 1024 + (i / 250) as u16,
+                    dport: 9000,
+                },
+                60 + (i % 200) as usize,
+                &[],
+                64,
+            ),
+        })
+        .collect()
+}

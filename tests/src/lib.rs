@@ -3,6 +3,7 @@
 //! through real tools: nfcapd/nfdump, tshark and ipfixrw.
 
 pub mod capture;
+pub mod certs;
 pub mod collector;
 pub mod craft;
 pub mod encap;

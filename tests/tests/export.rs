@@ -6,7 +6,7 @@ use e2e::capture::{write_pcap, Frame, PcapWriter, LINKTYPE_ETHERNET};
 use e2e::collector::{
     ipfixrw_decode, split_messages, tshark_decode, write_tcp_streams_pcap, Recorder, TcpCollector,
 };
-use e2e::craft::{ethernet, mixed_traffic, L4};
+use e2e::craft::{ethernet, mixed_traffic, udp_flows, L4};
 use e2e::tools::*;
 use e2e::TempDir;
 use std::collections::BTreeMap;
@@ -15,26 +15,6 @@ use std::time::Duration;
 
 const BASE: u64 = 1_700_000_000_000_000_000;
 const SEC: u64 = 1_000_000_000;
-
-/// `n` one-packet UDP flows from 10.9.x.y, `tag` telling batches apart, starting at `t_ns`.
-fn udp_flows(n: u32, tag: u8, t_ns: u64) -> Vec<Frame> {
-    (0..n)
-        .map(|i| Frame {
-            ts_ns: t_ns + i as u64 * 1000,
-            data: ethernet(
-                std::net::Ipv4Addr::new(10, 9, tag, (i % 250) as u8 + 1).into(),
-                "10.8.0.1".parse().unwrap(),
-                L4::Udp {
-                    sport: 1024 + (i / 250) as u16,
-                    dport: 9000,
-                },
-                60 + (i % 200) as usize,
-                &[],
-                64,
-            ),
-        })
-        .collect()
-}
 
 /// Flow records (with packets) in IPFIX messages, keyed by source address and port.
 fn flows_in(messages: &[Vec<u8>]) -> BTreeMap<(String, String), u64> {
@@ -839,19 +819,8 @@ impl Nfacctd {
 
     /// The memory table.
     fn table(&mut self) -> PmacctTable {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "nfacctd exited (it crashes on records it cannot handle)"
-        );
-        let out = Command::new("pmacct")
-            .arg("-p")
-            .arg(&self.pipe)
-            .args(["-s", "-O", "json"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        self.rows()
+            .into_iter()
             .map(|v| {
                 (
                     (

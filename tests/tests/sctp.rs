@@ -5,11 +5,12 @@
 //! same capture's UDP export, received on the host.
 
 use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
-use e2e::collector::{ipfixrw_decode, split_messages, tshark_decode, Recorder};
-use e2e::craft::{ethernet, mixed_traffic, L4};
+use e2e::collector::{
+    ipfixrw_decode, record_rows as rows, split_messages, tshark_decode, Recorder,
+};
+use e2e::craft::{mixed_traffic, udp_flows};
 use e2e::tools::*;
 use e2e::TempDir;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,37 +26,6 @@ fn lab_or_skip(test: &str) -> bool {
             false
         }
     }
-}
-
-/// `n` one-packet UDP flows from 10.9.`tag`.x, starting at `t_ns`.
-fn udp_flows(n: u32, tag: u8, t_ns: u64) -> Vec<Frame> {
-    (0..n)
-        .map(|i| Frame {
-            ts_ns: t_ns + i as u64 * 1000,
-            data: ethernet(
-                std::net::Ipv4Addr::new(10, 9, tag, (i % 250) as u8 + 1).into(),
-                "10.8.0.1".parse().unwrap(),
-                L4::Udp {
-                    sport: 1024 + (i / 250) as u16,
-                    dport: 9000,
-                },
-                60 + (i % 200) as usize,
-                &[],
-                64,
-            ),
-        })
-        .collect()
-}
-
-/// Flow records as comparable rows (element name to value, sorted), with the multiset order
-/// of their arrival removed.
-fn rows(records: Vec<std::collections::HashMap<String, String>>) -> Vec<String> {
-    let mut v: Vec<String> = records
-        .into_iter()
-        .map(|r| format!("{:?}", r.into_iter().collect::<BTreeMap<_, _>>()))
-        .collect();
-    v.sort();
-    v
 }
 
 /// The records of the UDP export of `pcap`, received on the host.

@@ -3,102 +3,48 @@
 //! tshark; openssl makes the certificates (a CA, the collector's, a client's, an expired one).
 
 use e2e::capture::write_pcap;
-use e2e::collector::{ipfixrw_decode, split_messages, tshark_decode, Recorder};
+use e2e::collector::{
+    ipfixrw_decode, record_rows as rows, split_messages, tshark_decode, Recorder,
+};
 use e2e::craft::mixed_traffic;
 use e2e::tools::*;
 use e2e::TempDir;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const BASE: u64 = 1_700_000_000_000_000_000;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (installed by .ci/run)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA; the collector's certificate for 127.0.0.1 and collector.test; a client's; an
-/// expired collector certificate. Keys are ECDSA P-256, mode 0600.
+/// expired collector certificate.
 fn certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=probe-test-ca",
-    ]);
-    openssl(dir, &ca);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:collector.test\n",
+    use e2e::certs::{issue, Cert};
+    let server = "subjectAltName=IP:127.0.0.1,DNS:collector.test";
+    issue(
+        dir,
+        "probe-test-ca",
+        &[
+            Cert {
+                name: "server",
+                cn: "collector.test",
+                ext: server,
+                days: 2,
+            },
+            Cert {
+                name: "expired",
+                cn: "collector.test",
+                ext: server,
+                days: 0,
+            },
+            Cert {
+                name: "client",
+                cn: "probe-exporter",
+                ext: "extendedKeyUsage=clientAuth",
+                days: 2,
+            },
+        ],
     )
     .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, cn, ext, days) in [
-        ("server", "collector.test", "server.ext", "2"),
-        ("expired", "collector.test", "server.ext", "0"),
-        ("client", "probe-exporter", "client.ext", "2"),
-    ] {
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        let mut req = vec!["req"];
-        req.extend(ec);
-        let subj = format!("/CN={cn}");
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                days,
-                "-extfile",
-                ext,
-            ],
-        );
-    }
-    for k in ["ca.key", "server.key", "expired.key", "client.key"] {
-        std::fs::set_permissions(
-            dir.join(k),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
-    }
     // "0 days": not valid after the second it was made.
     std::thread::sleep(Duration::from_millis(1100));
 }
@@ -159,15 +105,6 @@ impl Drop for Collector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn rows(records: Vec<std::collections::HashMap<String, String>>) -> Vec<String> {
-    let mut v: Vec<String> = records
-        .into_iter()
-        .map(|r| format!("{:?}", r.into_iter().collect::<BTreeMap<_, _>>()))
-        .collect();
-    v.sort();
-    v
 }
 
 fn setup(name: &str) -> (TempDir, PathBuf, Vec<String>) {

@@ -502,58 +502,17 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
     let (packets, flows) = (500_000u64, 500_000u32);
     let pcap = tmp.join("transports.pcap");
     generate(&pcap, packets, flows)?;
-    let certs = |args: &[&str]| -> Result<()> {
-        let out = Command::new("openssl")
-            .current_dir(tmp)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=bench-ca",
-    ]);
-    certs(&ca)?;
-    std::fs::write(tmp.join("s.ext"), "subjectAltName=IP:127.0.0.1\n")?;
-    let mut req = vec!["req"];
-    req.extend(ec);
-    req.extend(["-keyout", "s.key", "-out", "s.csr", "-subj", "/CN=sink"]);
-    certs(&req)?;
-    certs(&[
-        "x509",
-        "-req",
-        "-in",
-        "s.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "s.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "s.ext",
-    ])?;
+    e2e::certs::issue(
+        tmp,
+        "bench-ca",
+        &[e2e::certs::Cert {
+            name: "s",
+            cn: "sink",
+            ext: "subjectAltName=IP:127.0.0.1",
+            days: 2,
+        }],
+    )
+    .map_err(anyhow::Error::msg)?;
     let cpu = (std::thread::available_parallelism().map_or(1, |n| n.get()) - 1).to_string();
     let mut results: Vec<(&str, Vec<Measured>)> = vec![("tcp://", vec![]), ("tls://", vec![])];
     for run in 0..RUNS {
