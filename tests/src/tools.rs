@@ -460,3 +460,49 @@ pub fn assert_same_flows(truth: &Flows, got: &Flows, what: &str) {
         problems.join("\n")
     );
 }
+
+/// `probe read` from a FIFO the test writes to, so the test decides when time moves on.
+pub struct PipedProbe {
+    child: Child,
+    writer: crate::capture::PcapWriter,
+}
+
+impl PipedProbe {
+    pub fn start(tmp: &crate::TempDir, args: &[&str]) -> PipedProbe {
+        let fifo = tmp.path().join("in.pcap");
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let child = Command::new(crate::probe_bin())
+            .arg("read")
+            .arg(&fifo)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let writer =
+            crate::capture::PcapWriter::create(&fifo, crate::capture::LINKTYPE_ETHERNET, false)
+                .unwrap();
+        PipedProbe { child, writer }
+    }
+
+    pub fn send(&mut self, frames: &[crate::capture::Frame]) {
+        for f in frames {
+            self.writer.write(f.ts_ns, &f.data).unwrap();
+        }
+        self.writer.flush().unwrap();
+    }
+
+    /// Closes the input (end of capture) and waits for the probe; returns its stderr.
+    pub fn finish(self) -> String {
+        drop(self.writer);
+        let out = self.child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+}

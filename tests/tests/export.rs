@@ -2,7 +2,7 @@
 //! into nfcapd, a TCP collector that restarts, a UDP collector that restarts, SCTP where the
 //! kernel has it. Checked with nfdump, tshark and ipfixrw against the capture's ground truth.
 
-use e2e::capture::{write_pcap, Frame, PcapWriter, LINKTYPE_ETHERNET};
+use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
 use e2e::collector::{
     ipfixrw_decode, split_messages, tshark_decode, write_tcp_streams_pcap, Recorder, TcpCollector,
 };
@@ -51,50 +51,6 @@ fn prelude_set_ids(msgs: &[Vec<u8>]) -> Vec<u16> {
     ids.sort();
     ids.dedup();
     ids
-}
-
-/// `probe read` from a FIFO the test writes to, so the test decides when time moves on.
-struct PipedProbe {
-    child: Child,
-    writer: PcapWriter,
-}
-
-impl PipedProbe {
-    fn start(tmp: &TempDir, args: &[&str]) -> PipedProbe {
-        let fifo = tmp.path().join("in.pcap");
-        assert!(Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
-        let child = Command::new(e2e::probe_bin())
-            .arg("read")
-            .arg(&fifo)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let writer = PcapWriter::create(&fifo, LINKTYPE_ETHERNET, false).unwrap();
-        PipedProbe { child, writer }
-    }
-
-    fn send(&mut self, frames: &[Frame]) {
-        for f in frames {
-            self.writer.write(f.ts_ns, &f.data).unwrap();
-        }
-        self.writer.flush().unwrap();
-    }
-
-    /// Closes the input (end of capture) and waits for the probe; returns its stderr.
-    fn finish(self) -> String {
-        drop(self.writer);
-        let out = self.child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
-    }
 }
 
 #[test]

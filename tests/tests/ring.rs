@@ -742,23 +742,12 @@ fn a_hold_outlives_retention_is_bounded_and_release_frees_it() {
 
 #[test]
 fn a_hold_while_a_file_is_written_takes_that_file_once_complete() {
-    use e2e::capture::{PcapWriter, LINKTYPE_ETHERNET};
     let tmp = TempDir::new("ring-pending");
     let ring = tmp.path().join("ring");
-    let fifo = tmp.path().join("in.pcap");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let child = Command::new(e2e::probe_bin())
-        .arg("read")
-        .arg(&fifo)
-        .args(["--pcap-dir", ring.to_str().unwrap(), "--pcap-select", "all"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut w = PcapWriter::create(&fifo, LINKTYPE_ETHERNET, false).unwrap();
+    let mut probe = e2e::tools::PipedProbe::start(
+        &tmp,
+        &["--pcap-dir", ring.to_str().unwrap(), "--pcap-select", "all"],
+    );
     // More than a batch (256 frames) so the writer has started a file.
     let mut frames = mixed_traffic(1_795_388_820_000_000_000);
     let one = frames[0].clone();
@@ -768,10 +757,7 @@ fn a_hold_while_a_file_is_written_takes_that_file_once_complete() {
             data: one.data.clone(),
         });
     }
-    for f in &frames {
-        w.write(f.ts_ns, &f.data).unwrap();
-    }
-    w.flush().unwrap();
+    probe.send(&frames);
     // The probe is writing its first file (still a .part): the hold waits for it.
     let t = std::time::Instant::now();
     while !e2e::sorted_dir(&ring)
@@ -793,13 +779,7 @@ fn a_hold_while_a_file_is_written_takes_that_file_once_complete() {
         "now",
     ]);
     assert!(ok && out.contains("joins it when complete"), "{out}{err}");
-    drop(w);
-    let done = child.wait_with_output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    probe.finish();
     let hold = e2e::sorted_dir(&ring.join("held")).remove(0);
     assert!(!hold.join(".pending").exists());
     let manifest: serde_json::Value =
