@@ -83,9 +83,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             if !cf.next_is_buffered() {
                 meter.apply_waiting();
                 if meter.pending() > 0 {
-                    gauges.set_metering(metering_counts(&meter));
-                    tx.send(meter.take_records())
-                        .context("the exporter thread stopped")?;
+                    ship(&mut meter, &tx, &gauges)?;
                 }
             }
             match cf.next_packet() {
@@ -132,9 +130,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                 );
             }
             if meter.pending() >= BATCH {
-                gauges.set_metering(metering_counts(&meter));
-                tx.send(meter.take_records())
-                    .context("the exporter thread stopped")?;
+                ship(&mut meter, &tx, &gauges)?;
             }
         };
         progress.file_done(cf.bytes_read());
@@ -152,9 +148,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         );
     }
     meter.finish();
-    gauges.set_metering(metering_counts(&meter));
-    tx.send(meter.take_records())
-        .context("the exporter thread stopped")?;
+    ship(&mut meter, &tx, &gauges)?;
     drop(tx);
     let ring = crate::ring::finish(keeper.take(), ring_writer)?;
     let export = exporter
@@ -169,6 +163,17 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         live: None,
         ring,
     })
+}
+
+/// Hands the records waiting in the meter to the exporter, with the books they go with.
+fn ship(
+    meter: &mut Meter,
+    tx: &crossbeam_channel::Sender<Vec<ipfix_export::FlowRecord>>,
+    gauges: &export::Gauges,
+) -> Result<()> {
+    gauges.set_metering(metering_counts(meter));
+    tx.send(meter.take_records())
+        .context("the exporter thread stopped")
 }
 
 /// A file loses nothing before metering: what is not metered was filtered, malformed or a

@@ -122,7 +122,8 @@ fn human(b: u64) -> String {
     }
 }
 
-fn clock(secs: f64) -> String {
+/// Seconds as h:mm:ss.
+pub(crate) fn clock(secs: f64) -> String {
     let s = secs.round() as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

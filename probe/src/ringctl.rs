@@ -137,13 +137,9 @@ fn read_status(dir: &Path, prefix: &str) -> Result<status::Status> {
     status::status(dir, prefix).with_context(|| format!("--pcap-dir {}", dir.display()))
 }
 
+/// A span as h:mm:ss, as the progress line shows times.
 fn duration_text(ns: u64) -> String {
-    let s = ns / 1_000_000_000;
-    match s {
-        0..=59 => format!("{:.1}s", ns as f64 / 1e9),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
+    crate::progress::clock(ns as f64 / 1e9)
 }
 
 /// Files grouped by consecutive selection: (selection, first index, last index, from, to).

@@ -503,7 +503,6 @@ fn apply_reload(
     let mut applied: Vec<String> = vec![];
     let mut not_applied = restart.clone();
     let mut refused: Vec<String> = vec![];
-    let changed = |name: &str| changes.iter().any(|c| c.name == name);
     let mut update = worker::WorkerUpdate::default();
     for c in &changes {
         match c.name.as_str() {
@@ -569,7 +568,12 @@ fn apply_reload(
             _ => not_applied.push(c.clone()),
         }
     }
-    if changed("ignore") || changed("sample") || changed("sample-mode") {
+    // The XDP program's settings change together, in one update.
+    let kernel: Vec<&reload::Change> = changes
+        .iter()
+        .filter(|c| matches!(c.name.as_str(), "ignore" | "sample" | "sample-mode"))
+        .collect();
+    if !kernel.is_empty() {
         match ctx.steering.update(&steer_config(&new)) {
             Ok(()) => {
                 let _ = ctx
@@ -578,26 +582,17 @@ fn apply_reload(
                 current.ignore = new.ignore.clone();
                 current.sample = new.sample;
                 current.sample_mode = new.sample_mode;
-                for c in changes
-                    .iter()
-                    .filter(|c| matches!(c.name.as_str(), "ignore" | "sample" | "sample-mode"))
-                {
-                    applied.push(c.to_string());
-                }
+                applied.extend(kernel.iter().map(|c| c.to_string()));
             }
             Err(e) => {
                 // Back to what was in force (the ignore-list may be half written).
                 let _ = ctx.steering.update(&steer_config(current));
-                for c in changes
-                    .iter()
-                    .filter(|c| matches!(c.name.as_str(), "ignore" | "sample" | "sample-mode"))
-                {
-                    refused.push(format!("{c}: {e}"));
-                    not_applied.push(c.clone());
-                }
+                refused.extend(kernel.iter().map(|c| format!("{c}: {e}")));
+                not_applied.extend(kernel.into_iter().cloned());
             }
         }
     }
+
     if update.selection.is_some() || update.timeouts.is_some() {
         reload::to_workers(ctx.workers, &update);
     }
