@@ -217,7 +217,7 @@ fn a_certificate_the_probe_cannot_trust_costs_counted_records_and_one_clear_line
             "server",
             true,
             vec!["--tls-ca".into(), ca.display().to_string()],
-            "",
+            "CertificateRequired",
         ),
     ];
     for (i, (cert, verify, extra, reason)) in cases.iter().enumerate() {
