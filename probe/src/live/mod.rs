@@ -303,7 +303,7 @@ pub fn run(
         outcomes.push(h.join().map_err(|_| anyhow!("a worker thread panicked"))?);
     }
     if reason == "signal" {
-        eprintln!("probe: stopped by a signal: every active flow was exported (forcedEnd)");
+        eprintln!("probe: stopped by a signal: every active flow was exported (forcedEnd, or endOfFlowDetected if already closed)");
     }
     // Counters of every queue of the interface, captured or not, so the totals cover every
     // frame the program saw.
