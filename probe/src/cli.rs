@@ -202,7 +202,8 @@ pub struct MeterArgs {
     /// After RST, or FIN from both ends, export the TCP flow once it has been quiet this long.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub tcp_end_grace: Duration,
-    /// Most flows held at once; beyond it the least recently seen is exported (lackOfResources).
+    /// Most flows held at once, shared out between the metering workers; beyond a worker's
+    /// share the least recently seen is exported (lackOfResources).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = parse_nonzero)]
     pub max_flows: usize,
     /// Leave VLAN ids out of the flow key (both directions of a routed VLAN pair become one key).
@@ -230,6 +231,15 @@ pub struct MeterArgs {
     /// With --dedup: only count the duplicates, meter them as usual.
     #[arg(long, requires = "dedup")]
     pub dedup_keep: bool,
+    /// Metering workers, each with its own flow cache; a symmetric hash of the inner flow key
+    /// gives both directions of a connection to the same one. capture: default, the CPUs the
+    /// probe may run on; read: default 1 (the reading thread meters), more to meter a large
+    /// capture on several cores (the records are the same).
+    #[arg(long, value_name = "N", value_parser = parse_nonzero)]
+    pub workers: Option<usize>,
+    /// Pin metering worker i to the i-th CPU of this list (e.g. 2,3 or 2-3).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub worker_cpus: Option<CpuList>,
 }
 
 /// Which tunnels are removed before metering and selection.
@@ -463,6 +473,15 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
     parse_index_list(s).map(CpuList)
 }
 
+/// What the NIC's RSS does with the two directions of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RssMode {
+    /// Both directions reach the same queue.
+    Symmetric,
+    /// Not known to: the directions may land on different queues (the safe default).
+    Asymmetric,
+}
+
 /// Where the XDP program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum XdpModeArg {
@@ -486,10 +505,13 @@ pub enum SampleMode {
 /// `probe capture`.
 #[derive(Args, Clone, Debug)]
 pub struct CaptureArgs {
-    /// The capture interface (a SPAN or tap port).
-    #[arg(short = 'i', long, value_name = "IF")]
-    pub interface: String,
-    /// RX queues to capture, one worker each: 'all' or a list such as 0,1 or 0-3.
+    /// The capture interface (a SPAN or tap port). Repeat it for the ports of a passive tap
+    /// (-i tapA -i tapB, one direction each): every interface feeds the same flow caches, so
+    /// both directions of a connection meet; records carry the ingressInterface of each.
+    #[arg(short = 'i', long, value_name = "IF", required = true)]
+    pub interface: Vec<String>,
+    /// RX queues to capture on each interface, one RX thread each: 'all' or a list such as
+    /// 0,1 or 0-3.
     #[arg(long, value_name = "all|LIST", default_value = "all", value_parser = parse_queues)]
     pub queues: QueueSelection,
     /// Where the XDP program runs.
@@ -498,9 +520,16 @@ pub struct CaptureArgs {
     /// AF_XDP zero-copy (needs driver support); auto falls back to copy mode.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub zero_copy: crate::live::xsk::ZeroCopy,
-    /// Pin worker i to the i-th CPU of this list (e.g. 2,3 or 2-3).
-    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    pub cpus: Option<CpuList>,
+    /// Pin RX thread i (queues in order, interface by interface) to the i-th CPU of this list
+    /// (e.g. 2,3 or 2-3). --cpus is the old name.
+    #[arg(long, visible_alias = "cpus", value_name = "LIST", value_parser = parse_cpus)]
+    pub rx_cpus: Option<CpuList>,
+    /// Whether the NIC's RSS sends both directions of a connection to the same queue.
+    /// 'symmetric' (a symmetric Toeplitz key, or one queue) lets each RX thread meter its own
+    /// frames when there are at least as many queues as workers (no hand-off); otherwise RX
+    /// threads hand each frame's summary to the worker that owns its flow.
+    #[arg(long, value_name = "MODE", default_value = "asymmetric")]
+    pub rss: RssMode,
     /// Meter 1 in N frames, chosen in the kernel; the rest go to the kernel stack. Flow counts
     /// are then of sampled packets (the books and stats say N).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -646,6 +675,8 @@ mod tests {
             "eth1",
             "--cpus",
             "2-3",
+            "--rss",
+            "symmetric",
             "--queues",
             "0,1",
             "--ignore",
@@ -657,7 +688,9 @@ mod tests {
         ])
         .unwrap()
         .args;
-        assert_eq!(c.cpus, Some(CpuList(vec![2, 3])));
+        assert_eq!(c.rx_cpus, Some(CpuList(vec![2, 3])));
+        assert_eq!(c.rss, RssMode::Symmetric);
+        assert_eq!(c.interface, ["eth1"]);
         assert_eq!(c.queues, QueueSelection::List(vec![0, 1]));
         assert_eq!(c.ignore.len(), 2);
         assert_eq!((c.sample, c.sample_mode), (8, SampleMode::Random));

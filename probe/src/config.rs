@@ -300,13 +300,14 @@ fn distance(a: &str, b: &str) -> usize {
 /// machine (the interface, directories).
 pub fn check_capture(a: &crate::cli::CaptureArgs) -> Vec<String> {
     let mut problems = check_export(&a.export);
-    let name = std::ffi::CString::new(a.interface.as_str()).unwrap_or_default();
-    // SAFETY: if_nametoindex reads a NUL-terminated string.
-    if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
-        problems.push(format!(
-            "interface: '{}' does not exist on this machine (see `ip link`)",
-            a.interface
-        ));
+    for iface in &a.interface {
+        let name = std::ffi::CString::new(iface.as_str()).unwrap_or_default();
+        // SAFETY: if_nametoindex reads a NUL-terminated string.
+        if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+            problems.push(format!(
+                "interface: '{iface}' does not exist on this machine (see `ip link`)"
+            ));
+        }
     }
     if let Some(u) = &a.user {
         if let Err(e) = crate::privileges::lookup(u, a.group.as_deref()) {

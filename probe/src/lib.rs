@@ -2,7 +2,11 @@
 //!
 //! - [`wire`]: zero-copy decoders from link layer to transport header;
 //! - [`flow`]: the per-worker flow cache and fragment table;
-//! - [`meter`]: the sans-IO worker core that ties them together and keeps the books;
+//! - [`meter`]: the sans-IO core that ties them together and keeps the books: a [`meter::Decoder`]
+//!   (frames to summaries) and a [`meter::FlowMeter`] (summaries to records), or both in one;
+//! - [`handoff`]: the fan-out's queues from decoders to metering workers, by a symmetric flow
+//!   hash; [`metering`], the metering worker; [`stages`], one hop or fan-out for a source;
+//! - [`cpus`]: the affinity mask (default worker count) and pinning;
 //! - [`capture_file`]: the pcap/pcapng reader;
 //! - [`config`]: `--config FILE` (TOML whose keys are the long option names) and its checks;
 //! - [`collector_url`]: `--ipfix` URLs (UDP, TCP, SCTP, files, NetFlow v9/v5);
@@ -20,13 +24,16 @@ pub mod cli;
 pub mod collector_url;
 pub mod community_id;
 pub mod config;
+pub mod cpus;
 pub mod export;
 pub mod extract;
 pub mod flow;
 pub mod flowlist;
+pub mod handoff;
 pub mod live;
 pub mod mapped;
 pub mod meter;
+pub mod metering;
 pub mod offline;
 pub mod privileges;
 pub mod progress;
@@ -35,4 +42,5 @@ pub mod ring;
 pub mod ringctl;
 pub mod select;
 pub mod signals;
+pub mod stages;
 pub mod wire;

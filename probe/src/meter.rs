@@ -20,7 +20,7 @@ use crate::wire::{
 use ipfix_export::{FlowRecord, TimePrecision};
 
 /// How every frame handed to the meter was accounted for.
-/// `read == metered + filtered + malformed + duplicates_dropped` always holds.
+/// `read == metered + filtered + malformed + duplicates_dropped + handoff_dropped` always holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameBooks {
     pub read: u64,
@@ -34,6 +34,9 @@ pub struct FrameBooks {
     pub duplicates_seen: u64,
     /// Of those, the ones dropped before metering.
     pub duplicates_dropped: u64,
+    /// Frames decoded for metering whose summary was dropped because the hand-off queue to
+    /// their metering worker was full (the fan-out; always 0 on the one-hop path).
+    pub handoff_dropped: u64,
     /// Bytes of the frames not metered (captured length), and the timestamps of the first
     /// and the last of them (`first > last` while there was none): IPFIX's
     /// ignoredOctetTotalCount and the times RFC 7011 §4.2 reports with it.
@@ -52,6 +55,7 @@ impl Default for FrameBooks {
             encapsulated: Default::default(),
             duplicates_seen: 0,
             duplicates_dropped: 0,
+            handoff_dropped: 0,
             not_metered_octets: 0,
             not_metered_first_ns: u64::MAX,
             not_metered_last_ns: 0,
@@ -75,6 +79,7 @@ impl FrameBooks {
         }
         self.duplicates_seen += o.duplicates_seen;
         self.duplicates_dropped += o.duplicates_dropped;
+        self.handoff_dropped += o.handoff_dropped;
         self.not_metered_octets += o.not_metered_octets;
         self.not_metered_first_ns = self.not_metered_first_ns.min(o.not_metered_first_ns);
         self.not_metered_last_ns = self.not_metered_last_ns.max(o.not_metered_last_ns);
@@ -113,10 +118,15 @@ impl FrameBooks {
                 + self.filtered_total()
                 + self.malformed_total()
                 + self.duplicates_dropped
+                + self.handoff_dropped
     }
-    /// Frames read but not metered: filtered, malformed, or dropped as duplicates.
+    /// Frames read but not metered: filtered, malformed, dropped as duplicates or at the
+    /// hand-off.
     pub fn not_metered(&self) -> u64 {
-        self.filtered_total() + self.malformed_total() + self.duplicates_dropped
+        self.filtered_total()
+            + self.malformed_total()
+            + self.duplicates_dropped
+            + self.handoff_dropped
     }
     pub fn encapsulated_by(&self, k: TunnelKind) -> u64 {
         self.encapsulated[k as usize]
@@ -193,6 +203,127 @@ fn drop_duplicate(
     *drop
 }
 
+/// The first stage: frames in, summaries out, every frame booked. It owns the decoder's
+/// settings, the fragment table and the duplicate window, so the packet bytes are looked at
+/// once, where they are (an RX thread, or the file reader); the flow cache gets only the
+/// summary. Its clock is the newest timestamp seen, metered or not.
+pub struct Decoder {
+    decap: Decap,
+    dedup: Option<(Dedup, bool)>,
+    fragments: FragmentTable,
+    books: FrameBooks,
+    clock_ns: u64,
+    ingress_if: u32,
+}
+
+impl Decoder {
+    pub fn new(fragments: FragmentConfig) -> Decoder {
+        Decoder {
+            decap: Decap::all(),
+            dedup: None,
+            fragments: FragmentTable::new(fragments.capacity, fragments.timeout_ns),
+            books: FrameBooks::default(),
+            clock_ns: 0,
+            ingress_if: 0,
+        }
+    }
+
+    /// The ifindex of the interface this decoder's frames come in on (ingressInterface).
+    pub fn set_ingress(&mut self, ifindex: u32) {
+        self.ingress_if = ifindex;
+    }
+
+    /// Which encapsulations are removed (default: all).
+    pub fn set_decap(&mut self, decap: Decap) {
+        self.decap = decap;
+    }
+
+    /// Detect (and perhaps drop) duplicate packets; `None` turns detection off (the default).
+    pub fn set_dedup(&mut self, cfg: Option<DedupConfig>) {
+        self.dedup = cfg.map(|c| (Dedup::new(c.window_ns), c.drop));
+    }
+
+    pub fn books(&self) -> FrameBooks {
+        self.books
+    }
+
+    pub fn fragments(&self) -> &FragmentTable {
+        &self.fragments
+    }
+
+    /// The newest timestamp seen.
+    pub fn clock_ns(&self) -> u64 {
+        self.clock_ns
+    }
+
+    /// Decodes one frame into `s` and books it; true when it is to be metered. `link` is
+    /// `None` when the source cannot say how to decode the frame. `s` is written only as far
+    /// as the decoder got: read it only when this returns true.
+    #[inline]
+    pub fn decode(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+        s: &mut FrameSummary,
+    ) -> bool {
+        self.books.read += 1;
+        if ts_ns > self.clock_ns {
+            self.clock_ns = ts_ns;
+        }
+        let decoded = match link {
+            Some(link) => {
+                let d = wire::decode_frame(link, frame, &self.decap, s);
+                // The summary is fresh only when a decoder ran (a slot is reused).
+                if s.tunnel.kinds != 0 {
+                    self.books.count_kinds(s.tunnel.kinds);
+                }
+                d
+            }
+            None => Err(NotMetered::Filtered(FilterReason::UnsupportedLinkType)),
+        };
+        match decoded {
+            Ok(())
+                if drop_duplicate(
+                    &mut self.dedup,
+                    &mut self.books,
+                    frame,
+                    s.ip_offset as usize,
+                    ts_ns,
+                ) =>
+            {
+                self.books.duplicates_dropped += 1;
+            }
+            Ok(()) => {
+                if let Some(frag) = s.fragment {
+                    self.fragments.process(frag, s, self.clock_ns);
+                }
+                s.ingress_if = self.ingress_if;
+                self.books.metered += 1;
+                return true;
+            }
+            Err(NotMetered::Filtered(r)) => self.books.filtered[r as usize] += 1,
+            Err(NotMetered::Malformed(r)) => self.books.malformed[r as usize] += 1,
+        }
+        self.books.not_metered_frame(frame.len(), ts_ns);
+        false
+    }
+
+    /// A frame this decoder passed for metering never reached a flow cache: the hand-off to
+    /// its metering worker was full. It moves from metered to `handoff_dropped`.
+    #[inline]
+    pub fn handoff_dropped(&mut self, len: usize, ts_ns: u64) {
+        self.books.metered -= 1;
+        self.books.handoff_dropped += 1;
+        self.books.not_metered_frame(len, ts_ns);
+    }
+
+    /// End of input.
+    pub fn finish(&mut self) {
+        self.fragments.finish();
+    }
+}
+
 /// A decoded frame waiting for the flow cache.
 struct Waiting {
     summary: FrameSummary,
@@ -203,28 +334,29 @@ struct Waiting {
     metered: bool,
 }
 
-pub struct Meter {
+/// The second stage: summaries in, flow records out. It owns the flow cache and applies each
+/// summary [`LOOKAHEAD`] summaries late, prefetching meanwhile (see the module doc). A
+/// metering worker of the fan-out is one of these; [`Meter`] is one with a [`Decoder`] in
+/// front, on one thread.
+pub struct FlowMeter {
     cache: FlowCache,
-    fragments: FragmentTable,
     /// A ring of [`LOOKAHEAD`] frames: `queued` of them, the oldest at `head`.
     waiting: Box<[Waiting]>,
     head: usize,
     queued: usize,
-    /// The newest timestamp seen: the clock that drives expiry and the fragment table.
-    clock_ns: u64,
     /// The newest timestamp applied to the flow cache.
     cache_clock_ns: u64,
-    books: FrameBooks,
+    /// The newest timestamp queued or applied.
+    newest_ns: u64,
+    /// Summaries taken (the cache counts flows, not packets).
+    summaries: u64,
     records: Vec<FlowRecord>,
-    decap: Decap,
-    dedup: Option<(Dedup, bool)>,
 }
 
-impl Meter {
-    pub fn new(cache: CacheConfig, fragments: FragmentConfig) -> Meter {
-        Meter {
+impl FlowMeter {
+    pub fn new(cache: CacheConfig) -> FlowMeter {
+        FlowMeter {
             cache: FlowCache::new(cache),
-            fragments: FragmentTable::new(fragments.capacity, fragments.timeout_ns),
             waiting: (0..LOOKAHEAD)
                 .map(|_| Waiting {
                     summary: FrameSummary::default(),
@@ -236,23 +368,11 @@ impl Meter {
                 .collect(),
             head: 0,
             queued: 0,
-            clock_ns: 0,
             cache_clock_ns: 0,
-            books: FrameBooks::default(),
+            newest_ns: 0,
+            summaries: 0,
             records: Vec::with_capacity(1024),
-            decap: Decap::all(),
-            dedup: None,
         }
-    }
-
-    /// Which encapsulations the decoder removes (default: all).
-    pub fn set_decap(&mut self, decap: Decap) {
-        self.decap = decap;
-    }
-
-    /// Detect (and perhaps drop) duplicate packets; `None` turns detection off (the default).
-    pub fn set_dedup(&mut self, cfg: Option<DedupConfig>) {
-        self.dedup = cfg.map(|c| (Dedup::new(c.window_ns), c.drop));
     }
 
     /// New flow timeouts (a reload).
@@ -261,20 +381,17 @@ impl Meter {
             .set_timeouts(idle_ns, active_ns, tcp_end_grace_ns);
     }
 
-    pub fn books(&self) -> FrameBooks {
-        self.books
-    }
-
-    /// The flow cache; it has not yet seen the last [`LOOKAHEAD`] frames.
+    /// The flow cache; it has not yet seen the last [`LOOKAHEAD`] summaries.
     pub fn cache(&self) -> &FlowCache {
         &self.cache
     }
 
-    pub fn fragments(&self) -> &FragmentTable {
-        &self.fragments
+    /// Summaries this meter took.
+    pub fn summaries(&self) -> u64 {
+        self.summaries
     }
 
-    /// Resolution of the timestamps of the frames that come next; the waiting frames are
+    /// Resolution of the timestamps of the summaries that come next; the waiting ones are
     /// applied first, under the resolution they came with.
     pub fn set_time_precision(&mut self, p: TimePrecision) {
         if p != self.cache.time_precision() {
@@ -283,67 +400,71 @@ impl Meter {
         }
     }
 
-    /// Meters one frame. `link` is `None` when the source cannot say how to decode it.
-    /// Returns the frame's summary when it was metered (for the PCAP selection).
+    /// The slot the next summary is written into (room is made first).
     #[inline]
-    pub fn process(
-        &mut self,
-        link: Option<LinkType>,
-        frame: &[u8],
-        ts_ns: u64,
-    ) -> Option<&FrameSummary> {
-        self.books.read += 1;
-        let tick = ts_ns > self.clock_ns;
-        if tick {
-            self.clock_ns = ts_ns;
-        }
+    fn next_slot(&mut self) -> usize {
         if self.queued == LOOKAHEAD {
             self.apply_oldest();
         }
-        let slot = (self.head + self.queued) % LOOKAHEAD;
+        (self.head + self.queued) % LOOKAHEAD
+    }
+
+    /// Queues the summary written into `slot`: its key and hash now, its index slot
+    /// prefetched, and the node of an earlier one.
+    #[inline]
+    fn queue_metered(&mut self, slot: usize, ts_ns: u64) {
         let w = &mut self.waiting[slot];
-        let decoded = match link {
-            Some(link) => {
-                let d = wire::decode_frame(link, frame, &self.decap, &mut w.summary);
-                // The summary is fresh only when a decoder ran (a slot is reused).
-                if w.summary.tunnel.kinds != 0 {
-                    self.books.count_kinds(w.summary.tunnel.kinds);
-                }
-                d
-            }
-            None => Err(NotMetered::Filtered(FilterReason::UnsupportedLinkType)),
-        };
         w.ts_ns = ts_ns;
-        let ip_offset = w.summary.ip_offset as usize;
-        match decoded {
-            Ok(()) if drop_duplicate(&mut self.dedup, &mut self.books, frame, ip_offset, ts_ns) => {
-                self.books.duplicates_dropped += 1;
-            }
-            Ok(()) => {
-                if let Some(frag) = w.summary.fragment {
-                    self.fragments.process(frag, &mut w.summary, self.clock_ns);
-                }
-                (w.key, w.hash) = self.cache.key_of(&w.summary);
-                w.metered = true;
-                self.cache.prefetch_slot(w.hash);
-                self.queued += 1;
-                self.books.metered += 1;
-                if self.queued > NODE_PREFETCH_AT {
-                    let mid = (slot + LOOKAHEAD - NODE_PREFETCH_AT) % LOOKAHEAD;
-                    self.cache.prefetch_node(self.waiting[mid].hash);
-                }
-                return Some(&self.waiting[slot].summary);
-            }
-            Err(NotMetered::Filtered(r)) => self.books.filtered[r as usize] += 1,
-            Err(NotMetered::Malformed(r)) => self.books.malformed[r as usize] += 1,
+        self.newest_ns = self.newest_ns.max(ts_ns);
+        (w.key, w.hash) = self.cache.key_of(&w.summary);
+        w.metered = true;
+        self.cache.prefetch_slot(w.hash);
+        self.queued += 1;
+        self.summaries += 1;
+        if self.queued > NODE_PREFETCH_AT {
+            let mid = (slot + LOOKAHEAD - NODE_PREFETCH_AT) % LOOKAHEAD;
+            self.cache.prefetch_node(self.waiting[mid].hash);
         }
-        self.books.not_metered_frame(frame.len(), ts_ns);
-        // Not metered, but a newer timestamp still moves the clock, in turn.
-        if tick {
-            self.waiting[slot].metered = false;
-            self.queued += 1;
+    }
+
+    /// Queues a clock move without a packet: the cache expires what is due at `ts_ns`, in turn.
+    #[inline]
+    fn queue_clock(&mut self, slot: usize, ts_ns: u64) {
+        let w = &mut self.waiting[slot];
+        w.ts_ns = ts_ns;
+        w.metered = false;
+        self.newest_ns = self.newest_ns.max(ts_ns);
+        self.queued += 1;
+    }
+
+    /// Takes one summary seen at `ts_ns`, after moving the clock to `clock_ns` (the newest
+    /// time its decoder had seen, which expiry must reach before the summary is applied, as
+    /// one thread doing both stages would).
+    #[inline]
+    pub fn push(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) {
+        if clock_ns > ts_ns && clock_ns > self.newest_queued() {
+            let slot = self.next_slot();
+            self.queue_clock(slot, clock_ns);
         }
-        None
+        let slot = self.next_slot();
+        self.waiting[slot].summary = *s;
+        self.queue_metered(slot, ts_ns);
+    }
+
+    /// Moves the clock to `clock_ns` in turn (a decoder's newest time, sent to every worker
+    /// now and then so idle flows leave on time whichever worker holds them).
+    #[inline]
+    pub fn clock(&mut self, clock_ns: u64) {
+        if clock_ns > self.newest_queued() {
+            let slot = self.next_slot();
+            self.queue_clock(slot, clock_ns);
+        }
+    }
+
+    /// The newest time already queued or applied.
+    #[inline]
+    fn newest_queued(&self) -> u64 {
+        self.newest_ns
     }
 
     /// Hands the oldest waiting frame to the flow cache: the expiry its time calls for, then
@@ -370,8 +491,8 @@ impl Meter {
         }
     }
 
-    /// Applies the frames still waiting in the lookahead, with the expiry their times call for:
-    /// a reader that is about to wait for input (a pipe) calls this, so records of what it
+    /// Applies the summaries still waiting in the lookahead, with the expiry their times call
+    /// for: a reader that is about to wait for input (a pipe) calls this, so records of what it
     /// already read do not wait for frames that have not come.
     pub fn apply_waiting(&mut self) {
         self.flush();
@@ -381,9 +502,7 @@ impl Meter {
     /// this when its queue is quiet, so idle flows leave on time. Earlier times are ignored.
     pub fn advance(&mut self, now_ns: u64) {
         self.flush();
-        if now_ns > self.clock_ns {
-            self.clock_ns = now_ns;
-        }
+        self.newest_ns = self.newest_ns.max(now_ns);
         if now_ns > self.cache_clock_ns {
             self.cache_clock_ns = now_ns;
             self.cache.expire(now_ns, &mut self.records);
@@ -401,11 +520,121 @@ impl Meter {
         std::mem::replace(&mut self.records, Vec::with_capacity(cap))
     }
 
-    /// End of input: every flow is exported with forcedEnd.
+    /// End of input: every flow is exported with forcedEnd (or endOfFlowDetected).
     pub fn finish(&mut self) {
         self.flush();
         self.cache.finish(&mut self.records);
-        self.fragments.finish();
+    }
+}
+
+/// Both stages on one thread: what `probe read` with one worker and a live RX queue on the
+/// one-hop path run. The decoder writes straight into the flow meter's lookahead slot, so a
+/// summary is never copied.
+pub struct Meter {
+    decoder: Decoder,
+    flows: FlowMeter,
+}
+
+impl Meter {
+    pub fn new(cache: CacheConfig, fragments: FragmentConfig) -> Meter {
+        Meter {
+            decoder: Decoder::new(fragments),
+            flows: FlowMeter::new(cache),
+        }
+    }
+
+    /// The two stages, for a caller that runs them apart.
+    pub fn into_stages(self) -> (Decoder, FlowMeter) {
+        (self.decoder, self.flows)
+    }
+
+    /// Which encapsulations the decoder removes (default: all).
+    pub fn set_decap(&mut self, decap: Decap) {
+        self.decoder.set_decap(decap);
+    }
+
+    /// See [`Decoder::set_ingress`].
+    pub fn set_ingress(&mut self, ifindex: u32) {
+        self.decoder.set_ingress(ifindex);
+    }
+
+    /// Detect (and perhaps drop) duplicate packets; `None` turns detection off (the default).
+    pub fn set_dedup(&mut self, cfg: Option<DedupConfig>) {
+        self.decoder.set_dedup(cfg);
+    }
+
+    /// New flow timeouts (a reload).
+    pub fn set_timeouts(&mut self, idle_ns: u64, active_ns: u64, tcp_end_grace_ns: u64) {
+        self.flows.set_timeouts(idle_ns, active_ns, tcp_end_grace_ns);
+    }
+
+    pub fn books(&self) -> FrameBooks {
+        self.decoder.books()
+    }
+
+    /// The flow cache; it has not yet seen the last [`LOOKAHEAD`] frames.
+    pub fn cache(&self) -> &FlowCache {
+        self.flows.cache()
+    }
+
+    pub fn fragments(&self) -> &FragmentTable {
+        self.decoder.fragments()
+    }
+
+    /// Resolution of the timestamps of the frames that come next; the waiting frames are
+    /// applied first, under the resolution they came with.
+    pub fn set_time_precision(&mut self, p: TimePrecision) {
+        self.flows.set_time_precision(p);
+    }
+
+    /// Meters one frame. `link` is `None` when the source cannot say how to decode it.
+    /// Returns the frame's summary when it was metered (for the PCAP selection).
+    #[inline]
+    pub fn process(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Option<&FrameSummary> {
+        let tick = ts_ns > self.decoder.clock_ns();
+        let slot = self.flows.next_slot();
+        let s = &mut self.flows.waiting[slot].summary;
+        if self.decoder.decode(link, frame, ts_ns, s) {
+            self.flows.queue_metered(slot, ts_ns);
+            return Some(&self.flows.waiting[slot].summary);
+        }
+        // Not metered, but a newer timestamp still moves the clock, in turn.
+        if tick {
+            self.flows.queue_clock(slot, ts_ns);
+        }
+        None
+    }
+
+    /// See [`FlowMeter::apply_waiting`].
+    pub fn apply_waiting(&mut self) {
+        self.flows.apply_waiting();
+    }
+
+    /// See [`FlowMeter::advance`].
+    pub fn advance(&mut self, now_ns: u64) {
+        self.decoder.clock_ns = self.decoder.clock_ns.max(now_ns);
+        self.flows.advance(now_ns);
+    }
+
+    /// Records waiting to be drained.
+    pub fn pending(&self) -> usize {
+        self.flows.pending()
+    }
+
+    /// Takes the waiting records, leaving an empty vector of the same capacity behind.
+    pub fn take_records(&mut self) -> Vec<FlowRecord> {
+        self.flows.take_records()
+    }
+
+    /// End of input: every flow is exported with forcedEnd.
+    pub fn finish(&mut self) {
+        self.flows.finish();
+        self.decoder.finish();
     }
 }
 

@@ -7,8 +7,8 @@
 use crate::capture_file::CaptureFile;
 use crate::cli::ReadArgs;
 use crate::export;
-use crate::meter::Meter;
-use crate::report::{FileReport, RunReport};
+use crate::report::{FileReport, PipelineReport, RunReport};
+use crate::stages::{FileMetering, WorkerSpec};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 
@@ -38,7 +38,15 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         }
         None => (None, None),
     };
-    let mut meter = args.meter.meter()?;
+    let workers = args.meter.workers.unwrap_or(1);
+    let spec = WorkerSpec {
+        count: workers,
+        cache: args.meter.cache_config(),
+        cpus: args.meter.worker_cpus.as_ref().map(|c| c.0.as_slice()),
+        live: false,
+        unprivileged: false,
+    };
+    let mut meter = FileMetering::start(args.meter.meter()?, &spec, &tx, &gauges)?;
     let mut files = Vec::new();
     let sizes: Vec<Option<u64>> = args
         .files
@@ -81,7 +89,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             // Before a read that may wait (a pipe, `tcpdump -w - | probe read -`), what the
             // packets so far expired goes to the exporter: records never wait for input.
             if !cf.next_is_buffered() {
-                meter.apply_waiting();
+                meter.catch_up();
                 if meter.pending() > 0 {
                     ship(&mut meter, &tx, &gauges)?;
                 }
@@ -119,7 +127,9 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             }
             meter.set_time_precision(cf.time_precision());
             if frames.is_multiple_of(4096) {
-                let (read, flows) = (meter.books().read, meter.cache().len());
+                meter.catch_up();
+                gauges.set_metering(meter.books().metering_counts());
+                let (read, flows) = (meter.books().read, meter.flows_active());
                 progress.update(
                     &shown,
                     index,
@@ -144,40 +154,60 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
     if interrupted {
         eprintln!(
             "probe: interrupted: exporting the {} active flows, then stopping",
-            meter.cache().len()
+            meter.flows_active()
         );
     }
-    meter.finish();
-    ship(&mut meter, &tx, &gauges)?;
+    let (books, one_hop) = meter.finish()?;
+    if let Some(mut m) = one_hop {
+        gauges.set_metering(books.frames.metering_counts());
+        tx.send(m.take_records())
+            .context("the exporter thread stopped")?;
+    } else {
+        gauges.set_metering(books.frames.metering_counts());
+    }
     drop(tx);
     let ring = crate::ring::finish(keeper.take(), ring_writer)?;
     let export = exporter
         .join()
         .map_err(|_| anyhow::anyhow!("the exporter thread panicked"))?;
+    let pipeline = match books.workers {
+        None => PipelineReport::one_hop("--workers 1: the reader meters"),
+        Some(w) => {
+            for e in &w.errors {
+                eprintln!("probe: {e}");
+            }
+            PipelineReport {
+                fanout: true,
+                why: format!("--workers {workers}: the reader decodes, {workers} workers meter"),
+                workers: w.per_worker,
+                handoff: books.handoff,
+            }
+        }
+    };
     Ok(RunReport {
+        pipeline,
         files,
-        frames: meter.books(),
-        fragments: meter.fragments().stats(),
-        flows: meter.cache().stats(),
+        frames: books.frames,
+        fragments: books.fragments,
+        flows: books.flows,
         export,
         live: None,
         ring,
     })
 }
 
-/// Hands the records waiting in the meter to the exporter, with the books they go with.
+/// Hands the records waiting in the meter to the exporter, with the books they go with. A
+/// file loses nothing before metering: what is not metered was filtered, malformed or a
+/// duplicate.
 fn ship(
-    meter: &mut Meter,
+    meter: &mut FileMetering,
     tx: &crossbeam_channel::Sender<Vec<ipfix_export::FlowRecord>>,
     gauges: &export::Gauges,
 ) -> Result<()> {
-    gauges.set_metering(metering_counts(meter));
-    tx.send(meter.take_records())
-        .context("the exporter thread stopped")
-}
-
-/// A file loses nothing before metering: what is not metered was filtered, malformed or a
-/// duplicate.
-fn metering_counts(meter: &Meter) -> ipfix_export::MeteringCounts {
-    meter.books().metering_counts()
+    gauges.set_metering(meter.books().metering_counts());
+    let records = meter.take_records();
+    if records.is_empty() {
+        return Ok(());
+    }
+    tx.send(records).context("the exporter thread stopped")
 }

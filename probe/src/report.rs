@@ -31,12 +31,15 @@ pub struct FileReport {
 /// socket dropped, and what the worker metered.
 #[derive(Clone, Debug)]
 pub struct QueueReport {
+    pub interface: String,
     pub queue: u32,
     pub captured: bool,
     pub xdp: bpf::QueueCounters,
     pub socket: Option<XskStats>,
     /// The worker's books; `frames.read` is what reached userspace.
     pub frames: FrameBooks,
+    /// Summaries this queue's RX thread could not hand to their worker (fan-out).
+    pub handoff: crate::handoff::HandoffDrops,
     pub userspace_timestamps: u64,
 }
 
@@ -60,6 +63,7 @@ impl QueueReport {
     fn to_json(&self) -> Value {
         let x = &self.xdp;
         json!({
+            "interface": self.interface,
             "queue": self.queue,
             "captured": self.captured,
             "xdp": {
@@ -80,6 +84,10 @@ impl QueueReport {
             "read": self.frames.read,
             "metered": self.frames.metered,
             "duplicates_dropped": self.frames.duplicates_dropped,
+            "handoff_dropped": {
+                "ring_full": self.handoff.ring_full,
+                "worker_gone": self.handoff.worker_gone,
+            },
             "filtered": self.frames.filtered_total(),
             "malformed": self.frames.malformed_total(),
             "userspace_timestamps": self.userspace_timestamps,
@@ -127,8 +135,85 @@ impl LiveReport {
     }
 }
 
+/// One metering worker of the fan-out: the summaries it took and the flows it held.
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    pub worker: usize,
+    pub summaries: u64,
+    pub flows: CacheStats,
+    pub records_dropped: u64,
+}
+
+/// How the run was laid out: one hop (each source meters its own frames) or the fan-out
+/// (decoders hand summaries to metering workers by a symmetric flow hash), and why.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineReport {
+    pub fanout: bool,
+    pub why: String,
+    pub workers: Vec<WorkerReport>,
+    pub handoff: crate::handoff::HandoffDrops,
+}
+
+impl PipelineReport {
+    pub fn one_hop(why: &str) -> PipelineReport {
+        PipelineReport {
+            fanout: false,
+            why: why.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "mode": if self.fanout { "fan-out" } else { "one-hop" },
+            "why": self.why,
+            "workers": self.workers.iter().map(|w| json!({
+                "worker": w.worker,
+                "summaries": w.summaries,
+                "flows_created": w.flows.flows_created,
+                "peak_active": w.flows.peak_flows,
+                "records": w.flows.records(),
+                "records_dropped_exporter_behind": w.records_dropped,
+            })).collect::<Vec<_>>(),
+            "handoff_dropped": {
+                "ring_full": self.handoff.ring_full,
+                "worker_gone": self.handoff.worker_gone,
+            },
+        })
+    }
+
+    fn summary(&self) -> String {
+        if !self.fanout {
+            return format!("pipeline: one hop ({})\n", self.why);
+        }
+        let mut s = format!(
+            "pipeline: fan-out to {} metering workers ({})",
+            self.workers.len(),
+            self.why
+        );
+        for w in &self.workers {
+            s += &format!(
+                "; worker {}: {} summaries, {} flows",
+                w.worker, w.summaries, w.flows.flows_created
+            );
+        }
+        if self.handoff.total() > 0 {
+            s += &format!(
+                "; {} summaries dropped at the hand-off (ring full {}, worker gone {})",
+                self.handoff.total(),
+                self.handoff.ring_full,
+                self.handoff.worker_gone
+            );
+        }
+        s.push('\n');
+        s
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RunReport {
+    /// One hop or fan-out, with the workers' books.
+    pub pipeline: PipelineReport,
     pub files: Vec<FileReport>,
     pub frames: FrameBooks,
     pub fragments: FragmentStats,
@@ -202,6 +287,7 @@ impl RunReport {
             })
         });
         json!({
+            "pipeline": self.pipeline.to_json(),
             "live": live,
             "pcap_ring": ring,
             "files": self.files.iter().map(|x| json!({"path": x.path, "frames": x.frames, "error": x.error})).collect::<Vec<_>>(),
@@ -214,6 +300,7 @@ impl RunReport {
                 "malformed_by_reason": malformed,
                 "duplicates_seen": f.duplicates_seen,
                 "duplicates_dropped": f.duplicates_dropped,
+                "handoff_dropped": f.handoff_dropped,
                 "encapsulated_by_kind": encapsulated,
                 "balanced": f.balanced(),
             },
@@ -250,7 +337,7 @@ impl RunReport {
             let sock: u64 = l.queues.iter().map(|q| q.socket_dropped()).sum();
             let unaccounted: i128 = l.queues.iter().map(|q| q.unaccounted()).sum();
             s += &format!(
-                "xdp: {} frames seen on {} ({} mode, {}) = {} to workers + {} ignored + {} sampled out + {} without socket + {} dropped (socket {}, redirect errors {}){}\n",
+                "xdp: {} frames seen on {} ({} mode, {}) = {} read + {} ignored + {} sampled out + {} without socket + {} dropped (socket {}, redirect errors {}){}\n",
                 t.seen,
                 l.interface,
                 l.xdp_mode,
@@ -283,24 +370,39 @@ impl RunReport {
             if l.queues.len() > 1 {
                 for q in &l.queues {
                     s += &format!(
-                        "  queue {}: {} seen, {} to worker, {} socket drops{}\n",
+                        "  {} queue {}: {} seen, {} read, {} socket drops{}{}\n",
+                        q.interface,
                         q.queue,
                         q.xdp.seen,
                         q.frames.read,
                         q.socket_dropped(),
+                        if q.handoff.total() > 0 {
+                            format!(", {} dropped at the hand-off", q.handoff.total())
+                        } else {
+                            String::new()
+                        },
                         if q.captured { "" } else { " (not captured)" }
                     );
                 }
             }
         }
+        s += &self.pipeline.summary();
         s += &format!(
-            "frames: {} read = {} metered + {} filtered + {} malformed{}{}\n",
+            "frames: {} read = {} metered + {} filtered + {} malformed{}{}{}\n",
             f.read,
             f.metered,
             f.filtered_total(),
             f.malformed_total(),
             if f.duplicates_dropped > 0 {
                 format!(" + {} duplicates dropped", f.duplicates_dropped)
+            } else {
+                String::new()
+            },
+            if f.handoff_dropped > 0 {
+                format!(
+                    " + {} dropped at the hand-off (metering workers behind)",
+                    f.handoff_dropped
+                )
             } else {
                 String::new()
             },

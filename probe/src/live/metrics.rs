@@ -5,13 +5,11 @@
 //! `Steering`, the sockets' statistics by descriptor, the workers' progress atomics. One
 //! request per connection, answered and closed; anything but `GET /metrics` gets a 404.
 
-use super::worker::Progress;
-use super::xsk;
-use bpf::Steering;
+use super::{xsk, Capture, RxWatch};
+use crate::metering::WorkerProgress;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +32,9 @@ impl Metrics {
     /// Answers the requests waiting, if any. `reloads`: SIGHUP reloads applied and refused.
     pub fn poll(
         &self,
-        steering: &Steering,
-        watch: &[(u32, RawFd, Arc<Progress>)],
+        captures: &[Capture],
+        watch: &[RxWatch],
+        workers: &[Arc<WorkerProgress>],
         reloads: (u64, u64),
     ) {
         while let Ok((mut conn, _)) = self.listener.accept() {
@@ -46,7 +45,7 @@ impl Metrics {
             let n = conn.read(&mut req).unwrap_or(0);
             let line = String::from_utf8_lossy(&req[..n]);
             let reply = if line.starts_with("GET /metrics ") || line.starts_with("GET / ") {
-                let body = self.render(steering, watch, reloads);
+                let body = self.render(captures, watch, workers, reloads);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -60,28 +59,30 @@ impl Metrics {
 
     fn render(
         &self,
-        steering: &Steering,
-        watch: &[(u32, RawFd, Arc<Progress>)],
+        captures: &[Capture],
+        watch: &[RxWatch],
+        workers: &[Arc<WorkerProgress>],
         reloads: (u64, u64),
     ) -> String {
-        let i = &self.interface;
+        let all = &self.interface;
         let mut s = String::new();
         s += "# HELP probe_reloads_total Config reloads (SIGHUP), applied or refused.\n";
         s += "# TYPE probe_reloads_total counter\n";
         let _ = writeln!(
             s,
-            "probe_reloads_total{{interface=\"{i}\",result=\"applied\"}} {}",
+            "probe_reloads_total{{interface=\"{all}\",result=\"applied\"}} {}",
             reloads.0
         );
         let _ = writeln!(
             s,
-            "probe_reloads_total{{interface=\"{i}\",result=\"refused\"}} {}",
+            "probe_reloads_total{{interface=\"{all}\",result=\"refused\"}} {}",
             reloads.1
         );
         s += "# HELP probe_xdp_frames_total Frames the XDP program handled, by what it did with them.\n";
         s += "# TYPE probe_xdp_frames_total counter\n";
-        for (q, _, _) in watch {
-            if let Ok(c) = steering.counters(*q) {
+        for w in watch {
+            let (i, q) = (&captures[w.iface].name, w.queue);
+            if let Ok(c) = captures[w.iface].steering.counters(q) {
                 for (outcome, v) in [
                     ("seen", c.seen),
                     ("redirected", c.redirected),
@@ -99,8 +100,9 @@ impl Metrics {
         }
         s += "# HELP probe_socket_dropped_frames_total Frames the AF_XDP socket dropped, by reason.\n";
         s += "# TYPE probe_socket_dropped_frames_total counter\n";
-        for (q, fd, _) in watch {
-            if let Ok(st) = xsk::stats_of(*fd) {
+        for w in watch {
+            let (i, q) = (&captures[w.iface].name, w.queue);
+            if let Ok(st) = xsk::stats_of(w.fd) {
                 for (reason, v) in [
                     ("rx_ring_full", st.rx_ring_full),
                     ("rx_dropped", st.rx_dropped),
@@ -112,21 +114,53 @@ impl Metrics {
                 }
             }
         }
-        s += "# HELP probe_worker_frames_total Frames the worker metered, filtered or found malformed.\n";
+        s += "# HELP probe_worker_frames_total Frames the queue's RX thread read (and decoded).\n";
         s += "# TYPE probe_worker_frames_total counter\n";
-        for (q, _, p) in watch {
+        for w in watch {
+            let (i, q) = (&captures[w.iface].name, w.queue);
             let _ = writeln!(
                 s,
                 "probe_worker_frames_total{{interface=\"{i}\",queue=\"{q}\"}} {}",
-                p.frames.load(Ordering::Relaxed)
+                w.progress.frames.load(Ordering::Relaxed)
             );
         }
-        s += "# HELP probe_flows_active Flows in the worker's cache.\n";
+        if !workers.is_empty() {
+            s += "# HELP probe_handoff_dropped_total Summaries an RX thread could not hand to their metering worker (its ring was full).\n";
+            s += "# TYPE probe_handoff_dropped_total counter\n";
+            for w in watch {
+                let (i, q) = (&captures[w.iface].name, w.queue);
+                let _ = writeln!(
+                    s,
+                    "probe_handoff_dropped_total{{interface=\"{i}\",queue=\"{q}\"}} {}",
+                    w.progress.handoff_dropped.load(Ordering::Relaxed)
+                );
+            }
+            s += "# HELP probe_metering_summaries_total Frame summaries a metering worker took.\n";
+            s += "# TYPE probe_metering_summaries_total counter\n";
+            for (n, p) in workers.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "probe_metering_summaries_total{{worker=\"{n}\"}} {}",
+                    p.summaries.load(Ordering::Relaxed)
+                );
+            }
+        }
+        s += "# HELP probe_flows_active Flows in a cache: a queue's (one hop) or a metering worker's (fan-out).\n";
         s += "# TYPE probe_flows_active gauge\n";
-        for (q, _, p) in watch {
+        if workers.is_empty() {
+            for w in watch {
+                let (i, q) = (&captures[w.iface].name, w.queue);
+                let _ = writeln!(
+                    s,
+                    "probe_flows_active{{interface=\"{i}\",queue=\"{q}\"}} {}",
+                    w.progress.flows_active.load(Ordering::Relaxed)
+                );
+            }
+        }
+        for (n, p) in workers.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "probe_flows_active{{interface=\"{i}\",queue=\"{q}\"}} {}",
+                "probe_flows_active{{worker=\"{n}\"}} {}",
                 p.flows_active.load(Ordering::Relaxed)
             );
         }

@@ -1,34 +1,48 @@
-//! `probe capture`: live capture through XDP and AF_XDP.
+//! `probe capture`: live capture through XDP and AF_XDP, read as its stages.
 //!
-//! The XDP program (crate `bpf`) steers each frame to the AF_XDP socket of its RX queue; one
-//! worker thread per queue meters the frames with its own [`Meter`] and ships expired records
-//! to the one exporter thread. The meter, flow cache and exporter are the ones `probe read`
+//! Each capture interface runs its own copy of the XDP program, which steers each frame to the
+//! AF_XDP socket of its RX queue. One RX thread per (interface, queue) decodes the frames
+//! ([`rx`]); they are metered either on that thread (**one hop**: RSS declared symmetric and no
+//! more workers than queues) or by N metering workers fed through the hand-off by a symmetric
+//! flow hash (**fan-out**, [`crate::handoff`], [`crate::metering`]): both directions of a
+//! connection meet in one cache whatever queue or interface each came in on. Expired records go
+//! to the one exporter thread. The decoder, flow cache and exporter are the ones `probe read`
 //! uses, unchanged: only the source of frames and timestamps differs.
+//!
+//! [`run`] is a short sequence of phases: [`attach`] (programs, sockets), [`plan`] (one hop or
+//! fan-out), outputs (exporter, ring, metrics), [`start`] (RX threads and workers), [`watch`]
+//! (until a signal, the duration or a stage stopping), [`stop`] and [`books`].
 //!
 //! Stopping is ordered so the books close exactly: unregister every socket (frames go to the
 //! kernel stack again and are counted as "no socket"), let in-flight redirects land, tell the
-//! workers to drain their RX rings and export every flow (forcedEnd), then read the program's
-//! counters and the sockets' statistics, and only then detach.
+//! RX threads to drain their rings (the workers finish when every RX thread has), export every
+//! flow (forcedEnd), then read the programs' counters and the sockets' statistics, and only
+//! then detach.
 
 pub mod metrics;
 pub mod promisc;
 pub mod reload;
-pub mod worker;
+pub mod rx;
+pub mod watch;
 pub mod xsk;
 
-use crate::cli::{CaptureArgs, QueueSelection, SampleMode, XdpModeArg};
+use crate::cli::{CaptureArgs, QueueSelection, RssMode, SampleMode, XdpModeArg};
 use crate::export;
-use crate::report::{LiveReport, QueueReport, RunReport};
+use crate::metering::{Shipper, Updates};
+use crate::report::{LiveReport, PipelineReport, QueueReport, RunReport};
+use crate::stages::{FanoutDecoder, WorkerSpec, Workers};
 use anyhow::{anyhow, bail, Context, Result};
 use bpf::{SteerConfig, Steering, XdpMode};
+use ipfix_export::FlowRecord;
+use rx::{RxOutcome, RxStage, RxThread};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use worker::{Worker, WorkerOutcome};
 use xsk::{XskConfig, XskSocket};
 
-/// How long after unregistering the sockets the workers keep draining: frames the program
+/// How long after unregistering the sockets the RX threads keep draining: frames the program
 /// redirected just before the update still land in the rings.
 const SETTLE: Duration = Duration::from_millis(50);
 
@@ -63,6 +77,35 @@ fn sampling_of(args: &CaptureArgs) -> Option<ipfix_export::Sampling> {
     })
 }
 
+/// One capture interface: its XDP program and the queues captured.
+pub struct Capture {
+    pub name: String,
+    pub ifindex: u32,
+    /// RX queues the interface has (the program's counters cover every one).
+    pub available: u32,
+    pub queues: Vec<u32>,
+    pub steering: Steering,
+    pub mode: XdpMode,
+    /// Every socket of the interface runs in zero-copy mode.
+    pub zero_copy: bool,
+    _promisc: Option<promisc::Promiscuous>,
+}
+
+/// An RX thread as the main thread watches it.
+pub struct RxWatch {
+    pub iface: usize,
+    pub queue: u32,
+    pub fd: RawFd,
+    pub progress: Arc<rx::Progress>,
+}
+
+/// How the run is laid out, and why (printed at start and in the books).
+pub struct Plan {
+    pub fanout: bool,
+    pub workers: usize,
+    pub why: String,
+}
+
 /// `reload`: the settings in force and how to read them again (SIGHUP); `None` when the probe
 /// was started without `--config` (SIGHUP then says there is nothing to re-read).
 pub fn run(
@@ -71,20 +114,77 @@ pub fn run(
 ) -> Result<RunReport> {
     // Options that can be wrong are checked before anything is attached.
     args.meter.meter()?;
-    let iface = args.interface.as_str();
-    let ifindex = bpf::ifindex(iface)?;
-    let identity = match &args.user {
-        Some(u) => {
-            let id = crate::privileges::lookup(u, args.group.as_deref()).map_err(|e| anyhow!(e))?;
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } != 0 {
-                bail!("--user {u}: switching users needs root; run as root, or drop --user");
-            }
-            check_writable_for(&id, args)?;
-            Some(id)
-        }
-        None => None,
+    let identity = identity_of(args)?;
+    let rx_threads = check_queues(args)?;
+    let plan = plan(args, rx_threads)?;
+    let (mut captures, sockets) = attach(args)?;
+    announce(args, &captures, &sockets, &plan);
+    let mut outputs = Outputs::start(args)?;
+    // Everything privileged is done: the programs are attached, the sockets, the collector
+    // connections, files and listener are open.
+    if let Some(id) = &identity {
+        give_files_to(id, args)?;
+        crate::privileges::drop_to(id, &[crate::privileges::CAP_BPF]).with_context(|| {
+            format!(
+                "--user {}: cannot switch to uid {} gid {}",
+                id.user, id.uid, id.gid
+            )
+        })?;
+        eprintln!(
+            "probe: running as {} (uid {}, gid {}), keeping only CAP_BPF for the program's counters",
+            id.user, id.uid, id.gid
+        );
+    }
+    let running = start(args, &captures, sockets, &plan, &outputs, identity.is_some())?;
+    let watched = watch(args, &mut captures, &running, &mut outputs, reload);
+    let stopped = stop(&captures, running)?;
+    if watched.reason == "signal" {
+        eprintln!("probe: stopped by a signal: every active flow was exported (forcedEnd, or endOfFlowDetected if already closed)");
+    }
+    books(captures, stopped, outputs, &plan, watched)
+}
+
+/// `--user`: checked before anything is attached.
+fn identity_of(args: &CaptureArgs) -> Result<Option<crate::privileges::Identity>> {
+    let Some(u) = &args.user else {
+        return Ok(None);
     };
+    let id = crate::privileges::lookup(u, args.group.as_deref()).map_err(|e| anyhow!(e))?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("--user {u}: switching users needs root; run as root, or drop --user");
+    }
+    check_writable_for(&id, args)?;
+    Ok(Some(id))
+}
+
+/// The queues asked for exist on every interface; returns how many RX threads there will be.
+fn check_queues(args: &CaptureArgs) -> Result<usize> {
+    if args.interface.is_empty() {
+        bail!("--interface: give the capture interface, e.g. -i eth1 (repeat it for each port of a tap)");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut threads = 0;
+    for iface in &args.interface {
+        if !seen.insert(iface) {
+            bail!("--interface {iface} is given twice: give each interface once");
+        }
+        bpf::ifindex(iface)?;
+        threads += queues_of(args, iface)?.len();
+    }
+    if let Some(cpus) = &args.rx_cpus {
+        if cpus.0.len() < threads {
+            bail!(
+                "--rx-cpus: {} CPUs given for {threads} RX queues: give one CPU per queue",
+                cpus.0.len()
+            );
+        }
+    }
+    Ok(threads)
+}
+
+/// The queues of `iface` to capture.
+fn queues_of(args: &CaptureArgs, iface: &str) -> Result<Vec<u32>> {
     let available = rx_queue_count(iface)?;
     let queues: Vec<u32> = match &args.queues {
         QueueSelection::All => (0..available).collect(),
@@ -102,27 +202,66 @@ pub fn run(
             bpf::MAX_QUEUES
         );
     }
-    if let Some(cpus) = &args.cpus {
-        if cpus.0.len() < queues.len() {
-            bail!(
-                "--cpus: {} CPUs given for {} queues: give one CPU per queue",
-                cpus.0.len(),
-                queues.len()
-            );
+    Ok(queues)
+}
+
+/// One hop or fan-out. One hop needs every connection's two directions on one queue: one
+/// interface, RSS declared symmetric (or a single queue), and no more workers than queues.
+pub fn plan(args: &CaptureArgs, rx_threads: usize) -> Result<Plan> {
+    let allowed = crate::cpus::allowed().len();
+    let workers = args.meter.workers.unwrap_or(allowed).max(1);
+    let one_queue = rx_threads == 1 && workers == 1;
+    let symmetric = args.rss == RssMode::Symmetric && args.interface.len() == 1;
+    let plan = if one_queue {
+        Plan {
+            fanout: false,
+            workers: 1,
+            why: "one queue, one worker".into(),
+        }
+    } else if symmetric && rx_threads >= workers {
+        Plan {
+            fanout: false,
+            workers: rx_threads,
+            why: format!(
+                "--rss symmetric and {rx_threads} queues for {workers} workers: each queue meters its own frames"
+            ),
+        }
+    } else {
+        let why = if args.interface.len() > 1 {
+            format!("{} interfaces share one set of caches", args.interface.len())
+        } else if args.rss != RssMode::Symmetric {
+            "RSS not declared symmetric (--rss symmetric)".to_string()
+        } else {
+            format!("{workers} workers for {rx_threads} queues")
+        };
+        Plan {
+            fanout: true,
+            workers,
+            why,
+        }
+    };
+    if plan.fanout {
+        if let Some(cpus) = &args.meter.worker_cpus {
+            if cpus.0.len() < plan.workers {
+                bail!(
+                    "--worker-cpus: {} CPUs given for {} metering workers: give one CPU per worker (or set --workers)",
+                    cpus.0.len(),
+                    plan.workers
+                );
+            }
         }
     }
+    Ok(plan)
+}
 
-    let mut steering = Steering::load(&steer_config(args))?;
+/// Phase 1: every interface gets its XDP program and, for each captured queue, an AF_XDP
+/// socket registered with it.
+fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<(usize, u32, XskSocket)>)> {
     let want = match args.xdp_mode {
         XdpModeArg::Auto => None,
         XdpModeArg::Native => Some(XdpMode::Native),
         XdpModeArg::Generic => Some(XdpMode::Generic),
     };
-    let (mode, native_failure) = steering.attach(iface, want)?;
-    if let Some(why) = native_failure {
-        eprintln!("probe: {why}; using generic mode (slower)");
-    }
-
     let xsk_cfg = XskConfig {
         frame_size: args.frame_size,
         frames: args.umem_frames,
@@ -130,39 +269,80 @@ pub fn run(
         zero_copy: args.zero_copy,
         busy_poll: args.busy_poll.then_some(args.batch),
     };
-    // Frames for other hosts (a SPAN or tap port) reach XDP only in promiscuous mode.
-    let _promisc = if args.no_promisc {
-        None
-    } else {
-        Some(promisc::Promiscuous::enable(ifindex).map_err(|e| {
-            anyhow!("cannot put {iface} in promiscuous mode: {e} (or use --no-promisc)")
-        })?)
-    };
+    let mut captures = Vec::new();
     let mut sockets = Vec::new();
-    for &q in &queues {
-        let sock = XskSocket::open(ifindex, q, &xsk_cfg)
-            .map_err(|e| anyhow!("queue {q} of {iface}: {e}"))?;
-        steering.register_socket(q, sock.fd())?;
-        sockets.push((q, sock));
+    for (i, iface) in args.interface.iter().enumerate() {
+        let ifindex = bpf::ifindex(iface)?;
+        let queues = queues_of(args, iface)?;
+        let mut steering = Steering::load(&steer_config(args))?;
+        let (mode, native_failure) = steering.attach(iface, want)?;
+        if let Some(why) = native_failure {
+            eprintln!("probe: {iface}: {why}; using generic mode (slower)");
+        }
+        // Frames for other hosts (a SPAN or tap port) reach XDP only in promiscuous mode.
+        let promisc = if args.no_promisc {
+            None
+        } else {
+            Some(promisc::Promiscuous::enable(ifindex).map_err(|e| {
+                anyhow!("cannot put {iface} in promiscuous mode: {e} (or use --no-promisc)")
+            })?)
+        };
+        let mut zero_copy = true;
+        for &q in &queues {
+            let sock = XskSocket::open(ifindex, q, &xsk_cfg)
+                .map_err(|e| anyhow!("queue {q} of {iface}: {e}"))?;
+            steering.register_socket(q, sock.fd())?;
+            zero_copy &= sock.zero_copy();
+            sockets.push((i, q, sock));
+        }
+        captures.push(Capture {
+            zero_copy,
+            name: iface.to_string(),
+            ifindex,
+            available: rx_queue_count(iface)?,
+            queues,
+            steering,
+            mode,
+            _promisc: promisc,
+        });
     }
-    let zero_copy = sockets.iter().all(|(_, s)| s.zero_copy());
-    eprintln!(
-        "probe: capturing on {iface}: XDP in {mode} mode, {} AF_XDP socket{} in {} mode (queues {})",
-        sockets.len(),
-        if sockets.len() == 1 { "" } else { "s" },
-        if zero_copy { "zero-copy" } else { "copy" },
-        queues
-            .iter()
-            .map(|q| q.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    if args.meter.biflow && sockets.len() > 1 {
+    Ok((captures, sockets))
+}
+
+/// Says at start what was attached and how the run is laid out.
+fn announce(
+    args: &CaptureArgs,
+    captures: &[Capture],
+    sockets: &[(usize, u32, XskSocket)],
+    plan: &Plan,
+) {
+    for (i, c) in captures.iter().enumerate() {
+        let socks = sockets.iter().filter(|(j, _, _)| *j == i).count();
         eprintln!(
-            "probe: --biflow with {} queues: directions pair only when the NIC steers both to the \
-             same queue (symmetric RSS); otherwise each direction is a biflow of its own",
-            sockets.len()
+            "probe: capturing on {}: XDP in {} mode, {} AF_XDP socket{} in {} mode (queues {})",
+            c.name,
+            c.mode,
+            socks,
+            if socks == 1 { "" } else { "s" },
+            if c.zero_copy { "zero-copy" } else { "copy" },
+            c.queues
+                .iter()
+                .map(|q| q.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         );
+    }
+    if plan.fanout {
+        eprintln!(
+            "probe: fan-out: {} RX thread{} decode, {} metering worker{} own the flows by a symmetric hash ({})",
+            sockets.len(),
+            if sockets.len() == 1 { "" } else { "s" },
+            plan.workers,
+            if plan.workers == 1 { "" } else { "s" },
+            plan.why
+        );
+    } else {
+        eprintln!("probe: one hop: each RX thread meters its own frames ({})", plan.why);
     }
     if args.sample > 1 {
         eprintln!(
@@ -170,117 +350,228 @@ pub fn run(
             args.sample, args.sample_mode
         );
     }
+}
 
-    let (tx, rx) = crossbeam_channel::bounded(256);
-    let mut export_cfg = args.export.export_config(&args.meter);
-    export_cfg.exporter.encoder.sampling = sampling_of(args);
-    let gauges = Arc::new(export::Gauges::default());
-    let (export_ctl, export_ctl_rx) = crossbeam_channel::unbounded();
-    let exporter = export::spawn_with_control(export_cfg, rx, gauges.clone(), export_ctl_rx)?;
-    // The ring writer; each worker gets a keeper that never waits for it.
-    let (ring_tx, ring_writer) = match args.pcap.ring(iface) {
-        Some((cfg, select)) => {
-            let (rtx, rrx) = crossbeam_channel::bounded(64);
-            (
-                Some((rtx, select)),
-                Some(crate::ring::spawn_writer(cfg, rrx)?),
-            )
-        }
-        None => (None, None),
-    };
-    let mut metrics = match args.metrics {
-        Some(addr) => {
-            let m = metrics::Metrics::bind(addr, iface)
-                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
-            eprintln!("probe: metrics on http://{addr}/metrics");
-            Some(m)
-        }
-        None => None,
-    };
-    // Everything privileged is done: the program is attached, the sockets, the collector
-    // connections, files and listener are open.
-    if let Some(id) = &identity {
-        give_files_to(id, args)?;
-        crate::privileges::drop_to(id, &[crate::privileges::CAP_BPF]).with_context(|| {
-            format!(
-                "--user {}: cannot switch to uid {} gid {}",
-                id.user, id.uid, id.gid
-            )
-        })?;
-        eprintln!(
-            "probe: running as {} (uid {}, gid {}), keeping only CAP_BPF for the program's counters",
-            id.user, id.uid, id.gid
-        );
+/// The exporter, the PCAP ring's writer and the metrics listener.
+struct Outputs {
+    records: crossbeam_channel::Sender<Vec<FlowRecord>>,
+    gauges: Arc<export::Gauges>,
+    exporter: JoinHandle<crate::report::ExportReport>,
+    export_ctl: crossbeam_channel::Sender<export::ExportControl>,
+    ring: Option<(
+        crossbeam_channel::Sender<crate::ring::Batch>,
+        crate::select::Selection,
+    )>,
+    ring_writer: Option<JoinHandle<crate::ring::RingReport>>,
+    metrics: Option<metrics::Metrics>,
+}
+
+impl Outputs {
+    fn start(args: &CaptureArgs) -> Result<Outputs> {
+        let label = args.interface.join(",");
+        let (tx, rx) = crossbeam_channel::bounded(256);
+        let mut export_cfg = args.export.export_config(&args.meter);
+        export_cfg.exporter.encoder.sampling = sampling_of(args);
+        let gauges = Arc::new(export::Gauges::default());
+        let (export_ctl, export_ctl_rx) = crossbeam_channel::unbounded();
+        let exporter = export::spawn_with_control(export_cfg, rx, gauges.clone(), export_ctl_rx)?;
+        // The ring writer; each RX thread gets a keeper that never waits for it.
+        let (ring, ring_writer) = match args.pcap.ring(&label) {
+            Some((cfg, select)) => {
+                let (rtx, rrx) = crossbeam_channel::bounded(64);
+                (
+                    Some((rtx, select)),
+                    Some(crate::ring::spawn_writer(cfg, rrx)?),
+                )
+            }
+            None => (None, None),
+        };
+        let metrics = match args.metrics {
+            Some(addr) => {
+                let m = metrics::Metrics::bind(addr, &label)
+                    .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+                eprintln!("probe: metrics on http://{addr}/metrics");
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(Outputs {
+            records: tx,
+            gauges,
+            exporter,
+            export_ctl,
+            ring,
+            ring_writer,
+            metrics,
+        })
     }
+}
+
+/// The stages while they run.
+struct Running {
+    stop: Arc<AtomicBool>,
+    rx: Vec<JoinHandle<RxOutcome>>,
+    watch: Vec<RxWatch>,
+    workers: Option<Workers>,
+    /// Every stage's reload slot: RX threads first, then metering workers.
+    updates: Vec<Updates>,
+}
+
+/// Phase 2: the metering workers (fan-out), then one RX thread per socket.
+fn start(
+    args: &CaptureArgs,
+    captures: &[Capture],
+    sockets: Vec<(usize, u32, XskSocket)>,
+    plan: &Plan,
+    outputs: &Outputs,
+    unprivileged: bool,
+) -> Result<Running> {
+    let (mut fanouts, workers) = if plan.fanout {
+        let spec = WorkerSpec {
+            count: plan.workers,
+            cache: args.meter.cache_config(),
+            cpus: args.meter.worker_cpus.as_ref().map(|c| c.0.as_slice()),
+            live: true,
+            unprivileged,
+        };
+        let (f, w) =
+            crate::stages::start_workers(&spec, sockets.len(), &outputs.records, &outputs.gauges)?;
+        (f.into_iter().map(Some).collect(), Some(w))
+    } else {
+        (Vec::new(), None)
+    };
+    // One hop: the probe's flow budget is shared out between the queues' caches.
+    let one_hop_cache = crate::stages::share_of(&args.meter.cache_config(), sockets.len());
     let stop = Arc::new(AtomicBool::new(false));
-    let offset = worker::realtime_offset_ns();
-    let mut handles = Vec::new();
-    let mut watch = Vec::new();
-    let mut updates = Vec::new();
-    for (i, (q, sock)) in sockets.into_iter().enumerate() {
-        let progress = Arc::new(worker::Progress::default());
-        let update = Arc::new(std::sync::Mutex::new(None));
-        updates.push(update.clone());
-        watch.push((q, sock.fd(), progress.clone()));
-        let w = Worker {
+    let offset = rx::realtime_offset_ns();
+    let mut running = Running {
+        stop: stop.clone(),
+        rx: Vec::new(),
+        watch: Vec::new(),
+        workers: None,
+        updates: Vec::new(),
+    };
+    for (i, (iface, q, sock)) in sockets.into_iter().enumerate() {
+        let mut decoder_and_cache = args.meter.meter()?;
+        decoder_and_cache.set_ingress(captures[iface].ifindex);
+        let stage = match fanouts.get_mut(i).and_then(Option::take) {
+            Some(fanout) => {
+                let (decoder, _) = decoder_and_cache.into_stages();
+                RxStage::Fanout(Box::new(FanoutDecoder::new(decoder, fanout, true)))
+            }
+            None => {
+                let mut m = crate::meter::Meter::new(
+                    one_hop_cache.clone(),
+                    args.meter.fragment_config(),
+                );
+                m.set_decap(args.meter.decap.decap()?);
+                m.set_dedup(args.meter.dedup_config());
+                m.set_ingress(captures[iface].ifindex);
+                RxStage::OneHop {
+                    meter: Box::new(m),
+                    shipper: Shipper::new(outputs.records.clone(), outputs.gauges.clone(), true),
+                }
+            }
+        };
+        let progress = Arc::new(rx::Progress::default());
+        let updates: Updates = Default::default();
+        running.updates.push(updates.clone());
+        running.watch.push(RxWatch {
+            iface,
+            queue: q,
+            fd: sock.fd(),
+            progress: progress.clone(),
+        });
+        let t = RxThread {
+            iface,
+            iface_name: captures[iface].name.clone(),
             queue: q,
             sock,
-            meter: args.meter.meter()?,
-            records: tx.clone(),
+            stage,
             batch: args.batch as usize,
-            cpu: args.cpus.as_ref().map(|c| c.0[i]),
+            cpu: args.rx_cpus.as_ref().map(|c| c.0[i]),
             clock_offset_ns: offset,
-            backlog: Vec::new(),
             progress,
-            gauges: gauges.clone(),
-            unprivileged: identity.is_some(),
-            keeper: ring_tx.as_ref().map(|(rtx, select)| {
+            unprivileged,
+            keeper: outputs.ring.as_ref().map(|(rtx, select)| {
                 crate::ring::Keeper::new(select.clone(), args.pcap.pcap_snaplen, rtx.clone(), false)
             }),
-            records_dropped: 0,
-            updates: update,
+            updates,
         };
         let stop = stop.clone();
-        handles.push(
+        running.rx.push(
             std::thread::Builder::new()
-                .name(format!("worker-q{q}"))
-                .spawn(move || w.run(stop))
-                .context("cannot start a worker thread")?,
+                .name(format!("rx-{}-q{q}", captures[iface].name))
+                .spawn(move || t.run(stop))
+                .context("cannot start an RX thread")?,
         );
     }
-    // `tx` stays open until the last statistics are published, after the workers stop. The
-    // main thread keeps a sender to the ring writer for reloads (a selection change).
-    let ring_ctl = ring_tx.map(|(rtx, _)| rtx);
+    if let Some(w) = &workers {
+        running.updates.extend(w.updates.iter().cloned());
+    }
+    running.workers = workers;
+    Ok(running)
+}
 
+/// What the watch phase ends with.
+struct Watched {
+    reason: &'static str,
+    current: CaptureArgs,
+    reloads: reload::ReloadBooks,
+}
+
+/// Phase 3: the main thread prints, serves metrics, publishes the statistics and applies
+/// reloads until a signal, the duration, or a stage stopping.
+fn watch(
+    args: &CaptureArgs,
+    captures: &mut [Capture],
+    running: &Running,
+    outputs: &mut Outputs,
+    reload: Option<(reload::Settings, reload::Reloader)>,
+) -> Watched {
+    let label = args.interface.join(",");
     let started = Instant::now();
-    let mut ticker = StatsLine::new(args.stats_interval);
+    let mut ticker = watch::StatsLine::new(args.stats_interval);
     let mut last_gauges = Instant::now();
     let mut current = args.clone();
     let mut duration = args.duration;
-    let mut reloads = ReloadBooks::default();
+    let mut reloads = reload::ReloadBooks::default();
     let mut reload = reload;
+    let mut metrics = outputs.metrics.take();
+    let no_workers = Vec::new();
+    let worker_progress = running
+        .workers
+        .as_ref()
+        .map_or(&no_workers, |w| &w.progress);
     let reason = loop {
         if crate::signals::take_reload() {
-            let ctx = ReloadContext {
-                steering: &mut steering,
-                workers: &updates,
-                export: &export_ctl,
-                ring: ring_ctl.as_ref(),
+            let ctx = reload::ReloadContext {
+                captures,
+                stages: &running.updates,
+                export: &outputs.export_ctl,
+                ring: outputs.ring.as_ref().map(|(r, _)| r),
                 metrics: &mut metrics,
                 ticker: &mut ticker,
                 duration: &mut duration,
-                iface,
+                iface: &label,
             };
-            apply_reload(&mut reload, &mut current, ctx, &mut reloads);
+            reload::apply(&mut reload, &mut current, ctx, &mut reloads);
         }
         std::thread::sleep(Duration::from_millis(50));
-        ticker.maybe_print(&steering, &watch, &gauges);
+        ticker.maybe_print(captures, &running.watch, worker_progress, &outputs.gauges);
         if last_gauges.elapsed() >= Duration::from_secs(1) {
             last_gauges = Instant::now();
-            gauges.set_metering(metering_counts(&steering, &watch, available));
+            outputs
+                .gauges
+                .set_metering(watch::metering_counts(captures, &running.watch));
         }
         if let Some(m) = &metrics {
-            m.poll(&steering, &watch, (reloads.applied, reloads.rejected));
+            m.poll(
+                captures,
+                &running.watch,
+                worker_progress,
+                (reloads.applied, reloads.rejected),
+            );
         }
         if crate::signals::stop_requested() {
             break "signal";
@@ -288,40 +579,80 @@ pub fn run(
         if duration.is_some_and(|d| started.elapsed() >= d) {
             break "duration";
         }
-        if handles.iter().any(|h| h.is_finished()) {
-            break "a worker stopped";
+        if running.rx.iter().any(|h| h.is_finished())
+            || running
+                .workers
+                .as_ref()
+                .is_some_and(|w| w.handles.iter().any(|h| h.is_finished()))
+        {
+            break "a stage stopped";
         }
     };
-    drop(ring_ctl);
-    for &q in &queues {
-        steering.unregister_socket(q);
+    Watched {
+        reason,
+        current,
+        reloads,
+    }
+}
+
+/// What the stages did.
+struct Stopped {
+    rx: Vec<RxOutcome>,
+    workers: Option<crate::stages::WorkerBooks>,
+}
+
+/// Phase 4: in order: sockets out of the programs, in-flight frames drained, RX threads
+/// stopped (which ends the workers), every flow exported.
+fn stop(captures: &[Capture], running: Running) -> Result<Stopped> {
+    for c in captures {
+        for &q in &c.queues {
+            c.steering.unregister_socket(q);
+        }
     }
     std::thread::sleep(SETTLE);
-    stop.store(true, Ordering::Release);
-    let mut outcomes: Vec<WorkerOutcome> = Vec::new();
-    for h in handles {
-        outcomes.push(h.join().map_err(|_| anyhow!("a worker thread panicked"))?);
+    running.stop.store(true, Ordering::Release);
+    let mut rx = Vec::new();
+    for h in running.rx {
+        rx.push(h.join().map_err(|_| anyhow!("an RX thread panicked"))?);
     }
-    if reason == "signal" {
-        eprintln!("probe: stopped by a signal: every active flow was exported (forcedEnd, or endOfFlowDetected if already closed)");
-    }
-    // Counters of every queue of the interface, captured or not, so the totals cover every
-    // frame the program saw.
+    let workers = match running.workers {
+        Some(w) => Some(w.join()?.0),
+        None => None,
+    };
+    Ok(Stopped { rx, workers })
+}
+
+/// Phase 5: the books, per interface and queue, per worker and in total; the last statistics
+/// record; the exporter and the ring finish.
+fn books(
+    mut captures: Vec<Capture>,
+    stopped: Stopped,
+    outputs: Outputs,
+    plan: &Plan,
+    watched: Watched,
+) -> Result<RunReport> {
+    let Stopped { rx, workers } = stopped;
+    // Counters of every queue of every interface, captured or not, so the totals cover every
+    // frame the programs saw.
     let mut queue_reports = Vec::new();
-    for q in 0..available.min(bpf::MAX_QUEUES) {
-        let xdp = steering.counters(q)?;
-        let outcome = outcomes.iter().find(|o| o.queue == q);
-        if outcome.is_none() && xdp.seen == 0 {
-            continue;
+    for (i, c) in captures.iter().enumerate() {
+        for q in 0..c.available.min(bpf::MAX_QUEUES) {
+            let xdp = c.steering.counters(q)?;
+            let outcome = rx.iter().find(|o| o.iface == i && o.queue == q);
+            if outcome.is_none() && xdp.seen == 0 {
+                continue;
+            }
+            queue_reports.push(QueueReport {
+                interface: c.name.clone(),
+                queue: q,
+                xdp,
+                captured: outcome.is_some(),
+                socket: outcome.and_then(|o| o.socket),
+                frames: outcome.map(|o| o.books).unwrap_or_default(),
+                handoff: outcome.map(|o| o.handoff).unwrap_or_default(),
+                userspace_timestamps: outcome.map_or(0, |o| o.userspace_timestamps),
+            });
         }
-        queue_reports.push(QueueReport {
-            queue: q,
-            xdp,
-            captured: outcome.is_some(),
-            socket: outcome.and_then(|o| o.socket),
-            frames: outcome.map(|o| o.meter.books()).unwrap_or_default(),
-            userspace_timestamps: outcome.map_or(0, |o| o.userspace_timestamps),
-        });
     }
     // The exact totals, for the last statistics record; then the exporter may finish.
     let mut read = crate::meter::FrameBooks::default();
@@ -333,21 +664,28 @@ pub fn run(
             q.xdp.ignored + q.xdp.no_socket + dropped + q.frames.not_metered();
         read.merge(&q.frames);
     }
-    // Octets and times of what the workers read and did not meter; frames dropped in the
-    // kernel (ignore list, full rings) reached no worker and have neither.
+    // Octets and times of what the RX threads read and did not meter; frames dropped in the
+    // kernel (ignore list, full rings) reached no thread and have neither.
     final_counts.not_metered_octets = read.not_metered_octets;
     final_counts.not_metered_span_ms = read.not_metered_span_ms();
-    gauges.set_metering(final_counts);
-    drop(tx);
-    steering.detach();
-    let export = exporter
+    outputs.gauges.set_metering(final_counts);
+    drop(outputs.records);
+    for c in &mut captures {
+        c.steering.detach();
+    }
+    let export = outputs
+        .exporter
         .join()
         .map_err(|_| anyhow!("the exporter thread panicked"))?;
-    if let Some(e) = outcomes.iter().find_map(|o| o.error.clone()) {
-        eprintln!("probe: a worker stopped early: {e}");
+    let mut errors: Vec<String> = rx.iter().filter_map(|o| o.error.clone()).collect();
+    if let Some(w) = &workers {
+        errors.extend(w.errors.iter().cloned());
     }
-
+    if let Some(e) = errors.first() {
+        eprintln!("probe: a stage stopped early: {e}");
+    }
     let mut report = RunReport {
+        pipeline: PipelineReport::one_hop(&plan.why),
         files: Vec::new(),
         frames: Default::default(),
         fragments: Default::default(),
@@ -356,30 +694,52 @@ pub fn run(
         live: None,
         ring: None,
     };
-    for o in &outcomes {
-        report.frames.merge(&o.meter.books());
-        report.fragments.merge(&o.meter.fragments().stats());
-        report.flows.merge(&o.meter.cache().stats());
+    for o in &rx {
+        report.frames.merge(&o.books);
+        report.fragments.merge(&o.fragments);
+        if let Some(m) = &o.meter {
+            report.flows.merge(&m.cache().stats());
+        }
     }
-    if let Some(w) = ring_writer {
+    let mut records_dropped: u64 = rx.iter().map(|o| o.records_dropped).sum();
+    if let Some(w) = workers {
+        report.flows.merge(&w.flows);
+        records_dropped += w.records_dropped;
+        let mut handoff = crate::handoff::HandoffDrops::default();
+        for o in &rx {
+            handoff.merge(&o.handoff);
+        }
+        report.pipeline = PipelineReport {
+            fanout: true,
+            why: plan.why.clone(),
+            workers: w.per_worker,
+            handoff,
+        };
+    }
+    if let Some(w) = outputs.ring_writer {
         let mut r = w
             .join()
             .map_err(|_| anyhow!("the PCAP ring thread panicked"))?;
-        r.selected = outcomes.iter().map(|o| o.ring_selected).sum();
-        r.queue_full = outcomes.iter().map(|o| o.ring_queue_full).sum();
+        r.selected = rx.iter().map(|o| o.ring_selected).sum();
+        r.queue_full = rx.iter().map(|o| o.ring_queue_full).sum();
         report.ring = Some(r);
     }
+    let current = &watched.current;
     report.live = Some(LiveReport {
-        interface: iface.to_string(),
-        xdp_mode: mode.to_string(),
-        zero_copy,
+        interface: current.interface.join(","),
+        xdp_mode: captures
+            .iter()
+            .map(|c| c.mode.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        zero_copy: captures.iter().all(|c| c.zero_copy),
         sample_every: current.sample,
         sample_random: current.sample_mode == SampleMode::Random,
-        reloads: reloads.applied,
-        reloads_rejected: reloads.rejected,
+        reloads: watched.reloads.applied,
+        reloads_rejected: watched.reloads.rejected,
         queues: queue_reports,
-        worker_errors: outcomes.iter().filter_map(|o| o.error.clone()).collect(),
-        records_dropped: outcomes.iter().map(|o| o.records_dropped).sum(),
+        worker_errors: errors,
+        records_dropped,
     });
     Ok(report)
 }
@@ -427,256 +787,3 @@ fn give_files_to(id: &crate::privileges::Identity, args: &CaptureArgs) -> Result
     Ok(())
 }
 
-/// Running totals for the statistics options records, from the XDP counters of every queue and
-/// the workers' progress (an estimate while running; the exact books are published at the end).
-fn metering_counts(
-    steering: &Steering,
-    watch: &[(u32, RawFd, Arc<worker::Progress>)],
-    queues: u32,
-) -> ipfix_export::MeteringCounts {
-    let mut m = ipfix_export::MeteringCounts::default();
-    for q in 0..queues.min(bpf::MAX_QUEUES) {
-        if let Ok(c) = steering.counters(q) {
-            m.observed += c.seen;
-            m.not_metered += c.ignored + c.no_socket + c.redirect_errors;
-        }
-    }
-    for (_, fd, p) in watch {
-        let sock = xsk::stats_of(*fd).map_or(0, |s| s.rx_dropped + s.rx_ring_full);
-        m.not_metered += sock + p.not_metered.load(Ordering::Relaxed);
-        m.not_metered_octets += p.not_metered_octets.load(Ordering::Relaxed);
-        let (first, last) = (
-            p.not_metered_first_ms.load(Ordering::Relaxed),
-            p.not_metered_last_ms.load(Ordering::Relaxed),
-        );
-        if first <= last {
-            let (f, l) = m.not_metered_span_ms.unwrap_or((first, last));
-            m.not_metered_span_ms = Some((f.min(first), l.max(last)));
-        }
-    }
-    m
-}
-
-/// The periodic one-line summary on stderr (`--stats-interval`).
-/// Reloads applied and refused in this run.
-#[derive(Default)]
-struct ReloadBooks {
-    applied: u64,
-    rejected: u64,
-}
-
-/// What a reload may change in the running probe.
-struct ReloadContext<'a> {
-    steering: &'a mut Steering,
-    workers: &'a [Arc<std::sync::Mutex<Option<worker::WorkerUpdate>>>],
-    export: &'a crossbeam_channel::Sender<export::ExportControl>,
-    ring: Option<&'a crossbeam_channel::Sender<crate::ring::Batch>>,
-    metrics: &'a mut Option<metrics::Metrics>,
-    ticker: &'a mut StatsLine,
-    duration: &'a mut Option<Duration>,
-    iface: &'a str,
-}
-
-/// SIGHUP: reads the settings again and applies what can change (see [`reload`]); logs one
-/// line with what changed and what needs a restart.
-fn apply_reload(
-    reload: &mut Option<(reload::Settings, reload::Reloader)>,
-    current: &mut CaptureArgs,
-    ctx: ReloadContext<'_>,
-    books: &mut ReloadBooks,
-) {
-    let n = books.applied + books.rejected + 1;
-    let Some((in_force, reader)) = reload.as_mut() else {
-        eprintln!("probe: reload {n}: nothing to re-read: the probe was started without --config");
-        books.rejected += 1;
-        return;
-    };
-    let (new, settings) = match reader() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("probe: reload {n} refused, the settings in force stay: {e}");
-            books.rejected += 1;
-            return;
-        }
-    };
-    let (changes, restart) = reload::diff(in_force, &settings);
-    let mut applied: Vec<String> = vec![];
-    let mut not_applied = restart.clone();
-    let mut refused: Vec<String> = vec![];
-    let mut update = worker::WorkerUpdate::default();
-    for c in &changes {
-        match c.name.as_str() {
-            "ignore" | "sample" | "sample-mode" => {}
-            "pcap-select" => match (&new.pcap.pcap_select, ctx.ring) {
-                (Some(sel), Some(ring)) => {
-                    update.selection = Some(sel.clone());
-                    let _ = ring.send(crate::ring::Batch::selection_changed(sel.text()));
-                    current.pcap.pcap_select = Some(sel.clone());
-                    applied.push(c.to_string());
-                }
-                _ => not_applied.push(c.clone()),
-            },
-            "ipfix" => {
-                let old: Vec<String> = current.export.ipfix.iter().map(|d| d.to_string()).collect();
-                let now: Vec<String> = new.export.ipfix.iter().map(|d| d.to_string()).collect();
-                for (d, url) in new.export.ipfix.iter().zip(&now) {
-                    if !old.contains(url) {
-                        let _ = ctx.export.send(export::ExportControl::Add(d.clone()));
-                    }
-                }
-                for url in old.iter().filter(|u| !now.contains(u)) {
-                    let _ = ctx.export.send(export::ExportControl::Remove(url.clone()));
-                }
-                current.export.ipfix = new.export.ipfix.clone();
-                applied.push(c.to_string());
-            }
-            "idle-timeout" | "active-timeout" | "tcp-end-grace" => {
-                current.meter.idle_timeout = new.meter.idle_timeout;
-                current.meter.active_timeout = new.meter.active_timeout;
-                current.meter.tcp_end_grace = new.meter.tcp_end_grace;
-                update.timeouts = Some((
-                    new.meter.idle_timeout.as_nanos() as u64,
-                    new.meter.active_timeout.as_nanos() as u64,
-                    new.meter.tcp_end_grace.as_nanos() as u64,
-                ));
-                applied.push(c.to_string());
-            }
-            "stats-interval" => {
-                *ctx.ticker = StatsLine::new(new.stats_interval);
-                applied.push(c.to_string());
-            }
-            "duration" => {
-                *ctx.duration = new.duration;
-                applied.push(c.to_string());
-            }
-            "metrics" => match new.metrics {
-                None => {
-                    *ctx.metrics = None;
-                    applied.push(c.to_string());
-                }
-                Some(addr) => match metrics::Metrics::bind(addr, ctx.iface) {
-                    Ok(m) => {
-                        *ctx.metrics = Some(m);
-                        applied.push(c.to_string());
-                    }
-                    Err(e) => {
-                        refused.push(format!("{c}: cannot listen: {e}"));
-                        not_applied.push(c.clone());
-                    }
-                },
-            },
-            _ => not_applied.push(c.clone()),
-        }
-    }
-    // The XDP program's settings change together, in one update.
-    let kernel: Vec<&reload::Change> = changes
-        .iter()
-        .filter(|c| matches!(c.name.as_str(), "ignore" | "sample" | "sample-mode"))
-        .collect();
-    if !kernel.is_empty() {
-        match ctx.steering.update(&steer_config(&new)) {
-            Ok(()) => {
-                let _ = ctx
-                    .export
-                    .send(export::ExportControl::Sampling(sampling_of(&new)));
-                current.ignore = new.ignore.clone();
-                current.sample = new.sample;
-                current.sample_mode = new.sample_mode;
-                applied.extend(kernel.iter().map(|c| c.to_string()));
-            }
-            Err(e) => {
-                // Back to what was in force (the ignore-list may be half written).
-                let _ = ctx.steering.update(&steer_config(current));
-                refused.extend(kernel.iter().map(|c| format!("{c}: {e}")));
-                not_applied.extend(kernel.into_iter().cloned());
-            }
-        }
-    }
-
-    if update.selection.is_some() || update.timeouts.is_some() {
-        reload::to_workers(ctx.workers, &update);
-    }
-    let needs_restart: Vec<String> = restart.iter().map(|c| c.to_string()).collect();
-    *in_force = reload::in_force(in_force, &settings, &not_applied);
-    books.applied += 1;
-    let mut line = format!("probe: reload {n}: ");
-    line += &if applied.is_empty() {
-        "nothing to apply".to_string()
-    } else {
-        format!("applied {}", applied.join("; "))
-    };
-    if !needs_restart.is_empty() {
-        line += &format!(
-            "; needs a restart, not applied: {}",
-            needs_restart.join("; ")
-        );
-    }
-    if !refused.is_empty() {
-        line += &format!("; refused: {}", refused.join("; "));
-    }
-    eprintln!("{line}");
-}
-
-struct StatsLine {
-    every: Option<Duration>,
-    last: Instant,
-    started: Instant,
-    prev: (u64, u64, u64),
-}
-
-impl StatsLine {
-    fn new(every: Duration) -> StatsLine {
-        StatsLine {
-            every: (!every.is_zero()).then_some(every),
-            last: Instant::now(),
-            started: Instant::now(),
-            prev: (0, 0, 0),
-        }
-    }
-
-    fn maybe_print(
-        &mut self,
-        steering: &Steering,
-        watch: &[(u32, RawFd, Arc<worker::Progress>)],
-        gauges: &export::Gauges,
-    ) {
-        let Some(every) = self.every else { return };
-        let dt = self.last.elapsed();
-        if dt < every {
-            return;
-        }
-        self.last = Instant::now();
-        let (mut seen, mut read, mut flows) = (0u64, 0u64, 0u64);
-        let (mut ring_full, mut rx_dropped, mut redirect) = (0u64, 0u64, 0u64);
-        for (q, fd, p) in watch {
-            if let Ok(c) = steering.counters(*q) {
-                seen += c.seen;
-                redirect += c.redirect_errors;
-            }
-            read += p.frames.load(Ordering::Relaxed);
-            flows += p.flows_active.load(Ordering::Relaxed);
-            if let Ok(s) = xsk::stats_of(*fd) {
-                ring_full += s.rx_ring_full;
-                rx_dropped += s.rx_dropped;
-            }
-        }
-        let (exported, records_lost) = gauges.export_progress();
-        let dropped = ring_full + rx_dropped + redirect;
-        let secs = dt.as_secs_f64();
-        eprintln!(
-            "probe: {:.1}s: {:.0} frames/s seen, {:.0}/s to workers, {} flows active, {} records exported; dropped {} (+{}: rx ring full {}, other socket drops {}, redirect errors {}), records lost {}",
-            self.started.elapsed().as_secs_f64(),
-            (seen - self.prev.0) as f64 / secs,
-            (read - self.prev.1) as f64 / secs,
-            flows,
-            exported,
-            dropped,
-            dropped - self.prev.2,
-            ring_full,
-            rx_dropped,
-            redirect,
-            records_lost
-        );
-        self.prev = (seen, read, dropped);
-    }
-}

@@ -19,10 +19,11 @@
 //! left as it runs, while the rest applies. A file that does not parse or check is refused
 //! with the reason, and the settings in force stay.
 
-use super::worker::WorkerUpdate;
 use crate::cli::CaptureArgs;
+use crate::export;
+use crate::metering::{Updates, WorkerUpdate};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Every option of `probe capture` by long name, with its effective values as text.
 pub type Settings = BTreeMap<String, Vec<String>>;
@@ -91,7 +92,7 @@ pub fn diff(old: &Settings, new: &Settings) -> (Vec<Change>, Vec<Change>) {
 }
 
 /// Hands `u` to every worker, merged with an update a worker has not taken yet.
-pub fn to_workers(workers: &[Arc<Mutex<Option<WorkerUpdate>>>], u: &WorkerUpdate) {
+pub fn to_workers(workers: &[Updates], u: &WorkerUpdate) {
     for w in workers {
         if let Ok(mut slot) = w.lock() {
             let merged = match slot.take() {
@@ -123,6 +124,174 @@ pub fn in_force(old: &Settings, new: &Settings, not_applied: &[Change]) -> Setti
     }
     s
 }
+
+/// Reloads applied and refused in this run.
+#[derive(Default)]
+pub struct ReloadBooks {
+    pub applied: u64,
+    pub rejected: u64,
+}
+
+/// What a reload may change in the running probe.
+pub struct ReloadContext<'a> {
+    /// Every capture interface: each runs its own copy of the XDP program.
+    pub captures: &'a mut [super::Capture],
+    /// RX threads (a new PCAP selection; one hop: timeouts) and metering workers (timeouts).
+    pub stages: &'a [Updates],
+    pub export: &'a crossbeam_channel::Sender<export::ExportControl>,
+    pub ring: Option<&'a crossbeam_channel::Sender<crate::ring::Batch>>,
+    pub metrics: &'a mut Option<super::metrics::Metrics>,
+    pub ticker: &'a mut super::watch::StatsLine,
+    pub duration: &'a mut Option<Duration>,
+    pub iface: &'a str,
+}
+
+/// SIGHUP: reads the settings again and applies what can change (see the module doc); logs
+/// one line with what changed and what needs a restart.
+pub fn apply(
+    reload: &mut Option<(Settings, Reloader)>,
+    current: &mut CaptureArgs,
+    ctx: ReloadContext<'_>,
+    books: &mut ReloadBooks,
+) {
+    let n = books.applied + books.rejected + 1;
+    let Some((in_force, reader)) = reload.as_mut() else {
+        eprintln!("probe: reload {n}: nothing to re-read: the probe was started without --config");
+        books.rejected += 1;
+        return;
+    };
+    let (new, settings) = match reader() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("probe: reload {n} refused, the settings in force stay: {e}");
+            books.rejected += 1;
+            return;
+        }
+    };
+    let (changes, restart) = diff(in_force, &settings);
+    let mut applied: Vec<String> = vec![];
+    let mut not_applied = restart.clone();
+    let mut refused: Vec<String> = vec![];
+    let mut update = WorkerUpdate::default();
+    for c in &changes {
+        match c.name.as_str() {
+            "ignore" | "sample" | "sample-mode" => {}
+            "pcap-select" => match (&new.pcap.pcap_select, ctx.ring) {
+                (Some(sel), Some(ring)) => {
+                    update.selection = Some(sel.clone());
+                    let _ = ring.send(crate::ring::Batch::selection_changed(sel.text()));
+                    current.pcap.pcap_select = Some(sel.clone());
+                    applied.push(c.to_string());
+                }
+                _ => not_applied.push(c.clone()),
+            },
+            "ipfix" => {
+                let old: Vec<String> = current.export.ipfix.iter().map(|d| d.to_string()).collect();
+                let now: Vec<String> = new.export.ipfix.iter().map(|d| d.to_string()).collect();
+                for (d, url) in new.export.ipfix.iter().zip(&now) {
+                    if !old.contains(url) {
+                        let _ = ctx.export.send(export::ExportControl::Add(d.clone()));
+                    }
+                }
+                for url in old.iter().filter(|u| !now.contains(u)) {
+                    let _ = ctx.export.send(export::ExportControl::Remove(url.clone()));
+                }
+                current.export.ipfix = new.export.ipfix.clone();
+                applied.push(c.to_string());
+            }
+            "idle-timeout" | "active-timeout" | "tcp-end-grace" => {
+                current.meter.idle_timeout = new.meter.idle_timeout;
+                current.meter.active_timeout = new.meter.active_timeout;
+                current.meter.tcp_end_grace = new.meter.tcp_end_grace;
+                update.timeouts = Some((
+                    new.meter.idle_timeout.as_nanos() as u64,
+                    new.meter.active_timeout.as_nanos() as u64,
+                    new.meter.tcp_end_grace.as_nanos() as u64,
+                ));
+                applied.push(c.to_string());
+            }
+            "stats-interval" => {
+                *ctx.ticker = super::watch::StatsLine::new(new.stats_interval);
+                applied.push(c.to_string());
+            }
+            "duration" => {
+                *ctx.duration = new.duration;
+                applied.push(c.to_string());
+            }
+            "metrics" => match new.metrics {
+                None => {
+                    *ctx.metrics = None;
+                    applied.push(c.to_string());
+                }
+                Some(addr) => match super::metrics::Metrics::bind(addr, ctx.iface) {
+                    Ok(m) => {
+                        *ctx.metrics = Some(m);
+                        applied.push(c.to_string());
+                    }
+                    Err(e) => {
+                        refused.push(format!("{c}: cannot listen: {e}"));
+                        not_applied.push(c.clone());
+                    }
+                },
+            },
+            _ => not_applied.push(c.clone()),
+        }
+    }
+    // The XDP program's settings change together, in one update.
+    let kernel: Vec<&Change> = changes
+        .iter()
+        .filter(|c| matches!(c.name.as_str(), "ignore" | "sample" | "sample-mode"))
+        .collect();
+    if !kernel.is_empty() {
+        let updated = ctx
+            .captures
+            .iter_mut()
+            .try_for_each(|c| c.steering.update(&super::steer_config(&new)));
+        match updated {
+            Ok(()) => {
+                let _ = ctx
+                    .export
+                    .send(export::ExportControl::Sampling(super::sampling_of(&new)));
+                current.ignore = new.ignore.clone();
+                current.sample = new.sample;
+                current.sample_mode = new.sample_mode;
+                applied.extend(kernel.iter().map(|c| c.to_string()));
+            }
+            Err(e) => {
+                // Back to what was in force (the ignore-list may be half written).
+                for c in ctx.captures.iter_mut() {
+                    let _ = c.steering.update(&super::steer_config(current));
+                }
+                refused.extend(kernel.iter().map(|c| format!("{c}: {e}")));
+                not_applied.extend(kernel.into_iter().cloned());
+            }
+        }
+    }
+
+    if update.selection.is_some() || update.timeouts.is_some() {
+        to_workers(ctx.stages, &update);
+    }
+    let needs_restart: Vec<String> = restart.iter().map(|c| c.to_string()).collect();
+    *in_force = self::in_force(in_force, &settings, &not_applied);
+    books.applied += 1;
+    let mut line = format!("probe: reload {n}: ");
+    line += &if applied.is_empty() {
+        "nothing to apply".to_string()
+    } else {
+        format!("applied {}", applied.join("; "))
+    };
+    if !needs_restart.is_empty() {
+        line += &format!(
+            "; needs a restart, not applied: {}",
+            needs_restart.join("; ")
+        );
+    }
+    if !refused.is_empty() {
+        line += &format!("; refused: {}", refused.join("; "));
+    }
+    eprintln!("{line}");
+}
+
 
 #[cfg(test)]
 mod tests {

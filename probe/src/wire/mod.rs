@@ -87,6 +87,9 @@ pub struct FrameSummary {
     pub pppoe_session: u16,
     /// Where the innermost IP header starts in the frame (duplicate detection hashes from it).
     pub ip_offset: u32,
+    /// The ifindex of the interface the frame came in on (0 for capture files); set by the
+    /// decoding stage, not by the wire decoders.
+    pub ingress_if: u32,
 }
 
 impl TunnelSummary {

@@ -1,27 +1,35 @@
-//! One worker per RX queue: takes frames from its AF_XDP socket in batches, meters them into
-//! its own flow cache (no locks, no allocation per frame), gives the frames straight back to
-//! the kernel, and hands expired records to the exporter.
+//! The first stage of live capture: one RX thread per (interface, RX queue) takes frames from
+//! its AF_XDP socket in batches, decodes them (tunnels removed), offers them to the PCAP
+//! ring's selection, gives the frames straight back to the kernel and meters them:
+//!
+//! - **one hop**: into its own flow cache, shipping expired records itself (RSS declared
+//!   symmetric and a worker per queue: no hand-off cost);
+//! - **fan-out**: by handing each frame's summary to the metering worker that owns its flow
+//!   ([`crate::handoff`]); a full hand-off ring never stalls the queue, the summary is dropped
+//!   and counted.
+//!
+//! No lock and no allocation per frame either way.
 
 use super::xsk::{RxDesc, XskSocket, XskStats};
-use crate::meter::Meter;
+use crate::handoff::HandoffDrops;
+use crate::meter::{FrameBooks, Meter};
+use crate::metering::{Shipper, Updates};
+use crate::stages::FanoutDecoder;
 use crate::wire::LinkType;
 use bpf::{FrameMeta, META_LEN};
-use crossbeam_channel::Sender;
-use ipfix_export::{FlowRecord, TimePrecision};
+use ipfix_export::TimePrecision;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records handed to the exporter per channel message.
-const RECORD_BATCH: usize = 512;
-/// Records a worker holds while the exporter's channel is full (about 40 MB); beyond it the
-/// oldest are dropped and counted. The worker never blocks on the exporter: a NIC cannot wait.
-const MAX_BACKLOG: usize = 262_144;
-/// How often a worker moves its flow clock by wall time and ships what expired.
+/// Records handed to the exporter per channel message (one hop).
+const RECORD_BATCH: usize = crate::metering::RECORD_BATCH;
+/// How often an RX thread looks at reload updates, flushes its PCAP keeper, publishes its
+/// counters and (one hop) moves its flow clock by wall time.
 const TICK: Duration = Duration::from_millis(100);
-/// How many frames ahead the worker prefetches.
+/// How many frames ahead the RX thread prefetches.
 const PREFETCH_AHEAD: usize = 8;
-/// A queue that had frames this recently is busy: its worker naps instead of polling.
+/// A queue that had frames this recently is busy: its thread naps instead of polling.
 const BUSY_WINDOW: Duration = Duration::from_millis(20);
 /// Naps last long enough for about a quarter of the RX ring to fill at the recent rate,
 /// within these bounds: long naps mean fewer wakeups, the ring bounds how long is safe.
@@ -30,7 +38,7 @@ const NAP_MAX: Duration = Duration::from_millis(1);
 /// Longest sleep in poll() when the queue is quiet.
 const IDLE_WAIT_MS: i32 = 50;
 
-/// Counters a worker publishes for the periodic stats line and the statistics options
+/// Counters an RX thread publishes for the periodic stats line and the statistics options
 /// records (relaxed stores every tick).
 pub struct Progress {
     pub frames: AtomicU64,
@@ -40,7 +48,10 @@ pub struct Progress {
     pub not_metered_octets: AtomicU64,
     pub not_metered_first_ms: AtomicU64,
     pub not_metered_last_ms: AtomicU64,
+    /// One hop: flows in the thread's own cache (fan-out: the workers publish theirs).
     pub flows_active: AtomicU64,
+    /// Summaries dropped at the hand-off (fan-out).
+    pub handoff_dropped: AtomicU64,
 }
 
 impl Default for Progress {
@@ -52,14 +63,20 @@ impl Default for Progress {
             not_metered_first_ms: AtomicU64::new(u64::MAX),
             not_metered_last_ms: AtomicU64::new(0),
             flows_active: AtomicU64::new(0),
+            handoff_dropped: AtomicU64::new(0),
         }
     }
 }
 
-/// What a worker did, returned when it stops.
-pub struct WorkerOutcome {
+/// What an RX thread did, returned when it stops.
+pub struct RxOutcome {
+    pub iface: usize,
     pub queue: u32,
-    pub meter: Meter,
+    pub books: FrameBooks,
+    pub fragments: crate::flow::FragmentStats,
+    /// One hop: the thread's own flow meter (for its flow books).
+    pub meter: Option<Meter>,
+    pub handoff: HandoffDrops,
     pub socket: Option<XskStats>,
     /// Frames stamped in userspace because the XDP metadata was missing.
     pub userspace_timestamps: u64,
@@ -71,36 +88,35 @@ pub struct WorkerOutcome {
     pub error: Option<String>,
 }
 
-pub struct Worker {
+/// How an RX thread meters what it decodes.
+pub enum RxStage {
+    /// Decoder and flow cache on this thread; records shipped from here.
+    OneHop {
+        meter: Box<Meter>,
+        shipper: Shipper,
+    },
+    /// Decoder here, summaries to the metering workers.
+    Fanout(Box<FanoutDecoder>),
+}
+
+pub struct RxThread {
+    /// Index of the interface in the probe's list, and its name (for messages).
+    pub iface: usize,
+    pub iface_name: String,
     pub queue: u32,
     pub sock: XskSocket,
-    pub meter: Meter,
-    pub records: Sender<Vec<FlowRecord>>,
+    pub stage: RxStage,
     pub batch: usize,
     pub cpu: Option<u32>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns: turns the program's ktime into wall time.
     pub clock_offset_ns: i64,
-    /// Records waiting for room in the exporter's channel.
-    pub backlog: Vec<FlowRecord>,
     pub progress: Arc<Progress>,
-    /// Where records dropped here are reported to the exporter's statistics.
-    pub gauges: Arc<crate::export::Gauges>,
-    /// The probe switched users: the worker keeps no capability (it inherits CAP_BPF).
+    /// The probe switched users: the thread keeps no capability (it inherits CAP_BPF).
     pub unprivileged: bool,
     /// The PCAP ring's selection, when --pcap-dir is given.
     pub keeper: Option<crate::ring::Keeper>,
-    pub records_dropped: u64,
     /// A reload's new settings, taken on the next tick (a lock once per tick, never per frame).
-    pub updates: Arc<std::sync::Mutex<Option<WorkerUpdate>>>,
-}
-
-/// What a reload changes in a running worker.
-#[derive(Clone, Debug, Default)]
-pub struct WorkerUpdate {
-    /// The PCAP ring's new selection.
-    pub selection: Option<crate::select::Selection>,
-    /// New idle, active and TCP-end timeouts, in nanoseconds.
-    pub timeouts: Option<(u64, u64, u64)>,
+    pub updates: Updates,
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -133,40 +149,27 @@ pub fn realtime_offset_ns() -> i64 {
     best.1
 }
 
-fn pin_to_cpu(cpu: u32) -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds for cpu < CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu as usize >= libc::CPU_SETSIZE as usize {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        libc::CPU_SET(cpu as usize, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+impl RxThread {
+    fn name(&self) -> String {
+        format!("{} queue {}", self.iface_name, self.queue)
     }
-    Ok(())
-}
 
-impl Worker {
     /// Runs until `stop` is set and the RX ring is empty. The caller unregisters the socket
     /// from the XDP program before setting `stop`, so the ring drains and nothing is left in it.
-    pub fn run(mut self, stop: Arc<AtomicBool>) -> WorkerOutcome {
+    /// On the fan-out, returning drops this thread's side of the hand-off: its workers finish
+    /// once every RX thread has.
+    pub fn run(mut self, stop: Arc<AtomicBool>) -> RxOutcome {
         let mut error = None;
         if self.unprivileged {
             if let Err(e) = crate::privileges::clear_thread_caps() {
-                error = Some(format!("cannot drop the worker's capabilities: {e}"));
+                error = Some(format!("cannot drop the RX thread's capabilities: {e}"));
             }
         }
-        if let Some(cpu) = self.cpu {
-            if let Err(e) = pin_to_cpu(cpu) {
-                eprintln!(
-                    "probe: queue {}: cannot pin the worker to CPU {cpu}: {e}; running unpinned",
-                    self.queue
-                );
-            }
+        crate::cpus::pin_or_warn(self.cpu, &format!("RX thread of {}", self.name()));
+        match &mut self.stage {
+            RxStage::OneHop { meter, .. } => meter.set_time_precision(TimePrecision::Nanos),
+            RxStage::Fanout(f) => f.set_time_precision(TimePrecision::Nanos),
         }
-        self.meter.set_time_precision(TimePrecision::Nanos);
         let mut descs = vec![RxDesc::default(); self.batch];
         let mut userspace_ts = 0u64;
         let mut last_tick = Instant::now();
@@ -204,7 +207,12 @@ impl Worker {
                             *read_ts.get_or_insert_with(wall_ns)
                         }
                     };
-                    let summary = self.meter.process(Some(LinkType::Ethernet), data, ts);
+                    let summary = match &mut self.stage {
+                        RxStage::OneHop { meter, .. } => {
+                            meter.process(Some(LinkType::Ethernet), data, ts)
+                        }
+                        RxStage::Fanout(f) => f.process(Some(LinkType::Ethernet), data, ts),
+                    };
                     if let Some(k) = self.keeper.as_mut() {
                         k.offer(summary, data, ts);
                     }
@@ -216,13 +224,20 @@ impl Worker {
                 if self.sock.needs_wakeup() {
                     self.sock.kick();
                 }
-                if self.meter.pending() >= RECORD_BATCH && !self.ship() {
-                    error = Some("the exporter thread stopped".to_string());
-                    break;
+                if let RxStage::OneHop { meter, shipper } = &mut self.stage {
+                    if meter.pending() >= RECORD_BATCH && !shipper.ship(meter.take_records()) {
+                        error = Some("the exporter thread stopped".to_string());
+                        break;
+                    }
                 }
-            } else if !self.backlog.is_empty() && !self.ship() {
-                error = Some("the exporter thread stopped".to_string());
-                break;
+            } else if matches!(&self.stage, RxStage::OneHop { shipper, .. } if shipper.has_backlog())
+            {
+                if let RxStage::OneHop { shipper, .. } = &mut self.stage {
+                    if !shipper.ship(Vec::new()) {
+                        error = Some("the exporter thread stopped".to_string());
+                        break;
+                    }
+                }
             } else {
                 if stop.load(Ordering::Acquire) {
                     break;
@@ -232,11 +247,11 @@ impl Worker {
                 // batch gather instead of waking on every frame (a wakeup costs the kernel side
                 // too). Flow metering does not care about latency: each frame
                 // carries its own XDP timestamp. A quiet queue sleeps in poll() until a frame
-                // arrives. With --busy-poll the worker drives the driver itself and never sleeps.
+                // arrives. With --busy-poll the thread drives the driver itself and never sleeps.
                 if self.sock.busy_polling() {
                     if let Err(e) = self.sock.wait(0) {
                         if !wait_failed {
-                            eprintln!("probe: queue {}: busy poll failed: {e}", self.queue);
+                            eprintln!("probe: {}: busy poll failed: {e}", self.name());
                             wait_failed = true;
                         }
                     }
@@ -250,7 +265,7 @@ impl Worker {
                     window_frames = 0;
                 } else if let Err(e) = self.sock.wait(IDLE_WAIT_MS) {
                     if !wait_failed {
-                        eprintln!("probe: queue {}: poll failed: {e}", self.queue);
+                        eprintln!("probe: {}: poll failed: {e}", self.name());
                         wait_failed = true;
                     }
                     std::thread::sleep(Duration::from_millis(IDLE_WAIT_MS as u64));
@@ -258,41 +273,7 @@ impl Worker {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                let update = self.updates.lock().ok().and_then(|mut u| u.take());
-                if let Some(u) = update {
-                    if let (Some(s), Some(k)) = (u.selection, self.keeper.as_mut()) {
-                        k.set_selection(s);
-                    }
-                    if let Some((idle, active, grace)) = u.timeouts {
-                        self.meter.set_timeouts(idle, active, grace);
-                    }
-                }
-                if let Some(k) = self.keeper.as_mut() {
-                    k.flush();
-                }
-                self.progress
-                    .frames
-                    .store(self.meter.books().read, Ordering::Relaxed);
-                let books = self.meter.books();
-                self.progress
-                    .not_metered
-                    .store(books.not_metered(), Ordering::Relaxed);
-                self.progress
-                    .not_metered_octets
-                    .store(books.not_metered_octets, Ordering::Relaxed);
-                if let Some((first, last)) = books.not_metered_span_ms() {
-                    self.progress
-                        .not_metered_first_ms
-                        .store(first, Ordering::Relaxed);
-                    self.progress
-                        .not_metered_last_ms
-                        .store(last, Ordering::Relaxed);
-                }
-                self.progress
-                    .flows_active
-                    .store(self.meter.cache().len() as u64, Ordering::Relaxed);
-                self.meter.advance(wall_ns());
-                if self.meter.pending() > 0 && !self.ship() {
+                if !self.tick() {
                     error = Some("the exporter thread stopped".to_string());
                     break;
                 }
@@ -302,8 +283,8 @@ impl Worker {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!(
-                    "probe: queue {}: cannot read the socket statistics: {e}",
-                    self.queue
+                    "probe: {}: cannot read the socket statistics: {e}",
+                    self.name()
                 );
                 None
             }
@@ -315,59 +296,90 @@ impl Worker {
             }
             None => (0, 0),
         };
-        self.meter.finish();
-        // The end of a run can wait for the exporter: hand over everything, blocking.
-        let mut rest = std::mem::take(&mut self.backlog);
-        rest.extend(self.meter.take_records());
-        if !rest.is_empty() && self.records.send(rest).is_err() && error.is_none() {
-            error = Some("the exporter thread stopped".to_string());
-        }
-        WorkerOutcome {
+        self.publish();
+        let mut out = RxOutcome {
+            iface: self.iface,
             queue: self.queue,
-            meter: self.meter,
+            books: FrameBooks::default(),
+            fragments: Default::default(),
+            meter: None,
+            handoff: HandoffDrops::default(),
             socket,
             userspace_timestamps: userspace_ts,
-            records_dropped: self.records_dropped,
+            records_dropped: 0,
             ring_selected,
             ring_queue_full,
             error,
+        };
+        match self.stage {
+            RxStage::OneHop {
+                mut meter,
+                mut shipper,
+            } => {
+                meter.finish();
+                // The end of a run can wait for the exporter: hand over everything, blocking.
+                if !shipper.finish(meter.take_records()) && out.error.is_none() {
+                    out.error = Some("the exporter thread stopped".to_string());
+                }
+                out.books = meter.books();
+                out.fragments = meter.fragments().stats();
+                out.records_dropped = shipper.records_dropped;
+                out.meter = Some(*meter);
+            }
+            RxStage::Fanout(mut f) => {
+                f.decoder.finish();
+                out.books = f.decoder.books();
+                out.fragments = f.decoder.fragments().stats();
+                out.handoff = f.drops();
+                // `f` (this thread's side of every hand-off ring) is dropped here.
+            }
         }
+        out
     }
 
-    /// Hands waiting records to the exporter without blocking; while its channel is full they
-    /// wait in the backlog (bounded: the oldest beyond it are dropped and counted). False when
-    /// the exporter is gone.
-    fn ship(&mut self) -> bool {
-        let batch = if self.backlog.is_empty() {
-            if self.meter.pending() == 0 {
-                return true;
+    /// Once per [`TICK`]: a reload's settings, the PCAP keeper's flush, the published
+    /// counters and, one hop, the wall-clock expiry. False when the exporter is gone.
+    fn tick(&mut self) -> bool {
+        let update = self.updates.lock().ok().and_then(|mut u| u.take());
+        if let Some(u) = update {
+            if let (Some(s), Some(k)) = (u.selection, self.keeper.as_mut()) {
+                k.set_selection(s);
             }
-            self.meter.take_records()
-        } else {
-            let mut b = std::mem::take(&mut self.backlog);
-            b.extend(self.meter.take_records());
-            b
-        };
-        match self.records.try_send(batch) {
-            Ok(()) => true,
-            Err(crossbeam_channel::TrySendError::Full(mut b)) => {
-                if b.len() > MAX_BACKLOG {
-                    let over = b.len() - MAX_BACKLOG;
-                    let mut lost = ipfix_export::FlowTotals::default();
-                    for r in b.drain(..over) {
-                        lost += ipfix_export::FlowTotals {
-                            flows: 1,
-                            packets: r.packets,
-                            octets: r.octets,
-                        };
-                    }
-                    self.gauges.add_lost(lost);
-                    self.records_dropped += over as u64;
-                }
-                self.backlog = b;
-                true
+            if let (Some((idle, active, grace)), RxStage::OneHop { meter, .. }) =
+                (u.timeouts, &mut self.stage)
+            {
+                meter.set_timeouts(idle, active, grace);
             }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
         }
+        if let Some(k) = self.keeper.as_mut() {
+            k.flush();
+        }
+        self.publish();
+        if let RxStage::OneHop { meter, shipper } = &mut self.stage {
+            meter.advance(wall_ns());
+            if meter.pending() > 0 && !shipper.ship(meter.take_records()) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn publish(&self) {
+        let (books, flows, dropped) = match &self.stage {
+            RxStage::OneHop { meter, .. } => (meter.books(), meter.cache().len() as u64, 0),
+            RxStage::Fanout(f) => (f.decoder.books(), 0, f.drops().total()),
+        };
+        let p = &self.progress;
+        p.frames.store(books.read, Ordering::Relaxed);
+        p.not_metered
+            .store(books.not_metered(), Ordering::Relaxed);
+        p.not_metered_octets
+            .store(books.not_metered_octets, Ordering::Relaxed);
+        if let Some((first, last)) = books.not_metered_span_ms() {
+            p.not_metered_first_ms.store(first, Ordering::Relaxed);
+            p.not_metered_last_ms.store(last, Ordering::Relaxed);
+        }
+        p.flows_active.store(flows, Ordering::Relaxed);
+        p.handoff_dropped.store(dropped, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,451 @@
+//! The hand-off between the two stages of the fan-out: decoders (one per RX queue, or the
+//! file reader) pass each frame's summary, not the frame, to the metering worker that owns
+//! its flow.
+//!
+//! The owner is chosen by a **symmetric** hash of the inner flow key ([`symmetric_hash`]):
+//! both directions of a connection reach the same worker, whatever queue, interface or VLAN
+//! each direction came in on, so biflows pair and TCP ends are seen whole.
+//!
+//! Each (decoder, worker) pair has its own bounded single-producer single-consumer ring
+//! (`rtrb`, wait-free: no lock, no allocation, no syscall per summary). A live decoder never
+//! waits for a worker: when the ring is full the summary is dropped and counted
+//! ([`Fanout::send`]); a file reader can wait ([`Fanout::send_waiting`]).
+//!
+//! Besides summaries, a decoder sends its clock (the newest timestamp it has seen) with every
+//! summary and, now and then, to every worker: a worker's flows expire when the capture's
+//! time says so, not only when one of its own flows sees a packet. With one decoder, N
+//! workers therefore export exactly the records one thread would (order aside).
+
+use crate::flow::FlowKey;
+use crate::meter::FlowMeter;
+use crate::wire::FrameSummary;
+use ipfix_export::TimePrecision;
+
+/// Summaries a (decoder, worker) ring holds: at 200 bytes each, 800 KiB per pair, about 2 ms
+/// of a 2 Mpps queue for a worker that stalls.
+pub const RING_SLOTS: usize = 4096;
+
+/// What goes from a decoder to a metering worker.
+#[derive(Clone, Copy, Debug)]
+pub enum Handoff {
+    /// A frame to meter, seen at `ts_ns`, when its decoder's clock was `clock_ns`.
+    Frame {
+        summary: FrameSummary,
+        ts_ns: u64,
+        clock_ns: u64,
+    },
+    /// The decoder's clock moved on.
+    Clock(u64),
+    /// Timestamps of the summaries that follow have this resolution (a new capture file).
+    Precision(TimePrecision),
+}
+
+/// Why a summary never reached its worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HandoffDrops {
+    /// The worker's ring was full: the worker fell behind.
+    pub ring_full: u64,
+    /// The worker had stopped (an error it reported).
+    pub worker_gone: u64,
+}
+
+impl HandoffDrops {
+    pub fn total(&self) -> u64 {
+        self.ring_full + self.worker_gone
+    }
+    pub fn merge(&mut self, o: &HandoffDrops) {
+        self.ring_full += o.ring_full;
+        self.worker_gone += o.worker_gone;
+    }
+}
+
+/// One 64-bit word per direction's endpoint, mixed so that nearby addresses spread.
+#[inline(always)]
+fn endpoint(addr: &[u8; 16], port: u16) -> u64 {
+    let a = u64::from_ne_bytes(addr[..8].try_into().unwrap());
+    let b = u64::from_ne_bytes(addr[8..].try_into().unwrap());
+    mix(a ^ mix(b ^ port as u64))
+}
+
+/// A 64-bit finalizer (the one of SplitMix64): every input bit moves every output bit.
+#[inline(always)]
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The hash that picks a summary's worker: the same for both directions of a flow. It covers
+/// what both directions share: the two endpoints (added, so their order does not matter), the
+/// protocol and the tunnel segment. VLAN ids are left out (a SPAN port may tag each direction
+/// differently); ICMP's type and code too (a request and its reply differ).
+#[inline]
+pub fn symmetric_hash(s: &FrameSummary) -> u64 {
+    let k = FlowKey::of(s, false);
+    let icmp = matches!(k.protocol, 1 | 58);
+    let (sp, dp) = if icmp { (0, 0) } else { (k.src_port, k.dst_port) };
+    let ends = endpoint(&k.src_addr, sp).wrapping_add(endpoint(&k.dst_addr, dp));
+    mix(ends ^ (k.protocol as u64) << 56 ^ (k.segment_kind as u64) << 48 ^ k.segment as u64)
+}
+
+/// The worker, of `workers`, that owns a summary with hash `hash` (the hash's high bits,
+/// scaled: no division).
+#[inline(always)]
+pub fn worker_of(hash: u64, workers: usize) -> usize {
+    ((hash as u128 * workers as u128) >> 64) as usize
+}
+
+/// A decoder's side: one ring to each worker.
+pub struct Fanout {
+    rings: Vec<rtrb::Producer<Handoff>>,
+    /// Summaries delivered to each worker.
+    pub sent: Vec<u64>,
+    pub drops: HandoffDrops,
+    /// The last clock every worker was told.
+    told_ns: u64,
+}
+
+/// A worker's side: one ring from each decoder.
+pub struct Inbox {
+    rings: Vec<rtrb::Consumer<Handoff>>,
+    /// Where the round-robin over decoders resumes.
+    next: usize,
+}
+
+/// Rings for `decoders` decoders and `workers` workers, `slots` summaries each: a [`Fanout`]
+/// per decoder and an [`Inbox`] per worker.
+pub fn rings(decoders: usize, workers: usize, slots: usize) -> (Vec<Fanout>, Vec<Inbox>) {
+    let mut inboxes: Vec<Inbox> = (0..workers)
+        .map(|_| Inbox {
+            rings: Vec::with_capacity(decoders),
+            next: 0,
+        })
+        .collect();
+    let fanouts = (0..decoders)
+        .map(|_| {
+            let rings = inboxes
+                .iter_mut()
+                .map(|inbox| {
+                    let (p, c) = rtrb::RingBuffer::new(slots);
+                    inbox.rings.push(c);
+                    p
+                })
+                .collect();
+            Fanout {
+                rings,
+                sent: vec![0; workers],
+                drops: HandoffDrops::default(),
+                told_ns: 0,
+            }
+        })
+        .collect();
+    (fanouts, inboxes)
+}
+
+/// What became of a summary offered to [`Fanout::send`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    Delivered,
+    /// Dropped: the worker's ring was full.
+    RingFull,
+    /// Dropped: the worker is gone.
+    WorkerGone,
+}
+
+impl Fanout {
+    pub fn workers(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Hands a summary to its worker without waiting; a full ring or a stopped worker drops
+    /// it (counted here; the caller books the frame as not metered).
+    #[inline]
+    pub fn send(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
+        let w = worker_of(symmetric_hash(s), self.rings.len());
+        let ring = &mut self.rings[w];
+        let msg = Handoff::Frame {
+            summary: *s,
+            ts_ns,
+            clock_ns,
+        };
+        match ring.push(msg) {
+            Ok(()) => {
+                self.sent[w] += 1;
+                Sent::Delivered
+            }
+            Err(_) if ring.is_abandoned() => {
+                self.drops.worker_gone += 1;
+                Sent::WorkerGone
+            }
+            Err(_) => {
+                self.drops.ring_full += 1;
+                Sent::RingFull
+            }
+        }
+    }
+
+    /// Hands a summary to its worker, waiting while its ring is full (a capture file can
+    /// wait). Fails only when the worker is gone.
+    pub fn send_waiting(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
+        let w = worker_of(symmetric_hash(s), self.rings.len());
+        let msg = Handoff::Frame {
+            summary: *s,
+            ts_ns,
+            clock_ns,
+        };
+        if push_waiting(&mut self.rings[w], msg) {
+            self.sent[w] += 1;
+            Sent::Delivered
+        } else {
+            self.drops.worker_gone += 1;
+            Sent::WorkerGone
+        }
+    }
+
+    /// Tells every worker the clock, when it moved since they were last told (waits for room:
+    /// a clock is small and rare).
+    pub fn tell_clock(&mut self, clock_ns: u64) {
+        if clock_ns > self.told_ns {
+            self.told_ns = clock_ns;
+            self.broadcast(Handoff::Clock(clock_ns));
+        }
+    }
+
+    /// Tells every worker the resolution of the timestamps that follow.
+    pub fn tell_precision(&mut self, p: TimePrecision) {
+        self.broadcast(Handoff::Precision(p));
+    }
+
+    fn broadcast(&mut self, msg: Handoff) {
+        for ring in &mut self.rings {
+            push_waiting(ring, msg);
+        }
+    }
+}
+
+/// Pushes, backing off while the ring is full; false when the consumer is gone.
+fn push_waiting(ring: &mut rtrb::Producer<Handoff>, msg: Handoff) -> bool {
+    let mut backoff = Backoff::default();
+    loop {
+        match ring.push(msg) {
+            Ok(()) => return true,
+            Err(_) if ring.is_abandoned() => return false,
+            Err(_) => backoff.wait(),
+        }
+    }
+}
+
+/// Spins a little, then yields, then sleeps: a stage that waits on another must leave it the
+/// CPU (these machines may have fewer cores than threads).
+#[derive(Default)]
+pub struct Backoff {
+    tries: u32,
+}
+
+impl Backoff {
+    pub fn wait(&mut self) {
+        self.tries += 1;
+        if self.tries < 16 {
+            std::hint::spin_loop();
+        } else if self.tries < 32 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.tries = 0;
+    }
+}
+
+/// What a worker took from its inbox in one call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub summaries: usize,
+    /// Messages of any kind.
+    pub messages: usize,
+}
+
+impl Inbox {
+    /// Feeds up to `max` messages from each decoder's ring to `meter`, round-robin.
+    #[inline]
+    pub fn drain_into(&mut self, meter: &mut FlowMeter, max: usize) -> Drained {
+        let mut d = Drained::default();
+        let n = self.rings.len();
+        for i in 0..n {
+            let ring = &mut self.rings[(self.next + i) % n];
+            let take = ring.slots().min(max);
+            if take == 0 {
+                continue;
+            }
+            let Ok(chunk) = ring.read_chunk(take) else {
+                continue;
+            };
+            for msg in chunk {
+                d.messages += 1;
+                match msg {
+                    Handoff::Frame {
+                        summary,
+                        ts_ns,
+                        clock_ns,
+                    } => {
+                        d.summaries += 1;
+                        meter.push(&summary, ts_ns, clock_ns);
+                    }
+                    Handoff::Clock(c) => meter.clock(c),
+                    Handoff::Precision(p) => meter.set_time_precision(p),
+                }
+            }
+        }
+        self.next = (self.next + 1) % n.max(1);
+        d
+    }
+
+    /// Every decoder has finished (dropped its side) and nothing is left to read.
+    pub fn finished(&self) -> bool {
+        self.rings.iter().all(|r| r.is_abandoned() && r.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::CacheConfig;
+
+    fn summary(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, proto: u8) -> FrameSummary {
+        let mut s = FrameSummary {
+            ip_version: 4,
+            protocol: proto,
+            src_port: sp,
+            dst_port: dp,
+            ip_octets: 100,
+            ..Default::default()
+        };
+        s.src_addr[..4].copy_from_slice(&src);
+        s.dst_addr[..4].copy_from_slice(&dst);
+        s
+    }
+
+    #[test]
+    fn both_directions_hash_alike_and_flows_spread() {
+        let mut per_worker = [0u32; 4];
+        for i in 0..4000u32 {
+            let a = [10, 0, (i >> 8) as u8, i as u8];
+            let b = [192, 0, 2, (i % 7) as u8];
+            let fwd = summary(a, b, 40000 + (i % 1000) as u16, 443, 6);
+            let mut rev = summary(b, a, 443, 40000 + (i % 1000) as u16, 6);
+            rev.vlan_id = 7; // a SPAN port may tag each direction differently
+            assert_eq!(symmetric_hash(&fwd), symmetric_hash(&rev), "flow {i}");
+            per_worker[worker_of(symmetric_hash(&fwd), 4)] += 1;
+        }
+        // 4000 flows over 4 workers: each within 15 % of 1000.
+        for n in per_worker {
+            assert!((850..1150).contains(&n), "{per_worker:?}");
+        }
+        // An echo request and its reply (type/code in the port fields) meet too.
+        let req = summary([10, 0, 0, 1], [10, 0, 0, 2], 0, 8 << 8, 1);
+        let rep = summary([10, 0, 0, 2], [10, 0, 0, 1], 0, 0, 1);
+        assert_eq!(symmetric_hash(&req), symmetric_hash(&rep));
+    }
+
+    /// Two decoders, three workers, rings far smaller than the traffic: every summary sent is
+    /// metered once by the worker its hash names, in the order its decoder sent it, and what a
+    /// full ring refused is counted, never lost silently.
+    #[test]
+    fn stress_every_summary_lands_once_or_is_counted() {
+        const PER_DECODER: u64 = 200_000;
+        let (fanouts, inboxes) = rings(2, 3, 64);
+        let cache = CacheConfig {
+            max_flows: 1 << 20,
+            idle_timeout_ns: u64::MAX / 4,
+            active_timeout_ns: u64::MAX / 4,
+            ..Default::default()
+        };
+        let workers: Vec<_> = inboxes
+            .into_iter()
+            .enumerate()
+            .map(|(w, mut inbox)| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    let mut m = FlowMeter::new(cache);
+                    let mut backoff = Backoff::default();
+                    loop {
+                        let d = inbox.drain_into(&mut m, 32);
+                        if d.messages == 0 {
+                            if inbox.finished() {
+                                break;
+                            }
+                            backoff.wait();
+                        } else {
+                            backoff.reset();
+                        }
+                    }
+                    m.finish();
+                    let recs = m.take_records();
+                    (w, m.summaries(), recs)
+                })
+            })
+            .collect();
+        let decoders: Vec<_> = fanouts
+            .into_iter()
+            .enumerate()
+            .map(|(d, mut f)| {
+                std::thread::spawn(move || {
+                    let mut refused = 0u64;
+                    for i in 0..PER_DECODER {
+                        // 5,000 flows per decoder, the source address says which decoder.
+                        let flow = (i % 5000) as u16;
+                        let s = summary([10, d as u8, 0, 1], [10, 9, 0, 2], flow, 80, 17);
+                        let ts = 1_000 + i;
+                        // The first decoder drops when full, the second waits.
+                        let sent = if d == 0 {
+                            f.send(&s, ts, ts)
+                        } else {
+                            f.send_waiting(&s, ts, ts)
+                        };
+                        if sent != Sent::Delivered {
+                            refused += 1;
+                        }
+                    }
+                    f.tell_clock(1_000 + PER_DECODER);
+                    (d, f.sent.clone(), f.drops, refused)
+                })
+            })
+            .collect();
+        let mut delivered = 0u64;
+        for h in decoders {
+            let (d, sent, drops, refused) = h.join().unwrap();
+            assert_eq!(sent.iter().sum::<u64>() + drops.total(), PER_DECODER);
+            assert_eq!(drops.total(), refused);
+            assert_eq!(drops.worker_gone, 0);
+            if d == 1 {
+                assert_eq!(drops.total(), 0, "a waiting sender never drops");
+            }
+            delivered += sent.iter().sum::<u64>();
+        }
+        let mut metered = 0u64;
+        let mut packets = 0u64;
+        for h in workers {
+            let (w, summaries, recs) = h.join().unwrap();
+            metered += summaries;
+            for r in &recs {
+                packets += r.packets;
+                let s = summary(
+                    [10, 0, 0, 1],
+                    [10, 9, 0, 2],
+                    r.src_port,
+                    r.dst_port,
+                    r.protocol,
+                );
+                let mut s = s;
+                if let std::net::IpAddr::V4(a) = r.src_addr {
+                    s.src_addr[..4].copy_from_slice(&a.octets());
+                }
+                assert_eq!(worker_of(symmetric_hash(&s), 3), w, "flow in the wrong worker");
+            }
+        }
+        assert_eq!(metered, delivered);
+        assert_eq!(packets, delivered);
+    }
+}

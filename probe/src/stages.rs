@@ -1,0 +1,322 @@
+//! How a source of frames (the file reader, or one live RX queue) meters them: on its own
+//! thread (one hop: decoder and flow cache together, [`crate::meter::Meter`]), or as the first
+//! stage of the fan-out, decoding each frame and handing its summary to the metering worker
+//! that owns its flow ([`crate::handoff`], [`crate::metering`]).
+
+use crate::export::Gauges;
+use crate::flow::{CacheConfig, CacheStats, FragmentStats};
+use crate::handoff::{Fanout, HandoffDrops, Sent};
+use crate::meter::{Decoder, FrameBooks, Meter};
+use crate::metering::{MeteringOutcome, MeteringWorker, Shipper, Updates, WorkerProgress};
+use crate::wire::{FrameSummary, LinkType};
+use anyhow::{anyhow, Context, Result};
+use ipfix_export::{FlowRecord, TimePrecision};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Metering workers started for a set of decoders.
+pub struct Workers {
+    pub handles: Vec<JoinHandle<MeteringOutcome>>,
+    pub progress: Vec<Arc<WorkerProgress>>,
+    pub updates: Vec<Updates>,
+}
+
+/// What the workers did, merged, once they stopped.
+#[derive(Default)]
+pub struct WorkerBooks {
+    pub flows: CacheStats,
+    pub per_worker: Vec<crate::report::WorkerReport>,
+    pub records_dropped: u64,
+    pub errors: Vec<String>,
+}
+
+/// How the metering workers run.
+pub struct WorkerSpec<'a> {
+    pub count: usize,
+    /// Flow-cache settings of the whole probe: `max_flows` is shared out between the workers.
+    pub cache: CacheConfig,
+    pub cpus: Option<&'a [u32]>,
+    pub live: bool,
+    pub unprivileged: bool,
+}
+
+/// The per-worker share of a cache of `max_flows` flows.
+pub fn share_of(cache: &CacheConfig, workers: usize) -> CacheConfig {
+    CacheConfig {
+        max_flows: cache.max_flows.div_ceil(workers.max(1)),
+        ..cache.clone()
+    }
+}
+
+/// Starts the metering workers of `decoders` decoders; returns each decoder's fan-out.
+pub fn start_workers(
+    spec: &WorkerSpec<'_>,
+    decoders: usize,
+    records: &crossbeam_channel::Sender<Vec<FlowRecord>>,
+    gauges: &Arc<Gauges>,
+) -> Result<(Vec<Fanout>, Workers)> {
+    let (fanouts, inboxes) = crate::handoff::rings(decoders, spec.count, crate::handoff::RING_SLOTS);
+    let cache = share_of(&spec.cache, spec.count);
+    let mut w = Workers {
+        handles: Vec::new(),
+        progress: Vec::new(),
+        updates: Vec::new(),
+    };
+    for (i, inbox) in inboxes.into_iter().enumerate() {
+        let progress = Arc::new(WorkerProgress::default());
+        let updates: Updates = Default::default();
+        let worker = MeteringWorker {
+            index: i,
+            inbox,
+            flows: crate::meter::FlowMeter::new(cache.clone()),
+            shipper: Shipper::new(records.clone(), gauges.clone(), spec.live),
+            cpu: spec.cpus.and_then(|c| c.get(i).copied()),
+            live: spec.live,
+            progress: progress.clone(),
+            updates: updates.clone(),
+            unprivileged: spec.unprivileged,
+        };
+        w.progress.push(progress);
+        w.updates.push(updates);
+        w.handles.push(
+            std::thread::Builder::new()
+                .name(format!("meter-{i}"))
+                .spawn(move || worker.run())
+                .context("cannot start a metering worker thread")?,
+        );
+    }
+    Ok((fanouts, w))
+}
+
+impl Workers {
+    /// Waits for every worker (their decoders must have finished) and merges their books.
+    pub fn join(self) -> Result<(WorkerBooks, Vec<crate::meter::FlowMeter>)> {
+        let mut books = WorkerBooks::default();
+        let mut meters = Vec::new();
+        for h in self.handles {
+            let o = h
+                .join()
+                .map_err(|_| anyhow!("a metering worker thread panicked"))?;
+            books.flows.merge(&o.flows.cache().stats());
+            books.records_dropped += o.records_dropped;
+            books.per_worker.push(crate::report::WorkerReport {
+                worker: o.index,
+                summaries: o.flows.summaries(),
+                flows: o.flows.cache().stats(),
+                records_dropped: o.records_dropped,
+            });
+            if let Some(e) = o.error {
+                books.errors.push(format!("metering worker {}: {e}", o.index));
+            }
+            meters.push(o.flows);
+        }
+        Ok((books, meters))
+    }
+}
+
+/// A decoder's side of the fan-out: decodes a frame, then hands its summary on.
+pub struct FanoutDecoder {
+    pub decoder: Decoder,
+    pub fanout: Fanout,
+    /// Live: drop a summary whose worker's ring is full. Files: wait for room.
+    live: bool,
+    summary: FrameSummary,
+    precision: Option<TimePrecision>,
+}
+
+impl FanoutDecoder {
+    pub fn new(decoder: Decoder, fanout: Fanout, live: bool) -> FanoutDecoder {
+        FanoutDecoder {
+            decoder,
+            fanout,
+            live,
+            summary: FrameSummary::default(),
+            precision: None,
+        }
+    }
+
+    /// Decodes one frame and hands its summary to its worker; returns the summary when it was
+    /// handed on (for the PCAP selection, which runs here, where the frame is).
+    #[inline]
+    pub fn process(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Option<&FrameSummary> {
+        if !self.decoder.decode(link, frame, ts_ns, &mut self.summary) {
+            return None;
+        }
+        let clock = self.decoder.clock_ns();
+        let sent = if self.live {
+            self.fanout.send(&self.summary, ts_ns, clock)
+        } else {
+            self.fanout.send_waiting(&self.summary, ts_ns, clock)
+        };
+        match sent {
+            Sent::Delivered => Some(&self.summary),
+            Sent::RingFull | Sent::WorkerGone => {
+                self.decoder.handoff_dropped(frame.len(), ts_ns);
+                None
+            }
+        }
+    }
+
+    /// Tells every worker the decoder's clock (so their idle flows expire with packet time).
+    pub fn tell_clock(&mut self) {
+        self.fanout.tell_clock(self.decoder.clock_ns());
+    }
+
+    /// Tells every worker a new timestamp resolution, when it changed.
+    pub fn set_time_precision(&mut self, p: TimePrecision) {
+        if self.precision != Some(p) {
+            self.precision = Some(p);
+            self.fanout.tell_precision(p);
+        }
+    }
+
+    pub fn drops(&self) -> HandoffDrops {
+        self.fanout.drops
+    }
+}
+
+/// The file reader's metering: one hop, or the fan-out to N workers.
+pub enum FileMetering {
+    OneHop(Box<Meter>),
+    Fanout {
+        stage: Box<FanoutDecoder>,
+        workers: Workers,
+    },
+}
+
+/// What a file run's metering did.
+pub struct FileBooks {
+    pub frames: FrameBooks,
+    pub fragments: FragmentStats,
+    pub flows: CacheStats,
+    pub workers: Option<WorkerBooks>,
+    pub handoff: HandoffDrops,
+}
+
+impl FileMetering {
+    /// `--workers 1`: one hop on the reading thread; more: the reader decodes and N workers
+    /// meter.
+    pub fn start(
+        meter: Meter,
+        spec: &WorkerSpec<'_>,
+        records: &crossbeam_channel::Sender<Vec<FlowRecord>>,
+        gauges: &Arc<Gauges>,
+    ) -> Result<FileMetering> {
+        if spec.count <= 1 {
+            return Ok(FileMetering::OneHop(Box::new(meter)));
+        }
+        let (decoder, _) = meter.into_stages();
+        let (mut fanouts, workers) = start_workers(spec, 1, records, gauges)?;
+        let fanout = fanouts.pop().expect("one fan-out per decoder");
+        Ok(FileMetering::Fanout {
+            stage: Box::new(FanoutDecoder::new(decoder, fanout, false)),
+            workers,
+        })
+    }
+
+    #[inline]
+    pub fn process(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Option<&FrameSummary> {
+        match self {
+            FileMetering::OneHop(m) => m.process(link, frame, ts_ns),
+            FileMetering::Fanout { stage, .. } => stage.process(link, frame, ts_ns),
+        }
+    }
+
+    pub fn books(&self) -> FrameBooks {
+        match self {
+            FileMetering::OneHop(m) => m.books(),
+            FileMetering::Fanout { stage, .. } => stage.decoder.books(),
+        }
+    }
+
+    /// Flows held now (the workers' last published counts).
+    pub fn flows_active(&self) -> usize {
+        match self {
+            FileMetering::OneHop(m) => m.cache().len(),
+            FileMetering::Fanout { workers, .. } => workers
+                .progress
+                .iter()
+                .map(|p| p.flows_active.load(std::sync::atomic::Ordering::Relaxed) as usize)
+                .sum(),
+        }
+    }
+
+    pub fn set_time_precision(&mut self, p: TimePrecision) {
+        match self {
+            FileMetering::OneHop(m) => m.set_time_precision(p),
+            FileMetering::Fanout { stage, .. } => stage.set_time_precision(p),
+        }
+    }
+
+    /// Every so often and before a read that may wait: what the frames so far expired moves
+    /// on (the one-hop meter applies its lookahead; the workers are told the clock and flush
+    /// their own when idle).
+    pub fn catch_up(&mut self) {
+        match self {
+            FileMetering::OneHop(m) => m.apply_waiting(),
+            FileMetering::Fanout { stage, .. } => stage.tell_clock(),
+        }
+    }
+
+    /// Records the one-hop meter holds (the workers ship their own).
+    pub fn pending(&self) -> usize {
+        match self {
+            FileMetering::OneHop(m) => m.pending(),
+            FileMetering::Fanout { .. } => 0,
+        }
+    }
+
+    pub fn take_records(&mut self) -> Vec<FlowRecord> {
+        match self {
+            FileMetering::OneHop(m) => m.take_records(),
+            FileMetering::Fanout { .. } => Vec::new(),
+        }
+    }
+
+    /// End of input: every flow is exported (the one-hop meter's records are left to take);
+    /// returns the books.
+    pub fn finish(self) -> Result<(FileBooks, Option<Meter>)> {
+        match self {
+            FileMetering::OneHop(mut m) => {
+                m.finish();
+                let books = FileBooks {
+                    frames: m.books(),
+                    fragments: m.fragments().stats(),
+                    flows: m.cache().stats(),
+                    workers: None,
+                    handoff: HandoffDrops::default(),
+                };
+                Ok((books, Some(*m)))
+            }
+            FileMetering::Fanout { mut stage, workers } => {
+                stage.tell_clock();
+                stage.decoder.finish();
+                let FanoutDecoder {
+                    decoder, fanout, ..
+                } = *stage;
+                let handoff = fanout.drops;
+                // Dropping the fan-out tells the workers nothing more comes.
+                drop(fanout);
+                let (wb, _) = workers.join()?;
+                let books = FileBooks {
+                    frames: decoder.books(),
+                    fragments: decoder.fragments().stats(),
+                    flows: wb.flows,
+                    handoff,
+                    workers: Some(wb),
+                };
+                Ok((books, None))
+            }
+        }
+    }
+}
