@@ -39,6 +39,7 @@ fn records(n: u32) -> Vec<FlowRecord> {
             time_precision: TimePrecision::Micros,
             reverse: None,
             tunnel: None,
+            ingress_interface: 3,
         })
         .collect()
 }

@@ -553,6 +553,7 @@ mod tests {
             time_precision: TimePrecision::Micros,
             reverse: None,
             tunnel: None,
+            ingress_interface: 3,
         }
     }
 

@@ -69,6 +69,8 @@ pub const ICMP_TYPE_CODE_IPV4: FieldSpec = f(32, 2);
 pub const MINIMUM_TTL: FieldSpec = f(52, 1);
 pub const MAXIMUM_TTL: FieldSpec = f(53, 1);
 pub const SOURCE_MAC_ADDRESS: FieldSpec = f(56, 6);
+/// ingressInterface: the ifindex of the capture interface (0: unknown, a capture file).
+pub const INGRESS_INTERFACE: FieldSpec = f(10, 4);
 pub const VLAN_ID: FieldSpec = f(58, 2);
 pub const IP_VERSION: FieldSpec = f(60, 1);
 pub const MPLS_TOP_LABEL_STACK_SECTION: FieldSpec = f(70, 3);
@@ -140,7 +142,7 @@ pub const TUNNEL_V6_FIELDS: [FieldSpec; 6] = [
 ];
 
 /// The reverse direction's counters, times, flags and TTLs, appended to biflow records.
-pub const REVERSE_FIELDS: [FieldSpec; 8] = [
+pub const REVERSE_FIELDS: [FieldSpec; 9] = [
     reverse(PACKET_DELTA_COUNT),
     reverse(OCTET_DELTA_COUNT),
     reverse(TCP_CONTROL_BITS),
@@ -149,4 +151,5 @@ pub const REVERSE_FIELDS: [FieldSpec; 8] = [
     reverse(MAXIMUM_TTL),
     reverse(FLOW_START_MILLISECONDS),
     reverse(FLOW_END_MILLISECONDS),
+    reverse(INGRESS_INTERFACE),
 ];

@@ -248,7 +248,10 @@ impl V5Encoder {
         d.fill(0);
         d[0..4].copy_from_slice(&src.octets());
         d[4..8].copy_from_slice(&dst.octets());
-        // nexthop, input and output interface: unknown to a passive probe, left 0.
+        // nexthop and output interface: unknown to a passive probe, left 0. The input
+        // interface is the capture interface's ifindex (16 bits in v5; 0 beyond).
+        let input = u16::try_from(r.ingress_interface).unwrap_or(0);
+        d[12..14].copy_from_slice(&input.to_be_bytes());
         d[16..20].copy_from_slice(&clamp32(r.packets, &mut self.losses.clamped).to_be_bytes());
         d[20..24].copy_from_slice(&clamp32(r.octets, &mut self.losses.clamped).to_be_bytes());
         d[32..34].copy_from_slice(&r.src_port.to_be_bytes());
@@ -322,6 +325,7 @@ const V9_IPV4: &[Field] = &[
     (56, 6), // IN_SRC_MAC
     (80, 6), // IN_DST_MAC
     (70, 3), // MPLS_LABEL_1
+    (10, 4), // INPUT_SNMP: the capture interface's ifindex
 ];
 
 const V9_IPV6: &[Field] = &[
@@ -344,6 +348,7 @@ const V9_IPV6: &[Field] = &[
     (56, 6),
     (80, 6),
     (70, 3),
+    (10, 4),
 ];
 
 const V9_TEMPLATES: [(u16, &[Field]); 2] = [(256, V9_IPV4), (257, V9_IPV6)];
@@ -509,6 +514,7 @@ impl V9Encoder {
         w.put(&r.src_mac);
         w.put(&r.dst_mac);
         w.put(&r.mpls_top_label);
+        w.put(&r.ingress_interface.to_be_bytes());
         debug_assert_eq!(w.p, rl);
         self.uptime.add(self.len + first_at, start, end);
         self.len += rl;

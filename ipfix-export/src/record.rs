@@ -93,6 +93,9 @@ pub struct FlowRecord {
     pub reverse: Option<Reverse>,
     /// The tunnel the flow's first packet came through, if any.
     pub tunnel: Option<Tunnel>,
+    /// ingressInterface: the ifindex of the capture interface the flow's first packet came in
+    /// on (0: unknown, e.g. a capture file).
+    pub ingress_interface: u32,
 }
 
 /// The responder's side of a biflow.
@@ -107,6 +110,8 @@ pub struct Reverse {
     /// First and last packet, nanoseconds since the UNIX epoch (0 without packets).
     pub start_ns: u64,
     pub end_ns: u64,
+    /// The capture interface the responder's first packet came in on.
+    pub ingress_interface: u32,
 }
 
 impl FlowRecord {
@@ -135,6 +140,7 @@ impl FlowRecord {
             start_ns: r.start_ns,
             end_ns: r.end_ns,
             reverse: None,
+            ingress_interface: r.ingress_interface,
             ..*self
         })
     }

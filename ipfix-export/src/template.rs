@@ -106,7 +106,7 @@ impl Layout {
 
     /// The fields of this layout, in wire order.
     pub fn fields(self) -> impl Iterator<Item = &'static FieldSpec> + Clone {
-        let all: &'static [FieldSpec; 23] = match (self.v6, self.icmp) {
+        let all: &'static [FieldSpec; 24] = match (self.v6, self.icmp) {
             (false, false) => &IPV4_FIELDS,
             (false, true) => &IPV4_ICMP_FIELDS,
             (true, false) => &IPV6_FIELDS,
@@ -129,7 +129,7 @@ impl Layout {
     /// Length of one data record in this layout.
     #[inline]
     pub fn record_len(self) -> usize {
-        let base = if self.v6 { 97 } else { 73 };
+        let base = if self.v6 { 101 } else { 77 };
         let tunnel = match self.outer {
             0 => 0,
             1 => TUNNEL_LEN + 8,
@@ -179,7 +179,7 @@ fn tunnel_technology(kind: u8) -> [u8; 8] {
 }
 
 /// Bytes of the reverse elements of a biflow record.
-const REVERSE_LEN: usize = 8 + 8 + 2 + 1 + 1 + 1 + 8 + 8;
+const REVERSE_LEN: usize = 8 + 8 + 2 + 1 + 1 + 1 + 8 + 8 + 4;
 
 macro_rules! layout {
     ($src:expr, $dst:expr, $fourth:expr) => {
@@ -202,6 +202,7 @@ macro_rules! layout {
             ie::MPLS_TOP_LABEL_STACK_SECTION,
             ie::SOURCE_MAC_ADDRESS,
             ie::DESTINATION_MAC_ADDRESS,
+            ie::INGRESS_INTERFACE,
             ie::PACKET_DELTA_COUNT,
             ie::OCTET_DELTA_COUNT,
             ie::FLOW_START_MILLISECONDS,
@@ -213,22 +214,22 @@ macro_rules! layout {
     };
 }
 
-const IPV4_FIELDS: [FieldSpec; 23] = layout!(
+const IPV4_FIELDS: [FieldSpec; 24] = layout!(
     ie::SOURCE_IPV4_ADDRESS,
     ie::DESTINATION_IPV4_ADDRESS,
     ie::DESTINATION_TRANSPORT_PORT
 );
-const IPV4_ICMP_FIELDS: [FieldSpec; 23] = layout!(
+const IPV4_ICMP_FIELDS: [FieldSpec; 24] = layout!(
     ie::SOURCE_IPV4_ADDRESS,
     ie::DESTINATION_IPV4_ADDRESS,
     ie::ICMP_TYPE_CODE_IPV4
 );
-const IPV6_FIELDS: [FieldSpec; 23] = layout!(
+const IPV6_FIELDS: [FieldSpec; 24] = layout!(
     ie::SOURCE_IPV6_ADDRESS,
     ie::DESTINATION_IPV6_ADDRESS,
     ie::DESTINATION_TRANSPORT_PORT
 );
-const IPV6_ICMP_FIELDS: [FieldSpec; 23] = layout!(
+const IPV6_ICMP_FIELDS: [FieldSpec; 24] = layout!(
     ie::SOURCE_IPV6_ADDRESS,
     ie::DESTINATION_IPV6_ADDRESS,
     ie::ICMP_TYPE_CODE_IPV6
@@ -324,6 +325,7 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
     c.put(&rec.mpls_top_label);
     c.put(&rec.src_mac);
     c.put(&rec.dst_mac);
+    c.put(&rec.ingress_interface.to_be_bytes());
     c.put(&rec.packets.to_be_bytes());
     c.put(&rec.octets.to_be_bytes());
     c.put(&(rec.start_ns / 1_000_000).to_be_bytes());
@@ -359,6 +361,7 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
         c.put(&[r.class_of_service, r.min_ttl, r.max_ttl]);
         c.put(&(r.start_ns / 1_000_000).to_be_bytes());
         c.put(&(r.end_ns / 1_000_000).to_be_bytes());
+        c.put(&r.ingress_interface.to_be_bytes());
     }
     debug_assert_eq!(c.pos, len);
     len
@@ -412,6 +415,7 @@ pub(crate) mod tests {
             time_precision: precision,
             reverse: None,
             tunnel: None,
+            ingress_interface: 3,
         }
     }
 
@@ -521,6 +525,6 @@ pub(crate) mod tests {
         assert_eq!(n, buf.len());
         assert_eq!(u16::from_be_bytes([buf[2], buf[3]]) as usize, n);
         assert_eq!(u16::from_be_bytes([buf[4], buf[5]]), 256);
-        assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 21);
+        assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 22);
     }
 }

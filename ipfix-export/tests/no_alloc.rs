@@ -70,6 +70,7 @@ fn records() -> Vec<FlowRecord> {
             },
             reverse: None,
             tunnel: None,
+            ingress_interface: 3,
         })
         .collect()
 }

@@ -104,6 +104,8 @@ pub struct Packet<'a> {
     pub linktype: u32,
     pub data: &'a [u8],
     pub orig_len: u32,
+    /// The resolution of this packet's timestamp (its file's, or its pcapng interface's).
+    pub precision: TimePrecision,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -476,6 +478,7 @@ impl CaptureFile {
             linktype,
             data: &self.input.bytes()[data],
             orig_len,
+            precision: self.precision,
         }))
     }
 
@@ -624,6 +627,7 @@ impl CaptureFile {
         body: std::ops::Range<usize>,
         start: u64,
     ) -> Result<Packet<'_>, ReadError> {
+        let precision = self.precision;
         let Format::PcapNg {
             interfaces,
             last_ts_ns,
@@ -692,6 +696,7 @@ impl CaptureFile {
             linktype: iface.linktype,
             data: &body[data_at..data_at + caplen],
             orig_len,
+            precision,
         })
     }
 }

@@ -491,6 +491,7 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord, seed: u16) -> std::io::Res
     };
     obj.insert("sourceMacAddress".into(), Value::from(mac(r.src_mac)));
     obj.insert("destinationMacAddress".into(), Value::from(mac(r.dst_mac)));
+    obj.insert("ingressInterface".into(), Value::from(r.ingress_interface));
     obj.insert("flowEndReason".into(), Value::from(r.end_reason.name()));
     if let Some(t) = r.tunnel {
         let kind = crate::wire::TunnelKind::from_code(t.kind);
@@ -525,6 +526,10 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord, seed: u16) -> std::io::Res
         obj.insert(
             "reverseFlowEndMilliseconds".into(),
             Value::from(rev.end_ns / 1_000_000),
+        );
+        obj.insert(
+            "reverseIngressInterface".into(),
+            Value::from(rev.ingress_interface),
         );
     }
     serde_json::to_writer(&mut *w, &Value::Object(obj))?;

@@ -105,6 +105,8 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                         );
                     }
                     let (link, ts) = (p.link, p.ts_ns);
+                    // Before the frame: what its time expires leaves under its resolution.
+                    meter.set_time_precision(p.precision);
                     let summary = meter.process(link, p.data, ts);
                     if let Some(k) = keeper.as_mut() {
                         k.offer(summary, p.data, ts);
@@ -125,7 +127,6 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                 interrupted = true;
                 break Some("interrupted by a signal".to_string());
             }
-            meter.set_time_precision(cf.time_precision());
             if frames.is_multiple_of(4096) {
                 meter.catch_up();
                 gauges.set_metering(meter.books().metering_counts());

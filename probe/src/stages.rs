@@ -171,6 +171,9 @@ impl FanoutDecoder {
     pub fn set_time_precision(&mut self, p: TimePrecision) {
         if self.precision != Some(p) {
             self.precision = Some(p);
+            // Every worker first expires what the clock so far calls for, under the old
+            // resolution, as one thread would before the first frame of the new one.
+            self.tell_clock();
             self.fanout.tell_precision(p);
         }
     }

@@ -152,6 +152,9 @@ struct Node {
     queue: Queue,
     /// [`FIN_SEEN`] and [`OPENED`], in one byte so the node stays within 128 bytes.
     marks: u8,
+    /// The interface of the flow's first packet, as an index into [`FlowCache::interfaces`]
+    /// (one byte, not a 4-byte ifindex: the node stays within 128 bytes).
+    ingress: u8,
 }
 
 /// This direction has sent a FIN.
@@ -188,6 +191,8 @@ pub struct FlowCache {
     age: List,
     precision: TimePrecision,
     stats: CacheStats,
+    /// The ifindexes flows came in on, by their one-byte slot in a node.
+    interfaces: Vec<u32>,
 }
 
 /// Which of a node's two links a list uses.
@@ -211,6 +216,7 @@ impl FlowCache {
             cfg,
             nodes: Vec::new(),
             tunnels: Vec::new(),
+            interfaces: Vec::new(),
             free: NIL,
             index: FlowIndex::new(),
             hasher: foldhash::fast::RandomState::default(),
@@ -482,6 +488,7 @@ impl FlowCache {
             } else {
                 0
             },
+            ingress: self.interface_slot(s.ingress_if),
         };
         let idx = if self.free != NIL {
             let i = self.free;
@@ -633,6 +640,7 @@ impl FlowCache {
                     max_ttl: rev.max_ttl,
                     start_ns: rev.start_ns,
                     end_ns: rev.end_ns,
+                    ingress_interface: rev.ingress_interface,
                 }),
                 ..fwd
             };
@@ -640,6 +648,20 @@ impl FlowCache {
         // Unpaired (the reverse direction never appeared): no reverse side at all, so the
         // record leaves in the uniflow layout instead of with reverse times of zero.
         out.push(rec.0);
+    }
+
+    /// The node's one-byte slot for interface `ifindex` (a capture has a handful; past 255
+    /// distinct ones, further interfaces read as 0, unknown).
+    #[inline]
+    fn interface_slot(&mut self, ifindex: u32) -> u8 {
+        if let Some(i) = self.interfaces.iter().position(|&x| x == ifindex) {
+            return i as u8;
+        }
+        if self.interfaces.len() < 255 {
+            self.interfaces.push(ifindex);
+            return (self.interfaces.len() - 1) as u8;
+        }
+        u8::MAX
     }
 
     /// Takes a flow out of the cache and returns its record and whether it opened a TCP
@@ -671,6 +693,7 @@ impl FlowCache {
             time_precision: self.precision,
             reverse: None,
             tunnel: self.tunnel_of(idx, &n.key),
+            ingress_interface: self.interfaces.get(n.ingress as usize).copied().unwrap_or(0),
         };
         let opened = n.marks & OPENED != 0;
         match reason {

@@ -670,6 +670,9 @@ fn books(
     final_counts.not_metered_span_ms = read.not_metered_span_ms();
     outputs.gauges.set_metering(final_counts);
     drop(outputs.records);
+    // The main thread's sender to the ring writer (kept for reloads): the writer finishes
+    // once every RX thread's keeper and this one are gone.
+    drop(outputs.ring);
     for c in &mut captures {
         c.steering.detach();
     }

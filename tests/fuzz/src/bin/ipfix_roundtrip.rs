@@ -68,6 +68,7 @@ fn record(d: &mut &[u8]) -> FlowRecord {
             outer_src: dst,
             outer_dst: src,
         }),
+        ingress_interface: u32::from(s[14]),
     }
 }
 
