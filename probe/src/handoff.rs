@@ -83,7 +83,11 @@ fn mix(mut x: u64) -> u64 {
 pub fn symmetric_hash(s: &FrameSummary) -> u64 {
     let k = FlowKey::of(s, false);
     let icmp = matches!(k.protocol, 1 | 58);
-    let (sp, dp) = if icmp { (0, 0) } else { (k.src_port, k.dst_port) };
+    let (sp, dp) = if icmp {
+        (0, 0)
+    } else {
+        (k.src_port, k.dst_port)
+    };
     let ends = endpoint(&k.src_addr, sp).wrapping_add(endpoint(&k.dst_addr, dp));
     mix(ends ^ (k.protocol as u64) << 56 ^ (k.segment_kind as u64) << 48 ^ k.segment as u64)
 }
@@ -442,7 +446,11 @@ mod tests {
                 if let std::net::IpAddr::V4(a) = r.src_addr {
                     s.src_addr[..4].copy_from_slice(&a.octets());
                 }
-                assert_eq!(worker_of(symmetric_hash(&s), 3), w, "flow in the wrong worker");
+                assert_eq!(
+                    worker_of(symmetric_hash(&s), 3),
+                    w,
+                    "flow in the wrong worker"
+                );
             }
         }
         assert_eq!(metered, delivered);

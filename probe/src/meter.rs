@@ -565,7 +565,8 @@ impl Meter {
 
     /// New flow timeouts (a reload).
     pub fn set_timeouts(&mut self, idle_ns: u64, active_ns: u64, tcp_end_grace_ns: u64) {
-        self.flows.set_timeouts(idle_ns, active_ns, tcp_end_grace_ns);
+        self.flows
+            .set_timeouts(idle_ns, active_ns, tcp_end_grace_ns);
     }
 
     pub fn books(&self) -> FrameBooks {

@@ -55,7 +55,8 @@ pub fn start_workers(
     records: &crossbeam_channel::Sender<Vec<FlowRecord>>,
     gauges: &Arc<Gauges>,
 ) -> Result<(Vec<Fanout>, Workers)> {
-    let (fanouts, inboxes) = crate::handoff::rings(decoders, spec.count, crate::handoff::RING_SLOTS);
+    let (fanouts, inboxes) =
+        crate::handoff::rings(decoders, spec.count, crate::handoff::RING_SLOTS);
     let cache = share_of(&spec.cache, spec.count);
     let mut w = Workers {
         handles: Vec::new(),
@@ -106,7 +107,9 @@ impl Workers {
                 records_dropped: o.records_dropped,
             });
             if let Some(e) = o.error {
-                books.errors.push(format!("metering worker {}: {e}", o.index));
+                books
+                    .errors
+                    .push(format!("metering worker {}: {e}", o.index));
             }
             meters.push(o.flows);
         }

@@ -123,6 +123,65 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
     }
 
+    /// Another veth pair between the same namespaces (A's end, B's end), up, with `queues`
+    /// queues: the second port of a tap. Removed with the namespaces.
+    pub fn add_pair(&self, queues: u32) -> (String, String) {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let a = format!("{}{n}", &self.veth_a[..self.veth_a.len() - 1]);
+        let (a, b) = (format!("{a}a"), format!("{a}b"));
+        let q = queues.to_string();
+        ip(&[
+            "link",
+            "add",
+            &a,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &self.ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &self.ns_b,
+        ]);
+        for (ns, dev) in [(&self.ns_a, &a), (&self.ns_b, &b)] {
+            ip(&["-n", ns, "link", "set", dev, "mtu", "1600", "up"]);
+        }
+        (a, b)
+    }
+
+    /// The ifindex of `dev` in namespace B.
+    pub fn ifindex_in_b(&self, dev: &str) -> u32 {
+        let out = in_ns(&self.ns_b, &format!("cat /sys/class/net/{dev}/ifindex"));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("an ifindex")
+    }
+
+    /// Sends each frame out of A's end `dev` from CPU `cpu` (the veth delivers it on the RX
+    /// queue of that number), in order.
+    pub fn send_pinned(&self, dev: &str, frames: &[(Vec<u8>, usize)]) {
+        let ns = format!("/run/netns/{}", self.ns_a);
+        let dev = dev.to_string();
+        let frames = frames.to_vec();
+        std::thread::spawn(move || {
+            let data: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
+            let cpus: Vec<usize> = frames.iter().map(|f| f.1).collect();
+            send_each_from_ns(&ns, &dev, &data, &cpus)
+        })
+        .join()
+        .expect("sender thread");
+    }
+
     /// Sends `frames` out of A's end, in order, from a thread inside namespace A; with
     /// `cpus`, the sender moves to the next CPU of the list every `per_cpu` frames (the veth
     /// picks the receiving RX queue by the sending CPU). Paced so no queue overflows.
@@ -161,6 +220,20 @@ impl Lab {
 }
 
 fn send_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize], per_cpu: usize) {
+    let each: Vec<usize> = if cpus.is_empty() {
+        vec![]
+    } else {
+        (0..frames.len())
+            .map(|i| cpus[(i / per_cpu.max(1)) % cpus.len()])
+            .collect()
+    };
+    send_each_from_ns(ns, dev, frames, &each)
+}
+
+/// Sends frame i from CPU `cpus[i]` (no pinning when `cpus` is empty). The socket bypasses the
+/// qdisc (PACKET_QDISC_BYPASS, as trafgen does), so the kernel puts each frame on the TX queue
+/// of the CPU it runs on, and the veth delivers it on its peer's RX queue of that number.
+fn send_each_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize]) {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(ns).expect("open netns");
     // SAFETY: setns on this thread only; the fd is valid.
@@ -190,9 +263,30 @@ fn send_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize], per_cpu
         )
     };
     assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option on our socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "PACKET_QDISC_BYPASS: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut on_cpu = usize::MAX;
     for (i, frame) in frames.iter().enumerate() {
-        if !cpus.is_empty() && i % per_cpu.max(1) == 0 {
-            pin(cpus[(i / per_cpu.max(1)) % cpus.len()]);
+        if let Some(&cpu) = cpus.get(i) {
+            if cpu != on_cpu {
+                pin(cpu);
+                on_cpu = cpu;
+            }
         }
         loop {
             // SAFETY: sending a valid buffer on our socket.

@@ -45,7 +45,7 @@ fn jittered(path: &Path) {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        if state % 10 == 0 {
+        if state.is_multiple_of(10) {
             f.ts_ns -= state % 300_000_000;
         }
     }
@@ -53,7 +53,12 @@ fn jittered(path: &Path) {
 }
 
 /// `probe read` with `--workers N` and `args`: the JSON lines, sorted, and the books.
-fn read_with(files: &[PathBuf], workers: usize, args: &[&str], tmp: &TempDir) -> (Vec<String>, serde_json::Value) {
+fn read_with(
+    files: &[PathBuf],
+    workers: usize,
+    args: &[&str],
+    tmp: &TempDir,
+) -> (Vec<String>, serde_json::Value) {
     let stats = tmp.path().join(format!("books-{workers}.json"));
     let n = workers.to_string();
     let mut argv: Vec<&str> = vec!["read", "--print", "json", "--workers", &n, "--stats-json"];
@@ -89,16 +94,32 @@ fn assert_same_records(files: &[PathBuf], args: &[&str], what: &str) {
         assert_eq!(books["frames"], books_one["frames"], "{what}: frame books");
         let per_worker = books["pipeline"]["workers"].as_array().unwrap();
         assert_eq!(per_worker.len(), workers);
-        let summaries: u64 = per_worker.iter().map(|w| w["summaries"].as_u64().unwrap()).sum();
-        assert_eq!(summaries, books["frames"]["metered"].as_u64().unwrap(), "{what}: every metered frame reached a worker");
+        let summaries: u64 = per_worker
+            .iter()
+            .map(|w| w["summaries"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            summaries,
+            books["frames"]["metered"].as_u64().unwrap(),
+            "{what}: every metered frame reached a worker"
+        );
         assert!(
-            per_worker.iter().all(|w| w["summaries"].as_u64().unwrap() > 0),
+            per_worker
+                .iter()
+                .all(|w| w["summaries"].as_u64().unwrap() > 0),
             "{what}: every worker had flows: {per_worker:?}"
         );
         assert_eq!(books["flows"], books_one["flows"], "{what}: flow books");
-        assert_eq!(many.len(), one.len(), "{what}: --workers {workers} record count");
+        assert_eq!(
+            many.len(),
+            one.len(),
+            "{what}: --workers {workers} record count"
+        );
         for (i, (a, b)) in one.iter().zip(&many).enumerate() {
-            assert_eq!(a, b, "{what}: --workers {workers}, record {i} of the sorted lines");
+            assert_eq!(
+                a, b,
+                "{what}: --workers {workers}, record {i} of the sorted lines"
+            );
         }
     }
 }
@@ -109,7 +130,14 @@ fn n_workers_export_the_records_of_one_on_a_jittered_capture() {
     let pcap = tmp.path().join("jitter.pcap");
     jittered(&pcap);
     let files = [pcap];
-    let timeouts = ["--idle-timeout", "1s", "--active-timeout", "3s", "--tcp-end-grace", "300ms"];
+    let timeouts = [
+        "--idle-timeout",
+        "1s",
+        "--active-timeout",
+        "3s",
+        "--tcp-end-grace",
+        "300ms",
+    ];
     assert_same_records(&files, &timeouts, "jittered uniflows");
     let mut bi = timeouts.to_vec();
     bi.push("--biflow");
@@ -125,6 +153,14 @@ fn n_workers_export_the_records_of_one_on_the_whole_shared_corpus() {
     }
     // Every capture as one continuous input: time jumps back at each file boundary, and the
     // corpus brings tunnels, fragments, VLANs, IPv6 and link types the probe does not meter.
-    let args = ["--biflow", "--idle-timeout", "2s", "--active-timeout", "10s", "--tcp-end-grace", "500ms"];
+    let args = [
+        "--biflow",
+        "--idle-timeout",
+        "2s",
+        "--active-timeout",
+        "10s",
+        "--tcp-end-grace",
+        "500ms",
+    ];
     assert_same_records(&files, &args, "shared corpus, biflows");
 }

@@ -46,7 +46,7 @@ impl Capture {
             .arg(&stats)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(tmp.path().join("stdout.txt")).unwrap())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start probe capture");
@@ -250,7 +250,9 @@ fn erspan_and_vxlan_feeds_are_metered_by_their_inner_flows() {
     let truth = tshark_inner_flows(&pcap, &[]);
     let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
     let url = nf.url();
-    let cap = Capture::start(&lab, &tmp, &["--ipfix", url.as_str()]);
+    // One queue carries the whole feed (RSS sees only the outer header): two metering workers
+    // share its flows by the inner flow key.
+    let cap = Capture::start(&lab, &tmp, &["--ipfix", url.as_str(), "--workers", "2"]);
     let t0 = now_ms();
     let data: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
     lab.send(&data, &[], 16);
@@ -267,6 +269,21 @@ fn erspan_and_vxlan_feeds_are_metered_by_their_inner_flows() {
     assert_eq!(kinds["vxlan"], sent / 2, "{kinds}");
     assert_eq!(kinds["erspan3"], sent / 2, "{kinds}");
     assert_live_flows(&truth, &got, (t0 - 1000, t1 + 1000));
+    let p = &books["pipeline"];
+    assert_eq!(p["mode"], "fan-out", "{p}");
+    let workers = p["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{p}");
+    for w in workers {
+        assert!(
+            w["summaries"].as_u64().unwrap() > 0,
+            "both workers metered: {p}"
+        );
+    }
+    let summaries: u64 = workers
+        .iter()
+        .map(|w| w["summaries"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summaries, sent, "{p}");
 }
 
 #[test]
@@ -1063,4 +1080,247 @@ fn a_reload_changes_the_ignore_list_in_the_running_program() {
         })
         .collect();
     assert_live_flows(&want, &nfdump_flows(&nf.finish()), (t0 - 1000, t1 + 1000));
+}
+
+/// 24 TCP connections (handshake, data both ways, FINs) and 16 UDP request/response pairs,
+/// each frame with the CPU that sends it: client to server from CPU 0, server to client from
+/// CPU 1, so each direction of every connection arrives on its own RX queue (or, with
+/// `split`, on its own interface). Returns the frames and tshark's per-direction truth.
+fn two_way_traffic(tmp: &TempDir) -> (Vec<(Vec<u8>, usize)>, Flows) {
+    use e2e::craft::{ethernet, tcp_session, L4};
+    let ms = 1_000_000u64;
+    let base = 1_700_000_000_000_000_000u64;
+    let mut frames: Vec<Frame> = vec![];
+    for i in 0..24u16 {
+        let client = format!("10.1.0.{}", 10 + i).parse().unwrap();
+        frames.extend(tcp_session(
+            (client, 40000 + i),
+            ("10.2.0.80".parse().unwrap(), 443),
+            base + i as u64 * 7 * ms,
+            ms,
+            3,
+            &[],
+        ));
+    }
+    for i in 0..16u16 {
+        let client: std::net::IpAddr = format!("10.1.1.{}", 10 + i).parse().unwrap();
+        let server: std::net::IpAddr = "10.9.9.9".parse().unwrap();
+        let t = base + 200 * ms + i as u64 * ms;
+        frames.push(Frame {
+            ts_ns: t,
+            data: ethernet(
+                client,
+                server,
+                L4::Udp {
+                    sport: 5000 + i,
+                    dport: 53,
+                },
+                40,
+                &[],
+                64,
+            ),
+        });
+        frames.push(Frame {
+            ts_ns: t + 100_000,
+            data: ethernet(
+                server,
+                client,
+                L4::Udp {
+                    sport: 53,
+                    dport: 5000 + i,
+                },
+                120,
+                &[],
+                64,
+            ),
+        });
+    }
+    frames.sort_by_key(|f| f.ts_ns);
+    let pcap = tmp.path().join("two-way.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_flows(&pcap);
+    let pinned = frames
+        .into_iter()
+        .map(|f| {
+            // IPv4 source's third octet: 10.1.x.y clients, 10.2/10.9 servers.
+            let from_client = f.data[14 + 12..14 + 14] == [10, 1];
+            (f.data, if from_client { 0 } else { 1 })
+        })
+        .collect();
+    (pinned, truth)
+}
+
+/// The biflow records of `--print json` lines, by their forward key.
+fn biflows(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect()
+}
+
+fn key_of(r: &serde_json::Value) -> Key {
+    Key {
+        src: r["sourceIPv4Address"].as_str().unwrap().parse().unwrap(),
+        dst: r["destinationIPv4Address"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        sport: r["sourceTransportPort"].as_u64().unwrap() as u16,
+        dport: r["destinationTransportPort"].as_u64().unwrap() as u16,
+        proto: r["protocolIdentifier"].as_u64().unwrap() as u8,
+    }
+}
+
+/// Every connection of `truth` is one biflow record whose two directions carry tshark's
+/// packet and byte counts; returns the records.
+fn assert_every_connection_paired(truth: &Flows, records: &[serde_json::Value]) {
+    let connections = truth.len() / 2;
+    assert_eq!(
+        records.len(),
+        connections,
+        "one record per connection: {records:#?}"
+    );
+    for r in records {
+        let k = key_of(r);
+        let rev = Key {
+            src: k.dst,
+            dst: k.src,
+            sport: k.dport,
+            dport: k.sport,
+            proto: k.proto,
+        };
+        let (f, b) = (truth[&k], truth[&rev]);
+        assert_eq!(r["packetDeltaCount"], f.packets, "{r}");
+        assert_eq!(r["octetDeltaCount"], f.bytes, "{r}");
+        assert_eq!(r["reversePacketDeltaCount"], b.packets, "{r}");
+        assert_eq!(r["reverseOctetDeltaCount"], b.bytes, "{r}");
+        if k.proto == 6 {
+            // Both FINs were seen by one cache: the connection's end was detected.
+            assert_eq!(r["flowEndReason"], "endOfFlowDetected", "{r}");
+            assert_eq!(k.dport, 443, "the SYN sender is the initiator: {r}");
+        }
+    }
+}
+
+#[test]
+fn biflow_pairs_every_connection_whose_directions_arrive_on_different_queues() {
+    if !require_root("biflow_pairs_every_connection_whose_directions_arrive_on_different_queues") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("SKIP biflow across queues: needs 2 CPUs, have {cpus}");
+        return;
+    }
+    let lab = Lab::new(2);
+    let tmp = TempDir::new("live-biflow-queues");
+    let (frames, truth) = two_way_traffic(&tmp);
+    let forward = frames.iter().filter(|f| f.1 == 0).count() as u64;
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--biflow", "--print", "json", "--tcp-end-grace", "200ms"];
+        args.extend_from_slice(extra);
+        let cap = Capture::start(&lab, &tmp, &args);
+        lab.send_pinned(&lab.veth_a, &frames);
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, stderr, books) = cap.stop(libc::SIGTERM);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_live_balanced(&books);
+        // The lab did what it claims: each direction on its own queue.
+        let queues = books["live"]["queues"].as_array().unwrap().clone();
+        assert_eq!(queues.len(), 2, "{queues:?}");
+        assert_eq!(
+            queues[0]["read"], forward,
+            "client frames on queue 0: {queues:?}"
+        );
+        assert_eq!(
+            queues[1]["read"],
+            frames.len() as u64 - forward,
+            "{queues:?}"
+        );
+        let stdout = std::fs::read_to_string(tmp.path().join("stdout.txt")).unwrap();
+        (biflows(&stdout), books)
+    };
+    // The fan-out (RSS not declared symmetric): both directions meet in one worker's cache.
+    let (records, books) = run(&["--workers", "2"]);
+    assert_eq!(
+        books["pipeline"]["mode"], "fan-out",
+        "{}",
+        books["pipeline"]
+    );
+    assert_eq!(books["frames"]["metered"], frames.len() as u64);
+    assert_every_connection_paired(&truth, &records);
+    // The control: one hop on two queues whose RSS is said to be symmetric but is not. No
+    // direction finds its reverse: twice the records, none paired.
+    let (records, books) = run(&["--workers", "2", "--rss", "symmetric"]);
+    assert_eq!(
+        books["pipeline"]["mode"], "one-hop",
+        "{}",
+        books["pipeline"]
+    );
+    assert_eq!(records.len(), truth.len(), "each direction alone");
+    assert!(records
+        .iter()
+        .all(|r| r.get("reversePacketDeltaCount").is_none()));
+}
+
+#[test]
+fn two_interfaces_each_with_one_direction_pair_every_connection() {
+    if !require_root("two_interfaces_each_with_one_direction_pair_every_connection") {
+        return;
+    }
+    // The two fibres of a passive tap: client-to-server frames on one port, server-to-client
+    // on the other, one probe on both.
+    let lab = Lab::new(1);
+    let (other_a, other_b) = lab.add_pair(1);
+    let tmp = TempDir::new("live-two-ports");
+    let (frames, truth) = two_way_traffic(&tmp);
+    let cap = Capture::start(
+        &lab,
+        &tmp,
+        &[
+            "-i",
+            &other_b,
+            "--biflow",
+            "--print",
+            "json",
+            "--tcp-end-grace",
+            "200ms",
+        ],
+    );
+    // In time order, each frame out of its direction's port.
+    for (data, direction) in &frames {
+        let dev = if *direction == 0 {
+            &lab.veth_a
+        } else {
+            &other_a
+        };
+        lab.send_pinned(dev, &[(data.clone(), 0)]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    assert_eq!(books["live"]["seen"], frames.len() as u64);
+    assert_eq!(
+        books["pipeline"]["mode"], "fan-out",
+        "{}",
+        books["pipeline"]
+    );
+    let interfaces: Vec<&str> = books["live"]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["interface"].as_str().unwrap())
+        .collect();
+    assert_eq!(interfaces, [lab.veth_b.as_str(), other_b.as_str()]);
+    let stdout = std::fs::read_to_string(tmp.path().join("stdout.txt")).unwrap();
+    let records = biflows(&stdout);
+    assert_every_connection_paired(&truth, &records);
+    // Each direction says which port it came in on.
+    let (first, second) = (lab.ifindex_in_b(&lab.veth_b), lab.ifindex_in_b(&other_b));
+    for r in &records {
+        assert_eq!(r["ingressInterface"], first, "{r}");
+        assert_eq!(r["reverseIngressInterface"], second, "{r}");
+    }
 }

@@ -693,7 +693,11 @@ impl FlowCache {
             time_precision: self.precision,
             reverse: None,
             tunnel: self.tunnel_of(idx, &n.key),
-            ingress_interface: self.interfaces.get(n.ingress as usize).copied().unwrap_or(0),
+            ingress_interface: self
+                .interfaces
+                .get(n.ingress as usize)
+                .copied()
+                .unwrap_or(0),
         };
         let opened = n.marks & OPENED != 0;
         match reason {

@@ -91,6 +91,13 @@ pub struct Capture {
     _promisc: Option<promisc::Promiscuous>,
 }
 
+/// An AF_XDP socket opened for one queue of one interface (by its index in the list).
+pub struct QueueSocket {
+    pub iface: usize,
+    pub queue: u32,
+    pub sock: XskSocket,
+}
+
 /// An RX thread as the main thread watches it.
 pub struct RxWatch {
     pub iface: usize,
@@ -135,7 +142,14 @@ pub fn run(
             id.user, id.uid, id.gid
         );
     }
-    let running = start(args, &captures, sockets, &plan, &outputs, identity.is_some())?;
+    let running = start(
+        args,
+        &captures,
+        sockets,
+        &plan,
+        &outputs,
+        identity.is_some(),
+    )?;
     let watched = watch(args, &mut captures, &running, &mut outputs, reload);
     let stopped = stop(&captures, running)?;
     if watched.reason == "signal" {
@@ -228,7 +242,10 @@ pub fn plan(args: &CaptureArgs, rx_threads: usize) -> Result<Plan> {
         }
     } else {
         let why = if args.interface.len() > 1 {
-            format!("{} interfaces share one set of caches", args.interface.len())
+            format!(
+                "{} interfaces share one set of caches",
+                args.interface.len()
+            )
         } else if args.rss != RssMode::Symmetric {
             "RSS not declared symmetric (--rss symmetric)".to_string()
         } else {
@@ -256,7 +273,7 @@ pub fn plan(args: &CaptureArgs, rx_threads: usize) -> Result<Plan> {
 
 /// Phase 1: every interface gets its XDP program and, for each captured queue, an AF_XDP
 /// socket registered with it.
-fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<(usize, u32, XskSocket)>)> {
+fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
     let want = match args.xdp_mode {
         XdpModeArg::Auto => None,
         XdpModeArg::Native => Some(XdpMode::Native),
@@ -293,7 +310,11 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<(usize, u32, XskSocke
                 .map_err(|e| anyhow!("queue {q} of {iface}: {e}"))?;
             steering.register_socket(q, sock.fd())?;
             zero_copy &= sock.zero_copy();
-            sockets.push((i, q, sock));
+            sockets.push(QueueSocket {
+                iface: i,
+                queue: q,
+                sock,
+            });
         }
         captures.push(Capture {
             zero_copy,
@@ -310,14 +331,9 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<(usize, u32, XskSocke
 }
 
 /// Says at start what was attached and how the run is laid out.
-fn announce(
-    args: &CaptureArgs,
-    captures: &[Capture],
-    sockets: &[(usize, u32, XskSocket)],
-    plan: &Plan,
-) {
+fn announce(args: &CaptureArgs, captures: &[Capture], sockets: &[QueueSocket], plan: &Plan) {
     for (i, c) in captures.iter().enumerate() {
-        let socks = sockets.iter().filter(|(j, _, _)| *j == i).count();
+        let socks = sockets.iter().filter(|s| s.iface == i).count();
         eprintln!(
             "probe: capturing on {}: XDP in {} mode, {} AF_XDP socket{} in {} mode (queues {})",
             c.name,
@@ -342,7 +358,10 @@ fn announce(
             plan.why
         );
     } else {
-        eprintln!("probe: one hop: each RX thread meters its own frames ({})", plan.why);
+        eprintln!(
+            "probe: one hop: each RX thread meters its own frames ({})",
+            plan.why
+        );
     }
     if args.sample > 1 {
         eprintln!(
@@ -421,7 +440,7 @@ struct Running {
 fn start(
     args: &CaptureArgs,
     captures: &[Capture],
-    sockets: Vec<(usize, u32, XskSocket)>,
+    sockets: Vec<QueueSocket>,
     plan: &Plan,
     outputs: &Outputs,
     unprivileged: bool,
@@ -451,7 +470,15 @@ fn start(
         workers: None,
         updates: Vec::new(),
     };
-    for (i, (iface, q, sock)) in sockets.into_iter().enumerate() {
+    for (
+        i,
+        QueueSocket {
+            iface,
+            queue: q,
+            sock,
+        },
+    ) in sockets.into_iter().enumerate()
+    {
         let mut decoder_and_cache = args.meter.meter()?;
         decoder_and_cache.set_ingress(captures[iface].ifindex);
         let stage = match fanouts.get_mut(i).and_then(Option::take) {
@@ -460,10 +487,8 @@ fn start(
                 RxStage::Fanout(Box::new(FanoutDecoder::new(decoder, fanout, true)))
             }
             None => {
-                let mut m = crate::meter::Meter::new(
-                    one_hop_cache.clone(),
-                    args.meter.fragment_config(),
-                );
+                let mut m =
+                    crate::meter::Meter::new(one_hop_cache.clone(), args.meter.fragment_config());
                 m.set_decap(args.meter.decap.decap()?);
                 m.set_dedup(args.meter.dedup_config());
                 m.set_ingress(captures[iface].ifindex);
@@ -789,4 +814,3 @@ fn give_files_to(id: &crate::privileges::Identity, args: &CaptureArgs) -> Result
     }
     Ok(())
 }
-

@@ -292,7 +292,6 @@ pub fn apply(
     eprintln!("{line}");
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

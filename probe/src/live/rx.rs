@@ -91,10 +91,7 @@ pub struct RxOutcome {
 /// How an RX thread meters what it decodes.
 pub enum RxStage {
     /// Decoder and flow cache on this thread; records shipped from here.
-    OneHop {
-        meter: Box<Meter>,
-        shipper: Shipper,
-    },
+    OneHop { meter: Box<Meter>, shipper: Shipper },
     /// Decoder here, summaries to the metering workers.
     Fanout(Box<FanoutDecoder>),
 }
@@ -371,8 +368,7 @@ impl RxThread {
         };
         let p = &self.progress;
         p.frames.store(books.read, Ordering::Relaxed);
-        p.not_metered
-            .store(books.not_metered(), Ordering::Relaxed);
+        p.not_metered.store(books.not_metered(), Ordering::Relaxed);
         p.not_metered_octets
             .store(books.not_metered_octets, Ordering::Relaxed);
         if let Some((first, last)) = books.not_metered_span_ms() {
