@@ -2,7 +2,9 @@
 //!
 //! - `decode/probe` vs `decode/etherparse`: our frame decoder against etherparse's sliced
 //!   parser (the established Rust decoder) over the same 4096 frames;
-//! - `meter/100k_flows`: decode + fragment check + flow-cache update with 100,000 flows live.
+//! - `meter/100k_flows`: decode + fragment check + flow-cache update with 100,000 flows live;
+//!   `meter/decode_only`, `meter/two_stages_one_thread` and `meter/fanout_{1,2}_workers`: the
+//!   fan-out's stages and hand-off on the same frames (see [`fanout`]).
 //! - `decap/*`: the same 4096 frames bare (with decapsulation on, and off as `plain_no_decap`)
 //!   and wrapped in VXLAN, ERSPAN III (with its platform sub-header) and GTP-U: what a tunnel
 //!   costs per frame on top of a plain one.
@@ -181,5 +183,113 @@ fn meter(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, decap, meter);
+/// The fan-out's stages on the same 200,000 frames and 100,000 flows as `meter/100k_flows`:
+/// - `decode_only`: the first stage alone (decoder, fragment check);
+/// - `two_stages_one_thread`: decoder then flow meter, the summary copied between them, on
+///   one thread: what splitting the stages costs without any queue;
+/// - `handoff_reader_side`: decoder, symmetric hash and push, with a consumer that only takes
+///   the summaries off the ring: what the RX thread pays per frame on the fan-out;
+/// - `fanout_N_workers`: decoder, symmetric hash and the push into the hand-off rings on this
+///   thread, with N metering workers on their own threads draining them: the pipeline's rate
+///   (the reader waits when a ring is full, so a slower stage shows).
+fn fanout(c: &mut Criterion) {
+    use probe::meter::Decoder;
+    use probe::stages::{start_workers, FanoutDecoder, WorkerSpec};
+    let flows = 100_000;
+    let fs = frames(200_000, flows);
+    let mut ts = 1_700_000_000_000_000_000u64;
+    let mut g = c.benchmark_group("meter");
+    g.throughput(Throughput::Elements(fs.len() as u64));
+    let mut d = Decoder::new(FragmentConfig::default());
+    let mut s = FrameSummary::default();
+    g.bench_function("decode_only", |b| {
+        b.iter(|| {
+            let mut n = 0u32;
+            for f in &fs {
+                ts += 1000;
+                n += d.decode(Some(LinkType::Ethernet), f, ts, &mut s) as u32;
+            }
+            black_box(n)
+        })
+    });
+    let (mut dec, mut fm) =
+        Meter::new(CacheConfig::default(), FragmentConfig::default()).into_stages();
+    g.bench_function("two_stages_one_thread", |b| {
+        b.iter(|| {
+            for f in &fs {
+                ts += 1000;
+                if dec.decode(Some(LinkType::Ethernet), f, ts, &mut s) {
+                    fm.push(&s, ts, dec.clock_ns());
+                }
+            }
+            black_box(fm.take_records().len())
+        })
+    });
+    // The reader's side alone: a consumer that only takes the summaries off the ring.
+    {
+        let (mut fanouts, mut inboxes) = probe::handoff::rings(1, 1, probe::handoff::RING_SLOTS);
+        let mut inbox = inboxes.pop().unwrap();
+        let consumer = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !inbox.finished() {
+                if inbox.drain(256, |_| n += 1) == 0 {
+                    std::hint::spin_loop();
+                }
+            }
+            n
+        });
+        let mut stage = FanoutDecoder::new(
+            Decoder::new(FragmentConfig::default()),
+            fanouts.pop().unwrap(),
+            false,
+        );
+        g.bench_function("handoff_reader_side", |b| {
+            b.iter(|| {
+                for f in &fs {
+                    ts += 1000;
+                    stage.process(Some(LinkType::Ethernet), f, ts);
+                }
+            })
+        });
+        drop(stage);
+        black_box(consumer.join().unwrap());
+    }
+    for n in [1usize, 2] {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sink = std::thread::spawn(move || rx.iter().map(|v: Vec<_>| v.len()).sum::<usize>());
+        let gauges = std::sync::Arc::new(probe::export::Gauges::default());
+        let spec = WorkerSpec {
+            count: n,
+            cache: CacheConfig::default(),
+            cpus: None,
+            live: false,
+            unprivileged: false,
+        };
+        let (mut fanouts, workers) = start_workers(&spec, 1, &tx, &gauges).unwrap();
+        drop(tx);
+        let mut stage = FanoutDecoder::new(
+            Decoder::new(FragmentConfig::default()),
+            fanouts.pop().unwrap(),
+            false,
+        );
+        for f in &fs {
+            ts += 1000;
+            stage.process(Some(LinkType::Ethernet), f, ts);
+        }
+        g.bench_function(format!("fanout_{n}_workers"), |b| {
+            b.iter(|| {
+                for f in &fs {
+                    ts += 1000;
+                    stage.process(Some(LinkType::Ethernet), f, ts);
+                }
+            })
+        });
+        drop(stage);
+        workers.join().unwrap();
+        sink.join().unwrap();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, decap, meter, fanout);
 criterion_main!(benches);

@@ -99,12 +99,25 @@ pub fn worker_of(hash: u64, workers: usize) -> usize {
     ((hash as u128 * workers as u128) >> 64) as usize
 }
 
-/// A decoder's side: one ring to each worker.
+/// Summaries a decoder gathers per worker before writing them into the ring in one go: one
+/// update of the ring's shared index per batch instead of per summary (that index's cache
+/// line would otherwise travel between the two cores with every frame).
+pub const BATCH: usize = 32;
+
+/// A decoder's side: one ring to each worker, and a small batch gathering for each.
 pub struct Fanout {
     rings: Vec<rtrb::Producer<Handoff>>,
+    /// Summaries gathered for each worker, not yet in its ring.
+    pending: Vec<Vec<Handoff>>,
+    /// Free slots of each ring known without asking it (its consumer only frees more),
+    /// less what is pending.
+    room: Vec<usize>,
     /// Summaries delivered to each worker.
     pub sent: Vec<u64>,
     pub drops: HandoffDrops,
+    /// Of `drops`, summaries already accepted by [`Fanout::send`] that a worker which stopped
+    /// never took: their decoder books them once it learns ([`Fanout::take_lost`]).
+    lost_after_accept: u64,
     /// The last clock every worker was told.
     told_ns: u64,
 }
@@ -137,8 +150,11 @@ pub fn rings(decoders: usize, workers: usize, slots: usize) -> (Vec<Fanout>, Vec
                 .collect();
             Fanout {
                 rings,
+                pending: (0..workers).map(|_| Vec::with_capacity(BATCH)).collect(),
+                room: vec![0; workers],
                 sent: vec![0; workers],
                 drops: HandoffDrops::default(),
+                lost_after_accept: 0,
                 told_ns: 0,
             }
         })
@@ -161,48 +177,96 @@ impl Fanout {
         self.rings.len()
     }
 
-    /// Hands a summary to its worker without waiting; a full ring or a stopped worker drops
-    /// it (counted here; the caller books the frame as not metered).
+    /// Hands a summary to its worker without waiting (it leaves in the worker's next batch);
+    /// a full ring or a stopped worker drops it (counted here; the caller books the frame as
+    /// not metered).
     #[inline]
     pub fn send(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
         let w = worker_of(symmetric_hash(s), self.rings.len());
-        let ring = &mut self.rings[w];
-        let msg = Handoff::Frame {
+        if self.room[w] == 0 {
+            let ring = &self.rings[w];
+            if ring.is_abandoned() {
+                self.drops.worker_gone += 1;
+                return Sent::WorkerGone;
+            }
+            self.room[w] = ring.slots().saturating_sub(self.pending[w].len());
+            if self.room[w] == 0 {
+                self.drops.ring_full += 1;
+                return Sent::RingFull;
+            }
+        }
+        self.room[w] -= 1;
+        self.pending[w].push(Handoff::Frame {
             summary: *s,
             ts_ns,
             clock_ns,
-        };
-        match ring.push(msg) {
-            Ok(()) => {
-                self.sent[w] += 1;
-                Sent::Delivered
-            }
-            Err(_) if ring.is_abandoned() => {
-                self.drops.worker_gone += 1;
-                Sent::WorkerGone
-            }
-            Err(_) => {
-                self.drops.ring_full += 1;
-                Sent::RingFull
-            }
+        });
+        if self.pending[w].len() == BATCH {
+            self.write(w);
         }
+        Sent::Delivered
     }
 
     /// Hands a summary to its worker, waiting while its ring is full (a capture file can
     /// wait). Fails only when the worker is gone.
     pub fn send_waiting(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
         let w = worker_of(symmetric_hash(s), self.rings.len());
-        let msg = Handoff::Frame {
+        if self.room[w] == 0 {
+            self.write(w);
+            let mut backoff = Backoff::default();
+            loop {
+                if self.rings[w].is_abandoned() {
+                    self.drops.worker_gone += 1;
+                    return Sent::WorkerGone;
+                }
+                self.room[w] = self.rings[w].slots();
+                if self.room[w] > 0 {
+                    break;
+                }
+                backoff.wait();
+            }
+        }
+        self.room[w] -= 1;
+        self.pending[w].push(Handoff::Frame {
             summary: *s,
             ts_ns,
             clock_ns,
+        });
+        if self.pending[w].len() == BATCH {
+            self.write(w);
+        }
+        Sent::Delivered
+    }
+
+    /// Writes worker `w`'s gathered summaries into its ring (they fit: `room` said so).
+    #[inline]
+    fn write(&mut self, w: usize) {
+        let n = self.pending[w].len();
+        if n == 0 {
+            return;
+        }
+        let written = match self.rings[w].write_chunk_uninit(n) {
+            Ok(chunk) => chunk.fill_from_iter(self.pending[w].drain(..)),
+            Err(_) => 0,
         };
-        if push_waiting(&mut self.rings[w], msg) {
-            self.sent[w] += 1;
-            Sent::Delivered
-        } else {
-            self.drops.worker_gone += 1;
-            Sent::WorkerGone
+        self.sent[w] += written as u64;
+        // Only a worker that is gone leaves them unwritten.
+        let lost = n - written;
+        self.pending[w].clear();
+        self.drops.worker_gone += lost as u64;
+        self.lost_after_accept += lost as u64;
+    }
+
+    /// Summaries accepted earlier and lost since because their worker had stopped.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost_after_accept)
+    }
+
+    /// Writes every worker's gathered summaries: at the end of each batch of frames a source
+    /// read, so nothing waits for more traffic.
+    pub fn flush(&mut self) {
+        for w in 0..self.rings.len() {
+            self.write(w);
         }
     }
 
@@ -220,10 +284,20 @@ impl Fanout {
         self.broadcast(Handoff::Precision(p));
     }
 
+    /// After what is pending, in order.
     fn broadcast(&mut self, msg: Handoff) {
-        for ring in &mut self.rings {
+        self.flush();
+        for (w, ring) in self.rings.iter_mut().enumerate() {
             push_waiting(ring, msg);
+            self.room[w] = 0;
         }
+    }
+}
+
+impl Drop for Fanout {
+    /// What is gathered still goes (a clean stop leaves nothing behind).
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -275,35 +349,49 @@ impl Inbox {
     /// Feeds up to `max` messages from each decoder's ring to `meter`, round-robin.
     #[inline]
     pub fn drain_into(&mut self, meter: &mut FlowMeter, max: usize) -> Drained {
-        let mut d = Drained::default();
+        let mut summaries = 0;
+        let messages = self.drain(max, |msg| match msg {
+            Handoff::Frame {
+                summary,
+                ts_ns,
+                clock_ns,
+            } => {
+                summaries += 1;
+                meter.push(summary, *ts_ns, *clock_ns);
+            }
+            Handoff::Clock(c) => meter.clock(*c),
+            Handoff::Precision(p) => meter.set_time_precision(*p),
+        });
+        Drained {
+            summaries,
+            messages,
+        }
+    }
+
+    /// Hands up to `max` messages from each decoder's ring to `take`, round-robin; returns
+    /// how many.
+    #[inline]
+    pub fn drain(&mut self, max: usize, mut take: impl FnMut(&Handoff)) -> usize {
+        let mut messages = 0;
         let n = self.rings.len();
         for i in 0..n {
             let ring = &mut self.rings[(self.next + i) % n];
-            let take = ring.slots().min(max);
-            if take == 0 {
+            let want = ring.slots().min(max);
+            if want == 0 {
                 continue;
             }
-            let Ok(chunk) = ring.read_chunk(take) else {
+            let Ok(chunk) = ring.read_chunk(want) else {
                 continue;
             };
-            for msg in chunk {
-                d.messages += 1;
-                match msg {
-                    Handoff::Frame {
-                        summary,
-                        ts_ns,
-                        clock_ns,
-                    } => {
-                        d.summaries += 1;
-                        meter.push(&summary, ts_ns, clock_ns);
-                    }
-                    Handoff::Clock(c) => meter.clock(c),
-                    Handoff::Precision(p) => meter.set_time_precision(p),
-                }
+            let (a, b) = chunk.as_slices();
+            for msg in a.iter().chain(b) {
+                take(msg);
             }
+            messages += want;
+            chunk.commit_all();
         }
         self.next = (self.next + 1) % n.max(1);
-        d
+        messages
     }
 
     /// Every decoder has finished (dropped its side) and nothing is left to read.

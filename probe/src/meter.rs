@@ -318,6 +318,13 @@ impl Decoder {
         self.books.not_metered_frame(len, ts_ns);
     }
 
+    /// `n` frames passed for metering earlier never reached a flow cache (their worker
+    /// stopped before taking them; their lengths and times are no longer known).
+    pub fn handoff_lost(&mut self, n: u64) {
+        self.books.metered -= n;
+        self.books.handoff_dropped += n;
+    }
+
     /// End of input.
     pub fn finish(&mut self) {
         self.fragments.finish();

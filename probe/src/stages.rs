@@ -168,6 +168,23 @@ impl FanoutDecoder {
     /// Tells every worker the decoder's clock (so their idle flows expire with packet time).
     pub fn tell_clock(&mut self) {
         self.fanout.tell_clock(self.decoder.clock_ns());
+        self.book_lost();
+    }
+
+    /// Writes the summaries gathered for each worker into its ring: after each batch of frames
+    /// a source read, so none waits for more traffic.
+    #[inline]
+    pub fn flush(&mut self) {
+        self.fanout.flush();
+        self.book_lost();
+    }
+
+    #[inline]
+    fn book_lost(&mut self) {
+        let lost = self.fanout.take_lost();
+        if lost > 0 {
+            self.decoder.handoff_lost(lost);
+        }
     }
 
     /// Tells every worker a new timestamp resolution, when it changed.
@@ -270,7 +287,10 @@ impl FileMetering {
     pub fn catch_up(&mut self) {
         match self {
             FileMetering::OneHop(m) => m.apply_waiting(),
-            FileMetering::Fanout { stage, .. } => stage.tell_clock(),
+            FileMetering::Fanout { stage, .. } => {
+                stage.flush();
+                stage.tell_clock();
+            }
         }
     }
 
@@ -305,6 +325,7 @@ impl FileMetering {
                 Ok((books, Some(*m)))
             }
             FileMetering::Fanout { mut stage, workers } => {
+                stage.flush();
                 stage.tell_clock();
                 stage.decoder.finish();
                 let FanoutDecoder {

@@ -37,6 +37,8 @@ struct Opts {
     tunnels_only: bool,
     /// Only the transport comparison: the same records through tcp:// and tls://.
     transports_only: bool,
+    /// Only the fan-out comparison: `probe read --workers 1/2/3`, live with 1 and 2 workers.
+    fanout_only: bool,
 }
 
 fn parse(args: &[&str]) -> Result<Opts> {
@@ -50,6 +52,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
         write_capture: None,
         tunnels_only: false,
         transports_only: false,
+        fanout_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -68,11 +71,12 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--live-seconds" => o.live_seconds = it.next().context("--live-seconds N")?.parse()?,
             "--tunnels-only" => o.tunnels_only = true,
             "--transports-only" => o.transports_only = true,
+            "--fanout-only" => o.fanout_only = true,
             other => {
                 bail!(
                     "unknown bench option {other}; use --packets N, --flows N, --no-criterion, \
                      --no-live, --live-only, --live-seconds N, --tunnels-only, \
-                     --transports-only, --write-capture PATH"
+                     --transports-only, --fanout-only, --write-capture PATH"
                 )
             }
         }
@@ -99,6 +103,15 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
     if opts.transports_only {
         return transport_cost(&probe, tmp.path());
+    }
+    if opts.fanout_only {
+        return crate::bench_fanout::run(
+            &probe,
+            tmp.path(),
+            opts.packets,
+            opts.flows,
+            opts.live_seconds,
+        );
     }
     if opts.live {
         let rows = crate::bench_live::run(&probe, opts.live_seconds, tmp.path())?;
@@ -189,6 +202,13 @@ pub fn run(args: &[&str]) -> Result<()> {
     std::fs::remove_file(&pcap)?;
     tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows)?;
     transport_cost(&probe, tmp.path())?;
+    crate::bench_fanout::run(
+        &probe,
+        tmp.path(),
+        opts.packets,
+        opts.flows,
+        if opts.live { opts.live_seconds } else { 0 },
+    )?;
 
     if opts.criterion {
         crate::run(crate::cargo().args([
@@ -205,11 +225,11 @@ pub fn run(args: &[&str]) -> Result<()> {
 }
 
 /// Runs per tool.
-const RUNS: usize = 3;
+pub(crate) const RUNS: usize = 3;
 
 /// `probe read` of `pcap` exporting to `dest`. The benchmark runs as root (it needs the live
 /// lab); reading needs no privileges.
-fn probe_read(probe: &Path, pcap: &Path, dest: &str) -> Command {
+pub(crate) fn probe_read(probe: &Path, pcap: &Path, dest: &str) -> Command {
     let mut c = Command::new(probe);
     c.args(["read", "--allow-root"])
         .arg(pcap)
@@ -338,7 +358,7 @@ pub(crate) struct Measured {
 }
 
 /// Runs a command to completion and reads its own CPU time and peak RSS with wait4(2).
-fn measure(cmd: &mut Command) -> Result<Measured> {
+pub(crate) fn measure(cmd: &mut Command) -> Result<Measured> {
     let shown = format!("{cmd:?}");
     let start = Instant::now();
     let child = cmd

@@ -42,8 +42,13 @@ pub struct LiveRow {
     pub flows: usize,
 }
 
+/// The trafgen configuration of the live benchmarks.
+pub fn trafgen_conf() -> &'static str {
+    TRAFGEN_CONF
+}
+
 /// How a tool is told to stop and export what it holds.
-enum Stop {
+pub enum Stop {
     Signal(libc::c_int),
     /// `softflowctl -c PATH shutdown`: softflowd exits on a signal without exporting.
     Softflowctl(std::path::PathBuf),
@@ -71,7 +76,7 @@ impl LiveRow {
 
 /// Starts `cmd` (already pointed into the lab), waits two seconds, floods for `seconds`, lets
 /// the tool drain, stops it and measures it.
-fn run_tool(
+pub fn run_tool(
     lab: &Lab,
     conf: &Path,
     seconds: u64,

@@ -247,7 +247,7 @@ pub fn plan(args: &CaptureArgs, rx_threads: usize) -> Result<Plan> {
                 args.interface.len()
             )
         } else if args.rss != RssMode::Symmetric {
-            "RSS not declared symmetric (--rss symmetric)".to_string()
+            "RSS not declared symmetric, see --rss".to_string()
         } else {
             format!("{workers} workers for {rx_threads} queues")
         };
@@ -350,9 +350,10 @@ fn announce(args: &CaptureArgs, captures: &[Capture], sockets: &[QueueSocket], p
     }
     if plan.fanout {
         eprintln!(
-            "probe: fan-out: {} RX thread{} decode, {} metering worker{} own the flows by a symmetric hash ({})",
+            "probe: fan-out: {} RX thread{} decode{}, {} metering worker{} own the flows by a symmetric hash ({})",
             sockets.len(),
             if sockets.len() == 1 { "" } else { "s" },
+            if sockets.len() == 1 { "s" } else { "" },
             plan.workers,
             if plan.workers == 1 { "" } else { "s" },
             plan.why

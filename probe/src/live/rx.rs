@@ -214,6 +214,9 @@ impl RxThread {
                         k.offer(summary, data, ts);
                     }
                 }
+                if let RxStage::Fanout(f) = &mut self.stage {
+                    f.flush();
+                }
                 let back = self.sock.refill(&mut descs[..n].iter().map(|d| d.addr));
                 debug_assert_eq!(back as usize, n, "the fill ring holds every frame");
                 // need_wakeup: a zero-copy driver that ran out of fill-ring frames stopped and
@@ -324,6 +327,7 @@ impl RxThread {
                 out.meter = Some(*meter);
             }
             RxStage::Fanout(mut f) => {
+                f.flush();
                 f.decoder.finish();
                 out.books = f.decoder.books();
                 out.fragments = f.decoder.fragments().stats();
