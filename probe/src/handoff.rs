@@ -195,16 +195,7 @@ impl Fanout {
                 return Sent::RingFull;
             }
         }
-        self.room[w] -= 1;
-        self.pending[w].push(Handoff::Frame {
-            summary: *s,
-            ts_ns,
-            clock_ns,
-        });
-        if self.pending[w].len() == BATCH {
-            self.write(w);
-        }
-        Sent::Delivered
+        self.accept(w, s, ts_ns, clock_ns)
     }
 
     /// Hands a summary to its worker, waiting while its ring is full (a capture file can
@@ -226,6 +217,12 @@ impl Fanout {
                 backoff.wait();
             }
         }
+        self.accept(w, s, ts_ns, clock_ns)
+    }
+
+    /// Gathers a summary for worker `w`, whose ring has room for it; a full batch is written.
+    #[inline]
+    fn accept(&mut self, w: usize, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
         self.room[w] -= 1;
         self.pending[w].push(Handoff::Frame {
             summary: *s,

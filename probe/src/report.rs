@@ -386,7 +386,10 @@ impl RunReport {
                 }
             }
         }
-        s += &self.pipeline.summary();
+        // Live runs always say how they were laid out; a file read only when it fanned out.
+        if self.pipeline.fanout || self.live.is_some() {
+            s += &self.pipeline.summary();
+        }
         s += &format!(
             "frames: {} read = {} metered + {} filtered + {} malformed{}{}{}\n",
             f.read,
