@@ -40,6 +40,7 @@ fn records(n: u32) -> Vec<FlowRecord> {
             reverse: None,
             tunnel: None,
             ingress_interface: 3,
+            app: None,
         })
         .collect()
 }

@@ -554,6 +554,7 @@ mod tests {
             reverse: None,
             tunnel: None,
             ingress_interface: 3,
+            app: None,
         }
     }
 

@@ -34,7 +34,7 @@ pub use encoder::{
 };
 pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
 pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
-pub use record::{EndReason, FlowRecord, Reverse, TimePrecision, Tunnel};
+pub use record::{AppRecord, EndReason, FlowRecord, Reverse, TimePrecision, Tunnel};
 pub use tls::{TlsClient, TlsError, TlsSettings};
 pub use udp::{Pacer, UdpSender};
 

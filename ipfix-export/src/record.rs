@@ -56,7 +56,7 @@ pub struct Tunnel {
 ///
 /// Addresses of both ends have the same family. Fields that do not apply are zero: ports for
 /// protocols without ports, `icmp_type_code` outside ICMP, VLAN ids on untagged frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
@@ -96,6 +96,33 @@ pub struct FlowRecord {
     /// ingressInterface: the ifindex of the capture interface the flow's first packet came in
     /// on (0: unknown, e.g. a capture file).
     pub ingress_interface: u32,
+    /// What the flow carried at the application layer, when `--app` asked and a parser
+    /// recognised it (issue #15). Boxed: most records have none.
+    pub app: Option<Box<AppRecord>>,
+}
+
+/// Application-layer fields of a flow (DNS, TLS, HTTP), each present when seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppRecord {
+    pub dns_query_name: Option<String>,
+    pub dns_query_type: Option<u16>,
+    pub dns_query_class: Option<u16>,
+    pub dns_rcode: Option<u8>,
+    pub dns_answers: Option<u16>,
+    pub tls_server_name: Option<String>,
+    /// The ALPN protocols offered, comma-separated.
+    pub tls_alpn: Option<String>,
+    /// The highest TLS version the client offered.
+    pub tls_client_version: Option<u16>,
+    pub tls_ja4: Option<String>,
+    /// The version and cipher suite the server selected.
+    pub tls_server_version: Option<u16>,
+    pub tls_cipher_suite: Option<u16>,
+    pub http_method: Option<String>,
+    pub http_host: Option<String>,
+    pub http_target: Option<String>,
+    pub http_user_agent: Option<String>,
+    pub http_status: Option<u16>,
 }
 
 /// The responder's side of a biflow.
@@ -112,6 +139,37 @@ pub struct Reverse {
     pub end_ns: u64,
     /// The capture interface the responder's first packet came in on.
     pub ingress_interface: u32,
+}
+
+impl AppRecord {
+    /// Fills each field this record lacks from `o` (a biflow's reverse side).
+    pub fn fill_from(&mut self, o: &AppRecord) {
+        macro_rules! fill {
+            ($($f:ident),*) => {$(
+                if self.$f.is_none() {
+                    self.$f = o.$f.clone();
+                }
+            )*};
+        }
+        fill!(
+            dns_query_name,
+            dns_query_type,
+            dns_query_class,
+            dns_rcode,
+            dns_answers,
+            tls_server_name,
+            tls_alpn,
+            tls_client_version,
+            tls_ja4,
+            tls_server_version,
+            tls_cipher_suite,
+            http_method,
+            http_host,
+            http_target,
+            http_user_agent,
+            http_status
+        );
+    }
 }
 
 impl FlowRecord {
@@ -141,6 +199,7 @@ impl FlowRecord {
             end_ns: r.end_ns,
             reverse: None,
             ingress_interface: r.ingress_interface,
+            app: self.app.clone(),
             ..*self
         })
     }

@@ -416,6 +416,7 @@ pub(crate) mod tests {
             reverse: None,
             tunnel: None,
             ingress_interface: 3,
+            app: None,
         }
     }
 

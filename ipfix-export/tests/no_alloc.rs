@@ -71,6 +71,7 @@ fn records() -> Vec<FlowRecord> {
             reverse: None,
             tunnel: None,
             ingress_interface: 3,
+            app: None,
         })
         .collect()
 }

@@ -240,6 +240,16 @@ pub struct MeterArgs {
     /// Pin metering worker i to the i-th CPU of this list (e.g. 2,3 or 2-3).
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     pub worker_cpus: Option<CpuList>,
+    /// Read what each flow is from its first packets: 'dns' (the question's name, type and
+    /// class; the response code and answer count), 'tls' (server name, ALPN, versions, JA4,
+    /// the server's cipher suite), 'http' (method, Host, target, User-Agent, status), a list,
+    /// or 'all'. Off by default: names, paths and User-Agents are personal data.
+    #[arg(long, value_name = "LIST", default_value = "none", value_parser = parse_app)]
+    pub app: crate::app::AppSet,
+}
+
+fn parse_app(s: &str) -> Result<crate::app::AppSet, String> {
+    crate::app::AppSet::parse(s)
 }
 
 /// Which tunnels are removed before metering and selection.
@@ -299,6 +309,7 @@ impl MeterArgs {
         let mut m = Meter::new(self.cache_config(), self.fragment_config());
         m.set_decap(self.decap.decap()?);
         m.set_dedup(self.dedup_config());
+        m.set_app(self.app);
         Ok(m)
     }
 

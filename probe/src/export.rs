@@ -532,6 +532,37 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord, seed: u16) -> std::io::Res
             Value::from(rev.ingress_interface),
         );
     }
+    if let Some(a) = &r.app {
+        app_json(a, &mut obj);
+    }
     serde_json::to_writer(&mut *w, &Value::Object(obj))?;
     w.write_all(b"\n")
+}
+
+/// A record's application fields, by the names collectors use (IANA's http* elements where
+/// they exist).
+fn app_json(a: &ipfix_export::AppRecord, obj: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::Value;
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            obj.insert(k.into(), v);
+        }
+    };
+    let hex = |v: Option<u16>| v.map(|v| Value::from(format!("0x{v:04x}")));
+    put("dnsQueryName", a.dns_query_name.clone().map(Value::from));
+    put("dnsQueryType", a.dns_query_type.map(Value::from));
+    put("dnsQueryClass", a.dns_query_class.map(Value::from));
+    put("dnsResponseCode", a.dns_rcode.map(Value::from));
+    put("dnsAnswerCount", a.dns_answers.map(Value::from));
+    put("tlsServerName", a.tls_server_name.clone().map(Value::from));
+    put("tlsAlpn", a.tls_alpn.clone().map(Value::from));
+    put("tlsClientVersion", hex(a.tls_client_version));
+    put("tlsJa4", a.tls_ja4.clone().map(Value::from));
+    put("tlsServerVersion", hex(a.tls_server_version));
+    put("tlsCipherSuite", hex(a.tls_cipher_suite));
+    put("httpRequestMethod", a.http_method.clone().map(Value::from));
+    put("httpRequestHost", a.http_host.clone().map(Value::from));
+    put("httpRequestTarget", a.http_target.clone().map(Value::from));
+    put("httpUserAgent", a.http_user_agent.clone().map(Value::from));
+    put("httpStatusCode", a.http_status.map(Value::from));
 }

@@ -19,6 +19,7 @@
 //! - [`signals`]: SIGINT/SIGTERM end a run cleanly.
 
 pub mod anonymize;
+pub mod app;
 pub mod capture_file;
 pub mod cli;
 pub mod collector_url;

@@ -13,6 +13,7 @@
 //! time, so they always balance; the cache's own counters lag by at most [`LOOKAHEAD`] frames
 //! until [`Meter::advance`] or [`Meter::finish`].
 
+use crate::app::AppFact;
 use crate::flow::{CacheConfig, Dedup, FlowCache, FlowKey, FragmentTable};
 use crate::wire::{
     self, Decap, FilterReason, FrameSummary, LinkType, MalformedReason, NotMetered, TunnelKind,
@@ -214,6 +215,13 @@ pub struct Decoder {
     books: FrameBooks,
     clock_ns: u64,
     ingress_if: u32,
+    /// `--app`: which application parsers run on each metered frame's payload.
+    app: crate::app::AppSet,
+    /// What the last frame's payload said (see [`Decoder::fact`]).
+    fact: Option<AppFact>,
+    /// Where a TLS handshake spread over records is put together ([`crate::app::tls::MAX_HELLO`]
+    /// bytes, allocated once when TLS parsing is on).
+    scratch: Vec<u8>,
 }
 
 impl Decoder {
@@ -225,7 +233,24 @@ impl Decoder {
             books: FrameBooks::default(),
             clock_ns: 0,
             ingress_if: 0,
+            app: crate::app::AppSet::default(),
+            fact: None,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Which application parsers run (`--app`; none by default).
+    pub fn set_app(&mut self, set: crate::app::AppSet) {
+        self.app = set;
+        if set.has(crate::app::AppSet::TLS) {
+            self.scratch = vec![0; crate::app::tls::MAX_HELLO];
+        }
+    }
+
+    /// What the last frame passed for metering said at the application layer, if anything.
+    #[inline]
+    pub fn fact(&self) -> Option<&AppFact> {
+        self.fact.as_ref()
     }
 
     /// The ifindex of the interface this decoder's frames come in on (ingressInterface).
@@ -300,6 +325,13 @@ impl Decoder {
                 }
                 s.ingress_if = self.ingress_if;
                 self.books.metered += 1;
+                self.fact = None;
+                if !self.app.is_empty() {
+                    let payload = crate::app::payload(frame, s);
+                    if !payload.is_empty() {
+                        self.fact = crate::app::inspect(self.app, s, payload, &mut self.scratch);
+                    }
+                }
                 return true;
             }
             Err(NotMetered::Filtered(r)) => self.books.filtered[r as usize] += 1,
@@ -339,6 +371,8 @@ struct Waiting {
     ts_ns: u64,
     /// False for a frame that was not metered and only moves the clock.
     metered: bool,
+    /// Its application fact waits in the flow meter's `facts`, at the same slot.
+    has_fact: bool,
 }
 
 /// The second stage: summaries in, flow records out. It owns the flow cache and applies each
@@ -358,6 +392,8 @@ pub struct FlowMeter {
     /// Summaries taken (the cache counts flows, not packets).
     summaries: u64,
     records: Vec<FlowRecord>,
+    /// Application facts of waiting summaries, by slot (allocated with the first fact).
+    facts: Vec<Option<AppFact>>,
 }
 
 impl FlowMeter {
@@ -371,6 +407,7 @@ impl FlowMeter {
                     hash: 0,
                     ts_ns: 0,
                     metered: false,
+                    has_fact: false,
                 })
                 .collect(),
             head: 0,
@@ -379,6 +416,7 @@ impl FlowMeter {
             newest_ns: 0,
             summaries: 0,
             records: Vec::with_capacity(1024),
+            facts: Vec::new(),
         }
     }
 
@@ -425,6 +463,7 @@ impl FlowMeter {
         self.newest_ns = self.newest_ns.max(ts_ns);
         (w.key, w.hash) = self.cache.key_of(&w.summary);
         w.metered = true;
+        w.has_fact = false;
         self.cache.prefetch_slot(w.hash);
         self.queued += 1;
         self.summaries += 1;
@@ -440,6 +479,7 @@ impl FlowMeter {
         let w = &mut self.waiting[slot];
         w.ts_ns = ts_ns;
         w.metered = false;
+        w.has_fact = false;
         self.newest_ns = self.newest_ns.max(ts_ns);
         self.queued += 1;
     }
@@ -456,6 +496,24 @@ impl FlowMeter {
         let slot = self.next_slot();
         self.waiting[slot].summary = *s;
         self.queue_metered(slot, ts_ns);
+    }
+
+    /// [`Self::push`] of a summary whose payload said `fact`.
+    #[inline]
+    pub fn push_with_fact(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64, fact: &AppFact) {
+        self.push(s, ts_ns, clock_ns);
+        let slot = (self.head + self.queued - 1) % LOOKAHEAD;
+        self.attach_fact(slot, fact);
+    }
+
+    /// Gives the summary queued in `slot` its application fact.
+    #[inline]
+    fn attach_fact(&mut self, slot: usize, fact: &AppFact) {
+        if self.facts.is_empty() {
+            self.facts = vec![None; LOOKAHEAD];
+        }
+        self.facts[slot] = Some(*fact);
+        self.waiting[slot].has_fact = true;
     }
 
     /// Moves the clock to `clock_ns` in turn (a decoder's newest time, sent to every worker
@@ -484,8 +542,14 @@ impl FlowMeter {
             self.cache.expire(w.ts_ns, &mut self.records);
         }
         if w.metered {
-            self.cache
-                .update_keyed(&w.summary, w.key, w.hash, w.ts_ns, &mut self.records);
+            let idx =
+                self.cache
+                    .update_keyed(&w.summary, w.key, w.hash, w.ts_ns, &mut self.records);
+            if w.has_fact {
+                if let Some(f) = self.facts[self.head].take() {
+                    self.cache.add_app(idx, &f);
+                }
+            }
         }
         self.head = (self.head + 1) % LOOKAHEAD;
         self.queued -= 1;
@@ -560,6 +624,11 @@ impl Meter {
         self.decoder.set_decap(decap);
     }
 
+    /// See [`Decoder::set_app`].
+    pub fn set_app(&mut self, set: crate::app::AppSet) {
+        self.decoder.set_app(set);
+    }
+
     /// See [`Decoder::set_ingress`].
     pub fn set_ingress(&mut self, ifindex: u32) {
         self.decoder.set_ingress(ifindex);
@@ -609,6 +678,9 @@ impl Meter {
         let s = &mut self.flows.waiting[slot].summary;
         if self.decoder.decode(link, frame, ts_ns, s) {
             self.flows.queue_metered(slot, ts_ns);
+            if let Some(f) = &self.decoder.fact {
+                self.flows.attach_fact(slot, f);
+            }
             return Some(&self.flows.waiting[slot].summary);
         }
         // Not metered, but a newer timestamp still moves the clock, in turn.

@@ -193,6 +193,9 @@ pub struct FlowCache {
     stats: CacheStats,
     /// The ifindexes flows came in on, by their one-byte slot in a node.
     interfaces: Vec<u32>,
+    /// Application-layer fields (`--app`), indexed like `nodes`; empty until the first flow
+    /// with a fact, then 16 bytes a flow plus a box for each flow with one.
+    apps: Vec<Option<crate::app::AppFields>>,
 }
 
 /// Which of a node's two links a list uses.
@@ -217,6 +220,7 @@ impl FlowCache {
             nodes: Vec::new(),
             tunnels: Vec::new(),
             interfaces: Vec::new(),
+            apps: Vec::new(),
             free: NIL,
             index: FlowIndex::new(),
             hasher: foldhash::fast::RandomState::default(),
@@ -299,6 +303,7 @@ impl FlowCache {
     }
 
     /// [`Self::update`] with the key and hash already computed by [`Self::key_of`].
+    /// Returns the flow's slab index (for [`Self::add_app`]), valid until the next call.
     #[inline]
     pub fn update_keyed(
         &mut self,
@@ -307,7 +312,7 @@ impl FlowCache {
         hash: u64,
         now_ns: u64,
         out: &mut Vec<FlowRecord>,
-    ) {
+    ) -> u32 {
         let found = self.lookup_hashed(&key, hash);
         let idx = match found {
             Some(i) if self.quiet_too_long(i, now_ns) => {
@@ -338,6 +343,20 @@ impl FlowCache {
         };
         if key.protocol == PROTO_TCP && s.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
             self.tcp_end(idx, s.tcp_flags, now_ns);
+        }
+        idx
+    }
+
+    /// What a packet of flow `idx` (as [`Self::update_keyed`] returned) said at the
+    /// application layer. The flow keeps it until its record leaves.
+    pub fn add_app(&mut self, idx: u32, fact: &crate::app::AppFact) {
+        let i = idx as usize;
+        if self.apps.len() <= i {
+            self.apps.resize_with(self.nodes.len().max(i + 1), || None);
+        }
+        match &mut self.apps[i] {
+            Some(a) => a.add(fact),
+            slot => *slot = Some(crate::app::AppFields::from_fact(fact)),
         }
     }
 
@@ -625,12 +644,20 @@ impl FlowCache {
             } else {
                 rec.0.start_ns <= other.0.start_ns
             };
-            let (fwd, rev) = if a_first {
+            let (mut fwd, mut rev) = if a_first {
                 (rec.0, other.0)
             } else {
                 (other.0, rec.0)
             };
+            let app = match (fwd.app.take(), rev.app.take()) {
+                (Some(mut f), Some(r)) => {
+                    f.fill_from(&r);
+                    Some(f)
+                }
+                (f, r) => f.or(r),
+            };
             rec.0 = FlowRecord {
+                app,
                 reverse: Some(Reverse {
                     packets: rev.packets,
                     octets: rev.octets,
@@ -698,6 +725,11 @@ impl FlowCache {
                 .get(n.ingress as usize)
                 .copied()
                 .unwrap_or(0),
+            app: self
+                .apps
+                .get_mut(idx as usize)
+                .and_then(Option::take)
+                .map(|a| Box::new(a.to_record())),
         };
         let opened = n.marks & OPENED != 0;
         match reason {

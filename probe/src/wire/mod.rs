@@ -85,8 +85,12 @@ pub struct FrameSummary {
     pub tunnel: TunnelSummary,
     /// PPPoE session id (0 without PPPoE).
     pub pppoe_session: u16,
-    /// Where the innermost IP header starts in the frame (duplicate detection hashes from it).
-    pub ip_offset: u32,
+    /// Where the innermost IP header starts in the frame (duplicate detection hashes from it;
+    /// 65535 beyond that).
+    pub ip_offset: u16,
+    /// Where its transport header starts (the application parsers read from it; 65535
+    /// beyond, or for a fragment after the first).
+    pub l4_offset: u16,
     /// The ifindex of the interface the frame came in on (0 for capture files); set by the
     /// decoding stage, not by the wire decoders.
     pub ingress_if: u32,
@@ -294,7 +298,11 @@ pub fn decode_frame(
             None
         };
         let Some(layer) = layer else {
-            out.ip_offset = (ip.as_ptr() as usize - frame.as_ptr() as usize) as u32;
+            let at = |p: &[u8]| {
+                u16::try_from(p.as_ptr() as usize - frame.as_ptr() as usize).unwrap_or(u16::MAX)
+            };
+            out.ip_offset = at(ip);
+            out.l4_offset = if l4.is_empty() { u16::MAX } else { at(l4) };
             return Ok(());
         };
         if out.tunnel.depth == tunnel::MAX_TUNNEL_DEPTH {

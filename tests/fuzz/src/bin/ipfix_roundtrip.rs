@@ -69,6 +69,7 @@ fn record(d: &mut &[u8]) -> FlowRecord {
             outer_dst: src,
         }),
         ingress_interface: u32::from(s[14]),
+        app: None,
     }
 }
 

@@ -1,0 +1,158 @@
+//! HTTP/1.x (RFC 9112): a request's method, target, Host and User-Agent, a response's status,
+//! from the first payload of each direction. Only the bytes of that payload are looked at
+//! (a header cut by the segment's end is left out, not waited for); values are cut at their
+//! bounds and marked truncated.
+
+use super::BoundedText;
+
+/// Most bytes of the request target kept.
+pub const MAX_TARGET: usize = 256;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub method: BoundedText<16>,
+    pub target: BoundedText<MAX_TARGET>,
+    pub host: BoundedText<255>,
+    pub user_agent: BoundedText<256>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+}
+
+/// Methods a request line may start with (RFC 9110 §9 and WebDAV's common ones): anything
+/// else is not taken for HTTP.
+const METHODS: &[&[u8]] = &[
+    b"GET",
+    b"POST",
+    b"HEAD",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"CONNECT",
+    b"TRACE",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+];
+
+/// Splits off one line (without CRLF or LF); `None` when no line end is in `b`.
+fn line(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nl = b.iter().position(|&c| c == b'\n')?;
+    let l = &b[..nl];
+    let l = l.strip_suffix(b"\r").unwrap_or(l);
+    Some((l, &b[nl + 1..]))
+}
+
+/// An HTTP/1.x request at the start of `payload`.
+pub fn parse_request(payload: &[u8]) -> Option<Request> {
+    let (first, mut rest) = line(payload)?;
+    let mut parts = first.splitn(3, |&c| c == b' ');
+    let method = parts.next()?;
+    let target = parts.next()?;
+    let version = parts.next()?;
+    if !METHODS.contains(&method) || target.is_empty() {
+        return None;
+    }
+    let minor = match version {
+        b"HTTP/1.1" => 1,
+        b"HTTP/1.0" => 0,
+        _ => return None,
+    };
+    let mut r = Request {
+        method: BoundedText::new(method),
+        target: BoundedText::new(target),
+        minor,
+        ..Default::default()
+    };
+    while let Some((l, next)) = line(rest) {
+        if l.is_empty() {
+            break;
+        }
+        rest = next;
+        let Some(colon) = l.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let (name, value) = (&l[..colon], trim(&l[colon + 1..]));
+        if name.eq_ignore_ascii_case(b"host") && r.host.is_empty() {
+            r.host = BoundedText::new(value);
+        } else if name.eq_ignore_ascii_case(b"user-agent") && r.user_agent.is_empty() {
+            r.user_agent = BoundedText::new(value);
+        }
+    }
+    Some(r)
+}
+
+/// The status code of an HTTP/1.x response at the start of `payload`.
+pub fn parse_response(payload: &[u8]) -> Option<u16> {
+    let rest = payload
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| payload.strip_prefix(b"HTTP/1.0 "))?;
+    let code = rest.get(..3)?;
+    if !code.iter().all(u8::is_ascii_digit)
+        || rest
+            .get(3)
+            .is_some_and(|&c| c != b' ' && c != b'\r' && c != b'\n')
+    {
+        return None;
+    }
+    let n = code.iter().fold(0u16, |n, &d| n * 10 + (d - b'0') as u16);
+    (100..1000).contains(&n).then_some(n)
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_response() {
+        let r = parse_request(
+            b"GET /index.html?q=1 HTTP/1.1\r\nhost: www.example.com\r\nUser-Agent:  curl/8.0 \r\n\r\nbody",
+        )
+        .unwrap();
+        assert_eq!(r.method.as_str(), "GET");
+        assert_eq!(r.target.as_str(), "/index.html?q=1");
+        assert_eq!(r.host.as_str(), "www.example.com");
+        assert_eq!(r.user_agent.as_str(), "curl/8.0");
+        assert_eq!(parse_response(b"HTTP/1.1 404 Not Found\r\n"), Some(404));
+        assert_eq!(parse_response(b"HTTP/1.0 200\r\n"), Some(200));
+        assert_eq!(parse_response(b"HTTP/1.1 20x OK"), None);
+        assert_eq!(parse_request(b"BREW /pot HTTP/1.1\r\n"), None);
+        assert_eq!(parse_request(b"GET / HTTP/2\r\n"), None);
+        // A target longer than kept is cut and marked.
+        let long = format!("GET /{} HTTP/1.0\r\n\r\n", "a".repeat(400));
+        let r = parse_request(long.as_bytes()).unwrap();
+        assert_eq!(r.target.as_bytes().len(), MAX_TARGET);
+        assert!(r.target.truncated);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 3u64;
+        for _ in 0..20_000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let len = (state >> 58) as usize;
+            let mut b = b"GET / HTTP/1.1\r\nHost:".to_vec();
+            b.extend((0..len).map(|i| (state >> (i % 56)) as u8));
+            let _ = parse_request(&b);
+            let _ = parse_response(&b[..len.min(b.len())]);
+        }
+    }
+}

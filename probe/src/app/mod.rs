@@ -1,0 +1,368 @@
+//! What a flow is (issue #15): parsers of the first application bytes of a flow, in the
+//! sans-IO core. Each takes a payload slice and returns a fixed-size value: no allocation, a
+//! bounded number of bytes looked at, and no panic on any input (`tests` and the fuzz target
+//! feed them garbage).
+//!
+//! - [`dns`]: the first question's name, type and class; a response's rcode and answer count;
+//! - [`tls`]: a ClientHello's server name, ALPN list, highest offered version and JA4 (the TLS
+//!   client fingerprint only: JA4 is BSD-3 licensed, the other JA4+ methods are not); a
+//!   ServerHello's selected version and cipher suite; a handshake message split over records
+//!   and segments is gathered within a stated bound ([`tls::MAX_HELLO`]);
+//! - [`http`]: an HTTP/1.x request's method, target, Host and User-Agent; a response's status.
+//!
+//! Names, paths and User-Agents are personal data: nothing here runs unless `--app` asks for it.
+
+pub mod dns;
+pub mod http;
+pub mod tls;
+
+use crate::wire::FrameSummary;
+
+/// Which parsers run (`--app`): a bit per protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppSet(u8);
+
+impl AppSet {
+    pub const DNS: AppSet = AppSet(1);
+    pub const TLS: AppSet = AppSet(2);
+    pub const HTTP: AppSet = AppSet(4);
+    pub const ALL: AppSet = AppSet(7);
+
+    pub fn has(self, o: AppSet) -> bool {
+        self.0 & o.0 == o.0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `all`, `none`, or a comma-separated list of dns, tls, http.
+    pub fn parse(s: &str) -> Result<AppSet, String> {
+        let mut set = AppSet(0);
+        for part in s.split(',').map(str::trim) {
+            set.0 |= match part {
+                "all" => AppSet::ALL.0,
+                "none" => 0,
+                "dns" => AppSet::DNS.0,
+                "tls" => AppSet::TLS.0,
+                "http" => AppSet::HTTP.0,
+                other => {
+                    return Err(format!(
+                        "'{other}' is not an application protocol: write all, none, or a list of dns, tls, http"
+                    ))
+                }
+            };
+        }
+        Ok(set)
+    }
+}
+
+/// What one packet's payload said. Held inline, not boxed: a fact is made per packet, and
+/// the hot path allocates nothing per packet (the decoder and the flow meter each keep one
+/// slot per waiting frame).
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppFact {
+    Dns(dns::DnsMessage),
+    TlsClient(tls::ClientHello),
+    TlsServer(tls::ServerHello),
+    HttpRequest(http::Request),
+    HttpResponse(u16),
+}
+
+/// The application bytes of a decoded frame: after the TCP or UDP header, up to the end of
+/// the IP packet (Ethernet padding left out); empty for other protocols and later fragments.
+pub fn payload<'a>(frame: &'a [u8], s: &FrameSummary) -> &'a [u8] {
+    if s.l4_offset == u16::MAX {
+        return &[];
+    }
+    let l4 = s.l4_offset as usize;
+    let end = (s.ip_offset as usize + s.ip_octets as usize).min(frame.len());
+    let header = match s.protocol {
+        6 => match frame.get(l4 + 12) {
+            Some(b) => (b >> 4) as usize * 4,
+            None => return &[],
+        },
+        17 => 8,
+        _ => return &[],
+    };
+    frame.get(l4 + header..end).unwrap_or(&[])
+}
+
+/// Reads one packet's payload with the parsers of `set`: DNS on port 53 or 5353 (either end),
+/// TLS handshakes and HTTP/1.x on any TCP port (recognised by their first bytes). A handshake
+/// message longer than this one segment is not read here (see [`tls::first_handshake`]).
+pub fn inspect(
+    set: AppSet,
+    s: &FrameSummary,
+    payload: &[u8],
+    scratch: &mut [u8],
+) -> Option<AppFact> {
+    if payload.is_empty() {
+        return None;
+    }
+    let dns_port = |p: u16| p == 53 || p == 5353;
+    match s.protocol {
+        17 if set.has(AppSet::DNS) && (dns_port(s.src_port) || dns_port(s.dst_port)) => {
+            dns::parse(payload).map(AppFact::Dns)
+        }
+        6 if set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53) => {
+            dns::parse_tcp(payload).map(AppFact::Dns)
+        }
+        6 if set.has(AppSet::TLS) && payload[0] == 22 => {
+            match tls::first_handshake(payload, scratch) {
+                tls::Handshake::Message(tls::HANDSHAKE_CLIENT_HELLO, body) => {
+                    tls::client_hello(body, false).map(AppFact::TlsClient)
+                }
+                tls::Handshake::Message(tls::HANDSHAKE_SERVER_HELLO, body) => {
+                    tls::server_hello(body).map(AppFact::TlsServer)
+                }
+                _ => None,
+            }
+        }
+        6 if set.has(AppSet::HTTP) => {
+            if payload.starts_with(b"HTTP/1.") {
+                http::parse_response(payload).map(AppFact::HttpResponse)
+            } else {
+                http::parse_request(payload).map(AppFact::HttpRequest)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// What a flow's packets said, kept with the flow and its record. One kind per flow (the
+/// first fact decides); the first value of each field wins (a DNS flow's first question, a
+/// connection's first request), responses fill theirs. Boxed per kind: a flow holds only what
+/// its protocol needs (DNS 270 bytes, TLS 440, HTTP 800), and only flows with a fact hold any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppFields {
+    Dns(Box<DnsFields>),
+    Tls(Box<TlsFields>),
+    Http(Box<HttpFields>),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsFields {
+    pub question: Option<dns::Question>,
+    pub rcode: Option<u8>,
+    pub answers: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsFields {
+    pub client: Option<tls::ClientHello>,
+    pub server: Option<tls::ServerHello>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpFields {
+    pub request: Option<http::Request>,
+    pub status: Option<u16>,
+}
+
+impl AppFields {
+    /// The fields a flow starts with from its first fact (one allocation per such flow).
+    pub fn from_fact(f: &AppFact) -> AppFields {
+        let mut a = match f {
+            AppFact::Dns(_) => AppFields::Dns(Box::default()),
+            AppFact::TlsClient(_) | AppFact::TlsServer(_) => AppFields::Tls(Box::default()),
+            AppFact::HttpRequest(_) | AppFact::HttpResponse(_) => AppFields::Http(Box::default()),
+        };
+        a.add(f);
+        a
+    }
+
+    /// The record's fields.
+    pub fn to_record(&self) -> ipfix_export::AppRecord {
+        let text = |t: &[u8]| Some(String::from_utf8_lossy(t).into_owned());
+        let mut r = ipfix_export::AppRecord::default();
+        match self {
+            AppFields::Dns(d) => {
+                if let Some(q) = &d.question {
+                    r.dns_query_name = text(q.name.as_bytes());
+                    r.dns_query_type = Some(q.qtype);
+                    r.dns_query_class = Some(q.qclass);
+                }
+                r.dns_rcode = d.rcode;
+                r.dns_answers = d.answers;
+            }
+            AppFields::Tls(t) => {
+                if let Some(c) = &t.client {
+                    r.tls_server_name = c.sni.as_ref().and_then(|s| text(s.as_bytes()));
+                    r.tls_alpn = (!c.alpn.is_empty()).then(|| c.alpn.as_str().into_owned());
+                    r.tls_client_version = Some(c.version);
+                    r.tls_ja4 = Some(c.ja4.as_str().to_string());
+                }
+                if let Some(s) = &t.server {
+                    r.tls_server_version = Some(s.version);
+                    r.tls_cipher_suite = Some(s.cipher);
+                }
+            }
+            AppFields::Http(h) => {
+                if let Some(q) = &h.request {
+                    r.http_method = text(q.method.as_bytes());
+                    r.http_host = (!q.host.is_empty()).then(|| q.host.as_str().into_owned());
+                    r.http_target = text(q.target.as_bytes());
+                    r.http_user_agent =
+                        (!q.user_agent.is_empty()).then(|| q.user_agent.as_str().into_owned());
+                }
+                r.http_status = h.status;
+            }
+        }
+        r
+    }
+
+    /// Adds a later packet's fact; one of another kind is left out.
+    pub fn add(&mut self, f: &AppFact) {
+        match (self, f) {
+            (AppFields::Dns(d), AppFact::Dns(m)) => {
+                if d.question.is_none() {
+                    d.question = m.question;
+                }
+                if m.response && d.rcode.is_none() {
+                    d.rcode = Some(m.rcode);
+                    d.answers = Some(m.answers);
+                }
+            }
+            (AppFields::Tls(t), AppFact::TlsClient(h)) => {
+                t.client.get_or_insert(*h);
+            }
+            (AppFields::Tls(t), AppFact::TlsServer(h)) => {
+                t.server.get_or_insert(*h);
+            }
+            (AppFields::Http(h), AppFact::HttpRequest(r)) => {
+                h.request.get_or_insert(*r);
+            }
+            (AppFields::Http(h), AppFact::HttpResponse(c)) => {
+                h.status.get_or_insert(*c);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Text of at most `N` bytes held inline (no allocation): what is longer is cut at `N` bytes
+/// and marked `truncated`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BoundedText<const N: usize> {
+    len: u16,
+    pub truncated: bool,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Default for BoundedText<N> {
+    fn default() -> Self {
+        BoundedText {
+            len: 0,
+            truncated: false,
+            bytes: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for BoundedText<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl<const N: usize> BoundedText<N> {
+    pub fn new(b: &[u8]) -> Self {
+        let mut t = Self::default();
+        t.push(b);
+        t
+    }
+
+    /// Appends what fits.
+    pub fn push(&mut self, b: &[u8]) {
+        let room = N - self.len as usize;
+        let n = b.len().min(room);
+        self.bytes[self.len as usize..self.len as usize + n].copy_from_slice(&b[..n]);
+        self.len += n as u16;
+        if n < b.len() {
+            self.truncated = true;
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The text, with bytes that are not UTF-8 replaced.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// TLS GREASE values (RFC 8701): 0x0a0a, 0x1a1a, … 0xfafa, ignored everywhere by JA4.
+#[inline]
+pub fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
+}
+
+/// A big-endian reader over a slice that never panics: every read past the end is `None`.
+#[derive(Clone, Copy)]
+pub(crate) struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(b: &'a [u8]) -> Self {
+        Reader { b }
+    }
+    pub fn remaining(&self) -> usize {
+        self.b.len()
+    }
+    pub fn rest(&self) -> &'a [u8] {
+        self.b
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        let (&x, rest) = self.b.split_first()?;
+        self.b = rest;
+        Some(x)
+    }
+    pub fn u16(&mut self) -> Option<u16> {
+        let x = self.b.get(..2)?;
+        self.b = &self.b[2..];
+        Some(u16::from_be_bytes([x[0], x[1]]))
+    }
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let x = self.b.get(..n)?;
+        self.b = &self.b[n..];
+        Some(x)
+    }
+    /// A vector with a `len_bytes`-byte length prefix (1 or 2).
+    pub fn vec(&mut self, len_bytes: u8) -> Option<Reader<'a>> {
+        let n = match len_bytes {
+            1 => self.u8()? as usize,
+            _ => self.u16()? as usize,
+        };
+        self.take(n).map(Reader::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grease_values() {
+        let all: Vec<u16> = (0..=0xffffu16).filter(|&v| is_grease(v)).collect();
+        assert_eq!(all.len(), 16);
+        assert_eq!(all[0], 0x0a0a);
+        assert_eq!(all[15], 0xfafa);
+    }
+
+    #[test]
+    fn bounded_text_cuts_and_says_so() {
+        let mut t = BoundedText::<4>::new(b"ab");
+        assert!(!t.truncated);
+        t.push(b"cdef");
+        assert_eq!(t.as_bytes(), b"abcd");
+        assert!(t.truncated);
+    }
+}
