@@ -232,7 +232,7 @@ fn fanout(c: &mut Criterion) {
         let consumer = std::thread::spawn(move || {
             let mut n = 0u64;
             while !inbox.finished() {
-                if inbox.drain(256, |_| n += 1) == 0 {
+                if inbox.drain(256, |_, _| n += 1) == 0 {
                     std::hint::spin_loop();
                 }
             }

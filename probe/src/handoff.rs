@@ -16,6 +16,7 @@
 //! time says so, not only when one of its own flows sees a packet. With one decoder, N
 //! workers therefore export exactly the records one thread would (order aside).
 
+use crate::app::AppFact;
 use crate::flow::FlowKey;
 use crate::meter::FlowMeter;
 use crate::wire::FrameSummary;
@@ -24,15 +25,21 @@ use ipfix_export::TimePrecision;
 /// Summaries a (decoder, worker) ring holds: at 200 bytes each, 800 KiB per pair, about 2 ms
 /// of a 2 Mpps queue for a worker that stalls.
 pub const RING_SLOTS: usize = 4096;
+/// Application facts a pair's side ring holds (`--app`): a fact is up to 800 bytes and comes
+/// with a flow's first packets only, so it travels beside the summaries, not in them (which
+/// would make every summary as large). A full side ring drops the fact, counted, not the frame.
+pub const FACT_SLOTS: usize = 256;
 
 /// What goes from a decoder to a metering worker.
 #[derive(Clone, Copy, Debug)]
 pub enum Handoff {
-    /// A frame to meter, seen at `ts_ns`, when its decoder's clock was `clock_ns`.
+    /// A frame to meter, seen at `ts_ns`, when its decoder's clock was `clock_ns`; `fact`: its
+    /// application fact waits, in order, in the pair's fact ring.
     Frame {
         summary: FrameSummary,
         ts_ns: u64,
         clock_ns: u64,
+        fact: bool,
     },
     /// The decoder's clock moved on.
     Clock(u64),
@@ -47,6 +54,9 @@ pub struct HandoffDrops {
     pub ring_full: u64,
     /// The worker had stopped (an error it reported).
     pub worker_gone: u64,
+    /// Not frames: application facts dropped because a worker's fact ring was full (the
+    /// frame was metered, its flow lacks that fact).
+    pub facts: u64,
 }
 
 impl HandoffDrops {
@@ -56,6 +66,7 @@ impl HandoffDrops {
     pub fn merge(&mut self, o: &HandoffDrops) {
         self.ring_full += o.ring_full;
         self.worker_gone += o.worker_gone;
+        self.facts += o.facts;
     }
 }
 
@@ -107,6 +118,7 @@ pub const BATCH: usize = 32;
 /// A decoder's side: one ring to each worker, and a small batch gathering for each.
 pub struct Fanout {
     rings: Vec<rtrb::Producer<Handoff>>,
+    facts: Vec<rtrb::Producer<AppFact>>,
     /// Summaries gathered for each worker, not yet in its ring.
     pending: Vec<Vec<Handoff>>,
     /// Free slots of each ring known without asking it (its consumer only frees more),
@@ -125,6 +137,7 @@ pub struct Fanout {
 /// A worker's side: one ring from each decoder.
 pub struct Inbox {
     rings: Vec<rtrb::Consumer<Handoff>>,
+    facts: Vec<rtrb::Consumer<AppFact>>,
     /// Where the round-robin over decoders resumes.
     next: usize,
 }
@@ -135,21 +148,27 @@ pub fn rings(decoders: usize, workers: usize, slots: usize) -> (Vec<Fanout>, Vec
     let mut inboxes: Vec<Inbox> = (0..workers)
         .map(|_| Inbox {
             rings: Vec::with_capacity(decoders),
+            facts: Vec::with_capacity(decoders),
             next: 0,
         })
         .collect();
     let fanouts = (0..decoders)
         .map(|_| {
+            let mut facts = Vec::with_capacity(workers);
             let rings = inboxes
                 .iter_mut()
                 .map(|inbox| {
                     let (p, c) = rtrb::RingBuffer::new(slots);
                     inbox.rings.push(c);
+                    let (fp, fc) = rtrb::RingBuffer::new(FACT_SLOTS);
+                    inbox.facts.push(fc);
+                    facts.push(fp);
                     p
                 })
                 .collect();
             Fanout {
                 rings,
+                facts,
                 pending: (0..workers).map(|_| Vec::with_capacity(BATCH)).collect(),
                 room: vec![0; workers],
                 sent: vec![0; workers],
@@ -181,7 +200,13 @@ impl Fanout {
     /// a full ring or a stopped worker drops it (counted here; the caller books the frame as
     /// not metered).
     #[inline]
-    pub fn send(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
+    pub fn send(
+        &mut self,
+        s: &FrameSummary,
+        ts_ns: u64,
+        clock_ns: u64,
+        fact: Option<&AppFact>,
+    ) -> Sent {
         let w = worker_of(symmetric_hash(s), self.rings.len());
         if self.room[w] == 0 {
             let ring = &self.rings[w];
@@ -195,12 +220,18 @@ impl Fanout {
                 return Sent::RingFull;
             }
         }
-        self.accept(w, s, ts_ns, clock_ns)
+        self.accept(w, s, ts_ns, clock_ns, fact)
     }
 
     /// Hands a summary to its worker, waiting while its ring is full (a capture file can
     /// wait). Fails only when the worker is gone.
-    pub fn send_waiting(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
+    pub fn send_waiting(
+        &mut self,
+        s: &FrameSummary,
+        ts_ns: u64,
+        clock_ns: u64,
+        fact: Option<&AppFact>,
+    ) -> Sent {
         let w = worker_of(symmetric_hash(s), self.rings.len());
         if self.room[w] == 0 {
             self.write(w);
@@ -217,17 +248,34 @@ impl Fanout {
                 backoff.wait();
             }
         }
-        self.accept(w, s, ts_ns, clock_ns)
+        self.accept(w, s, ts_ns, clock_ns, fact)
     }
 
     /// Gathers a summary for worker `w`, whose ring has room for it; a full batch is written.
     #[inline]
-    fn accept(&mut self, w: usize, s: &FrameSummary, ts_ns: u64, clock_ns: u64) -> Sent {
+    fn accept(
+        &mut self,
+        w: usize,
+        s: &FrameSummary,
+        ts_ns: u64,
+        clock_ns: u64,
+        fact: Option<&AppFact>,
+    ) -> Sent {
         self.room[w] -= 1;
+        // The fact goes first: the worker finds it when it reaches the frame.
+        let fact = match fact {
+            Some(f) => {
+                let sent = self.facts[w].push(*f).is_ok();
+                self.drops.facts += !sent as u64;
+                sent
+            }
+            None => false,
+        };
         self.pending[w].push(Handoff::Frame {
             summary: *s,
             ts_ns,
             clock_ns,
+            fact,
         });
         if self.pending[w].len() == BATCH {
             self.write(w);
@@ -347,14 +395,18 @@ impl Inbox {
     #[inline]
     pub fn drain_into(&mut self, meter: &mut FlowMeter, max: usize) -> Drained {
         let mut summaries = 0;
-        let messages = self.drain(max, |msg| match msg {
+        let messages = self.drain(max, |msg, fact| match msg {
             Handoff::Frame {
                 summary,
                 ts_ns,
                 clock_ns,
+                ..
             } => {
                 summaries += 1;
-                meter.push(summary, *ts_ns, *clock_ns);
+                match fact {
+                    Some(f) => meter.push_with_fact(summary, *ts_ns, *clock_ns, &f),
+                    None => meter.push(summary, *ts_ns, *clock_ns),
+                }
             }
             Handoff::Clock(c) => meter.clock(*c),
             Handoff::Precision(p) => meter.set_time_precision(*p),
@@ -368,11 +420,12 @@ impl Inbox {
     /// Hands up to `max` messages from each decoder's ring to `take`, round-robin; returns
     /// how many.
     #[inline]
-    pub fn drain(&mut self, max: usize, mut take: impl FnMut(&Handoff)) -> usize {
+    pub fn drain(&mut self, max: usize, mut take: impl FnMut(&Handoff, Option<AppFact>)) -> usize {
         let mut messages = 0;
         let n = self.rings.len();
         for i in 0..n {
-            let ring = &mut self.rings[(self.next + i) % n];
+            let k = (self.next + i) % n;
+            let (ring, facts) = (&mut self.rings[k], &mut self.facts[k]);
             let want = ring.slots().min(max);
             if want == 0 {
                 continue;
@@ -382,7 +435,11 @@ impl Inbox {
             };
             let (a, b) = chunk.as_slices();
             for msg in a.iter().chain(b) {
-                take(msg);
+                let fact = match msg {
+                    Handoff::Frame { fact: true, .. } => facts.pop().ok(),
+                    _ => None,
+                };
+                take(msg, fact);
             }
             messages += want;
             chunk.commit_all();
@@ -489,9 +546,9 @@ mod tests {
                         let ts = 1_000 + i;
                         // The first decoder drops when full, the second waits.
                         let sent = if d == 0 {
-                            f.send(&s, ts, ts)
+                            f.send(&s, ts, ts, None)
                         } else {
-                            f.send_waiting(&s, ts, ts)
+                            f.send_waiting(&s, ts, ts, None)
                         };
                         if sent != Sent::Delivered {
                             refused += 1;

@@ -179,6 +179,7 @@ impl PipelineReport {
                 "ring_full": self.handoff.ring_full,
                 "worker_gone": self.handoff.worker_gone,
             },
+            "app_facts_dropped": self.handoff.facts,
         })
     }
 

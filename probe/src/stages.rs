@@ -151,10 +151,11 @@ impl FanoutDecoder {
             return None;
         }
         let clock = self.decoder.clock_ns();
+        let fact = self.decoder.fact();
         let sent = if self.live {
-            self.fanout.send(&self.summary, ts_ns, clock)
+            self.fanout.send(&self.summary, ts_ns, clock, fact)
         } else {
-            self.fanout.send_waiting(&self.summary, ts_ns, clock)
+            self.fanout.send_waiting(&self.summary, ts_ns, clock, fact)
         };
         match sent {
             Sent::Delivered => Some(&self.summary),

@@ -117,15 +117,19 @@ fn read_name(msg: &[u8], mut at: usize, out: &mut BoundedText<255>) -> Option<us
     }
 }
 
-/// A label as tshark writes it: printable ASCII as is, other bytes as `\xNN`... tshark writes
-/// them with `\\` escapes too; names in real traffic are printable.
+/// A label as tshark writes it: printable ASCII as is, other bytes as a backslash and three
+/// octal digits.
 fn push_label(out: &mut BoundedText<255>, label: &[u8]) {
     for &b in label {
-        if (0x21..0x7f).contains(&b) {
+        if (0x20..0x7f).contains(&b) {
             out.push(&[b]);
         } else {
-            let hex = b"0123456789abcdef";
-            out.push(&[b'\\', b'x', hex[(b >> 4) as usize], hex[(b & 0xf) as usize]]);
+            out.push(&[
+                b'\\',
+                b'0' + (b >> 6),
+                b'0' + ((b >> 3) & 7),
+                b'0' + (b & 7),
+            ]);
         }
     }
 }

@@ -49,19 +49,35 @@ fn line(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((l, &b[nl + 1..]))
 }
 
-/// An HTTP/1.x request at the start of `payload`.
+/// An HTTP/1.x request at the start of `payload`. As Wireshark reads one: the method, the
+/// target up to the next space, the version last (`HTTP/0.9` requests have none); a request
+/// line cut by the end of the captured bytes still gives its method and target.
 pub fn parse_request(payload: &[u8]) -> Option<Request> {
-    let (first, mut rest) = line(payload)?;
-    let mut parts = first.splitn(3, |&c| c == b' ');
+    let (first, mut rest) = line(payload).unwrap_or((payload, &[]));
+    let mut parts = first.split(|&c| c == b' ');
     let method = parts.next()?;
     let target = parts.next()?;
-    let version = parts.next()?;
-    if !METHODS.contains(&method) || target.is_empty() {
+    let version = first.rsplit(|&c| c == b' ').next().unwrap_or_default();
+    // With an HTTP version the method may be any token (extension methods such as
+    // CCM_POST); without one only a known method makes it HTTP.
+    let token = !method.is_empty()
+        && method.len() <= 20
+        && method
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
+    let versioned = version != target && version.starts_with(b"HTTP/");
+    if !(METHODS.contains(&method) || versioned && token) || target.is_empty() {
         return None;
     }
     let minor = match version {
         b"HTTP/1.1" => 1,
         b"HTTP/1.0" => 0,
+        // Another or a malformed version ("HTTP/1."): still a request line.
+        v if v != target && v.starts_with(b"HTTP/") => 9,
+        // HTTP/0.9: "GET /path" and nothing more.
+        v if v == target => 9,
+        // The line was cut inside the version by the end of the captured bytes.
+        v if rest.is_empty() && b"HTTP/1.1".starts_with(v) => 9,
         _ => return None,
     };
     let mut r = Request {
@@ -134,8 +150,25 @@ mod tests {
         assert_eq!(parse_response(b"HTTP/1.1 404 Not Found\r\n"), Some(404));
         assert_eq!(parse_response(b"HTTP/1.0 200\r\n"), Some(200));
         assert_eq!(parse_response(b"HTTP/1.1 20x OK"), None);
-        assert_eq!(parse_request(b"BREW /pot HTTP/1.1\r\n"), None);
-        assert_eq!(parse_request(b"GET / HTTP/2\r\n"), None);
+        // An extension method with a version is a request; a lower-case word is not.
+        assert_eq!(
+            parse_request(b"BREW /pot HTTP/1.1\r\n")
+                .unwrap()
+                .method
+                .as_str(),
+            "BREW"
+        );
+        assert_eq!(parse_request(b"brew /pot HTTP/1.1\r\n"), None);
+        assert_eq!(parse_request(b"GET / HTTP/2\r\n").unwrap().minor, 9);
+        assert_eq!(parse_request(b"get / whatever\r\n"), None);
+        // HTTP/0.9, a CONNECT with a stray token, a line cut by the snap length.
+        assert_eq!(parse_request(b"GET /\r\n").unwrap().minor, 9);
+        let c = parse_request(b"CONNECT mail.example:25 / HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!(c.target.as_str(), "mail.example:25");
+        assert_eq!(
+            parse_request(b"GET /a.gif HTT").unwrap().target.as_str(),
+            "/a.gif"
+        );
         // A target longer than kept is cut and marked.
         let long = format!("GET /{} HTTP/1.0\r\n\r\n", "a".repeat(400));
         let r = parse_request(long.as_bytes()).unwrap();

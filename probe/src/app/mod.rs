@@ -130,15 +130,16 @@ pub fn inspect(
     }
 }
 
-/// What a flow's packets said, kept with the flow and its record. One kind per flow (the
-/// first fact decides); the first value of each field wins (a DNS flow's first question, a
-/// connection's first request), responses fill theirs. Boxed per kind: a flow holds only what
-/// its protocol needs (DNS 270 bytes, TLS 440, HTTP 800), and only flows with a fact hold any.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AppFields {
-    Dns(Box<DnsFields>),
-    Tls(Box<TlsFields>),
-    Http(Box<HttpFields>),
+/// What a flow's packets said, kept with the flow and its record. The first value of each
+/// field wins (a DNS flow's first question, a connection's first request), responses fill
+/// theirs. A flow may hold more than one kind (an HTTP CONNECT, then TLS inside the tunnel).
+/// Boxed per kind: a flow holds only what its protocols need (DNS 270 bytes, TLS 440, HTTP
+/// 800), and only flows with a fact hold any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppFields {
+    pub dns: Option<Box<DnsFields>>,
+    pub tls: Option<Box<TlsFields>>,
+    pub http: Option<Box<HttpFields>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,61 +162,18 @@ pub struct HttpFields {
 }
 
 impl AppFields {
-    /// The fields a flow starts with from its first fact (one allocation per such flow).
+    /// The fields a flow starts with from its first fact.
     pub fn from_fact(f: &AppFact) -> AppFields {
-        let mut a = match f {
-            AppFact::Dns(_) => AppFields::Dns(Box::default()),
-            AppFact::TlsClient(_) | AppFact::TlsServer(_) => AppFields::Tls(Box::default()),
-            AppFact::HttpRequest(_) | AppFact::HttpResponse(_) => AppFields::Http(Box::default()),
-        };
+        let mut a = AppFields::default();
         a.add(f);
         a
     }
 
-    /// The record's fields.
-    pub fn to_record(&self) -> ipfix_export::AppRecord {
-        let text = |t: &[u8]| Some(String::from_utf8_lossy(t).into_owned());
-        let mut r = ipfix_export::AppRecord::default();
-        match self {
-            AppFields::Dns(d) => {
-                if let Some(q) = &d.question {
-                    r.dns_query_name = text(q.name.as_bytes());
-                    r.dns_query_type = Some(q.qtype);
-                    r.dns_query_class = Some(q.qclass);
-                }
-                r.dns_rcode = d.rcode;
-                r.dns_answers = d.answers;
-            }
-            AppFields::Tls(t) => {
-                if let Some(c) = &t.client {
-                    r.tls_server_name = c.sni.as_ref().and_then(|s| text(s.as_bytes()));
-                    r.tls_alpn = (!c.alpn.is_empty()).then(|| c.alpn.as_str().into_owned());
-                    r.tls_client_version = Some(c.version);
-                    r.tls_ja4 = Some(c.ja4.as_str().to_string());
-                }
-                if let Some(s) = &t.server {
-                    r.tls_server_version = Some(s.version);
-                    r.tls_cipher_suite = Some(s.cipher);
-                }
-            }
-            AppFields::Http(h) => {
-                if let Some(q) = &h.request {
-                    r.http_method = text(q.method.as_bytes());
-                    r.http_host = (!q.host.is_empty()).then(|| q.host.as_str().into_owned());
-                    r.http_target = text(q.target.as_bytes());
-                    r.http_user_agent =
-                        (!q.user_agent.is_empty()).then(|| q.user_agent.as_str().into_owned());
-                }
-                r.http_status = h.status;
-            }
-        }
-        r
-    }
-
-    /// Adds a later packet's fact; one of another kind is left out.
+    /// Adds a packet's fact.
     pub fn add(&mut self, f: &AppFact) {
-        match (self, f) {
-            (AppFields::Dns(d), AppFact::Dns(m)) => {
+        match f {
+            AppFact::Dns(m) => {
+                let d = self.dns.get_or_insert_with(Box::default);
                 if d.question.is_none() {
                     d.question = m.question;
                 }
@@ -224,20 +182,69 @@ impl AppFields {
                     d.answers = Some(m.answers);
                 }
             }
-            (AppFields::Tls(t), AppFact::TlsClient(h)) => {
-                t.client.get_or_insert(*h);
+            AppFact::TlsClient(h) => {
+                self.tls
+                    .get_or_insert_with(Box::default)
+                    .client
+                    .get_or_insert(*h);
             }
-            (AppFields::Tls(t), AppFact::TlsServer(h)) => {
-                t.server.get_or_insert(*h);
+            AppFact::TlsServer(h) => {
+                self.tls
+                    .get_or_insert_with(Box::default)
+                    .server
+                    .get_or_insert(*h);
             }
-            (AppFields::Http(h), AppFact::HttpRequest(r)) => {
-                h.request.get_or_insert(*r);
+            AppFact::HttpRequest(r) => {
+                self.http
+                    .get_or_insert_with(Box::default)
+                    .request
+                    .get_or_insert(*r);
             }
-            (AppFields::Http(h), AppFact::HttpResponse(c)) => {
-                h.status.get_or_insert(*c);
+            AppFact::HttpResponse(c) => {
+                self.http
+                    .get_or_insert_with(Box::default)
+                    .status
+                    .get_or_insert(*c);
             }
-            _ => {}
         }
+    }
+
+    /// The record's fields.
+    pub fn to_record(&self) -> ipfix_export::AppRecord {
+        let text = |t: &[u8]| Some(String::from_utf8_lossy(t).into_owned());
+        let mut r = ipfix_export::AppRecord::default();
+        if let Some(d) = &self.dns {
+            if let Some(q) = &d.question {
+                r.dns_query_name = text(q.name.as_bytes());
+                r.dns_query_type = Some(q.qtype);
+                r.dns_query_class = Some(q.qclass);
+            }
+            r.dns_rcode = d.rcode;
+            r.dns_answers = d.answers;
+        }
+        if let Some(t) = &self.tls {
+            if let Some(c) = &t.client {
+                r.tls_server_name = c.sni.as_ref().and_then(|s| text(s.as_bytes()));
+                r.tls_alpn = (!c.alpn.is_empty()).then(|| c.alpn.as_str().into_owned());
+                r.tls_client_version = Some(c.version);
+                r.tls_ja4 = Some(c.ja4.as_str().to_string());
+            }
+            if let Some(s) = &t.server {
+                r.tls_server_version = Some(s.version);
+                r.tls_cipher_suite = Some(s.cipher);
+            }
+        }
+        if let Some(h) = &self.http {
+            if let Some(q) = &h.request {
+                r.http_method = text(q.method.as_bytes());
+                r.http_host = (!q.host.is_empty()).then(|| q.host.as_str().into_owned());
+                r.http_target = text(q.target.as_bytes());
+                r.http_user_agent =
+                    (!q.user_agent.is_empty()).then(|| q.user_agent.as_str().into_owned());
+            }
+            r.http_status = h.status;
+        }
+        r
     }
 }
 
