@@ -46,7 +46,17 @@ const NEEDED: &[(&str, &str)] = &[
     ("xz", "xz-utils"),
     // Live benchmark: the traffic generator.
     ("trafgen", "netsniff-ng"),
+    // Reference implementations from PyPI (ja4plus for JA4), installed into a venv.
+    ("python3", "python3"),
+    ("/usr/share/doc/python3-venv", "python3-venv"),
 ];
+
+/// Where the PyPI reference implementations live (a venv: Debian's Python refuses pip
+/// installs into the system, PEP 668). The tests look here when `ja4plus` is not on PATH.
+pub const PYREF: &str = "/opt/probe-pyref";
+
+/// The PyPI packages the tests compare against, pinned.
+const PYPI: &[&str] = &["ja4plus==1.4.0", "communityid==1.5.0"];
 
 /// Whether `cmd` (a program name, or an absolute path) is on this machine.
 pub fn have(cmd: &str) -> bool {
@@ -63,6 +73,34 @@ pub fn have(cmd: &str) -> bool {
 }
 
 pub fn ensure() -> Result<()> {
+    apt()?;
+    pypi()
+}
+
+/// The PyPI reference implementations, in [`PYREF`], when neither PATH nor it has them.
+fn pypi() -> Result<()> {
+    let bin = format!("{PYREF}/bin/ja4plus");
+    if have("ja4plus") || std::path::Path::new(&bin).exists() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "xtask: ja4plus is missing (the JA4 test skips): python3 -m venv {PYREF} && {PYREF}/bin/pip install {}",
+            PYPI.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} into {PYREF}", PYPI.join(" "));
+    crate::run(Command::new("python3").args(["-m", "venv", PYREF]))?;
+    crate::run(
+        Command::new(format!("{PYREF}/bin/pip"))
+            .args(["install", "-q"])
+            .args(PYPI),
+    )
+}
+
+fn apt() -> Result<()> {
     let mut missing: Vec<&str> = NEEDED
         .iter()
         .filter(|(c, _)| !have(c))
