@@ -212,8 +212,10 @@ fn fanout(c: &mut Criterion) {
             black_box(n)
         })
     });
-    let (mut dec, mut fm) =
-        Meter::new(CacheConfig::default(), FragmentConfig::default()).into_stages();
+    let (mut dec, mut fm) = (
+        Decoder::new(FragmentConfig::default()),
+        probe::meter::FlowMeter::new(CacheConfig::default()),
+    );
     g.bench_function("two_stages_one_thread", |b| {
         b.iter(|| {
             for f in &fs {

@@ -2,7 +2,7 @@
 
 use crate::export::ExportConfig;
 use crate::flow::CacheConfig;
-use crate::meter::{DedupConfig, FragmentConfig, Meter};
+use crate::meter::{Decoder, DedupConfig, FlowMeter, FragmentConfig, Meter};
 use crate::wire::Decap;
 use clap::Args;
 use ipfix_export::{Destination, EncoderConfig, ExporterConfig};
@@ -210,8 +210,8 @@ pub struct MeterArgs {
     #[arg(long)]
     pub no_vlan_key: bool,
     /// Export biflows (RFC 5103): each flow with its reverse direction in one record, the
-    /// initiator (bare SYN, else first packet) forward. Both directions must reach the same
-    /// worker: one queue, or symmetric RSS. NetFlow v9/v5 receive the two directions as two
+    /// initiator (bare SYN, else first packet) forward. Both directions meet in one cache by
+    /// the fan-out's symmetric hash (with --rss symmetric, the NIC must keep them together). NetFlow v9/v5 receive the two directions as two
     /// records.
     #[arg(long)]
     pub biflow: bool,
@@ -304,13 +304,27 @@ impl MeterArgs {
         })
     }
 
-    /// A meter with every setting of these options.
+    /// The first stage with every setting of these options: what each RX thread (or the file
+    /// reader) of the fan-out runs.
+    pub fn decoder(&self) -> anyhow::Result<Decoder> {
+        let mut d = Decoder::new(self.fragment_config());
+        d.set_decap(self.decap.decap()?);
+        d.set_dedup(self.dedup_config());
+        d.set_app(self.app);
+        Ok(d)
+    }
+
+    /// A meter with every setting of these options, holding the whole flow budget.
     pub fn meter(&self) -> anyhow::Result<Meter> {
-        let mut m = Meter::new(self.cache_config(), self.fragment_config());
-        m.set_decap(self.decap.decap()?);
-        m.set_dedup(self.dedup_config());
-        m.set_app(self.app);
-        Ok(m)
+        self.meter_sharing(1)
+    }
+
+    /// A meter holding one of `parts` shares of the flow budget (one-hop queues).
+    pub fn meter_sharing(&self, parts: usize) -> anyhow::Result<Meter> {
+        Ok(Meter::from_stages(
+            self.decoder()?,
+            FlowMeter::new(self.cache_config().share(parts)),
+        ))
     }
 
     pub fn fragment_config(&self) -> FragmentConfig {
@@ -476,7 +490,7 @@ pub fn parse_index_list(s: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
-/// CPUs to pin workers to, in order (a newtype so clap takes the list as one value).
+/// CPUs to pin threads to, in order (a newtype so clap takes the list as one value).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuList(pub Vec<u32>);
 
@@ -552,7 +566,7 @@ pub struct CaptureArgs {
     /// the collector's address so the probe does not meter its own export.
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_cidr)]
     pub ignore: Vec<Cidr>,
-    /// UMEM frames per queue (the kernel-to-worker buffer; with the default frame size,
+    /// UMEM frames per queue (the kernel-to-RX-thread buffer; with the default frame size,
     /// 64 MiB of locked memory per queue).
     #[arg(long, value_name = "N", default_value_t = 32768, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
     pub umem_frames: u32,
@@ -580,8 +594,8 @@ pub struct CaptureArgs {
     /// while it runs, as tcpdump does, so a SPAN or tap port's frames for other hosts are seen).
     #[arg(long)]
     pub no_promisc: bool,
-    /// Busy-poll the driver from the workers (SO_PREFER_BUSY_POLL): lower latency and fewer
-    /// interrupts, at the price of a spinning core per worker.
+    /// Busy-poll the driver from the RX threads (SO_PREFER_BUSY_POLL): lower latency and fewer
+    /// interrupts, at the price of a spinning core per RX thread.
     #[arg(long)]
     pub busy_poll: bool,
     /// Stop after this long (default: run until SIGINT/SIGTERM).

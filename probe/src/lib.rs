@@ -1,7 +1,7 @@
 //! The probe: frames in, IPFIX flow records out.
 //!
 //! - [`wire`]: zero-copy decoders from link layer to transport header;
-//! - [`flow`]: the per-worker flow cache and fragment table;
+//! - [`flow`]: the flow cache (one per metering worker) and fragment table;
 //! - [`meter`]: the sans-IO core that ties them together and keeps the books: a [`meter::Decoder`]
 //!   (frames to summaries) and a [`meter::FlowMeter`] (summaries to records), or both in one;
 //! - [`handoff`]: the fan-out's queues from decoders to metering workers, by a symmetric flow
@@ -12,7 +12,7 @@
 //! - [`collector_url`]: `--ipfix` URLs (UDP, TCP, SCTP, files, NetFlow v9/v5);
 //! - [`anonymize`]: Crypto-PAn prefix-preserving anonymization of exported addresses;
 //! - [`export`]: the exporter thread (every destination, statistics, JSON lines);
-//! - [`live`]: `probe capture`, XDP steering and one AF_XDP worker per RX queue;
+//! - [`live`]: `probe capture`, XDP steering, one AF_XDP RX thread per queue;
 //! - [`offline`]: `probe read`, the capture-file pipeline, and [`progress`], its progress line;
 //! - [`privileges`]: `--user`/`--group`, giving up root once capture is set up;
 //! - [`report`]: the end-of-run books, printed and as JSON;

@@ -36,7 +36,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Meter live traffic of an interface (XDP + AF_XDP, one worker per RX queue) until
+    /// Meter live traffic of an interface (XDP + AF_XDP, one RX thread per queue, flows metered per core) until
     /// SIGINT/SIGTERM or --duration, and export the flows.
     Capture(Box<CaptureArgs>),
     /// Write the packets of a flow, a selection or a time window from a PCAP ring to one file.

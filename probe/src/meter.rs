@@ -325,8 +325,8 @@ impl Decoder {
                 }
                 s.ingress_if = self.ingress_if;
                 self.books.metered += 1;
-                self.fact = None;
                 if !self.app.is_empty() {
+                    self.fact = None;
                     let payload = crate::app::payload(frame, s);
                     if !payload.is_empty() {
                         self.fact = crate::app::inspect(self.app, s, payload, &mut self.scratch);
@@ -489,7 +489,7 @@ impl FlowMeter {
     /// one thread doing both stages would).
     #[inline]
     pub fn push(&mut self, s: &FrameSummary, ts_ns: u64, clock_ns: u64) {
-        if clock_ns > ts_ns && clock_ns > self.newest_queued() {
+        if clock_ns > ts_ns && clock_ns > self.newest_ns {
             let slot = self.next_slot();
             self.queue_clock(slot, clock_ns);
         }
@@ -520,16 +520,10 @@ impl FlowMeter {
     /// now and then so idle flows leave on time whichever worker holds them).
     #[inline]
     pub fn clock(&mut self, clock_ns: u64) {
-        if clock_ns > self.newest_queued() {
+        if clock_ns > self.newest_ns {
             let slot = self.next_slot();
             self.queue_clock(slot, clock_ns);
         }
-    }
-
-    /// The newest time already queued or applied.
-    #[inline]
-    fn newest_queued(&self) -> u64 {
-        self.newest_ns
     }
 
     /// Hands the oldest waiting frame to the flow cache: the expiry its time calls for, then
@@ -614,29 +608,14 @@ impl Meter {
         }
     }
 
-    /// The two stages, for a caller that runs them apart.
-    pub fn into_stages(self) -> (Decoder, FlowMeter) {
-        (self.decoder, self.flows)
-    }
-
-    /// Which encapsulations the decoder removes (default: all).
-    pub fn set_decap(&mut self, decap: Decap) {
-        self.decoder.set_decap(decap);
-    }
-
-    /// See [`Decoder::set_app`].
-    pub fn set_app(&mut self, set: crate::app::AppSet) {
-        self.decoder.set_app(set);
+    /// The two stages, set up apart, on one thread.
+    pub fn from_stages(decoder: Decoder, flows: FlowMeter) -> Meter {
+        Meter { decoder, flows }
     }
 
     /// See [`Decoder::set_ingress`].
     pub fn set_ingress(&mut self, ifindex: u32) {
         self.decoder.set_ingress(ifindex);
-    }
-
-    /// Detect (and perhaps drop) duplicate packets; `None` turns detection off (the default).
-    pub fn set_dedup(&mut self, cfg: Option<DedupConfig>) {
-        self.decoder.set_dedup(cfg);
     }
 
     /// New flow timeouts (a reload).

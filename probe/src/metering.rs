@@ -151,10 +151,7 @@ impl MeteringWorker {
             }
         }
         crate::cpus::pin_or_warn(self.cpu, &format!("metering worker {}", self.index));
-        if self.live {
-            self.flows
-                .set_time_precision(ipfix_export::TimePrecision::Nanos);
-        }
+        // The resolution of the times comes from the decoders (a Precision message).
         let mut backoff = Backoff::default();
         let mut last_tick = Instant::now();
         let mut idle_flushed = true;

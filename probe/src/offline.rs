@@ -46,7 +46,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         live: false,
         unprivileged: false,
     };
-    let mut meter = FileMetering::start(args.meter.meter()?, &spec, &tx, &gauges)?;
+    let mut meter = FileMetering::start(&args.meter, &spec, &tx, &gauges)?;
     let mut files = Vec::new();
     let sizes: Vec<Option<u64>> = args
         .files
@@ -128,7 +128,7 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                 break Some("interrupted by a signal".to_string());
             }
             if frames.is_multiple_of(4096) {
-                meter.catch_up();
+                meter.tick();
                 gauges.set_metering(meter.books().metering_counts());
                 let (read, flows) = (meter.books().read, meter.flows_active());
                 progress.update(
@@ -158,13 +158,10 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
             meter.flows_active()
         );
     }
-    let (books, one_hop) = meter.finish()?;
-    if let Some(mut m) = one_hop {
-        gauges.set_metering(books.frames.metering_counts());
-        tx.send(m.take_records())
-            .context("the exporter thread stopped")?;
-    } else {
-        gauges.set_metering(books.frames.metering_counts());
+    let (books, last) = meter.finish()?;
+    gauges.set_metering(books.frames.metering_counts());
+    if !last.is_empty() {
+        tx.send(last).context("the exporter thread stopped")?;
     }
     drop(tx);
     let ring = crate::ring::finish(keeper.take(), ring_writer)?;

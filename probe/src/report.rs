@@ -28,7 +28,7 @@ pub struct FileReport {
 }
 
 /// One RX queue of a live capture: what the XDP program saw and did with each frame, what the
-/// socket dropped, and what the worker metered.
+/// socket dropped, and what its RX thread read and decoded.
 #[derive(Clone, Debug)]
 pub struct QueueReport {
     pub interface: String,
@@ -36,7 +36,7 @@ pub struct QueueReport {
     pub captured: bool,
     pub xdp: bpf::QueueCounters,
     pub socket: Option<XskStats>,
-    /// The worker's books; `frames.read` is what reached userspace.
+    /// The RX thread's books; `frames.read` is what reached userspace.
     pub frames: FrameBooks,
     /// Summaries this queue's RX thread could not hand to their worker (fan-out).
     pub handoff: crate::handoff::HandoffDrops,
@@ -49,7 +49,7 @@ impl QueueReport {
         self.socket.map_or(0, |s| s.rx_dropped + s.rx_ring_full)
     }
 
-    /// Frames the program redirected that neither reached the worker nor show in the socket's
+    /// Frames the program redirected that neither reached the RX thread nor show in the socket's
     /// drop counters (the kernel failed the redirect after the program returned). Zero when
     /// every frame is accounted for.
     pub fn unaccounted(&self) -> i128 {
@@ -110,7 +110,7 @@ pub struct LiveReport {
     pub reloads_rejected: u64,
     pub queues: Vec<QueueReport>,
     pub worker_errors: Vec<String>,
-    /// Flow records dropped because the exporter fell behind by more than a worker's backlog.
+    /// Flow records dropped because the exporter fell behind by more than a stage's backlog.
     pub records_dropped: u64,
 }
 

@@ -40,14 +40,6 @@ pub struct WorkerSpec<'a> {
     pub unprivileged: bool,
 }
 
-/// The per-worker share of a cache of `max_flows` flows.
-pub fn share_of(cache: &CacheConfig, workers: usize) -> CacheConfig {
-    CacheConfig {
-        max_flows: cache.max_flows.div_ceil(workers.max(1)),
-        ..cache.clone()
-    }
-}
-
 /// Starts the metering workers of `decoders` decoders; returns each decoder's fan-out.
 pub fn start_workers(
     spec: &WorkerSpec<'_>,
@@ -57,7 +49,7 @@ pub fn start_workers(
 ) -> Result<(Vec<Fanout>, Workers)> {
     let (fanouts, inboxes) =
         crate::handoff::rings(decoders, spec.count, crate::handoff::RING_SLOTS);
-    let cache = share_of(&spec.cache, spec.count);
+    let cache = spec.cache.share(spec.count);
     let mut w = Workers {
         handles: Vec::new(),
         progress: Vec::new(),
@@ -91,9 +83,8 @@ pub fn start_workers(
 
 impl Workers {
     /// Waits for every worker (their decoders must have finished) and merges their books.
-    pub fn join(self) -> Result<(WorkerBooks, Vec<crate::meter::FlowMeter>)> {
+    pub fn join(self) -> Result<WorkerBooks> {
         let mut books = WorkerBooks::default();
-        let mut meters = Vec::new();
         for h in self.handles {
             let o = h
                 .join()
@@ -111,9 +102,8 @@ impl Workers {
                     .errors
                     .push(format!("metering worker {}: {e}", o.index));
             }
-            meters.push(o.flows);
         }
-        Ok((books, meters))
+        Ok(books)
     }
 }
 
@@ -226,15 +216,15 @@ impl FileMetering {
     /// `--workers 1`: one hop on the reading thread; more: the reader decodes and N workers
     /// meter.
     pub fn start(
-        meter: Meter,
+        args: &crate::cli::MeterArgs,
         spec: &WorkerSpec<'_>,
         records: &crossbeam_channel::Sender<Vec<FlowRecord>>,
         gauges: &Arc<Gauges>,
     ) -> Result<FileMetering> {
         if spec.count <= 1 {
-            return Ok(FileMetering::OneHop(Box::new(meter)));
+            return Ok(FileMetering::OneHop(Box::new(args.meter()?)));
         }
-        let (decoder, _) = meter.into_stages();
+        let decoder = args.decoder()?;
         let (mut fanouts, workers) = start_workers(spec, 1, records, gauges)?;
         let fanout = fanouts.pop().expect("one fan-out per decoder");
         Ok(FileMetering::Fanout {
@@ -282,9 +272,17 @@ impl FileMetering {
         }
     }
 
-    /// Every so often and before a read that may wait: what the frames so far expired moves
-    /// on (the one-hop meter applies its lookahead; the workers are told the clock and flush
-    /// their own when idle).
+    /// Every few thousand frames: the workers learn the clock, so a worker whose flows see no
+    /// packets still expires them with packet time (one hop needs nothing).
+    pub fn tick(&mut self) {
+        if let FileMetering::Fanout { stage, .. } = self {
+            stage.tell_clock();
+        }
+    }
+
+    /// Before a read that may wait: what the frames so far expired moves on (the one-hop
+    /// meter applies its lookahead; the workers get what is gathered for them and the clock,
+    /// and flush their own lookahead when idle).
     pub fn catch_up(&mut self) {
         match self {
             FileMetering::OneHop(m) => m.apply_waiting(),
@@ -310,9 +308,9 @@ impl FileMetering {
         }
     }
 
-    /// End of input: every flow is exported (the one-hop meter's records are left to take);
-    /// returns the books.
-    pub fn finish(self) -> Result<(FileBooks, Option<Meter>)> {
+    /// End of input: every flow is exported; returns the books and the one-hop meter's last
+    /// records (the workers ship their own).
+    pub fn finish(self) -> Result<(FileBooks, Vec<FlowRecord>)> {
         match self {
             FileMetering::OneHop(mut m) => {
                 m.finish();
@@ -323,7 +321,7 @@ impl FileMetering {
                     workers: None,
                     handoff: HandoffDrops::default(),
                 };
-                Ok((books, Some(*m)))
+                Ok((books, m.take_records()))
             }
             FileMetering::Fanout { mut stage, workers } => {
                 stage.flush();
@@ -335,7 +333,7 @@ impl FileMetering {
                 let handoff = fanout.drops;
                 // Dropping the fan-out tells the workers nothing more comes.
                 drop(fanout);
-                let (wb, _) = workers.join()?;
+                let wb = workers.join()?;
                 let books = FileBooks {
                     frames: decoder.books(),
                     fragments: decoder.fragments().stats(),
@@ -343,7 +341,7 @@ impl FileMetering {
                     handoff,
                     workers: Some(wb),
                 };
-                Ok((books, None))
+                Ok((books, Vec::new()))
             }
         }
     }

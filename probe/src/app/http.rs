@@ -53,6 +53,18 @@ fn line(b: &[u8]) -> Option<(&[u8], &[u8])> {
 /// target up to the next space, the version last (`HTTP/0.9` requests have none); a request
 /// line cut by the end of the captured bytes still gives its method and target.
 pub fn parse_request(payload: &[u8]) -> Option<Request> {
+    // Most payloads are not a request: a method token and a space within the first 21 bytes
+    // are checked before anything looks for a line end, so a bulk transfer's segment costs a
+    // few bytes, not all of them.
+    let head = &payload[..payload.len().min(21)];
+    let sp = head.iter().position(|&c| c == b' ')?;
+    if sp == 0
+        || !head[..sp]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+    {
+        return None;
+    }
     let (first, mut rest) = line(payload).unwrap_or((payload, &[]));
     let mut parts = first.split(|&c| c == b' ');
     let method = parts.next()?;

@@ -38,6 +38,17 @@ pub struct CacheConfig {
     pub biflow: bool,
 }
 
+impl CacheConfig {
+    /// One of `parts` caches that share this one's flow budget (`--max-flows` is the probe's
+    /// total, shared out between its metering workers or one-hop queues).
+    pub fn share(&self, parts: usize) -> CacheConfig {
+        CacheConfig {
+            max_flows: self.max_flows.div_ceil(parts.max(1)),
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {

@@ -460,8 +460,7 @@ fn start(
     } else {
         (Vec::new(), None)
     };
-    // One hop: the probe's flow budget is shared out between the queues' caches.
-    let one_hop_cache = crate::stages::share_of(&args.meter.cache_config(), sockets.len());
+    let queues = sockets.len();
     let stop = Arc::new(AtomicBool::new(false));
     let offset = rx::realtime_offset_ns();
     let mut running = Running {
@@ -480,19 +479,17 @@ fn start(
         },
     ) in sockets.into_iter().enumerate()
     {
-        let mut decoder_and_cache = args.meter.meter()?;
-        decoder_and_cache.set_ingress(captures[iface].ifindex);
+        let ifindex = captures[iface].ifindex;
         let stage = match fanouts.get_mut(i).and_then(Option::take) {
             Some(fanout) => {
-                let (decoder, _) = decoder_and_cache.into_stages();
+                let mut decoder = args.meter.decoder()?;
+                decoder.set_ingress(ifindex);
                 RxStage::Fanout(Box::new(FanoutDecoder::new(decoder, fanout, true)))
             }
             None => {
-                let mut m =
-                    crate::meter::Meter::new(one_hop_cache.clone(), args.meter.fragment_config());
-                m.set_decap(args.meter.decap.decap()?);
-                m.set_dedup(args.meter.dedup_config());
-                m.set_ingress(captures[iface].ifindex);
+                // One hop: the probe's flow budget is shared out between the queues' caches.
+                let mut m = args.meter.meter_sharing(queues)?;
+                m.set_ingress(ifindex);
                 RxStage::OneHop {
                     meter: Box::new(m),
                     shipper: Shipper::new(outputs.records.clone(), outputs.gauges.clone(), true),
@@ -642,7 +639,7 @@ fn stop(captures: &[Capture], running: Running) -> Result<Stopped> {
         rx.push(h.join().map_err(|_| anyhow!("an RX thread panicked"))?);
     }
     let workers = match running.workers {
-        Some(w) => Some(w.join()?.0),
+        Some(w) => Some(w.join()?),
         None => None,
     };
     Ok(Stopped { rx, workers })

@@ -4,17 +4,18 @@
 //!
 //! The settings are compared as clap sees them (every option's effective values, defaults
 //! included), so a change is named by its option. Applied in place:
-//! - `pcap-select`: each worker's keeper takes the new selection on its next tick; the ring's
+//! - `pcap-select`: each RX thread's keeper takes the new selection on its next tick; the ring's
 //!   journal records the change (later files are listed under it);
 //! - `ignore`, `sample`, `sample-mode`: written into the running XDP program's maps; the
 //!   exporter's selector reports follow;
 //! - `ipfix`: collectors added are opened, collectors removed are drained and closed;
-//! - `idle-timeout`, `active-timeout`, `tcp-end-grace`: each worker's cache, from its next
+//! - `idle-timeout`, `active-timeout`, `tcp-end-grace`: each flow cache (metering workers', or
+//!   one-hop RX threads'), from its next
 //!   expiry scan;
 //! - `stats-interval`, `duration`, `metrics` (the listener is rebound; a port below 1024
 //!   after `--user` dropped privileges cannot be).
 //!
-//! Everything else needs a restart (interface, queues, workers' CPUs, frame and ring sizes, the
+//! Everything else needs a restart (interfaces, queues, workers and CPUs, frame and ring sizes, the
 //! ring directory and its bounds, the export encoding, the metering options): named in one line,
 //! left as it runs, while the rest applies. A file that does not parse or check is refused
 //! with the reason, and the settings in force stay.
@@ -91,7 +92,8 @@ pub fn diff(old: &Settings, new: &Settings) -> (Vec<Change>, Vec<Change>) {
     (apply, restart)
 }
 
-/// Hands `u` to every worker, merged with an update a worker has not taken yet.
+/// Hands `u` to every stage (RX thread, metering worker), merged with an update it has not
+/// taken yet.
 pub fn to_workers(workers: &[Updates], u: &WorkerUpdate) {
     for w in workers {
         if let Ok(mut slot) = w.lock() {

@@ -230,13 +230,10 @@ impl RxThread {
                         break;
                     }
                 }
-            } else if matches!(&self.stage, RxStage::OneHop { shipper, .. } if shipper.has_backlog())
-            {
-                if let RxStage::OneHop { shipper, .. } = &mut self.stage {
-                    if !shipper.ship(Vec::new()) {
-                        error = Some("the exporter thread stopped".to_string());
-                        break;
-                    }
+            } else if let Some(shipper) = self.backlogged() {
+                if !shipper.ship(Vec::new()) {
+                    error = Some("the exporter thread stopped".to_string());
+                    break;
                 }
             } else {
                 if stop.load(Ordering::Acquire) {
@@ -336,6 +333,14 @@ impl RxThread {
             }
         }
         out
+    }
+
+    /// One hop: the shipper, when records wait for room in the exporter's channel.
+    fn backlogged(&mut self) -> Option<&mut Shipper> {
+        match &mut self.stage {
+            RxStage::OneHop { shipper, .. } if shipper.has_backlog() => Some(shipper),
+            _ => None,
+        }
     }
 
     /// Once per [`TICK`]: a reload's settings, the PCAP keeper's flush, the published

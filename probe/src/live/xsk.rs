@@ -38,7 +38,7 @@ pub struct XskConfig {
     pub rx_size: u32,
     pub zero_copy: ZeroCopy,
     /// Busy-poll budget: `Some(n)` turns on SO_PREFER_BUSY_POLL and drives the driver from the
-    /// worker with non-blocking recvfrom, n packets per call.
+    /// RX thread with non-blocking recvfrom, n packets per call.
     pub busy_poll: Option<u32>,
 }
 
@@ -60,7 +60,7 @@ pub struct XskStats {
     /// Frames the kernel dropped for this socket for want of a fill-ring frame or because they
     /// did not fit a UMEM frame.
     pub rx_dropped: u64,
-    /// Frames dropped because the RX ring was full (the worker fell behind).
+    /// Frames dropped because the RX ring was full (the RX thread fell behind).
     pub rx_ring_full: u64,
     /// Times the kernel found the fill ring empty (a subset of the causes of `rx_dropped`).
     pub rx_fill_ring_empty_descs: u64,
