@@ -92,6 +92,9 @@ pub struct Message<'a> {
     pub data_records: u32,
     /// The flow records among them, with their packets and octets.
     pub flows: FlowTotals,
+    /// The message holds template records only. A session transport remembers those it has
+    /// sent (see [`TemplatePrelude::learn`]) so a later session starts with them too.
+    pub templates: bool,
 }
 
 impl std::ops::Deref for Message<'_> {
@@ -142,7 +145,7 @@ fn template_records(cfg: &EncoderConfig) -> Vec<(u16, Vec<u8>)> {
 
 /// Packs the template records into as few messages as `mtu` allows. The headers' export time,
 /// sequence number and domain are stamped when a message is sent.
-fn template_messages(cfg: &EncoderConfig) -> Vec<Vec<u8>> {
+fn template_messages(cfg: &EncoderConfig, records: &[(u16, Vec<u8>)]) -> Vec<Vec<u8>> {
     let mut msgs: Vec<Vec<u8>> = Vec::new();
     let mut cur: Vec<u8> = Vec::new();
     let mut open_set: Option<(u16, usize)> = None;
@@ -152,7 +155,7 @@ fn template_messages(cfg: &EncoderConfig) -> Vec<Vec<u8>> {
             cur[at + 2..at + 4].copy_from_slice(&l.to_be_bytes());
         }
     };
-    for (set_id, rec) in template_records(cfg) {
+    for (set_id, rec) in records.iter().cloned() {
         let need = rec.len()
             + if matches!(open_set, Some((id, _)) if id == set_id) {
                 0
@@ -235,6 +238,16 @@ pub struct MessageEncoder {
     messages_since_templates: u32,
     /// The template messages, headers to be stamped.
     templates: Vec<Vec<u8>>,
+    /// Every template record announced: the fixed ones, then those of the layouts with
+    /// application fields in the order they were first used.
+    template_records: Vec<(u16, Vec<u8>)>,
+    /// The layouts with application fields announced so far, with their template IDs, and
+    /// the message that announced each.
+    app_layouts: Vec<(Layout, u16)>,
+    app_template_messages: Vec<Vec<u8>>,
+    /// Records whose application fields could not fit a message even with empty strings
+    /// (an MTU below the fixed part plus ~40 bytes), sent without them.
+    app_fields_dropped: u64,
     stats: EncoderStats,
 }
 
@@ -249,7 +262,8 @@ impl MessageEncoder {
         if cfg.mtu > u16::MAX as usize {
             return Err(ConfigError::MtuTooLarge { mtu: cfg.mtu });
         }
-        let templates = template_messages(&cfg);
+        let template_records = template_records(&cfg);
+        let templates = template_messages(&cfg, &template_records);
         Ok(MessageEncoder {
             buf: vec![0; cfg.mtu],
             cfg,
@@ -262,6 +276,10 @@ impl MessageEncoder {
             templates_sent_at: None,
             messages_since_templates: 0,
             templates,
+            template_records,
+            app_layouts: Vec::new(),
+            app_template_messages: Vec::new(),
+            app_fields_dropped: 0,
             stats: EncoderStats::default(),
         })
     }
@@ -279,6 +297,12 @@ impl MessageEncoder {
         &self.cfg
     }
 
+    /// Records sent without their application fields because those could not fit a message
+    /// of this MTU even with every string empty.
+    pub fn app_fields_dropped(&self) -> u64 {
+        self.app_fields_dropped
+    }
+
     /// Makes the next message start with the templates (for a new collector session).
     pub fn resend_templates(&mut self) {
         self.templates_sent_at = None;
@@ -287,18 +311,41 @@ impl MessageEncoder {
     /// The messages holding every template and options template and no data: what a session
     /// transport (TCP, SCTP, a file) sends first. Their headers are placeholders; the transport
     /// stamps them with [`TemplatePrelude::stamp_for`].
+    ///
+    /// Templates of application layouts already announced follow, each in the message that
+    /// announced it, so a transport that is sent that message again knows it
+    /// ([`TemplatePrelude::knows`]).
     pub fn template_prelude(&self) -> TemplatePrelude {
-        TemplatePrelude {
-            bytes: self.templates.concat(),
+        let fixed = self.template_records.len() - self.app_layouts.len();
+        let mut bytes = template_messages(&self.cfg, &self.template_records[..fixed]).concat();
+        for m in &self.app_template_messages {
+            bytes.extend_from_slice(m);
         }
+        TemplatePrelude { bytes }
     }
 
-    /// Appends one record; `emit` receives every message this completes.
+    /// Appends one record; `emit` receives every message this completes (and, the first time
+    /// a layout with application fields is used, its template).
     #[inline]
     pub fn push(&mut self, rec: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         self.now_secs = now_secs;
-        let layout = Layout::of(rec, self.cfg.biflow, self.cfg.tunnels);
-        let need = layout.record_len()
+        let mut layout = Layout::of(rec, self.cfg.biflow, self.cfg.tunnels);
+        let mut len = layout.record_len();
+        let mut cap = 0;
+        if let (Some(a), true) = (rec.app.as_deref(), layout.app_groups() != 0) {
+            let budget = self.cfg.mtu - MESSAGE_HEADER_LEN - SET_HEADER_LEN - len;
+            match crate::app::cap_for(a, layout.app_groups(), budget) {
+                Some(c) => {
+                    cap = c;
+                    len += crate::app::encoded_len(a, layout.app_groups(), c);
+                }
+                None => {
+                    self.app_fields_dropped += 1;
+                    layout = layout.without_app();
+                }
+            }
+        }
+        let need = len
             + match self.open_set {
                 Some((l, _)) if l == layout => 0,
                 _ => SET_HEADER_LEN,
@@ -307,26 +354,70 @@ impl MessageEncoder {
         if self.len != 0 && (self.templates_due() || self.len + need > self.cfg.mtu) {
             self.finish(&mut emit);
         }
+        if self.len == 0 && self.templates_due() {
+            self.emit_templates(&mut emit);
+        }
+        let template_id = if layout.app_groups() == 0 {
+            layout.template_id()
+        } else {
+            self.app_template_id(layout, &mut emit)
+        };
         if self.len == 0 {
-            if self.templates_due() {
-                self.emit_templates(&mut emit);
-            }
             self.open_message();
         }
         if !matches!(self.open_set, Some((l, _)) if l == layout) {
             self.close_set();
             let start = self.len;
-            self.buf[start..start + 2].copy_from_slice(&layout.template_id().to_be_bytes());
+            self.buf[start..start + 2].copy_from_slice(&template_id.to_be_bytes());
             self.len += SET_HEADER_LEN;
             self.open_set = Some((layout, start));
         }
+        let start = self.len;
         self.len += template::encode_record(rec, layout, &mut self.buf[self.len..]);
+        if let (Some(a), true) = (rec.app.as_deref(), layout.app_groups() != 0) {
+            self.len += crate::app::encode(a, layout.app_groups(), cap, &mut self.buf[self.len..]);
+        }
+        debug_assert_eq!(self.len - start, len);
         let rev = rec.reverse.unwrap_or_default();
         self.flows_in_message += FlowTotals {
             flows: 1,
             packets: rec.packets.saturating_add(rev.packets),
             octets: rec.octets.saturating_add(rev.octets),
         };
+    }
+
+    /// The template ID of a layout with application fields. The first time it is used, the
+    /// open message is finished and the template goes out in a message of its own (on every
+    /// transport: a session's prelude was made before this layout existed); later template
+    /// refreshes and preludes carry it too.
+    fn app_template_id(&mut self, layout: Layout, emit: &mut impl FnMut(Message<'_>)) -> u16 {
+        if let Some(&(_, id)) = self.app_layouts.iter().find(|(l, _)| *l == layout) {
+            return id;
+        }
+        self.finish(emit);
+        let id = template::FIRST_APP_TEMPLATE_ID + self.app_layouts.len() as u16;
+        self.app_layouts.push((layout, id));
+        let mut rec = [0u8; 1024];
+        let n = layout.write_template_record_as(id, &mut rec);
+        self.template_records
+            .push((crate::TEMPLATE_SET_ID, rec[..n].to_vec()));
+        self.templates = template_messages(&self.cfg, &self.template_records);
+        let mut m = template_messages(&self.cfg, &self.template_records[self.template_records.len() - 1..])
+            .pop()
+            .expect("one record makes one message");
+        m[4..8].copy_from_slice(&self.now_secs.to_be_bytes());
+        m[8..12].copy_from_slice(&self.sequence.to_be_bytes());
+        m[12..16].copy_from_slice(&self.cfg.observation_domain.to_be_bytes());
+        emit(Message {
+            bytes: &m,
+            data_records: 0,
+            flows: FlowTotals::default(),
+            templates: true,
+        });
+        self.stats.messages += 1;
+        self.stats.octets += m.len() as u64;
+        self.app_template_messages.push(m);
+        id
     }
 
     /// Finishes the open message, if any, and hands it to `emit`. Also sends templates when
@@ -443,6 +534,7 @@ impl MessageEncoder {
                 bytes: m,
                 data_records: 0,
                 flows: FlowTotals::default(),
+                templates: true,
             });
             self.stats.messages += 1;
             self.stats.octets += m.len() as u64;
@@ -477,6 +569,7 @@ impl MessageEncoder {
             bytes: &self.buf[..len],
             data_records,
             flows,
+            templates: false,
         });
         self.messages_since_templates += 1;
         self.sequence = self.sequence.wrapping_add(data_records);
@@ -498,6 +591,21 @@ pub struct TemplatePrelude {
 }
 
 impl TemplatePrelude {
+    /// Whether the prelude already holds the template message `msg` (same records).
+    pub fn knows(&self, msg: &[u8]) -> bool {
+        messages_in(&self.bytes).any(|m| m.len() == msg.len() && m[MESSAGE_HEADER_LEN..] == msg[MESSAGE_HEADER_LEN..])
+    }
+
+    /// Adds a template message sent during a session, so every later session (a reconnect,
+    /// the next rotated file) starts with it. Returns false when it was already there.
+    pub fn learn(&mut self, msg: &[u8]) -> bool {
+        if self.knows(msg) {
+            return false;
+        }
+        self.bytes.extend_from_slice(msg);
+        true
+    }
+
     /// The prelude stamped to go right before `next`: each message gets the same export time,
     /// sequence number and observation domain (messages without data records do not advance
     /// the sequence).
@@ -510,6 +618,20 @@ impl TemplatePrelude {
         }
         &self.bytes
     }
+}
+
+/// The messages in a run of concatenated IPFIX messages.
+fn messages_in(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos + MESSAGE_HEADER_LEN > bytes.len() {
+            return None;
+        }
+        let len = (u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize).max(MESSAGE_HEADER_LEN);
+        let m = &bytes[pos..(pos + len).min(bytes.len())];
+        pos += len;
+        Some(m)
+    })
 }
 
 #[cfg(test)]
@@ -587,6 +709,57 @@ mod tests {
         }
         assert_eq!(pos, msg.len());
         (seq, sets)
+    }
+
+    #[test]
+    fn application_layouts_are_announced_once_when_first_used() {
+        let cfg = EncoderConfig {
+            inline_templates: false,
+            ..EncoderConfig::default()
+        };
+        let mut enc = MessageEncoder::new(cfg).unwrap();
+        let mut prelude = enc.template_prelude();
+        let mut out: Vec<(bool, Vec<u8>)> = Vec::new();
+        let with = |i: u32, name: &str| {
+            let mut r = rec(i, false);
+            r.app = Some(Box::new(crate::AppRecord {
+                dns_query_name: Some(name.into()),
+                dns_query_type: Some(1),
+                dns_query_class: Some(1),
+                ..Default::default()
+            }));
+            r
+        };
+        for i in 0..3 {
+            enc.push(&with(i, "example.com"), 100, |m| {
+                out.push((m.templates, m.bytes.to_vec()))
+            });
+        }
+        enc.push(&rec(9, false), 100, |m| out.push((m.templates, m.bytes.to_vec())));
+        enc.flush(100, |m| out.push((m.templates, m.bytes.to_vec())));
+        // The template message first, then one data message with a set of 1024 and a set of
+        // a fixed layout.
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].0 && !out[1].0);
+        let t = &out[0].1;
+        assert_eq!(u16::from_be_bytes([t[16], t[17]]), crate::TEMPLATE_SET_ID);
+        assert_eq!(u16::from_be_bytes([t[20], t[21]]), 1024);
+        let d = &out[1].1;
+        assert_eq!(u16::from_be_bytes([d[16], d[17]]), 1024);
+        // A session transport learns it once; a later session starts with it.
+        assert!(!prelude.knows(t));
+        assert!(prelude.learn(t));
+        assert!(!prelude.learn(t));
+        assert!(enc.template_prelude().knows(t));
+        // A record too long for the MTU has its strings cut, never the message overrun.
+        let mut long = with(20, &"a".repeat(2000));
+        long.app.as_mut().unwrap().http_method = Some("GET".into());
+        long.app.as_mut().unwrap().http_user_agent = Some("u".repeat(3000));
+        let mut sizes = Vec::new();
+        enc.push(&long, 101, |m| sizes.push(m.bytes.len()));
+        enc.flush(101, |m| sizes.push(m.bytes.len()));
+        assert!(sizes.iter().all(|&n| n <= 1400), "{sizes:?}");
+        assert_eq!(enc.app_fields_dropped(), 0);
     }
 
     #[test]

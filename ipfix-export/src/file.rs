@@ -120,6 +120,20 @@ impl FileSender {
 
     /// Writes one message; returns an error only at the start of a failure episode.
     pub fn send(&mut self, msg: &Message<'_>, now_secs: u64) -> Option<io::Error> {
+        if !msg.templates {
+            return self.write_message(msg, now_secs);
+        }
+        // A template every file already starts with is not written twice; a new one is
+        // written, and every later file starts with it (even when this write failed).
+        if self.prelude.knows(msg.bytes) {
+            return None;
+        }
+        let e = self.write_message(msg, now_secs);
+        self.prelude.learn(msg.bytes);
+        e
+    }
+
+    fn write_message(&mut self, msg: &Message<'_>, now_secs: u64) -> Option<io::Error> {
         let slot = self.slot(now_secs);
         let too_big = |o: &Open| {
             self.spec

@@ -15,6 +15,7 @@
 //!
 //! The crate knows nothing about packets, AF_XDP or pcap files.
 
+pub mod app;
 pub mod destination;
 pub mod encoder;
 pub mod exporter;

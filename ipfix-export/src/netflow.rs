@@ -292,6 +292,7 @@ impl V5Encoder {
             bytes: &self.buf[..len],
             data_records: self.records as u32,
             flows: self.flows,
+            templates: false,
         });
         self.sequence = self.sequence.wrapping_add(self.records as u32);
         self.stats.messages += 1;
@@ -597,6 +598,7 @@ impl V9Encoder {
             bytes: &self.buf[..self.len],
             data_records: flows.flows as u32,
             flows,
+            templates: false,
         });
         self.sequence = self.sequence.wrapping_add(1);
         self.messages_since_templates += 1;

@@ -104,6 +104,8 @@ pub struct FlowRecord {
 /// Application-layer fields of a flow (DNS, TLS, HTTP), each present when seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppRecord {
+    /// The flow's Community ID v1 (`--community-id`), set by the exporting side.
+    pub community_id: Option<String>,
     pub dns_query_name: Option<String>,
     pub dns_query_type: Option<u16>,
     pub dns_query_class: Option<u16>,
@@ -152,6 +154,7 @@ impl AppRecord {
             )*};
         }
         fill!(
+            community_id,
             dns_query_name,
             dns_query_type,
             dns_query_class,

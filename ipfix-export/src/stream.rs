@@ -115,6 +115,8 @@ impl Shared {
 struct Item {
     bytes: Vec<u8>,
     flows: FlowTotals,
+    /// A template message (see [`Message::templates`]).
+    templates: bool,
 }
 
 /// A stream collector: the exporter's side of the backlog.
@@ -163,6 +165,7 @@ impl StreamSender {
         let item = Item {
             bytes: msg.bytes.to_vec(),
             flows: msg.flows,
+            templates: msg.templates,
         };
         match self.tx.as_ref().map(|tx| tx.try_send(item)) {
             Some(Ok(())) => {}
@@ -388,6 +391,12 @@ impl Io {
             }
             match item {
                 Some(item) => {
+                    // A template the prelude already carries (learned before a reconnect)
+                    // must not come twice in one session (RFC 7011 §8.1); an unsent prelude
+                    // goes out before the next message instead.
+                    if item.templates && self.prelude.knows(&item.bytes) {
+                        continue;
+                    }
                     if !prelude_sent {
                         let p = self.prelude.stamp_for(&item.bytes).to_vec();
                         // Message by message: over SCTP each send is one SCTP message, and a
@@ -403,6 +412,10 @@ impl Io {
                     if let Err(e) = self.write(conn, &item.bytes) {
                         self.retry.push_front(item);
                         return Some(e);
+                    }
+                    if item.templates {
+                        // Every later session starts with it.
+                        self.prelude.learn(&item.bytes);
                     }
                     conn.in_flight.push_back((conn.written, item));
                 }
@@ -896,6 +909,7 @@ mod tests {
             bytes: &m.0,
             data_records: m.1.flows as u32,
             flows: m.1,
+            templates: false,
         }
     }
 

@@ -25,6 +25,10 @@ pub struct Layout {
     /// The flow came through a tunnel: 1 with IPv4 endpoints, 2 with IPv6; its elements
     /// follow the flow's own (before the reverse ones).
     outer: u8,
+    /// The application groups the record carries ([`crate::app::group`]), last of all; 0 for
+    /// the 48 fixed layouts. Layouts with groups get template IDs from the encoder, in the
+    /// order they are first used.
+    pub(crate) app: u8,
 }
 
 impl Layout {
@@ -35,6 +39,7 @@ impl Layout {
             icmp: false,
             bi: false,
             outer: 0,
+            app: 0,
         }; 48];
         let mut i = 0;
         while i < 48 {
@@ -44,6 +49,7 @@ impl Layout {
                 icmp: i & 4 != 0,
                 bi: i & 8 != 0,
                 outer: (i / 16) as u8,
+                app: 0,
             };
             i += 1;
         }
@@ -68,7 +74,18 @@ impl Layout {
                 Some(t) if t.outer_src.is_ipv4() => 1,
                 Some(_) => 2,
             },
+            app: rec.app.as_deref().map_or(0, crate::app::groups_of),
         }
+    }
+
+    /// This layout without application fields (its fixed part).
+    pub fn without_app(self) -> Layout {
+        Layout { app: 0, ..self }
+    }
+
+    /// The application groups the layout carries.
+    pub fn app_groups(self) -> u8 {
+        self.app
     }
 
     /// The layouts an exporter announces: the uniflow ones always (with biflows too, for
@@ -83,7 +100,9 @@ impl Layout {
     /// Template ID (256 and up are data templates, RFC 7011 §3.4.1): 256-259 with ports
     /// (IPv4, IPv6, IPv4 ns, IPv6 ns), 264-267 the same for ICMP, and 16 more for the biflow
     /// layouts (272-275, 280-283). 260-263 and 268 are the options templates. Tunnelled flows add 256
-    /// (IPv4 endpoints: 512-539) or 512 (IPv6 endpoints: 768-795).
+    /// (IPv4 endpoints: 512-539) or 512 (IPv6 endpoints: 768-795). Layouts with application
+    /// fields are numbered by the encoder from [`FIRST_APP_TEMPLATE_ID`]; this is their fixed
+    /// part's ID.
     pub fn template_id(self) -> u16 {
         256 + self.v6 as u16
             + 2 * self.nanos as u16
@@ -123,10 +142,14 @@ impl Layout {
             _ => &ie::TUNNEL_V6_FIELDS,
         };
         let reverse: &'static [FieldSpec] = if self.bi { &ie::REVERSE_FIELDS } else { &[] };
-        base.iter().chain(tunnel).chain(reverse)
+        base.iter()
+            .chain(tunnel)
+            .chain(reverse)
+            .chain(crate::app::fields(self.app))
     }
 
-    /// Length of one data record in this layout.
+    /// Length of one data record in this layout without its application fields (all of it for
+    /// the fixed layouts; the application fields vary in length).
     #[inline]
     pub fn record_len(self) -> usize {
         let base = if self.v6 { 101 } else { 77 };
@@ -145,8 +168,13 @@ impl Layout {
 
     /// Writes this layout's template record; returns its length.
     pub fn write_template_record(self, out: &mut [u8]) -> usize {
+        self.write_template_record_as(self.template_id(), out)
+    }
+
+    /// Writes this layout's template record under template ID `id`; returns its length.
+    pub fn write_template_record_as(self, id: u16, out: &mut [u8]) -> usize {
         let count = self.fields().count() as u16;
-        out[0..2].copy_from_slice(&self.template_id().to_be_bytes());
+        out[0..2].copy_from_slice(&id.to_be_bytes());
         out[2..4].copy_from_slice(&count.to_be_bytes());
         let mut pos = 4;
         for field in self.fields() {
@@ -155,6 +183,10 @@ impl Layout {
         pos
     }
 }
+
+/// The first template ID the encoder gives a layout with application fields (above every
+/// fixed layout's and options template's).
+pub const FIRST_APP_TEMPLATE_ID: u16 = 1024;
 
 /// Bytes of the tunnel elements before the endpoints (name, type, id, segment).
 const TUNNEL_LEN: usize = 8 + 1 + 4 + 8;
@@ -285,7 +317,8 @@ impl Cursor<'_> {
     }
 }
 
-/// Encodes `rec` in `layout` into `out`, returning the bytes written ([`Layout::record_len`]).
+/// Encodes `rec` in `layout` into `out`, returning the bytes written ([`Layout::record_len`]):
+/// every field but the application ones, which [`crate::app::encode`] appends.
 ///
 /// `out` must hold at least `layout.record_len()` bytes. `layout` must be [`Layout::of`]`(rec, _)`.
 #[inline]

@@ -160,6 +160,7 @@ mod tests {
         let mut tx = UdpSender::connect(rx.local_addr().unwrap()).unwrap();
         let msg = |b: &'static [u8]| Message {
             bytes: b,
+            templates: false,
             data_records: 1,
             flows: FlowTotals {
                 flows: 1,

@@ -132,9 +132,15 @@ pub struct ExportArgs {
     /// At the end, how long TCP/SCTP collectors get to take what is still queued.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub export_drain: Duration,
-    /// The seed of each record's Community ID (v1) in --print json: 0, as Zeek, Suricata and
-    /// Arkime use unless configured otherwise; set it to what they use.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Give every record its Community ID (v1): in IPFIX as communityId (PEN 32473, element
+    /// 30), in --print as communityId. It is a hash of the addresses, ports and protocol the
+    /// record already exports, so it adds no personal data; with --anonymize it is the ID of
+    /// the anonymized addresses.
+    #[arg(long)]
+    pub community_id: bool,
+    /// The seed of those Community IDs: 0, as Zeek, Suricata and Arkime use unless configured
+    /// otherwise; set it to what they use.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "community_id")]
     pub community_id_seed: u16,
     /// tls:// collectors: PEM file of the CA certificates that may sign a collector's
     /// certificate (default: the system's roots).
@@ -185,7 +191,7 @@ impl ExportArgs {
             options_interval: self.options_interval.max(Duration::from_secs(1)),
             drain: self.export_drain,
             anonymize: self.anonymize.clone(),
-            community_id_seed: self.community_id_seed,
+            community_id: self.community_id.then_some(self.community_id_seed),
         }
     }
 }

@@ -37,8 +37,9 @@ pub struct ExportConfig {
     pub drain: Duration,
     /// Crypto-PAn key file: anonymize every exported address.
     pub anonymize: Option<PathBuf>,
-    /// The seed of the Community IDs in `--print json` (0 unless the SOC's tools use another).
-    pub community_id_seed: u16,
+    /// `--community-id`: give every record its Community ID (v1) under this seed, in IPFIX
+    /// and on --print.
+    pub community_id: Option<u16>,
 }
 
 /// Totals the metering side publishes for the statistics options records: the exporter thread
@@ -183,7 +184,7 @@ pub fn spawn_with_control(
     std::thread::Builder::new()
         .name("exporter".into())
         .spawn(move || {
-            let mut json = JsonOut::new(print, cfg.community_id_seed);
+            let mut json = JsonOut::new(print);
             let statistics = |exporter: &mut Exporter| {
                 let (m, lost) = gauges.snapshot();
                 exporter.push_statistics(unix_secs(), m, lost);
@@ -227,6 +228,14 @@ pub fn spawn_with_control(
                         Ok(mut batch) => {
                             if let Some(a) = &anonymizer {
                                 batch.iter_mut().for_each(|r| a.record(r));
+                            }
+                            // Over the addresses exported: anonymized ones under --anonymize.
+                            if let Some(seed) = cfg.community_id {
+                                batch.iter_mut().for_each(|r| {
+                                    let id = crate::community_id::of_record(seed, r);
+                                    r.app.get_or_insert_with(Default::default).community_id =
+                                        Some(id);
+                                });
                             }
                             let now = unix_secs();
                             records += batch.len() as u64;
@@ -278,11 +287,10 @@ struct JsonOut {
     pending: u64,
     printed: u64,
     lost: u64,
-    community_id_seed: u16,
 }
 
 impl JsonOut {
-    fn new(print: Option<crate::cli::PrintFormat>, community_id_seed: u16) -> JsonOut {
+    fn new(print: Option<crate::cli::PrintFormat>) -> JsonOut {
         let enabled = print.is_some();
         let out = enabled.then(|| std::io::BufWriter::new(std::io::stdout().lock()));
         JsonOut {
@@ -293,7 +301,6 @@ impl JsonOut {
             pending: 0,
             printed: 0,
             lost: 0,
-            community_id_seed,
         }
     }
 
@@ -301,7 +308,7 @@ impl JsonOut {
         if !self.enabled {
             return;
         }
-        let (table, header, seed) = (self.table, !self.header_done, self.community_id_seed);
+        let (table, header) = (self.table, !self.header_done);
         self.header_done = true;
         let written = self.out.as_mut().map(|w| {
             if table {
@@ -310,7 +317,7 @@ impl JsonOut {
                 }
                 write_table_row(w, rec)
             } else {
-                write_json(w, rec, seed)
+                write_json(w, rec)
             }
         });
         match written {
@@ -351,7 +358,7 @@ fn unix_secs() -> u32 {
 pub fn write_table_header(w: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         w,
-        "{:<23} {:>9} {:<5} {:>39} {:>5}    {:<39} {:>5} {:>8} {:>10} {:<8} end          tunnel",
+        "{:<23} {:>9} {:<5} {:>39} {:>5}    {:<39} {:>5} {:>8} {:>10} {:<8} end          tunnel  app",
         "start (UTC)",
         "duration",
         "proto",
@@ -399,7 +406,7 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
     ] {
         flags.push(if r.tcp_flags & bit != 0 { c } else { '.' });
     }
-    writeln!(
+    write!(
         w,
         "{} {:>9.3} {:<5} {:>39} {:>5} -> {:<39} {:>5} {:>8} {:>10} {:<8} {}",
         &start[..23].replace('T', " "),
@@ -414,21 +421,91 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
         if r.protocol == 6 { flags.as_str() } else { "" },
         end
     )?;
-    // A biflow's responder gets the next line.
+    if let Some(a) = &r.app {
+        write!(w, "  {}", app_summary(a))?;
+    }
+    writeln!(w)?;
+    // A biflow's responder gets the next line (its application fields are on the first).
     match r.reverse_record() {
-        Some(rev) => write_table_row(w, &rev),
+        Some(rev) => write_table_row(
+            w,
+            &FlowRecord {
+                app: None,
+                ..rev
+            },
+        ),
         None => Ok(()),
     }
 }
 
-/// One record as a JSON line, keyed by IANA element names, with its Community ID (v1, `seed`)
-/// as `communityId`.
-pub fn write_json(w: &mut impl Write, r: &FlowRecord, seed: u16) -> std::io::Result<()> {
+/// A record's application fields as `name=value` pairs, with the JSON names' short forms:
+/// `cid=… dns=example.com qtype=1 rcode=0 answers=2 sni=… alpn=h2 ja4=… http=GET host=…
+/// target=/ ua="…" status=200`.
+pub fn app_summary(a: &ipfix_export::AppRecord) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let mut put = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(s, "{}{k}={v}", if s.is_empty() { "" } else { " " });
+    };
+    let text = |v: &str| {
+        if v.contains(' ') || v.is_empty() {
+            format!("{v:?}")
+        } else {
+            v.to_string()
+        }
+    };
+    if let Some(v) = &a.community_id {
+        put("cid", v);
+    }
+    if let Some(v) = &a.dns_query_name {
+        put("dns", &text(v));
+    }
+    if let Some(v) = a.dns_query_type {
+        put("qtype", &v);
+    }
+    if let Some(v) = a.dns_rcode {
+        put("rcode", &v);
+    }
+    if let Some(v) = a.dns_answers {
+        put("answers", &v);
+    }
+    if let Some(v) = &a.tls_server_name {
+        put("sni", &text(v));
+    }
+    if let Some(v) = &a.tls_alpn {
+        put("alpn", &text(v));
+    }
+    if let Some(v) = &a.tls_ja4 {
+        put("ja4", v);
+    }
+    if let Some(v) = a.tls_server_version.or(a.tls_client_version) {
+        put("tls", &format!("0x{v:04x}"));
+    }
+    if let Some(v) = a.tls_cipher_suite {
+        put("cipher", &format!("0x{v:04x}"));
+    }
+    if let Some(v) = &a.http_method {
+        put("http", &text(v));
+    }
+    if let Some(v) = &a.http_host {
+        put("host", &text(v));
+    }
+    if let Some(v) = &a.http_target {
+        put("target", &text(v));
+    }
+    if let Some(v) = &a.http_user_agent {
+        put("ua", &format!("{v:?}"));
+    }
+    if let Some(v) = a.http_status {
+        put("status", &v);
+    }
+    s
+}
+
+/// One record as a JSON line, keyed by IANA element names; application fields (and the
+/// Community ID as `communityId`) by the names README lists.
+pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
     let mut obj = serde_json::Map::new();
-    obj.insert(
-        "communityId".into(),
-        Value::from(crate::community_id::of_record(seed, r)),
-    );
     let (src_name, dst_name) = match r.src_addr {
         IpAddr::V4(_) => ("sourceIPv4Address", "destinationIPv4Address"),
         IpAddr::V6(_) => ("sourceIPv6Address", "destinationIPv6Address"),
@@ -549,6 +626,7 @@ fn app_json(a: &ipfix_export::AppRecord, obj: &mut serde_json::Map<String, serde
         }
     };
     let hex = |v: Option<u16>| v.map(|v| Value::from(format!("0x{v:04x}")));
+    put("communityId", a.community_id.clone().map(Value::from));
     put("dnsQueryName", a.dns_query_name.clone().map(Value::from));
     put("dnsQueryType", a.dns_query_type.map(Value::from));
     put("dnsQueryClass", a.dns_query_class.map(Value::from));

@@ -8,6 +8,7 @@ pub mod collector;
 pub mod craft;
 pub mod encap;
 pub mod lab;
+pub mod pmacct;
 pub mod tools;
 pub mod uml;
 

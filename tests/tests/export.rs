@@ -8,9 +8,10 @@ use e2e::collector::{
 };
 use e2e::craft::{ethernet, mixed_traffic, udp_flows, L4};
 use e2e::tools::*;
+use e2e::pmacct::{Nfacctd, PmacctTable};
 use e2e::TempDir;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 const BASE: u64 = 1_700_000_000_000_000_000;
@@ -705,100 +706,6 @@ fn sctp_listener() -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
     }
 }
 
-/// A row of pmacct's table: (source, destination, source port, destination port, protocol
-/// name) to (packets, bytes).
-type PmacctTable = BTreeMap<(String, String, u64, u64, String), (u64, u64)>;
-
-/// pmacct's nfacctd with its memory plugin, queried with the `pmacct` client.
-struct Nfacctd {
-    child: Child,
-    pipe: std::path::PathBuf,
-    port: u16,
-}
-
-impl Nfacctd {
-    fn start(dir: &std::path::Path) -> Nfacctd {
-        Nfacctd::start_with(dir, "src_host, dst_host, src_port, dst_port, proto")
-    }
-
-    /// nfacctd aggregating by `aggregate` (pmacct's primitives).
-    fn start_with(dir: &std::path::Path, aggregate: &str) -> Nfacctd {
-        let port = free_udp_port();
-        let pipe = dir.join("imt.pipe");
-        let conf = dir.join("nfacctd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n\
-                 plugins: memory[m]\nimt_path[m]: {}\n\
-                 aggregate[m]: {aggregate}\n",
-                pipe.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("nfacctd")
-            .arg("-f")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nfacctd (Debian package pmacct) is installed");
-        let t = std::time::Instant::now();
-        while !pipe.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "nfacctd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        Nfacctd { child, pipe, port }
-    }
-
-    /// The memory table's rows as pmacct prints them in JSON.
-    fn rows(&mut self) -> Vec<serde_json::Value> {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "nfacctd exited (it crashes on records it cannot handle)"
-        );
-        let out = Command::new("pmacct")
-            .arg("-p")
-            .arg(&self.pipe)
-            .args(["-s", "-O", "json"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// The memory table.
-    fn table(&mut self) -> PmacctTable {
-        self.rows()
-            .into_iter()
-            .map(|v| {
-                (
-                    (
-                        v["ip_src"].as_str().unwrap().to_string(),
-                        v["ip_dst"].as_str().unwrap().to_string(),
-                        v["port_src"].as_u64().unwrap(),
-                        v["port_dst"].as_u64().unwrap(),
-                        v["ip_proto"].as_str().unwrap().to_string(),
-                    ),
-                    (v["packets"].as_u64().unwrap(), v["bytes"].as_u64().unwrap()),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Nfacctd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn qinq_vlans_are_read_alike_by_tshark_nfdump_and_pmacct() {
