@@ -147,12 +147,29 @@ fn strings(a: &AppRecord, mask: u8) -> ([&str; 9], usize) {
     let mut out = [""; 9];
     let mut n = 0;
     let groups: [(u8, [&Option<String>; 4], usize); 4] = [
-        (group::COMMUNITY_ID, [&a.community_id, &None, &None, &None], 1),
-        (group::DNS_QUESTION, [&a.dns_query_name, &None, &None, &None], 1),
-        (group::TLS_CLIENT, [&a.tls_server_name, &a.tls_alpn, &a.tls_ja4, &None], 3),
+        (
+            group::COMMUNITY_ID,
+            [&a.community_id, &None, &None, &None],
+            1,
+        ),
+        (
+            group::DNS_QUESTION,
+            [&a.dns_query_name, &None, &None, &None],
+            1,
+        ),
+        (
+            group::TLS_CLIENT,
+            [&a.tls_server_name, &a.tls_alpn, &a.tls_ja4, &None],
+            3,
+        ),
         (
             group::HTTP_REQUEST,
-            [&a.http_method, &a.http_host, &a.http_target, &a.http_user_agent],
+            [
+                &a.http_method,
+                &a.http_host,
+                &a.http_target,
+                &a.http_user_agent,
+            ],
             4,
         ),
     ];
@@ -217,7 +234,11 @@ pub fn cap_for(a: &AppRecord, mask: u8, budget: usize) -> Option<usize> {
 /// Bytes [`encode`] writes for `a` in `mask` with strings cut at `cap`.
 pub fn encoded_len(a: &AppRecord, mask: u8, cap: usize) -> usize {
     let (s, n) = strings(a, mask);
-    fixed_len(mask) + s[..n].iter().map(|x| var_len(cut(x, cap).len())).sum::<usize>()
+    fixed_len(mask)
+        + s[..n]
+            .iter()
+            .map(|x| var_len(cut(x, cap).len()))
+            .sum::<usize>()
 }
 
 /// `s` cut to at most `cap` bytes at a character boundary.

@@ -402,9 +402,12 @@ impl MessageEncoder {
         self.template_records
             .push((crate::TEMPLATE_SET_ID, rec[..n].to_vec()));
         self.templates = template_messages(&self.cfg, &self.template_records);
-        let mut m = template_messages(&self.cfg, &self.template_records[self.template_records.len() - 1..])
-            .pop()
-            .expect("one record makes one message");
+        let mut m = template_messages(
+            &self.cfg,
+            &self.template_records[self.template_records.len() - 1..],
+        )
+        .pop()
+        .expect("one record makes one message");
         m[4..8].copy_from_slice(&self.now_secs.to_be_bytes());
         m[8..12].copy_from_slice(&self.sequence.to_be_bytes());
         m[12..16].copy_from_slice(&self.cfg.observation_domain.to_be_bytes());
@@ -593,7 +596,8 @@ pub struct TemplatePrelude {
 impl TemplatePrelude {
     /// Whether the prelude already holds the template message `msg` (same records).
     pub fn knows(&self, msg: &[u8]) -> bool {
-        messages_in(&self.bytes).any(|m| m.len() == msg.len() && m[MESSAGE_HEADER_LEN..] == msg[MESSAGE_HEADER_LEN..])
+        messages_in(&self.bytes)
+            .any(|m| m.len() == msg.len() && m[MESSAGE_HEADER_LEN..] == msg[MESSAGE_HEADER_LEN..])
     }
 
     /// Adds a template message sent during a session, so every later session (a reconnect,
@@ -627,7 +631,8 @@ fn messages_in(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         if pos + MESSAGE_HEADER_LEN > bytes.len() {
             return None;
         }
-        let len = (u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize).max(MESSAGE_HEADER_LEN);
+        let len =
+            (u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize).max(MESSAGE_HEADER_LEN);
         let m = &bytes[pos..(pos + len).min(bytes.len())];
         pos += len;
         Some(m)
@@ -735,7 +740,9 @@ mod tests {
                 out.push((m.templates, m.bytes.to_vec()))
             });
         }
-        enc.push(&rec(9, false), 100, |m| out.push((m.templates, m.bytes.to_vec())));
+        enc.push(&rec(9, false), 100, |m| {
+            out.push((m.templates, m.bytes.to_vec()))
+        });
         enc.flush(100, |m| out.push((m.templates, m.bytes.to_vec())));
         // The template message first, then one data message with a set of 1024 and a set of
         // a fixed layout.

@@ -427,13 +427,7 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
     writeln!(w)?;
     // A biflow's responder gets the next line (its application fields are on the first).
     match r.reverse_record() {
-        Some(rev) => write_table_row(
-            w,
-            &FlowRecord {
-                app: None,
-                ..rev
-            },
-        ),
+        Some(rev) => write_table_row(w, &FlowRecord { app: None, ..rev }),
         None => Ok(()),
     }
 }

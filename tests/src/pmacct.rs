@@ -99,3 +99,30 @@ impl Drop for Nfacctd {
         let _ = self.child.wait();
     }
 }
+
+/// The table nfacctd should hold for `flows` (tshark's truth): nfacctd 1.7.7 keeps no ICMP
+/// type/code from IPFIX (its destination port is 0) and names protocols.
+pub fn truth_of(flows: &crate::tools::Flows) -> PmacctTable {
+    let mut truth = PmacctTable::new();
+    for (k, t) in flows {
+        let (dport, proto) = match k.proto {
+            6 => (k.dport as u64, "tcp".to_string()),
+            17 => (k.dport as u64, "udp".to_string()),
+            1 => (0, "icmp".to_string()),
+            58 => (0, "ipv6-icmp".to_string()),
+            p => (k.dport as u64, p.to_string()),
+        };
+        let e = truth
+            .entry((
+                k.src.to_string(),
+                k.dst.to_string(),
+                k.sport as u64,
+                dport,
+                proto,
+            ))
+            .or_default();
+        e.0 += t.packets;
+        e.1 += t.bytes;
+    }
+    truth
+}

@@ -7,8 +7,8 @@ use e2e::collector::{
     ipfixrw_decode, split_messages, tshark_decode, write_tcp_streams_pcap, Recorder, TcpCollector,
 };
 use e2e::craft::{ethernet, mixed_traffic, udp_flows, L4};
+use e2e::pmacct::Nfacctd;
 use e2e::tools::*;
-use e2e::pmacct::{Nfacctd, PmacctTable};
 use e2e::TempDir;
 use std::collections::BTreeMap;
 
@@ -706,7 +706,6 @@ fn sctp_listener() -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
     }
 }
 
-
 #[test]
 fn qinq_vlans_are_read_alike_by_tshark_nfdump_and_pmacct() {
     // mixed_traffic has a QinQ connection (S-VLAN 200, C-VLAN 30) and an 802.1Q one (100).
@@ -807,29 +806,7 @@ fn pmacct_nfacctd_counts_what_the_capture_holds() {
     let frames = mixed_traffic(BASE);
     let pcap = tmp.path().join("mix.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
-    // The truth by pmacct's key. nfacctd 1.7.7 keeps no ICMP type/code from IPFIX (its
-    // destination port is 0) and names protocols.
-    let mut truth = PmacctTable::new();
-    for (k, t) in tshark_flows(&pcap) {
-        let (dport, proto) = match k.proto {
-            6 => (k.dport as u64, "tcp".to_string()),
-            17 => (k.dport as u64, "udp".to_string()),
-            1 => (0, "icmp".to_string()),
-            58 => (0, "ipv6-icmp".to_string()),
-            p => (k.dport as u64, p.to_string()),
-        };
-        let e = truth
-            .entry((
-                k.src.to_string(),
-                k.dst.to_string(),
-                k.sport as u64,
-                dport,
-                proto,
-            ))
-            .or_default();
-        e.0 += t.packets;
-        e.1 += t.bytes;
-    }
+    let truth = e2e::pmacct::truth_of(&tshark_flows(&pcap));
     let mut nf = Nfacctd::start(tmp.path());
     let out = run_probe(&[
         "read",

@@ -990,6 +990,7 @@ fn every_record_carries_the_community_id_tshark_computes() {
             pcap.to_str().unwrap(),
             "--print",
             "json",
+            "--community-id",
             "--community-id-seed",
             seed,
         ]);
