@@ -215,13 +215,11 @@ pub struct Decoder {
     books: FrameBooks,
     clock_ns: u64,
     ingress_if: u32,
-    /// `--app`: which application parsers run on each metered frame's payload.
-    app: crate::app::AppSet,
+    /// `--app`: the application parsers that run on each metered frame's payload (`None`:
+    /// none asked for).
+    app: Option<Box<crate::app::Inspector>>,
     /// What the last frame's payload said (see [`Decoder::fact`]).
     fact: Option<AppFact>,
-    /// Where a TLS handshake spread over records is put together ([`crate::app::tls::MAX_HELLO`]
-    /// bytes, allocated once when TLS parsing is on).
-    scratch: Vec<u8>,
 }
 
 impl Decoder {
@@ -233,18 +231,19 @@ impl Decoder {
             books: FrameBooks::default(),
             clock_ns: 0,
             ingress_if: 0,
-            app: crate::app::AppSet::default(),
+            app: None,
             fact: None,
-            scratch: Vec::new(),
         }
     }
 
     /// Which application parsers run (`--app`; none by default).
     pub fn set_app(&mut self, set: crate::app::AppSet) {
-        self.app = set;
-        if set.has(crate::app::AppSet::TLS) {
-            self.scratch = vec![0; crate::app::tls::MAX_HELLO];
-        }
+        self.app = (!set.is_empty()).then(|| Box::new(crate::app::Inspector::new(set)));
+    }
+
+    /// The application parsers, when `--app` asked for any.
+    pub fn inspector(&self) -> Option<&crate::app::Inspector> {
+        self.app.as_deref()
     }
 
     /// What the last frame passed for metering said at the application layer, if anything.
@@ -325,12 +324,8 @@ impl Decoder {
                 }
                 s.ingress_if = self.ingress_if;
                 self.books.metered += 1;
-                if !self.app.is_empty() {
-                    self.fact = None;
-                    let payload = crate::app::payload(frame, s);
-                    if !payload.is_empty() {
-                        self.fact = crate::app::inspect(self.app, s, payload, &mut self.scratch);
-                    }
+                if let Some(app) = self.app.as_deref_mut() {
+                    self.fact = app.inspect(frame, s, ts_ns);
                 }
                 return true;
             }

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod collector;
 pub mod craft;
 pub mod encap;
+pub mod hello;
 pub mod lab;
 pub mod pmacct;
 pub mod tools;

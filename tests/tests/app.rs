@@ -344,7 +344,7 @@ fn app_fields_equal_tshark_on_the_shared_corpus() {
 }
 
 #[test]
-fn ja4_equals_the_ja4plus_package_on_every_tcp_client_hello_of_the_corpus() {
+fn ja4_equals_the_ja4plus_package_on_every_client_hello_of_the_corpus() {
     let files = corpus();
     if files.is_empty() {
         eprintln!("SKIP: no shared captures on this machine");
@@ -386,15 +386,12 @@ fn ja4_equals_the_ja4plus_package_on_every_tcp_client_hello_of_the_corpus() {
                 continue;
             };
             let fp = v["fingerprint"].as_str().unwrap_or_default();
-            if !fp.starts_with('t') {
-                continue; // QUIC (q…): not parsed yet
-            }
             let key: Key = (
                 v["src_ip"].as_str().unwrap().to_string(),
                 v["dst_ip"].as_str().unwrap().to_string(),
                 v["src_port"].as_u64().unwrap() as u16,
                 v["dst_port"].as_u64().unwrap() as u16,
-                6,
+                if fp.starts_with('q') { 17 } else { 6 },
             );
             assert_eq!(
                 probe.get(&key).map(String::as_str),

@@ -7,6 +7,7 @@
 use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
 use e2e::collector::{tshark_decode, write_datagrams_pcap, Recorder};
 use e2e::craft::{MAC_A, MAC_B};
+use e2e::hello::{client_hello, record, server_hello};
 use e2e::pmacct::Nfacctd;
 use e2e::tools::*;
 use e2e::TempDir;
@@ -65,53 +66,6 @@ fn dns(id: u16, response: bool, name: &str, qtype: u16) -> Vec<u8> {
     m
 }
 
-fn ext(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
-    out.extend_from_slice(&kind.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    out.extend_from_slice(body);
-}
-
-fn handshake_record(kind: u8, body: Vec<u8>) -> Vec<u8> {
-    let mut hs = vec![kind];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend(body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend(hs);
-    rec
-}
-
-/// A TLS 1.3 ClientHello naming `sni` and offering h2 and http/1.1.
-pub fn client_hello(sni: &str) -> Vec<u8> {
-    let mut exts = Vec::new();
-    let mut sn = ((sni.len() + 3) as u16).to_be_bytes().to_vec();
-    sn.push(0);
-    sn.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-    sn.extend_from_slice(sni.as_bytes());
-    ext(&mut exts, 0x0000, &sn);
-    ext(&mut exts, 0x0010, b"\x00\x0c\x02h2\x08http/1.1");
-    ext(&mut exts, 0x002b, &[4, 0x03, 0x04, 0x03, 0x03]);
-    ext(&mut exts, 0x000d, &[0, 4, 0x04, 0x03, 0x08, 0x04]);
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[7u8; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 4, 0x13, 0x01, 0x13, 0x02, 1, 0]);
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend(exts);
-    handshake_record(1, body)
-}
-
-fn server_hello() -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[9u8; 32]);
-    body.extend_from_slice(&[0, 0x13, 0x01, 0]);
-    let mut exts = Vec::new();
-    ext(&mut exts, 0x002b, &[0x03, 0x04]);
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend(exts);
-    handshake_record(2, body)
-}
-
 /// DNS, HTTP and TLS conversations, each with its answer.
 fn app_traffic() -> Vec<Frame> {
     let (c, s) = ("10.61.0.5", "10.62.0.9");
@@ -140,8 +94,16 @@ fn app_traffic() -> Vec<Frame> {
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
         ),
         tcp(c, 40200, s, 443, 100, true, b""),
-        tcp(c, 40200, s, 443, 101, false, &client_hello("secure.example.org")),
-        tcp(s, 443, c, 40200, 900, false, &server_hello()),
+        tcp(
+            c,
+            40200,
+            s,
+            443,
+            101,
+            false,
+            &record(&client_hello("secure.example.org", &["h2", "http/1.1"], 0, false)),
+        ),
+        tcp(s, 443, c, 40200, 900, false, &record(&server_hello())),
     ];
     frames
         .into_iter()
@@ -224,7 +186,7 @@ fn app_fields_in_ipfix_are_read_by_tshark_nfdump_and_pmacct() {
         "mail.example.net",
         "secure.example.org",
         "h2,http/1.1",
-        "t13d0204h2_",
+        "t13d0306h2_",
         "1:",
     ] {
         assert!(

@@ -14,6 +14,8 @@
 
 pub mod dns;
 pub mod http;
+pub mod quic;
+pub mod reassembly;
 pub mod tls;
 
 use crate::wire::FrameSummary;
@@ -26,7 +28,8 @@ impl AppSet {
     pub const DNS: AppSet = AppSet(1);
     pub const TLS: AppSet = AppSet(2);
     pub const HTTP: AppSet = AppSet(4);
-    pub const ALL: AppSet = AppSet(7);
+    pub const QUIC: AppSet = AppSet(8);
+    pub const ALL: AppSet = AppSet(15);
 
     pub fn has(self, o: AppSet) -> bool {
         self.0 & o.0 == o.0
@@ -35,7 +38,7 @@ impl AppSet {
         self.0 == 0
     }
 
-    /// `all`, `none`, or a comma-separated list of dns, tls, http.
+    /// `all`, `none`, or a comma-separated list of dns, tls, quic, http.
     pub fn parse(s: &str) -> Result<AppSet, String> {
         let mut set = AppSet(0);
         for part in s.split(',').map(str::trim) {
@@ -45,9 +48,10 @@ impl AppSet {
                 "dns" => AppSet::DNS.0,
                 "tls" => AppSet::TLS.0,
                 "http" => AppSet::HTTP.0,
+                "quic" => AppSet::QUIC.0,
                 other => {
                     return Err(format!(
-                        "'{other}' is not an application protocol: write all, none, or a list of dns, tls, http"
+                        "'{other}' is not an application protocol: write all, none, or a list of dns, tls, quic, http"
                     ))
                 }
             };
@@ -88,44 +92,218 @@ pub fn payload<'a>(frame: &'a [u8], s: &FrameSummary) -> &'a [u8] {
     frame.get(l4 + header..end).unwrap_or(&[])
 }
 
-/// Reads one packet's payload with the parsers of `set`: DNS on port 53 or 5353 (either end),
-/// TLS handshakes and HTTP/1.x on any TCP port (recognised by their first bytes). A handshake
-/// message longer than this one segment is not read here (see [`tls::first_handshake`]).
-pub fn inspect(
+/// The application parsers of one decoder, with what they keep between packets: scratch
+/// space for a TLS handshake spread over records, a buffer to decrypt QUIC Initials in, and
+/// the hellos that one packet did not hold ([`reassembly`], bounded).
+pub struct Inspector {
     set: AppSet,
-    s: &FrameSummary,
-    payload: &[u8],
-    scratch: &mut [u8],
-) -> Option<AppFact> {
-    if payload.is_empty() {
-        return None;
-    }
-    let dns_port = |p: u16| p == 53 || p == 5353;
-    match s.protocol {
-        17 if set.has(AppSet::DNS) && (dns_port(s.src_port) || dns_port(s.dst_port)) => {
-            dns::parse(payload).map(AppFact::Dns)
-        }
-        6 if set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53) => {
-            dns::parse_tcp(payload).map(AppFact::Dns)
-        }
-        6 if set.has(AppSet::TLS) && payload[0] == 22 => {
-            match tls::first_handshake(payload, scratch) {
-                tls::Handshake::Message(tls::HANDSHAKE_CLIENT_HELLO, body) => {
-                    tls::client_hello(body, false).map(AppFact::TlsClient)
-                }
-                tls::Handshake::Message(tls::HANDSHAKE_SERVER_HELLO, body) => {
-                    tls::server_hello(body).map(AppFact::TlsServer)
-                }
-                _ => None,
-            }
-        }
-        6 if set.has(AppSet::HTTP) => {
-            if payload.starts_with(b"HTTP/1.") {
-                http::parse_response(payload).map(AppFact::HttpResponse)
+    scratch: Vec<u8>,
+    packet: Vec<u8>,
+    pending: reassembly::Pending,
+}
+
+/// What a packet of a flow with an unfinished hello did to it (inline, like [`AppFact`]).
+#[allow(clippy::large_enum_variant)]
+enum Progress {
+    Done(Option<AppFact>),
+    Waiting,
+    GiveUp,
+}
+
+impl Inspector {
+    pub fn new(set: AppSet) -> Inspector {
+        Inspector {
+            set,
+            scratch: if set.has(AppSet::TLS) || set.has(AppSet::QUIC) {
+                vec![0; tls::MAX_HELLO]
             } else {
-                http::parse_request(payload).map(AppFact::HttpRequest)
+                Vec::new()
+            },
+            packet: if set.has(AppSet::QUIC) {
+                vec![0; quic::MAX_PACKET]
+            } else {
+                Vec::new()
+            },
+            pending: reassembly::Pending::default(),
+        }
+    }
+
+    pub fn set(&self) -> AppSet {
+        self.set
+    }
+
+    /// Hellos finished from several packets, and those given up (slots full, flow quiet).
+    pub fn reassembly_counts(&self) -> (u64, u64, u64) {
+        (
+            self.pending.completed,
+            self.pending.evicted,
+            self.pending.expired,
+        )
+    }
+
+    /// Reads one metered frame's payload: DNS on port 53 or 5353 (either end); TLS
+    /// handshakes and HTTP/1.x on any TCP port (recognised by their first bytes); QUIC client
+    /// Initials on any UDP port (recognised by their long header and version).
+    pub fn inspect(&mut self, frame: &[u8], s: &FrameSummary, ts_ns: u64) -> Option<AppFact> {
+        let payload = payload(frame, s);
+        if payload.is_empty() {
+            return None;
+        }
+        let set = self.set;
+        let dns_port = |p: u16| p == 53 || p == 5353;
+        match s.protocol {
+            17 if set.has(AppSet::DNS) && (dns_port(s.src_port) || dns_port(s.dst_port)) => {
+                dns::parse(payload).map(AppFact::Dns)
+            }
+            17 if set.has(AppSet::QUIC)
+                && payload.len() >= quic::MIN_CLIENT_DATAGRAM
+                && payload[0] & 0xc0 == 0xc0 =>
+            {
+                self.quic(s, payload, ts_ns)
+            }
+            6 if set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53) => {
+                dns::parse_tcp(payload).map(AppFact::Dns)
+            }
+            6 => {
+                if set.has(AppSet::TLS) {
+                    if !self.pending.is_empty() {
+                        if let Some(p) = self.tls_continued(frame, s, payload, ts_ns) {
+                            return p;
+                        }
+                    }
+                    if payload[0] == 22 {
+                        return self.tls_first(frame, s, payload, ts_ns);
+                    }
+                }
+                if !set.has(AppSet::HTTP) {
+                    None
+                } else if payload.starts_with(b"HTTP/1.") {
+                    http::parse_response(payload).map(AppFact::HttpResponse)
+                } else {
+                    http::parse_request(payload).map(AppFact::HttpRequest)
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A segment that starts with a TLS handshake record.
+    fn tls_first(
+        &mut self,
+        frame: &[u8],
+        s: &FrameSummary,
+        payload: &[u8],
+        ts_ns: u64,
+    ) -> Option<AppFact> {
+        match tls::first_handshake(payload, &mut self.scratch) {
+            tls::Handshake::Message(t, body) => handshake_fact(t, body, false),
+            tls::Handshake::Incomplete { .. } if payload.len() < tls::MAX_HELLO => {
+                let slot = self
+                    .pending
+                    .start(reassembly::FlowId::of(s), tcp_seq(frame, s), ts_ns);
+                slot.bytes.put(0, payload);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A segment of a flow whose hello is unfinished (`None`: the flow has none).
+    fn tls_continued(
+        &mut self,
+        frame: &[u8],
+        s: &FrameSummary,
+        payload: &[u8],
+        ts_ns: u64,
+    ) -> Option<Option<AppFact>> {
+        let id = reassembly::FlowId::of(s);
+        let slot = self.pending.get(&id, ts_ns)?;
+        let offset = tcp_seq(frame, s).wrapping_sub(slot.base);
+        slot.bytes.put(offset as u64, payload);
+        let stream = slot.bytes.prefix();
+        let progress = match tls::first_handshake(stream, &mut self.scratch) {
+            tls::Handshake::Message(t, body) => Progress::Done(handshake_fact(t, body, false)),
+            tls::Handshake::Incomplete { .. } if stream.len() < tls::MAX_HELLO => Progress::Waiting,
+            _ => Progress::GiveUp,
+        };
+        Some(self.settle(&id, progress))
+    }
+
+    /// The client Initial packets of a UDP datagram (several may be coalesced).
+    fn quic(&mut self, s: &FrameSummary, payload: &[u8], ts_ns: u64) -> Option<AppFact> {
+        let id = reassembly::FlowId::of(s);
+        let mut at = 0;
+        let mut fresh = None;
+        for _ in 0..4 {
+            let Some(o) = payload
+                .get(at..)
+                .and_then(|d| quic::open_initial(d, &mut self.packet))
+            else {
+                break;
+            };
+            at += o.packet_len;
+            let frames = &self.packet[..o.frames];
+            let mut any = false;
+            quic::crypto_frames(frames, |_, d| any |= !d.is_empty());
+            if !any {
+                continue; // an ACK-only Initial
+            }
+            let slot = match self.pending.get(&id, ts_ns) {
+                Some(slot) => slot,
+                None => {
+                    fresh.get_or_insert(true);
+                    self.pending.start(id, 0, ts_ns)
+                }
+            };
+            fresh.get_or_insert(false);
+            quic::crypto_frames(frames, |off, d| slot.bytes.put(off, d));
+        }
+        fresh?;
+        let slot = self.pending.get(&id, ts_ns)?;
+        let stream = slot.bytes.prefix();
+        let progress = if stream.len() >= 4 {
+            let need = 4 + u32::from_be_bytes([0, stream[1], stream[2], stream[3]]) as usize;
+            if stream.len() >= need {
+                Progress::Done(handshake_fact(stream[0], &stream[4..need], true))
+            } else if need > tls::MAX_HELLO {
+                Progress::GiveUp
+            } else {
+                Progress::Waiting
+            }
+        } else {
+            Progress::Waiting
+        };
+        self.settle(&id, progress)
+    }
+
+    fn settle(&mut self, id: &reassembly::FlowId, p: Progress) -> Option<AppFact> {
+        match p {
+            Progress::Done(f) => {
+                self.pending.finish(id, true);
+                f
+            }
+            Progress::Waiting => None,
+            Progress::GiveUp => {
+                self.pending.finish(id, false);
+                None
             }
         }
+    }
+}
+
+/// The TCP sequence number of a segment (0 when the header is cut).
+fn tcp_seq(frame: &[u8], s: &FrameSummary) -> u32 {
+    let at = s.l4_offset as usize + 4;
+    frame
+        .get(at..at + 4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The fact of a whole handshake message.
+fn handshake_fact(t: u8, body: &[u8], quic: bool) -> Option<AppFact> {
+    match t {
+        tls::HANDSHAKE_CLIENT_HELLO => tls::client_hello(body, quic).map(AppFact::TlsClient),
+        tls::HANDSHAKE_SERVER_HELLO if !quic => tls::server_hello(body).map(AppFact::TlsServer),
         _ => None,
     }
 }
