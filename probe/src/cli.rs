@@ -252,6 +252,10 @@ pub struct MeterArgs {
     /// or 'all'. Off by default: names, paths and User-Agents are personal data.
     #[arg(long, value_name = "LIST", default_value = "none", value_parser = parse_app)]
     pub app: crate::app::AppSet,
+    /// The parsers the PCAP selection's name primitives need (set from --pcap-select, not a
+    /// flag): they run, but their fields stay out of the records unless --app asks.
+    #[arg(skip)]
+    pub select_app: crate::app::AppSet,
 }
 
 fn parse_app(s: &str) -> Result<crate::app::AppSet, String> {
@@ -316,7 +320,7 @@ impl MeterArgs {
         let mut d = Decoder::new(self.fragment_config());
         d.set_decap(self.decap.decap()?);
         d.set_dedup(self.dedup_config());
-        d.set_app(self.app);
+        d.set_app(self.app, self.select_app);
         Ok(d)
     }
 
@@ -370,6 +374,11 @@ pub struct PcapArgs {
     /// Store only the first N bytes of each packet (privacy); the original length is kept.
     #[arg(long, value_name = "BYTES", default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(14..))]
     pub pcap_snaplen: u32,
+    /// Hold the first N packets of every flow (in a bounded buffer per capture thread) so that
+    /// a flow a name primitive (sni, dns name, http host, ja4) marks later is kept from its
+    /// first packet, its SYN. 0: from the marking packet on.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub pcap_lookback: u16,
 }
 
 /// The ring's file format.
@@ -380,6 +389,13 @@ pub enum PcapFormat {
 }
 
 impl PcapArgs {
+    /// The parsers the selection's name primitives need.
+    pub fn app_needs(&self) -> crate::app::AppSet {
+        self.pcap_select
+            .as_ref()
+            .map_or(crate::app::AppSet::default(), |s| s.app_needs())
+    }
+
     /// The ring's configuration and selection, when a ring was asked for; `interface` names the
     /// source in pcapng files.
     pub fn ring(

@@ -266,7 +266,8 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Capture(args) => {
+        Command::Capture(mut args) => {
+            args.meter.select_app = args.pcap.app_needs();
             warn_no_output(&args.export);
             // SIGHUP re-reads the config file with the same command line (the command line
             // still wins over the file).
@@ -287,7 +288,8 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
             finish(&report, args.stats_json.as_deref())?;
             Ok(0)
         }
-        Command::Read(args) => {
+        Command::Read(mut args) => {
+            args.meter.select_app = args.pcap.app_needs();
             refuse_root("read", args.allow_root)?;
             warn_no_output(&args.export);
             let report = probe::offline::run(&args)?;

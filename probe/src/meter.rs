@@ -220,6 +220,9 @@ pub struct Decoder {
     app: Option<Box<crate::app::Inspector>>,
     /// What the last frame's payload said (see [`Decoder::fact`]).
     fact: Option<AppFact>,
+    /// The parsers whose facts reach the flow records (`--app`); the others ran only for
+    /// the PCAP selection's name primitives.
+    export_app: crate::app::AppSet,
 }
 
 impl Decoder {
@@ -233,11 +236,16 @@ impl Decoder {
             ingress_if: 0,
             app: None,
             fact: None,
+            export_app: crate::app::AppSet::default(),
         }
     }
 
-    /// Which application parsers run (`--app`; none by default).
-    pub fn set_app(&mut self, set: crate::app::AppSet) {
+    /// Which application parsers run: `export` for the records (`--app`; none by default),
+    /// `select` too for the PCAP selection's name primitives (their facts stay out of the
+    /// records).
+    pub fn set_app(&mut self, export: crate::app::AppSet, select: crate::app::AppSet) {
+        let set = export.with(select);
+        self.export_app = export;
         self.app = (!set.is_empty()).then(|| Box::new(crate::app::Inspector::new(set)));
     }
 
@@ -246,9 +254,19 @@ impl Decoder {
         self.app.as_deref()
     }
 
-    /// What the last frame passed for metering said at the application layer, if anything.
+    /// What the last frame passed for metering said at the application layer, if anything,
+    /// and `--app` exports it.
     #[inline]
     pub fn fact(&self) -> Option<&AppFact> {
+        self.fact
+            .as_ref()
+            .filter(|f| self.export_app.has(f.kind()))
+    }
+
+    /// What the last frame passed for metering said, whether exported or not (for the PCAP
+    /// selection).
+    #[inline]
+    pub fn any_fact(&self) -> Option<&AppFact> {
         self.fact.as_ref()
     }
 
@@ -647,15 +665,35 @@ impl Meter {
         frame: &[u8],
         ts_ns: u64,
     ) -> Option<&FrameSummary> {
+        let slot = self.meter_frame(link, frame, ts_ns)?;
+        Some(&self.flows.waiting[slot].summary)
+    }
+
+    /// [`Meter::process`], also giving the frame's application fact (exported or not) to
+    /// the PCAP selection.
+    #[inline]
+    pub fn process_with_fact(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Option<(&FrameSummary, Option<&AppFact>)> {
+        let slot = self.meter_frame(link, frame, ts_ns)?;
+        Some((&self.flows.waiting[slot].summary, self.decoder.any_fact()))
+    }
+
+    /// Decodes a frame into the lookahead; its slot when it was metered.
+    #[inline]
+    fn meter_frame(&mut self, link: Option<LinkType>, frame: &[u8], ts_ns: u64) -> Option<usize> {
         let tick = ts_ns > self.decoder.clock_ns();
         let slot = self.flows.next_slot();
         let s = &mut self.flows.waiting[slot].summary;
         if self.decoder.decode(link, frame, ts_ns, s) {
             self.flows.queue_metered(slot, ts_ns);
-            if let Some(f) = &self.decoder.fact {
+            if let Some(f) = self.decoder.fact() {
                 self.flows.attach_fact(slot, f);
             }
-            return Some(&self.flows.waiting[slot].summary);
+            return Some(slot);
         }
         // Not metered, but a newer timestamp still moves the clock, in turn.
         if tick {

@@ -33,7 +33,8 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
         Some((cfg, select)) => {
             let (rtx, rrx) = crossbeam_channel::bounded(16);
             let writer = crate::ring::spawn_writer(cfg, rrx)?;
-            let k = crate::ring::Keeper::new(select, args.pcap.pcap_snaplen, rtx, true);
+            let k = crate::ring::Keeper::new(select, args.pcap.pcap_snaplen, rtx, true)
+                .with_flows(Default::default(), args.pcap.pcap_lookback);
             (Some(k), Some(writer))
         }
         None => (None, None),
@@ -107,9 +108,9 @@ pub fn run(args: &ReadArgs) -> Result<RunReport> {
                     let (link, ts) = (p.link, p.ts_ns);
                     // Before the frame: what its time expires leaves under its resolution.
                     meter.set_time_precision(p.precision);
-                    let summary = meter.process(link, p.data, ts);
+                    let metered = meter.process_with_fact(link, p.data, ts);
                     if let Some(k) = keeper.as_mut() {
-                        k.offer(summary, p.data, ts);
+                        k.offer(metered, p.data, ts);
                     }
                 }
                 Ok(None) => break None,

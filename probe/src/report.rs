@@ -285,6 +285,10 @@ impl RunReport {
                 "bytes_kept": r.bytes,
                 "error_episodes": r.writer.error_episodes,
                 "recovered_from_previous_run": r.writer.recovered,
+                "flows_marked": r.flows_marked,
+                "marks_lost": r.marks_lost,
+                "lookback_released": r.lookback_released,
+                "lookback_evicted": r.lookback_evicted,
             })
         });
         json!({
@@ -482,6 +486,12 @@ impl RunReport {
                 r.bytes,
                 r.writer.files_deleted
             );
+            if r.flows_marked + r.marks_lost + r.lookback_released + r.lookback_evicted > 0 {
+                s += &format!(
+                    "  flows marked by name: {} ({} marks found no room); lookback: {} frames kept from before the mark, {} evicted before one\n",
+                    r.flows_marked, r.marks_lost, r.lookback_released, r.lookback_evicted
+                );
+            }
         }
         let e = &self.export;
         if e.destinations.is_empty() {

@@ -6,8 +6,13 @@
 //! blocks instead. Either way, for every frame selected:
 //! `selected = written + unwritten (disk errors) + queue_full`.
 
+pub mod flows;
+
+use crate::app::AppFact;
 use crate::select::Selection;
 use crate::wire::FrameSummary;
+use flows::{Lookback, Marks};
+use std::sync::Arc;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use pcap_ring::{RingConfig, RingStats, RingWriter, WriteOutcome};
@@ -50,6 +55,24 @@ pub struct Keeper {
     pub queue_full: u64,
     /// Dropped frames not yet reported to the writer (see [`Batch::lost`]).
     unreported: Option<(u64, u64, u64)>,
+    /// The flows name primitives marked, shared with every keeper of the run.
+    marks: Arc<Marks>,
+    /// `--pcap-lookback`: each flow's first packets, held until it is marked.
+    lookback: Option<Lookback>,
+    /// The newest packet time offered (for sweeping the lookback buffer against the marks).
+    newest_ns: u64,
+}
+
+/// What a keeper did, for the run's books.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeeperCounts {
+    pub selected: u64,
+    pub queue_full: u64,
+    /// Frames kept from the lookback buffer when their flow was marked later.
+    pub lookback_released: u64,
+    /// Frames pushed out of the lookback buffer before their flow was marked (or while it
+    /// never was).
+    pub lookback_evicted: u64,
 }
 
 impl Batch {
@@ -73,6 +96,27 @@ impl Keeper {
             selected: 0,
             queue_full: 0,
             unreported: None,
+            marks: Arc::new(Marks::default()),
+            lookback: None,
+            newest_ns: 0,
+        }
+    }
+
+    /// Flow-aware selection: this keeper marks flows in (and looks them up from) `marks`,
+    /// which every keeper of the run shares, and holds the first `lookback` packets of each
+    /// flow.
+    pub fn with_flows(mut self, marks: Arc<Marks>, lookback: u16) -> Keeper {
+        self.marks = marks;
+        self.lookback = (lookback > 0).then(|| Lookback::new(lookback));
+        self
+    }
+
+    pub fn counts(&self) -> KeeperCounts {
+        KeeperCounts {
+            selected: self.selected,
+            queue_full: self.queue_full,
+            lookback_released: self.lookback.as_ref().map_or(0, |l| l.released),
+            lookback_evicted: self.lookback.as_ref().map_or(0, |l| l.evicted),
         }
     }
 
@@ -82,20 +126,71 @@ impl Keeper {
         self.select = select;
     }
 
-    /// Keeps the frame if the selection says so. `summary` is `None` for frames the meter could
-    /// not decode, which only `all` keeps.
+    /// Keeps the frame if the selection says so. `metered` is the frame's summary and
+    /// application fact, `None` for frames the meter could not decode, which only `all` keeps.
     #[inline]
-    pub fn offer(&mut self, summary: Option<&FrameSummary>, frame: &[u8], ts_ns: u64) {
-        let keep = match summary {
-            Some(s) => self.select.matches(s),
-            None => self.select.is_all(),
+    pub fn offer(
+        &mut self,
+        metered: Option<(&FrameSummary, Option<&AppFact>)>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) {
+        let Some((s, fact)) = metered else {
+            if self.select.is_all() {
+                self.keep(frame, ts_ns, frame.len() as u32);
+            }
+            return;
         };
-        if keep {
-            self.keep(frame, ts_ns);
+        if !self.select.is_flow_aware() {
+            if self.select.matches(s) {
+                self.keep(frame, ts_ns, frame.len() as u32);
+            }
+            return;
+        }
+        self.newest_ns = self.newest_ns.max(ts_ns);
+        let v = self.select.verdict(s, fact);
+        let h = crate::handoff::symmetric_hash(s);
+        if v.marks_flow {
+            self.marks.mark(h, ts_ns);
+        }
+        if v.keep || self.marks.contains(h, ts_ns) {
+            self.release(h);
+            self.keep(frame, ts_ns, frame.len() as u32);
+        } else if let Some(l) = self.lookback.as_mut() {
+            l.hold(h, &frame[..frame.len().min(self.snaplen)], ts_ns, frame.len() as u32);
         }
     }
 
-    fn keep(&mut self, frame: &[u8], ts_ns: u64) {
+    /// Keeps the frames of flow `h` the lookback buffer holds.
+    fn release(&mut self, h: u64) {
+        let Some(mut l) = self.lookback.take() else {
+            return;
+        };
+        if l.holds(h) {
+            l.release(h, |ts, bytes, orig| self.keep(bytes, ts, orig));
+        }
+        self.lookback = Some(l);
+    }
+
+    /// Keeps the held frames of flows another keeper marked (the other direction of a flow
+    /// can come in on another queue): on every flush.
+    fn sweep(&mut self) {
+        let Some(l) = self.lookback.as_ref() else {
+            return;
+        };
+        let marked: Vec<u64> = l
+            .flows()
+            .into_iter()
+            .filter(|&h| self.marks.contains(h, self.newest_ns))
+            .collect();
+        for h in marked {
+            self.release(h);
+        }
+    }
+
+    /// `frame` is already cut to the snap length when it comes from the lookback buffer;
+    /// `orig_len` is the length on the wire.
+    fn keep(&mut self, frame: &[u8], ts_ns: u64, orig_len: u32) {
         self.selected += 1;
         let stored = &frame[..frame.len().min(self.snaplen)];
         let b = &mut self.batch;
@@ -107,16 +202,22 @@ impl Keeper {
             ts_ns,
             offset: b.data.len() as u32,
             len: stored.len() as u32,
-            orig_len: frame.len() as u32,
+            orig_len,
         });
         b.data.extend_from_slice(stored);
         if b.frames.len() >= BATCH_FRAMES || b.data.len() >= BATCH_BYTES {
-            self.flush();
+            self.send_batch();
         }
     }
 
-    /// Hands the batch to the writer (call on every tick and at the end).
+    /// Hands the batch to the writer (call on every tick and at the end), after keeping the
+    /// held frames of flows marked since.
     pub fn flush(&mut self) {
+        self.sweep();
+        self.send_batch();
+    }
+
+    fn send_batch(&mut self) {
         if self.batch.frames.is_empty() {
             return;
         }
@@ -155,10 +256,31 @@ pub struct RingReport {
     pub selected: u64,
     /// Frames dropped because the writer's queue was full (live capture only).
     pub queue_full: u64,
+    /// Flow-aware selection: flows marked by a name primitive, marks that found no room,
+    /// frames kept from the lookback buffer, frames evicted from it.
+    pub flows_marked: u64,
+    pub marks_lost: u64,
+    pub lookback_released: u64,
+    pub lookback_evicted: u64,
     pub writer: RingStats,
     /// Complete files in the ring at the end, and their bytes.
     pub files: u64,
     pub bytes: u64,
+}
+
+impl RingReport {
+    /// The keepers' books and the shared marks' counts.
+    pub fn add_keepers(&mut self, keepers: &[KeeperCounts], marks: &Marks) {
+        use std::sync::atomic::Ordering;
+        for k in keepers {
+            self.selected += k.selected;
+            self.queue_full += k.queue_full;
+            self.lookback_released += k.lookback_released;
+            self.lookback_evicted += k.lookback_evicted;
+        }
+        self.flows_marked = marks.marked.load(Ordering::Relaxed);
+        self.marks_lost = marks.lost.load(Ordering::Relaxed);
+    }
 }
 
 /// Opens the ring (so a bad directory fails the start) and starts the writer thread, which
@@ -231,12 +353,12 @@ pub fn finish(
         return Ok(None);
     };
     k.flush();
-    let (selected, queue_full) = (k.selected, k.queue_full);
+    let counts = k.counts();
+    let marks = k.marks.clone();
     drop(k);
     let mut r = w
         .join()
         .map_err(|_| anyhow::anyhow!("the PCAP ring thread panicked"))?;
-    r.selected = selected;
-    r.queue_full = queue_full;
+    r.add_keepers(&[counts], &marks);
     Ok(Some(r))
 }

@@ -10,7 +10,9 @@
 //!           | "vlan" N
 //!           | "tunnel" | "vni" N | "erspan" "session" N | "gtp" "teid" N | "gre" "key" N
 //!           | "outer" [dir] ("host" ADDR | "net" CIDR)
+//!           | "sni" NAME | "dns" "name" NAME | "http" "host" NAME | "ja4" FINGERPRINT
 //! dir      := "src" | "dst"
+//! NAME     := a name (exact, any case) | "*." name (that name and every name under it)
 //! ```
 //!
 //! As in pcap-filter(7), `and` and `or` have the same precedence and group from the left
@@ -26,10 +28,65 @@
 //! each at the outermost or innermost tunnel; `outer host`/`outer net` the endpoints of the
 //! outermost tunnel (the mirroring switch, the VTEPs).
 //!
+//! The name primitives are flow-aware (issue #15): `sni` is a TLS or QUIC ClientHello's
+//! server name, `dns name` a DNS query's first question, `http host` an HTTP request's Host
+//! (without its port), `ja4` a ClientHello's JA4. They are true only on the packet that
+//! carries that field, and such a packet that makes the whole expression true marks its flow:
+//! every later packet of the flow, in both directions, is kept (see `ring::Marks`), and with
+//! `--pcap-lookback N` the flow's first N packets too. The parsers they need run even when
+//! `--app` does not export their fields.
+//!
 //! A bad expression fails when the probe starts, with the column of the error.
 
+use crate::app::{AppFact, AppSet};
 use crate::wire::{FrameSummary, TunnelKind};
+use std::cell::Cell;
 use std::net::IpAddr;
+
+/// A name in a name primitive: exact, or `*.example.com` for example.com and every name
+/// under it; compared without regard to case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamePattern {
+    /// Lower case, without the `*.`.
+    name: String,
+    wildcard: bool,
+}
+
+impl NamePattern {
+    fn parse(text: &str) -> NamePattern {
+        match text.strip_prefix("*.") {
+            Some(rest) => NamePattern {
+                name: rest.to_ascii_lowercase(),
+                wildcard: true,
+            },
+            None => NamePattern {
+                name: text.to_ascii_lowercase(),
+                wildcard: false,
+            },
+        }
+    }
+
+    pub fn matches(&self, name: &[u8]) -> bool {
+        let n = self.name.as_bytes();
+        if name.eq_ignore_ascii_case(n) {
+            return true;
+        }
+        self.wildcard
+            && name.len() > n.len()
+            && name[name.len() - n.len()..].eq_ignore_ascii_case(n)
+            && name[name.len() - n.len() - 1] == b'.'
+    }
+}
+
+/// Which application field a name primitive reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameField {
+    /// A TLS or QUIC ClientHello's server name.
+    Sni,
+    DnsName,
+    HttpHost,
+    Ja4,
+}
 
 /// Where a primitive looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +126,8 @@ pub enum Expr {
         addr: u128,
         mask: u128,
     },
+    /// A name primitive: true on a packet whose application fact has a matching field.
+    Name(NameField, NamePattern),
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -114,6 +173,19 @@ struct View<'a> {
     src: u128,
     dst: u128,
     ports: bool,
+    /// What the packet said at the application layer (name primitives read it).
+    fact: Option<&'a AppFact>,
+    /// Set when a name primitive was true.
+    named: Cell<bool>,
+}
+
+/// What the selection says of one packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub keep: bool,
+    /// Kept because a name primitive was true: its flow is marked (all its later packets
+    /// kept, both directions).
+    pub marks_flow: bool,
 }
 
 impl Selection {
@@ -130,10 +202,21 @@ impl Selection {
     }
 
     /// Does a decoded frame match? (A frame that could not be decoded matches only `all`.)
+    /// Name primitives are false here: see [`Selection::verdict`].
     #[inline]
     pub fn matches(&self, s: &FrameSummary) -> bool {
+        self.verdict(s, None).keep
+    }
+
+    /// Does a decoded frame with its application fact (if any) match, and does it mark its
+    /// flow?
+    #[inline]
+    pub fn verdict(&self, s: &FrameSummary, fact: Option<&AppFact>) -> Verdict {
         if let Expr::All = self.expr {
-            return true;
+            return Verdict {
+                keep: true,
+                marks_flow: false,
+            };
         }
         let v = View {
             s,
@@ -141,8 +224,34 @@ impl Selection {
             src: u128::from_be_bytes(s.src_addr),
             dst: u128::from_be_bytes(s.dst_addr),
             ports: has_ports(s.protocol),
+            fact,
+            named: Cell::new(false),
         };
-        self.expr.eval(&v)
+        let keep = self.expr.eval(&v);
+        Verdict {
+            keep,
+            marks_flow: keep && v.named.get(),
+        }
+    }
+
+    /// The application parsers the name primitives need (empty without any).
+    pub fn app_needs(&self) -> AppSet {
+        let mut set = AppSet::default();
+        self.expr.visit(&mut |e| {
+            if let Expr::Name(f, _) = e {
+                set = set.with(match f {
+                    NameField::Sni | NameField::Ja4 => AppSet::TLS.with(AppSet::QUIC),
+                    NameField::DnsName => AppSet::DNS,
+                    NameField::HttpHost => AppSet::HTTP,
+                });
+            }
+        });
+        set
+    }
+
+    /// Whether the expression has a name primitive (flows get marked).
+    pub fn is_flow_aware(&self) -> bool {
+        !self.app_needs().is_empty()
     }
 
     /// Whether the expression keeps every frame (then frames are kept without decoding).
@@ -152,9 +261,28 @@ impl Selection {
 }
 
 impl Expr {
+    fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Not(e) => e.visit(f),
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            _ => {}
+        }
+    }
+
     fn eval(&self, v: &View) -> bool {
         let s = v.s;
         match self {
+            Expr::Name(field, pattern) => {
+                let hit = v.fact.is_some_and(|f| name_matches(f, *field, pattern));
+                if hit {
+                    v.named.set(true);
+                }
+                hit
+            }
             Expr::All => true,
             Expr::Net {
                 dir,
@@ -257,11 +385,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, SelectError> {
                 col,
             });
             i += 2;
-        } else if c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '-' | '_') {
+        } else if c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '-' | '_' | '*') {
             let start = i;
             while i < chars.len()
                 && (chars[i].is_ascii_alphanumeric()
-                    || matches!(chars[i], '.' | ':' | '/' | '-' | '_'))
+                    || matches!(chars[i], '.' | ':' | '/' | '-' | '_' | '*'))
             {
                 i += 1;
             }
@@ -337,6 +465,19 @@ impl Parser {
                 message: format!("expected '{word}' after '{after}', found '{w}'"),
             })
         }
+    }
+
+    /// A name primitive's argument: a name, or `*.` and a name.
+    fn name_pattern(&mut self, what: &str) -> Result<NamePattern, SelectError> {
+        let (n, c) = self.next(what)?;
+        let bare = n.strip_prefix("*.").unwrap_or(&n);
+        if bare.is_empty() || bare.contains('*') || matches!(n.as_str(), "and" | "or" | "not") {
+            return Err(SelectError {
+                column: c,
+                message: format!("'{n}' is not {what}: write a name, or '*.' and a name"),
+            });
+        }
+        Ok(NamePattern::parse(&n))
     }
 
     /// Is the next primitive a port (`port N`, `src port N`, `dst port N`)?
@@ -490,6 +631,20 @@ impl Parser {
                     mask,
                 })
             }
+            "sni" => self.name_pattern("a server name").map(|p| Expr::Name(NameField::Sni, p)),
+            "ja4" => self
+                .name_pattern("a JA4 fingerprint")
+                .map(|p| Expr::Name(NameField::Ja4, p)),
+            "dns" => {
+                self.keyword("name", "dns")?;
+                self.name_pattern("a DNS name")
+                    .map(|p| Expr::Name(NameField::DnsName, p))
+            }
+            "http" => {
+                self.keyword("host", "http")?;
+                self.name_pattern("an HTTP host")
+                    .map(|p| Expr::Name(NameField::HttpHost, p))
+            }
             "tunnel" => Ok(Expr::Tunnel),
             "vni" => self
                 .number("a VNI", 0xff_ffff)
@@ -534,10 +689,32 @@ impl Parser {
             other => Err(SelectError {
                 column: col,
                 message: format!(
-                    "unknown primitive '{other}': use host, net, port, src, dst, tcp, udp, icmp, icmp6, sctp, ip, ip6, proto, vlan, tunnel, vni, erspan session, gtp teid, gre key, outer or all"
+                    "unknown primitive '{other}': use host, net, port, src, dst, tcp, udp, icmp, icmp6, sctp, ip, ip6, proto, vlan, tunnel, vni, erspan session, gtp teid, gre key, outer, sni, dns name, http host, ja4 or all"
                 ),
             }),
         }
+    }
+}
+
+/// Whether `fact` has the field `field` and it matches.
+fn name_matches(fact: &AppFact, field: NameField, p: &NamePattern) -> bool {
+    match (field, fact) {
+        (NameField::Sni, AppFact::TlsClient(h)) => h.sni.as_ref().is_some_and(|n| p.matches(n.as_bytes())),
+        (NameField::Ja4, AppFact::TlsClient(h)) => p.matches(h.ja4.as_str().as_bytes()),
+        (NameField::DnsName, AppFact::Dns(m)) => {
+            m.question.as_ref().is_some_and(|q| p.matches(q.name.as_bytes()))
+        }
+        (NameField::HttpHost, AppFact::HttpRequest(r)) => {
+            let host = r.host.as_bytes();
+            // Host carries the port when it is not the default: compare the name.
+            let name = match host.iter().rposition(|&b| b == b':') {
+                Some(i) if !host.contains(&b']') || host[..i].ends_with(b"]") => &host[..i],
+                _ => host,
+            };
+            let name = name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")).unwrap_or(name);
+            p.matches(name)
+        }
+        _ => false,
     }
 }
 

@@ -3,6 +3,7 @@
 //! stage of the fan-out, decoding each frame and handing its summary to the metering worker
 //! that owns its flow ([`crate::handoff`], [`crate::metering`]).
 
+use crate::app::AppFact;
 use crate::export::Gauges;
 use crate::flow::{CacheConfig, CacheStats, FragmentStats};
 use crate::handoff::{Fanout, HandoffDrops, Sent};
@@ -137,6 +138,18 @@ impl FanoutDecoder {
         frame: &[u8],
         ts_ns: u64,
     ) -> Option<&FrameSummary> {
+        self.process_with_fact(link, frame, ts_ns).map(|(s, _)| s)
+    }
+
+    /// [`FanoutDecoder::process`], also giving the frame's application fact (exported or
+    /// not) to the PCAP selection.
+    #[inline]
+    pub fn process_with_fact(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Option<(&FrameSummary, Option<&AppFact>)> {
         if !self.decoder.decode(link, frame, ts_ns, &mut self.summary) {
             return None;
         }
@@ -148,7 +161,7 @@ impl FanoutDecoder {
             self.fanout.send_waiting(&self.summary, ts_ns, clock, fact)
         };
         match sent {
-            Sent::Delivered => Some(&self.summary),
+            Sent::Delivered => Some((&self.summary, self.decoder.any_fact())),
             Sent::RingFull | Sent::WorkerGone => {
                 self.decoder.handoff_dropped(frame.len(), ts_ns);
                 None
@@ -243,6 +256,20 @@ impl FileMetering {
         match self {
             FileMetering::OneHop(m) => m.process(link, frame, ts_ns),
             FileMetering::Fanout { stage, .. } => stage.process(link, frame, ts_ns),
+        }
+    }
+
+    /// [`FileMetering::process`] with the frame's application fact (for the PCAP selection).
+    #[inline]
+    pub fn process_with_fact(
+        &mut self,
+        link: Option<LinkType>,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Option<(&FrameSummary, Option<&AppFact>)> {
+        match self {
+            FileMetering::OneHop(m) => m.process_with_fact(link, frame, ts_ns),
+            FileMetering::Fanout { stage, .. } => stage.process_with_fact(link, frame, ts_ns),
         }
     }
 

@@ -34,6 +34,10 @@ impl AppSet {
     pub fn has(self, o: AppSet) -> bool {
         self.0 & o.0 == o.0
     }
+    /// Both sets' parsers.
+    pub fn with(self, o: AppSet) -> AppSet {
+        AppSet(self.0 | o.0)
+    }
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -71,6 +75,18 @@ pub enum AppFact {
     TlsServer(tls::ServerHello),
     HttpRequest(http::Request),
     HttpResponse(u16),
+}
+
+impl AppFact {
+    /// The parser (`--app` name) that made this fact.
+    pub fn kind(&self) -> AppSet {
+        match self {
+            AppFact::Dns(_) => AppSet::DNS,
+            AppFact::TlsClient(h) if h.ja4.0[0] == b'q' => AppSet::QUIC,
+            AppFact::TlsClient(_) | AppFact::TlsServer(_) => AppSet::TLS,
+            AppFact::HttpRequest(_) | AppFact::HttpResponse(_) => AppSet::HTTP,
+        }
+    }
 }
 
 /// The application bytes of a decoded frame: after the TCP or UDP header, up to the end of

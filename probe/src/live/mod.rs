@@ -383,6 +383,8 @@ struct Outputs {
         crate::select::Selection,
     )>,
     ring_writer: Option<JoinHandle<crate::ring::RingReport>>,
+    /// The flows the selection's name primitives marked, shared by every RX thread's keeper.
+    marks: Arc<crate::ring::flows::Marks>,
     metrics: Option<metrics::Metrics>,
 }
 
@@ -422,6 +424,7 @@ impl Outputs {
             export_ctl,
             ring,
             ring_writer,
+            marks: Default::default(),
             metrics,
         })
     }
@@ -518,6 +521,7 @@ fn start(
             unprivileged,
             keeper: outputs.ring.as_ref().map(|(rtx, select)| {
                 crate::ring::Keeper::new(select.clone(), args.pcap.pcap_snaplen, rtx.clone(), false)
+                    .with_flows(outputs.marks.clone(), args.pcap.pcap_lookback)
             }),
             updates,
         };
@@ -746,8 +750,8 @@ fn books(
         let mut r = w
             .join()
             .map_err(|_| anyhow!("the PCAP ring thread panicked"))?;
-        r.selected = rx.iter().map(|o| o.ring_selected).sum();
-        r.queue_full = rx.iter().map(|o| o.ring_queue_full).sum();
+        let keepers: Vec<_> = rx.iter().map(|o| o.ring).collect();
+        r.add_keepers(&keepers, &outputs.marks);
         report.ring = Some(r);
     }
     let current = &watched.current;

@@ -179,6 +179,18 @@ pub fn apply(
         match c.name.as_str() {
             "ignore" | "sample" | "sample-mode" => {}
             "pcap-select" => match (&new.pcap.pcap_select, ctx.ring) {
+                (Some(sel), Some(_))
+                    if !current
+                        .meter
+                        .app
+                        .with(current.meter.select_app)
+                        .has(sel.app_needs()) =>
+                {
+                    refused.push(format!(
+                        "{c}: its name primitives need application parsers this run did not \
+                         start; restart the probe with this selection (or add them to --app)"
+                    ));
+                }
                 (Some(sel), Some(ring)) => {
                     update.selection = Some(sel.clone());
                     let _ = ring.send(crate::ring::Batch::selection_changed(sel.text()));

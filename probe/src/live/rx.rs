@@ -83,8 +83,7 @@ pub struct RxOutcome {
     /// Flow records dropped because the exporter fell behind by more than the backlog.
     pub records_dropped: u64,
     /// Frames the PCAP selection kept, and those dropped because the ring writer was behind.
-    pub ring_selected: u64,
-    pub ring_queue_full: u64,
+    pub ring: crate::ring::KeeperCounts,
     pub error: Option<String>,
 }
 
@@ -206,9 +205,11 @@ impl RxThread {
                     };
                     let summary = match &mut self.stage {
                         RxStage::OneHop { meter, .. } => {
-                            meter.process(Some(LinkType::Ethernet), data, ts)
+                            meter.process_with_fact(Some(LinkType::Ethernet), data, ts)
                         }
-                        RxStage::Fanout(f) => f.process(Some(LinkType::Ethernet), data, ts),
+                        RxStage::Fanout(f) => {
+                            f.process_with_fact(Some(LinkType::Ethernet), data, ts)
+                        }
                     };
                     if let Some(k) = self.keeper.as_mut() {
                         k.offer(summary, data, ts);
@@ -286,12 +287,12 @@ impl RxThread {
                 None
             }
         };
-        let (ring_selected, ring_queue_full) = match self.keeper.take() {
+        let ring = match self.keeper.take() {
             Some(mut k) => {
                 k.flush();
-                (k.selected, k.queue_full)
+                k.counts()
             }
-            None => (0, 0),
+            None => Default::default(),
         };
         self.publish();
         let mut out = RxOutcome {
@@ -304,8 +305,7 @@ impl RxThread {
             socket,
             userspace_timestamps: userspace_ts,
             records_dropped: 0,
-            ring_selected,
-            ring_queue_full,
+            ring,
             error,
         };
         match self.stage {
