@@ -92,6 +92,11 @@ pub struct ExtractReport {
     pub runs_spilled: usize,
     /// With --flows: each flow's packets, in the order given.
     pub flows: Vec<FlowFound>,
+    /// With name primitives (sni, dns name, http host, ja4): the flows a packet in the ring
+    /// marked, and how many frames the ring had cut at its snap length (a cut hello or query
+    /// may hold no name).
+    pub flows_marked: Option<u64>,
+    pub frames_cut: u64,
 }
 
 /// The flows of `--flows`, indexed by their (protocol, lower address, higher address) so a
@@ -327,14 +332,26 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
         files_in_ring: files.len(),
         ..Default::default()
     };
+    let in_window: Vec<&pcap_ring::RingFile> = files
+        .iter()
+        .filter(|f| f.last_ts_ns >= from && f.first_ts_ns <= to)
+        .collect();
+    // Name primitives: a first pass finds the flows whose packets carry a matching name; the
+    // second keeps every packet of those flows (both directions, from their first packet the
+    // ring holds), as the live selection would have from the marking packet on.
+    let marked = if flows.is_none() && select.is_flow_aware() {
+        let (marked, cut) = marked_flows(&in_window, &select, &decap, from, to)?;
+        report.flows_marked = Some(marked.len() as u64);
+        report.frames_cut = cut;
+        marked
+    } else {
+        Default::default()
+    };
     let mut kept: Vec<Kept> = Vec::new();
     let mut kept_bytes = 0u64;
     let mut runs = Runs::new(&args.out);
     let mut summary = FrameSummary::default();
-    for f in files
-        .iter()
-        .filter(|f| f.last_ts_ns >= from && f.first_ts_ns <= to)
-    {
+    for f in in_window {
         report.files_read += 1;
         let mut cf = CaptureFile::open(&f.path)
             .with_context(|| format!("cannot read {}", f.path.display()))?;
@@ -350,7 +367,11 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
             let matched = match (&mut flows, decoded) {
                 (Some(m), true) => m.matches(&summary, p.ts_ns),
                 (Some(_), false) => false,
-                (None, true) => select.matches(&summary),
+                (None, true) if marked.is_empty() => select.matches(&summary),
+                (None, true) => {
+                    select.matches(&summary)
+                        || marked.contains(&crate::handoff::symmetric_hash(&summary))
+                }
                 (None, false) => select.is_all(),
             };
             if matched {
@@ -395,6 +416,43 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractReport> {
             .collect();
     }
     Ok(report)
+}
+
+/// The flows (symmetric hashes) with a packet in the window that marks them under
+/// `select`, and the frames the ring had cut at its snap length.
+fn marked_flows(
+    files: &[&pcap_ring::RingFile],
+    select: &Selection,
+    decap: &crate::wire::Decap,
+    from: u64,
+    to: u64,
+) -> Result<(std::collections::HashSet<u64>, u64)> {
+    let mut inspector = crate::app::Inspector::new(select.app_needs());
+    let mut summary = FrameSummary::default();
+    let mut marked = std::collections::HashSet::new();
+    let mut cut = 0;
+    for f in files {
+        let mut cf = CaptureFile::open(&f.path)
+            .with_context(|| format!("cannot read {}", f.path.display()))?;
+        while let Some(p) = cf
+            .next_packet()
+            .with_context(|| format!("cannot read {}", f.path.display()))?
+        {
+            if p.ts_ns < from || p.ts_ns > to {
+                continue;
+            }
+            cut += (p.data.len() < p.orig_len as usize) as u64;
+            let Some(link) = p.link else { continue };
+            if wire::decode_frame(link, p.data, decap, &mut summary).is_err() {
+                continue;
+            }
+            let fact = inspector.inspect(p.data, &summary, p.ts_ns);
+            if select.verdict(&summary, fact.as_ref()).marks_flow {
+                marked.insert(crate::handoff::symmetric_hash(&summary));
+            }
+        }
+    }
+    Ok((marked, cut))
 }
 
 #[cfg(test)]

@@ -237,6 +237,21 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
                 r.files_in_ring,
                 r.frames_read
             );
+            if let Some(n) = r.flows_marked {
+                eprintln!(
+                    "probe: {n} flows carry a matching name in the ring's packets; all their packets the ring holds were written"
+                );
+                if n == 0 || r.frames_cut > 0 {
+                    eprintln!(
+                        "probe: note: a name is found only in the packet that carries it (a DNS query, a ClientHello, an HTTP request): the ring holds it only if the writing run's --pcap-select kept it{}",
+                        if r.frames_cut > 0 {
+                            format!(", and {} of the frames read were cut at the ring's --pcap-snaplen, which can cut a name off", r.frames_cut)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
             if r.runs_spilled > 0 {
                 eprintln!(
                     "probe: the matches outgrew --max-memory {}: sorted in {} runs on disk and merged",

@@ -258,9 +258,7 @@ impl Decoder {
     /// and `--app` exports it.
     #[inline]
     pub fn fact(&self) -> Option<&AppFact> {
-        self.fact
-            .as_ref()
-            .filter(|f| self.export_app.has(f.kind()))
+        self.fact.as_ref().filter(|f| self.export_app.has(f.kind()))
     }
 
     /// What the last frame passed for metering said, whether exported or not (for the PCAP

@@ -11,11 +11,11 @@ pub mod flows;
 use crate::app::AppFact;
 use crate::select::Selection;
 use crate::wire::FrameSummary;
-use flows::{Lookback, Marks};
-use std::sync::Arc;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use flows::{Lookback, Marks};
 use pcap_ring::{RingConfig, RingStats, RingWriter, WriteOutcome};
+use std::sync::Arc;
 
 /// Frames per batch, and bytes per batch, before it is handed to the writer.
 const BATCH_FRAMES: usize = 256;
@@ -157,7 +157,12 @@ impl Keeper {
             self.release(h);
             self.keep(frame, ts_ns, frame.len() as u32);
         } else if let Some(l) = self.lookback.as_mut() {
-            l.hold(h, &frame[..frame.len().min(self.snaplen)], ts_ns, frame.len() as u32);
+            l.hold(
+                h,
+                &frame[..frame.len().min(self.snaplen)],
+                ts_ns,
+                frame.len() as u32,
+            );
         }
     }
 

@@ -699,11 +699,14 @@ impl Parser {
 /// Whether `fact` has the field `field` and it matches.
 fn name_matches(fact: &AppFact, field: NameField, p: &NamePattern) -> bool {
     match (field, fact) {
-        (NameField::Sni, AppFact::TlsClient(h)) => h.sni.as_ref().is_some_and(|n| p.matches(n.as_bytes())),
-        (NameField::Ja4, AppFact::TlsClient(h)) => p.matches(h.ja4.as_str().as_bytes()),
-        (NameField::DnsName, AppFact::Dns(m)) => {
-            m.question.as_ref().is_some_and(|q| p.matches(q.name.as_bytes()))
+        (NameField::Sni, AppFact::TlsClient(h)) => {
+            h.sni.as_ref().is_some_and(|n| p.matches(n.as_bytes()))
         }
+        (NameField::Ja4, AppFact::TlsClient(h)) => p.matches(h.ja4.as_str().as_bytes()),
+        (NameField::DnsName, AppFact::Dns(m)) => m
+            .question
+            .as_ref()
+            .is_some_and(|q| p.matches(q.name.as_bytes())),
         (NameField::HttpHost, AppFact::HttpRequest(r)) => {
             let host = r.host.as_bytes();
             // Host carries the port when it is not the default: compare the name.
@@ -711,7 +714,10 @@ fn name_matches(fact: &AppFact, field: NameField, p: &NamePattern) -> bool {
                 Some(i) if !host.contains(&b']') || host[..i].ends_with(b"]") => &host[..i],
                 _ => host,
             };
-            let name = name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")).unwrap_or(name);
+            let name = name
+                .strip_prefix(b"[")
+                .and_then(|n| n.strip_suffix(b"]"))
+                .unwrap_or(name);
             p.matches(name)
         }
         _ => false,

@@ -68,8 +68,8 @@ impl Marks {
                 slot.last.store(now, Ordering::Relaxed);
                 return;
             }
-            let free = cur == 0
-                || now.saturating_sub(slot.last.load(Ordering::Relaxed)) > MARK_IDLE_SECS;
+            let free =
+                cur == 0 || now.saturating_sub(slot.last.load(Ordering::Relaxed)) > MARK_IDLE_SECS;
             if free
                 && slot
                     .hash
@@ -288,7 +288,11 @@ mod tests {
         }
         let big_held = l.held.iter().filter(|f| f.hash >= 100).count() as u64;
         assert!(big_held >= 7, "{big_held}");
-        assert_eq!(l.evicted, 3 + 20 - big_held, "flow 2's three frames, then big ones");
+        assert_eq!(
+            l.evicted,
+            3 + 20 - big_held,
+            "flow 2's three frames, then big ones"
+        );
         assert!(!l.holds(2));
         let mut n = 0;
         l.release(119, |_, b, _| {
