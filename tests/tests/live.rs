@@ -1324,3 +1324,85 @@ fn two_interfaces_each_with_one_direction_pair_every_connection() {
         assert_eq!(r["reverseIngressInterface"], second, "{r}");
     }
 }
+
+#[test]
+fn a_name_marks_both_directions_when_they_arrive_on_different_queues() {
+    if !require_root("a_name_marks_both_directions_when_they_arrive_on_different_queues") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("SKIP name marks across queues: needs 2 CPUs, have {cpus}");
+        return;
+    }
+    use e2e::hello::{client_hello, record, server_hello};
+    let lab = Lab::new(2);
+    let tmp = TempDir::new("live-ring-names");
+    let ring = tmp.path().join("ring");
+    // Eight TLS conversations, every other one to a watched name; client frames on queue 0,
+    // server frames on queue 1 (each direction read by its own RX thread).
+    let base = 1_700_000_000_000_000_000u64;
+    let mut watched: Vec<Frame> = vec![];
+    let mut all: Vec<Frame> = vec![];
+    for i in 0..8u16 {
+        let sni = if i % 2 == 0 {
+            format!("host{i}.watched.example")
+        } else {
+            format!("host{i}.elsewhere.example")
+        };
+        let conv = e2e::craft::tcp_exchange(
+            (&format!("10.1.0.{}", 10 + i), 42000 + i),
+            ("10.2.0.80", 443),
+            &record(&client_hello(&sni, &["h2"], 0, false)),
+            &record(&server_hello()),
+            base + i as u64 * 1_000_000,
+        );
+        if i % 2 == 0 {
+            watched.extend(conv.iter().cloned());
+        }
+        all.extend(conv);
+    }
+    all.sort_by_key(|f| f.ts_ns);
+    let sent = tmp.path().join("watched.pcap");
+    write_pcap(&sent, LINKTYPE_ETHERNET, false, &watched);
+    let pinned: Vec<(Vec<u8>, usize)> = all
+        .into_iter()
+        .map(|f| {
+            let from_client = f.data[14 + 12..14 + 14] == [10, 1];
+            (f.data, if from_client { 0 } else { 1 })
+        })
+        .collect();
+    let cap = Capture::start(
+        &lab,
+        &tmp,
+        &[
+            "--workers",
+            "2",
+            "--pcap-dir",
+            ring.to_str().unwrap(),
+            "--pcap-select",
+            "sni *.watched.example",
+            "--pcap-lookback",
+            "8",
+        ],
+    );
+    lab.send_pinned(&lab.veth_a, &pinned);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    let r = &books["pcap_ring"];
+    assert_eq!(r["balanced"], true, "{r}");
+    assert_eq!(r["flows_marked"], 4, "{r}");
+    // Every frame of the watched conversations, both directions, from the SYN: the server's
+    // SYN-ACK waited in queue 1's lookback until queue 0's thread marked the flow.
+    let mut want = frame_digests(&sent, "");
+    let mut got: Vec<String> = e2e::sorted_dir(&ring)
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "pcap"))
+        .flat_map(|f| frame_digests(f, ""))
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "ring vs the watched conversations");
+}

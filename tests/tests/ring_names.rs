@@ -25,8 +25,7 @@ fn ip4(s: &str) -> [u8; 4] {
     s.parse::<std::net::Ipv4Addr>().unwrap().octets()
 }
 
-/// A TCP conversation: handshake, the client's `request`, the server's `reply`, more data
-/// both ways, FINs. Sequence numbers are coherent.
+/// [`e2e::craft::tcp_exchange`], each frame tagged with `conv`.
 fn tcp_conv(
     conv: &'static str,
     client: (&str, u16),
@@ -35,51 +34,10 @@ fn tcp_conv(
     reply: &[u8],
     t0: u64,
 ) -> Vec<Tagged> {
-    let (c, s) = (ip4(client.0), ip4(server.0));
-    let mut seq = [1000u32, 9000u32];
-    let mut out = vec![];
-    let mut t = t0;
-    let mut push = |from_client: bool, flags: &str, data: &[u8]| {
-        let (src, dst, sp, dp, me, peer) = if from_client {
-            (c, s, client.1, server.1, 0, 1)
-        } else {
-            (s, c, server.1, client.1, 1, 0)
-        };
-        let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .ipv4(src, dst, 64)
-            .tcp(sp, dp, seq[me], 64240);
-        if flags.contains('S') {
-            b = b.syn();
-        }
-        if flags.contains('A') {
-            b = b.ack(seq[peer]);
-        }
-        if flags.contains('F') {
-            b = b.fin();
-        }
-        if !data.is_empty() {
-            b = b.psh();
-        }
-        let mut f = vec![];
-        b.write(&mut f, data).unwrap();
-        seq[me] = seq[me].wrapping_add(data.len() as u32 + flags.contains(['S', 'F']) as u32);
-        out.push(Tagged {
-            conv,
-            frame: Frame { ts_ns: t, data: f },
-        });
-        t += 3_000_000;
-    };
-    push(true, "S", b"");
-    push(false, "SA", b"");
-    push(true, "A", b"");
-    push(true, "A", request);
-    push(false, "A", reply);
-    push(true, "A", &[0x17; 300]);
-    push(false, "A", &[0x17; 900]);
-    push(true, "FA", b"");
-    push(false, "FA", b"");
-    push(true, "A", b"");
-    out
+    e2e::craft::tcp_exchange(client, server, request, reply, t0)
+        .into_iter()
+        .map(|frame| Tagged { conv, frame })
+        .collect()
 }
 
 fn dns_conv(conv: &'static str, sport: u16, name: &str, t0: u64) -> Vec<Tagged> {
