@@ -41,6 +41,7 @@ fn records(n: u32) -> Vec<FlowRecord> {
             tunnel: None,
             ingress_interface: 3,
             app: None,
+            community_id: None,
         })
         .collect()
 }

@@ -21,7 +21,7 @@
 //! character boundary) until it does; no field is dropped.
 
 use crate::ie::{FieldSpec, PROBE_PEN};
-use crate::record::AppRecord;
+use crate::record::{AppRecord, FlowRecord};
 
 /// RFC 7011 §7: the field length of a variable-length element in a template.
 pub const VARIABLE: u16 = 65535;
@@ -106,12 +106,15 @@ const GROUPS: [&[FieldSpec]; 7] = [
     &[HTTP_STATUS_CODE],
 ];
 
-/// The groups `a` has something for.
-pub fn groups_of(a: &AppRecord) -> u8 {
+/// The groups a record has something for.
+pub fn groups_of(rec: &FlowRecord) -> u8 {
     let mut g = 0;
-    if a.community_id.is_some() {
+    if rec.community_id.is_some() {
         g |= group::COMMUNITY_ID;
     }
+    let Some(a) = rec.app.as_deref() else {
+        return g;
+    };
     if a.dns_query_name.is_some() {
         g |= group::DNS_QUESTION;
     }
@@ -142,34 +145,41 @@ pub fn fields(mask: u8) -> impl Iterator<Item = &'static FieldSpec> + Clone {
         .flat_map(|(_, g)| g.iter())
 }
 
+/// The fields of a record without application fields (only a Community ID).
+static NO_APP: AppRecord = AppRecord {
+    dns_query_name: None,
+    dns_query_type: None,
+    dns_query_class: None,
+    dns_rcode: None,
+    dns_answers: None,
+    tls_server_name: None,
+    tls_alpn: None,
+    tls_client_version: None,
+    tls_ja4: None,
+    tls_server_version: None,
+    tls_cipher_suite: None,
+    http_method: None,
+    http_host: None,
+    http_target: None,
+    http_user_agent: None,
+    http_status: None,
+};
+
 /// The strings of `mask`'s groups, in wire order (absent ones empty).
-fn strings(a: &AppRecord, mask: u8) -> ([&str; 9], usize) {
+fn strings(rec: &FlowRecord, mask: u8) -> ([&str; 9], usize) {
     let mut out = [""; 9];
     let mut n = 0;
-    let groups: [(u8, [&Option<String>; 4], usize); 4] = [
-        (
-            group::COMMUNITY_ID,
-            [&a.community_id, &None, &None, &None],
-            1,
-        ),
-        (
-            group::DNS_QUESTION,
-            [&a.dns_query_name, &None, &None, &None],
-            1,
-        ),
-        (
-            group::TLS_CLIENT,
-            [&a.tls_server_name, &a.tls_alpn, &a.tls_ja4, &None],
-            3,
-        ),
+    if mask & group::COMMUNITY_ID != 0 {
+        out[0] = rec.community_id.as_ref().map_or("", |c| c.as_str());
+        n = 1;
+    }
+    let a = rec.app.as_deref().unwrap_or(&NO_APP);
+    let groups: [(u8, [&Option<String>; 4], usize); 3] = [
+        (group::DNS_QUESTION, [&a.dns_query_name, &None, &None, &None], 1),
+        (group::TLS_CLIENT, [&a.tls_server_name, &a.tls_alpn, &a.tls_ja4, &None], 3),
         (
             group::HTTP_REQUEST,
-            [
-                &a.http_method,
-                &a.http_host,
-                &a.http_target,
-                &a.http_user_agent,
-            ],
+            [&a.http_method, &a.http_host, &a.http_target, &a.http_user_agent],
             4,
         ),
     ];
@@ -205,8 +215,8 @@ pub fn min_len(mask: u8) -> usize {
 
 /// The longest each string may be so that the fields take at most `budget` bytes (`None`:
 /// they cannot fit even empty). Usually no string is cut: the cap is the longest one.
-pub fn cap_for(a: &AppRecord, mask: u8, budget: usize) -> Option<usize> {
-    let (s, n) = strings(a, mask);
+pub fn cap_for(rec: &FlowRecord, mask: u8, budget: usize) -> Option<usize> {
+    let (s, n) = strings(rec, mask);
     let s = &s[..n];
     let total = |cap: usize| -> usize {
         fixed_len(mask) + s.iter().map(|x| var_len(cut(x, cap).len())).sum::<usize>()
@@ -232,8 +242,8 @@ pub fn cap_for(a: &AppRecord, mask: u8, budget: usize) -> Option<usize> {
 }
 
 /// Bytes [`encode`] writes for `a` in `mask` with strings cut at `cap`.
-pub fn encoded_len(a: &AppRecord, mask: u8, cap: usize) -> usize {
-    let (s, n) = strings(a, mask);
+pub fn encoded_len(rec: &FlowRecord, mask: u8, cap: usize) -> usize {
+    let (s, n) = strings(rec, mask);
     fixed_len(mask)
         + s[..n]
             .iter()
@@ -254,14 +264,15 @@ fn cut(s: &str, cap: usize) -> &str {
 }
 
 /// Writes the fields of `mask`'s groups; returns the bytes written ([`encoded_len`]).
-pub fn encode(a: &AppRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
+pub fn encode(rec: &FlowRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
+    let a = rec.app.as_deref().unwrap_or(&NO_APP);
     let mut pos = 0;
     let mut put = |b: &[u8]| {
         out[pos..pos + b.len()].copy_from_slice(b);
         pos += b.len();
     };
-    let text = |put: &mut dyn FnMut(&[u8]), o: &Option<String>| {
-        let s = cut(o.as_deref().unwrap_or(""), cap).as_bytes();
+    let text = |put: &mut dyn FnMut(&[u8]), o: Option<&str>| {
+        let s = cut(o.unwrap_or(""), cap).as_bytes();
         if s.len() < 255 {
             put(&[s.len() as u8]);
         } else {
@@ -272,10 +283,10 @@ pub fn encode(a: &AppRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
     };
     let u16_of = |v: Option<u16>| v.unwrap_or(0).to_be_bytes();
     if mask & group::COMMUNITY_ID != 0 {
-        text(&mut put, &a.community_id);
+        text(&mut put, rec.community_id.as_ref().map(|c| c.as_str()));
     }
     if mask & group::DNS_QUESTION != 0 {
-        text(&mut put, &a.dns_query_name);
+        text(&mut put, a.dns_query_name.as_deref());
         put(&u16_of(a.dns_query_type));
         put(&u16_of(a.dns_query_class));
     }
@@ -284,20 +295,20 @@ pub fn encode(a: &AppRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
         put(&u16_of(a.dns_answers));
     }
     if mask & group::TLS_CLIENT != 0 {
-        text(&mut put, &a.tls_server_name);
-        text(&mut put, &a.tls_alpn);
+        text(&mut put, a.tls_server_name.as_deref());
+        text(&mut put, a.tls_alpn.as_deref());
         put(&u16_of(a.tls_client_version));
-        text(&mut put, &a.tls_ja4);
+        text(&mut put, a.tls_ja4.as_deref());
     }
     if mask & group::TLS_SERVER != 0 {
         put(&u16_of(a.tls_server_version));
         put(&u16_of(a.tls_cipher_suite));
     }
     if mask & group::HTTP_REQUEST != 0 {
-        text(&mut put, &a.http_method);
-        text(&mut put, &a.http_host);
-        text(&mut put, &a.http_target);
-        text(&mut put, &a.http_user_agent);
+        text(&mut put, a.http_method.as_deref());
+        text(&mut put, a.http_host.as_deref());
+        text(&mut put, a.http_target.as_deref());
+        text(&mut put, a.http_user_agent.as_deref());
     }
     if mask & group::HTTP_RESPONSE != 0 {
         put(&u16_of(a.http_status));
@@ -309,9 +320,15 @@ pub fn encode(a: &AppRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
 mod tests {
     use super::*;
 
-    fn full() -> AppRecord {
+    fn full() -> FlowRecord {
+        let mut rec = crate::template::tests::sample(false, crate::TimePrecision::Micros);
+        rec.community_id = Some(crate::CommunityId(*b"1:LQU9qZlK+B5F3KDmev6m5PMibrg="));
+        rec.app = Some(Box::new(full_app()));
+        rec
+    }
+
+    fn full_app() -> AppRecord {
         AppRecord {
-            community_id: Some("1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into()),
             dns_query_name: Some("www.example.com".into()),
             dns_query_type: Some(1),
             dns_query_class: Some(1),

@@ -332,12 +332,12 @@ impl MessageEncoder {
         let mut layout = Layout::of(rec, self.cfg.biflow, self.cfg.tunnels);
         let mut len = layout.record_len();
         let mut cap = 0;
-        if let (Some(a), true) = (rec.app.as_deref(), layout.app_groups() != 0) {
+        if layout.app_groups() != 0 {
             let budget = self.cfg.mtu - MESSAGE_HEADER_LEN - SET_HEADER_LEN - len;
-            match crate::app::cap_for(a, layout.app_groups(), budget) {
+            match crate::app::cap_for(rec, layout.app_groups(), budget) {
                 Some(c) => {
                     cap = c;
-                    len += crate::app::encoded_len(a, layout.app_groups(), c);
+                    len += crate::app::encoded_len(rec, layout.app_groups(), c);
                 }
                 None => {
                     self.app_fields_dropped += 1;
@@ -374,8 +374,9 @@ impl MessageEncoder {
         }
         let start = self.len;
         self.len += template::encode_record(rec, layout, &mut self.buf[self.len..]);
-        if let (Some(a), true) = (rec.app.as_deref(), layout.app_groups() != 0) {
-            self.len += crate::app::encode(a, layout.app_groups(), cap, &mut self.buf[self.len..]);
+        if layout.app_groups() != 0 {
+            self.len +=
+                crate::app::encode(rec, layout.app_groups(), cap, &mut self.buf[self.len..]);
         }
         debug_assert_eq!(self.len - start, len);
         let rev = rec.reverse.unwrap_or_default();
@@ -682,6 +683,7 @@ mod tests {
             tunnel: None,
             ingress_interface: 3,
             app: None,
+            community_id: None,
         }
     }
 

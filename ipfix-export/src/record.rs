@@ -99,13 +99,23 @@ pub struct FlowRecord {
     /// What the flow carried at the application layer, when `--app` asked and a parser
     /// recognised it (issue #15). Boxed: most records have none.
     pub app: Option<Box<AppRecord>>,
+    /// The flow's Community ID v1 (`--community-id`), held inline: every record gets one.
+    pub community_id: Option<CommunityId>,
+}
+
+/// A Community ID v1: "1:" and the base64 of a SHA-1, 30 ASCII characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommunityId(pub [u8; 30]);
+
+impl CommunityId {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
 }
 
 /// Application-layer fields of a flow (DNS, TLS, HTTP), each present when seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppRecord {
-    /// The flow's Community ID v1 (`--community-id`), set by the exporting side.
-    pub community_id: Option<String>,
     pub dns_query_name: Option<String>,
     pub dns_query_type: Option<u16>,
     pub dns_query_class: Option<u16>,
@@ -154,7 +164,6 @@ impl AppRecord {
             )*};
         }
         fill!(
-            community_id,
             dns_query_name,
             dns_query_type,
             dns_query_class,

@@ -74,7 +74,7 @@ impl Layout {
                 Some(t) if t.outer_src.is_ipv4() => 1,
                 Some(_) => 2,
             },
-            app: rec.app.as_deref().map_or(0, crate::app::groups_of),
+            app: crate::app::groups_of(rec),
         }
     }
 
@@ -450,6 +450,7 @@ pub(crate) mod tests {
             tunnel: None,
             ingress_interface: 3,
             app: None,
+            community_id: None,
         }
     }
 

@@ -72,6 +72,7 @@ fn records() -> Vec<FlowRecord> {
             tunnel: None,
             ingress_interface: 3,
             app: None,
+            community_id: None,
         })
         .collect()
 }

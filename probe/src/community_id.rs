@@ -9,7 +9,7 @@
 //! Protocols without ports (GRE, ESP, ...) hash the addresses only.
 
 use base64::Engine;
-use ipfix_export::FlowRecord;
+use ipfix_export::{CommunityId, FlowRecord};
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 
@@ -42,10 +42,15 @@ fn icmp_counterpart(v6: bool, t: u8) -> Option<u8> {
     })
 }
 
-fn octets(a: IpAddr) -> Vec<u8> {
+/// An address's bytes (4 or 16) in a fixed buffer: no allocation per record.
+fn octets(a: IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0u8; 16];
     match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => {
+            b[..4].copy_from_slice(&a.octets());
+            (b, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 16),
     }
 }
 
@@ -57,8 +62,9 @@ pub fn community_id_v1(
     src: IpAddr,
     dst: IpAddr,
     ports: (u16, u16),
-) -> String {
-    let (mut s, mut d) = (octets(src), octets(dst));
+) -> CommunityId {
+    let ((sb, sn), (db, dn)) = (octets(src), octets(dst));
+    let (mut s, mut d) = (&sb[..sn], &db[..dn]);
     // (ports to hash, whether the endpoints may be reordered)
     let (mut ports, symmetric) = match protocol {
         6 | 17 | 132 => (Some(ports), true),
@@ -74,7 +80,7 @@ pub fn community_id_v1(
     };
     let swap = symmetric
         && match ports {
-            Some((sp, dp)) => (&d, dp) < (&s, sp),
+            Some((sp, dp)) => (d, dp) < (s, sp),
             None => d < s,
         };
     if swap {
@@ -83,21 +89,22 @@ pub fn community_id_v1(
     }
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
-    h.update(&s);
-    h.update(&d);
+    h.update(s);
+    h.update(d);
     h.update([protocol, 0]);
     if let Some((a, b)) = ports {
         h.update(a.to_be_bytes());
         h.update(b.to_be_bytes());
     }
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(h.finalize())
-    )
+    let mut out = *b"1:0000000000000000000000000000";
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(h.finalize(), &mut out[2..])
+        .expect("20 bytes are 28 base64 characters");
+    CommunityId(out)
 }
 
 /// The Community ID of a flow record (its forward direction: a biflow's reverse has the same).
-pub fn of_record(seed: u16, r: &FlowRecord) -> String {
+pub fn of_record(seed: u16, r: &FlowRecord) -> CommunityId {
     let ports = if matches!(r.protocol, 1 | 58) {
         (r.icmp_type_code >> 8, r.icmp_type_code & 0xff)
     } else {
@@ -224,7 +231,7 @@ mod tests {
         ];
         for (seed, proto, s, d, ports, want) in cases {
             assert_eq!(
-                community_id_v1(seed, proto, ip(s), ip(d), ports),
+                community_id_v1(seed, proto, ip(s), ip(d), ports).as_str(),
                 want,
                 "{proto} {s} {d} {ports:?} seed {seed}"
             );

@@ -232,9 +232,8 @@ pub fn spawn_with_control(
                             // Over the addresses exported: anonymized ones under --anonymize.
                             if let Some(seed) = cfg.community_id {
                                 batch.iter_mut().for_each(|r| {
-                                    let id = crate::community_id::of_record(seed, r);
-                                    r.app.get_or_insert_with(Default::default).community_id =
-                                        Some(id);
+                                    r.community_id =
+                                        Some(crate::community_id::of_record(seed, r));
                                 });
                             }
                             let now = unix_secs();
@@ -421,8 +420,8 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
         if r.protocol == 6 { flags.as_str() } else { "" },
         end
     )?;
-    if let Some(a) = &r.app {
-        write!(w, "  {}", app_summary(a))?;
+    if r.app.is_some() || r.community_id.is_some() {
+        write!(w, "  {}", app_summary(r))?;
     }
     writeln!(w)?;
     // A biflow's responder gets the next line (its application fields are on the first).
@@ -435,8 +434,10 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
 /// A record's application fields as `name=value` pairs, with the JSON names' short forms:
 /// `cid=… dns=example.com qtype=1 rcode=0 answers=2 sni=… alpn=h2 ja4=… http=GET host=…
 /// target=/ ua="…" status=200`.
-pub fn app_summary(a: &ipfix_export::AppRecord) -> String {
+pub fn app_summary(r: &FlowRecord) -> String {
     use std::fmt::Write as _;
+    let none = ipfix_export::AppRecord::default();
+    let a = r.app.as_deref().unwrap_or(&none);
     let mut s = String::new();
     let mut put = |k: &str, v: &dyn std::fmt::Display| {
         let _ = write!(s, "{}{k}={v}", if s.is_empty() { "" } else { " " });
@@ -448,8 +449,8 @@ pub fn app_summary(a: &ipfix_export::AppRecord) -> String {
             v.to_string()
         }
     };
-    if let Some(v) = &a.community_id {
-        put("cid", v);
+    if let Some(v) = &r.community_id {
+        put("cid", &v.as_str());
     }
     if let Some(v) = &a.dns_query_name {
         put("dns", &text(v));
@@ -603,6 +604,9 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
             Value::from(rev.ingress_interface),
         );
     }
+    if let Some(c) = &r.community_id {
+        obj.insert("communityId".into(), Value::from(c.as_str()));
+    }
     if let Some(a) = &r.app {
         app_json(a, &mut obj);
     }
@@ -620,7 +624,6 @@ fn app_json(a: &ipfix_export::AppRecord, obj: &mut serde_json::Map<String, serde
         }
     };
     let hex = |v: Option<u16>| v.map(|v| Value::from(format!("0x{v:04x}")));
-    put("communityId", a.community_id.clone().map(Value::from));
     put("dnsQueryName", a.dns_query_name.clone().map(Value::from));
     put("dnsQueryType", a.dns_query_type.map(Value::from));
     put("dnsQueryClass", a.dns_query_class.map(Value::from));

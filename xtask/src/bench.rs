@@ -39,6 +39,8 @@ struct Opts {
     transports_only: bool,
     /// Only the fan-out comparison: `probe read --workers 1/2/3`, live with 1 and 2 workers.
     fanout_only: bool,
+    /// Only the application parsers' cost: `probe read` with `--app all` against without.
+    app_only: bool,
 }
 
 fn parse(args: &[&str]) -> Result<Opts> {
@@ -53,6 +55,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
         tunnels_only: false,
         transports_only: false,
         fanout_only: false,
+        app_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -72,11 +75,18 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--tunnels-only" => o.tunnels_only = true,
             "--transports-only" => o.transports_only = true,
             "--fanout-only" => o.fanout_only = true,
+            "--app-only" => o.app_only = true,
+            "--write-app-capture" => {
+                let path = it.next().context("--write-app-capture PATH")?;
+                let n = crate::bench_app::generate_rich(Path::new(path), 6_000)?;
+                println!("wrote {path}: {n} packets");
+                std::process::exit(0);
+            }
             other => {
                 bail!(
                     "unknown bench option {other}; use --packets N, --flows N, --no-criterion, \
                      --no-live, --live-only, --live-seconds N, --tunnels-only, \
-                     --transports-only, --fanout-only, --write-capture PATH"
+                     --transports-only, --fanout-only, --app-only, --write-capture PATH, --write-app-capture PATH"
                 )
             }
         }
@@ -103,6 +113,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
     if opts.transports_only {
         return transport_cost(&probe, tmp.path());
+    }
+    if opts.app_only {
+        return crate::bench_app::run(&probe, tmp.path(), opts.packets, opts.flows);
     }
     if opts.fanout_only {
         return crate::bench_fanout::run(
@@ -202,6 +215,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     std::fs::remove_file(&pcap)?;
     tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows)?;
     transport_cost(&probe, tmp.path())?;
+    crate::bench_app::run(&probe, tmp.path(), opts.packets, opts.flows)?;
     crate::bench_fanout::run(
         &probe,
         tmp.path(),
@@ -349,6 +363,7 @@ fn exact_matches(truth: &Flows, got: &Flows) -> usize {
         .count()
 }
 
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Measured {
     pub wall: Duration,
     pub user: f64,

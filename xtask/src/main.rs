@@ -11,6 +11,7 @@
 //!   root).
 
 mod bench;
+mod bench_app;
 mod bench_fanout;
 mod bench_live;
 mod deb;

@@ -99,7 +99,6 @@ pub struct Slot {
 }
 
 /// The unfinished hellos of one decoder.
-#[derive(Default)]
 pub struct Pending {
     slots: Vec<Slot>,
     index: hashbrown::HashMap<FlowId, usize>,
@@ -109,9 +108,35 @@ pub struct Pending {
     pub expired: u64,
     /// Hellos finished from more than one packet.
     pub completed: u64,
+    /// The last flows whose hello was finished: a QUIC client's later Initials (its ACKs)
+    /// are not decrypted again.
+    finished: [Option<FlowId>; RECENT],
+    next_finished: usize,
+}
+
+/// Finished flows remembered.
+const RECENT: usize = 32;
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            slots: Vec::new(),
+            index: hashbrown::HashMap::new(),
+            evicted: 0,
+            expired: 0,
+            completed: 0,
+            finished: [None; RECENT],
+            next_finished: 0,
+        }
+    }
 }
 
 impl Pending {
+    /// Whether `id`'s hello was one of the last ones finished.
+    pub fn recently_finished(&self, id: &FlowId) -> bool {
+        self.finished.iter().any(|f| f.as_ref() == Some(id))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -178,6 +203,10 @@ impl Pending {
         if let Some(&i) = self.index.get(id) {
             self.completed += completed as u64;
             self.free(i);
+        }
+        if completed {
+            self.finished[self.next_finished] = Some(*id);
+            self.next_finished = (self.next_finished + 1) % RECENT;
         }
     }
 

@@ -741,6 +741,7 @@ impl FlowCache {
                 .get_mut(idx as usize)
                 .and_then(Option::take)
                 .map(|a| Box::new(a.to_record())),
+            community_id: None,
         };
         let opened = n.marks & OPENED != 0;
         match reason {

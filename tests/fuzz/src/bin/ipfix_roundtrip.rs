@@ -70,6 +70,7 @@ fn record(d: &mut &[u8]) -> FlowRecord {
         }),
         ingress_interface: u32::from(s[14]),
         app: None,
+        community_id: None,
     }
 }
 
