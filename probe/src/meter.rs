@@ -341,7 +341,12 @@ impl Decoder {
                 s.ingress_if = self.ingress_if;
                 self.books.metered += 1;
                 if let Some(app) = self.app.as_deref_mut() {
-                    self.fact = app.inspect(frame, s, ts_ns);
+                    // Most packets say nothing: then only the tag is written, not the
+                    // 800-byte fact.
+                    match app.inspect(frame, s, ts_ns) {
+                        Some(f) => self.fact = Some(f),
+                        None => self.fact = None,
+                    }
                 }
                 return true;
             }

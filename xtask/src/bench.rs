@@ -78,7 +78,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--app-only" => o.app_only = true,
             "--write-app-capture" => {
                 let path = it.next().context("--write-app-capture PATH")?;
-                let n = crate::bench_app::generate_rich(Path::new(path), 6_000)?;
+                let n = crate::bench_app::generate_rich(Path::new(path), 6_000, 0)?;
                 println!("wrote {path}: {n} packets");
                 std::process::exit(0);
             }

@@ -7,7 +7,10 @@
 //!   answer), a TLS conversation (ClientHello, ServerHello, data; ten frames), a QUIC
 //!   connection (a client Initial of 1,200 bytes that must be decrypted, a server Initial, 16
 //!   short-header packets) and an HTTP/1.1 conversation (ten frames). 42 frames and five
-//!   flows per round, each flow with its own addresses.
+//!   flows per round, each flow with its own addresses: every flow is parsed and short, the
+//!   worst case for the parsers;
+//! - the same with 40 more data packets in each TLS, HTTP and QUIC connection (162 frames per
+//!   round), closer to real connections.
 
 use crate::bench::{measure, probe_read, Measured, RUNS};
 use anyhow::{bail, Result};
@@ -23,7 +26,9 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
     let plain = tmp.join("app-plain.pcap");
     crate::bench::generate(&plain, packets, flows)?;
     let rich = tmp.join("app-rich.pcap");
-    let rich_packets = generate_rich(&rich, 6_000)?;
+    let rich_packets = generate_rich(&rich, 6_000, 0)?;
+    let long = tmp.join("app-rich-long.pcap");
+    let long_packets = generate_rich(&long, 2_000, 40)?;
     println!(
         "\n| `probe read` (median of {RUNS}) | CPU s per M packets, parsers off | `--app all` | more CPU per packet | `--app all --community-id` | more CPU per packet | peak RSS MB off / all / all+cid | records |"
     );
@@ -31,7 +36,8 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
     let configs: [&[&str]; 3] = [&[], &["--app", "all"], &["--app", "all", "--community-id"]];
     for (name, pcap, n) in [
         ("2M benchmark capture", &plain, packets),
-        ("DNS/TLS/QUIC/HTTP-rich capture", &rich, rich_packets),
+        ("rich capture, handshakes only", &rich, rich_packets),
+        ("rich capture, 40 more packets per connection", &long, long_packets),
     ] {
         let mut runs: Vec<Vec<Measured>> = vec![vec![]; configs.len()];
         let mut records = vec![0u64; configs.len()];
@@ -73,8 +79,9 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
             records[0]
         );
     }
-    std::fs::remove_file(&plain)?;
-    std::fs::remove_file(&rich)?;
+    for f in [&plain, &rich, &long] {
+        std::fs::remove_file(f)?;
+    }
     Ok(())
 }
 
@@ -118,7 +125,7 @@ fn dns(id: u16, response: bool, name: &str) -> Vec<u8> {
 }
 
 /// Writes `rounds` rounds of the rich mix; returns the frames written.
-pub fn generate_rich(path: &Path, rounds: u32) -> Result<u64> {
+pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
     let mut w = PcapWriter::create(path, LINKTYPE_ETHERNET, true)?;
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut frames: Vec<(u64, Vec<u8>)> = vec![];
@@ -148,7 +155,18 @@ pub fn generate_rich(path: &Path, rounds: u32) -> Result<u64> {
             b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\r\n",
             t0 + 2_000_000,
         );
-        frames.extend(tls.into_iter().chain(http).map(|f| (f.ts_ns, f.data)));
+        for conv in [tls, http] {
+            // `extra` more data frames (copies of the two data frames, alternating) before the
+            // FINs, 100 µs apart.
+            let (head, tail) = conv.split_at(7);
+            frames.extend(head.iter().map(|f| (f.ts_ns, f.data.clone())));
+            for k in 0..extra as u64 {
+                let f = &head[5 + (k % 2) as usize];
+                frames.push((f.ts_ns + 1_000 + k * 100_000, f.data.clone()));
+            }
+            let shift = extra as u64 * 100_000;
+            frames.extend(tail.iter().map(|f| (f.ts_ns + shift, f.data.clone())));
+        }
         // QUIC: the client's Initial (decrypted by the probe), the server's (tried, fails),
         // then 16 short-header packets.
         let dcid = rng.bytes(8);
@@ -167,7 +185,7 @@ pub fn generate_rich(path: &Path, rounds: u32) -> Result<u64> {
         server.extend_from_slice(&(0x4000 | length as u16).to_be_bytes());
         server.extend(rng.bytes(length));
         frames.push((t + 300_000, udp(s, 443, c, 50000, &server)));
-        for i in 0..16u64 {
+        for i in 0..16 + extra as u64 {
             let mut short = vec![0x40 | (rng.next() as u8 & 0x1f)];
             short.extend(rng.bytes(if i % 2 == 0 { 1100 } else { 60 }));
             let (a, ap, b, bp) = if i % 2 == 0 { (s, 443, c, 50000) } else { (c, 50000, s, 443) };

@@ -365,3 +365,25 @@ mod tests {
         }
     }
 }
+#[cfg(test)]
+mod timing_probe {
+    #[test]
+    #[ignore]
+    fn time_open_initial() {
+        let payload = vec![6u8, 0, 4, 1, 0, 0, 0];
+        let mut p = payload.clone();
+        p.resize(1150, 0);
+        let pkt = super::protect_initial(super::V1, b"abcdefgh", 0, &p);
+        let mut buf = vec![0u8; super::MAX_PACKET];
+        let t = std::time::Instant::now();
+        for _ in 0..20000 {
+            std::hint::black_box(super::open_initial(&pkt, &mut buf));
+        }
+        eprintln!("open_initial: {:?} each", t.elapsed() / 20000);
+        let t = std::time::Instant::now();
+        for _ in 0..20000 {
+            std::hint::black_box(super::client_keys(super::V1, b"abcdefgh"));
+        }
+        eprintln!("client_keys: {:?} each", t.elapsed() / 20000);
+    }
+}
