@@ -21,7 +21,7 @@
 //! character boundary) until it does; no field is dropped.
 
 use crate::ie::{FieldSpec, PROBE_PEN};
-use crate::record::{AppRecord, FlowRecord};
+use crate::record::{AppRecord, FlowRecord, Text};
 
 /// RFC 7011 §7: the field length of a variable-length element in a template.
 pub const VARIABLE: u16 = 65535;
@@ -115,19 +115,19 @@ pub fn groups_of(rec: &FlowRecord) -> u8 {
     let Some(a) = rec.app.as_deref() else {
         return g;
     };
-    if a.dns_query_name.is_some() {
+    if a.dns_query_name().is_some() {
         g |= group::DNS_QUESTION;
     }
     if a.dns_rcode.is_some() {
         g |= group::DNS_RESPONSE;
     }
-    if a.tls_client_version.is_some() || a.tls_server_name.is_some() || a.tls_ja4.is_some() {
+    if a.tls_client_version.is_some() || a.tls_server_name().is_some() || a.tls_ja4().is_some() {
         g |= group::TLS_CLIENT;
     }
     if a.tls_server_version.is_some() || a.tls_cipher_suite.is_some() {
         g |= group::TLS_SERVER;
     }
-    if a.http_method.is_some() {
+    if a.http_method().is_some() {
         g |= group::HTTP_REQUEST;
     }
     if a.http_status.is_some() {
@@ -145,26 +145,6 @@ pub fn fields(mask: u8) -> impl Iterator<Item = &'static FieldSpec> + Clone {
         .flat_map(|(_, g)| g.iter())
 }
 
-/// The fields of a record without application fields (only a Community ID).
-static NO_APP: AppRecord = AppRecord {
-    dns_query_name: None,
-    dns_query_type: None,
-    dns_query_class: None,
-    dns_rcode: None,
-    dns_answers: None,
-    tls_server_name: None,
-    tls_alpn: None,
-    tls_client_version: None,
-    tls_ja4: None,
-    tls_server_version: None,
-    tls_cipher_suite: None,
-    http_method: None,
-    http_host: None,
-    http_target: None,
-    http_user_agent: None,
-    http_status: None,
-};
-
 /// The strings of `mask`'s groups, in wire order (absent ones empty).
 fn strings(rec: &FlowRecord, mask: u8) -> ([&str; 9], usize) {
     let mut out = [""; 9];
@@ -173,20 +153,29 @@ fn strings(rec: &FlowRecord, mask: u8) -> ([&str; 9], usize) {
         out[0] = rec.community_id.as_ref().map_or("", |c| c.as_str());
         n = 1;
     }
-    let a = rec.app.as_deref().unwrap_or(&NO_APP);
-    let groups: [(u8, [&Option<String>; 4], usize); 3] = [
-        (group::DNS_QUESTION, [&a.dns_query_name, &None, &None, &None], 1),
-        (group::TLS_CLIENT, [&a.tls_server_name, &a.tls_alpn, &a.tls_ja4, &None], 3),
+    let Some(a) = rec.app.as_deref() else {
+        return (out, n);
+    };
+    const GROUPS: [(u8, &[Text]); 3] = [
+        (group::DNS_QUESTION, &[Text::DnsQueryName]),
+        (
+            group::TLS_CLIENT,
+            &[Text::TlsServerName, Text::TlsAlpn, Text::TlsJa4],
+        ),
         (
             group::HTTP_REQUEST,
-            [&a.http_method, &a.http_host, &a.http_target, &a.http_user_agent],
-            4,
+            &[
+                Text::HttpMethod,
+                Text::HttpHost,
+                Text::HttpTarget,
+                Text::HttpUserAgent,
+            ],
         ),
     ];
-    for (bit, v, count) in groups {
+    for (bit, texts) in GROUPS {
         if mask & bit != 0 {
-            for o in &v[..count] {
-                out[n] = o.as_deref().unwrap_or("");
+            for &t in texts {
+                out[n] = a.text(t).unwrap_or("");
                 n += 1;
             }
         }
@@ -265,7 +254,8 @@ fn cut(s: &str, cap: usize) -> &str {
 
 /// Writes the fields of `mask`'s groups; returns the bytes written ([`encoded_len`]).
 pub fn encode(rec: &FlowRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
-    let a = rec.app.as_deref().unwrap_or(&NO_APP);
+    let none = AppRecord::default();
+    let a = rec.app.as_deref().unwrap_or(&none);
     let mut pos = 0;
     let mut put = |b: &[u8]| {
         out[pos..pos + b.len()].copy_from_slice(b);
@@ -286,7 +276,7 @@ pub fn encode(rec: &FlowRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
         text(&mut put, rec.community_id.as_ref().map(|c| c.as_str()));
     }
     if mask & group::DNS_QUESTION != 0 {
-        text(&mut put, a.dns_query_name.as_deref());
+        text(&mut put, a.text(Text::DnsQueryName));
         put(&u16_of(a.dns_query_type));
         put(&u16_of(a.dns_query_class));
     }
@@ -295,20 +285,20 @@ pub fn encode(rec: &FlowRecord, mask: u8, cap: usize, out: &mut [u8]) -> usize {
         put(&u16_of(a.dns_answers));
     }
     if mask & group::TLS_CLIENT != 0 {
-        text(&mut put, a.tls_server_name.as_deref());
-        text(&mut put, a.tls_alpn.as_deref());
+        text(&mut put, a.text(Text::TlsServerName));
+        text(&mut put, a.text(Text::TlsAlpn));
         put(&u16_of(a.tls_client_version));
-        text(&mut put, a.tls_ja4.as_deref());
+        text(&mut put, a.text(Text::TlsJa4));
     }
     if mask & group::TLS_SERVER != 0 {
         put(&u16_of(a.tls_server_version));
         put(&u16_of(a.tls_cipher_suite));
     }
     if mask & group::HTTP_REQUEST != 0 {
-        text(&mut put, a.http_method.as_deref());
-        text(&mut put, a.http_host.as_deref());
-        text(&mut put, a.http_target.as_deref());
-        text(&mut put, a.http_user_agent.as_deref());
+        text(&mut put, a.text(Text::HttpMethod));
+        text(&mut put, a.text(Text::HttpHost));
+        text(&mut put, a.text(Text::HttpTarget));
+        text(&mut put, a.text(Text::HttpUserAgent));
     }
     if mask & group::HTTP_RESPONSE != 0 {
         put(&u16_of(a.http_status));
@@ -328,24 +318,24 @@ mod tests {
     }
 
     fn full_app() -> AppRecord {
-        AppRecord {
-            dns_query_name: Some("www.example.com".into()),
-            dns_query_type: Some(1),
-            dns_query_class: Some(1),
-            dns_rcode: Some(3),
-            dns_answers: Some(0),
-            tls_server_name: Some("x".repeat(300)),
-            tls_alpn: Some("h2,http/1.1".into()),
-            tls_client_version: Some(0x0304),
-            tls_ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
-            tls_server_version: Some(0x0304),
-            tls_cipher_suite: Some(0x1301),
-            http_method: Some("GET".into()),
-            http_host: Some("example.com".into()),
-            http_target: Some("/é".repeat(200)),
-            http_user_agent: Some("curl/8".into()),
-            http_status: Some(200),
-        }
+        let mut a = AppRecord::default();
+        a.dns_query_type = Some(1);
+        a.dns_query_class = Some(1);
+        a.dns_rcode = Some(3);
+        a.dns_answers = Some(0);
+        a.tls_client_version = Some(0x0304);
+        a.tls_server_version = Some(0x0304);
+        a.tls_cipher_suite = Some(0x1301);
+        a.http_status = Some(200);
+        a.set_text(Text::DnsQueryName, "www.example.com");
+        a.set_text(Text::TlsServerName, &"x".repeat(300));
+        a.set_text(Text::TlsAlpn, "h2,http/1.1");
+        a.set_text(Text::TlsJa4, "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        a.set_text(Text::HttpMethod, "GET");
+        a.set_text(Text::HttpHost, "example.com");
+        a.set_text(Text::HttpTarget, &"/é".repeat(200));
+        a.set_text(Text::HttpUserAgent, "curl/8");
+        a
     }
 
     /// Walks the fields as a collector would: fixed ones by the template's length, variable

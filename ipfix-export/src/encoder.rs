@@ -729,12 +729,11 @@ mod tests {
         let mut out: Vec<(bool, Vec<u8>)> = Vec::new();
         let with = |i: u32, name: &str| {
             let mut r = rec(i, false);
-            r.app = Some(Box::new(crate::AppRecord {
-                dns_query_name: Some(name.into()),
-                dns_query_type: Some(1),
-                dns_query_class: Some(1),
-                ..Default::default()
-            }));
+            let mut a = crate::AppRecord::default();
+            a.dns_query_type = Some(1);
+            a.dns_query_class = Some(1);
+            a.set_text(crate::Text::DnsQueryName, name);
+            r.app = Some(Box::new(a));
             r
         };
         for i in 0..3 {
@@ -762,8 +761,9 @@ mod tests {
         assert!(enc.template_prelude().knows(t));
         // A record too long for the MTU has its strings cut, never the message overrun.
         let mut long = with(20, &"a".repeat(2000));
-        long.app.as_mut().unwrap().http_method = Some("GET".into());
-        long.app.as_mut().unwrap().http_user_agent = Some("u".repeat(3000));
+        let a = long.app.as_mut().unwrap();
+        a.set_text(crate::Text::HttpMethod, "GET");
+        a.set_text(crate::Text::HttpUserAgent, &"u".repeat(3000));
         let mut sizes = Vec::new();
         enc.push(&long, 101, |m| sizes.push(m.bytes.len()));
         enc.flush(101, |m| sizes.push(m.bytes.len()));

@@ -35,7 +35,9 @@ pub use encoder::{
 };
 pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
 pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
-pub use record::{AppRecord, CommunityId, EndReason, FlowRecord, Reverse, TimePrecision, Tunnel};
+pub use record::{
+    AppRecord, CommunityId, EndReason, FlowRecord, Reverse, Text, TimePrecision, Tunnel,
+};
 pub use tls::{TlsClient, TlsError, TlsSettings};
 pub use udp::{Pacer, UdpSender};
 

@@ -113,29 +113,82 @@ impl CommunityId {
     }
 }
 
-/// Application-layer fields of a flow (DNS, TLS, HTTP), each present when seen.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The text fields of an [`AppRecord`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Text {
+    DnsQueryName,
+    TlsServerName,
+    /// The ALPN protocols offered, comma-separated.
+    TlsAlpn,
+    TlsJa4,
+    HttpMethod,
+    HttpHost,
+    HttpTarget,
+    HttpUserAgent,
+}
+
+impl Text {
+    pub const ALL: [Text; 8] = [
+        Text::DnsQueryName,
+        Text::TlsServerName,
+        Text::TlsAlpn,
+        Text::TlsJa4,
+        Text::HttpMethod,
+        Text::HttpHost,
+        Text::HttpTarget,
+        Text::HttpUserAgent,
+    ];
+}
+
+/// Application-layer fields of a flow (DNS, TLS or QUIC, HTTP), each present when seen: the
+/// first value of each wins (a flow's first question, first request), as a flow cache fills
+/// it packet by packet.
+///
+/// The texts share one string (one allocation for all of a flow's names, paths and
+/// fingerprints), so a flow's fields cost two allocations whatever they hold.
+#[derive(Clone, Debug, Default)]
 pub struct AppRecord {
-    pub dns_query_name: Option<String>,
+    text: String,
+    /// Where each [`Text`] is in `text`: start and length + 1 (0: absent).
+    spans: [(u32, u32); 8],
     pub dns_query_type: Option<u16>,
     pub dns_query_class: Option<u16>,
     pub dns_rcode: Option<u8>,
     pub dns_answers: Option<u16>,
-    pub tls_server_name: Option<String>,
-    /// The ALPN protocols offered, comma-separated.
-    pub tls_alpn: Option<String>,
     /// The highest TLS version the client offered.
     pub tls_client_version: Option<u16>,
-    pub tls_ja4: Option<String>,
     /// The version and cipher suite the server selected.
     pub tls_server_version: Option<u16>,
     pub tls_cipher_suite: Option<u16>,
-    pub http_method: Option<String>,
-    pub http_host: Option<String>,
-    pub http_target: Option<String>,
-    pub http_user_agent: Option<String>,
     pub http_status: Option<u16>,
 }
+
+impl PartialEq for AppRecord {
+    fn eq(&self, o: &AppRecord) -> bool {
+        Text::ALL.iter().all(|&t| self.text(t) == o.text(t))
+            && (
+                self.dns_query_type,
+                self.dns_query_class,
+                self.dns_rcode,
+                self.dns_answers,
+                self.tls_client_version,
+                self.tls_server_version,
+                self.tls_cipher_suite,
+                self.http_status,
+            ) == (
+                o.dns_query_type,
+                o.dns_query_class,
+                o.dns_rcode,
+                o.dns_answers,
+                o.tls_client_version,
+                o.tls_server_version,
+                o.tls_cipher_suite,
+                o.http_status,
+            )
+    }
+}
+
+impl Eq for AppRecord {}
 
 /// The responder's side of a biflow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -154,31 +207,76 @@ pub struct Reverse {
 }
 
 impl AppRecord {
+    /// A text field, when the flow had it.
+    pub fn text(&self, t: Text) -> Option<&str> {
+        let (start, len) = self.spans[t as usize];
+        (len > 0).then(|| &self.text[start as usize..(start + len - 1) as usize])
+    }
+
+    /// Sets a text field the record does not have yet (the first value wins).
+    pub fn set_text(&mut self, t: Text, v: &str) {
+        if self.spans[t as usize].1 == 0 {
+            self.spans[t as usize] = (self.text.len() as u32, v.len() as u32 + 1);
+            self.text.push_str(v);
+        }
+    }
+
+    /// Sets a text field from bytes, replacing invalid UTF-8 (the parsers escape what is not
+    /// printable, so this is rare).
+    pub fn set_text_bytes(&mut self, t: Text, v: &[u8]) {
+        match std::str::from_utf8(v) {
+            Ok(s) => self.set_text(t, s),
+            Err(_) => self.set_text(t, &String::from_utf8_lossy(v)),
+        }
+    }
+
+    pub fn dns_query_name(&self) -> Option<&str> {
+        self.text(Text::DnsQueryName)
+    }
+    pub fn tls_server_name(&self) -> Option<&str> {
+        self.text(Text::TlsServerName)
+    }
+    pub fn tls_alpn(&self) -> Option<&str> {
+        self.text(Text::TlsAlpn)
+    }
+    pub fn tls_ja4(&self) -> Option<&str> {
+        self.text(Text::TlsJa4)
+    }
+    pub fn http_method(&self) -> Option<&str> {
+        self.text(Text::HttpMethod)
+    }
+    pub fn http_host(&self) -> Option<&str> {
+        self.text(Text::HttpHost)
+    }
+    pub fn http_target(&self) -> Option<&str> {
+        self.text(Text::HttpTarget)
+    }
+    pub fn http_user_agent(&self) -> Option<&str> {
+        self.text(Text::HttpUserAgent)
+    }
+
     /// Fills each field this record lacks from `o` (a biflow's reverse side).
     pub fn fill_from(&mut self, o: &AppRecord) {
+        for t in Text::ALL {
+            if let Some(v) = o.text(t) {
+                self.set_text(t, v);
+            }
+        }
         macro_rules! fill {
             ($($f:ident),*) => {$(
                 if self.$f.is_none() {
-                    self.$f = o.$f.clone();
+                    self.$f = o.$f;
                 }
             )*};
         }
         fill!(
-            dns_query_name,
             dns_query_type,
             dns_query_class,
             dns_rcode,
             dns_answers,
-            tls_server_name,
-            tls_alpn,
             tls_client_version,
-            tls_ja4,
             tls_server_version,
             tls_cipher_suite,
-            http_method,
-            http_host,
-            http_target,
-            http_user_agent,
             http_status
         );
     }

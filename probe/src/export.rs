@@ -452,7 +452,7 @@ pub fn app_summary(r: &FlowRecord) -> String {
     if let Some(v) = &r.community_id {
         put("cid", &v.as_str());
     }
-    if let Some(v) = &a.dns_query_name {
+    if let Some(v) = a.dns_query_name() {
         put("dns", &text(v));
     }
     if let Some(v) = a.dns_query_type {
@@ -464,14 +464,14 @@ pub fn app_summary(r: &FlowRecord) -> String {
     if let Some(v) = a.dns_answers {
         put("answers", &v);
     }
-    if let Some(v) = &a.tls_server_name {
+    if let Some(v) = a.tls_server_name() {
         put("sni", &text(v));
     }
-    if let Some(v) = &a.tls_alpn {
+    if let Some(v) = a.tls_alpn() {
         put("alpn", &text(v));
     }
-    if let Some(v) = &a.tls_ja4 {
-        put("ja4", v);
+    if let Some(v) = a.tls_ja4() {
+        put("ja4", &v);
     }
     if let Some(v) = a.tls_server_version.or(a.tls_client_version) {
         put("tls", &format!("0x{v:04x}"));
@@ -479,16 +479,16 @@ pub fn app_summary(r: &FlowRecord) -> String {
     if let Some(v) = a.tls_cipher_suite {
         put("cipher", &format!("0x{v:04x}"));
     }
-    if let Some(v) = &a.http_method {
+    if let Some(v) = a.http_method() {
         put("http", &text(v));
     }
-    if let Some(v) = &a.http_host {
+    if let Some(v) = a.http_host() {
         put("host", &text(v));
     }
-    if let Some(v) = &a.http_target {
+    if let Some(v) = a.http_target() {
         put("target", &text(v));
     }
-    if let Some(v) = &a.http_user_agent {
+    if let Some(v) = a.http_user_agent() {
         put("ua", &format!("{v:?}"));
     }
     if let Some(v) = a.http_status {
@@ -624,20 +624,20 @@ fn app_json(a: &ipfix_export::AppRecord, obj: &mut serde_json::Map<String, serde
         }
     };
     let hex = |v: Option<u16>| v.map(|v| Value::from(format!("0x{v:04x}")));
-    put("dnsQueryName", a.dns_query_name.clone().map(Value::from));
+    put("dnsQueryName", a.dns_query_name().map(Value::from));
     put("dnsQueryType", a.dns_query_type.map(Value::from));
     put("dnsQueryClass", a.dns_query_class.map(Value::from));
     put("dnsResponseCode", a.dns_rcode.map(Value::from));
     put("dnsAnswerCount", a.dns_answers.map(Value::from));
-    put("tlsServerName", a.tls_server_name.clone().map(Value::from));
-    put("tlsAlpn", a.tls_alpn.clone().map(Value::from));
+    put("tlsServerName", a.tls_server_name().map(Value::from));
+    put("tlsAlpn", a.tls_alpn().map(Value::from));
     put("tlsClientVersion", hex(a.tls_client_version));
-    put("tlsJa4", a.tls_ja4.clone().map(Value::from));
+    put("tlsJa4", a.tls_ja4().map(Value::from));
     put("tlsServerVersion", hex(a.tls_server_version));
     put("tlsCipherSuite", hex(a.tls_cipher_suite));
-    put("httpRequestMethod", a.http_method.clone().map(Value::from));
-    put("httpRequestHost", a.http_host.clone().map(Value::from));
-    put("httpRequestTarget", a.http_target.clone().map(Value::from));
-    put("httpUserAgent", a.http_user_agent.clone().map(Value::from));
+    put("httpRequestMethod", a.http_method().map(Value::from));
+    put("httpRequestHost", a.http_host().map(Value::from));
+    put("httpRequestTarget", a.http_target().map(Value::from));
+    put("httpUserAgent", a.http_user_agent().map(Value::from));
     put("httpStatusCode", a.http_status.map(Value::from));
 }

@@ -37,7 +37,11 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
     for (name, pcap, n) in [
         ("2M benchmark capture", &plain, packets),
         ("rich capture, handshakes only", &rich, rich_packets),
-        ("rich capture, 40 more packets per connection", &long, long_packets),
+        (
+            "rich capture, 40 more packets per connection",
+            &long,
+            long_packets,
+        ),
     ] {
         let mut runs: Vec<Vec<Measured>> = vec![vec![]; configs.len()];
         let mut records = vec![0u64; configs.len()];
@@ -63,7 +67,8 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
             c.sort_by(f64::total_cmp);
             c[c.len() / 2]
         };
-        let rss = |v: &[Measured]| v.iter().map(|m| m.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0;
+        let rss =
+            |v: &[Measured]| v.iter().map(|m| m.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0;
         let cpu: Vec<f64> = runs.iter().map(|r| median(r)).collect();
         let per_m = |c: f64| c / (n as f64 / 1e6);
         println!(
@@ -111,7 +116,11 @@ fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Ve
 
 fn dns(id: u16, response: bool, name: &str) -> Vec<u8> {
     let mut m = id.to_be_bytes().to_vec();
-    m.extend_from_slice(if response { &[0x81, 0x80, 0, 1, 0, 1] } else { &[0x01, 0x00, 0, 1, 0, 0] });
+    m.extend_from_slice(if response {
+        &[0x81, 0x80, 0, 1, 0, 1]
+    } else {
+        &[0x01, 0x00, 0, 1, 0, 0]
+    });
     m.extend_from_slice(&[0, 0, 0, 0]);
     for l in name.split('.') {
         m.push(l.len() as u8);
@@ -138,7 +147,10 @@ pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
         for (k, name) in [site.as_str(), "time.example.org"].into_iter().enumerate() {
             let sport = 30000 + k as u16;
             frames.push((t0, udp(c, sport, s, 53, &dns(r as u16, false, name))));
-            frames.push((t0 + 200_000, udp(s, 53, c, sport, &dns(r as u16, true, name))));
+            frames.push((
+                t0 + 200_000,
+                udp(s, 53, c, sport, &dns(r as u16, true, name)),
+            ));
         }
         let cs = |x: [u8; 4]| format!("{}.{}.{}.{}", x[0], x[1], x[2], x[3]);
         let tls = tcp_exchange(
@@ -188,7 +200,11 @@ pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
         for i in 0..16 + extra as u64 {
             let mut short = vec![0x40 | (rng.next() as u8 & 0x1f)];
             short.extend(rng.bytes(if i % 2 == 0 { 1100 } else { 60 }));
-            let (a, ap, b, bp) = if i % 2 == 0 { (s, 443, c, 50000) } else { (c, 50000, s, 443) };
+            let (a, ap, b, bp) = if i % 2 == 0 {
+                (s, 443, c, 50000)
+            } else {
+                (c, 50000, s, 443)
+            };
             frames.push((t + 600_000 + i * 200_000, udp(a, ap, b, bp, &short)));
         }
     }

@@ -342,121 +342,53 @@ fn handshake_fact(t: u8, body: &[u8], quic: bool) -> Option<AppFact> {
     }
 }
 
-/// What a flow's packets said, kept with the flow and its record. The first value of each
-/// field wins (a DNS flow's first question, a connection's first request), responses fill
-/// theirs. A flow may hold more than one kind (an HTTP CONNECT, then TLS inside the tunnel).
-/// Boxed per kind: a flow holds only what its protocols need (DNS 270 bytes, TLS 440, HTTP
-/// 800), and only flows with a fact hold any.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AppFields {
-    pub dns: Option<Box<DnsFields>>,
-    pub tls: Option<Box<TlsFields>>,
-    pub http: Option<Box<HttpFields>>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DnsFields {
-    pub question: Option<dns::Question>,
-    pub rcode: Option<u8>,
-    pub answers: Option<u16>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TlsFields {
-    pub client: Option<tls::ClientHello>,
-    pub server: Option<tls::ServerHello>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HttpFields {
-    pub request: Option<http::Request>,
-    pub status: Option<u16>,
-}
-
-impl AppFields {
-    /// The fields a flow starts with from its first fact.
-    pub fn from_fact(f: &AppFact) -> AppFields {
-        let mut a = AppFields::default();
-        a.add(f);
-        a
-    }
-
-    /// Adds a packet's fact.
-    pub fn add(&mut self, f: &AppFact) {
-        match f {
-            AppFact::Dns(m) => {
-                let d = self.dns.get_or_insert_with(Box::default);
-                if d.question.is_none() {
-                    d.question = m.question;
-                }
-                if m.response && d.rcode.is_none() {
-                    d.rcode = Some(m.rcode);
-                    d.answers = Some(m.answers);
-                }
-            }
-            AppFact::TlsClient(h) => {
-                self.tls
-                    .get_or_insert_with(Box::default)
-                    .client
-                    .get_or_insert(*h);
-            }
-            AppFact::TlsServer(h) => {
-                self.tls
-                    .get_or_insert_with(Box::default)
-                    .server
-                    .get_or_insert(*h);
-            }
-            AppFact::HttpRequest(r) => {
-                self.http
-                    .get_or_insert_with(Box::default)
-                    .request
-                    .get_or_insert(*r);
-            }
-            AppFact::HttpResponse(c) => {
-                self.http
-                    .get_or_insert_with(Box::default)
-                    .status
-                    .get_or_insert(*c);
-            }
-        }
-    }
-
-    /// The record's fields.
-    pub fn to_record(&self) -> ipfix_export::AppRecord {
-        let text = |t: &[u8]| Some(String::from_utf8_lossy(t).into_owned());
-        let mut r = ipfix_export::AppRecord::default();
-        if let Some(d) = &self.dns {
-            if let Some(q) = &d.question {
-                r.dns_query_name = text(q.name.as_bytes());
+/// Adds what one packet said to its flow's fields: the first value of each wins (a DNS flow's
+/// first question, a connection's first ClientHello and request), responses fill theirs. A
+/// flow may hold more than one kind (an HTTP CONNECT, then TLS inside the tunnel). The flow
+/// cache keeps one boxed `AppRecord` per flow that has a fact, and the record leaves with it
+/// as it is: no conversion at export.
+pub fn add_fact(r: &mut ipfix_export::AppRecord, f: &AppFact) {
+    use ipfix_export::Text;
+    match f {
+        AppFact::Dns(m) => {
+            if let (Some(q), None) = (&m.question, r.dns_query_type) {
+                r.set_text_bytes(Text::DnsQueryName, q.name.as_bytes());
                 r.dns_query_type = Some(q.qtype);
                 r.dns_query_class = Some(q.qclass);
             }
-            r.dns_rcode = d.rcode;
-            r.dns_answers = d.answers;
-        }
-        if let Some(t) = &self.tls {
-            if let Some(c) = &t.client {
-                r.tls_server_name = c.sni.as_ref().and_then(|s| text(s.as_bytes()));
-                r.tls_alpn = (!c.alpn.is_empty()).then(|| c.alpn.as_str().into_owned());
-                r.tls_client_version = Some(c.version);
-                r.tls_ja4 = Some(c.ja4.as_str().to_string());
-            }
-            if let Some(s) = &t.server {
-                r.tls_server_version = Some(s.version);
-                r.tls_cipher_suite = Some(s.cipher);
+            if m.response && r.dns_rcode.is_none() {
+                r.dns_rcode = Some(m.rcode);
+                r.dns_answers = Some(m.answers);
             }
         }
-        if let Some(h) = &self.http {
-            if let Some(q) = &h.request {
-                r.http_method = text(q.method.as_bytes());
-                r.http_host = (!q.host.is_empty()).then(|| q.host.as_str().into_owned());
-                r.http_target = text(q.target.as_bytes());
-                r.http_user_agent =
-                    (!q.user_agent.is_empty()).then(|| q.user_agent.as_str().into_owned());
+        // One hello's fields together: a second ClientHello (after a HelloRetryRequest)
+        // adds nothing.
+        AppFact::TlsClient(h) if r.tls_client_version.is_none() => {
+            if let Some(sni) = &h.sni {
+                r.set_text_bytes(Text::TlsServerName, sni.as_bytes());
             }
-            r.http_status = h.status;
+            if !h.alpn.is_empty() {
+                r.set_text_bytes(Text::TlsAlpn, h.alpn.as_bytes());
+            }
+            r.tls_client_version = Some(h.version);
+            r.set_text(Text::TlsJa4, h.ja4.as_str());
         }
-        r
+        AppFact::TlsServer(h) if r.tls_server_version.is_none() => {
+            r.tls_server_version = Some(h.version);
+            r.tls_cipher_suite = Some(h.cipher);
+        }
+        AppFact::HttpRequest(q) if r.http_method().is_none() => {
+            r.set_text_bytes(Text::HttpMethod, q.method.as_bytes());
+            if !q.host.is_empty() {
+                r.set_text_bytes(Text::HttpHost, q.host.as_bytes());
+            }
+            r.set_text_bytes(Text::HttpTarget, q.target.as_bytes());
+            if !q.user_agent.is_empty() {
+                r.set_text_bytes(Text::HttpUserAgent, q.user_agent.as_bytes());
+            }
+        }
+        AppFact::HttpResponse(c) if r.http_status.is_none() => r.http_status = Some(*c),
+        _ => {}
     }
 }
 
@@ -588,18 +520,12 @@ mod tests {
 
 #[cfg(test)]
 mod size_tests {
-    use super::*;
-
-    /// The per-flow memory README and BENCHMARKS state: keep them true.
+    /// The per-flow memory README states: keep it true.
     #[test]
     fn per_flow_memory_is_what_the_docs_say() {
-        let sizes = (
-            std::mem::size_of::<Option<AppFields>>(),
-            std::mem::size_of::<DnsFields>(),
-            std::mem::size_of::<TlsFields>(),
-            std::mem::size_of::<HttpFields>(),
-        );
-        eprintln!("per-flow app memory: slot, dns, tls, http = {sizes:?}");
-        assert_eq!(sizes, (32, 268, 436, 804));
+        let slot = std::mem::size_of::<Option<Box<ipfix_export::AppRecord>>>();
+        let record = std::mem::size_of::<ipfix_export::AppRecord>();
+        eprintln!("per-flow app memory: slot {slot}, record {record} + its text");
+        assert_eq!((slot, record), (8, 120));
     }
 }

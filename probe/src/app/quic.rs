@@ -335,7 +335,10 @@ mod tests {
         let mut buf = vec![0u8; MAX_PACKET];
         let o = open_initial(&pkt, &mut buf).expect("decrypts");
         assert_eq!(o.packet_len, 1200);
-        assert_eq!(&buf[o.frames.start..o.frames.start + hello.len()], &hello[..]);
+        assert_eq!(
+            &buf[o.frames.start..o.frames.start + hello.len()],
+            &hello[..]
+        );
         let mut got = vec![];
         crypto_frames(&buf[o.frames], |off, d| got.push((off, d.len())));
         assert_eq!(got, vec![(0, 241)]);

@@ -206,7 +206,7 @@ pub struct FlowCache {
     interfaces: Vec<u32>,
     /// Application-layer fields (`--app`), indexed like `nodes`; empty until the first flow
     /// with a fact, then 16 bytes a flow plus a box for each flow with one.
-    apps: Vec<Option<crate::app::AppFields>>,
+    apps: Vec<Option<Box<ipfix_export::AppRecord>>>,
 }
 
 /// Which of a node's two links a list uses.
@@ -365,10 +365,7 @@ impl FlowCache {
         if self.apps.len() <= i {
             self.apps.resize_with(self.nodes.len().max(i + 1), || None);
         }
-        match &mut self.apps[i] {
-            Some(a) => a.add(fact),
-            slot => *slot = Some(crate::app::AppFields::from_fact(fact)),
-        }
+        crate::app::add_fact(self.apps[i].get_or_insert_with(Box::default), fact);
     }
 
     /// The key's hash and, when the flow is cached, its slab index.
@@ -736,11 +733,7 @@ impl FlowCache {
                 .get(n.ingress as usize)
                 .copied()
                 .unwrap_or(0),
-            app: self
-                .apps
-                .get_mut(idx as usize)
-                .and_then(Option::take)
-                .map(|a| Box::new(a.to_record())),
+            app: self.apps.get_mut(idx as usize).and_then(Option::take),
             community_id: None,
         };
         let opened = n.marks & OPENED != 0;
