@@ -45,8 +45,14 @@ impl Assembly {
         }
         let end = start.saturating_add(data.len()).min(MAX_HELLO);
         self.buf[start..end].copy_from_slice(&data[..end - start]);
-        for i in start..end {
-            self.have[i / 64] |= 1 << (i % 64);
+        // Mark [start, end) a word at a time.
+        let mut i = start;
+        while i < end {
+            let bit = i % 64;
+            let n = (64 - bit).min(end - i);
+            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            self.have[i / 64] |= mask;
+            i += n;
         }
     }
 
