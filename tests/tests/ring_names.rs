@@ -121,6 +121,21 @@ fn traffic() -> Vec<Tagged> {
     all
 }
 
+/// [`traffic`], written as `in.pcap` in `tmp`.
+fn traffic_pcap(tmp: &TempDir) -> (Vec<Tagged>, std::path::PathBuf) {
+    let all = traffic();
+    let pcap = tmp.path().join("in.pcap");
+    let frames: Vec<Frame> = all
+        .iter()
+        .map(|t| Frame {
+            ts_ns: t.frame.ts_ns,
+            data: t.frame.data.clone(),
+        })
+        .collect();
+    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    (all, pcap)
+}
+
 /// The nanosecond timestamps of the frames tshark reads from the ring's files (or a file).
 fn times_in(paths: &[std::path::PathBuf]) -> BTreeSet<u64> {
     let mut out = BTreeSet::new();
@@ -193,16 +208,7 @@ fn read(
 #[test]
 fn name_primitives_keep_whole_flows_both_directions() {
     let tmp = TempDir::new("ring-names");
-    let all = traffic();
-    let pcap = tmp.path().join("in.pcap");
-    let frames: Vec<Frame> = all
-        .iter()
-        .map(|t| Frame {
-            ts_ns: t.frame.ts_ns,
-            data: t.frame.data.clone(),
-        })
-        .collect();
-    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    let (all, pcap) = traffic_pcap(&tmp);
     let select = "sni *.example.com or dns name *.example.com or http host intranet.example.com";
     // Without lookback: from the packet with the name (the 4th of a TCP conversation, the
     // query of a DNS exchange) on, both directions.
@@ -276,16 +282,7 @@ fn name_primitives_keep_whole_flows_both_directions() {
 #[test]
 fn extract_takes_name_primitives_and_says_when_the_ring_lacks_the_names() {
     let tmp = TempDir::new("extract-names");
-    let all = traffic();
-    let pcap = tmp.path().join("in.pcap");
-    let frames: Vec<Frame> = all
-        .iter()
-        .map(|t| Frame {
-            ts_ns: t.frame.ts_ns,
-            data: t.frame.data.clone(),
-        })
-        .collect();
-    write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
+    let (all, pcap) = traffic_pcap(&tmp);
     // A ring of everything, then the flows by name out of it: every packet of each, from the
     // SYN (the ring holds it).
     let (_, _) = read(&tmp, &pcap, "ring", "all", &[]);

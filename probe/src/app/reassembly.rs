@@ -50,7 +50,11 @@ impl Assembly {
         while i < end {
             let bit = i % 64;
             let n = (64 - bit).min(end - i);
-            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
             self.have[i / 64] |= mask;
             i += n;
         }
