@@ -315,41 +315,56 @@ mod tests {
         assert_eq!(hp.to_vec(), unhex("45b95e15235d6f45a6b19cbcb0294ba9"));
     }
 
-    /// RFC 9001 Appendix A.2: the client Initial, protected, decrypts to its CRYPTO frame
-    /// (a ClientHello of 241 bytes) and padding.
+    /// The CRYPTO frame of RFC 9001 Appendix A.2 and RFC 9369 Appendix A.2: a 241-byte
+    /// ClientHello for example.com.
+    const RFC_CRYPTO_FRAME: &str = "
+        060040f1010000ed0303ebf8fa56f12939b9584a3896472ec40bb863cfd3e868
+        04fe3a47f06a2b69484c00000413011302010000c000000010000e00000b6578
+        616d706c652e636f6dff01000100000a00080006001d00170018001000070005
+        04616c706e000500050100000000003300260024001d00209370b2c9caa47fba
+        baf4559fedba753de171fa71f50f1ce15d43e994ec74d748002b000302030400
+        0d0010000e0403050306030203080408050806002d00020101001c0002400100
+        3900320408ffffffffffffffff05048000ffff07048000ffff08011001048000
+        75300901100f088394c8f03e51570806048000ffff";
+
+    /// The client Initials of both RFCs, protected with packet number 2 as their appendices
+    /// do, begin with exactly the bytes the RFCs publish (header protection, packet type,
+    /// keys, IV and the first 42 bytes of AES-GCM), and open back to their ClientHello.
     #[test]
-    fn rfc_9001_client_initial_decrypts() {
-        let hello = unhex(
-            "060040f1010000ed0303ebf8fa56f12939b9584a3896472ec40bb863cfd3e868
-             04fe3a47f06a2b69484c00000413011302010000c000000010000e00000b6578
-             616d706c652e636f6dff01000100000a00080006001d00170018001000070005
-             04616c706e000500050100000000003300260024001d00209370b2c9caa47fba
-             baf4892f7d39a10b43ae4e7d9d1b5a8b8c2a5c4b3e1f4f0d000d001400120403
-             0804040105030805050108060601020100002b0003020304002d000201010039
-             0032040800ffffffffffffffff050480006100070480006100040480f0000001
-             080010008004000000000800010000080003f4c010000000",
-        );
-        // The spec's protected packet is 1200 bytes; we rebuild it by protecting the
-        // plaintext the way a client does, then check open_initial undoes exactly that.
-        let mut payload = hello.clone();
+    fn rfc_9001_and_9369_client_initials() {
+        let frame = unhex(RFC_CRYPTO_FRAME);
+        let mut payload = frame.clone();
         payload.resize(1162, 0);
-        let pkt = protect_initial(V1, &unhex("8394c8f03e515708"), 2, &payload);
-        assert_eq!(pkt.len(), 1200);
-        // The first bytes RFC 9001 A.2 gives for this packet.
-        assert_eq!(
-            &pkt[..24],
-            &unhex("c000000001088394c8f03e5157080000449e7b9aec34d1b1c98dd7689fb8ec11")[..24]
-        );
-        let mut buf = vec![0u8; MAX_PACKET];
-        let o = open_initial(&pkt, &mut buf).expect("decrypts");
-        assert_eq!(o.packet_len, 1200);
-        assert_eq!(
-            &buf[o.frames.start..o.frames.start + hello.len()],
-            &hello[..]
-        );
-        let mut got = vec![];
-        crypto_frames(&buf[o.frames], |off, d| got.push((off, d.len())));
-        assert_eq!(got, vec![(0, 241)]);
+        for (version, prefix) in [
+            (
+                V1,
+                "c000000001088394c8f03e5157080000449e7b9aec34d1b1c98dd7689fb8ec11
+                 d242b123dc9bd8bab936b47d92ec356c0bab7df5976d27cd449f63300099f399",
+            ),
+            (
+                V2,
+                "d76b3343cf088394c8f03e5157080000449ea0c95e82ffe67b6abcdb4298b485
+                 dd04de806071bf03dceebfa162e75d6c96058bdbfb127cdfcbf903388e99ad04",
+            ),
+        ] {
+            let pkt = protect_initial(version, &unhex("8394c8f03e515708"), 2, &payload);
+            assert_eq!(pkt.len(), 1200);
+            assert_eq!(&pkt[..64], &unhex(prefix)[..], "version {version:#x}");
+            let mut buf = vec![0u8; MAX_PACKET];
+            let o = open_initial(&pkt, &mut buf).expect("decrypts");
+            assert_eq!(o.packet_len, 1200);
+            let mut got = vec![];
+            crypto_frames(&buf[o.frames], |off, d| got.push((off, d.to_vec())));
+            assert_eq!(got.len(), 1);
+            assert_eq!((got[0].0, &got[0].1[..]), (0, &frame[4..]));
+            let hello = super::super::tls::client_hello(&got[0].1[4..], true).unwrap();
+            assert_eq!(hello.sni.unwrap().as_bytes(), b"example.com");
+            assert!(
+                hello.ja4.as_str().starts_with("q13d0211an"),
+                "{:?}",
+                hello.ja4
+            );
+        }
     }
 
     #[test]
