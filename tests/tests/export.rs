@@ -969,3 +969,112 @@ fn biflows_pair_both_directions_and_tshark_reads_the_reverse_elements() {
         "{reverse_starts:?}"
     );
 }
+
+/// Template records (id and field count) of set 2 in each message.
+fn template_records(msgs: &[Vec<u8>]) -> Vec<(u16, u16)> {
+    let mut out = vec![];
+    for m in msgs {
+        let mut pos = 16;
+        while pos + 4 <= m.len() {
+            let (id, len) = (
+                u16::from_be_bytes([m[pos], m[pos + 1]]),
+                u16::from_be_bytes([m[pos + 2], m[pos + 3]]) as usize,
+            );
+            if id == 2 {
+                let mut at = pos + 4;
+                while at + 4 <= pos + len {
+                    let tid = u16::from_be_bytes([m[at], m[at + 1]]);
+                    let count = u16::from_be_bytes([m[at + 2], m[at + 3]]);
+                    out.push((tid, count));
+                    at += 4;
+                    for _ in 0..count {
+                        let ie = u16::from_be_bytes([m[at], m[at + 1]]);
+                        at += if ie & 0x8000 != 0 { 8 } else { 4 };
+                    }
+                }
+            }
+            pos += len.max(4);
+        }
+    }
+    out
+}
+
+#[test]
+fn layouts_announced_on_first_use_survive_a_reconnect_and_start_every_rotated_file() {
+    // --community-id gives every record an application group, so every record's layout is
+    // one announced on first use (template 1024 and up).
+    let tmp = TempDir::new("apptemplates");
+    let (first, addr) = TcpCollector::start("127.0.0.1:0");
+    let files = tmp.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let mut probe = PipedProbe::start(
+        &tmp,
+        &[
+            "--community-id",
+            "--ipfix",
+            &format!("tcp://{addr}"),
+            "--ipfix",
+            &format!("file://{}/f.ipfix?max-size=4KiB", files.display()),
+            "--idle-timeout",
+            "2s",
+        ],
+    );
+    let records_in = |b: &[u8]| ipfixrw_decode(&split_messages(b)).len();
+    probe.send(&udp_flows(300, 1, BASE));
+    probe.send(&udp_flows(300, 2, BASE + 10 * SEC));
+    first.wait_for(Duration::from_secs(10), |b| {
+        whole(b) && records_in(b) == 300
+    });
+    let got_first = first.close();
+    probe.send(&udp_flows(300, 3, BASE + 20 * SEC));
+    std::thread::sleep(Duration::from_millis(800));
+    let (second, _) = TcpCollector::start(&addr.to_string());
+    let stderr = probe.finish();
+    let got_second = second.finish(Duration::from_secs(15));
+    for (name, got, want) in [
+        ("session 1", &got_first, 300),
+        ("session 2", &got_second, 600),
+    ] {
+        let msgs = split_messages(got);
+        let app: Vec<(u16, u16)> = template_records(&msgs)
+            .into_iter()
+            .filter(|(id, _)| *id >= 1024)
+            .collect();
+        assert_eq!(
+            app.len(),
+            1,
+            "{name}: the layout's template exactly once: {app:?}"
+        );
+        // Each session's first data set of that template comes after its template.
+        let first_data = msgs.iter().position(|m| set_ids(m).contains(&app[0].0));
+        let first_template = msgs.iter().position(|m| {
+            template_records(std::slice::from_ref(m))
+                .iter()
+                .any(|t| t.0 == app[0].0)
+        });
+        assert!(
+            first_template < first_data,
+            "{name}: {first_template:?} {first_data:?}"
+        );
+        assert_eq!(records_in(got), want, "{name}\n{stderr}");
+    }
+    // tshark decodes both sessions without a complaint: no data set without its template.
+    let p = tmp.path().join("tcp.pcap");
+    write_tcp_streams_pcap(&[got_first, got_second], &p);
+    let verdict = tshark_decode(&p);
+    assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+    assert_eq!(verdict.data_records, 900, "{verdict:?}");
+    // Every rotated file reads on its own: ipfixrw decodes each file alone, all records.
+    let mut total = 0;
+    let mut n_files = 0;
+    for f in e2e::sorted_dir(&files) {
+        let bytes = std::fs::read(&f).unwrap();
+        let msgs = split_messages(&bytes);
+        let ids = template_records(&msgs);
+        assert!(ids.iter().any(|t| t.0 >= 1024), "{}: {ids:?}", f.display());
+        total += ipfixrw_decode(&msgs).len();
+        n_files += 1;
+    }
+    assert!(n_files >= 3, "{n_files} files");
+    assert_eq!(total, 900);
+}
