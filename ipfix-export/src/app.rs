@@ -185,11 +185,14 @@ fn strings(rec: &FlowRecord, mask: u8) -> ([&str; 9], usize) {
 
 /// Bytes of the fixed-length fields of `mask`'s groups.
 fn fixed_len(mask: u8) -> usize {
-    fields(mask)
-        .filter(|f| f.length != VARIABLE)
-        .map(|f| f.length as usize)
+    (0..GROUP_FIXED.len())
+        .filter(|bit| mask & (1 << bit) != 0)
+        .map(|bit| GROUP_FIXED[bit])
         .sum()
 }
+
+/// Bytes of each group's fixed-length fields, by bit (a test checks them against `GROUPS`).
+const GROUP_FIXED: [usize; 7] = [0, 4, 3, 2, 4, 0, 2];
 
 /// Bytes of a variable-length field holding `n` bytes (RFC 7011 §7: one length octet below
 /// 255, else 255 and two octets).
@@ -200,6 +203,21 @@ fn var_len(n: usize) -> usize {
 /// The fewest bytes the groups in `mask` take (every string empty).
 pub fn min_len(mask: u8) -> usize {
     fixed_len(mask) + fields(mask).filter(|f| f.length == VARIABLE).count()
+}
+
+/// The longest each string may be so that the fields take at most `budget` bytes, and the
+/// bytes they then take (`None`: they cannot fit even empty). Usually no string is cut: the
+/// cap is the longest one.
+pub fn fit(rec: &FlowRecord, mask: u8, budget: usize) -> Option<(usize, usize)> {
+    let (s, n) = strings(rec, mask);
+    let s = &s[..n];
+    let fixed = fixed_len(mask);
+    let whole = fixed + s.iter().map(|x| var_len(x.len())).sum::<usize>();
+    if whole <= budget {
+        return Some((usize::MAX, whole));
+    }
+    let cap = cap_for(rec, mask, budget)?;
+    Some((cap, encoded_len(rec, mask, cap)))
 }
 
 /// The longest each string may be so that the fields take at most `budget` bytes (`None`:
@@ -383,6 +401,23 @@ mod tests {
                     assert_eq!(v, b"www.example.com");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fixed_lengths_are_the_groups_fields() {
+        for (bit, g) in GROUPS.iter().enumerate() {
+            let sum: usize = g
+                .iter()
+                .filter(|f| f.length != VARIABLE)
+                .map(|f| f.length as usize)
+                .sum();
+            assert_eq!(GROUP_FIXED[bit], sum, "group bit {bit}");
+        }
+        let a = full();
+        for mask in 1..=group::ALL {
+            let (cap, len) = fit(&a, mask, 4000).unwrap();
+            assert_eq!(len, encoded_len(&a, mask, cap));
         }
     }
 

@@ -334,10 +334,10 @@ impl MessageEncoder {
         let mut cap = 0;
         if layout.app_groups() != 0 {
             let budget = self.cfg.mtu - MESSAGE_HEADER_LEN - SET_HEADER_LEN - len;
-            match crate::app::cap_for(rec, layout.app_groups(), budget) {
-                Some(c) => {
+            match crate::app::fit(rec, layout.app_groups(), budget) {
+                Some((c, n)) => {
                     cap = c;
-                    len += crate::app::encoded_len(rec, layout.app_groups(), c);
+                    len += n;
                 }
                 None => {
                     self.app_fields_dropped += 1;

@@ -213,6 +213,11 @@ impl AppRecord {
         (len > 0).then(|| &self.text[start as usize..(start + len - 1) as usize])
     }
 
+    /// Makes room for `n` more bytes of text (one allocation for all of a packet's fields).
+    pub fn reserve_text(&mut self, n: usize) {
+        self.text.reserve(n);
+    }
+
     /// Sets a text field the record does not have yet (the first value wins).
     pub fn set_text(&mut self, t: Text, v: &str) {
         if self.spans[t as usize].1 == 0 {

@@ -364,6 +364,9 @@ pub fn add_fact(r: &mut ipfix_export::AppRecord, f: &AppFact) {
         // One hello's fields together: a second ClientHello (after a HelloRetryRequest)
         // adds nothing.
         AppFact::TlsClient(h) if r.tls_client_version.is_none() => {
+            r.reserve_text(
+                h.sni.as_ref().map_or(0, |n| n.as_bytes().len()) + h.alpn.as_bytes().len() + 36,
+            );
             if let Some(sni) = &h.sni {
                 r.set_text_bytes(Text::TlsServerName, sni.as_bytes());
             }
@@ -378,6 +381,12 @@ pub fn add_fact(r: &mut ipfix_export::AppRecord, f: &AppFact) {
             r.tls_cipher_suite = Some(h.cipher);
         }
         AppFact::HttpRequest(q) if r.http_method().is_none() => {
+            r.reserve_text(
+                q.method.as_bytes().len()
+                    + q.host.as_bytes().len()
+                    + q.target.as_bytes().len()
+                    + q.user_agent.as_bytes().len(),
+            );
             r.set_text_bytes(Text::HttpMethod, q.method.as_bytes());
             if !q.host.is_empty() {
                 r.set_text_bytes(Text::HttpHost, q.host.as_bytes());
