@@ -556,9 +556,11 @@ impl FlowMeter {
                 self.cache
                     .update_keyed(&w.summary, w.key, w.hash, w.ts_ns, &mut self.records);
             if w.has_fact {
-                if let Some(f) = self.facts[self.head].take() {
-                    self.cache.add_app(idx, &f);
+                // Read in place (a fact is up to 800 bytes), then cleared.
+                if let Some(f) = self.facts[self.head].as_ref() {
+                    self.cache.add_app(idx, f);
                 }
+                self.facts[self.head] = None;
             }
         }
         self.head = (self.head + 1) % LOOKAHEAD;
