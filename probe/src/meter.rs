@@ -44,6 +44,11 @@ pub struct FrameBooks {
     pub not_metered_octets: u64,
     pub not_metered_first_ns: u64,
     pub not_metered_last_ns: u64,
+    /// `--app`: hellos that one packet did not hold, put together from several, and those
+    /// given up (the reassembly table was full, or the flow went quiet). Not frames: every
+    /// frame is booked above either way.
+    pub hellos_joined: u64,
+    pub hellos_given_up: u64,
 }
 
 impl Default for FrameBooks {
@@ -60,6 +65,8 @@ impl Default for FrameBooks {
             not_metered_octets: 0,
             not_metered_first_ns: u64::MAX,
             not_metered_last_ns: 0,
+            hellos_joined: 0,
+            hellos_given_up: 0,
         }
     }
 }
@@ -84,6 +91,8 @@ impl FrameBooks {
         self.not_metered_octets += o.not_metered_octets;
         self.not_metered_first_ns = self.not_metered_first_ns.min(o.not_metered_first_ns);
         self.not_metered_last_ns = self.not_metered_last_ns.max(o.not_metered_last_ns);
+        self.hellos_joined += o.hellos_joined;
+        self.hellos_given_up += o.hellos_given_up;
     }
     /// The statistics options records' view of these books.
     pub fn metering_counts(&self) -> ipfix_export::MeteringCounts {
@@ -284,7 +293,13 @@ impl Decoder {
     }
 
     pub fn books(&self) -> FrameBooks {
-        self.books
+        let mut b = self.books;
+        if let Some(app) = &self.app {
+            let (joined, evicted, expired) = app.reassembly_counts();
+            b.hellos_joined = joined;
+            b.hellos_given_up = evicted + expired;
+        }
+        b
     }
 
     pub fn fragments(&self) -> &FragmentTable {

@@ -306,6 +306,8 @@ impl RunReport {
                 "duplicates_seen": f.duplicates_seen,
                 "duplicates_dropped": f.duplicates_dropped,
                 "handoff_dropped": f.handoff_dropped,
+                "hellos_joined": f.hellos_joined,
+                "hellos_given_up": f.hellos_given_up,
                 "encapsulated_by_kind": encapsulated,
                 "balanced": f.balanced(),
             },
@@ -446,6 +448,12 @@ impl RunReport {
             s += &format!(
                 "  duplicates: {} frames repeated a packet within the --dedup window, {} dropped\n",
                 f.duplicates_seen, f.duplicates_dropped
+            );
+        }
+        if f.hellos_joined + f.hellos_given_up > 0 {
+            s += &format!(
+                "  app: {} hellos put together from several packets, {} given up (table full or flow quiet)\n",
+                f.hellos_joined, f.hellos_given_up
             );
         }
         let fr = &self.fragments;

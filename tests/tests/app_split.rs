@@ -103,12 +103,24 @@ fn traffic() -> (Vec<Frame>, BTreeMap<u16, (&'static str, &'static str)>) {
 
 /// Server name, ALPN and JA4 of each flow, by client port.
 fn probe_hellos(pcap: &std::path::Path) -> BTreeMap<u16, (String, String, String)> {
+    probe_hellos_and_books(pcap).0
+}
+
+/// [`probe_hellos`], and the run's books.
+fn probe_hellos_and_books(
+    pcap: &std::path::Path,
+) -> (BTreeMap<u16, (String, String, String)>, serde_json::Value) {
+    // Not beside the capture: the shared corpus is not ours to write in.
+    let tmp = TempDir::new("app-split-books");
+    let books = tmp.path().join("books.json");
     let out = run_probe(&[
         "read",
         "--app",
         "all",
         "--print",
         "json",
+        "--stats-json",
+        books.to_str().unwrap(),
         pcap.to_str().unwrap(),
     ]);
     assert!(
@@ -127,7 +139,7 @@ fn probe_hellos(pcap: &std::path::Path) -> BTreeMap<u16, (String, String, String
             );
         }
     }
-    m
+    (m, e2e::tools::read_books(&books))
 }
 
 /// What tshark reads from each client hello (it decrypts QUIC Initials itself).
@@ -193,7 +205,10 @@ fn split_and_quic_hellos_equal_tshark_and_ja4plus() {
     let pcap = tmp.path().join("split.pcap");
     let (frames, want) = traffic();
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
-    let got = probe_hellos(&pcap);
+    let (got, books) = probe_hellos_and_books(&pcap);
+    // The QUIC hello over two Initials and the TLS hello over three segments.
+    assert_eq!(books["frames"]["hellos_joined"], 2, "{}", books["frames"]);
+    assert_eq!(books["frames"]["hellos_given_up"], 0, "{}", books["frames"]);
     let shark = tshark_hellos(&pcap);
     for (port, (sni, alpn)) in &want {
         let g = got

@@ -218,6 +218,7 @@ impl Inspector {
                     .pending
                     .start(reassembly::FlowId::of(s), tcp_seq(frame, s), ts_ns);
                 slot.bytes.put(0, payload);
+                slot.packets = 1;
                 None
             }
             _ => None,
@@ -236,6 +237,7 @@ impl Inspector {
         let slot = self.pending.get(&id, ts_ns)?;
         let offset = tcp_seq(frame, s).wrapping_sub(slot.base);
         slot.bytes.put(offset as u64, payload);
+        slot.packets += 1;
         let stream = slot.bytes.prefix();
         let progress = match tls::first_handshake(stream, &mut self.scratch) {
             tls::Handshake::Message(t, body) => Progress::Done(handshake_fact(t, body, false)),
@@ -291,6 +293,7 @@ impl Inspector {
             for &(off, a, b) in &pieces[..n] {
                 slot.bytes.put(off, &frames[a..b]);
             }
+            slot.packets += 1;
         }
         fresh?;
         let slot = self.pending.get(&id, ts_ns)?;

@@ -104,6 +104,8 @@ pub struct Slot {
     /// The TCP sequence number of stream offset 0 (0 for QUIC, whose frames carry offsets).
     pub base: u32,
     pub bytes: Assembly,
+    /// Packets that brought bytes of this hello.
+    pub packets: u32,
     touched_ns: u64,
     live: bool,
 }
@@ -116,7 +118,7 @@ pub struct Pending {
     pub evicted: u64,
     /// Hellos given up because their flow went quiet.
     pub expired: u64,
-    /// Hellos finished from more than one packet.
+    /// Hellos put together from more than one packet.
     pub completed: u64,
     /// The last flows whose hello was finished: a QUIC client's later Initials (its ACKs)
     /// are not decrypted again.
@@ -177,6 +179,7 @@ impl Pending {
                     id,
                     base,
                     bytes: Assembly::default(),
+                    packets: 0,
                     touched_ns: now_ns,
                     live: false,
                 });
@@ -203,6 +206,7 @@ impl Pending {
         s.base = base;
         s.touched_ns = now_ns;
         s.live = true;
+        s.packets = 0;
         s.bytes.clear();
         self.index.insert(id, i);
         s
@@ -211,7 +215,7 @@ impl Pending {
     /// The hello of `id` is finished (or not a hello after all).
     pub fn finish(&mut self, id: &FlowId, completed: bool) {
         if let Some(&i) = self.index.get(id) {
-            self.completed += completed as u64;
+            self.completed += (completed && self.slots[i].packets > 1) as u64;
             self.free(i);
         }
         if completed {
@@ -266,6 +270,10 @@ mod tests {
         assert!(p.get(&id(10), 100).is_some());
         assert!(p.get(&id(11), 100 + PENDING_TIMEOUT_NS + 1).is_none());
         assert_eq!(p.expired, 1);
+        p.get(&id(13), 200).unwrap().packets = 1;
+        p.finish(&id(13), true);
+        assert_eq!(p.completed, 0, "one packet: nothing was put together");
+        p.get(&id(12), 200).unwrap().packets = 2;
         p.finish(&id(12), true);
         assert_eq!(p.completed, 1);
         assert!(p.get(&id(12), 200).is_none());
