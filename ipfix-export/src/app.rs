@@ -20,7 +20,7 @@
 //! A record whose fields would not fit one message has its longest strings cut (at a
 //! character boundary) until it does; no field is dropped.
 
-use crate::ie::{FieldSpec, PROBE_PEN};
+use crate::ie::{f as iana, probe_element as own, FieldSpec};
 use crate::record::{AppRecord, FlowRecord, Text};
 
 /// RFC 7011 §7: the field length of a variable-length element in a template.
@@ -34,18 +34,6 @@ const fn cesnet(id: u16, length: u16) -> FieldSpec {
         id,
         length,
         pen: CESNET_PEN,
-    }
-}
-
-const fn iana(id: u16, length: u16) -> FieldSpec {
-    FieldSpec { id, length, pen: 0 }
-}
-
-const fn own(id: u16, length: u16) -> FieldSpec {
-    FieldSpec {
-        id,
-        length,
-        pen: PROBE_PEN,
     }
 }
 

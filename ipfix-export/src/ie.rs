@@ -106,7 +106,7 @@ pub const NTOP_UPSTREAM_TUNNEL_ID: FieldSpec = FieldSpec {
 /// until the project registers its own (README, "Tunnels", lists them). IANA has no element
 /// for a tunnel's kind as a number or for its outer endpoints.
 pub const PROBE_PEN: u32 = 32473;
-const fn probe_element(id: u16, length: u16) -> FieldSpec {
+pub(crate) const fn probe_element(id: u16, length: u16) -> FieldSpec {
     FieldSpec {
         id,
         length,
