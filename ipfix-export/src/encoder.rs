@@ -81,6 +81,11 @@ pub struct EncoderStats {
     pub options_records: u64,
     pub octets: u64,
     pub template_sets: u64,
+    /// Records whose application strings were cut to fit the MTU.
+    pub app_fields_cut: u64,
+    /// Records sent without their application fields: they could not fit a message of this
+    /// MTU even with every string empty.
+    pub app_fields_dropped: u64,
 }
 
 /// One finished message and what it carries, so a transport that must drop it can count the
@@ -245,9 +250,6 @@ pub struct MessageEncoder {
     /// the message that announced each.
     app_layouts: Vec<(Layout, u16)>,
     app_template_messages: Vec<Vec<u8>>,
-    /// Records whose application fields could not fit a message even with empty strings
-    /// (an MTU below the fixed part plus ~40 bytes), sent without them.
-    app_fields_dropped: u64,
     stats: EncoderStats,
 }
 
@@ -279,7 +281,6 @@ impl MessageEncoder {
             template_records,
             app_layouts: Vec::new(),
             app_template_messages: Vec::new(),
-            app_fields_dropped: 0,
             stats: EncoderStats::default(),
         })
     }
@@ -295,12 +296,6 @@ impl MessageEncoder {
 
     pub fn config(&self) -> &EncoderConfig {
         &self.cfg
-    }
-
-    /// Records sent without their application fields because those could not fit a message
-    /// of this MTU even with every string empty.
-    pub fn app_fields_dropped(&self) -> u64 {
-        self.app_fields_dropped
     }
 
     /// Makes the next message start with the templates (for a new collector session).
@@ -338,9 +333,10 @@ impl MessageEncoder {
                 Some((c, n)) => {
                     cap = c;
                     len += n;
+                    self.stats.app_fields_cut += (c != usize::MAX) as u64;
                 }
                 None => {
-                    self.app_fields_dropped += 1;
+                    self.stats.app_fields_dropped += 1;
                     layout = layout.without_app();
                 }
             }
@@ -768,7 +764,8 @@ mod tests {
         enc.push(&long, 101, |m| sizes.push(m.bytes.len()));
         enc.flush(101, |m| sizes.push(m.bytes.len()));
         assert!(sizes.iter().all(|&n| n <= 1400), "{sizes:?}");
-        assert_eq!(enc.app_fields_dropped(), 0);
+        assert_eq!(enc.stats().app_fields_dropped, 0);
+        assert_eq!(enc.stats().app_fields_cut, 1);
     }
 
     #[test]

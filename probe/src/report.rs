@@ -512,6 +512,13 @@ impl RunReport {
                 "; {}: {} messages sent, {} lost ({} records not sent)",
                 d.url, d.messages_sent, d.messages_lost, d.not_sent.flows
             );
+            if d.encoder.app_fields_cut + d.encoder.app_fields_dropped > 0 {
+                s += &format!(
+                    ", {} records with application strings cut to fit --mtu, {} without their \
+                     application fields (raise --mtu)",
+                    d.encoder.app_fields_cut, d.encoder.app_fields_dropped
+                );
+            }
             if d.netflow.not_exportable.flows > 0 {
                 s += &format!(
                     ", {} IPv6 flows not exportable in NetFlow v5",
@@ -546,6 +553,8 @@ fn destination_json(d: &DestinationReport) -> Value {
         "messages": d.encoder.messages,
         "octets": d.encoder.octets,
         "template_sets": d.encoder.template_sets,
+        "app_fields_cut": d.encoder.app_fields_cut,
+        "app_fields_dropped": d.encoder.app_fields_dropped,
         "messages_sent": d.messages_sent,
         "records_sent": d.records_sent,
         "octets_sent": d.octets_sent,

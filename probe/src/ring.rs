@@ -171,9 +171,7 @@ impl Keeper {
         let Some(mut l) = self.lookback.take() else {
             return;
         };
-        if l.holds(h) {
-            l.release(h, |ts, bytes, orig| self.keep(bytes, ts, orig));
-        }
+        l.release(h, |ts, bytes, orig| self.keep(bytes, ts, orig));
         self.lookback = Some(l);
     }
 

@@ -246,20 +246,8 @@ impl FileMetering {
         })
     }
 
-    #[inline]
-    pub fn process(
-        &mut self,
-        link: Option<LinkType>,
-        frame: &[u8],
-        ts_ns: u64,
-    ) -> Option<&FrameSummary> {
-        match self {
-            FileMetering::OneHop(m) => m.process(link, frame, ts_ns),
-            FileMetering::Fanout { stage, .. } => stage.process(link, frame, ts_ns),
-        }
-    }
-
-    /// [`FileMetering::process`] with the frame's application fact (for the PCAP selection).
+    /// Meters one frame of the file; its summary and application fact when it was metered
+    /// (for the PCAP selection).
     #[inline]
     pub fn process_with_fact(
         &mut self,
