@@ -258,11 +258,6 @@ impl Decoder {
         self.app = (!set.is_empty()).then(|| Box::new(crate::app::Inspector::new(set)));
     }
 
-    /// The application parsers, when `--app` asked for any.
-    pub fn inspector(&self) -> Option<&crate::app::Inspector> {
-        self.app.as_deref()
-    }
-
     /// What the last frame passed for metering said at the application layer, if anything,
     /// and `--app` exports it.
     #[inline]
@@ -649,6 +644,11 @@ impl Meter {
     /// See [`Decoder::set_ingress`].
     pub fn set_ingress(&mut self, ifindex: u32) {
         self.decoder.set_ingress(ifindex);
+    }
+
+    /// See [`Decoder::set_app`].
+    pub fn set_app(&mut self, export: crate::app::AppSet, select: crate::app::AppSet) {
+        self.decoder.set_app(export, select);
     }
 
     /// New flow timeouts (a reload).

@@ -1,14 +1,18 @@
 //! What a flow is (issue #15): parsers of the first application bytes of a flow, in the
 //! sans-IO core. Each takes a payload slice and returns a fixed-size value: no allocation, a
-//! bounded number of bytes looked at, and no panic on any input (`tests` and the fuzz target
-//! feed them garbage).
+//! bounded number of bytes looked at, and no panic on any input (`tests` and the `decode` fuzz
+//! target, with its application bit set, feed them garbage).
 //!
 //! - [`dns`]: the first question's name, type and class; a response's rcode and answer count;
 //! - [`tls`]: a ClientHello's server name, ALPN list, highest offered version and JA4 (the TLS
 //!   client fingerprint only: JA4 is BSD-3 licensed, the other JA4+ methods are not); a
 //!   ServerHello's selected version and cipher suite; a handshake message split over records
 //!   and segments is gathered within a stated bound ([`tls::MAX_HELLO`]);
-//! - [`http`]: an HTTP/1.x request's method, target, Host and User-Agent; a response's status.
+//! - [`quic`]: a QUIC v1/v2 client Initial, decrypted with the keys every observer can derive,
+//!   for its ClientHello (read by [`tls`], JA4 with `q`);
+//! - [`http`]: an HTTP/1.x request's method, target, Host and User-Agent; a response's status;
+//! - [`reassembly`]: the bounded table where a hello that one packet does not hold is put
+//!   together (the only state kept between packets, with [`Inspector`]'s buffers).
 //!
 //! Names, paths and User-Agents are personal data: nothing here runs unless `--app` asks for it.
 
@@ -142,10 +146,6 @@ impl Inspector {
             },
             pending: reassembly::Pending::default(),
         }
-    }
-
-    pub fn set(&self) -> AppSet {
-        self.set
     }
 
     /// Hellos finished from several packets, and those given up (slots full, flow quiet).

@@ -1,5 +1,6 @@
-//! The frame decoder and meter: any bytes as a frame of any link type. The books must balance
-//! and every metered frame must be in exactly one record.
+//! The frame decoder and meter: any bytes as a frame of any link type, with every application
+//! parser on when the selector's bit 4 is set. The books must balance and every metered frame
+//! must be in exactly one record.
 
 use probe::flow::CacheConfig;
 use probe::meter::{FragmentConfig, Meter};
@@ -31,6 +32,9 @@ fn main() {
                 timeout_ns: 1_000_000_000,
             },
         );
+        if sel & 16 != 0 {
+            m.set_app(probe::app::AppSet::ALL, probe::app::AppSet::default());
+        }
         // The input is one frame, or (selector bit 3) several frames split on 0xff 0xff.
         let frames: Vec<&[u8]> = if sel & 8 != 0 {
             rest.split(|&b| b == 0xff).collect()
