@@ -124,6 +124,7 @@ impl MappedFile {
         let p = self.ptr.wrapping_add(at);
         crate::flow::index::prefetch(p);
         crate::flow::index::prefetch(p.wrapping_add(64));
+        crate::flow::index::prefetch(p.wrapping_add(128));
     }
 
     /// Drops the pages before `offset` from the resident set once [`RELEASE_EVERY`] bytes have

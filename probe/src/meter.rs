@@ -607,9 +607,14 @@ impl FlowMeter {
         self.records.len()
     }
 
-    /// Takes the waiting records, leaving an empty vector of the same capacity behind.
+    /// Takes the waiting records, leaving an empty vector of the same capacity behind (at
+    /// most a few batches': the final flush's records can be the whole cache, whose capacity
+    /// is not needed again).
     pub fn take_records(&mut self) -> Vec<FlowRecord> {
-        let cap = self.records.capacity();
+        let cap = self
+            .records
+            .capacity()
+            .min(4 * crate::metering::RECORD_BATCH);
         std::mem::replace(&mut self.records, Vec::with_capacity(cap))
     }
 

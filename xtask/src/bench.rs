@@ -76,9 +76,13 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--transports-only" => o.transports_only = true,
             "--fanout-only" => o.fanout_only = true,
             "--app-only" => o.app_only = true,
-            "--write-app-capture" => {
-                let path = it.next().context("--write-app-capture PATH")?;
-                let n = crate::bench_app::generate_rich(Path::new(path), 6_000, 0)?;
+            "--write-app-capture" | "--write-app-long-capture" => {
+                let path = it.next().with_context(|| format!("{a} PATH"))?;
+                let n = if *a == "--write-app-capture" {
+                    crate::bench_app::generate_rich(Path::new(path), 6_000, 0)?
+                } else {
+                    crate::bench_app::generate_rich(Path::new(path), 2_000, 40)?
+                };
                 println!("wrote {path}: {n} packets");
                 std::process::exit(0);
             }
@@ -86,7 +90,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
                 bail!(
                     "unknown bench option {other}; use --packets N, --flows N, --no-criterion, \
                      --no-live, --live-only, --live-seconds N, --tunnels-only, \
-                     --transports-only, --fanout-only, --app-only, --write-capture PATH, --write-app-capture PATH"
+                     --transports-only, --fanout-only, --app-only, --write-capture PATH, --write-app-capture PATH, --write-app-long-capture PATH"
                 )
             }
         }

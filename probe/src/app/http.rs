@@ -55,14 +55,16 @@ fn line(b: &[u8]) -> Option<(&[u8], &[u8])> {
 pub fn parse_request(payload: &[u8]) -> Option<Request> {
     // Most payloads are not a request: a method token and a space within the first 21 bytes
     // are checked before anything looks for a line end, so a bulk transfer's segment costs a
-    // few bytes, not all of them.
+    // few bytes, not all of them. A method is a token of upper-case letters, digits, '_' and
+    // '-': testing the first byte turns away most binary and encrypted segments at once.
+    let is_token =
+        |c: &u8| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-';
+    if !is_token(payload.first()?) {
+        return None;
+    }
     let head = &payload[..payload.len().min(21)];
     let sp = head.iter().position(|&c| c == b' ')?;
-    if sp == 0
-        || !head[..sp]
-            .iter()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
-    {
+    if sp == 0 || !head[..sp].iter().all(is_token) {
         return None;
     }
     let (first, mut rest) = line(payload).unwrap_or((payload, &[]));
@@ -72,11 +74,7 @@ pub fn parse_request(payload: &[u8]) -> Option<Request> {
     let version = first.rsplit(|&c| c == b' ').next().unwrap_or_default();
     // With an HTTP version the method may be any token (extension methods such as
     // CCM_POST); without one only a known method makes it HTTP.
-    let token = !method.is_empty()
-        && method.len() <= 20
-        && method
-            .iter()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
+    let token = !method.is_empty() && method.len() <= 20 && method.iter().all(is_token);
     let versioned = version != target && version.starts_with(b"HTTP/");
     if !(METHODS.contains(&method) || versioned && token) || target.is_empty() {
         return None;

@@ -360,10 +360,23 @@ impl FlowCache {
 
     /// What a packet of flow `idx` (as [`Self::update_keyed`] returned) said at the
     /// application layer. The flow keeps it until its record leaves.
+    ///
+    /// With biflows, a fact joins the reverse direction's fields when that direction has some
+    /// already (a DNS answer joins its question, a ServerHello its ClientHello): one record
+    /// and one string per conversation, not one per direction merged at export. The first
+    /// value of each field in time wins, as within one direction.
     pub fn add_app(&mut self, idx: u32, fact: &crate::app::AppFact) {
-        let i = idx as usize;
-        if self.apps.len() <= i {
-            self.apps.resize_with(self.nodes.len().max(i + 1), || None);
+        let mut i = idx as usize;
+        if self.apps.len() < self.nodes.len() {
+            self.apps.resize_with(self.nodes.len(), || None);
+        }
+        if self.apps[i].is_none() && self.cfg.biflow {
+            let rev = self.nodes[i].key.reversed();
+            if let Some(p) = self.lookup(&rev).1 {
+                if p != idx && self.apps[p as usize].is_some() {
+                    i = p as usize;
+                }
+            }
         }
         crate::app::add_fact(self.apps[i].get_or_insert_with(Box::default), fact);
     }
