@@ -79,9 +79,17 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--write-app-capture" | "--write-app-long-capture" => {
                 let path = it.next().with_context(|| format!("{a} PATH"))?;
                 let n = if *a == "--write-app-capture" {
-                    crate::bench_app::generate_rich(Path::new(path), 6_000, 0)?
+                    crate::bench_app::generate_rich(
+                        Path::new(path),
+                        crate::bench_app::RICH_ROUNDS,
+                        0,
+                    )?
                 } else {
-                    crate::bench_app::generate_rich(Path::new(path), 2_000, 40)?
+                    crate::bench_app::generate_rich(
+                        Path::new(path),
+                        crate::bench_app::LONG_ROUNDS,
+                        40,
+                    )?
                 };
                 println!("wrote {path}: {n} packets");
                 std::process::exit(0);
@@ -238,6 +246,8 @@ pub fn run(args: &[&str]) -> Result<()> {
             "-p",
             "pcap-ring",
         ]))?;
+        // The application parsers against other people's (their test helpers live in e2e).
+        crate::run(crate::cargo().args(["bench", "-p", "e2e", "--bench", "app"]))?;
     }
     Ok(())
 }

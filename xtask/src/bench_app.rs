@@ -26,9 +26,9 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
     let plain = tmp.join("app-plain.pcap");
     crate::bench::generate(&plain, packets, flows)?;
     let rich = tmp.join("app-rich.pcap");
-    let rich_packets = generate_rich(&rich, 6_000, 0)?;
+    let rich_packets = generate_rich(&rich, RICH_ROUNDS, 0)?;
     let long = tmp.join("app-rich-long.pcap");
-    let long_packets = generate_rich(&long, 2_000, 40)?;
+    let long_packets = generate_rich(&long, LONG_ROUNDS, 40)?;
     println!(
         "\n| `probe read` (median of {RUNS}) | CPU s per M packets, parsers off | `--app all` | more CPU per packet | `--app all --community-id` | more CPU per packet | peak RSS MB off / all / all+cid | records |"
     );
@@ -84,8 +84,64 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
             records[0]
         );
     }
+    per_parser(probe, tmp, &long, long_packets)?;
     for f in [&plain, &rich, &long] {
         std::fs::remove_file(f)?;
+    }
+    Ok(())
+}
+
+/// Rounds of the two rich captures (252,000 and 324,000 packets). Larger ones hold more flows
+/// at once, and on this VM the CPU time of such memory-heavy runs varied by a third from run
+/// to run; at this size it varies by a few per cent.
+pub const RICH_ROUNDS: u32 = 6_000;
+pub const LONG_ROUNDS: u32 = 2_000;
+
+/// Each parser alone against none, on the capture with 40 more packets per connection: what
+/// one parsed connection costs the whole process (parsing, the flow's fields, their export),
+/// and how many packets a connection of that kind must carry for its parser to stay within
+/// the 15 % budget.
+fn per_parser(probe: &Path, tmp: &Path, pcap: &Path, packets: u64) -> Result<()> {
+    const N: usize = 7;
+    // Parsed connections of each kind in the capture: per round two DNS exchanges, one TLS,
+    // one QUIC and one HTTP connection.
+    let kinds: [(&str, u64); 4] = [
+        ("dns", 2 * LONG_ROUNDS as u64),
+        ("tls", LONG_ROUNDS as u64),
+        ("quic", LONG_ROUNDS as u64),
+        ("http", LONG_ROUNDS as u64),
+    ];
+    let mut cpu: Vec<Vec<f64>> = vec![vec![]; kinds.len() + 1];
+    for i in 0..N {
+        for c in 0..=kinds.len() {
+            let out = tmp.join(format!("app-p{i}-{c}.ipfix"));
+            let mut cmd = probe_read(probe, pcap, &format!("file://{}", out.display()));
+            if c > 0 {
+                cmd.args(["--app", kinds[c - 1].0]);
+            }
+            let m = measure(&mut cmd)?;
+            cpu[c].push(m.user + m.sys);
+            std::fs::remove_file(&out)?;
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let off = median(&mut cpu[0]);
+    let per_packet_us = off / packets as f64 * 1e6;
+    println!(
+        "\nEach parser alone, `--app X` against none, on the capture with 40 more packets per \
+         connection (median of {N}; {per_packet_us:.3} µs of CPU per packet without parsers):\n"
+    );
+    println!("| `--app` | parsed connections | more CPU, µs per parsed connection | packets per connection at which that is 15 % |");
+    println!("|---|---|---|---|");
+    for (k, (name, conns)) in kinds.iter().enumerate() {
+        let extra_us = (median(&mut cpu[k + 1]) - off) / *conns as f64 * 1e6;
+        println!(
+            "| {name} | {conns} | {extra_us:.2} | {:.0} |",
+            extra_us / (0.15 * per_packet_us)
+        );
     }
     Ok(())
 }

@@ -49,17 +49,28 @@ fn line(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((l, &b[nl + 1..]))
 }
 
+/// Whether `payload` may start an HTTP/1.x request or response: its first byte can begin a
+/// method token or "HTTP/". Most segments (encrypted, binary, the middle of a body) fail
+/// this one test, which callers make before the parsers.
+#[inline]
+pub fn may_start_message(payload: &[u8]) -> bool {
+    payload.first().is_some_and(is_token)
+}
+
+/// A byte of a request method (RFC 9110's token, as requests use it: upper-case letters,
+/// digits, '_' and '-').
+fn is_token(c: &u8) -> bool {
+    c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-'
+}
+
 /// An HTTP/1.x request at the start of `payload`. As Wireshark reads one: the method, the
 /// target up to the next space, the version last (`HTTP/0.9` requests have none); a request
 /// line cut by the end of the captured bytes still gives its method and target.
 pub fn parse_request(payload: &[u8]) -> Option<Request> {
     // Most payloads are not a request: a method token and a space within the first 21 bytes
     // are checked before anything looks for a line end, so a bulk transfer's segment costs a
-    // few bytes, not all of them. A method is a token of upper-case letters, digits, '_' and
-    // '-': testing the first byte turns away most binary and encrypted segments at once.
-    let is_token =
-        |c: &u8| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-';
-    if !is_token(payload.first()?) {
+    // few bytes, not all of them.
+    if !may_start_message(payload) {
         return None;
     }
     let head = &payload[..payload.len().min(21)];

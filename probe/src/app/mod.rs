@@ -160,7 +160,49 @@ impl Inspector {
     /// Reads one metered frame's payload: DNS on port 53 or 5353 (either end); TLS
     /// handshakes and HTTP/1.x on any TCP port (recognised by their first bytes); QUIC client
     /// Initials on any UDP port (recognised by their long header and version).
+    ///
+    /// Every metered packet comes through here, and nearly all of them say nothing: this
+    /// gate decides from the summary alone (protocol, ports, lengths) whether a parser could
+    /// want the payload, in a few instructions and without touching the payload's bytes; the
+    /// parsers' dispatch, out of line, runs only when one could.
+    #[inline]
     pub fn inspect(&mut self, frame: &[u8], s: &FrameSummary, ts_ns: u64) -> Option<AppFact> {
+        if s.l4_offset == u16::MAX {
+            return None;
+        }
+        let set = self.set;
+        // The transport header and what follows it, up to the IP packet's end.
+        let after =
+            (s.ip_offset as usize + s.ip_octets as usize).saturating_sub(s.l4_offset as usize);
+        let dns_port = |p: u16| p == 53 || p == 5353;
+        let wanted = match s.protocol {
+            17 => {
+                set.has(AppSet::DNS) && (dns_port(s.src_port) || dns_port(s.dst_port))
+                    || set.has(AppSet::QUIC) && after >= 8 + quic::MIN_CLIENT_DATAGRAM
+            }
+            6 => {
+                // Pure ACKs (with or without options) carry nothing.
+                let header = frame
+                    .get(s.l4_offset as usize + 12)
+                    .map_or(usize::MAX, |b| (b >> 4) as usize * 4);
+                after > header
+                    && (set.has(AppSet::TLS)
+                        || set.has(AppSet::HTTP)
+                        || set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53))
+            }
+            _ => false,
+        };
+        if !wanted {
+            return None;
+        }
+        self.inspect_payload(frame, s, ts_ns)
+    }
+
+    /// [`Self::inspect`] past its gate: which parser the payload is for. Each parser runs
+    /// out of line, so a payload none of them wants (a segment of application data, most of
+    /// what passes the gate) costs a few comparisons and no large stack frame.
+    #[inline(never)]
+    fn inspect_payload(&mut self, frame: &[u8], s: &FrameSummary, ts_ns: u64) -> Option<AppFact> {
         let payload = payload(frame, s);
         if payload.is_empty() {
             return None;
@@ -169,7 +211,7 @@ impl Inspector {
         let dns_port = |p: u16| p == 53 || p == 5353;
         match s.protocol {
             17 if set.has(AppSet::DNS) && (dns_port(s.src_port) || dns_port(s.dst_port)) => {
-                dns::parse(payload).map(AppFact::Dns)
+                dns_fact(payload, false)
             }
             17 if set.has(AppSet::QUIC)
                 && payload.len() >= quic::MIN_CLIENT_DATAGRAM
@@ -178,7 +220,7 @@ impl Inspector {
                 self.quic(s, payload, ts_ns)
             }
             6 if set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53) => {
-                dns::parse_tcp(payload).map(AppFact::Dns)
+                dns_fact(payload, true)
             }
             6 => {
                 if set.has(AppSet::TLS) {
@@ -191,12 +233,10 @@ impl Inspector {
                         return self.tls_first(frame, s, payload, ts_ns);
                     }
                 }
-                if !set.has(AppSet::HTTP) {
-                    None
-                } else if payload.starts_with(b"HTTP/1.") {
-                    http::parse_response(payload).map(AppFact::HttpResponse)
+                if set.has(AppSet::HTTP) && http::may_start_message(payload) {
+                    http_fact(payload)
                 } else {
-                    http::parse_request(payload).map(AppFact::HttpRequest)
+                    None
                 }
             }
             _ => None,
@@ -204,6 +244,7 @@ impl Inspector {
     }
 
     /// A segment that starts with a TLS handshake record.
+    #[inline(never)]
     fn tls_first(
         &mut self,
         frame: &[u8],
@@ -226,6 +267,7 @@ impl Inspector {
     }
 
     /// A segment of a flow whose hello is unfinished (`None`: the flow has none).
+    #[inline(never)]
     fn tls_continued(
         &mut self,
         frame: &[u8],
@@ -248,6 +290,7 @@ impl Inspector {
     }
 
     /// The client Initial packets of a UDP datagram (several may be coalesced).
+    #[inline(never)]
     fn quic(&mut self, s: &FrameSummary, payload: &[u8], ts_ns: u64) -> Option<AppFact> {
         // A datagram from port 443 to another port is a server's: its Initials are protected
         // with keys this datagram does not give (see `quic`), so none is tried.
@@ -281,6 +324,21 @@ impl Inspector {
             });
             if n == 0 {
                 continue; // an ACK-only Initial
+            }
+            // The common case: the first Initial holds the whole hello in a frame at offset 0.
+            // It is read where it was decrypted, with no reassembly slot.
+            if fresh.is_none() && !self.pending.has(&id) {
+                if let Some(&(_, a, b)) = pieces[..n].iter().find(|p| p.0 == 0) {
+                    let d = &frames[a..b];
+                    let need = d
+                        .get(1..4)
+                        .map(|l| 4 + u32::from_be_bytes([0, l[0], l[1], l[2]]) as usize);
+                    if let Some(need) = need.filter(|&need| d.len() >= need) {
+                        let f = handshake_fact(d[0], &d[4..need], true);
+                        self.pending.finish(&id, true);
+                        return f;
+                    }
+                }
             }
             let slot = match self.pending.get(&id, ts_ns) {
                 Some(slot) => slot,
@@ -334,6 +392,26 @@ fn tcp_seq(frame: &[u8], s: &FrameSummary) -> u32 {
     frame
         .get(at..at + 4)
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The fact of a DNS message (`tcp`: with its two-byte length first).
+#[inline(never)]
+fn dns_fact(payload: &[u8], tcp: bool) -> Option<AppFact> {
+    if tcp {
+        dns::parse_tcp(payload).map(AppFact::Dns)
+    } else {
+        dns::parse(payload).map(AppFact::Dns)
+    }
+}
+
+/// The fact of an HTTP/1.x request or response.
+#[inline(never)]
+fn http_fact(payload: &[u8]) -> Option<AppFact> {
+    if payload.starts_with(b"HTTP/1.") {
+        http::parse_response(payload).map(AppFact::HttpResponse)
+    } else {
+        http::parse_request(payload).map(AppFact::HttpRequest)
+    }
 }
 
 /// The fact of a whole handshake message.

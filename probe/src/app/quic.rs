@@ -194,6 +194,19 @@ pub fn open_initial(d: &[u8], buf: &mut [u8]) -> Option<Opened> {
     })
 }
 
+/// How many zero bytes `b` starts with, 16 at a time (a client's first Initial is mostly
+/// PADDING, 900 bytes and more).
+fn zeros(b: &[u8]) -> usize {
+    let mut n = 0;
+    for chunk in b.chunks_exact(16) {
+        if u128::from_ne_bytes(chunk.try_into().expect("16 bytes")) != 0 {
+            break;
+        }
+        n += 16;
+    }
+    n + b[n..].iter().position(|&x| x != 0).unwrap_or(b.len() - n)
+}
+
 /// Calls `f(offset, data)` for each CRYPTO frame among an Initial packet's frames; stops at
 /// the first frame an Initial may not carry, or a cut one.
 pub fn crypto_frames(mut b: &[u8], mut f: impl FnMut(u64, &[u8])) {
@@ -207,7 +220,7 @@ pub fn crypto_frames(mut b: &[u8], mut f: impl FnMut(u64, &[u8])) {
     while let Some(&ty) = b.first() {
         if ty == 0 {
             // PADDING fills most of a client's first Initial: skip the run at once.
-            b = &b[b.iter().position(|&x| x != 0).unwrap_or(b.len())..];
+            b = &b[zeros(b)..];
             continue;
         }
         b = &b[1..];
@@ -295,6 +308,25 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn zeros_counts_the_leading_run() {
+        for (len, at) in [
+            (0, 0),
+            (5, 5),
+            (16, 16),
+            (40, 17),
+            (40, 33),
+            (40, 40),
+            (1000, 999),
+        ] {
+            let mut b = vec![0u8; len];
+            if at < len {
+                b[at] = 1;
+            }
+            assert_eq!(zeros(&b), at.min(len), "{len} {at}");
+        }
     }
 
     #[test]

@@ -153,6 +153,11 @@ impl Pending {
         self.index.is_empty()
     }
 
+    /// Whether a hello of `id` is pending (not touching it).
+    pub fn has(&self, id: &FlowId) -> bool {
+        !self.index.is_empty() && self.index.contains_key(id)
+    }
+
     /// The pending hello of `id`, touched at `now_ns`.
     pub fn get(&mut self, id: &FlowId, now_ns: u64) -> Option<&mut Slot> {
         let &i = self.index.get(id)?;
