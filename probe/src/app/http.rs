@@ -43,7 +43,7 @@ const METHODS: &[&[u8]] = &[
 
 /// Splits off one line (without CRLF or LF); `None` when no line end is in `b`.
 fn line(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nl = b.iter().position(|&c| c == b'\n')?;
+    let nl = memchr::memchr(b'\n', b)?;
     let l = &b[..nl];
     let l = l.strip_suffix(b"\r").unwrap_or(l);
     Some((l, &b[nl + 1..]))
@@ -107,19 +107,26 @@ pub fn parse_request(payload: &[u8]) -> Option<Request> {
         minor,
         ..Default::default()
     };
-    while let Some((l, next)) = line(rest) {
+    // The header lines, until both wanted ones are found (the first non-empty of each wins).
+    while r.host.is_empty() || r.user_agent.is_empty() {
+        let Some((l, next)) = line(rest) else {
+            break;
+        };
         if l.is_empty() {
             break;
         }
         rest = next;
-        let Some(colon) = l.iter().position(|&c| c == b':') else {
+        let Some(colon) = memchr::memchr(b':', l) else {
             continue;
         };
-        let (name, value) = (&l[..colon], trim(&l[colon + 1..]));
-        if name.eq_ignore_ascii_case(b"host") && r.host.is_empty() {
-            r.host = BoundedText::new(value);
-        } else if name.eq_ignore_ascii_case(b"user-agent") && r.user_agent.is_empty() {
-            r.user_agent = BoundedText::new(value);
+        let (name, value) = (&l[..colon], &l[colon + 1..]);
+        if name.len() == 4 && name.eq_ignore_ascii_case(b"host") && r.host.is_empty() {
+            r.host.push(trim(value));
+        } else if name.len() == 10
+            && name.eq_ignore_ascii_case(b"user-agent")
+            && r.user_agent.is_empty()
+        {
+            r.user_agent.push(trim(value));
         }
     }
     Some(r)
