@@ -49,6 +49,10 @@ pub struct FrameBooks {
     /// frame is booked above either way.
     pub hellos_joined: u64,
     pub hellos_given_up: u64,
+    /// `--app`: payload packets the parsers left alone because their flow direction had its
+    /// first packets looked at without a fact (`app::looks`, the bound per flow). Not frames
+    /// lost: they were metered.
+    pub app_past_bound: u64,
 }
 
 impl Default for FrameBooks {
@@ -67,6 +71,7 @@ impl Default for FrameBooks {
             not_metered_last_ns: 0,
             hellos_joined: 0,
             hellos_given_up: 0,
+            app_past_bound: 0,
         }
     }
 }
@@ -93,6 +98,7 @@ impl FrameBooks {
         self.not_metered_last_ns = self.not_metered_last_ns.max(o.not_metered_last_ns);
         self.hellos_joined += o.hellos_joined;
         self.hellos_given_up += o.hellos_given_up;
+        self.app_past_bound += o.app_past_bound;
     }
     /// The statistics options records' view of these books.
     pub fn metering_counts(&self) -> ipfix_export::MeteringCounts {
@@ -293,6 +299,7 @@ impl Decoder {
             let (joined, evicted, expired) = app.reassembly_counts();
             b.hellos_joined = joined;
             b.hellos_given_up = evicted + expired;
+            b.app_past_bound = app.past_bound();
         }
         b
     }

@@ -308,6 +308,7 @@ impl RunReport {
                 "handoff_dropped": f.handoff_dropped,
                 "hellos_joined": f.hellos_joined,
                 "hellos_given_up": f.hellos_given_up,
+                "app_past_bound": f.app_past_bound,
                 "encapsulated_by_kind": encapsulated,
                 "balanced": f.balanced(),
             },
@@ -450,10 +451,14 @@ impl RunReport {
                 f.duplicates_seen, f.duplicates_dropped
             );
         }
-        if f.hellos_joined + f.hellos_given_up > 0 {
+        if f.hellos_joined + f.hellos_given_up + f.app_past_bound > 0 {
             s += &format!(
-                "  app: {} hellos put together from several packets, {} given up (table full or flow quiet)\n",
-                f.hellos_joined, f.hellos_given_up
+                "  app: {} hellos put together from several packets, {} given up (table full or flow quiet); \
+                 {} payloads not looked at (their direction's first {} said nothing)\n",
+                f.hellos_joined,
+                f.hellos_given_up,
+                f.app_past_bound,
+                crate::app::looks::MAX_LOOKS
             );
         }
         let fr = &self.fragments;

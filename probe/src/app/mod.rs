@@ -12,12 +12,16 @@
 //!   for its ClientHello (read by [`tls`], JA4 with `q`);
 //! - [`http`]: an HTTP/1.x request's method, target, Host and User-Agent; a response's status;
 //! - [`reassembly`]: the bounded table where a hello that one packet does not hold is put
-//!   together (the only state kept between packets, with [`Inspector`]'s buffers).
+//!   together;
+//! - [`looks`]: which flow directions gave their fact or had their first packets looked at,
+//!   the bound on what is inspected per flow (with `reassembly` and [`Inspector`]'s buffers,
+//!   the only state kept between packets).
 //!
 //! Names, paths and User-Agents are personal data: nothing here runs unless `--app` asks for it.
 
 pub mod dns;
 pub mod http;
+pub mod looks;
 pub mod quic;
 pub mod reassembly;
 pub mod tls;
@@ -94,6 +98,17 @@ impl AppFact {
 }
 
 impl AppFact {
+    /// Whether its direction can say nothing more that the record would keep (the first
+    /// value of each field wins): true but for an HTTP CONNECT request and HTTP responses,
+    /// after which a tunnelled TLS handshake may follow.
+    pub fn ends_direction(&self) -> bool {
+        match self {
+            AppFact::HttpRequest(q) => q.method.as_bytes() != b"CONNECT",
+            AppFact::HttpResponse(_) => false,
+            _ => true,
+        }
+    }
+
     /// Copies this fact into `dst`, only the bytes of its own variant: a fact is as large as
     /// its largest kind (an HTTP request, 800 bytes), a DNS message or a ServerHello is far
     /// smaller, and the copy of a whole fact showed in the profile of DNS-heavy traffic.
@@ -136,6 +151,7 @@ pub struct Inspector {
     scratch: Vec<u8>,
     packet: Vec<u8>,
     pending: reassembly::Pending,
+    looks: looks::Looks,
 }
 
 /// What a packet of a flow with an unfinished hello did to it (inline, like [`AppFact`]).
@@ -161,7 +177,14 @@ impl Inspector {
                 Vec::new()
             },
             pending: reassembly::Pending::default(),
+            looks: looks::Looks::default(),
         }
+    }
+
+    /// Payload packets left alone because their direction had its first
+    /// [`looks::MAX_LOOKS`] packets looked at without a fact.
+    pub fn past_bound(&self) -> u64 {
+        self.looks.past_bound
     }
 
     /// Hellos finished from several packets, and those given up (slots full, flow quiet).
@@ -210,7 +233,25 @@ impl Inspector {
         if !wanted {
             return None;
         }
-        self.inspect_payload(frame, s, ts_ns)
+        // The bound per flow: a direction that gave its fact, or had its first packets looked
+        // at without one, is left alone (a hello being put together is followed to its end).
+        let slot = match self.looks.look(s, ts_ns) {
+            looks::Look::Parse(slot) => Some(slot),
+            looks::Look::Done => return None,
+            looks::Look::PastBound => {
+                if self.pending.is_empty() || !self.pending.has(&reassembly::FlowId::of(s)) {
+                    self.looks.past_bound += 1;
+                    return None;
+                }
+                None
+            }
+        };
+        let fact = self.inspect_payload(frame, s, ts_ns);
+        if let Some(slot) = slot {
+            self.looks
+                .looked(slot, fact.as_ref().is_some_and(AppFact::ends_direction));
+        }
+        fact
     }
 
     /// [`Self::inspect`] past its gate: which parser the payload is for. Each parser runs
