@@ -49,9 +49,9 @@ pub struct FrameBooks {
     /// frame is booked above either way.
     pub hellos_joined: u64,
     pub hellos_given_up: u64,
-    /// `--app`: payload packets the parsers left alone because their flow direction had its
-    /// first packets looked at without a fact (`app::looks`, the bound per flow). Not frames
-    /// lost: they were metered.
+    /// `--app`: payloads that looked like a message but were not parsed, because their flow
+    /// direction had its first messages parsed without a fact (`app::looks`, the bound per
+    /// flow). Not frames lost: they were metered.
     pub app_past_bound: u64,
 }
 

@@ -454,7 +454,7 @@ impl RunReport {
         if f.hellos_joined + f.hellos_given_up + f.app_past_bound > 0 {
             s += &format!(
                 "  app: {} hellos put together from several packets, {} given up (table full or flow quiet); \
-                 {} payloads not looked at (their direction's first {} said nothing)\n",
+                 {} messages not parsed (their flow direction's first {} gave no field)\n",
                 f.hellos_joined,
                 f.hellos_given_up,
                 f.app_past_bound,

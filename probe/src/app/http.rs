@@ -49,12 +49,19 @@ fn line(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((l, &b[nl + 1..]))
 }
 
-/// Whether `payload` may start an HTTP/1.x request or response: its first byte can begin a
-/// method token or "HTTP/". Most segments (encrypted, binary, the middle of a body) fail
-/// this one test, which callers make before the parsers.
+/// Whether `payload` may start an HTTP/1.x request: a method token and a space within its
+/// first 21 bytes. Most segments (encrypted, binary, the middle of a body) fail it on their
+/// first byte, and the rest within a few.
 #[inline]
-pub fn may_start_message(payload: &[u8]) -> bool {
-    payload.first().is_some_and(is_token)
+pub fn may_be_request(payload: &[u8]) -> bool {
+    if !payload.first().is_some_and(is_token) {
+        return false;
+    }
+    let head = &payload[..payload.len().min(21)];
+    match head.iter().position(|&c| c == b' ') {
+        Some(sp) => sp > 0 && head[..sp].iter().all(is_token),
+        None => false,
+    }
 }
 
 /// A byte of a request method (RFC 9110's token, as requests use it: upper-case letters,
@@ -67,15 +74,9 @@ fn is_token(c: &u8) -> bool {
 /// target up to the next space, the version last (`HTTP/0.9` requests have none); a request
 /// line cut by the end of the captured bytes still gives its method and target.
 pub fn parse_request(payload: &[u8]) -> Option<Request> {
-    // Most payloads are not a request: a method token and a space within the first 21 bytes
-    // are checked before anything looks for a line end, so a bulk transfer's segment costs a
-    // few bytes, not all of them.
-    if !may_start_message(payload) {
-        return None;
-    }
-    let head = &payload[..payload.len().min(21)];
-    let sp = head.iter().position(|&c| c == b' ')?;
-    if sp == 0 || !head[..sp].iter().all(is_token) {
+    // Most payloads are not a request: that is decided from their first bytes, before
+    // anything looks for a line end.
+    if !may_be_request(payload) {
         return None;
     }
     let (first, mut rest) = line(payload).unwrap_or((payload, &[]));

@@ -1,13 +1,15 @@
 //! Which directions of which flows the parsers have already looked at: the bound on the bytes
 //! inspected per flow.
 //!
-//! The parsers run in the decoder, which has no flow state, so without this every packet with
-//! a payload would be looked at for as long as its flow lasts: each one a cache miss on its
-//! payload, for nothing, since a flow's fields are its first values. Here a direction (a
-//! hash of its addresses, ports, protocol and VLAN) is left alone once it gave a fact that
-//! ends what it can say (a DNS message, a hello, a request other than CONNECT), or once its
-//! first [`MAX_LOOKS`] payload packets gave none (a hello still being put together is
-//! followed to its end). After [`LOOK_AGAIN_NS`] the direction is looked at afresh: a
+//! The parsers run in the decoder, which has no flow state, so without this every message of
+//! a flow would be parsed for as long as the flow lasts (every request of a keep-alive
+//! connection, every query over one 5-tuple), for nothing, since a flow's fields are its
+//! first values. Every payload still has its first bytes checked (that is what tells a
+//! message from the rest, and costs a few nanoseconds); a payload that looks like a message
+//! is parsed only if its direction (a hash of its addresses, ports, protocol and VLAN) has
+//! not given a fact that ends what it can say (a DNS message, a hello, a request other than
+//! CONNECT), nor had its first [`MAX_LOOKS`] such messages give none (a hello still being put
+//! together is followed to its end, outside this bound). After [`LOOK_AGAIN_NS`] the direction is looked at afresh: a
 //! long-lived 5-tuple (mDNS, a forwarder's fixed port) starts new flow records, and they get
 //! their fields too.
 //!
@@ -21,7 +23,7 @@ use crate::wire::FrameSummary;
 
 /// Entries in the table (a power of two).
 pub const SLOTS: usize = 1 << 14;
-/// Payload packets of one direction looked at without a fact before it is left alone.
+/// Messages of one direction parsed without a fact before it is left alone.
 pub const MAX_LOOKS: u32 = 16;
 /// A direction left alone is looked at again after this long.
 pub const LOOK_AGAIN_NS: u64 = 1_000_000_000;
@@ -29,7 +31,7 @@ pub const LOOK_AGAIN_NS: u64 = 1_000_000_000;
 #[derive(Clone, Copy, Default)]
 struct Entry {
     tag: u32,
-    /// Payload packets looked at since `since_ns`.
+    /// Messages parsed since `since_ns`.
     looks: u16,
     /// It gave a fact that ends what it can say.
     done: bool,
@@ -49,7 +51,7 @@ pub enum Look {
 
 pub struct Looks {
     entries: Vec<Entry>,
-    /// Payload packets left alone because their direction was past [`MAX_LOOKS`].
+    /// Messages left alone because their direction was past [`MAX_LOOKS`].
     pub past_bound: u64,
 }
 

@@ -181,8 +181,8 @@ impl Inspector {
         }
     }
 
-    /// Payload packets left alone because their direction had its first
-    /// [`looks::MAX_LOOKS`] packets looked at without a fact.
+    /// Messages left alone because their direction had its first [`looks::MAX_LOOKS`] ones
+    /// parsed without a fact.
     pub fn past_bound(&self) -> u64 {
         self.looks.past_bound
     }
@@ -233,24 +233,32 @@ impl Inspector {
         if !wanted {
             return None;
         }
-        // The bound per flow: a direction that gave its fact, or had its first packets looked
-        // at without one, is left alone (a hello being put together is followed to its end).
+        self.inspect_payload(frame, s, ts_ns)
+    }
+
+    /// Runs `parse` on a payload that looks like a message for it, within the bound per flow
+    /// ([`looks`]): a direction that gave its fact, or had its first messages looked at
+    /// without one, is left alone. Consulted only here, for payloads a parser would read, not
+    /// for every packet: the table is one more cache line, and most packets never get this
+    /// far.
+    #[inline]
+    fn bounded(
+        &mut self,
+        s: &FrameSummary,
+        ts_ns: u64,
+        parse: impl FnOnce(&mut Self) -> Option<AppFact>,
+    ) -> Option<AppFact> {
         let slot = match self.looks.look(s, ts_ns) {
-            looks::Look::Parse(slot) => Some(slot),
+            looks::Look::Parse(slot) => slot,
             looks::Look::Done => return None,
             looks::Look::PastBound => {
-                if self.pending.is_empty() || !self.pending.has(&reassembly::FlowId::of(s)) {
-                    self.looks.past_bound += 1;
-                    return None;
-                }
-                None
+                self.looks.past_bound += 1;
+                return None;
             }
         };
-        let fact = self.inspect_payload(frame, s, ts_ns);
-        if let Some(slot) = slot {
-            self.looks
-                .looked(slot, fact.as_ref().is_some_and(AppFact::ends_direction));
-        }
+        let fact = parse(self);
+        self.looks
+            .looked(slot, fact.as_ref().is_some_and(AppFact::ends_direction));
         fact
     }
 
@@ -267,30 +275,33 @@ impl Inspector {
         let dns_port = |p: u16| p == 53 || p == 5353;
         match s.protocol {
             17 if set.has(AppSet::DNS) && (dns_port(s.src_port) || dns_port(s.dst_port)) => {
-                dns_fact(payload, false)
+                self.bounded(s, ts_ns, |_| dns_fact(payload, false))
             }
             17 if set.has(AppSet::QUIC)
                 && payload.len() >= quic::MIN_CLIENT_DATAGRAM
-                && payload[0] & 0xc0 == 0xc0 =>
+                && quic::may_be_initial(payload) =>
             {
-                self.quic(s, payload, ts_ns)
+                self.bounded(s, ts_ns, |me| me.quic(s, payload, ts_ns))
             }
             6 if set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53) => {
-                dns_fact(payload, true)
+                self.bounded(s, ts_ns, |_| dns_fact(payload, true))
             }
             6 => {
                 if set.has(AppSet::TLS) {
+                    // A hello being put together is followed to its end, bound or not.
                     if !self.pending.is_empty() {
                         if let Some(p) = self.tls_continued(frame, s, payload, ts_ns) {
                             return p;
                         }
                     }
                     if payload[0] == 22 {
-                        return self.tls_first(frame, s, payload, ts_ns);
+                        return self.bounded(s, ts_ns, |me| me.tls_first(frame, s, payload, ts_ns));
                     }
                 }
-                if set.has(AppSet::HTTP) && http::may_start_message(payload) {
-                    http_fact(payload)
+                if set.has(AppSet::HTTP)
+                    && (payload.starts_with(b"HTTP/1.") || http::may_be_request(payload))
+                {
+                    self.bounded(s, ts_ns, |_| http_fact(payload))
                 } else {
                     None
                 }

@@ -56,6 +56,24 @@ struct Header<'a> {
     end: usize,
 }
 
+/// Whether `d` starts like a client Initial of a version we read (long header, version 1 or
+/// 2, the Initial type): five bytes, before any key is derived.
+#[inline]
+pub fn may_be_initial(d: &[u8]) -> bool {
+    match d.get(..5) {
+        Some(h) => {
+            let version = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+            let initial = match version {
+                V1 => 0,
+                V2 => 1,
+                _ => return false,
+            };
+            h[0] & 0xc0 == 0xc0 && (h[0] >> 4) & 3 == initial
+        }
+        None => false,
+    }
+}
+
 fn header(d: &[u8]) -> Option<Header<'_>> {
     let first = *d.first()?;
     // Long header, fixed bit.
