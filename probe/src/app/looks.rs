@@ -3,8 +3,9 @@
 //!
 //! The parsers run in the decoder, which has no flow state, so without this every message of
 //! a flow would be parsed for as long as the flow lasts (every request of a keep-alive
-//! connection, every query over one 5-tuple), for nothing, since a flow's fields are its
-//! first values. Every payload still has its first bytes checked (that is what tells a
+//! connection, every DNS message of a TCP stream), for nothing, since a flow's fields are its
+//! first values. Used for the messages a flow can repeat without end (see
+//! `Inspector::inspect_payload`: HTTP and DNS over TCP). Every payload still has its first bytes checked (that is what tells a
 //! message from the rest, and costs a few nanoseconds); a payload that looks like a message
 //! is parsed only if its direction (a hash of its addresses, ports, protocol and VLAN) has
 //! not given a fact that ends what it can say (a DNS message, a hello, a request other than

@@ -274,8 +274,12 @@ impl Inspector {
         let set = self.set;
         let dns_port = |p: u16| p == 53 || p == 5353;
         match s.protocol {
-            // A datagram is one message, and parsing it costs less than consulting the bound
-            // (a cache miss in a table of all live directions): DNS over UDP is not bounded.
+            // The bound per flow is for messages a flow can repeat without end (HTTP requests
+            // and responses, DNS over TCP). A DNS datagram is one message, whose parse costs
+            // less than consulting the bound (a cache miss in a table of all live directions);
+            // a TLS or QUIC hello comes once per direction (a QUIC flow whose hello was read
+            // is skipped by `reassembly`'s recently finished ones), and the handshake records
+            // after it are turned away by their header.
             17 if set.has(AppSet::DNS) && (dns_port(s.src_port) || dns_port(s.dst_port)) => {
                 dns_fact(payload, false)
             }
@@ -283,7 +287,7 @@ impl Inspector {
                 && payload.len() >= quic::MIN_CLIENT_DATAGRAM
                 && quic::may_be_initial(payload) =>
             {
-                self.bounded(s, ts_ns, |me| me.quic(s, payload, ts_ns))
+                self.quic(s, payload, ts_ns)
             }
             6 if set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53) => {
                 self.bounded(s, ts_ns, |_| dns_fact(payload, true))
@@ -297,7 +301,7 @@ impl Inspector {
                         }
                     }
                     if payload[0] == 22 {
-                        return self.bounded(s, ts_ns, |me| me.tls_first(frame, s, payload, ts_ns));
+                        return self.tls_first(frame, s, payload, ts_ns);
                     }
                 }
                 if set.has(AppSet::HTTP)
