@@ -214,7 +214,9 @@ fn inspect(c: &mut Criterion) {
         g.bench_function(format!("{name}/inspect"), |b| {
             b.iter(|| {
                 i = (i + 1) % frames.len();
-                ts += 1000;
+                // Two seconds apart: past the bound's memory (`app::looks::LOOK_AGAIN_NS`), so
+                // each message is parsed, as a new flow's would be.
+                ts += 2_000_000_000;
                 insp.inspect(black_box(&frames[i]), &sums[i], ts).is_some()
             })
         });
