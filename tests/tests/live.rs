@@ -586,15 +586,31 @@ fn user_drops_root_and_keeps_only_cap_bpf_in_the_main_thread() {
     );
     assert_eq!(status_field(&proc_dir, "CapBnd:"), "0000008000000000");
     assert_eq!(status_field(&proc_dir, "NoNewPrivs:"), "1");
-    let mut others = 0;
-    for t in std::fs::read_dir(proc_dir.join("task")).unwrap().flatten() {
-        if t.file_name().to_string_lossy() != cap.child.id().to_string() {
-            assert_eq!(status_field(&t.path(), "CapEff:"), "0000000000000000");
-            assert!(status_field(&t.path(), "Uid:").starts_with("65534"));
-            others += 1;
+    // The RX threads and workers start after the switch and drop what they inherited from
+    // the main thread (CAP_BPF) as they start: wait until they have.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut others = 0;
+        let mut holding = vec![];
+        for t in std::fs::read_dir(proc_dir.join("task")).unwrap().flatten() {
+            if t.file_name().to_string_lossy() != cap.child.id().to_string() {
+                assert!(status_field(&t.path(), "Uid:").starts_with("65534"));
+                let eff = status_field(&t.path(), "CapEff:");
+                if eff != "0000000000000000" {
+                    holding.push(format!("{:?}: {eff}", t.file_name()));
+                }
+                others += 1;
+            }
         }
+        if others >= 3 && holding.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workers, exporter and ring writer ({others}) must hold no capability: {holding:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(others >= 3, "workers, exporter and ring writer: {others}");
     lab.send(&frames, &[0], usize::MAX);
     let (code, stderr, books) = cap.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "{stderr}");
