@@ -361,7 +361,7 @@ impl Decoder {
                     // Most packets say nothing: then only the tag is written, not a whole
                     // fact (assigning the returned Option copies all 800 bytes, even a None).
                     match app.inspect(frame, s, ts_ns) {
-                        Some(f) => f.copy_to(&mut self.fact),
+                        Some(f) => self.fact = Some(f),
                         None => self.fact = None,
                     }
                 }
@@ -545,7 +545,7 @@ impl FlowMeter {
         if self.facts.is_empty() {
             self.facts = vec![None; LOOKAHEAD];
         }
-        fact.copy_to(&mut self.facts[slot]);
+        self.facts[slot] = Some(*fact);
         self.waiting[slot].has_fact = true;
     }
 

@@ -95,9 +95,7 @@ impl AppFact {
             AppFact::HttpRequest(_) | AppFact::HttpResponse(_) => AppSet::HTTP,
         }
     }
-}
 
-impl AppFact {
     /// Whether its direction can say nothing more that the record would keep (the first
     /// value of each field wins): true but for an HTTP CONNECT request and HTTP responses,
     /// after which a tunnelled TLS handshake may follow.
@@ -107,20 +105,6 @@ impl AppFact {
             AppFact::HttpResponse(_) => false,
             _ => true,
         }
-    }
-
-    /// Copies this fact into `dst`, only the bytes of its own variant: a fact is as large as
-    /// its largest kind (an HTTP request, 800 bytes), a DNS message or a ServerHello is far
-    /// smaller, and the copy of a whole fact showed in the profile of DNS-heavy traffic.
-    #[inline]
-    pub fn copy_to(&self, dst: &mut Option<AppFact>) {
-        *dst = Some(match self {
-            AppFact::Dns(m) => AppFact::Dns(*m),
-            AppFact::TlsClient(h) => AppFact::TlsClient(*h),
-            AppFact::TlsServer(h) => AppFact::TlsServer(*h),
-            AppFact::HttpRequest(q) => AppFact::HttpRequest(*q),
-            AppFact::HttpResponse(c) => AppFact::HttpResponse(*c),
-        });
     }
 }
 
