@@ -25,13 +25,7 @@ use std::hint::black_box;
 const SITE: &str = "www.example.com";
 
 fn dns_query() -> Vec<u8> {
-    let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for l in SITE.split('.') {
-        m.push(l.len() as u8);
-        m.extend_from_slice(l.as_bytes());
-    }
-    m.extend_from_slice(&[0, 0, 1, 0, 1]);
-    m
+    e2e::craft::dns_message(0x1234, SITE, 1, None)
 }
 
 fn http_request() -> Vec<u8> {
@@ -60,22 +54,20 @@ fn quic_initial(i: u32) -> Vec<u8> {
     quic::protect_initial(quic::V1, &dcid, 0, &payload)
 }
 
+/// A frame from 10.0.0.1 to 10.0.0.2: a UDP datagram, or a TCP segment with data.
 fn frame(udp: bool, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
-        [10, 0, 0, 1],
-        [10, 0, 0, 2],
-        64,
-    );
-    let mut v = vec![];
+    let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
     if udp {
-        b.udp(sport, dport).write(&mut v, payload).unwrap();
-    } else {
-        b.tcp(sport, dport, 1000, 64240)
-            .ack(1)
-            .psh()
-            .write(&mut v, payload)
-            .unwrap();
+        return e2e::craft::udp4(a, sport, b, dport, payload);
     }
+    let mut v = vec![];
+    etherparse::PacketBuilder::ethernet2(e2e::craft::MAC_A, e2e::craft::MAC_B)
+        .ipv4(a, b, 64)
+        .tcp(sport, dport, 1000, 64240)
+        .ack(1)
+        .psh()
+        .write(&mut v, payload)
+        .unwrap();
     v
 }
 

@@ -353,3 +353,41 @@ pub fn tcp_exchange(
     push(true, "A", b"");
     out
 }
+
+/// An Ethernet frame with IPv4 and UDP carrying `payload`.
+pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 42);
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut out, payload)
+        .expect("a valid UDP packet");
+    out
+}
+
+/// A DNS message with one question (`name`, `qtype`, class IN): a query when `response` is
+/// `None`, else a response with that RCODE and an A record per address (the question's name
+/// by pointer, TTL 60).
+pub fn dns_message(id: u16, name: &str, qtype: u16, response: Option<(u8, &[[u8; 4]])>) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    let answers = response.map_or(&[][..], |(_, a)| a);
+    match response {
+        Some((rcode, _)) => m.extend_from_slice(&[0x81, 0x80 | (rcode & 0xf)]),
+        None => m.extend_from_slice(&[0x01, 0x00]),
+    }
+    m.extend_from_slice(&[0, 1]);
+    m.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    for l in name.split('.') {
+        m.push(l.len() as u8);
+        m.extend_from_slice(l.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    for a in answers {
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        m.extend_from_slice(a);
+    }
+    m
+}

@@ -24,12 +24,7 @@ fn ip4(s: &str) -> [u8; 4] {
 }
 
 fn udp(src: &str, sport: u16, dst: &str, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(ip4(src), ip4(dst), 64)
-        .udp(sport, dport);
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    e2e::craft::udp4(ip4(src), sport, ip4(dst), dport, payload)
 }
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16, seq: u32, syn: bool, data: &[u8]) -> Vec<u8> {
@@ -42,28 +37,9 @@ fn tcp(src: &str, sport: u16, dst: &str, dport: u16, seq: u32, syn: bool, data: 
     out
 }
 
-fn dns_name(name: &str) -> Vec<u8> {
-    let mut v = Vec::new();
-    for l in name.split('.') {
-        v.push(l.len() as u8);
-        v.extend_from_slice(l.as_bytes());
-    }
-    v.push(0);
-    v
-}
-
+/// A query, or its NXDOMAIN answer.
 fn dns(id: u16, response: bool, name: &str, qtype: u16) -> Vec<u8> {
-    let mut m = id.to_be_bytes().to_vec();
-    m.extend_from_slice(if response {
-        &[0x81, 0x83]
-    } else {
-        &[0x01, 0x00]
-    });
-    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    m.extend(dns_name(name));
-    m.extend_from_slice(&qtype.to_be_bytes());
-    m.extend_from_slice(&[0, 1]);
-    m
+    e2e::craft::dns_message(id, name, qtype, response.then_some((3, &[][..])))
 }
 
 /// DNS, HTTP and TLS conversations, each with its answer.

@@ -20,13 +20,7 @@ const CLIENT: [u8; 4] = [10, 71, 0, 1];
 const SERVER: [u8; 4] = [10, 72, 0, 1];
 
 fn udp(sport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(CLIENT, SERVER, 64)
-        .udp(sport, 443)
-        .write(&mut out, payload)
-        .unwrap();
-    out
+    e2e::craft::udp4(CLIENT, sport, SERVER, 443, payload)
 }
 
 fn tcp(sport: u16, seq: u32, syn: bool, data: &[u8]) -> Vec<u8> {

@@ -4,11 +4,9 @@
 //! tshark and compared, frame by frame (by timestamp), with what the capture holds.
 
 use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
-use e2e::craft::{MAC_A, MAC_B};
 use e2e::hello::{client_hello, record, server_hello};
 use e2e::tools::{read_books, run_probe};
 use e2e::TempDir;
-use etherparse::PacketBuilder;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -41,21 +39,8 @@ fn tcp_conv(
 }
 
 fn dns_conv(conv: &'static str, sport: u16, name: &str, t0: u64) -> Vec<Tagged> {
-    let q = |response: bool| {
-        let mut m = vec![0x12, 0x34];
-        m.extend_from_slice(if response {
-            &[0x81, 0x80]
-        } else {
-            &[0x01, 0x00]
-        });
-        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-        for l in name.split('.') {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.extend_from_slice(&[0, 0, 1, 0, 1]);
-        m
-    };
+    let q =
+        |response: bool| e2e::craft::dns_message(0x1234, name, 1, response.then_some((0, &[][..])));
     let (c, s) = (ip4("10.91.0.7"), ip4("10.92.0.53"));
     let mut out = vec![];
     for (i, response) in [false, true].into_iter().enumerate() {
@@ -64,12 +49,7 @@ fn dns_conv(conv: &'static str, sport: u16, name: &str, t0: u64) -> Vec<Tagged> 
         } else {
             (c, s, sport, 53)
         };
-        let mut f = vec![];
-        PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .ipv4(src, dst, 64)
-            .udp(sp, dp)
-            .write(&mut f, &q(response))
-            .unwrap();
+        let f = e2e::craft::udp4(src, sp, dst, dp, &q(response));
         out.push(Tagged {
             conv,
             frame: Frame {

@@ -17,9 +17,8 @@
 use crate::bench::{measure, probe_read, Measured, RUNS};
 use anyhow::{bail, Result};
 use e2e::capture::{PcapWriter, LINKTYPE_ETHERNET};
-use e2e::craft::{tcp_exchange, MAC_A, MAC_B};
+use e2e::craft::{tcp_exchange, udp4};
 use e2e::hello::{client_hello, crypto_frame, record, server_hello};
-use etherparse::PacketBuilder;
 use std::path::Path;
 
 const BASE_NS: u64 = 1_700_000_000_000_000_000;
@@ -162,33 +161,9 @@ impl Rng {
     }
 }
 
-fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![];
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(src, dst, 64)
-        .udp(sport, dport)
-        .write(&mut f, payload)
-        .expect("a valid UDP packet");
-    f
-}
-
+/// A query, or its answer with one address.
 fn dns(id: u16, response: bool, name: &str) -> Vec<u8> {
-    let mut m = id.to_be_bytes().to_vec();
-    m.extend_from_slice(if response {
-        &[0x81, 0x80, 0, 1, 0, 1]
-    } else {
-        &[0x01, 0x00, 0, 1, 0, 0]
-    });
-    m.extend_from_slice(&[0, 0, 0, 0]);
-    for l in name.split('.') {
-        m.push(l.len() as u8);
-        m.extend_from_slice(l.as_bytes());
-    }
-    m.extend_from_slice(&[0, 0, 1, 0, 1]);
-    if response {
-        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-    }
-    m
+    e2e::craft::dns_message(id, name, 1, response.then_some((0, &[[192, 0, 2, 1]][..])))
 }
 
 /// Writes `rounds` rounds of the rich mix; returns the frames written.
@@ -204,10 +179,10 @@ pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
         let site = format!("www{}.example{}.com", r % 977, r % 13);
         for (k, name) in [site.as_str(), "time.example.org"].into_iter().enumerate() {
             let sport = 30000 + k as u16;
-            frames.push((t0, udp(c, sport, s, 53, &dns(r as u16, false, name))));
+            frames.push((t0, udp4(c, sport, s, 53, &dns(r as u16, false, name))));
             frames.push((
                 t0 + 200_000,
-                udp(s, 53, c, sport, &dns(r as u16, true, name)),
+                udp4(s, 53, c, sport, &dns(r as u16, true, name)),
             ));
         }
         let cs = |x: [u8; 4]| format!("{}.{}.{}.{}", x[0], x[1], x[2], x[3]);
@@ -245,7 +220,7 @@ pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
         payload.resize(1200 - 14 - dcid.len() - 16, 0);
         let initial = probe::app::quic::protect_initial(probe::app::quic::V1, &dcid, 0, &payload);
         let t = t0 + 3_000_000;
-        frames.push((t, udp(c, 50000, s, 443, &initial)));
+        frames.push((t, udp4(c, 50000, s, 443, &initial)));
         let mut server = vec![0xc1, 0, 0, 0, 1, 8];
         server.extend(rng.bytes(8));
         server.extend_from_slice(&[8]);
@@ -254,7 +229,7 @@ pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
         let length = 1200 - server.len() - 2;
         server.extend_from_slice(&(0x4000 | length as u16).to_be_bytes());
         server.extend(rng.bytes(length));
-        frames.push((t + 300_000, udp(s, 443, c, 50000, &server)));
+        frames.push((t + 300_000, udp4(s, 443, c, 50000, &server)));
         for i in 0..16 + extra as u64 {
             let mut short = vec![0x40 | (rng.next() as u8 & 0x1f)];
             short.extend(rng.bytes(if i % 2 == 0 { 1100 } else { 60 }));
@@ -263,7 +238,7 @@ pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
             } else {
                 (c, 50000, s, 443)
             };
-            frames.push((t + 600_000 + i * 200_000, udp(a, ap, b, bp, &short)));
+            frames.push((t + 600_000 + i * 200_000, udp4(a, ap, b, bp, &short)));
         }
     }
     frames.sort_by_key(|f| f.0);
