@@ -1,22 +1,20 @@
-//! Which directions of which flows the parsers have already looked at: the bound on the bytes
-//! inspected per flow.
+//! Which flow directions the parsers have already read: the bound on how many messages are
+//! parsed per flow, for the kinds a flow can repeat without end (HTTP requests and responses,
+//! DNS over TCP; `Inspector::inspect_payload` says which).
 //!
-//! The parsers run in the decoder, which has no flow state, so without this every message of
-//! a flow would be parsed for as long as the flow lasts (every request of a keep-alive
-//! connection, every DNS message of a TCP stream), for nothing, since a flow's fields are its
-//! first values. Used for the messages a flow can repeat without end (see
-//! `Inspector::inspect_payload`: HTTP and DNS over TCP). Every payload still has its first bytes checked (that is what tells a
-//! message from the rest, and costs a few nanoseconds); a payload that looks like a message
-//! is parsed only if its direction (a hash of its addresses, ports, protocol and VLAN) has
-//! not given a fact that ends what it can say (a DNS message, a hello, a request other than
-//! CONNECT), nor had its first [`MAX_LOOKS`] such messages give none (a hello still being put
-//! together is followed to its end, outside this bound). After [`LOOK_AGAIN_NS`] the direction is looked at afresh: a
-//! long-lived 5-tuple (mDNS, a forwarder's fixed port) starts new flow records, and they get
-//! their fields too.
+//! The parsers run in the decoder, which has no flow state, so without this every request of
+//! a keep-alive connection and every DNS message of a TCP stream would be parsed for as long
+//! as the flow lasts, for nothing, since a flow's fields are its first values. Every payload
+//! still has its first bytes checked (that is what tells a message from the rest, and costs a
+//! few nanoseconds); one that looks like such a message is parsed only if its direction (a
+//! hash of its addresses, ports, protocol and VLAN) has not given a fact that ends what it can
+//! say (a DNS message, a request other than CONNECT), nor had its first [`MAX_LOOKS`] such
+//! messages give none. After [`LOOK_AGAIN_NS`] the direction is read afresh: a long-lived
+//! 5-tuple starts new flow records, and they get their fields too.
 //!
 //! Bounded: [`SLOTS`] entries of 16 bytes (256 KiB per decoder), direct-mapped. A direction
-//! whose slot another one took is simply looked at again (more work, never a lost field);
-//! two directions with the same slot and the same 32-bit tag (one chance in 2^32 per new
+//! whose slot another one took is simply read again (more work, never a lost field); two
+//! directions with the same slot and the same 32-bit tag (one chance in 2^32 per new
 //! direction) would share their state, so the second could lose its fields for up to
 //! [`LOOK_AGAIN_NS`].
 

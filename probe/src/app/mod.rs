@@ -13,9 +13,9 @@
 //! - [`http`]: an HTTP/1.x request's method, target, Host and User-Agent; a response's status;
 //! - [`reassembly`]: the bounded table where a hello that one packet does not hold is put
 //!   together;
-//! - [`looks`]: which flow directions gave their fact or had their first packets looked at,
-//!   the bound on what is inspected per flow (with `reassembly` and [`Inspector`]'s buffers,
-//!   the only state kept between packets).
+//! - [`looks`]: which flow directions gave their fact or had their first messages parsed,
+//!   the bound on the HTTP and DNS-over-TCP messages parsed per flow (with `reassembly` and
+//!   [`Inspector`]'s buffers, the only state kept between packets).
 //!
 //! Names, paths and User-Agents are personal data: nothing here runs unless `--app` asks for it.
 
@@ -230,7 +230,7 @@ impl Inspector {
         &mut self,
         s: &FrameSummary,
         ts_ns: u64,
-        parse: impl FnOnce(&mut Self) -> Option<AppFact>,
+        parse: impl FnOnce() -> Option<AppFact>,
     ) -> Option<AppFact> {
         let slot = match self.looks.look(s, ts_ns) {
             looks::Look::Parse(slot) => slot,
@@ -240,7 +240,7 @@ impl Inspector {
                 return None;
             }
         };
-        let fact = parse(self);
+        let fact = parse();
         self.looks
             .looked(slot, fact.as_ref().is_some_and(AppFact::ends_direction));
         fact
@@ -274,7 +274,7 @@ impl Inspector {
                 self.quic(s, payload, ts_ns)
             }
             6 if set.has(AppSet::DNS) && (s.src_port == 53 || s.dst_port == 53) => {
-                self.bounded(s, ts_ns, |_| dns_fact(payload, true))
+                self.bounded(s, ts_ns, || dns_fact(payload, true))
             }
             6 => {
                 if set.has(AppSet::TLS) {
@@ -291,7 +291,7 @@ impl Inspector {
                 if set.has(AppSet::HTTP)
                     && (payload.starts_with(b"HTTP/1.") || http::may_be_request(payload))
                 {
-                    self.bounded(s, ts_ns, |_| http_fact(payload))
+                    self.bounded(s, ts_ns, || http_fact(payload))
                 } else {
                     None
                 }
