@@ -46,7 +46,7 @@ const NEEDED: &[(&str, &str)] = &[
     ("xz", "xz-utils"),
     // Live benchmark: the traffic generator.
     ("trafgen", "netsniff-ng"),
-    // Reference implementations from PyPI (ja4plus for JA4), installed into a venv.
+    // Reference implementations from PyPI (ja4plus for JA4, communityid), installed into a venv.
     ("python3", "python3"),
     ("/usr/share/doc/python3-venv", "python3-venv"),
 ];
