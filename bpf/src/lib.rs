@@ -27,7 +27,54 @@ mod skel {
 pub const MAX_QUEUES: u32 = 64;
 /// Bytes the program writes in front of each redirected frame (see [`FrameMeta`]).
 pub const META_LEN: usize = 16;
-const META_MAGIC: u32 = 0x5052_4f42;
+
+/// How a frame carries the kernel's arrival time to userspace; the loader takes the first of
+/// these that this kernel accepts ([`Steering::load`]), unless one is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stamp {
+    /// `bpf_xdp_adjust_meta`: the metadata area just before the frame (kernels and drivers
+    /// with XDP metadata; some recent kernels refuse the helper to XDP programs).
+    Metadata,
+    /// `bpf_xdp_adjust_head`: a [`META_LEN`]-byte prefix pushed in front of the Ethernet
+    /// header, which the RX thread strips before anything reads the frame. Same precision as
+    /// [`Stamp::Metadata`]; the frame costs 16 bytes more in the UMEM copy.
+    Prefix,
+    /// No kernel time: the RX thread stamps frames when it reads their batch (the error is a
+    /// batch's wait in the ring, and frames of two queues can be stamped out of order).
+    UserSpace,
+}
+
+impl Stamp {
+    /// The order the loader tries them in.
+    pub const PREFERENCE: [Stamp; 3] = [Stamp::Metadata, Stamp::Prefix, Stamp::UserSpace];
+
+    fn code(self) -> u8 {
+        match self {
+            Stamp::UserSpace => 0,
+            Stamp::Metadata => 1,
+            Stamp::Prefix => 2,
+        }
+    }
+
+    /// The name used on the command line, in the books and in the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stamp::Metadata => "xdp-metadata",
+            Stamp::Prefix => "xdp-prefix",
+            Stamp::UserSpace => "userspace",
+        }
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stamp::Metadata => "kernel time in the XDP metadata area",
+            Stamp::Prefix => "kernel time in a prefix in front of the frame",
+            Stamp::UserSpace => "user space at batch read",
+        })
+    }
+}
 
 /// How the loaded program behaves: set at load, and changed in place by [`Steering::update`]
 /// (a reload) without detaching the program or the sockets.
@@ -163,13 +210,14 @@ pub struct FrameMeta {
 }
 
 impl FrameMeta {
-    /// Reads the metadata from the [`META_LEN`] bytes in front of a frame; `None` when the
-    /// program did not write it (the caller clears the magic after each read, so stale bytes
-    /// from an earlier frame in the same UMEM chunk never pass).
+    /// Reads the stamp from [`META_LEN`] bytes; `None` when the program did not write it,
+    /// known by `cookie` ([`Steering::cookie`], random per load, so a frame's own bytes are
+    /// not taken for a stamp). In the metadata area the caller clears the cookie after each
+    /// read, so stale bytes from an earlier frame in the same UMEM chunk never pass.
     #[inline]
-    pub fn parse(b: &[u8; META_LEN]) -> Option<FrameMeta> {
+    pub fn parse(b: &[u8; META_LEN], cookie: u32) -> Option<FrameMeta> {
         let magic = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-        (magic == META_MAGIC).then(|| FrameMeta {
+        (magic == cookie).then(|| FrameMeta {
             ktime_ns: u64::from_ne_bytes(b[0..8].try_into().expect("8 bytes")),
             queue: u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
         })
@@ -187,11 +235,60 @@ pub struct Steering {
     skel: skel::SteerSkel<'static>,
     link: Option<OwnedFd>,
     cpus: usize,
+    stamp: Stamp,
+    cookie: u32,
+    /// Why better stamps than `stamp` were not used (one line per refusal).
+    stamp_fallbacks: Vec<(Stamp, String)>,
 }
 
 impl Steering {
-    /// Loads the program into the kernel with `cfg`; nothing is attached yet.
-    pub fn load(cfg: &SteerConfig) -> Result<Steering, SteerError> {
+    /// Loads the program into the kernel with `cfg`; nothing is attached yet. With `stamp`
+    /// `None`, tries each [`Stamp`] in [`Stamp::PREFERENCE`] and keeps the first this kernel
+    /// loads (why the better ones failed: [`Steering::stamp_fallbacks`]); with a stamp named,
+    /// only that one, and its refusal is the error.
+    pub fn load(cfg: &SteerConfig, stamp: Option<Stamp>) -> Result<Steering, SteerError> {
+        let wanted: &[Stamp] = match &stamp {
+            Some(s) => std::slice::from_ref(s),
+            None => &Stamp::PREFERENCE,
+        };
+        let mut fallbacks = Vec::new();
+        for &s in wanted {
+            match Steering::load_one(cfg, s) {
+                Ok(mut st) => {
+                    st.stamp_fallbacks = fallbacks;
+                    return Ok(st);
+                }
+                Err(SteerError::Permission) => return Err(SteerError::Permission),
+                Err(e) if stamp.is_some() => return Err(e),
+                Err(e) => fallbacks.push((s, refusal(&e))),
+            }
+        }
+        Err(SteerError::Load(format!(
+            "no way of stamping frames loads on this kernel: {}",
+            fallbacks
+                .iter()
+                .map(|(s, why)| format!("{}: {why}", s.name()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )))
+    }
+
+    /// How frames carry their arrival time with this program.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// The value that marks a stamp as the program's (see [`FrameMeta::parse`]).
+    pub fn cookie(&self) -> u32 {
+        self.cookie
+    }
+
+    /// The better stamps this kernel refused, each with the reason (empty: the best loaded).
+    pub fn stamp_fallbacks(&self) -> &[(Stamp, String)] {
+        &self.stamp_fallbacks
+    }
+
+    fn load_one(cfg: &SteerConfig, stamp: Stamp) -> Result<Steering, SteerError> {
         // libbpf prints its own diagnostics on stderr; keep them (the verifier's log among
         // them) and add them to a load error instead, so an operator sees one line unless
         // there is something a developer must read.
@@ -209,7 +306,9 @@ impl Steering {
             .rodata_data
             .as_deref_mut()
             .ok_or_else(|| SteerError::Load("the program has no .rodata section".into()))?;
-        ro.write_meta = 1;
+        let cookie = random_cookie();
+        ro.stamp_mode = stamp.code();
+        ro.stamp_cookie = cookie;
         let skel = open.load().map_err(load_error)?;
         let cpus = libbpf_rs::num_possible_cpus()
             .map_err(|e| SteerError::Load(format!("cannot count CPUs: {e}")))?;
@@ -217,6 +316,9 @@ impl Steering {
             skel,
             link: None,
             cpus,
+            stamp,
+            cookie,
+            stamp_fallbacks: Vec::new(),
         };
         s.update(cfg)?;
         Ok(s)
@@ -432,6 +534,35 @@ pub fn ifindex(name: &str) -> Result<u32, SteerError> {
     }
 }
 
+/// A random, non-zero cookie (zeroed memory is never taken for a stamp).
+fn random_cookie() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: the buffer is valid for 4 bytes.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 4, 0) };
+    let r = if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        // No getrandom: the clock's low bits and the pid are unpredictable enough to tell a
+        // stamp from frame bytes that happen to sit there.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        t ^ std::process::id().rotate_left(16)
+    };
+    r.max(1)
+}
+
+/// The line of a load error that says why (the verifier's refusal of a helper, when that is
+/// it), for the one line printed at start.
+fn refusal(e: &SteerError) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find(|l| l.contains("cannot use helper") || l.contains("unknown func"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| text.lines().next().unwrap_or_default().to_string())
+}
+
 /// The last libbpf diagnostics, for load errors.
 static LIBBPF_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
@@ -465,17 +596,22 @@ mod tests {
     fn meta_round_trip_and_clear() {
         let mut b = [0u8; META_LEN];
         b[0..8].copy_from_slice(&123_456_789u64.to_ne_bytes());
-        b[8..12].copy_from_slice(&META_MAGIC.to_ne_bytes());
+        b[8..12].copy_from_slice(&0xfeed_f00du32.to_ne_bytes());
         b[12..16].copy_from_slice(&3u32.to_ne_bytes());
         assert_eq!(
-            FrameMeta::parse(&b),
+            FrameMeta::parse(&b, 0xfeed_f00d),
             Some(FrameMeta {
                 ktime_ns: 123_456_789,
                 queue: 3
             })
         );
+        assert_eq!(
+            FrameMeta::parse(&b, 0xfeed_f00e),
+            None,
+            "another load's cookie"
+        );
         FrameMeta::clear(&mut b);
-        assert_eq!(FrameMeta::parse(&b), None);
+        assert_eq!(FrameMeta::parse(&b, 0xfeed_f00d), None);
     }
 
     #[test]

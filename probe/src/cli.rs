@@ -540,6 +540,31 @@ pub enum XdpModeArg {
     Generic,
 }
 
+/// Where each frame's arrival time comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimestampArg {
+    /// The best this kernel allows: xdp-metadata, else xdp-prefix, else userspace.
+    Auto,
+    /// Kernel time in the XDP metadata area (needs bpf_xdp_adjust_meta).
+    XdpMetadata,
+    /// Kernel time in a 16-byte prefix the RX thread strips (needs bpf_xdp_adjust_head).
+    XdpPrefix,
+    /// The RX thread's clock when it reads a batch (least precise).
+    Userspace,
+}
+
+impl TimestampArg {
+    /// The stamp asked for; `None`: the best that loads.
+    pub fn stamp(self) -> Option<bpf::Stamp> {
+        match self {
+            TimestampArg::Auto => None,
+            TimestampArg::XdpMetadata => Some(bpf::Stamp::Metadata),
+            TimestampArg::XdpPrefix => Some(bpf::Stamp::Prefix),
+            TimestampArg::Userspace => Some(bpf::Stamp::UserSpace),
+        }
+    }
+}
+
 /// How 1-in-N sampling picks frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SampleMode {
@@ -567,6 +592,10 @@ pub struct CaptureArgs {
     /// AF_XDP zero-copy (needs driver support); auto falls back to copy mode.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub zero_copy: crate::live::xsk::ZeroCopy,
+    /// Where each frame's arrival time comes from. 'auto' takes the best this kernel loads
+    /// and says at start which one and why; naming one makes its refusal an error.
+    #[arg(long, value_name = "SOURCE", default_value = "auto")]
+    pub timestamps: TimestampArg,
     /// Pin RX thread i (queues in order, interface by interface) to the i-th CPU of this list
     /// (e.g. 2,3 or 2-3). --cpus is the old name.
     #[arg(long, visible_alias = "cpus", value_name = "LIST", value_parser = parse_cpus)]

@@ -103,6 +103,10 @@ pub struct LiveReport {
     pub interface: String,
     pub xdp_mode: String,
     pub zero_copy: bool,
+    /// Where frame timestamps came from (`bpf::Stamp::name`, per interface, comma-separated)
+    /// and, after a fallback, why the better sources were refused.
+    pub timestamps: String,
+    pub timestamps_fallback: Option<String>,
     pub sample_every: u32,
     pub sample_random: bool,
     /// SIGHUP reloads applied (wholly or in part) and refused.
@@ -250,6 +254,8 @@ impl RunReport {
                 "interface": l.interface,
                 "xdp_mode": l.xdp_mode,
                 "zero_copy": l.zero_copy,
+                "timestamps": l.timestamps,
+                "timestamps_fallback": l.timestamps_fallback,
                 "sampling": {"every": l.sample_every, "mode": if l.sample_random { "random" } else { "deterministic" }},
                 "seen": t.seen,
                 "to_workers": f.read,
@@ -345,11 +351,12 @@ impl RunReport {
             let sock: u64 = l.queues.iter().map(|q| q.socket_dropped()).sum();
             let unaccounted: i128 = l.queues.iter().map(|q| q.unaccounted()).sum();
             s += &format!(
-                "xdp: {} frames seen on {} ({} mode, {}) = {} read + {} ignored + {} sampled out + {} without socket + {} dropped (socket {}, redirect errors {}){}\n",
+                "xdp: {} frames seen on {} ({} mode, {}, timestamps {}) = {} read + {} ignored + {} sampled out + {} without socket + {} dropped (socket {}, redirect errors {}){}\n",
                 t.seen,
                 l.interface,
                 l.xdp_mode,
                 if l.zero_copy { "zero-copy" } else { "copy" },
+                l.timestamps,
                 f.read,
                 t.ignored,
                 t.sampled_out,

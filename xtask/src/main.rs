@@ -1,6 +1,13 @@
 //! `cargo xtask <chore>`: the project's build, test, demo and benchmark chores, in Rust rather
 //! than shell scripts.
 //!
+//! xtask is thin on purpose: it depends on std, anyhow and libc only (no `probe`, `bpf` or
+//! `e2e`, nothing that needs pkg-config, libelf or clang), so it builds on a bare machine and
+//! can install the Debian packages the rest of the workspace needs before building it. The
+//! chores that need the probe's crates (demo, bench, fuzz) are the `chores` binary of the
+//! tests crate, which xtask runs with `cargo run` once the packages are in. A test
+//! (`tests/tests/layout.rs`) builds xtask with pkg-config's library path hidden.
+//!
 //! - `deps`: installs the Debian packages the tests and demo need (as root, with apt-get);
 //! - `test`: deps, a release build of the probe, then every test in the workspace;
 //! - `demo`: a live lab (namespaces, veth, nfcapd, a PCAP ring) with a traffic mix and a scan,
@@ -10,14 +17,8 @@
 //! - `deb`: a Debian package (cargo-deb) in `target/debian`, checked (installed and purged as
 //!   root).
 
-mod bench;
-mod bench_app;
-mod bench_fanout;
-mod bench_live;
 mod deb;
-mod demo;
 mod deps;
-mod fuzz;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -29,9 +30,15 @@ fn main() -> Result<()> {
     match args.first().map(|s| s.as_str()) {
         Some("deps") => deps::ensure(),
         Some("test") => test(&rest),
-        Some("demo") => demo::run(),
-        Some("bench") => bench::run(&rest),
-        Some("fuzz") => fuzz::run_fuzz(&rest),
+        Some("demo") => deps::ensure().and_then(|_| chore("demo", &rest)),
+        Some("bench") => {
+            // Writing a capture needs no system package; everything else does.
+            if !rest.iter().any(|a| a.starts_with("--write-")) {
+                deps::ensure()?;
+            }
+            chore("bench", &rest)
+        }
+        Some("fuzz") => deps::ensure().and_then(|_| chore("fuzz", &rest)),
         Some("deb") => deb::build().and_then(|d| deb::check(&d)),
         _ => {
             eprintln!(
@@ -72,6 +79,32 @@ pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Runs a chore of the tests crate's `chores` binary (built in release, as the benchmarks need).
+fn chore(name: &str, args: &[&str]) -> Result<()> {
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "e2e",
+            "--bin",
+            "chores",
+            "--",
+            name,
+        ])
+        .args(args))
+}
+
+/// The shared real-world captures, when this machine has them (`$PROBE_SHARED_PCAPS` or
+/// `../shared/pcaps` beside the workspace), as the tests look for them.
+fn shared_pcaps() -> Option<PathBuf> {
+    let p = std::env::var("PROBE_SHARED_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("../shared/pcaps"));
+    p.join("INDEX.md").exists().then_some(p)
+}
+
 /// Builds the release probe and returns its path.
 pub fn build_probe() -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "-p", "probe"]))?;
@@ -80,10 +113,10 @@ pub fn build_probe() -> Result<PathBuf> {
 
 fn test(extra: &[&str]) -> Result<()> {
     deps::ensure()?;
-    match e2e::shared_pcaps() {
+    match shared_pcaps() {
         Some(p) => eprintln!("xtask: shared captures found at {}: the corpus tests run", p.display()),
         None => eprintln!(
-            "xtask: no shared captures (../shared/pcaps or $PROBE_SHARED_PCAPS): the two corpus tests SKIP; \
+            "xtask: no shared captures (../shared/pcaps or $PROBE_SHARED_PCAPS): the corpus tests SKIP; \
              the crafted-capture tests still run"
         ),
     }

@@ -8,8 +8,11 @@
 //   2. frames whose source or destination is in the ignore-list (LPM tries) go to the kernel
 //      stack untouched: the probe's own export traffic, management hosts;
 //   3. optional 1-in-N sampling: frames sampled out go to the kernel stack;
-//   4. a kernel timestamp goes into the frame's metadata area, so userspace stamps the frame
-//      with the time it arrived, not the time its batch was read;
+//   4. a kernel timestamp goes with the frame, so userspace stamps it with the time it arrived,
+//      not the time its batch was read: in the frame's metadata area where the kernel allows
+//      bpf_xdp_adjust_meta, else in a prefix pushed in front of the Ethernet header with
+//      bpf_xdp_adjust_head (the RX thread strips it; it is undone before any XDP_PASS), else
+//      not at all (userspace stamps at batch read). The loader picks the first that loads;
 //   5. the frame is redirected to the AF_XDP socket registered for its RX queue; with no socket
 //      registered it goes to the kernel stack, so attaching the program never blackholes a
 //      queue.
@@ -23,7 +26,9 @@
 #include <bpf/bpf_endian.h>
 
 #define MAX_QUEUES 64
-#define META_MAGIC 0x50524f42 /* "PROB" */
+#define STAMP_NONE 0
+#define STAMP_META 1
+#define STAMP_PREFIX 2
 #define VLAN_8021Q 0x8100
 #define VLAN_8021AD 0x88a8
 #define VLAN_QINQ_OLD 0x9100
@@ -31,7 +36,8 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the loader before the program is loaded. */
-const volatile __u8 write_meta = 1;      /* 1: timestamp frames in the metadata area */
+const volatile __u8 stamp_mode = STAMP_META; /* where the arrival time goes (STAMP_*) */
+const volatile __u32 stamp_cookie = 0;       /* random per load: marks a stamp as ours */
 
 /* Set by the loader and changed while the program runs (a reload): plain globals in .bss,
  * which userspace maps and writes; each frame reads them once. */
@@ -184,12 +190,27 @@ int steer(struct xdp_md *ctx)
 		c->no_socket++;
 		return XDP_PASS;
 	}
-	if (write_meta) {
+	int prefixed = 0;
+	if (stamp_mode == STAMP_META) {
 		if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct probe_meta)) == 0) {
 			struct probe_meta *meta = (void *)(long)ctx->data_meta;
 			if ((void *)(meta + 1) <= (void *)(long)ctx->data) {
 				meta->ktime_ns = bpf_ktime_get_ns();
-				meta->magic = META_MAGIC;
+				meta->magic = stamp_cookie;
+				meta->queue = queue;
+			}
+		} else {
+			c->meta_failed++;
+		}
+	} else if (stamp_mode == STAMP_PREFIX) {
+		/* The headroom XDP guarantees (256 bytes, native and generic) always has room; a
+		 * frame that gets no prefix goes on without one and is stamped in userspace. */
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct probe_meta)) == 0) {
+			struct probe_meta *meta = (void *)(long)ctx->data;
+			prefixed = 1;
+			if ((void *)(meta + 1) <= (void *)(long)ctx->data_end) {
+				meta->ktime_ns = bpf_ktime_get_ns();
+				meta->magic = stamp_cookie;
 				meta->queue = queue;
 			}
 		} else {
@@ -201,5 +222,8 @@ int steer(struct xdp_md *ctx)
 		return XDP_REDIRECT;
 	}
 	c->redirect_errors++;
+	/* The kernel stack must get the frame as it came. */
+	if (prefixed)
+		bpf_xdp_adjust_head(ctx, (int)sizeof(struct probe_meta));
 	return XDP_PASS;
 }

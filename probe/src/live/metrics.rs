@@ -78,6 +78,19 @@ impl Metrics {
             "probe_reloads_total{{interface=\"{all}\",result=\"refused\"}} {}",
             reloads.1
         );
+        s += "# HELP probe_capture_info How each interface captures: XDP mode, AF_XDP copy or zero-copy, and where frame timestamps come from (chosen at start).\n";
+        s += "# TYPE probe_capture_info gauge\n";
+        for c in captures {
+            let _ = writeln!(
+                s,
+                "probe_capture_info{{interface=\"{}\",xdp_mode=\"{}\",socket_mode=\"{}\",timestamps=\"{}\",timestamps_fallback=\"{}\"}} 1",
+                c.name,
+                c.mode,
+                if c.zero_copy { "zero-copy" } else { "copy" },
+                c.stamp.name(),
+                c.stamp_why.is_some()
+            );
+        }
         s += "# HELP probe_xdp_frames_total Frames the XDP program handled, by what it did with them.\n";
         s += "# TYPE probe_xdp_frames_total counter\n";
         for w in watch {

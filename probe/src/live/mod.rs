@@ -86,6 +86,10 @@ pub struct Capture {
     pub queues: Vec<u32>,
     pub steering: Steering,
     pub mode: XdpMode,
+    /// How frames carry their arrival time (`steering.stamp()`), and why better ways were not
+    /// used.
+    pub stamp: bpf::Stamp,
+    pub stamp_why: Option<String>,
     /// Every socket of the interface runs in zero-copy mode.
     pub zero_copy: bool,
     _promisc: Option<promisc::Promiscuous>,
@@ -291,7 +295,23 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
     for (i, iface) in args.interface.iter().enumerate() {
         let ifindex = bpf::ifindex(iface)?;
         let queues = queues_of(args, iface)?;
-        let mut steering = Steering::load(&steer_config(args))?;
+        let mut steering =
+            Steering::load(&steer_config(args), args.timestamps.stamp()).map_err(|e| match args
+                .timestamps
+                .stamp()
+            {
+                Some(s) => anyhow!("--timestamps {}: {e} (use --timestamps auto)", s.name()),
+                None => e.into(),
+            })?;
+        let stamp = steering.stamp();
+        let stamp_why = (!steering.stamp_fallbacks().is_empty()).then(|| {
+            steering
+                .stamp_fallbacks()
+                .iter()
+                .map(|(s, why)| format!("this kernel refuses {}: {why}", s.name()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
         let (mode, native_failure) = steering.attach(iface, want)?;
         if let Some(why) = native_failure {
             eprintln!("probe: {iface}: {why}; using generic mode (slower)");
@@ -324,6 +344,8 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
             queues,
             steering,
             mode,
+            stamp,
+            stamp_why,
             _promisc: promisc,
         });
     }
@@ -347,6 +369,10 @@ fn announce(args: &CaptureArgs, captures: &[Capture], sockets: &[QueueSocket], p
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        match &c.stamp_why {
+            Some(why) => eprintln!("probe: {}: timestamps: {} ({why})", c.name, c.stamp),
+            None => eprintln!("probe: {}: timestamps: {}", c.name, c.stamp),
+        }
     }
     if plan.fanout {
         eprintln!(
@@ -517,6 +543,8 @@ fn start(
             batch: args.batch as usize,
             cpu: args.rx_cpus.as_ref().map(|c| c.0[i]),
             clock_offset_ns: offset,
+            stamp: captures[iface].steering.stamp(),
+            cookie: captures[iface].steering.cookie(),
             progress,
             unprivileged,
             keeper: outputs.ring.as_ref().map(|(rtx, select)| {
@@ -763,6 +791,15 @@ fn books(
             .collect::<Vec<_>>()
             .join(","),
         zero_copy: captures.iter().all(|c| c.zero_copy),
+        timestamps: captures
+            .iter()
+            .map(|c| c.stamp.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        timestamps_fallback: captures
+            .iter()
+            .filter_map(|c| c.stamp_why.as_ref().map(|w| format!("{}: {w}", c.name)))
+            .reduce(|a, b| format!("{a}; {b}")),
         sample_every: current.sample,
         sample_random: current.sample_mode == SampleMode::Random,
         reloads: watched.reloads.applied,

@@ -16,7 +16,7 @@ use crate::meter::{FrameBooks, Meter};
 use crate::metering::{Shipper, Updates};
 use crate::stages::FanoutDecoder;
 use crate::wire::LinkType;
-use bpf::{FrameMeta, META_LEN};
+use bpf::{FrameMeta, Stamp, META_LEN};
 use ipfix_export::TimePrecision;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,6 +106,9 @@ pub struct RxThread {
     pub cpu: Option<u32>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns: turns the program's ktime into wall time.
     pub clock_offset_ns: i64,
+    /// Where the program puts each frame's arrival time, and the cookie that marks it.
+    pub stamp: Stamp,
+    pub cookie: u32,
     pub progress: Arc<Progress>,
     /// The probe switched users: the thread keeps no capability (it inherits CAP_BPF).
     pub unprivileged: bool,
@@ -113,6 +116,20 @@ pub struct RxThread {
     pub keeper: Option<crate::ring::Keeper>,
     /// A reload's new settings, taken on the next tick (a lock once per tick, never per frame).
     pub updates: Updates,
+}
+
+/// A frame with the program's prefix ([`Stamp::Prefix`]): the stamp and the frame behind it.
+/// A frame the program could not prefix (no headroom: counted as `timestamp_failed` by the
+/// program) does not carry the cookie and is returned whole.
+#[inline]
+fn strip_prefix(data: &[u8], cookie: u32) -> (Option<FrameMeta>, &[u8]) {
+    match data.first_chunk::<META_LEN>() {
+        Some(p) => match FrameMeta::parse(p, cookie) {
+            Some(fm) => (Some(fm), &data[META_LEN..]),
+            None => (None, data),
+        },
+        None => (None, data),
+    }
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -168,6 +185,7 @@ impl RxThread {
         }
         let mut descs = vec![RxDesc::default(); self.batch];
         let mut userspace_ts = 0u64;
+        let mut last_userspace_ns = 0u64;
         let mut last_tick = Instant::now();
         let mut wait_failed = false;
         let mut last_frames = Instant::now() - BUSY_WINDOW;
@@ -189,18 +207,30 @@ impl RxThread {
                         self.sock.prefetch(ahead);
                     }
                     let (meta, data) = self.sock.frame::<META_LEN>(d);
-                    let stamped = meta.and_then(|m| {
-                        let fm = FrameMeta::parse(m)?;
-                        FrameMeta::clear(m);
-                        Some(fm)
-                    });
+                    let (stamped, data) = match self.stamp {
+                        Stamp::Metadata => (
+                            meta.and_then(|m| {
+                                let fm = FrameMeta::parse(m, self.cookie)?;
+                                FrameMeta::clear(m);
+                                Some(fm)
+                            }),
+                            data,
+                        ),
+                        Stamp::Prefix => strip_prefix(data, self.cookie),
+                        Stamp::UserSpace => (None, data),
+                    };
                     let ts = match stamped {
                         Some(fm) => {
                             (fm.ktime_ns as i64).saturating_add(self.clock_offset_ns) as u64
                         }
                         None => {
+                            // One clock read per batch; the batch's frames get successive
+                            // nanoseconds after it (never before the queue's last stamp), so
+                            // a queue's frames keep their order in the ring and in extract.
                             userspace_ts += 1;
-                            *read_ts.get_or_insert_with(wall_ns)
+                            let base = *read_ts.get_or_insert_with(wall_ns);
+                            last_userspace_ns = base.max(last_userspace_ns + 1);
+                            last_userspace_ns
                         }
                     };
                     let summary = match &mut self.stage {

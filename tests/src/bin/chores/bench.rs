@@ -117,7 +117,6 @@ pub fn run(args: &[&str]) -> Result<()> {
         );
         return Ok(());
     }
-    crate::deps::ensure()?;
     let probe = crate::build_probe()?;
     let tmp = e2e::TempDir::new("bench");
     if opts.tunnels_only {

@@ -22,7 +22,6 @@ const SCANNER: &str = "10.66.0.13";
 const SEGMENT: &str = "net 10.1.0.0/16";
 
 pub fn run() -> Result<()> {
-    crate::deps::ensure()?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the demo builds a network lab (namespaces, XDP): run it as root");

@@ -1,0 +1,113 @@
+//! The workspace's shape, as the compiler and cargo see it: what a crate may depend on.
+//!
+//! `xtask` must build on a bare machine (Rust only), because it is what installs the Debian
+//! packages the rest of the workspace needs (libelf, zlib, clang, pkg-config for libbpf-sys).
+
+use e2e::TempDir;
+use std::process::Command;
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// The packages `crate` depends on in normal builds (not dev or build dependencies).
+fn normal_dependencies(krate: &str) -> Vec<String> {
+    let out = cargo()
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            krate,
+        ])
+        .current_dir(e2e::workspace_root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {krate}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut deps: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    deps.sort();
+    deps.dedup();
+    deps
+}
+
+#[test]
+fn xtask_depends_on_nothing_that_needs_a_system_library() {
+    let deps = normal_dependencies("xtask");
+    for forbidden in [
+        "probe",
+        "bpf",
+        "e2e",
+        "libbpf-rs",
+        "libbpf-sys",
+        "pcap-ring",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "xtask depends on {forbidden}: {deps:?}"
+        );
+    }
+    assert_eq!(
+        deps,
+        ["anyhow", "libc", "xtask"],
+        "xtask's dependencies grew"
+    );
+}
+
+#[test]
+fn xtask_builds_without_pkg_config_libraries_in_a_fresh_target_dir() {
+    let tmp = TempDir::new("xtask-bare");
+    let out = cargo()
+        .args([
+            "build",
+            "--offline",
+            "--locked",
+            "-p",
+            "xtask",
+            "--target-dir",
+        ])
+        .arg(tmp.path())
+        .current_dir(e2e::workspace_root())
+        // What a bare machine looks like to a build script: pkg-config finds no library.
+        .env("PKG_CONFIG_LIBDIR", "/nonexistent")
+        .env_remove("PKG_CONFIG_PATH")
+        .env_remove("RUSTC_WRAPPER")
+        .output()
+        .expect("cargo build runs");
+    assert!(
+        out.status.success(),
+        "xtask does not build with pkg-config's library path hidden:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tmp.path().join("debug/xtask").exists());
+    // And the control: a crate that does need libelf fails the same way, so the hidden path
+    // is really hidden (a test that could not fail would prove nothing).
+    let control = cargo()
+        .args([
+            "build",
+            "--offline",
+            "--locked",
+            "-p",
+            "bpf",
+            "--target-dir",
+        ])
+        .arg(tmp.path())
+        .current_dir(e2e::workspace_root())
+        .env("PKG_CONFIG_LIBDIR", "/nonexistent")
+        .env_remove("PKG_CONFIG_PATH")
+        .output()
+        .expect("cargo build runs");
+    assert!(
+        !control.status.success(),
+        "bpf built with pkg-config's library path hidden: the test hides nothing"
+    );
+}
