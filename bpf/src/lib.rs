@@ -522,6 +522,52 @@ impl Steering {
     }
 }
 
+/// An XDP program already attached to an interface (by anyone), as the kernel reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachedXdp {
+    /// The program's id (`bpftool prog show id N`).
+    pub prog_id: u32,
+    /// Where it runs: native (driver), generic (skb) or offloaded to the NIC.
+    pub mode: &'static str,
+}
+
+/// The XDP program attached to interface `ifindex`, if any. Changes nothing.
+pub fn attached_xdp(ifindex: u32) -> Result<Option<AttachedXdp>, SteerError> {
+    let mut opts = libbpf_rs::libbpf_sys::bpf_xdp_query_opts {
+        sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_xdp_query_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: `opts` is a valid, fully initialised options struct with its size set.
+    let rc = unsafe { libbpf_rs::libbpf_sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
+    if rc < 0 {
+        return Err(match -rc {
+            libc::EPERM | libc::EACCES => SteerError::Permission,
+            e => SteerError::Load(format!(
+                "cannot ask the kernel for the interface's XDP program: {}",
+                std::io::Error::from_raw_os_error(e)
+            )),
+        });
+    }
+    // XDP_ATTACHED_DRV = 1, SKB = 2, HW = 3, MULTI = 4.
+    let mode = match opts.attach_mode {
+        0 => return Ok(None),
+        1 => "native",
+        2 => "generic",
+        3 => "offloaded",
+        _ => "several modes",
+    };
+    let prog_id = [
+        opts.prog_id,
+        opts.drv_prog_id,
+        opts.skb_prog_id,
+        opts.hw_prog_id,
+    ]
+    .into_iter()
+    .find(|&id| id != 0)
+    .unwrap_or(0);
+    Ok(Some(AttachedXdp { prog_id, mode }))
+}
+
 /// The kernel's index for interface `name`.
 pub fn ifindex(name: &str) -> Result<u32, SteerError> {
     let c = CString::new(name).map_err(|_| SteerError::NoSuchInterface(name.into()))?;

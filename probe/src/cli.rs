@@ -574,6 +574,20 @@ pub enum SampleMode {
     Random,
 }
 
+/// `probe doctor`: a preflight of one interface.
+#[derive(Args, Clone, Debug)]
+pub struct DoctorArgs {
+    /// The interface capture would run on.
+    #[arg(short = 'i', long, value_name = "IF")]
+    pub interface: String,
+    /// The UMEM frame size capture would use (as `probe capture --frame-size`).
+    #[arg(long, value_name = "BYTES", default_value_t = 2048, value_parser = parse_frame_size)]
+    pub frame_size: u32,
+    /// UMEM frames per queue (as `probe capture --umem-frames`).
+    #[arg(long, value_name = "N", default_value_t = 32768)]
+    pub umem_frames: u32,
+}
+
 /// `probe capture`.
 #[derive(Args, Clone, Debug)]
 pub struct CaptureArgs {

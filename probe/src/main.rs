@@ -39,6 +39,10 @@ enum Command {
     /// Meter live traffic of an interface (XDP + AF_XDP, one RX thread per queue, flows metered per core) until
     /// SIGINT/SIGTERM or --duration, and export the flows.
     Capture(Box<CaptureArgs>),
+    /// Preflight: what capture on an interface would use (XDP mode, zero-copy, timestamps,
+    /// queues) and what stands in its way, each with its fix. Changes nothing. Exit status 0:
+    /// capture can start; 1: it cannot.
+    Doctor(probe::cli::DoctorArgs),
     /// Write the packets of a flow, a selection or a time window from a PCAP ring to one file.
     Extract(Box<probe::extract::ExtractArgs>),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
@@ -222,6 +226,11 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
     probe::signals::install().context("cannot install signal handlers")?;
     match cli.command {
         Command::CheckConfig { file, for_command } => check_config(&file, &for_command),
+        Command::Doctor(a) => {
+            let d = probe::live::doctor::examine(&a.interface, a.frame_size, a.umem_frames);
+            print!("{}", d.render());
+            Ok(if d.can_capture() { 0 } else { 1 })
+        }
         Command::Ring(cmd) => {
             probe::ringctl::run(&cmd)?;
             Ok(0)

@@ -19,7 +19,9 @@
 //! flow (forcedEnd), then read the programs' counters and the sockets' statistics, and only
 //! then detach.
 
+pub mod doctor;
 pub mod metrics;
+pub mod netdev;
 pub mod promisc;
 pub mod reload;
 pub mod rx;
