@@ -107,6 +107,10 @@ pub struct LiveReport {
     /// and, after a fallback, why the better sources were refused.
     pub timestamps: String,
     pub timestamps_fallback: Option<String>,
+    /// Frames the interfaces' drivers counted received over the run (sysfs
+    /// `statistics/rx_packets`, from just before attach to just before the program's counters
+    /// were read); `None` where a driver keeps no such counter.
+    pub interface_received: Option<u64>,
     pub sample_every: u32,
     pub sample_random: bool,
     /// SIGHUP reloads applied (wholly or in part) and refused.
@@ -136,6 +140,13 @@ impl LiveReport {
 
     pub fn balanced(&self) -> bool {
         self.queues.iter().all(|q| q.balanced())
+    }
+
+    /// Frames the drivers counted that XDP never saw (negative: XDP saw frames the driver
+    /// does not count, e.g. a driver that counts after XDP).
+    pub fn missed_before_xdp(&self) -> Option<i128> {
+        self.interface_received
+            .map(|r| r as i128 - self.xdp_total().seen as i128)
     }
 }
 
@@ -256,6 +267,8 @@ impl RunReport {
                 "zero_copy": l.zero_copy,
                 "timestamps": l.timestamps,
                 "timestamps_fallback": l.timestamps_fallback,
+                "interface_received": l.interface_received,
+                "missed_before_xdp": l.missed_before_xdp().map(|m| m as i64),
                 "sampling": {"every": l.sample_every, "mode": if l.sample_random { "random" } else { "deterministic" }},
                 "seen": t.seen,
                 "to_workers": f.read,
@@ -370,6 +383,17 @@ impl RunReport {
                     String::new()
                 }
             );
+            match (l.interface_received, l.missed_before_xdp()) {
+                (Some(r), Some(m)) if m > 0 => {
+                    s += &format!(
+                        "  warning: the driver counted {r} frames received, {m} more than XDP saw: lost between the driver and XDP (or arrived while the program was being attached)\n"
+                    )
+                }
+                (Some(r), _) => {
+                    s += &format!("  the driver counted {r} frames received: XDP saw all of them\n")
+                }
+                (None, _) => {}
+            }
             if l.records_dropped > 0 {
                 s += &format!(
                     "  {} flow records dropped: the exporter fell behind (raise --max-export-rate)\n",

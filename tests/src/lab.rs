@@ -219,6 +219,23 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Sends `frames` from CPU `cpu` as [`Lab::send`] does, each with its last 8 bytes
+    /// overwritten by CLOCK_REALTIME in ns (little-endian) just before it is sent: the
+    /// truth a capture's timestamps are measured against.
+    pub fn send_stamped(&self, frames: &[Vec<u8>], cpu: usize) {
+        let ns = format!("/run/netns/{}", self.ns_a);
+        let dev = self.veth_a.clone();
+        let frames = frames.to_vec();
+        std::thread::spawn(move || {
+            let cpus = vec![cpu; frames.len()];
+            send_frames(&ns, &dev, &frames, &cpus, true)
+        })
+        .join()
+        .expect("sender thread");
+    }
+}
+
 fn send_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize], per_cpu: usize) {
     let each: Vec<usize> = if cpus.is_empty() {
         vec![]
@@ -234,6 +251,10 @@ fn send_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize], per_cpu
 /// qdisc (PACKET_QDISC_BYPASS, as trafgen does), so the kernel puts each frame on the TX queue
 /// of the CPU it runs on, and the veth delivers it on its peer's RX queue of that number.
 fn send_each_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize]) {
+    send_frames(ns, dev, frames, cpus, false)
+}
+
+fn send_frames(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize], stamp: bool) {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(ns).expect("open netns");
     // SAFETY: setns on this thread only; the fd is valid.
@@ -288,6 +309,19 @@ fn send_each_from_ns(ns: &str, dev: &str, frames: &[Vec<u8>], cpus: &[usize]) {
                 on_cpu = cpu;
             }
         }
+        let mut stamped;
+        let frame = if stamp && frame.len() >= 8 {
+            stamped = frame.clone();
+            let at = stamped.len() - 8;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_nanos() as u64;
+            stamped[at..].copy_from_slice(&now.to_le_bytes());
+            &stamped
+        } else {
+            frame
+        };
         loop {
             // SAFETY: sending a valid buffer on our socket.
             let n = unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), 0) };

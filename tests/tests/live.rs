@@ -191,6 +191,11 @@ fn capture_mix(lab: &Lab, extra: &[&str], sig: libc::c_int, cpus: &[usize]) -> s
     let sent = frames.len() as u64;
     let l = &books["live"];
     assert_eq!(l["seen"], sent, "XDP saw every frame sent once: {l}");
+    assert_eq!(
+        l["interface_received"], sent,
+        "the driver's own count agrees: {l}"
+    );
+    assert_eq!(l["missed_before_xdp"], 0, "{l}");
     assert_eq!(l["to_workers"], sent, "every frame reached a worker: {l}");
     assert_eq!(l["dropped"], 0, "{l}");
     assert_eq!(books["frames"]["metered"], sent, "{}", books["frames"]);
@@ -1421,4 +1426,147 @@ fn a_name_marks_both_directions_when_they_arrive_on_different_queues() {
     want.sort();
     got.sort();
     assert_eq!(got, want, "ring vs the watched conversations");
+}
+
+/// One run of the timestamp check: `frames` UDP datagrams, each carrying its send time, from
+/// one CPU; the ring keeps them all, `probe extract` writes them out, tshark reads them back.
+/// Returns the books and each frame's (send time, capture timestamp) in the order extracted.
+fn stamped_run(
+    lab: &Lab,
+    tmp: &TempDir,
+    mode: &str,
+    frames: usize,
+) -> (serde_json::Value, Vec<(u64, u64)>) {
+    let ring = tmp.path().join(format!("ring-{mode}"));
+    let out = tmp.path().join(format!("extract-{mode}.pcap"));
+    let datagrams: Vec<Vec<u8>> = (0..frames)
+        .map(|i| {
+            e2e::craft::udp4(
+                [10, 77, 0, 1],
+                40000 + (i % 50) as u16,
+                [10, 77, 0, 2],
+                9999,
+                &[0u8; 32],
+            )
+        })
+        .collect();
+    let cap = Capture::start(
+        lab,
+        tmp,
+        &[
+            "--timestamps",
+            mode,
+            "--pcap-dir",
+            ring.to_str().unwrap(),
+            "--pcap-select",
+            "udp",
+        ],
+    );
+    lab.send_stamped(&datagrams, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    let x = run_probe(&[
+        "extract",
+        "--pcap-dir",
+        ring.to_str().unwrap(),
+        "-w",
+        out.to_str().unwrap(),
+        "udp",
+    ]);
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let pairs = tshark_frames(&out, "", &["frame.time_epoch", "udp.payload"])
+        .iter()
+        .map(|l| {
+            let (t, payload) = l.split_once('\t').expect("two fields");
+            let (s, frac) = t.split_once('.').unwrap_or((t, "0"));
+            let frac = format!("{frac:0<9}");
+            let ts = s.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap();
+            let hex = payload.replace(':', "");
+            let last = &hex[hex.len() - 16..];
+            let mut b = [0u8; 8];
+            for (i, byte) in b.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&last[2 * i..2 * i + 2], 16).unwrap();
+            }
+            (u64::from_le_bytes(b), ts)
+        })
+        .collect();
+    (books, pairs)
+}
+
+/// The timestamp error (capture timestamp minus send time) as (median, 99th percentile, max)
+/// in microseconds.
+fn stamp_error_us(pairs: &[(u64, u64)]) -> (f64, f64, f64) {
+    let mut e: Vec<i64> = pairs
+        .iter()
+        .map(|&(sent, ts)| ts as i64 - sent as i64)
+        .collect();
+    e.sort_unstable();
+    let at = |q: f64| e[((e.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    (at(0.5), at(0.99), *e.last().unwrap() as f64 / 1000.0)
+}
+
+#[test]
+fn timestamps_from_the_kernel_and_from_user_space_are_near_the_send_time_and_keep_the_order() {
+    if !require_root(
+        "timestamps_from_the_kernel_and_from_user_space_are_near_the_send_time_and_keep_the_order",
+    ) {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-stamps");
+    let n = 3000;
+    for mode in ["auto", "userspace"] {
+        let (books, pairs) = stamped_run(&lab, &tmp, mode, n);
+        let l = &books["live"];
+        let q = &l["queues"][0];
+        match mode {
+            "auto" => {
+                let chosen = l["timestamps"].as_str().unwrap();
+                assert!(chosen == "xdp-metadata" || chosen == "xdp-prefix", "{l}");
+                if chosen == "xdp-prefix" {
+                    // Chosen only because the kernel refused the metadata helper, and said so.
+                    let why = l["timestamps_fallback"].as_str().unwrap_or_default();
+                    assert!(why.contains("xdp-metadata"), "{l}");
+                }
+                assert_eq!(q["userspace_timestamps"], 0, "{q}");
+            }
+            _ => {
+                assert_eq!(l["timestamps"], "userspace", "{l}");
+                assert_eq!(q["userspace_timestamps"], n, "{q}");
+            }
+        }
+        // Every frame sent was seen, by the driver's count too, and is in the ring.
+        assert_eq!(l["seen"], n, "{l}");
+        assert_eq!(l["interface_received"], n, "{l}");
+        assert_eq!(l["missed_before_xdp"], 0, "{l}");
+        assert_eq!(pairs.len(), n, "frames extracted");
+        // In the order they were sent, whatever the source of time.
+        assert!(
+            pairs.windows(2).all(|w| w[0].0 < w[1].0),
+            "{mode}: extract put frames out of their send order"
+        );
+        assert!(
+            pairs.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{mode}: timestamps go backwards"
+        );
+        let (median, p99, max) = stamp_error_us(&pairs);
+        eprintln!(
+            "timestamps {mode} ({}): error after the send time: median {median:.1} us, p99 {p99:.1} us, max {max:.1} us",
+            l["timestamps"]
+        );
+        // Never before the frame was sent (one clock on one machine, 1 us of slack for the
+        // pcap's rounding), and within what a batch's wait in the ring can add.
+        assert!(
+            pairs.iter().all(|&(sent, ts)| ts + 1_000 >= sent),
+            "{mode}: a stamp before its send time"
+        );
+        let bound_us = if mode == "userspace" {
+            200_000.0
+        } else {
+            50_000.0
+        };
+        assert!(max < bound_us, "{mode}: max error {max} us");
+    }
 }

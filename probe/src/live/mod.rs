@@ -92,6 +92,10 @@ pub struct Capture {
     /// used.
     pub stamp: bpf::Stamp,
     pub stamp_why: Option<String>,
+    /// The interface's own receive counters just before the program was attached: at the end
+    /// the driver's count over the run is set against the frames XDP saw, so a loss between
+    /// the driver and XDP is a line in the books and not only visible from outside.
+    pub rx_before: Option<self::netdev::RxCounters>,
     /// Every socket of the interface runs in zero-copy mode.
     pub zero_copy: bool,
     _promisc: Option<promisc::Promiscuous>,
@@ -314,6 +318,7 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
                 .collect::<Vec<_>>()
                 .join("; ")
         });
+        let rx_before = self::netdev::rx_counters(iface);
         let (mode, native_failure) = steering.attach(iface, want)?;
         if let Some(why) = native_failure {
             eprintln!("probe: {iface}: {why}; using generic mode (slower)");
@@ -348,6 +353,7 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
             mode,
             stamp,
             stamp_why,
+            rx_before,
             _promisc: promisc,
         });
     }
@@ -692,7 +698,15 @@ fn books(
     // Counters of every queue of every interface, captured or not, so the totals cover every
     // frame the programs saw.
     let mut queue_reports = Vec::new();
+    let mut interface_received = Some(0u64);
     for (i, c) in captures.iter().enumerate() {
+        // The driver's count first, then the program's: a frame arriving in between is in
+        // the program's count only, never the other way round.
+        let received = match (c.rx_before, self::netdev::rx_counters(&c.name)) {
+            (Some(b), Some(a)) => Some(a.packets.wrapping_sub(b.packets)),
+            _ => None,
+        };
+        interface_received = interface_received.zip(received).map(|(t, r)| t + r);
         for q in 0..c.available.min(bpf::MAX_QUEUES) {
             let xdp = c.steering.counters(q)?;
             let outcome = rx.iter().find(|o| o.iface == i && o.queue == q);
@@ -793,6 +807,7 @@ fn books(
             .collect::<Vec<_>>()
             .join(","),
         zero_copy: captures.iter().all(|c| c.zero_copy),
+        interface_received,
         timestamps: captures
             .iter()
             .map(|c| c.stamp.name())
