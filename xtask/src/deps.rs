@@ -49,7 +49,20 @@ const NEEDED: &[(&str, &str)] = &[
     // Reference implementations from PyPI (ja4plus for JA4, communityid), installed into a venv.
     ("python3", "python3"),
     ("/usr/share/doc/python3-venv", "python3-venv"),
+    // The kernel matrix (tests/tests/kernels.rs): Debian 12's stock kernel booted in a QEMU
+    // VM by virtme-ng (PyPI, in VNG_VENV) on the host's root filesystem; its initramfs needs
+    // busybox. The unsigned image: the -cloud- one has no 9p and cannot mount the host root.
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("/bin/busybox", "busybox-static"),
+    (
+        "/boot/vmlinuz-6.1.0-47-amd64",
+        "linux-image-6.1.0-47-amd64-unsigned",
+    ),
 ];
+
+/// Where virtme-ng lives (a venv, as for the PyPI references).
+pub const VNG_VENV: &str = "/opt/probe-vng";
+const VNG: &str = "virtme-ng==1.42";
 
 /// Where the PyPI reference implementations live (a venv: Debian's Python refuses pip
 /// installs into the system, PEP 668). The tests look here when `ja4plus` is not on PATH.
@@ -74,7 +87,26 @@ pub fn have(cmd: &str) -> bool {
 
 pub fn ensure() -> Result<()> {
     apt()?;
-    pypi()
+    pypi()?;
+    vng()
+}
+
+/// virtme-ng for the kernel matrix, in [`VNG_VENV`].
+fn vng() -> Result<()> {
+    let bin = format!("{VNG_VENV}/bin/vng");
+    if std::path::Path::new(&bin).exists() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "xtask: virtme-ng is missing (the kernel matrix skips): python3 -m venv {VNG_VENV} && {VNG_VENV}/bin/pip install {VNG}"
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing {VNG} into {VNG_VENV}");
+    crate::run(Command::new("python3").args(["-m", "venv", VNG_VENV]))?;
+    crate::run(Command::new(format!("{VNG_VENV}/bin/pip")).args(["install", "-q", VNG]))
 }
 
 /// The PyPI reference implementations, in [`PYREF`], when neither PATH nor it has them.
