@@ -111,6 +111,8 @@ pub struct RingStats {
     /// Temporary files found on start: completed, or removed when empty.
     pub recovered: u64,
     pub discarded: u64,
+    /// Whole frames in the recovered files (a torn last record is cut off).
+    pub recovered_frames: u64,
 }
 
 /// What happened to one frame.
@@ -182,10 +184,11 @@ impl RingWriter {
         std::fs::File::create(&probe).map_err(dir_err)?;
         std::fs::remove_file(&probe).map_err(dir_err)?;
         let mut stats = RingStats::default();
-        let (recovered, discarded) =
+        let (recovered, discarded, recovered_frames) =
             recover::finish_partial_files(&cfg.dir, &cfg.prefix).map_err(dir_err)?;
         stats.recovered = recovered;
         stats.discarded = discarded;
+        stats.recovered_frames = recovered_frames;
         let files = recover::complete_files(&cfg.dir, &cfg.prefix).map_err(dir_err)?;
         let names: std::collections::HashSet<String> = files
             .iter()

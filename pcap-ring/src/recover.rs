@@ -5,21 +5,25 @@ use crate::{format, is_partial_name, parse_file_name, unique_path, RingFile};
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Completes every temporary file of this ring in `dir`; returns (completed, removed).
-pub fn finish_partial_files(dir: &Path, prefix: &str) -> io::Result<(u64, u64)> {
-    let (mut kept, mut removed) = (0, 0);
+/// Completes every temporary file of this ring in `dir`; returns (completed, removed, whole
+/// frames in the completed ones).
+pub fn finish_partial_files(dir: &Path, prefix: &str) -> io::Result<(u64, u64, u64)> {
+    let (mut kept, mut removed, mut frames) = (0, 0, 0);
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !is_partial_name(prefix, &name) {
             continue;
         }
-        match finish_one(&entry.path(), dir, prefix)?.map(|(f, _)| f) {
-            Some(_) => kept += 1,
+        match finish_one(&entry.path(), dir, prefix)? {
+            Some((_, n)) => {
+                kept += 1;
+                frames += n;
+            }
             None => removed += 1,
         }
     }
-    Ok((kept, removed))
+    Ok((kept, removed, frames))
 }
 
 /// Cuts a temporary file back to its last whole record and renames it after the range of its

@@ -297,8 +297,8 @@ pub fn spawn_writer(
     let st = w.stats();
     if st.recovered + st.discarded > 0 {
         eprintln!(
-            "probe: PCAP ring {dir}: completed {} file(s) a previous run left unfinished, removed {} empty one(s)",
-            st.recovered, st.discarded
+            "probe: PCAP ring {dir}: completed {} file(s) a previous run left unfinished ({} whole frames kept), removed {} empty one(s)",
+            st.recovered, st.recovered_frames, st.discarded
         );
     }
     std::thread::Builder::new()

@@ -793,9 +793,12 @@ mod tests {
 
     #[test]
     fn precedence_is_tcpdumps() {
-        // (a or b) and c, left to right.
+        // (a or b) and c, left to right, as tcpdump groups them; each expression gives the
+        // other answer under C-style precedence (and before or), so either grouping bug fails.
         let s = v4([1, 1, 1, 1], [2, 2, 2, 2], 17, 1, 2);
-        assert!(!m("tcp or udp and port 80", &s));
+        assert!(!m("udp or tcp and port 80", &s)); // C-style: udp or (tcp and port 80) = true
+        assert!(!m("port 2 or tcp and icmp", &s)); // C-style: port 2 or (tcp and icmp) = true
+        assert!(m("tcp and port 80 or udp", &s)); // both: (tcp and port 80) or udp = true
         assert!(m("tcp or (udp and port 2)", &s));
         assert!(m("not tcp and not icmp", &s));
         assert!(m("!(tcp || icmp)", &s));

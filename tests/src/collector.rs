@@ -12,7 +12,8 @@ pub struct Recorder {
     pub port: u16,
     url: String,
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<Vec<Vec<u8>>>,
+    /// Each datagram with how long after the recorder started it arrived.
+    handle: std::thread::JoinHandle<Vec<(Duration, Vec<u8>)>>,
 }
 
 impl Recorder {
@@ -52,12 +53,13 @@ impl Recorder {
         let port = local.port();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
+        let started = std::time::Instant::now();
         let handle = std::thread::spawn(move || {
             let mut got = vec![];
             let mut buf = vec![0u8; 65536];
             loop {
                 match sock.recv(&mut buf) {
-                    Ok(n) => got.push(buf[..n].to_vec()),
+                    Ok(n) => got.push((started.elapsed(), buf[..n].to_vec())),
                     Err(_) if s2.load(Ordering::Relaxed) => return got,
                     Err(_) => {}
                 }
@@ -80,6 +82,11 @@ impl Recorder {
     }
 
     pub fn finish(self) -> Vec<Vec<u8>> {
+        self.finish_timed().into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// The datagrams, each with how long after the recorder started it arrived.
+    pub fn finish_timed(self) -> Vec<(Duration, Vec<u8>)> {
         std::thread::sleep(Duration::from_millis(200));
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap()

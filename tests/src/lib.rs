@@ -50,6 +50,20 @@ pub fn shared_pcaps() -> Option<PathBuf> {
     p.join("INDEX.md").exists().then_some(p)
 }
 
+/// The shared captures for a corpus test, or `None` after printing why the test skips.
+/// Under CI (`CI` set) a missing corpus fails the test instead: no test may pass by skipping.
+pub fn shared_pcaps_or_skip(test: &str) -> Option<PathBuf> {
+    if let Some(p) = shared_pcaps() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: the shared captures are missing (set PROBE_SHARED_PCAPS or place them at ../shared/pcaps); under CI corpus tests must run"
+    );
+    eprintln!("SKIP {test}: no shared captures here (set PROBE_SHARED_PCAPS or place them at ../shared/pcaps)");
+    None
+}
+
 /// Sends a signal to a process (without /bin/kill, which minimal Debian images lack).
 pub fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a child we spawned.

@@ -12,7 +12,7 @@ use std::process::Command;
 type Key = (String, String, u16, u16, u8);
 
 fn corpus() -> Vec<PathBuf> {
-    let Some(root) = e2e::shared_pcaps() else {
+    let Some(root) = e2e::shared_pcaps_or_skip("the app corpus tests") else {
         return vec![];
     };
     let mut files = vec![];

@@ -253,8 +253,7 @@ fn split_and_quic_hellos_equal_tshark_and_ja4plus() {
 
 #[test]
 fn quic_captures_of_the_corpus_equal_tshark_and_ja4plus() {
-    let Some(root) = e2e::shared_pcaps() else {
-        eprintln!("SKIP: no shared captures on this machine");
+    let Some(root) = e2e::shared_pcaps_or_skip("the split-hello corpus test") else {
         return;
     };
     let mut checked = 0;

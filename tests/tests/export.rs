@@ -593,7 +593,29 @@ fn a_restarted_udp_collector_decodes_again_within_one_template_interval() {
     std::thread::sleep(Duration::from_millis(2500));
     probe.send(&udp_flows(600, 3, BASE + 20 * SEC));
     probe.finish();
-    let after = second.finish();
+    let timed = second.finish_timed();
+    // Templates come again within one refresh interval (1 s; the exporter looks every
+    // second, so up to one more) of the new collector starting, and keep coming while the
+    // exporter is idle, before any record.
+    let template_times: Vec<Duration> = timed
+        .iter()
+        .filter(|(_, d)| set_ids(d).contains(&2))
+        .map(|(t, _)| *t)
+        .collect();
+    let limit = Duration::from_millis(2000 + 300);
+    assert!(
+        template_times.first().is_some_and(|t| *t <= limit),
+        "templates after the restart at {template_times:?}, want one within {limit:?}"
+    );
+    assert!(
+        template_times.windows(2).all(|w| w[1] - w[0] <= limit),
+        "templates re-sent at {template_times:?}: gaps over {limit:?}"
+    );
+    assert!(
+        template_times.len() >= 2,
+        "templates re-sent while idle: {template_times:?}"
+    );
+    let after: Vec<Vec<u8>> = timed.into_iter().map(|(_, d)| d).collect();
     let first_data = after
         .iter()
         .position(|d| set_ids(d).contains(&256))

@@ -85,12 +85,40 @@ fn fragment_table_exhaustion_is_counted_and_every_fragment_metered() {
     );
 }
 
+/// Runs the probe with `args` and returns its own peak resident set (wait4's rusage of that
+/// one child, not of every child the test process has had).
+fn peak_rss_kib(args: &[&str]) -> i64 {
+    let child = Command::new(e2e::probe_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 on our own child's pid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(
+        pid,
+        child.id() as i32,
+        "wait4: {}",
+        std::io::Error::last_os_error()
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "probe {args:?} failed: status {status}"
+    );
+    ru.ru_maxrss
+}
+
 #[test]
 fn a_flood_of_unique_flows_keeps_memory_bounded_and_counts_evictions() {
     let tmp = TempDir::new("flow-flood");
     let pcap = tmp.path().join("flood.pcap");
     // 300,000 one-packet flows (a scan or a spoofed flood) through a cache of 2,000.
+    let small = tmp.path().join("small.pcap");
     let mut w = PcapWriter::create(&pcap, LINKTYPE_ETHERNET, false).unwrap();
+    let mut w_small = PcapWriter::create(&small, LINKTYPE_ETHERNET, false).unwrap();
     for i in 0..300_000u32 {
         let f = ethernet(
             std::net::Ipv4Addr::from(0x0a00_0000 | i).into(),
@@ -104,34 +132,34 @@ fn a_flood_of_unique_flows_keeps_memory_bounded_and_counts_evictions() {
             64,
         );
         w.write(BASE + i as u64 * 1000, &f).unwrap();
+        if i < 1000 {
+            w_small.write(BASE + i as u64 * 1000, &f).unwrap();
+        }
     }
     w.finish().unwrap();
+    w_small.finish().unwrap();
     let stats = tmp.path().join("books.json");
-    let child = Command::new(e2e::probe_bin())
-        .args([
-            "read",
-            pcap.to_str().unwrap(),
-            "--max-flows",
-            "2000",
-            "--stats-json",
-        ])
-        .arg(&stats)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // SAFETY: getrusage of the waited-for children.
-    let max_rss_kib = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru.ru_maxrss
-    };
+    // The process's fixed part: the same probe on the flood's first 1,000 packets.
+    let fixed_kib = peak_rss_kib(&["read", small.to_str().unwrap(), "--max-flows", "2000"]);
+    let (held, held_books) = (2_000u64, tmp.path().join("books-held.json"));
+    let bounded_kib = peak_rss_kib(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--max-flows",
+        &held.to_string(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    // The same probe with every flow held (a cache large enough for the flood): what a cache
+    // that ignored its bound would cost. The bound is derived from the two.
+    let unbounded_kib = peak_rss_kib(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--max-flows",
+        "400000",
+        "--stats-json",
+        held_books.to_str().unwrap(),
+    ]);
     let books = read_books(&stats);
     assert_balanced(&books);
     let fl = &books["flows"];
@@ -142,9 +170,23 @@ fn a_flood_of_unique_flows_keeps_memory_bounded_and_counts_evictions() {
         fl["by_end_reason"]["lackOfResources"].as_u64().unwrap() >= 298_000,
         "{fl}"
     );
-    // Bounded: far below what 300,000 cached flows would take. (This bounds every child of
-    // the test process so far, the probe's peak included.)
-    assert!(max_rss_kib < 200 * 1024, "peak RSS {max_rss_kib} KiB");
+    // Bounded: the process's fixed part plus twice the 2,000 flows' share of what holding
+    // 300,000 cost, plus the capture's size (the reader maps the file, and the pages it has
+    // read count in the resident set until the kernel takes them back). A cache that ignored --max-flows would cost about
+    // `unbounded_kib`, which must lie above the bound (or the test could not tell).
+    let per_flow_kib = unbounded_kib.saturating_sub(fixed_kib) as f64 / 300_000.0;
+    eprintln!(
+        "peak RSS: {fixed_kib} KiB on 1,000 packets, {bounded_kib} KiB holding {held} flows, {unbounded_kib} KiB holding 300,000 ({:.0} bytes per flow)",
+        per_flow_kib * 1024.0
+    );
+    let capture_kib = std::fs::metadata(&pcap).unwrap().len() as f64 / 1024.0;
+    let bound_kib = fixed_kib as f64 + per_flow_kib * held as f64 * 2.0 + capture_kib;
+    assert!(
+        (bounded_kib as f64) < bound_kib && bound_kib < unbounded_kib as f64,
+        "peak RSS {bounded_kib} KiB with {held} flows held (bound {bound_kib:.0} KiB, all held {unbounded_kib} KiB)"
+    );
+    let all = read_books(&held_books);
+    assert_eq!(all["flows"]["peak_active"], 300_000, "{}", all["flows"]);
 }
 
 #[test]
@@ -269,21 +311,69 @@ fn sigterm_under_load_exports_every_active_flow_and_the_books_close() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Both pipes are drained while the probe runs (its JSON lines outgrow a pipe's buffer);
+    // the sending starts only once the probe says it captures.
+    let stdout = {
+        let mut pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut pipe, &mut b).unwrap();
+            b
+        })
+    };
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr_reader = {
+        let pipe = child.stderr.take().unwrap();
+        let acc = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok)
+            {
+                let mut a = acc.lock().unwrap();
+                a.push_str(&line);
+                a.push('\n');
+            }
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while !stderr.lock().unwrap().contains("capturing on") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the probe never said it captures:\n{}",
+            stderr.lock().unwrap()
+        );
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "probe exited ({st}) before capturing:\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::scope(|s| {
         let sender = s.spawn(|| lab.send(&frames, &[0, 1], usize::MAX));
         std::thread::sleep(Duration::from_millis(30));
         e2e::signal(child.id(), libc::SIGTERM);
         sender.join().unwrap();
     });
-    let out = std::mem::replace(&mut child, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let status = child.wait().unwrap();
+    let stdout = stdout.join().unwrap();
+    stderr_reader.join().unwrap();
+    let err = stderr.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{err}");
     let books = read_books(&stats);
     assert_balanced(&books);
     let live = &books["live"];
+    // The signal came while frames flowed: some were seen and metered (a probe that captured
+    // nothing would satisfy every equality below with zeros), none beyond what was sent.
+    let seen = live["seen"].as_u64().unwrap();
+    let metered = books["frames"]["metered"].as_u64().unwrap();
+    assert!(seen > 0 && metered > 0, "nothing captured: {live}");
+    assert!(seen <= frames.len() as u64, "{live}");
+    assert!(
+        books["flows"]["created"].as_u64().unwrap() > 0,
+        "{}",
+        books["flows"]
+    );
     assert_eq!(live["unaccounted"], 0, "{live}");
     assert_eq!(live["balanced"], true, "{live}");
     let fl = &books["flows"];
@@ -292,8 +382,5 @@ fn sigterm_under_load_exports_every_active_flow_and_the_books_close() {
         "every active flow exported: {fl}"
     );
     // What the workers metered is exactly what the records hold.
-    assert_eq!(
-        json_packets(&out.stdout),
-        books["frames"]["metered"].as_u64().unwrap()
-    );
+    assert_eq!(json_packets(&stdout), metered);
 }

@@ -750,44 +750,88 @@ fn live_ring_keeps_the_selection_and_survives_sigkill() {
         .collect();
     assert_eq!(got, want);
 
-    // SIGKILL: complete files and at most one temporary file; the next start completes or
-    // removes it.
+    // SIGKILL, writing pcapng: complete files and the one temporary file the writer had open;
+    // the next start completes it (cut at its last whole frame), says how many frames it kept,
+    // and tshark and capinfos open the result.
+    let ring_ng = tmp.path().join("ring-ng");
+    let mut ng_args: Vec<&str> = ring_args.to_vec();
+    ng_args[1] = ring_ng.to_str().unwrap();
+    ng_args.extend(["--pcap-format", "pcapng"]);
     let tmp2 = TempDir::new("live-ring-kill");
-    let cap = Capture::start(&lab, &tmp2, &ring_args);
+    let cap = Capture::start(&lab, &tmp2, &ng_args);
     lab.send(&data, &[0], usize::MAX);
     std::thread::sleep(Duration::from_millis(300));
     let mut cap = cap;
     e2e::signal(cap.child.id(), libc::SIGKILL);
     cap.child.wait().unwrap();
     let names = |dir: &std::path::Path| -> Vec<String> {
-        std::fs::read_dir(dir)
+        let mut n: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect()
+            .filter(|n| n != ".probe.journal")
+            .collect();
+        n.sort();
+        n
     };
-    let left = names(&ring);
-    assert!(
-        left.iter().filter(|n| n.ends_with(".part")).count() <= 1,
-        "{left:?}"
-    );
+    let left = names(&ring_ng);
+    let parts: Vec<&String> = left.iter().filter(|n| n.ends_with(".part")).collect();
+    // The writer always has the file of the last frame open: killed, it leaves exactly one.
+    assert_eq!(parts.len(), 1, "{left:?}");
+    let complete_before: Vec<String> = left
+        .iter()
+        .filter(|n| !n.ends_with(".part"))
+        .cloned()
+        .collect();
     let tmp3 = TempDir::new("live-ring-restart");
-    let cap = Capture::start(&lab, &tmp3, &ring_args);
+    let cap = Capture::start(&lab, &tmp3, &ng_args);
     let (code, stderr, _) = cap.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "{stderr}");
-    if left.iter().any(|n| n.ends_with(".part")) {
+    let kept: u64 = stderr
+        .split("a previous run left unfinished (")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no recovery line:\n{stderr}"));
+    let after = names(&ring_ng);
+    assert!(after.iter().all(|n| n.ends_with(".pcapng")), "{after:?}");
+    let recovered: Vec<&String> = after
+        .iter()
+        .filter(|n| !complete_before.contains(n))
+        .collect();
+    if kept == 0 {
+        // Nothing whole reached the file before the kill: it was removed, not completed.
+        assert!(recovered.is_empty(), "{recovered:?}");
+        assert!(stderr.contains("removed 1 empty"), "{stderr}");
+    } else {
+        assert_eq!(recovered.len(), 1, "{after:?} after {left:?}");
+        let file = ring_ng.join(recovered[0]);
+        // tshark reads it whole, and its frames are the ones the recovery said it kept.
+        assert_eq!(
+            frame_digests(&file, "").len() as u64,
+            kept,
+            "{}",
+            file.display()
+        );
+        let info = stdout_of(Command::new("capinfos").args(["-t", "-c", "-M"]).arg(&file));
+        assert!(info.contains("pcapng"), "{info}");
         assert!(
-            stderr.contains("a previous run left unfinished"),
-            "{stderr}"
+            info.contains(&format!("Number of packets:   {kept}")),
+            "{info}"
         );
     }
-    // Every file is a complete pcap (the ring's journal aside).
-    let after: Vec<String> = names(&ring)
-        .into_iter()
-        .filter(|n| n != ".probe.journal")
+    // Every file's frames are selected frames, in the order sent, none twice.
+    let all: Vec<String> = after
+        .iter()
+        .flat_map(|n| frame_digests(&ring_ng.join(n), ""))
         .collect();
-    assert!(after.iter().all(|n| n.ends_with(".pcap")), "{after:?}");
-    for n in after {
-        frame_digests(&ring.join(n), "");
+    assert!(!all.is_empty());
+    let mut at = 0;
+    for d in &all {
+        let pos = want[at..]
+            .iter()
+            .position(|w| w == d)
+            .unwrap_or_else(|| panic!("a frame not selected, repeated or out of order: {d}"));
+        at += pos + 1;
     }
 }
 

@@ -363,7 +363,7 @@ fn compressed_captures_are_read_like_the_plain_one() {
     let pcap = tmp.path().join("mix.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &mixed_traffic(BASE));
     // A real pcapng capture too, when this machine has the shared ones.
-    let ng = e2e::shared_pcaps()
+    let ng = e2e::shared_pcaps_or_skip("compressed pcapng input")
         .map(|p| p.join("tcpdump/of13_ericsson.pcapng"))
         .unwrap_or_default();
     let json = |args: &[&str], stdin: Option<&Path>| {
@@ -384,6 +384,13 @@ fn compressed_captures_are_read_like_the_plain_one() {
     };
     for plain in [pcap.as_path(), ng.as_path()] {
         if !plain.is_file() {
+            // Only the corpus's pcapng can be absent, and only outside CI (see above).
+            assert!(
+                plain == ng.as_path() && std::env::var_os("CI").is_none(),
+                "{} is missing",
+                plain.display()
+            );
+            eprintln!("SKIP the pcapng half: {} is missing", plain.display());
             continue;
         }
         let truth = json(&[plain.to_str().unwrap()], None);
@@ -704,8 +711,7 @@ fn index_counts(root: &Path) -> Vec<(String, Option<u64>)> {
 
 #[test]
 fn every_shared_capture_reads_without_panic_and_the_books_balance() {
-    let Some(root) = e2e::shared_pcaps() else {
-        eprintln!("SKIP: no shared captures here (set PROBE_SHARED_PCAPS or place them at ../shared/pcaps)");
+    let Some(root) = e2e::shared_pcaps_or_skip("an offline corpus test") else {
         return;
     };
     let tmp = TempDir::new("shared");
@@ -765,8 +771,7 @@ const SHARED_FLOW_CHECKS: &[&str] = &[
 
 #[test]
 fn real_captures_through_nfcapd_match_tshark() {
-    let Some(root) = e2e::shared_pcaps() else {
-        eprintln!("SKIP: no shared captures here (set PROBE_SHARED_PCAPS or place them at ../shared/pcaps)");
+    let Some(root) = e2e::shared_pcaps_or_skip("an offline corpus test") else {
         return;
     };
     for name in SHARED_FLOW_CHECKS {
@@ -1014,38 +1019,90 @@ fn every_record_carries_the_community_id_tshark_computes() {
                 "-e",
                 "ipv6.src",
                 "-e",
+                "ip.dst",
+                "-e",
+                "ipv6.dst",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "tcp.dstport",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "udp.dstport",
+                "-e",
                 "communityid",
             ])
             .output()
             .unwrap();
         let frames = String::from_utf8_lossy(&frames.stdout);
-        // Community IDs of the frames from each source address.
-        let mut by_source: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        // Community IDs of the frames of each direction's 5-tuple (addresses, ports, TCP, UDP
+        // or other): a record carrying a sibling flow's ID fails.
+        type Tuple = (String, String, u16, u16, &'static str);
+        let mut by_tuple: std::collections::BTreeMap<Tuple, std::collections::BTreeSet<String>> =
             Default::default();
+        // The outer value where a field repeats (ICMP errors quote the offending header).
+        let first = |v: &str| v.split(',').next().unwrap_or("").to_string();
+        let port = |v: &str| first(v).parse::<u16>().unwrap_or(0);
         for l in frames.lines() {
             let c: Vec<&str> = l.split('\t').collect();
-            let src = if c[0].is_empty() { c[1] } else { c[0] };
-            if !c[2].is_empty() {
-                by_source
-                    .entry(src.to_string())
-                    .or_default()
-                    .insert(c[2].to_string());
+            if c[10].is_empty() {
+                continue;
             }
+            let src = first(if c[0].is_empty() { c[1] } else { c[0] });
+            let dst = first(if c[2].is_empty() { c[3] } else { c[2] });
+            let (sport, dport, proto) = if !c[4].is_empty() {
+                (port(c[4]), port(c[5]), "tcp")
+            } else if !c[6].is_empty() {
+                (port(c[6]), port(c[7]), "udp")
+            } else {
+                (0, 0, "other")
+            };
+            by_tuple
+                .entry((src, dst, sport, dport, proto))
+                .or_default()
+                .insert(c[10].to_string());
         }
         let mut checked = 0;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let r: serde_json::Value = serde_json::from_str(line).unwrap();
             let id = r["communityId"].as_str().expect("every record has one");
-            let src = r
-                .get("sourceIPv4Address")
-                .or(r.get("sourceIPv6Address"))
-                .and_then(|v| v.as_str())
-                .unwrap();
-            assert!(
-                by_source.get(src).is_some_and(|ids| ids.contains(id)),
-                "seed {seed}: {line}\ntshark's IDs from {src}: {:?}",
-                by_source.get(src)
+            let addr = |v4: &str, v6: &str| {
+                r.get(v4)
+                    .or(r.get(v6))
+                    .and_then(|v| v.as_str())
+                    .unwrap()
+                    .to_string()
+            };
+            let proto = match r["protocolIdentifier"].as_u64() {
+                Some(6) => "tcp",
+                Some(17) => "udp",
+                _ => "other",
+            };
+            let (sport, dport) = if proto == "other" {
+                (0, 0)
+            } else {
+                (
+                    r["sourceTransportPort"].as_u64().unwrap() as u16,
+                    r["destinationTransportPort"].as_u64().unwrap() as u16,
+                )
+            };
+            let key = (
+                addr("sourceIPv4Address", "sourceIPv6Address"),
+                addr("destinationIPv4Address", "destinationIPv6Address"),
+                sport,
+                dport,
+                proto,
             );
+            let ids = by_tuple.get(&key);
+            assert!(
+                ids.is_some_and(|ids| ids.contains(id)),
+                "seed {seed}: {line}\ntshark's IDs for {key:?}: {ids:?}"
+            );
+            // One TCP or UDP conversation, one ID (ICMP's ID takes its type and code too).
+            if proto != "other" {
+                assert_eq!(ids.map(|i| i.len()), Some(1), "{key:?}: {ids:?}");
+            }
             checked += 1;
         }
         assert!(checked > 20, "{checked}");

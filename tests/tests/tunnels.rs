@@ -380,8 +380,7 @@ const SHARED_TUNNELS: &[&str] = &[
 
 #[test]
 fn shared_tunnel_captures_match_tshark() {
-    let Some(root) = e2e::shared_pcaps() else {
-        eprintln!("SKIP: no shared captures here (set PROBE_SHARED_PCAPS or place them at ../shared/pcaps)");
+    let Some(root) = e2e::shared_pcaps_or_skip("the shared tunnel captures") else {
         return;
     };
     for name in SHARED_TUNNELS {
