@@ -1046,7 +1046,7 @@ fn every_record_carries_the_community_id_tshark_computes() {
         let port = |v: &str| first(v).parse::<u16>().unwrap_or(0);
         for l in frames.lines() {
             let c: Vec<&str> = l.split('\t').collect();
-            if c[10].is_empty() {
+            if c.len() < 9 || c[8].is_empty() {
                 continue;
             }
             let src = first(if c[0].is_empty() { c[1] } else { c[0] });
@@ -1061,7 +1061,7 @@ fn every_record_carries_the_community_id_tshark_computes() {
             by_tuple
                 .entry((src, dst, sport, dport, proto))
                 .or_default()
-                .insert(c[10].to_string());
+                .insert(c[8].to_string());
         }
         let mut checked = 0;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
