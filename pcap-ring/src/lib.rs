@@ -322,6 +322,24 @@ impl RingWriter {
         }
     }
 
+    /// Hands what the open file's buffer holds to the kernel (no fsync): once there, a killed
+    /// process loses none of it, and the next start completes the file. The writer thread
+    /// calls it about twice a second, so a SIGKILL costs at most that long of packets rather
+    /// than a whole buffer (1 MiB). A failed flush ends the file as a failed write does.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let Some(f) = self.current.as_mut() else {
+            return Ok(());
+        };
+        match f.out.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let f = self.current.take().expect("a file is open");
+                self.salvage(f);
+                Err(e)
+            }
+        }
+    }
+
     /// Completes the open file (flush, rename) and applies retention. Call at the end of a run:
     /// the journal then says the writer stopped cleanly.
     pub fn close(&mut self) -> io::Result<()> {

@@ -286,6 +286,9 @@ impl RingReport {
     }
 }
 
+/// How often the writer hands its buffered frames to the kernel (see `RingWriter::flush`).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Opens the ring (so a bad directory fails the start) and starts the writer thread, which
 /// runs until every sender is dropped.
 pub fn spawn_writer(
@@ -307,7 +310,26 @@ pub fn spawn_writer(
             // An episode ends when a file is safely on disk again (a buffered write proves
             // nothing), and the losses of the episode are said then.
             let mut unwritten_before = 0u64;
-            for batch in rx {
+            let mut last_flush = std::time::Instant::now();
+            let mut dirty = false;
+            loop {
+                // Buffered frames reach the kernel at least every FLUSH_EVERY, so a killed
+                // probe loses at most that long of the ring's packets.
+                let batch = match rx.recv_timeout(FLUSH_EVERY) {
+                    Ok(b) => b,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if dirty {
+                            if let Err(e) = w.flush() {
+                                eprintln!("probe: PCAP ring {dir}: {e}");
+                            }
+                            dirty = false;
+                            last_flush = std::time::Instant::now();
+                        }
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                };
+                dirty |= !batch.frames.is_empty();
                 if let Some((n, first, last)) = batch.lost {
                     w.note_lost("writer behind", n, first, last);
                 }
@@ -331,6 +353,13 @@ pub fn spawn_writer(
                         );
                         unwritten_before = unwritten;
                     }
+                }
+                if dirty && last_flush.elapsed() >= FLUSH_EVERY {
+                    if let Err(e) = w.flush() {
+                        eprintln!("probe: PCAP ring {dir}: {e}");
+                    }
+                    dirty = false;
+                    last_flush = std::time::Instant::now();
                 }
             }
             if let Err(e) = w.close() {
