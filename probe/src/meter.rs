@@ -31,6 +31,9 @@ pub struct FrameBooks {
     /// Frames that came through each encapsulation, by [`TunnelKind`] code (a frame in
     /// VXLAN in ERSPAN counts under both), whatever became of them.
     pub encapsulated: [u64; TunnelKind::ALL.len() + 1],
+    /// Frames to a tunnel's UDP port whose inside did not decode, metered as the UDP
+    /// datagrams they are (`wire::decode_frame`): a port is not proof.
+    pub port_not_tunnel: u64,
     /// Frames that repeated a packet seen within the `--dedup` window.
     pub duplicates_seen: u64,
     /// Of those, the ones dropped before metering.
@@ -63,6 +66,7 @@ impl Default for FrameBooks {
             filtered: Default::default(),
             malformed: Default::default(),
             encapsulated: Default::default(),
+            port_not_tunnel: 0,
             duplicates_seen: 0,
             duplicates_dropped: 0,
             handoff_dropped: 0,
@@ -90,6 +94,7 @@ impl FrameBooks {
         for (a, b) in self.encapsulated.iter_mut().zip(o.encapsulated) {
             *a += b;
         }
+        self.port_not_tunnel += o.port_not_tunnel;
         self.duplicates_seen += o.duplicates_seen;
         self.duplicates_dropped += o.duplicates_dropped;
         self.handoff_dropped += o.handoff_dropped;
@@ -357,6 +362,7 @@ impl Decoder {
                 }
                 s.ingress_if = self.ingress_if;
                 self.books.metered += 1;
+                self.books.port_not_tunnel += s.tunnel.port_not_tunnel as u64;
                 if let Some(app) = self.app.as_deref_mut() {
                     // Most packets say nothing: then only the tag is written, not a whole
                     // fact (assigning the returned Option copies all 800 bytes, even a None).

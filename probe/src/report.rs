@@ -323,6 +323,7 @@ impl RunReport {
                 "malformed": f.malformed_total(),
                 "malformed_by_reason": malformed,
                 "duplicates_seen": f.duplicates_seen,
+                "port_not_tunnel": f.port_not_tunnel,
                 "duplicates_dropped": f.duplicates_dropped,
                 "handoff_dropped": f.handoff_dropped,
                 "hellos_joined": f.hellos_joined,
@@ -475,6 +476,12 @@ impl RunReport {
             .collect();
         if !kinds.is_empty() {
             s += &format!("  encapsulated: {}\n", kinds.join(", "));
+        }
+        if f.port_not_tunnel > 0 {
+            s += &format!(
+                "  {} frames to a tunnel's UDP port did not hold a tunnel (their inside did not decode): metered as UDP\n",
+                f.port_not_tunnel
+            );
         }
         if f.duplicates_seen > 0 {
             s += &format!(

@@ -124,6 +124,31 @@ pub fn decode_ethertype_chain<'a>(
     }
 }
 
+/// Whether an Ethernet frame inside a tunnel named only by a UDP port starts like one: an
+/// ethertype the probe follows or one a LAN carries (ARP, LLDP, 802.1X, LACP, PTP, CFM,
+/// MACsec, FCoE), or an 802.3 length no longer than what follows. Random bytes pass about
+/// one time in 40; what passes and is not IP is filtered as `non_ip`, as on the wire.
+pub fn plausible_inner_ethernet(frame: &[u8]) -> bool {
+    let Some(t) = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
+        return false;
+    };
+    const LAN: [u16; 10] = [
+        0x0806, 0x8035, 0x88cc, 0x888e, 0x8809, 0x88f7, 0x8902, 0x88e5, 0x8906, 0x8914,
+    ];
+    matches!(
+        t,
+        ETHERTYPE_IPV4
+            | ETHERTYPE_IPV6
+            | ETHERTYPE_VLAN
+            | ETHERTYPE_QINQ
+            | ETHERTYPE_QINQ_OLD
+            | ETHERTYPE_MPLS_UNICAST
+            | ETHERTYPE_MPLS_MULTICAST
+            | ETHERTYPE_PPPOE_SESSION
+    ) || LAN.contains(&t)
+        || (t as usize) <= frame.len().saturating_sub(14).min(1500)
+}
+
 /// A PPPoE session frame: IP when the PPP protocol says so, else not IP (LCP, IPCP, ...).
 fn decode_pppoe<'a>(payload: &'a [u8], out: &mut FrameSummary) -> Result<Network<'a>, NotMetered> {
     if payload.len() < pppoe::HEADER_LEN {

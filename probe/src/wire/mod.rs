@@ -48,6 +48,13 @@ pub struct TunnelSummary {
     pub segment: u32,
     /// The kind that gave `segment` (`None`: no segment).
     pub segment_kind: TunnelKind,
+    /// One more than the depth at which the innermost layer named only by a UDP port was
+    /// entered (0: none), so a frame whose inside does not decode can be metered as that
+    /// datagram instead (see `tunnel`'s module doc).
+    guessed_at: u8,
+    /// The frame was metered as an ordinary UDP datagram to a tunnel port because what
+    /// looked like the tunnel's inner frame did not decode (`port_not_tunnel` in the books).
+    pub port_not_tunnel: bool,
 }
 
 /// Everything the flow cache needs to know about one frame.
@@ -118,6 +125,8 @@ impl FrameSummary {
             kinds: 0,
             segment: 0,
             segment_kind: TunnelKind::None,
+            guessed_at: 0,
+            port_not_tunnel: false,
             ..self.tunnel
         };
         *self = FrameSummary {
@@ -181,6 +190,9 @@ pub enum FilterReason {
     MplsNonIp,
     /// A pcapng interface whose link type the probe does not decode.
     UnsupportedLinkType,
+    /// VXLAN-GPE carrying a Network Service Header (Next Protocol 4), which the probe does
+    /// not decode.
+    VxlanGpeNsh,
 }
 
 /// Frames whose headers are broken.
@@ -214,16 +226,18 @@ pub enum MalformedReason {
 }
 
 impl FilterReason {
-    pub const ALL: [FilterReason; 3] = [
+    pub const ALL: [FilterReason; 4] = [
         FilterReason::NonIp,
         FilterReason::MplsNonIp,
         FilterReason::UnsupportedLinkType,
+        FilterReason::VxlanGpeNsh,
     ];
     pub fn name(self) -> &'static str {
         match self {
             FilterReason::NonIp => "non_ip",
             FilterReason::MplsNonIp => "mpls_non_ip",
             FilterReason::UnsupportedLinkType => "unsupported_link_type",
+            FilterReason::VxlanGpeNsh => "vxlan_gpe_nsh",
         }
     }
 }
@@ -275,12 +289,39 @@ impl From<FilterReason> for NotMetered {
 
 /// Decodes one frame of `link` type into `out` (which is reset first), removing the tunnels
 /// `decap` enables, up to [`tunnel::MAX_TUNNEL_DEPTH`] of them.
+///
+/// A layer named only by a UDP port (VXLAN, Geneve, GTP-U) counts as a tunnel only if what
+/// is inside decodes: when it does not, the frame is decoded again stopping at that layer,
+/// metered as the UDP datagram it is, and marked `port_not_tunnel`. The second pass runs only
+/// for such frames.
 #[inline]
 pub fn decode_frame(
     link: LinkType,
     frame: &[u8],
     decap: &Decap,
     out: &mut FrameSummary,
+) -> Result<(), NotMetered> {
+    match decode_walk(link, frame, decap, out, u8::MAX) {
+        Err(NotMetered::Malformed(_) | NotMetered::Filtered(FilterReason::NonIp))
+            if out.tunnel.guessed_at != 0 =>
+        {
+            let stop = out.tunnel.guessed_at - 1;
+            decode_walk(link, frame, decap, out, stop)?;
+            out.tunnel.port_not_tunnel = true;
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// One walk down the frame; a UDP-port-named layer at depth `stop_guess_at` is not entered.
+#[inline]
+fn decode_walk(
+    link: LinkType,
+    frame: &[u8],
+    decap: &Decap,
+    out: &mut FrameSummary,
+    stop_guess_at: u8,
 ) -> Result<(), NotMetered> {
     out.reset();
     let (ethertype, payload) = link::decode_link(link, frame, out)?;
@@ -294,6 +335,7 @@ pub fn decode_frame(
         // what they are (the outer flow).
         let layer = if out.fragment.is_none() {
             tunnel::next_layer(out.protocol, out.dst_port, l4, decap)?
+                .filter(|l| !(l.guessed() && out.tunnel.depth == stop_guess_at))
         } else {
             None
         };
@@ -308,6 +350,9 @@ pub fn decode_frame(
         if out.tunnel.depth == tunnel::MAX_TUNNEL_DEPTH {
             return Err(MalformedReason::TunnelTooDeep.into());
         }
+        if layer.guessed() {
+            out.tunnel.guessed_at = out.tunnel.depth + 1;
+        }
         out.enter_tunnel(layer.kind, layer.id, layer.segment);
         net = match layer.inner {
             tunnel::Inner::Ethernet(f) => {
@@ -319,6 +364,7 @@ pub fn decode_frame(
             tunnel::Inner::Ethertype(t, p) => ethernet::decode_ethertype_chain(t, p, decap, out)?,
             tunnel::Inner::Ipv4(p) => ethernet::Network::Ipv4(p),
             tunnel::Inner::Ipv6(p) => ethernet::Network::Ipv6(p),
+            tunnel::Inner::Nsh => return Err(FilterReason::VxlanGpeNsh.into()),
             tunnel::Inner::Ip(p) => match p.first().map(|b| b >> 4) {
                 Some(4) => ethernet::Network::Ipv4(p),
                 Some(6) => ethernet::Network::Ipv6(p),

@@ -514,15 +514,21 @@ fn vxlan_and_geneve_carry_the_inner_flow_and_its_vni() {
         .depth
             == 1
     );
+    // VXLAN-GPE's port is decoded by default; others only when asked.
     let on_4790 = udp_outer(4790, &vxlan(1, &inner_frame(None)));
     assert_eq!(
         decode(LinkType::Ethernet, &on_4790).unwrap().tunnel.depth,
+        1
+    );
+    let on_4791 = udp_outer(4791, &vxlan(1, &inner_frame(None)));
+    assert_eq!(
+        decode(LinkType::Ethernet, &on_4791).unwrap().tunnel.depth,
         0
     );
     let mut d = Decap::all();
-    d.add_vxlan_port(4790).unwrap();
+    d.add_vxlan_port(4791).unwrap();
     let mut s = FrameSummary::default();
-    decode_frame(LinkType::Ethernet, &on_4790, &d, &mut s).unwrap();
+    decode_frame(LinkType::Ethernet, &on_4791, &d, &mut s).unwrap();
     assert_eq!(s.tunnel.kind, TunnelKind::Vxlan);
     // --decap none: the outer UDP flow, as before.
     decode_frame(LinkType::Ethernet, &f, &Decap::none(), &mut s).unwrap();
@@ -746,6 +752,77 @@ fn no_panic_on_truncated_tunnels() {
     for f in &frames {
         for end in 0..=f.len() {
             let _ = decode(LinkType::Ethernet, &f[..end]);
+        }
+    }
+}
+
+#[test]
+fn vxlan_is_read_by_rfc_7348s_receive_rule_and_gpe_by_its_next_protocol() {
+    // Reserved flag bits and both reserved fields set (group policy, vendor uses): still VXLAN.
+    let mut h = vxlan(77, &inner_frame(None));
+    h[0] |= 0x80 | 0x01;
+    h[1..4].copy_from_slice(&[0x12, 0x34, 0x56]);
+    h[7] = 0xff;
+    let s = decode(LinkType::Ethernet, &udp_outer(4789, &h)).unwrap();
+    assert_inner(&s);
+    assert_eq!((s.tunnel.kind, s.tunnel.id), (TunnelKind::Vxlan, 77));
+    assert!(!s.tunnel.port_not_tunnel);
+    // VXLAN-GPE on 4789 and 4790: IPv4 (1) and Ethernet (3) inside.
+    for port in [4789u16, 4790] {
+        let mut ip = vxlan(5, &inner_ip());
+        ip[0] = 0x0c;
+        ip[3] = 1;
+        let s = decode(LinkType::Ethernet, &udp_outer(port, &ip)).unwrap();
+        assert_inner(&s);
+        assert_eq!(s.tunnel.depth, 1, "port {port}");
+        let mut eth = vxlan(5, &inner_frame(None));
+        eth[0] = 0x0c;
+        eth[3] = 3;
+        assert_inner(&decode(LinkType::Ethernet, &udp_outer(port, &eth)).unwrap());
+    }
+    // NSH (4): filtered by that name, not metered as something it is not.
+    let mut base = vec![0x0f, 0xc6, 0x02, 0x01]; // version 0, 6 words, MD type 2, IPv4
+    base.resize(40, 0);
+    let mut nsh = vxlan(5, &base);
+    nsh[0] = 0x0c;
+    nsh[3] = 4;
+    assert_eq!(
+        decode(LinkType::Ethernet, &udp_outer(4790, &nsh)).err(),
+        Some(NotMetered::Filtered(FilterReason::VxlanGpeNsh))
+    );
+}
+
+#[test]
+fn udp_to_a_tunnel_port_whose_inside_does_not_decode_is_metered_as_udp() {
+    // The I flag set and an Ethernet header that looks right, then a broken IPv4 header.
+    let mut inner = inner_frame(None);
+    inner[14] = 0x42; // IHL 2
+    let f = udp_outer(4789, &vxlan(9, &inner));
+    let s = decode(LinkType::Ethernet, &f).unwrap();
+    assert_eq!((s.protocol, s.dst_port, s.tunnel.depth), (17, 4789, 0));
+    assert!(s.tunnel.port_not_tunnel);
+    assert_eq!(&s.src_addr[..4], &OUTER_SRC);
+    // GPE saying IPv4 over something that is not: the same.
+    let mut gpe = vxlan(9, &[0x99; 30]);
+    gpe[0] = 0x0c;
+    gpe[3] = 1;
+    let s = decode(LinkType::Ethernet, &udp_outer(4790, &gpe)).unwrap();
+    assert_eq!((s.dst_port, s.tunnel.depth), (4790, 0));
+    assert!(s.tunnel.port_not_tunnel);
+    // Random payloads to 4789: every one is metered (as VXLAN or as UDP), none lost.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..2000 {
+        let payload: Vec<u8> = (0..60)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        match decode(LinkType::Ethernet, &udp_outer(4789, &payload)) {
+            Ok(_) | Err(NotMetered::Filtered(FilterReason::NonIp)) => {}
+            Err(e) => panic!("random UDP to 4789 not metered: {e:?}"),
         }
     }
 }

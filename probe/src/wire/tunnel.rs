@@ -8,8 +8,14 @@
 //! in `wire::decode_frame`.
 //!
 //! A port is not proof: a UDP datagram to the VXLAN, Geneve or GTP-U port whose header does
-//! not validate is ordinary UDP ([`next_layer`] returns `Ok(None)`). GRE and IP-in-IP are
-//! named by the IP protocol number, so a broken header there is a malformed frame.
+//! not validate is ordinary UDP ([`next_layer`] returns `Ok(None)`). Nor is a header that
+//! validates: VXLAN's receive rule (RFC 7348 §5) ignores every bit but the I flag, so half
+//! of all random payloads pass it. What tells a tunnel from a datagram that only looks like
+//! one is that the inner frame decodes cleanly: [`Layer::guessed`] marks the layers named by
+//! a UDP port, and when what is inside one does not decode, `wire::decode_frame` meters the
+//! datagram as the UDP flow it is and the books count it (`port_not_tunnel`). GRE and
+//! IP-in-IP are named by the IP protocol number, so a broken header there is a malformed
+//! frame.
 
 use super::ethernet::{
     ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_MPLS_MULTICAST, ETHERTYPE_MPLS_UNICAST,
@@ -27,6 +33,8 @@ pub const GRE_PROTO_ERSPAN_II: u16 = 0x88be;
 pub const GRE_PROTO_ERSPAN_III: u16 = 0x22eb;
 
 pub const VXLAN_PORT: u16 = 4789;
+/// VXLAN-GPE's port (draft-ietf-nvo3-vxlan-gpe); the same header, read by its P bit.
+pub const VXLAN_GPE_PORT: u16 = 4790;
 /// The port Linux's own VXLAN devices use unless told otherwise.
 pub const LINUX_VXLAN_PORT: u16 = 8472;
 pub const GENEVE_PORT: u16 = 6081;
@@ -149,7 +157,7 @@ impl Decap {
     pub fn none() -> Decap {
         Decap {
             enabled: 0,
-            vxlan_ports: [VXLAN_PORT, LINUX_VXLAN_PORT, 0, 0],
+            vxlan_ports: [VXLAN_PORT, LINUX_VXLAN_PORT, VXLAN_GPE_PORT, 0],
             geneve_ports: [GENEVE_PORT, 0, 0, 0],
         }
     }
@@ -252,9 +260,12 @@ pub enum Inner<'a> {
     Ethertype(u16, &'a [u8]),
     /// An IP packet, version from its first nibble (GTP-U, ERSPAN III frame type IP).
     Ip(&'a [u8]),
-    /// IPv4 or IPv6 directly (IP-in-IP, by protocol number).
+    /// IPv4 or IPv6 directly (IP-in-IP, by protocol number; VXLAN-GPE Next Protocol 1, 2).
     Ipv4(&'a [u8]),
     Ipv6(&'a [u8]),
+    /// A Network Service Header (VXLAN-GPE Next Protocol 4): not decoded, the frame is
+    /// counted as filtered by that name.
+    Nsh,
 }
 
 /// One tunnel layer found.
@@ -267,6 +278,17 @@ pub struct Layer<'a> {
     /// belongs in the flow key.
     pub segment: bool,
     pub inner: Inner<'a>,
+}
+
+impl Layer<'_> {
+    /// Whether only a UDP port named this layer (VXLAN, VXLAN-GPE, Geneve, GTP-U): then its
+    /// inner frame must decode cleanly for the datagram to be taken for a tunnel.
+    pub fn guessed(&self) -> bool {
+        matches!(
+            self.kind,
+            TunnelKind::Vxlan | TunnelKind::Geneve | TunnelKind::GtpU
+        )
+    }
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -417,39 +439,62 @@ pub mod erspan {
     }
 }
 
-/// VXLAN (RFC 7348), with the group-policy extension's G bit tolerated.
+/// VXLAN (RFC 7348) and VXLAN-GPE (draft-ietf-nvo3-vxlan-gpe), read as RFC 7348 §5 tells a
+/// receiver to: the I flag must be set, every other flag bit and reserved field is ignored
+/// (group policy, GPE's version bits, vendor uses), except GPE's P bit, which says the fourth
+/// octet names what follows instead of Ethernet.
 pub mod vxlan {
     use super::be32;
 
     mod field {
         pub const FLAGS: usize = 0;
+        pub const NEXT_PROTOCOL: usize = 3;
         pub const VNI: usize = 4;
-        pub const RESERVED_LAST: usize = 7;
         pub const HEADER_LEN: usize = 8;
         pub const FLAG_I: u8 = 0x08;
-        /// Flags RFC 7348 reserves (the G bit 0x80 of VXLAN-GBP is allowed).
-        pub const RESERVED_FLAGS: u8 = 0x77;
+        /// VXLAN-GPE: the Next Protocol octet is present.
+        pub const FLAG_P: u8 = 0x04;
     }
+
+    /// VXLAN-GPE Next Protocol values.
+    pub const NEXT_IPV4: u8 = 1;
+    pub const NEXT_IPV6: u8 = 2;
+    pub const NEXT_ETHERNET: u8 = 3;
+    pub const NEXT_NSH: u8 = 4;
 
     pub struct VxlanHeader<'a> {
         buf: &'a [u8],
     }
 
+    /// Whether `b` starts with an NSH base header (RFC 8300 §2.2): version 0, a length of
+    /// at least the base and service path headers that fits, MD type 1 or 2, and a next
+    /// protocol RFC 8300 names (IPv4, IPv6, Ethernet, NSH, MPLS).
+    pub fn plausible_nsh(b: &[u8]) -> bool {
+        let [b0, b1, b2, b3, ..] = *b else {
+            return false;
+        };
+        let words = (b1 & 0x3f) as usize;
+        b0 >> 6 == 0
+            && words >= 2
+            && words * 4 <= b.len()
+            && matches!(b2 & 0x0f, 1 | 2)
+            && (1..=5).contains(&b3)
+    }
+
     impl<'a> VxlanHeader<'a> {
-        /// `None` unless this is a VXLAN header: I flag set, reserved flags and the last
-        /// reserved octet clear.
+        /// `None` unless the I flag is set (the only bit a receiver checks).
         pub fn new_checked(buf: &'a [u8]) -> Option<Self> {
             if buf.len() < field::HEADER_LEN {
                 return None;
             }
-            let flags = buf[field::FLAGS];
-            (flags & field::FLAG_I != 0
-                && flags & field::RESERVED_FLAGS == 0
-                && buf[field::RESERVED_LAST] == 0)
-                .then_some(VxlanHeader { buf })
+            (buf[field::FLAGS] & field::FLAG_I != 0).then_some(VxlanHeader { buf })
         }
         pub fn vni(&self) -> u32 {
             be32(self.buf, field::VNI) >> 8
+        }
+        /// VXLAN-GPE's Next Protocol when the P bit is set; `None`: Ethernet follows.
+        pub fn next_protocol(&self) -> Option<u8> {
+            (self.buf[field::FLAGS] & field::FLAG_P != 0).then_some(self.buf[field::NEXT_PROTOCOL])
         }
         pub fn payload(&self) -> &'a [u8] {
             &self.buf[field::HEADER_LEN..]
@@ -618,11 +663,27 @@ fn udp_layer<'a>(
     decap: &Decap,
 ) -> Result<Option<Layer<'a>>, MalformedReason> {
     if decap.is_enabled(TunnelKind::Vxlan) && decap.vxlan_ports.contains(&dst_port) {
-        return Ok(vxlan::VxlanHeader::new_checked(payload).map(|h| Layer {
+        let Some(h) = vxlan::VxlanHeader::new_checked(payload) else {
+            return Ok(None);
+        };
+        let inner = match h.next_protocol() {
+            None | Some(vxlan::NEXT_ETHERNET) => {
+                if !super::ethernet::plausible_inner_ethernet(h.payload()) {
+                    return Ok(None);
+                }
+                Inner::Ethernet(h.payload())
+            }
+            Some(vxlan::NEXT_IPV4) => Inner::Ipv4(h.payload()),
+            Some(vxlan::NEXT_IPV6) => Inner::Ipv6(h.payload()),
+            Some(vxlan::NEXT_NSH) if vxlan::plausible_nsh(h.payload()) => Inner::Nsh,
+            // A Next Protocol no draft names: not VXLAN-GPE, an ordinary datagram.
+            Some(_) => return Ok(None),
+        };
+        return Ok(Some(Layer {
             kind: TunnelKind::Vxlan,
             id: h.vni(),
             segment: true,
-            inner: Inner::Ethernet(h.payload()),
+            inner,
         }));
     }
     if decap.is_enabled(TunnelKind::Geneve) && decap.geneve_ports.contains(&dst_port) {
@@ -790,16 +851,57 @@ mod tests {
     #[test]
     fn udp_to_a_tunnel_port_without_a_valid_header_is_not_a_tunnel() {
         let d = Decap::all();
-        let mut udp = vec![0, 1, 0x12, 0xb5, 0, 20, 0, 0];
-        udp.extend_from_slice(&[0x00; 12]); // no I flag
+        // UDP header, VXLAN header, then an Ethernet header carrying IPv4.
+        let mut udp = vec![0, 1, 0x12, 0xb5, 0, 42, 0, 0];
+        udp.extend_from_slice(&[0x00; 8]); // no I flag
+        udp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00]);
+        udp.extend_from_slice(&[0x45, 0, 0, 20]);
         assert_eq!(next_layer(17, VXLAN_PORT, &udp, &d), Ok(None));
-        udp[8] = 0x08;
-        udp[15] = 1; // reserved octet set
-        assert_eq!(next_layer(17, VXLAN_PORT, &udp, &d), Ok(None));
-        udp[15] = 0;
+        // RFC 7348 §5: reserved flag bits and fields are ignored on receipt.
+        udp[8] = 0x08 | 0x80 | 0x02;
+        udp[9..12].copy_from_slice(&[0xab, 0xcd, 0xef]);
+        udp[15] = 0x5a;
         udp[12..15].copy_from_slice(&[0, 0x30, 0x39]);
         let l = next_layer(17, VXLAN_PORT, &udp, &d).unwrap().unwrap();
         assert_eq!((l.kind, l.id, l.segment), (TunnelKind::Vxlan, 12345, true));
+        assert!(l.guessed());
+        // What follows does not start like an Ethernet frame: not a tunnel.
+        udp[28..30].copy_from_slice(&[0x12, 0x34]);
+        assert_eq!(next_layer(17, VXLAN_PORT, &udp, &d), Ok(None));
+        // VXLAN-GPE (P bit): the Next Protocol names the inner packet.
+        udp[28..30].copy_from_slice(&[0x08, 0x00]);
+        udp[8] = 0x0c;
+        // (An NSH base header: version 0, length 2 words, MD type 2, next protocol IPv4.)
+        udp[16..20].copy_from_slice(&[0x0f, 0xc2, 0x02, 0x01]);
+        for (next, want) in [
+            (1u8, "ipv4"),
+            (2, "ipv6"),
+            (3, "ethernet"),
+            (4, "nsh"),
+            (9, "none"),
+        ] {
+            udp[11] = next;
+            let got = match next_layer(17, VXLAN_GPE_PORT, &udp, &d).unwrap() {
+                Some(Layer {
+                    inner: Inner::Ipv4(_),
+                    ..
+                }) => "ipv4",
+                Some(Layer {
+                    inner: Inner::Ipv6(_),
+                    ..
+                }) => "ipv6",
+                Some(Layer {
+                    inner: Inner::Ethernet(_),
+                    ..
+                }) => "ethernet",
+                Some(Layer {
+                    inner: Inner::Nsh, ..
+                }) => "nsh",
+                Some(_) => "other",
+                None => "none",
+            };
+            assert_eq!(got, want, "next protocol {next}");
+        }
         // Geneve version 1 does not exist.
         let mut gen = vec![
             0, 1, 0x17, 0xc1, 0, 20, 0, 0, 0x40, 0, 0x65, 0x58, 0, 0, 1, 0,
