@@ -69,7 +69,8 @@ const VNG: &str = "virtme-ng==1.42";
 pub const PYREF: &str = "/opt/probe-pyref";
 
 /// The PyPI packages the tests compare against, pinned.
-const PYPI: &[&str] = &["ja4plus==1.4.0", "communityid==1.5.0"];
+/// scapy writes tunnel feeds with code that is not ours (tests/scapy/).
+const PYPI: &[&str] = &["ja4plus==1.4.0", "communityid==1.5.0", "scapy==2.6.1"];
 
 /// Whether `cmd` (a program name, or an absolute path) is on this machine.
 pub fn have(cmd: &str) -> bool {
@@ -112,7 +113,11 @@ fn vng() -> Result<()> {
 /// The PyPI reference implementations, in [`PYREF`], when neither PATH nor it has them.
 fn pypi() -> Result<()> {
     let bin = format!("{PYREF}/bin/ja4plus");
-    if have("ja4plus") || std::path::Path::new(&bin).exists() {
+    let has_scapy = Command::new(format!("{PYREF}/bin/python"))
+        .args(["-c", "import scapy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if (have("ja4plus") || std::path::Path::new(&bin).exists()) && has_scapy {
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
