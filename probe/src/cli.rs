@@ -269,7 +269,8 @@ pub struct DecapArgs {
     /// gre (with NVGRE), vxlan, geneve, gtpu, ipip, pppoe.
     #[arg(long, value_name = "LIST", default_value = "all", value_parser = parse_decap)]
     pub decap: Decap,
-    /// Another UDP port that carries VXLAN (4789 and Linux's 8472 always do); repeatable.
+    /// Another UDP port that carries VXLAN or VXLAN-GPE (4789, Linux's 8472 and GPE's 4790
+    /// always do); repeatable.
     #[arg(long, value_name = "PORT")]
     pub vxlan_port: Vec<u16>,
     /// Another UDP port that carries Geneve (6081 always does); repeatable.

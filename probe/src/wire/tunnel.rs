@@ -201,7 +201,7 @@ impl Decap {
         Ok(d)
     }
 
-    /// Adds UDP ports that carry VXLAN (besides 4789 and 8472); at most four in all.
+    /// Adds UDP ports that carry VXLAN (besides 4789, 8472 and 4790); at most four in all.
     pub fn add_vxlan_port(&mut self, port: u16) -> Result<(), String> {
         add_port(&mut self.vxlan_ports, port, "--vxlan-port")
     }
