@@ -197,6 +197,30 @@ impl Lab {
 }
 
 impl Lab {
+    /// Runs a copy of the probe binary in namespace B as user and group nobody (65534), with
+    /// no capabilities: what an operator without privileges gets. The copy sits in a
+    /// directory of `scratch` that nobody can read, wherever the checkout lies.
+    pub fn run_probe_in_b_as_nobody(
+        &self,
+        scratch: &std::path::Path,
+        args: &[&str],
+    ) -> std::process::Output {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = scratch.join("probe");
+        std::fs::copy(crate::probe_bin(), &bin).expect("copy the probe binary");
+        for p in [scratch, bin.as_path()] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
+                .expect("make the copy executable by all");
+        }
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns_b, "setpriv"])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(args)
+            .output()
+            .expect("ip netns exec setpriv")
+    }
+
     /// `GET path` from inside namespace B (where the probe runs), returning the whole response.
     pub fn http_get_in_b(&self, addr: &str, path: &str) -> String {
         let ns = format!("/run/netns/{}", self.ns_b);

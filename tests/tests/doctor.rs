@@ -94,26 +94,7 @@ fn doctor_without_privileges_names_what_is_missing() {
     }
     let lab = Lab::new(1);
     let tmp = e2e::TempDir::new("doctor-unpriv");
-    let bin = tmp.path().join("probe");
-    std::fs::copy(e2e::probe_bin(), &bin).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for p in [tmp.path(), bin.as_path()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns_b,
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-        ])
-        .args(["--clear-groups"])
-        .arg(&bin)
-        .args(["doctor", "-i", &lab.veth_b])
-        .output()
-        .unwrap();
+    let out = lab.run_probe_in_b_as_nobody(tmp.path(), &["doctor", "-i", &lab.veth_b]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(

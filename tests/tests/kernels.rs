@@ -63,6 +63,66 @@ fn live_test_binary() -> PathBuf {
         .expect("cargo builds the live tests with this one (cargo test --workspace)")
 }
 
+/// A Debian 12 kernel to boot and the vng that boots it, holding the one-VM-at-a-time lock.
+struct Vm {
+    vng: PathBuf,
+    kernel: PathBuf,
+    /// The host's PATH with vng's directory first, for the guest too.
+    path: String,
+    probe: PathBuf,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Vm {
+    /// `None` after saying why `test` skips; under CI a missing VM fails the test.
+    fn find(test: &str) -> Option<Vm> {
+        if !require_root(test) {
+            return None;
+        }
+        let (Some(vng), Some(kernel)) = (vng(), debian12_kernels().into_iter().next()) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: CI must run the kernel matrix: `cargo xtask deps` installs virtme-ng, qemu-system-x86, busybox-static and linux-image-6.1.0-47-amd64-unsigned"
+            );
+            eprintln!("SKIP {test}: no vng or no /boot/vmlinuz-6.1.*");
+            return None;
+        };
+        let path = format!(
+            "{}:{}",
+            vng.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let probe = e2e::probe_bin();
+        let probe = std::fs::canonicalize(&probe).unwrap_or(probe);
+        Some(Vm {
+            vng,
+            kernel,
+            path,
+            probe,
+            _one: ONE_VM.lock().unwrap_or_else(|e| e.into_inner()),
+        })
+    }
+
+    /// Boots the kernel (2 CPUs, 2 GiB, TCG) with `extra` vng options and runs `script` as
+    /// root in the guest; returns its stdout and stderr.
+    fn run(&self, extra: &[&str], script: &str) -> (String, String) {
+        let out = Command::new(&self.vng)
+            .args(["--run"])
+            .arg(&self.kernel)
+            .args(["--disable-kvm", "--memory", "2G", "--cpus", "2"])
+            .args(extra)
+            .arg("--")
+            .arg(script)
+            .env("PATH", &self.path)
+            .output()
+            .expect("vng runs");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
 const GUEST_TESTS: [&str; 3] = [
     "native_mode_meters_every_frame_into_nfcapd",
     "generic_mode_meters_every_frame_into_nfcapd",
@@ -71,28 +131,11 @@ const GUEST_TESTS: [&str; 3] = [
 
 #[test]
 fn live_smoke_under_debian_12s_kernel_in_a_vm() {
-    if !require_root("live_smoke_under_debian_12s_kernel_in_a_vm") {
-        return;
-    }
-    let (Some(vng), Some(kernel)) = (vng(), debian12_kernels().into_iter().next()) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the kernel matrix: `cargo xtask deps` installs virtme-ng, qemu-system-x86, busybox-static and linux-image-6.1.0-47-amd64-unsigned"
-        );
-        eprintln!(
-            "SKIP live_smoke_under_debian_12s_kernel_in_a_vm: no vng or no /boot/vmlinuz-6.1.*"
-        );
+    let Some(vm) = Vm::find("live_smoke_under_debian_12s_kernel_in_a_vm") else {
         return;
     };
-    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let (kernel, path, probe) = (&vm.kernel, &vm.path, &vm.probe);
     let live = live_test_binary();
-    let probe = e2e::probe_bin();
-    let probe = std::fs::canonicalize(&probe).unwrap_or(probe);
-    let path = format!(
-        "{}:{}",
-        vng.parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let script = format!(
         "cd {root} && export PATH='{path}' PROBE_BIN='{probe}' CI=true && modprobe veth && uname -r && \
          {live} --exact {tests} --nocapture --test-threads 1",
@@ -102,19 +145,8 @@ fn live_smoke_under_debian_12s_kernel_in_a_vm() {
         tests = GUEST_TESTS.join(" "),
     );
     let t0 = std::time::Instant::now();
-    let out = Command::new(&vng)
-        .args(["--run"])
-        .arg(&kernel)
-        .args(["--disable-kvm", "--memory", "2G", "--cpus", "2", "--"])
-        .arg(&script)
-        .env("PATH", &path)
-        .output()
-        .expect("vng runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, err) = vm.run(&[], &script);
+    let text = format!("{out}{err}");
     eprintln!(
         "kernel matrix: {} booted and tested in {:.0} s",
         kernel.display(),
@@ -175,43 +207,25 @@ echo "=== books"; cat "$OUT/books.json"
 
 #[test]
 fn native_xdp_on_virtio_net_reads_every_datagram_and_the_driver_count_agrees() {
-    if !require_root("native_xdp_on_virtio_net_reads_every_datagram_and_the_driver_count_agrees") {
-        return;
-    }
-    let (Some(vng), Some(kernel)) = (vng(), debian12_kernels().into_iter().next()) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the kernel matrix: `cargo xtask deps` installs virtme-ng and the kernel"
-        );
-        eprintln!("SKIP native_xdp_on_virtio_net_reads_every_datagram_and_the_driver_count_agrees: no vng or kernel");
+    let Some(vm) =
+        Vm::find("native_xdp_on_virtio_net_reads_every_datagram_and_the_driver_count_agrees")
+    else {
         return;
     };
-    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = e2e::TempDir::new("virtio");
     let script = tmp.path().join("guest.sh");
     std::fs::write(&script, VIRTIO_GUEST).unwrap();
-    let probe = e2e::probe_bin();
-    let probe = std::fs::canonicalize(&probe).unwrap_or(probe);
-    let path = format!(
-        "{}:{}",
-        vng.parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new(&vng)
-        .args(["--run"])
-        .arg(&kernel)
-        .args(["--disable-kvm", "--memory", "2G", "--cpus", "2"])
-        .args(["--network", "loop", "--no-dhcp", "--"])
-        .arg(format!(
-            "export PATH='{path}' PROBE_BIN='{}' OUT=$(mktemp -d); bash {}",
-            probe.display(),
+    let (text, err) = vm.run(
+        &["--network", "loop", "--no-dhcp"],
+        &format!(
+            "export PATH='{}' PROBE_BIN='{}' OUT=$(mktemp -d); bash {}",
+            vm.path,
+            vm.probe.display(),
             script.display()
-        ))
-        .env("PATH", &path)
-        .output()
-        .expect("vng runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        ),
+    );
+    let kernel = &vm.kernel;
+    let all = format!("{text}{err}");
     assert!(
         text.contains("driver: virtio_net"),
         "not virtio_net:\n{all}"

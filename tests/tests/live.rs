@@ -463,28 +463,11 @@ fn missing_privileges_get_one_line_error() {
         return;
     }
     let lab = Lab::new(1);
-    // A copy of the binary that an unprivileged user can execute wherever the checkout lies.
     let tmp = TempDir::new("live-unpriv");
-    let bin = tmp.path().join("probe");
-    std::fs::copy(e2e::probe_bin(), &bin).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for p in [tmp.path(), bin.as_path()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns_b,
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-        ])
-        .args(["--clear-groups"])
-        .arg(&bin)
-        .args(["capture", "-i", &lab.veth_b, "--print", "json"])
-        .output()
-        .unwrap();
+    let out = lab.run_probe_in_b_as_nobody(
+        tmp.path(),
+        &["capture", "-i", &lab.veth_b, "--print", "json"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not allowed to load an XDP program"), "{err}");
@@ -1609,10 +1592,13 @@ fn timestamps_from_the_kernel_and_from_user_space_are_near_the_send_time_and_kee
             pairs.iter().all(|&(sent, ts)| ts + 1_000 >= sent),
             "{mode}: a stamp before its send time"
         );
+        // Sanity bounds, loose enough for a TCG-emulated guest (the kernel matrix runs this
+        // test in one, where a batch can wait 100-300 ms); the measured figures are in
+        // BENCHMARKS.md.
         let bound_us = if mode == "userspace" {
-            200_000.0
+            1_000_000.0
         } else {
-            50_000.0
+            100_000.0
         };
         assert!(max < bound_us, "{mode}: max error {max} us");
     }

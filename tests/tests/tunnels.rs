@@ -563,7 +563,11 @@ fn vxlan_and_vxlan_gpe_feeds_written_by_scapy_meter_the_inner_flows_tshark_reads
         .arg(tmp.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // (case, tshark options that make tshark read it as the sender meant, tunnel layers)
     let cases: [(&str, &[&str], u64); 5] = [
         // scapy's default: flags 0x0c with Next Protocol 3 (Ethernet).
@@ -582,7 +586,9 @@ fn vxlan_and_vxlan_gpe_feeds_written_by_scapy_meter_the_inner_flows_tshark_reads
         let truth = tshark_inner_flows(&pcap, tshark_opts);
         assert!(!truth.is_empty(), "{name}: no inner flows");
         assert!(
-            truth.keys().all(|k| !k.src.to_string().starts_with("192.0.2.")),
+            truth
+                .keys()
+                .all(|k| !k.src.to_string().starts_with("192.0.2.")),
             "{name}: tshark's truth holds outer flows"
         );
         let run = TempDir::new(&format!("scapy-{name}"));
@@ -598,7 +604,10 @@ fn vxlan_and_vxlan_gpe_feeds_written_by_scapy_meter_the_inner_flows_tshark_reads
         );
         if depth == 3 {
             let k = &f["encapsulated_by_kind"];
-            assert!(k["geneve"].as_u64().unwrap() > 0 && k["gre"].as_u64().unwrap() > 0, "{k}");
+            assert!(
+                k["geneve"].as_u64().unwrap() > 0 && k["gre"].as_u64().unwrap() > 0,
+                "{k}"
+            );
         }
     }
     // Random UDP to 4789, half with the I flag set: what is inside does not decode, so every
