@@ -302,9 +302,9 @@ pub fn decode_frame(
     out: &mut FrameSummary,
 ) -> Result<(), NotMetered> {
     match decode_walk(link, frame, decap, out, u8::MAX) {
-        Err(NotMetered::Malformed(_) | NotMetered::Filtered(FilterReason::NonIp))
-            if out.tunnel.guessed_at != 0 =>
-        {
+        // A clean frame that is not IP (ARP in VXLAN) is a tunnel's content like any other;
+        // a malformed one says the port lied.
+        Err(NotMetered::Malformed(_)) if out.tunnel.guessed_at != 0 => {
             let stop = out.tunnel.guessed_at - 1;
             decode_walk(link, frame, decap, out, stop)?;
             out.tunnel.port_not_tunnel = true;

@@ -809,7 +809,15 @@ fn udp_to_a_tunnel_port_whose_inside_does_not_decode_is_metered_as_udp() {
     let s = decode(LinkType::Ethernet, &udp_outer(4790, &gpe)).unwrap();
     assert_eq!((s.dst_port, s.tunnel.depth), (4790, 0));
     assert!(s.tunnel.port_not_tunnel);
-    // Random payloads to 4789: every one is metered (as VXLAN or as UDP), none lost.
+    // ARP inside VXLAN is VXLAN's (filtered as non_ip, as on the wire), not UDP.
+    let mut arp = inner_frame(None);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(
+        decode(LinkType::Ethernet, &udp_outer(4789, &vxlan(9, &arp))).err(),
+        Some(NotMetered::Filtered(FilterReason::NonIp))
+    );
+    // Random payloads to 4789: each is metered (as VXLAN or as UDP) or, when it happens to
+    // start like a LAN frame that is not IP, filtered as such; none is malformed.
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..2000 {
         let payload: Vec<u8> = (0..60)
