@@ -86,6 +86,12 @@ pub struct SteerConfig {
     pub sample_random: bool,
     /// Frames from or to these prefixes go to the kernel stack unmetered.
     pub ignore: Vec<(IpAddr, u8)>,
+    /// The tunnels inside which the ignore-list also looks, one layer deep: bit `k` for the
+    /// probe's tunnel kind code `k` (GRE 1, ERSPAN I-III 2-4, VXLAN 5, Geneve 6, GTP-U 7,
+    /// NVGRE 9), and the UDP ports of VXLAN and Geneve (0: unused slot).
+    pub decap_kinds: u32,
+    pub vxlan_ports: [u16; 4],
+    pub geneve_ports: [u16; 4],
 }
 
 /// Where the program runs on the interface.
@@ -160,6 +166,10 @@ pub struct QueueCounters {
     pub ignored: u64,
     /// Frames redirected without a kernel timestamp (driver without metadata support).
     pub meta_failed: u64,
+    /// Frames the ignore-list could not look all the way into (a tunnel inside a tunnel, GTP-U
+    /// extension headers): left to user space, not a separate outcome (they are in `seen`
+    /// and in whatever happened to them next).
+    pub inner_unparsed: u64,
 }
 
 impl QueueCounters {
@@ -180,9 +190,11 @@ impl QueueCounters {
         self.sampled_out += o.sampled_out;
         self.ignored += o.ignored;
         self.meta_failed += o.meta_failed;
+        self.inner_unparsed += o.inner_unparsed;
     }
 
-    /// Decodes one CPU's `struct queue_counters` (eight native-endian u64s).
+    /// Decodes one CPU's `struct queue_counters` (nine native-endian u64s; the eighth is
+    /// sampling state).
     fn from_bytes(b: &[u8]) -> Option<QueueCounters> {
         let f = |i: usize| -> Option<u64> {
             Some(u64::from_ne_bytes(
@@ -197,6 +209,7 @@ impl QueueCounters {
             sampled_out: f(4)?,
             ignored: f(5)?,
             meta_failed: f(6)?,
+            inner_unparsed: f(8)?,
         })
     }
 }
@@ -392,6 +405,9 @@ impl Steering {
         bss.sample_every = cfg.sample_every;
         bss.sample_random = u8::from(cfg.sample_random);
         bss.ignore_enabled = u8::from(!cfg.ignore.is_empty());
+        bss.decap_kinds = cfg.decap_kinds;
+        bss.vxlan_ports = cfg.vxlan_ports;
+        bss.geneve_ports = cfg.geneve_ports;
         Ok(())
     }
 
@@ -514,6 +530,21 @@ impl Steering {
             total.add(&c);
         }
         Ok(total)
+    }
+
+    /// The kernel's run-time statistics of the program: (runs, total ns). Zero unless the
+    /// kernel counts them (`sysctl kernel.bpf_stats_enabled=1`, which costs a clock read per
+    /// run); the cost per frame is their ratio.
+    pub fn run_stats(&self) -> (u64, u64) {
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_prog_info>() as u32;
+        let fd = self.skel.progs.steer.as_fd().as_raw_fd();
+        // SAFETY: `info` is a valid bpf_prog_info of `len` bytes; the kernel fills at most that.
+        let rc = unsafe { libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+        if rc != 0 {
+            return (0, 0);
+        }
+        (info.run_cnt, info.run_time_ns)
     }
 
     /// Detaches the program from the interface now (dropping `Steering` does the same).
@@ -663,12 +694,13 @@ mod tests {
     #[test]
     fn counters_decode_and_balance() {
         let mut b = Vec::new();
-        for v in [10u64, 6, 1, 1, 1, 1, 0, 99] {
+        for v in [10u64, 6, 1, 1, 1, 1, 0, 99, 4] {
             b.extend_from_slice(&v.to_ne_bytes());
         }
         let c = QueueCounters::from_bytes(&b).unwrap();
         assert_eq!(c.seen, 10);
         assert!(c.balanced());
-        assert!(QueueCounters::from_bytes(&b[..40]).is_none());
+        assert_eq!(c.inner_unparsed, 4);
+        assert!(QueueCounters::from_bytes(&b[..64]).is_none());
     }
 }

@@ -74,6 +74,7 @@ impl QueueReport {
                 "sampled_out": x.sampled_out,
                 "ignored": x.ignored,
                 "timestamp_failed": x.meta_failed,
+                "ignore_inner_unparsed": x.inner_unparsed,
             },
             "socket": self.socket.map(|s| json!({
                 "rx_dropped": s.rx_dropped,
@@ -111,6 +112,9 @@ pub struct LiveReport {
     /// `statistics/rx_packets`, from just before attach to just before the program's counters
     /// were read); `None` where a driver keeps no such counter.
     pub interface_received: Option<u64>,
+    /// The XDP programs' runs and total run time in ns (zero unless the kernel counts them:
+    /// `sysctl kernel.bpf_stats_enabled=1`).
+    pub xdp_runs: (u64, u64),
     pub sample_every: u32,
     pub sample_random: bool,
     /// SIGHUP reloads applied (wholly or in part) and refused.
@@ -134,6 +138,7 @@ impl LiveReport {
             t.sampled_out += q.xdp.sampled_out;
             t.ignored += q.xdp.ignored;
             t.meta_failed += q.xdp.meta_failed;
+            t.inner_unparsed += q.xdp.inner_unparsed;
         }
         t
     }
@@ -268,6 +273,11 @@ impl RunReport {
                 "timestamps": l.timestamps,
                 "timestamps_fallback": l.timestamps_fallback,
                 "interface_received": l.interface_received,
+                "xdp_program": {
+                    "runs": l.xdp_runs.0,
+                    "run_time_ns": l.xdp_runs.1,
+                    "ns_per_run": (l.xdp_runs.0 > 0).then(|| l.xdp_runs.1 as f64 / l.xdp_runs.0 as f64),
+                },
                 "missed_before_xdp": l.missed_before_xdp().map(|m| m as i64),
                 "sampling": {"every": l.sample_every, "mode": if l.sample_random { "random" } else { "deterministic" }},
                 "seen": t.seen,

@@ -123,10 +123,12 @@ impl Vm {
     }
 }
 
-const GUEST_TESTS: [&str; 3] = [
+const GUEST_TESTS: [&str; 4] = [
     "native_mode_meters_every_frame_into_nfcapd",
     "generic_mode_meters_every_frame_into_nfcapd",
     "timestamps_from_the_kernel_and_from_user_space_are_near_the_send_time_and_keep_the_order",
+    // The tunnel parsing of the ignore-list, through this kernel's verifier.
+    "the_ignore_list_looks_inside_one_tunnel_layer_in_the_kernel",
 ];
 
 #[test]

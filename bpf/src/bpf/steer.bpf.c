@@ -6,7 +6,9 @@
 // short and its decisions countable:
 //   1. count the frame as seen, per RX queue and per CPU (no atomics needed);
 //   2. frames whose source or destination is in the ignore-list (LPM tries) go to the kernel
-//      stack untouched: the probe's own export traffic, management hosts;
+//      stack untouched: the probe's own export traffic, management hosts; inside one layer of
+//      the tunnels --decap enables (VXLAN/GPE, Geneve, GRE, NVGRE, ERSPAN I-III, GTP-U) the
+//      inner packet's addresses are looked up too;
 //   3. optional 1-in-N sampling: frames sampled out go to the kernel stack;
 //   4. a kernel timestamp goes with the frame, so userspace stamps it with the time it arrived,
 //      not the time its batch was read: in the frame's metadata area where the kernel allows
@@ -54,6 +56,7 @@ struct queue_counters {
 	__u64 ignored;
 	__u64 meta_failed;
 	__u64 sample_countdown; /* deterministic sampling state, not a counter */
+	__u64 inner_unparsed;   /* ignore-list: a tunnel deeper than one layer, left to user space */
 };
 
 struct probe_meta {
@@ -103,30 +106,68 @@ struct {
 	__type(value, __u8);
 } ignore_v6 SEC(".maps");
 
-/* Is the frame's source or destination address in the ignore-list? Frames it cannot parse
- * are not ignored: userspace meters or counts them. */
-static __always_inline int ignored(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	__u16 proto;
-	void *l3;
+/* Tunnels whose inner headers the ignore-list also looks at (bits of the probe's TunnelKind
+ * codes), and the UDP ports that carry VXLAN (and VXLAN-GPE) and Geneve. Set by the loader
+ * from --decap, --vxlan-port and --geneve-port. */
+#define KIND_GRE 1
+#define KIND_ERSPAN_I 2
+#define KIND_ERSPAN_II 3
+#define KIND_ERSPAN_III 4
+#define KIND_VXLAN 5
+#define KIND_GENEVE 6
+#define KIND_GTPU 7
+#define KIND_NVGRE 9
+volatile __u32 decap_kinds;
+volatile __u16 vxlan_ports[4];
+volatile __u16 geneve_ports[4];
 
-	if ((void *)(eth + 1) > end)
+#define IP_PROTO_UDP 17
+#define IP_PROTO_GRE 47
+#define GTPU_PORT 2152
+
+/* Outcomes of looking inside a tunnel. */
+#define INNER_NONE 0     /* not a tunnel the probe decodes: the outer headers are all */
+#define INNER_ETH 1      /* an Ethernet frame starts at *inner */
+#define INNER_IP 2       /* an IP packet (version from its first nibble) starts at *inner */
+#define INNER_DEEPER 3   /* a tunnel the program does not follow this deep: user space decides */
+
+static __always_inline int kind_on(__u32 kind)
+{
+	return (decap_kinds >> kind) & 1;
+}
+
+static __always_inline int port_in(volatile __u16 *ports, __u16 port)
+{
+	return port && (ports[0] == port || ports[1] == port || ports[2] == port || ports[3] == port);
+}
+
+/* Skips up to two VLAN tags after an Ethernet header at `eth`; sets the ethertype (network
+ * order) and where its payload starts. 0 when the frame is too short. */
+static __always_inline int eth_payload(void *eth, void *end, __u16 *proto, void **l3)
+{
+	void *p = eth + 14;
+
+	if (p > end)
 		return 0;
-	proto = eth->h_proto;
-	l3 = eth + 1;
+	*proto = *(__u16 *)(eth + 12);
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(VLAN_8021Q) && proto != bpf_htons(VLAN_8021AD) &&
-		    proto != bpf_htons(VLAN_QINQ_OLD))
+		if (*proto != bpf_htons(VLAN_8021Q) && *proto != bpf_htons(VLAN_8021AD) &&
+		    *proto != bpf_htons(VLAN_QINQ_OLD))
 			break;
-		if (l3 + 4 > end)
+		if (p + 4 > end)
 			return 0;
-		proto = *(__u16 *)(l3 + 2);
-		l3 += 4;
+		*proto = *(__u16 *)(p + 2);
+		p += 4;
 	}
+	*l3 = p;
+	return 1;
+}
+
+/* Whether the source or destination of the IP packet at `l3` (ethertype `proto`) is in the
+ * ignore-list. */
+static __always_inline int addrs_ignored(__u16 proto, void *l3, void *end)
+{
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct lpm_v4 key = { .prefixlen = 32 };
 		if (l3 + 20 > end)
@@ -147,6 +188,169 @@ static __always_inline int ignored(struct xdp_md *ctx)
 		__builtin_memcpy(key.addr, l3 + 24, 16);
 		return bpf_map_lookup_elem(&ignore_v6, &key) != NULL;
 	}
+	return 0;
+}
+
+/* One tunnel layer under the IP packet at `l3`, as user space's decoder finds it (the same
+ * ports, the same header checks): INNER_* and where the inner frame or packet starts. */
+static __always_inline int tunnel_inner(__u16 proto, void *l3, void *end, void **inner)
+{
+	__u8 ip_proto;
+	void *l4;
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		__u8 *ip = l3;
+		if (l3 + 20 > end)
+			return INNER_NONE;
+		/* A fragment's tunnel header is incomplete or absent. */
+		if (*(__u16 *)(l3 + 6) & bpf_htons(0x3fff))
+			return INNER_NONE;
+		ip_proto = ip[9];
+		l4 = l3 + ((ip[0] & 0x0f) << 2);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		if (l3 + 40 > end)
+			return INNER_NONE;
+		/* Extension headers before the tunnel: left to user space. */
+		ip_proto = *(__u8 *)(l3 + 6);
+		l4 = l3 + 40;
+	} else {
+		return INNER_NONE;
+	}
+
+	if (ip_proto == IP_PROTO_UDP) {
+		__u8 *h = l4 + 8;
+		__u16 dport;
+		if (l4 + 8 + 8 > end)
+			return INNER_NONE;
+		dport = bpf_ntohs(*(__u16 *)(l4 + 2));
+		if (kind_on(KIND_VXLAN) && port_in(vxlan_ports, dport)) {
+			if (!(h[0] & 0x08))
+				return INNER_NONE;
+			*inner = l4 + 16;
+			if (!(h[0] & 0x04))
+				return INNER_ETH;
+			switch (h[3]) { /* VXLAN-GPE Next Protocol */
+			case 1:
+			case 2:
+				return INNER_IP;
+			case 3:
+				return INNER_ETH;
+			default:
+				return INNER_NONE;
+			}
+		}
+		if (kind_on(KIND_GENEVE) && port_in(geneve_ports, dport)) {
+			__u32 optlen = (h[0] & 0x3f) << 2;
+			__u16 gproto;
+			if ((h[0] >> 6) != 0)
+				return INNER_NONE;
+			gproto = *(__u16 *)(h + 2);
+			*inner = l4 + 16 + optlen;
+			if (gproto == bpf_htons(0x6558))
+				return INNER_ETH;
+			if (gproto == bpf_htons(ETH_P_IP) || gproto == bpf_htons(ETH_P_IPV6))
+				return INNER_IP;
+			return INNER_NONE;
+		}
+		if (kind_on(KIND_GTPU) && dport == GTPU_PORT) {
+			/* Version 1, protocol type GTP, a G-PDU. */
+			if ((h[0] >> 5) != 1 || !(h[0] & 0x10) || h[1] != 0xff)
+				return INNER_NONE;
+			if (h[0] & 0x04) /* extension headers: user space follows them */
+				return INNER_DEEPER;
+			*inner = l4 + 8 + ((h[0] & 0x03) ? 12 : 8);
+			return INNER_IP;
+		}
+		return INNER_NONE;
+	}
+
+	if (ip_proto == IP_PROTO_GRE) {
+		__u8 *g = l4;
+		__u16 gproto;
+		__u32 hlen = 4;
+		if (l4 + 4 > end)
+			return INNER_NONE;
+		if ((g[1] & 0x07) != 0) /* version 0 only (1 is PPTP) */
+			return INNER_NONE;
+		if (g[0] & 0x80)
+			hlen += 4; /* checksum */
+		if (g[0] & 0x20)
+			hlen += 4; /* key */
+		if (g[0] & 0x10)
+			hlen += 4; /* sequence number */
+		gproto = *(__u16 *)(g + 2);
+		*inner = l4 + hlen;
+		if (gproto == bpf_htons(0x6558))
+			return (kind_on(KIND_GRE) || kind_on(KIND_NVGRE)) ? INNER_ETH : INNER_NONE;
+		if (gproto == bpf_htons(ETH_P_IP) || gproto == bpf_htons(ETH_P_IPV6))
+			return kind_on(KIND_GRE) ? INNER_IP : INNER_NONE;
+		if (gproto == bpf_htons(0x88be)) {
+			if (!(g[0] & 0x10)) /* type I: no sequence number, no ERSPAN header */
+				return kind_on(KIND_ERSPAN_I) ? INNER_ETH : INNER_NONE;
+			*inner = l4 + hlen + 8;
+			return kind_on(KIND_ERSPAN_II) ? INNER_ETH : INNER_NONE;
+		}
+		if (gproto == bpf_htons(0x22eb)) {
+			__u8 *e = l4 + hlen;
+			if ((void *)(e + 12) > end || !kind_on(KIND_ERSPAN_III))
+				return INNER_NONE;
+			/* Frame type (bits 1-5 of octet 11): 0 Ethernet, 2 IP; O flag: a platform
+			 * sub-header of 8 bytes follows. */
+			*inner = (void *)e + 12 + ((e[11] & 0x01) ? 8 : 0);
+			switch ((e[11] >> 1) & 0x1f) {
+			case 0:
+				return INNER_ETH;
+			case 2:
+				return INNER_IP;
+			default:
+				return INNER_NONE;
+			}
+		}
+		return INNER_NONE;
+	}
+	return INNER_NONE;
+}
+
+/* Is the frame's source or destination address, or those of the packet inside one tunnel
+ * layer the probe decodes, in the ignore-list? Frames it cannot parse are not ignored: user
+ * space meters or counts them. A second tunnel inside the first is not followed: such frames
+ * go to user space and are counted (`inner_unparsed`). */
+static __always_inline int ignored(struct xdp_md *ctx, struct queue_counters *c)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	void *l3, *inner = 0, *l3i;
+	__u16 proto, iproto;
+	int kind;
+
+	if (!eth_payload(data, end, &proto, &l3))
+		return 0;
+	if (addrs_ignored(proto, l3, end))
+		return 1;
+	if (!decap_kinds)
+		return 0;
+	kind = tunnel_inner(proto, l3, end, &inner);
+	if (kind == INNER_NONE)
+		return 0;
+	if (kind == INNER_DEEPER) {
+		c->inner_unparsed++;
+		return 0;
+	}
+	if (kind == INNER_ETH) {
+		if (!eth_payload(inner, end, &iproto, &l3i))
+			return 0;
+	} else {
+		__u8 *v = inner;
+		if ((void *)(v + 1) > end)
+			return 0;
+		iproto = (*v >> 4) == 6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
+		l3i = inner;
+	}
+	if (addrs_ignored(iproto, l3i, end))
+		return 1;
+	/* A tunnel inside the tunnel: this program goes one layer deep. */
+	if (tunnel_inner(iproto, l3i, end, &inner) != INNER_NONE)
+		c->inner_unparsed++;
 	return 0;
 }
 
@@ -178,7 +382,7 @@ int steer(struct xdp_md *ctx)
 		return XDP_PASS;
 	c->seen++;
 
-	if (ignore_enabled && ignored(ctx)) {
+	if (ignore_enabled && ignored(ctx, c)) {
 		c->ignored++;
 		return XDP_PASS;
 	}

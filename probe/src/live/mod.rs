@@ -61,10 +61,26 @@ pub fn rx_queue_count(iface: &str) -> Result<u32> {
 
 /// The steering configuration `args` asks for.
 fn steer_config(args: &CaptureArgs) -> SteerConfig {
+    // The tunnels the decoder removes are the ones the ignore-list looks inside (a bad
+    // --vxlan-port list fails earlier, when the meter is built).
+    let decap = args.meter.decap.decap().unwrap_or_default();
+    fn ports(it: impl Iterator<Item = u16>) -> [u16; 4] {
+        let mut p = [0u16; 4];
+        for (slot, port) in p.iter_mut().zip(it) {
+            *slot = port;
+        }
+        p
+    }
     SteerConfig {
         sample_every: args.sample,
         sample_random: args.sample_mode == SampleMode::Random,
         ignore: args.ignore.iter().map(|c| (c.addr, c.len)).collect(),
+        decap_kinds: crate::wire::TunnelKind::ALL
+            .iter()
+            .filter(|k| decap.is_enabled(**k))
+            .fold(0, |bits, k| bits | 1 << *k as u32),
+        vxlan_ports: ports(decap.vxlan_ports()),
+        geneve_ports: ports(decap.geneve_ports()),
     }
 }
 
@@ -699,7 +715,10 @@ fn books(
     // frame the programs saw.
     let mut queue_reports = Vec::new();
     let mut interface_received = Some(0u64);
+    let mut xdp_runs = (0u64, 0u64);
     for (i, c) in captures.iter().enumerate() {
+        let (runs, ns) = c.steering.run_stats();
+        xdp_runs = (xdp_runs.0 + runs, xdp_runs.1 + ns);
         // The driver's count first, then the program's: a frame arriving in between is in
         // the program's count only, never the other way round.
         let received = match (c.rx_before, self::netdev::rx_counters(&c.name)) {
@@ -808,6 +827,7 @@ fn books(
             .join(","),
         zero_copy: captures.iter().all(|c| c.zero_copy),
         interface_received,
+        xdp_runs,
         timestamps: captures
             .iter()
             .map(|c| c.stamp.name())
