@@ -1644,7 +1644,7 @@ fn the_ignore_list_looks_inside_one_tunnel_layer_in_the_kernel() {
     // the outer endpoints are 192.0.2.x).
     let with_host = tshark_frames(&pcap, "ip.addr == 10.9.9.9", &["frame.number"]).len() as u64;
     let per_encap = with_host / (kernel_side.len() as u64 + 1);
-    assert!(per_encap > 0 && with_host % (kernel_side.len() as u64 + 1) == 0);
+    assert!(per_encap > 0 && with_host.is_multiple_of(kernel_side.len() as u64 + 1));
     let cap = Capture::start(&lab, &tmp, &["--ignore", "10.9.9.9"]);
     let data: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
     lab.send(&data, &[], 16);
