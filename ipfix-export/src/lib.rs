@@ -14,31 +14,46 @@
 //! - [`exporter`] sends every record to every [`Destination`], each with its own encoder.
 //!
 //! The crate knows nothing about packets, AF_XDP or pcap files.
+//!
+//! The transports (`udp`, `stream`, `tls`, `file`, `destination`, `exporter`) are the default
+//! feature `io`. Without it the crate is the data model and the encoders alone, with no
+//! thread, channel, socket or file and no dependency but `thiserror`: what a sans-IO core
+//! that produces [`FlowRecord`]s may depend on (`tests/tests/layout.rs` checks the tree).
 
 pub mod app;
+#[cfg(feature = "io")]
 pub mod destination;
 pub mod encoder;
+#[cfg(feature = "io")]
 pub mod exporter;
+#[cfg(feature = "io")]
 pub mod file;
 pub mod ie;
 pub mod netflow;
 pub mod options;
 pub mod record;
+#[cfg(feature = "io")]
 pub mod stream;
 pub mod template;
+#[cfg(feature = "io")]
 pub mod tls;
+#[cfg(feature = "io")]
 pub mod udp;
 
+#[cfg(feature = "io")]
 pub use destination::{Destination, FileSpec};
 pub use encoder::{
     EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics, TemplatePrelude,
 };
+#[cfg(feature = "io")]
 pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
 pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
 pub use record::{
     AppRecord, CommunityId, EndReason, FlowRecord, Reverse, Text, TimePrecision, Tunnel,
 };
+#[cfg(feature = "io")]
 pub use tls::{TlsClient, TlsError, TlsSettings};
+#[cfg(feature = "io")]
 pub use udp::{Pacer, UdpSender};
 
 /// IPFIX protocol version number carried in every message header.

@@ -10,8 +10,9 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// The packages `crate` depends on in normal builds (not dev or build dependencies).
-fn normal_dependencies(krate: &str) -> Vec<String> {
+/// The packages `crate` depends on in normal builds (not dev or build dependencies); `extra`
+/// adds cargo tree options (features).
+fn normal_dependencies(krate: &str, extra: &[&str]) -> Vec<String> {
     let out = cargo()
         .args([
             "tree",
@@ -23,6 +24,7 @@ fn normal_dependencies(krate: &str) -> Vec<String> {
             "-p",
             krate,
         ])
+        .args(extra)
         .current_dir(e2e::workspace_root())
         .output()
         .expect("cargo tree runs");
@@ -42,7 +44,7 @@ fn normal_dependencies(krate: &str) -> Vec<String> {
 
 #[test]
 fn xtask_depends_on_nothing_that_needs_a_system_library() {
-    let deps = normal_dependencies("xtask");
+    let deps = normal_dependencies("xtask", &[]);
     for forbidden in [
         "probe",
         "bpf",
@@ -106,4 +108,43 @@ fn xtask_builds_without_pkg_config_libraries_in_a_fresh_target_dir() {
             "pkg-config still finds libelf with its library path hidden: the test hides nothing"
         );
     }
+}
+
+#[test]
+fn ipfix_export_without_its_io_feature_is_the_model_and_the_encoders_alone() {
+    // What a sans-IO core producing FlowRecords may depend on (issue #26): no channel, libc,
+    // TLS or socket crate comes with the record model and the encoders.
+    let deps = normal_dependencies("ipfix-export", &["--no-default-features"]);
+    for forbidden in ["crossbeam-channel", "libc", "rustls", "rustls-native-certs"] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "ipfix-export without io depends on {forbidden}: {deps:?}"
+        );
+    }
+    let proc_macro = [
+        "proc-macro2",
+        "quote",
+        "syn",
+        "unicode-ident",
+        "thiserror-impl",
+    ];
+    let ours: Vec<&String> = deps
+        .iter()
+        .filter(|d| !proc_macro.contains(&d.as_str()))
+        .collect();
+    assert_eq!(ours, ["ipfix-export", "thiserror"], "{deps:?}");
+    // And it builds that way (a module of the model reaching a transport would not).
+    let tmp = TempDir::new("ipfix-no-io");
+    let out = cargo()
+        .args(["build", "--offline", "--locked", "-p", "ipfix-export"])
+        .args(["--no-default-features", "--target-dir"])
+        .arg(tmp.path())
+        .current_dir(e2e::workspace_root())
+        .output()
+        .expect("cargo build runs");
+    assert!(
+        out.status.success(),
+        "ipfix-export does not build without io:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
