@@ -325,18 +325,14 @@ impl RingWriter {
     /// Hands what the open file's buffer holds to the kernel (no fsync): once there, a killed
     /// process loses none of it, and the next start completes the file. The writer thread
     /// calls it about twice a second, so a SIGKILL costs at most that long of packets rather
-    /// than a whole buffer (1 MiB). A failed flush ends the file as a failed write does.
-    pub fn flush(&mut self) -> io::Result<()> {
-        let Some(f) = self.current.as_mut() else {
-            return Ok(());
-        };
+    /// than a whole buffer (1 MiB). A failed flush ends the file and opens an error episode as
+    /// a failed write does; the report of an episode's first failure is returned.
+    pub fn flush(&mut self) -> Option<String> {
+        let f = self.current.as_mut()?;
+        let ts_ns = f.max_ts_ns;
         match f.out.flush() {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let f = self.current.take().expect("a file is open");
-                self.salvage(f);
-                Err(e)
-            }
+            Ok(()) => None,
+            Err(e) => self.fail_file(ts_ns, e),
         }
     }
 
@@ -356,6 +352,15 @@ impl RingWriter {
     fn failed(&mut self, ts_ns: u64, e: io::Error) -> WriteOutcome {
         self.stats.frames_unwritten += 1;
         self.lost_in_episode(ts_ns);
+        WriteOutcome::Unwritten {
+            first_error: self.fail_file(ts_ns, e),
+        }
+    }
+
+    /// A write or a flush failed: the open file is salvaged and an error episode starts (or
+    /// goes on) until `ts_ns` plus the retry interval. Returns the report for the episode's
+    /// first failure, `None` for the ones after it.
+    fn fail_file(&mut self, ts_ns: u64, e: io::Error) -> Option<String> {
         // Keep what the file holds: cut it back to whole records and complete it if possible.
         if let Some(f) = self.current.take() {
             self.salvage(f);
@@ -375,14 +380,12 @@ impl RingWriter {
             } else {
                 String::new()
             };
-            WriteOutcome::Unwritten {
-                first_error: Some(format!(
-                    "PCAP ring {}: {e}; frames are counted as unwritten until writing works again{advice}",
-                    self.cfg.dir.display()
-                )),
-            }
+            Some(format!(
+                "PCAP ring {}: {e}; frames are counted as unwritten until writing works again{advice}",
+                self.cfg.dir.display()
+            ))
         } else {
-            WriteOutcome::Unwritten { first_error: None }
+            None
         }
     }
 

@@ -313,50 +313,20 @@ pub fn spawn_writer(
             let mut last_flush = std::time::Instant::now();
             let mut dirty = false;
             loop {
+                match rx.recv_timeout(FLUSH_EVERY) {
+                    Ok(batch) => {
+                        dirty |= !batch.frames.is_empty();
+                        write_batch(&mut w, &batch, &dir, &mut unwritten_before);
+                    }
+                    // A quiet channel still wakes the thread for the flush below.
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
                 // Buffered frames reach the kernel at least every FLUSH_EVERY, so a killed
                 // probe loses at most that long of the ring's packets.
-                let batch = match rx.recv_timeout(FLUSH_EVERY) {
-                    Ok(b) => b,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        if dirty {
-                            if let Err(e) = w.flush() {
-                                eprintln!("probe: PCAP ring {dir}: {e}");
-                            }
-                            dirty = false;
-                            last_flush = std::time::Instant::now();
-                        }
-                        continue;
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                };
-                dirty |= !batch.frames.is_empty();
-                if let Some((n, first, last)) = batch.lost {
-                    w.note_lost("writer behind", n, first, last);
-                }
-                if let Some(s) = &batch.selection {
-                    w.set_selection(s);
-                }
-                for k in &batch.frames {
-                    let data = &batch.data[k.offset as usize..(k.offset + k.len) as usize];
-                    let was_failing = w.failing();
-                    if let WriteOutcome::Unwritten {
-                        first_error: Some(e),
-                    } = w.write(k.ts_ns, data, k.orig_len)
-                    {
-                        eprintln!("probe: {e}");
-                    }
-                    if was_failing && !w.failing() {
-                        let unwritten = w.stats().frames_unwritten;
-                        eprintln!(
-                            "probe: PCAP ring {dir}: writing again ({} frames were not written)",
-                            unwritten - unwritten_before
-                        );
-                        unwritten_before = unwritten;
-                    }
-                }
                 if dirty && last_flush.elapsed() >= FLUSH_EVERY {
-                    if let Err(e) = w.flush() {
-                        eprintln!("probe: PCAP ring {dir}: {e}");
+                    if let Some(e) = w.flush() {
+                        eprintln!("probe: {e}");
                     }
                     dirty = false;
                     last_flush = std::time::Instant::now();
@@ -374,6 +344,34 @@ pub fn spawn_writer(
             }
         })
         .context("cannot start the PCAP ring thread")
+}
+
+/// Writes one batch of kept frames, saying when writing fails and when it works again.
+fn write_batch(w: &mut RingWriter, batch: &Batch, dir: &str, unwritten_before: &mut u64) {
+    if let Some((n, first, last)) = batch.lost {
+        w.note_lost("writer behind", n, first, last);
+    }
+    if let Some(s) = &batch.selection {
+        w.set_selection(s);
+    }
+    for k in &batch.frames {
+        let data = &batch.data[k.offset as usize..(k.offset + k.len) as usize];
+        let was_failing = w.failing();
+        if let WriteOutcome::Unwritten {
+            first_error: Some(e),
+        } = w.write(k.ts_ns, data, k.orig_len)
+        {
+            eprintln!("probe: {e}");
+        }
+        if was_failing && !w.failing() {
+            let unwritten = w.stats().frames_unwritten;
+            eprintln!(
+                "probe: PCAP ring {dir}: writing again ({} frames were not written)",
+                unwritten - *unwritten_before
+            );
+            *unwritten_before = unwritten;
+        }
+    }
 }
 
 /// Ends the ring for a run: the keeper's last batch, then the writer's report.
