@@ -301,6 +301,17 @@ impl Steering {
         &self.stamp_fallbacks
     }
 
+    /// Why the stamp in use is not the best one, in one line for people (`None`: it is).
+    pub fn stamp_fallback_reason(&self) -> Option<String> {
+        (!self.stamp_fallbacks.is_empty()).then(|| {
+            self.stamp_fallbacks
+                .iter()
+                .map(|(s, why)| format!("this kernel refuses {}: {why}", s.name()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
     fn load_one(cfg: &SteerConfig, stamp: Stamp) -> Result<Steering, SteerError> {
         // libbpf prints its own diagnostics on stderr; keep them (the verifier's log among
         // them) and add them to a load error instead, so an operator sees one line unless

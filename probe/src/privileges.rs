@@ -10,8 +10,28 @@
 use std::ffi::CString;
 use std::io;
 
-/// Linux capability numbers used here.
+/// Linux capability numbers used here and by `probe doctor`.
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_RAW: u32 = 13;
+pub const CAP_IPC_LOCK: u32 = 14;
+pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_BPF: u32 = 39;
+
+/// The process's effective capabilities, a bit per capability number (`CapEff` of
+/// /proc/self/status). CAP_SYS_ADMIN counts as CAP_BPF, as the kernel lets it.
+pub fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    let caps = u64::from_str_radix(hex, 16).ok()?;
+    Some(if caps & (1 << CAP_SYS_ADMIN) != 0 {
+        caps | (1 << CAP_BPF)
+    } else {
+        caps
+    })
+}
 const PR_CAP_AMBIENT: libc::c_int = 47;
 const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
 

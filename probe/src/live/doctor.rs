@@ -11,6 +11,7 @@
 //! status is 0 when capture can start, 1 when it cannot.
 
 use super::netdev;
+use crate::privileges::{CAP_BPF, CAP_IPC_LOCK, CAP_NET_ADMIN, CAP_NET_RAW};
 use std::fmt;
 
 /// How a finding bears on capture.
@@ -94,59 +95,37 @@ const XDP_HEADROOM: u64 = 256;
 /// Ethernet header and two VLAN tags: what a frame adds to the MTU.
 const L2_OVERHEAD: u64 = 14 + 8;
 
+const CAP_NAMES: [(u32, &str); 3] = [
+    (CAP_BPF, "CAP_BPF"),
+    (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+    (CAP_NET_RAW, "CAP_NET_RAW"),
+];
+
+/// What the driver declares (`None` where the kernel does not say: before Linux 6.3).
+#[derive(Clone, Copy, Default)]
+struct Driver {
+    native: Option<bool>,
+    zero_copy: Option<bool>,
+    multi_buffer: Option<bool>,
+}
+
+impl Driver {
+    fn mode(&self) -> &'static str {
+        match self.native {
+            Some(true) => "native",
+            Some(false) => "generic",
+            None => "native if the driver takes it, else generic",
+        }
+    }
+}
+
 /// Examines `iface` for capture with UMEM frames of `frame_size` bytes, `umem_frames` per
 /// queue. Changes nothing.
 pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
     let mut f = Vec::new();
-    let mut d = Diagnosis {
-        interface: iface.to_string(),
-        findings: Vec::new(),
-        plan: None,
-    };
-
-    // The kernel.
-    let release = uname_release();
-    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-    f.push(if btf {
-        Finding::new(Level::Ok, "kernel", format!("Linux {release}, BTF present"))
-    } else {
-        Finding::new(
-            Level::Note,
-            "kernel",
-            format!(
-                "Linux {release}, no BTF (/sys/kernel/btf/vmlinux): the probe's program needs none"
-            ),
-        )
-    });
-
-    // Privileges.
-    let caps = effective_caps();
-    let privileged = caps
-        .map(|c| c & CAPS_NEEDED == CAPS_NEEDED)
-        .unwrap_or(false);
-    if privileged {
-        f.push(Finding::new(
-            Level::Ok,
-            "privileges",
-            "CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW present",
-        ));
-    } else {
-        let missing: Vec<&str> = CAP_NAMES
-            .iter()
-            .filter(|(bit, _)| caps.map(|c| c & (1u64 << bit) == 0).unwrap_or(true))
-            .map(|&(_, n)| n)
-            .collect();
-        f.push(
-            Finding::new(
-                Level::Fail,
-                "privileges",
-                format!("missing {}", missing.join(", ")),
-            )
-            .fix("run as root, or as a service with the capabilities of dist/probe.service"),
-        );
-    }
-
-    // The interface.
+    kernel(&mut f);
+    let caps = crate::privileges::effective_caps();
+    let privileged = privileges(&mut f, caps);
     let ifindex = match bpf::ifindex(iface) {
         Ok(i) => i,
         Err(e) => {
@@ -154,31 +133,118 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
                 Finding::new(Level::Fail, "interface", e.to_string())
                     .fix("name one of `ip -br link show`"),
             );
-            d.findings = f;
-            return d;
+            return Diagnosis {
+                interface: iface.to_string(),
+                findings: f,
+                plan: None,
+            };
         }
     };
     let eth = netdev::ethtool(iface).unwrap_or_default();
     let mtu = netdev::sysfs_u64(iface, "mtu").unwrap_or(1500);
-    let up = std::fs::read_to_string(format!("/sys/class/net/{iface}/operstate"))
+    let queues = interface(&mut f, iface, ifindex, &eth, mtu);
+    attached(&mut f, iface, ifindex, privileged);
+    let driver = driver(&mut f, ifindex);
+    // Loaded now (the prefix stamp takes room in each UMEM frame), reported last.
+    let (stamp, program) = if privileged {
+        let (s, p) = program();
+        (s, Some(p))
+    } else {
+        (None, None)
+    };
+    frames(&mut f, iface, mtu, frame_size, stamp, &driver);
+    offloads(&mut f, iface, &eth, &driver);
+    memlock(&mut f, caps, frame_size, umem_frames, queues);
+    f.extend(program);
+    let mut d = Diagnosis {
+        interface: iface.to_string(),
+        findings: f,
+        plan: None,
+    };
+    if d.can_capture() {
+        d.plan = Some(format!(
+            "XDP in {} mode on {queues} queue{}, {} mode, timestamps {}",
+            driver.mode(),
+            plural(queues),
+            match driver.zero_copy {
+                Some(true) => "zero-copy",
+                Some(false) => "copy",
+                None => "zero-copy if the driver takes it, else copy",
+            },
+            stamp.map(|s| s.name()).unwrap_or("unknown")
+        ));
+    }
+    d
+}
+
+fn kernel(f: &mut Vec<Finding>) {
+    let release = uname_release();
+    f.push(
+        if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            Finding::new(Level::Ok, "kernel", format!("Linux {release}, BTF present"))
+        } else {
+            Finding::new(
+                Level::Note,
+                "kernel",
+                format!(
+                    "Linux {release}, no BTF (/sys/kernel/btf/vmlinux): the probe's program needs none"
+                ),
+            )
+        },
+    );
+}
+
+/// Whether the process has what loading and attaching XDP takes.
+fn privileges(f: &mut Vec<Finding>, caps: Option<u64>) -> bool {
+    let has = |bit: u32| caps.is_some_and(|c| c & (1u64 << bit) != 0);
+    let missing: Vec<&str> = CAP_NAMES
+        .iter()
+        .filter(|(bit, _)| !has(*bit))
+        .map(|&(_, n)| n)
+        .collect();
+    if missing.is_empty() {
+        f.push(Finding::new(
+            Level::Ok,
+            "privileges",
+            "CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW present",
+        ));
+        return true;
+    }
+    f.push(
+        Finding::new(
+            Level::Fail,
+            "privileges",
+            format!("missing {}", missing.join(", ")),
+        )
+        .fix("run as root, or as a service with the capabilities of dist/probe.service"),
+    );
+    false
+}
+
+/// The interface itself and its queues against the CPUs; returns the RX queue count.
+fn interface(
+    f: &mut Vec<Finding>,
+    iface: &str,
+    ifindex: u32,
+    eth: &netdev::Ethtool,
+    mtu: u64,
+) -> u32 {
+    let state = std::fs::read_to_string(format!("/sys/class/net/{iface}/operstate"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
+    let text = format!(
+        "{iface} (index {ifindex}), driver {}, state {state}, MTU {mtu}",
+        eth.driver.as_deref().unwrap_or("unknown (no ethtool)")
+    );
+    f.push(if state == "down" {
+        Finding::new(Level::Warn, "interface", text).fix(format!(
+            "ip link set {iface} up (a down interface receives nothing)"
+        ))
+    } else {
+        Finding::new(Level::Ok, "interface", text)
+    });
     let queues = super::rx_queue_count(iface).unwrap_or(1);
     let cpus = crate::cpus::allowed().len().max(1) as u32;
-    f.push(Finding::new(
-        if up == "down" { Level::Warn } else { Level::Ok },
-        "interface",
-        format!(
-            "{iface} (index {ifindex}), driver {}, state {up}, MTU {mtu}",
-            eth.driver.as_deref().unwrap_or("unknown (no ethtool)")
-        ),
-    ));
-    if up == "down" {
-        let last = f.pop().expect("just pushed");
-        f.push(last.fix(format!(
-            "ip link set {iface} up (a down interface receives nothing)"
-        )));
-    }
     f.push(if queues > cpus {
         Finding::new(
             Level::Note,
@@ -204,25 +270,27 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
             ),
         )
     });
+    queues
+}
 
-    // Who already has XDP here.
-    let mut busy = false;
+/// An XDP program someone else already attached (capture would be refused).
+fn attached(f: &mut Vec<Finding>, iface: &str, ifindex: u32, privileged: bool) {
     match bpf::attached_xdp(ifindex) {
         Ok(None) => f.push(Finding::new(Level::Ok, "xdp", "no XDP program attached")),
-        Ok(Some(a)) => {
-            busy = true;
-            f.push(
-                Finding::new(
-                    Level::Fail,
-                    "xdp",
-                    format!("an XDP program is already attached ({} mode, id {})", a.mode, a.prog_id),
-                )
-                .fix(format!(
-                    "stop its owner (another probe?), see `bpftool net show dev {iface}` and `bpftool prog show id {}`",
-                    a.prog_id
-                )),
+        Ok(Some(a)) => f.push(
+            Finding::new(
+                Level::Fail,
+                "xdp",
+                format!(
+                    "an XDP program is already attached ({} mode, id {})",
+                    a.mode, a.prog_id
+                ),
             )
-        }
+            .fix(format!(
+                "stop its owner (another probe?), see `bpftool net show dev {iface}` and `bpftool prog show id {}`",
+                a.prog_id
+            )),
+        ),
         Err(e) if privileged => f.push(Finding::new(
             Level::Warn,
             "xdp",
@@ -230,10 +298,11 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
         )),
         Err(_) => {}
     }
+}
 
-    // What the driver offers.
-    let features = netdev::xdp_features(ifindex);
-    let (native, zero_copy, multi_buffer) = match &features {
+/// The driver's XDP features, by netlink.
+fn driver(f: &mut Vec<Finding>, ifindex: u32) -> Driver {
+    let d = match netdev::xdp_features(ifindex) {
         Ok(Some(x)) => {
             let names = x.names();
             f.push(Finding::new(
@@ -248,11 +317,11 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
                     }
                 ),
             ));
-            (
-                Some(x.native()),
-                Some(x.zero_copy()),
-                Some(x.multi_buffer()),
-            )
+            Driver {
+                native: Some(x.native()),
+                zero_copy: Some(x.zero_copy()),
+                multi_buffer: Some(x.multi_buffer()),
+            }
         }
         Ok(None) => {
             f.push(Finding::new(
@@ -260,7 +329,7 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
                 "driver",
                 "this kernel does not report XDP features (before Linux 6.3): `probe capture` tries native mode and falls back to generic",
             ));
-            (None, None, None)
+            Driver::default()
         }
         Err(e) => {
             f.push(Finding::new(
@@ -268,23 +337,17 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
                 "driver",
                 format!("cannot read the XDP features: {e}"),
             ));
-            (None, None, None)
+            Driver::default()
         }
     };
-    let mode = match native {
-        Some(true) => "native",
-        Some(false) => {
-            let last = Finding::new(
-                Level::Note,
-                "xdp mode",
-                "the driver has no native XDP: generic mode (the kernel's hook, after the socket buffer is built; more CPU per frame)",
-            );
-            f.push(last);
-            "generic"
-        }
-        None => "native if the driver takes it, else generic",
-    };
-    match zero_copy {
+    if d.native == Some(false) {
+        f.push(Finding::new(
+            Level::Note,
+            "xdp mode",
+            "the driver has no native XDP: generic mode (the kernel's hook, after the socket buffer is built; more CPU per frame)",
+        ));
+    }
+    match d.zero_copy {
         Some(true) => f.push(Finding::new(
             Level::Ok,
             "zero-copy",
@@ -297,85 +360,133 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
         )),
         None => {}
     }
+    d
+}
 
-    // Frame sizes.
-    let room = frame_size as u64 - XDP_HEADROOM;
-    if mtu + L2_OVERHEAD > room {
-        let fits_4k = mtu + L2_OVERHEAD <= 4096 - XDP_HEADROOM;
-        f.push(
-            Finding::new(
-                Level::Warn,
-                "mtu",
-                format!(
-                    "MTU {mtu}: frames up to {} bytes do not fit a {frame_size}-byte UMEM frame ({room} bytes after the headroom); longer frames are dropped and counted",
-                    mtu + L2_OVERHEAD
-                ),
-            )
-            .fix(if fits_4k {
-                "--frame-size 4096".to_string()
-            } else {
-                format!(
-                    "lower the MTU (ip link set {iface} mtu 3800) or accept the loss of jumbo frames"
-                )
-            }),
-        );
-        if mode == "native" && multi_buffer == Some(false) && mtu > 3498 {
-            f.push(
-                Finding::new(
-                    Level::Warn,
-                    "mtu",
-                    format!("MTU {mtu} is above what single-buffer native XDP takes on most drivers, and this driver has no multi-buffer XDP (rx-sg): attach may fail in native mode"),
-                )
-                .fix("--xdp-mode generic, or a lower MTU"),
-            );
+/// Whether the probe's program loads here, and with which timestamps.
+fn program() -> (Option<bpf::Stamp>, Finding) {
+    match bpf::Steering::load(&bpf::SteerConfig::default(), None) {
+        Ok(s) => {
+            let level = match s.stamp() {
+                bpf::Stamp::UserSpace => Level::Warn,
+                bpf::Stamp::Prefix => Level::Note,
+                bpf::Stamp::Metadata => Level::Ok,
+            };
+            let mut text = format!("the XDP program loads; timestamps: {}", s.stamp());
+            if let Some(why) = s.stamp_fallback_reason() {
+                text += &format!(" ({why})");
+            }
+            (Some(s.stamp()), Finding::new(level, "program", text))
         }
+        Err(e) => (
+            None,
+            Finding::new(Level::Fail, "program", format!("{e}")).fix(
+                "see the verifier's message above; a kernel with XDP (4.18+) and BPF links (5.9+)",
+            ),
+        ),
+    }
+}
+
+/// The MTU against what a UMEM frame holds (less the timestamp prefix where it is used) and
+/// against single-buffer native XDP.
+fn frames(
+    f: &mut Vec<Finding>,
+    iface: &str,
+    mtu: u64,
+    frame_size: u32,
+    stamp: Option<bpf::Stamp>,
+    driver: &Driver,
+) {
+    let prefix = if stamp == Some(bpf::Stamp::Prefix) {
+        bpf::META_LEN as u64
     } else {
+        0
+    };
+    let room = frame_size as u64 - XDP_HEADROOM - prefix;
+    let longest = mtu + L2_OVERHEAD;
+    if longest <= room {
         f.push(Finding::new(
             Level::Ok,
             "mtu",
             format!("MTU {mtu}: frames fit a {frame_size}-byte UMEM frame"),
         ));
+        return;
     }
+    let after = if prefix > 0 {
+        "after the headroom and the 16-byte timestamp prefix"
+    } else {
+        "after the headroom"
+    };
+    f.push(
+        Finding::new(
+            Level::Warn,
+            "mtu",
+            format!(
+                "MTU {mtu}: frames up to {longest} bytes do not fit a {frame_size}-byte UMEM frame ({room} bytes {after}); longer frames are dropped and counted"
+            ),
+        )
+        .fix(if longest <= 4096 - XDP_HEADROOM - prefix {
+            "--frame-size 4096".to_string()
+        } else {
+            format!("lower the MTU (ip link set {iface} mtu 3800) or accept the loss of jumbo frames")
+        }),
+    );
+    if driver.native == Some(true) && driver.multi_buffer == Some(false) && mtu > 3498 {
+        f.push(
+            Finding::new(
+                Level::Warn,
+                "mtu",
+                format!("MTU {mtu} is above what single-buffer native XDP takes on most drivers, and this driver has no multi-buffer XDP (rx-sg): attach may fail in native mode"),
+            )
+            .fix("--xdp-mode generic, or a lower MTU"),
+        );
+    }
+}
 
-    // Offloads that change what the probe sees.
-    for (on, name, what) in [
+/// Offloads that change what the probe sees.
+fn offloads(f: &mut Vec<Finding>, iface: &str, eth: &netdev::Ethtool, driver: &Driver) {
+    let native = driver.native == Some(true);
+    for (on, name, what, level) in [
         (
             eth.lro,
             "lro",
             "the NIC merges TCP segments before XDP sees them: packet counts and sizes are of merged frames",
+            Level::Warn,
         ),
         (
             eth.gro,
             "gro",
             "merges TCP segments in the stack: generic-mode XDP sees merged frames (native mode sees them before GRO)",
+            if native { Level::Note } else { Level::Warn },
         ),
         (
             eth.rxvlan,
             "rxvlan",
             "NICs that strip VLAN tags in hardware hand XDP the frame without its tag: records may lack vlanId (veth keeps them)",
+            Level::Note,
         ),
     ] {
         if on == Some(true) {
-            let level = if (name == "gro" && mode == "native") || name == "rxvlan" {
-                Level::Note
-            } else {
-                Level::Warn
-            };
             f.push(
                 Finding::new(level, "offload", format!("{name} on: {what}"))
                     .fix(format!("ethtool -K {iface} {name} off")),
             );
         }
     }
+}
 
-    // Locked memory for the UMEM.
+/// Locked memory for the UMEM against RLIMIT_MEMLOCK (CAP_IPC_LOCK lifts the limit).
+fn memlock(
+    f: &mut Vec<Finding>,
+    caps: Option<u64>,
+    frame_size: u32,
+    umem_frames: u32,
+    queues: u32,
+) {
     let umem = frame_size as u64 * umem_frames as u64 * queues as u64;
-    let ipc_lock = caps
-        .map(|c| c & (1u64 << CAP_IPC_LOCK) != 0)
-        .unwrap_or(false);
-    let limit = memlock_limit();
-    if !ipc_lock && limit.is_some_and(|l| l < umem) {
-        f.push(
+    let ipc_lock = caps.is_some_and(|c| c & (1u64 << CAP_IPC_LOCK) != 0);
+    match memlock_limit() {
+        Some(limit) if !ipc_lock && limit < umem => f.push(
             Finding::new(
                 Level::Fail,
                 "memlock",
@@ -383,13 +494,12 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
                     "the UMEM needs {} MiB of locked memory ({queues} queue{} x {umem_frames} frames x {frame_size} bytes), the limit is {} MiB",
                     umem >> 20,
                     plural(queues),
-                    limit.unwrap_or(0) >> 20
+                    limit >> 20
                 ),
             )
             .fix("ulimit -l unlimited, LimitMEMLOCK=infinity in the unit, or fewer --umem-frames"),
-        );
-    } else {
-        f.push(Finding::new(
+        ),
+        _ => f.push(Finding::new(
             Level::Ok,
             "memlock",
             format!(
@@ -397,51 +507,8 @@ pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
                 umem >> 20,
                 if ipc_lock { " (CAP_IPC_LOCK)" } else { "" }
             ),
-        ));
+        )),
     }
-
-    // Does our program load here, and with which timestamps?
-    let mut stamp = None;
-    if privileged {
-        match bpf::Steering::load(&bpf::SteerConfig::default(), None) {
-            Ok(s) => {
-                let why: Vec<String> = s
-                    .stamp_fallbacks()
-                    .iter()
-                    .map(|(st, why)| format!("this kernel refuses {}: {why}", st.name()))
-                    .collect();
-                let level = match s.stamp() {
-                    bpf::Stamp::UserSpace => Level::Warn,
-                    bpf::Stamp::Prefix => Level::Note,
-                    bpf::Stamp::Metadata => Level::Ok,
-                };
-                let mut text = format!("the XDP program loads; timestamps: {}", s.stamp());
-                if !why.is_empty() {
-                    text += &format!(" ({})", why.join("; "));
-                }
-                f.push(Finding::new(level, "program", text));
-                stamp = Some(s.stamp());
-            }
-            Err(e) => f.push(Finding::new(Level::Fail, "program", format!("{e}")).fix(
-                "see the verifier's message above; a kernel with XDP (4.18+) and BPF links (5.9+)",
-            )),
-        }
-    }
-
-    d.findings = f;
-    if d.can_capture() && !busy {
-        d.plan = Some(format!(
-            "XDP in {mode} mode on {queues} queue{}, {} mode, timestamps {}",
-            plural(queues),
-            match zero_copy {
-                Some(true) => "zero-copy",
-                Some(false) => "copy",
-                None => "zero-copy if the driver takes it, else copy",
-            },
-            stamp.map(|s| s.name()).unwrap_or("unknown")
-        ));
-    }
-    d
 }
 
 fn plural(n: u32) -> &'static str {
@@ -450,34 +517,6 @@ fn plural(n: u32) -> &'static str {
     } else {
         "s"
     }
-}
-
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_NET_RAW: u32 = 13;
-const CAP_IPC_LOCK: u32 = 14;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_BPF: u32 = 39;
-const CAP_NAMES: [(u32, &str); 3] = [
-    (CAP_BPF, "CAP_BPF"),
-    (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
-    (CAP_NET_RAW, "CAP_NET_RAW"),
-];
-const CAPS_NEEDED: u64 = (1 << CAP_BPF) | (1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW);
-
-/// The process's effective capabilities (`CapEff` of /proc/self/status). CAP_SYS_ADMIN
-/// stands in for CAP_BPF, as the kernel lets it.
-fn effective_caps() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))?
-        .trim();
-    let caps = u64::from_str_radix(hex, 16).ok()?;
-    Some(if caps & (1 << CAP_SYS_ADMIN) != 0 {
-        caps | (1 << CAP_BPF)
-    } else {
-        caps
-    })
 }
 
 /// RLIMIT_MEMLOCK's soft limit in bytes; `None` when unlimited.

@@ -87,8 +87,8 @@ impl Metrics {
                 c.name,
                 c.mode,
                 if c.zero_copy { "zero-copy" } else { "copy" },
-                c.stamp.name(),
-                c.stamp_why.is_some()
+                c.steering.stamp().name(),
+                !c.steering.stamp_fallbacks().is_empty()
             );
         }
         s += "# HELP probe_xdp_frames_total Frames the XDP program handled, by what it did with them.\n";

@@ -104,10 +104,6 @@ pub struct Capture {
     pub queues: Vec<u32>,
     pub steering: Steering,
     pub mode: XdpMode,
-    /// How frames carry their arrival time (`steering.stamp()`), and why better ways were not
-    /// used.
-    pub stamp: bpf::Stamp,
-    pub stamp_why: Option<String>,
     /// The interface's own receive counters just before the program was attached: at the end
     /// the driver's count over the run is set against the frames XDP saw, so a loss between
     /// the driver and XDP is a line in the books and not only visible from outside.
@@ -325,15 +321,6 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
                 Some(s) => anyhow!("--timestamps {}: {e} (use --timestamps auto)", s.name()),
                 None => e.into(),
             })?;
-        let stamp = steering.stamp();
-        let stamp_why = (!steering.stamp_fallbacks().is_empty()).then(|| {
-            steering
-                .stamp_fallbacks()
-                .iter()
-                .map(|(s, why)| format!("this kernel refuses {}: {why}", s.name()))
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
         let rx_before = self::netdev::rx_counters(iface);
         let (mode, native_failure) = steering.attach(iface, want)?;
         if let Some(why) = native_failure {
@@ -367,8 +354,6 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
             queues,
             steering,
             mode,
-            stamp,
-            stamp_why,
             rx_before,
             _promisc: promisc,
         });
@@ -393,9 +378,10 @@ fn announce(args: &CaptureArgs, captures: &[Capture], sockets: &[QueueSocket], p
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        match &c.stamp_why {
-            Some(why) => eprintln!("probe: {}: timestamps: {} ({why})", c.name, c.stamp),
-            None => eprintln!("probe: {}: timestamps: {}", c.name, c.stamp),
+        let stamp = c.steering.stamp();
+        match c.steering.stamp_fallback_reason() {
+            Some(why) => eprintln!("probe: {}: timestamps: {stamp} ({why})", c.name),
+            None => eprintln!("probe: {}: timestamps: {stamp}", c.name),
         }
     }
     if plan.fanout {
@@ -830,12 +816,15 @@ fn books(
         xdp_runs,
         timestamps: captures
             .iter()
-            .map(|c| c.stamp.name())
+            .map(|c| c.steering.stamp().name())
             .collect::<Vec<_>>()
             .join(","),
         timestamps_fallback: captures
             .iter()
-            .filter_map(|c| c.stamp_why.as_ref().map(|w| format!("{}: {w}", c.name)))
+            .filter_map(|c| {
+                let why = c.steering.stamp_fallback_reason()?;
+                Some(format!("{}: {why}", c.name))
+            })
             .reduce(|a, b| format!("{a}; {b}")),
         sample_every: current.sample,
         sample_random: current.sample_mode == SampleMode::Random,
