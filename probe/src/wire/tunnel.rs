@@ -650,7 +650,11 @@ pub fn next_layer<'a>(
             inner: Inner::Ipv6(l4),
         })),
         super::transport::PROTO_UDP if l4.len() > UDP_HEADER_LEN => {
-            udp_layer(dst_port, &l4[UDP_HEADER_LEN..], decap)
+            // A layer only a port names must carry something that starts like a frame.
+            Ok(udp_layer(dst_port, &l4[UDP_HEADER_LEN..], decap)?.filter(|l| match l.inner {
+                Inner::Ethernet(f) => super::ethernet::plausible_inner_ethernet(f),
+                _ => true,
+            }))
         }
         _ => Ok(None),
     }
@@ -667,12 +671,7 @@ fn udp_layer<'a>(
             return Ok(None);
         };
         let inner = match h.next_protocol() {
-            None | Some(vxlan::NEXT_ETHERNET) => {
-                if !super::ethernet::plausible_inner_ethernet(h.payload()) {
-                    return Ok(None);
-                }
-                Inner::Ethernet(h.payload())
-            }
+            None | Some(vxlan::NEXT_ETHERNET) => Inner::Ethernet(h.payload()),
             Some(vxlan::NEXT_IPV4) => Inner::Ipv4(h.payload()),
             Some(vxlan::NEXT_IPV6) => Inner::Ipv6(h.payload()),
             Some(vxlan::NEXT_NSH) if vxlan::plausible_nsh(h.payload()) => Inner::Nsh,
