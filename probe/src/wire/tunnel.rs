@@ -651,10 +651,12 @@ pub fn next_layer<'a>(
         })),
         super::transport::PROTO_UDP if l4.len() > UDP_HEADER_LEN => {
             // A layer only a port names must carry something that starts like a frame.
-            Ok(udp_layer(dst_port, &l4[UDP_HEADER_LEN..], decap)?.filter(|l| match l.inner {
-                Inner::Ethernet(f) => super::ethernet::plausible_inner_ethernet(f),
-                _ => true,
-            }))
+            Ok(
+                udp_layer(dst_port, &l4[UDP_HEADER_LEN..], decap)?.filter(|l| match l.inner {
+                    Inner::Ethernet(f) => super::ethernet::plausible_inner_ethernet(f),
+                    _ => true,
+                }),
+            )
         }
         _ => Ok(None),
     }
