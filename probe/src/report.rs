@@ -109,8 +109,9 @@ pub struct LiveReport {
     pub timestamps: String,
     pub timestamps_fallback: Option<String>,
     /// Frames the interfaces' drivers counted received over the run (sysfs
-    /// `statistics/rx_packets`, from just before attach to just before the program's counters
-    /// were read); `None` where a driver keeps no such counter.
+    /// `statistics/rx_packets`, from just after attach to just before the program's counters
+    /// were read, so the program's count can only be the larger without a loss); `None` where
+    /// a driver keeps no such counter.
     pub interface_received: Option<u64>,
     /// The XDP programs' runs and total run time in ns (zero unless the kernel counts them:
     /// `sysctl kernel.bpf_stats_enabled=1`).
@@ -397,7 +398,7 @@ impl RunReport {
             match (l.interface_received, l.missed_before_xdp()) {
                 (Some(r), Some(m)) if m > 0 => {
                     s += &format!(
-                        "  warning: the driver counted {r} frames received, {m} more than XDP saw: lost between the driver and XDP (or arrived while the program was being attached)\n"
+                        "  warning: the driver counted {r} frames received, {m} more than XDP saw: lost between the driver and XDP\n"
                     )
                 }
                 (Some(r), _) => {

@@ -104,7 +104,7 @@ pub struct Capture {
     pub queues: Vec<u32>,
     pub steering: Steering,
     pub mode: XdpMode,
-    /// The interface's own receive counters just before the program was attached: at the end
+    /// The interface's own receive counters just after the program was attached: at the end
     /// the driver's count over the run is set against the frames XDP saw, so a loss between
     /// the driver and XDP is a line in the books and not only visible from outside.
     pub rx_before: Option<self::netdev::RxCounters>,
@@ -321,8 +321,10 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
                 Some(s) => anyhow!("--timestamps {}: {e} (use --timestamps auto)", s.name()),
                 None => e.into(),
             })?;
-        let rx_before = self::netdev::rx_counters(iface);
         let (mode, native_failure) = steering.attach(iface, want)?;
+        // Read once the program runs: a frame in between is in the program's count only, so
+        // a busy link never makes a loss appear where there is none.
+        let rx_before = self::netdev::rx_counters(iface);
         if let Some(why) = native_failure {
             eprintln!("probe: {iface}: {why}; using generic mode (slower)");
         }
