@@ -197,6 +197,14 @@ impl Lab {
 }
 
 impl Lab {
+    /// The probe binary under test, to run in namespace B (add its arguments).
+    pub fn probe_in_b(&self) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns_b])
+            .arg(crate::probe_bin());
+        cmd
+    }
+
     /// Runs a copy of the probe binary in namespace B as user and group nobody (65534), with
     /// no capabilities: what an operator without privileges gets. The copy sits in a
     /// directory of `scratch` that nobody can read, wherever the checkout lies.

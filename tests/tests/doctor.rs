@@ -3,12 +3,11 @@
 //! program already holds. It must change nothing: no program is left attached.
 
 use e2e::lab::{require_root, Lab};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn doctor_in(ns: &str, iface: &str) -> (Option<i32>, String) {
-    let out: Output = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(e2e::probe_bin())
+fn doctor_in(lab: &Lab, iface: &str) -> (Option<i32>, String) {
+    let out: Output = lab
+        .probe_in_b()
         .args(["doctor", "-i", iface])
         .output()
         .expect("probe runs");
@@ -26,7 +25,7 @@ fn doctor_on_a_veth_says_native_mode_and_the_timestamp_source() {
         return;
     }
     let lab = Lab::new(2);
-    let (code, text) = doctor_in(&lab.ns_b, &lab.veth_b);
+    let (code, text) = doctor_in(&lab, &lab.veth_b);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("driver veth"), "{text}");
     assert!(text.contains("2 RX queues"), "{text}");
@@ -60,7 +59,7 @@ fn doctor_on_a_namespace_loopback_says_generic_mode() {
         return;
     }
     let lab = Lab::new(1);
-    let (code, text) = doctor_in(&lab.ns_b, "lo");
+    let (code, text) = doctor_in(&lab, "lo");
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("the driver has no native XDP"), "{text}");
     assert!(
@@ -78,7 +77,7 @@ fn doctor_on_a_missing_interface_fails_and_names_it() {
         return;
     }
     let lab = Lab::new(1);
-    let (code, text) = doctor_in(&lab.ns_b, "nosuchif0");
+    let (code, text) = doctor_in(&lab, "nosuchif0");
     assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("FAIL  interface: no network interface named 'nosuchif0'"),
@@ -111,9 +110,8 @@ fn doctor_names_an_xdp_program_someone_else_attached() {
     }
     let lab = Lab::new(1);
     // Another probe holds the interface.
-    let mut holder = Command::new("ip")
-        .args(["netns", "exec", &lab.ns_b])
-        .arg(e2e::probe_bin())
+    let mut holder = lab
+        .probe_in_b()
         .args([
             "capture",
             "-i",
@@ -132,7 +130,7 @@ fn doctor_names_an_xdp_program_someone_else_attached() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(lab.xdp_attached(), "the holder never attached");
-    let (code, text) = doctor_in(&lab.ns_b, &lab.veth_b);
+    let (code, text) = doctor_in(&lab, &lab.veth_b);
     e2e::signal(holder.id(), libc::SIGINT);
     let _ = holder.wait();
     assert_eq!(code, Some(1), "{text}");

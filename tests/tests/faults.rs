@@ -300,9 +300,8 @@ fn sigterm_under_load_exports_every_active_flow_and_the_books_close() {
         })
         .collect();
     let stats = tmp.path().join("books.json");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns_b])
-        .arg(e2e::probe_bin())
+    let mut child = lab
+        .probe_in_b()
         .args([
             "capture",
             "-i",
