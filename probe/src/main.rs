@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use probe::cli::{CaptureArgs, ReadArgs};
-use probe::report::RunReport;
+use probe::pipeline::books::RunReport;
 use std::path::Path;
 
 #[derive(Parser)]
@@ -44,12 +44,12 @@ enum Command {
     /// capture can start; 1: it cannot.
     Doctor(probe::cli::DoctorArgs),
     /// Write the packets of a flow, a selection or a time window from a PCAP ring to one file.
-    Extract(Box<probe::extract::ExtractArgs>),
+    Extract(Box<probe::cli::tools::ExtractArgs>),
     /// Meter pcap/pcapng files (packet timestamps are the clock) and export the flows.
     Read(Box<ReadArgs>),
     /// The PCAP ring during an incident: its coverage, and holds that keep files as evidence.
     #[command(subcommand)]
-    Ring(probe::ringctl::RingCmd),
+    Ring(probe::cli::tools::RingArgs),
     /// Check a --config file: every setting, its value and where it comes from; exit 1 with
     /// the line and the fix when something is wrong.
     CheckConfig {
@@ -75,7 +75,7 @@ fn main() {
             eprintln!("probe: error: {e}");
             if let (Some(c), false) = (
                 &config,
-                matches!(e, probe::config::ConfigError::Read { .. }),
+                matches!(e, probe::cli::config::ConfigError::Read { .. }),
             ) {
                 eprintln!("probe: `probe check-config {c}` checks every setting of the file");
             }
@@ -104,14 +104,14 @@ fn main() {
 /// `--config FILE` becomes the options the file holds, ahead of the command line's own.
 fn expand_config(
     argv: Vec<std::ffi::OsString>,
-) -> Result<Vec<std::ffi::OsString>, probe::config::ConfigError> {
+) -> Result<Vec<std::ffi::OsString>, probe::cli::config::ConfigError> {
     use clap::CommandFactory;
     let Some(name) = argv.get(1).map(|a| a.to_string_lossy().into_owned()) else {
         return Ok(argv);
     };
     let cmd = Cli::command();
     match cmd.find_subcommand(&name) {
-        Some(sub) if name == "capture" || name == "read" => probe::config::expand(argv, sub),
+        Some(sub) if name == "capture" || name == "read" => probe::cli::config::expand(argv, sub),
         _ => Ok(argv),
     }
 }
@@ -127,7 +127,7 @@ fn check_config(file: &Path, for_command: &str) -> Result<i32> {
         .clone();
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read config {}", file.display()))?;
-    let args = match probe::config::to_args(&text, file, &sub, &[]) {
+    let args = match probe::cli::config::to_args(&text, file, &sub, &[]) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("probe: {e}");
@@ -148,8 +148,8 @@ fn check_config(file: &Path, for_command: &str) -> Result<i32> {
         }
     };
     let problems = match &cli.command {
-        Command::Capture(a) => probe::config::check_capture(a),
-        Command::Read(a) => probe::config::check_export(&a.export),
+        Command::Capture(a) => probe::cli::config::check_capture(a),
+        Command::Read(a) => probe::cli::config::check_export(&a.export),
         _ => Vec::new(),
     };
     let matches = sub
@@ -223,7 +223,7 @@ fn capture_settings(
 }
 
 fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
-    probe::signals::install().context("cannot install signal handlers")?;
+    probe::sys::signals::install().context("cannot install signal handlers")?;
     match cli.command {
         Command::CheckConfig { file, for_command } => check_config(&file, &for_command),
         Command::Doctor(a) => {
@@ -232,12 +232,12 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
             Ok(if d.can_capture() { 0 } else { 1 })
         }
         Command::Ring(cmd) => {
-            probe::ringctl::run(&cmd)?;
+            probe::tools::ring::run(&cmd.command())?;
             Ok(0)
         }
         Command::Extract(args) => {
             refuse_root("extract", args.allow_root)?;
-            let r = probe::extract::run(&args)?;
+            let r = probe::tools::extract::run(&args.config()?)?;
             eprintln!(
                 "probe: {} packets written to {} ({} of {} ring files read, {} packets in them)",
                 r.frames_written,
@@ -290,8 +290,7 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Capture(mut args) => {
-            args.meter.select_app = args.pcap.app_needs();
+        Command::Capture(args) => {
             warn_no_output(&args.export);
             // SIGHUP re-reads the config file with the same command line (the command line
             // still wins over the file).
@@ -302,21 +301,23 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
             let reload = match has_config {
                 true => {
                     let (_, settings) = capture_settings(&argv).map_err(anyhow::Error::msg)?;
-                    let reader: probe::live::reload::Reloader =
-                        Box::new(move || capture_settings(&argv));
+                    let reader: probe::live::reload::Reloader = Box::new(move || {
+                        let (args, settings) = capture_settings(&argv)?;
+                        let cfg = args.config().map_err(|e| format!("{e:#}"))?;
+                        Ok((cfg, settings))
+                    });
                     Some((settings, reader))
                 }
                 false => None,
             };
-            let report = probe::live::run(&args, reload)?;
+            let report = probe::live::run(&args.config()?, reload)?;
             finish(&report, args.stats_json.as_deref())?;
             Ok(0)
         }
-        Command::Read(mut args) => {
-            args.meter.select_app = args.pcap.app_needs();
+        Command::Read(args) => {
             refuse_root("read", args.allow_root)?;
             warn_no_output(&args.export);
-            let report = probe::offline::run(&args)?;
+            let report = probe::files::read::run(&args.config()?)?;
             finish(&report, args.stats_json.as_deref())?;
             // Exit 2 when some input could not be read completely, like tshark; the books say which.
             Ok(if report.files.iter().any(|f| f.error.is_some()) {

@@ -6,11 +6,11 @@
 //! Inputs start from valid frames and files and are then cut and flipped, so the cases reach
 //! the deep paths (extension headers, tags, fragments) and not only "too short".
 
-use probe::capture_file::CaptureFile;
-use probe::flow::CacheConfig;
-use probe::meter::{FragmentConfig, Meter};
-use probe::select::Selection;
-use probe::wire::link::LinkType;
+use probe::files::capture_file::CaptureFile;
+use probe_core::flow::CacheConfig;
+use probe_core::meter::{FragmentConfig, Meter};
+use probe_core::select::Selection;
+use probe_core::wire::link::LinkType;
 use proptest::prelude::*;
 
 const LINKS: [LinkType; 8] = [

@@ -18,8 +18,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use e2e::hello::{client_hello, crypto_frame, record};
-use probe::app::{dns, http, quic, tls, AppSet, Inspector};
-use probe::wire::{decode_frame, Decap, FrameSummary, LinkType};
+use probe_core::app::{dns, http, quic, tls, AppSet, Inspector};
+use probe_core::wire::{decode_frame, Decap, FrameSummary, LinkType};
 use std::hint::black_box;
 
 const SITE: &str = "www.example.com";
@@ -159,10 +159,11 @@ fn parse(c: &mut Criterion) {
     let initials: Vec<Vec<u8>> = (0..64).map(quic_initial).collect();
     let mut buf = vec![0u8; quic::MAX_PACKET];
     let mut i = 0;
+    let crypto = quic::default_crypto().expect("probe-core's ring feature");
     g.bench_function("quic_initial/open_initial", |b| {
         b.iter(|| {
             i = (i + 1) % initials.len();
-            quic::open_initial(black_box(&initials[i]), &mut buf)
+            quic::open_initial(crypto, black_box(&initials[i]), &mut buf)
                 .unwrap()
                 .frames
                 .len()

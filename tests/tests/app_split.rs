@@ -11,7 +11,7 @@ use e2e::hello::{client_hello, crypto_frame, record};
 use e2e::tools::run_probe;
 use e2e::TempDir;
 use etherparse::PacketBuilder;
-use probe::app::quic::{protect_initial, V1, V2};
+use probe_core::app::quic::{protect_initial, V1, V2};
 use std::collections::BTreeMap;
 use std::process::Command;
 

@@ -424,7 +424,11 @@ fn layering_faults(krate: &Crate, layers: &[Vec<String>]) -> Vec<String> {
             continue;
         };
         if lb <= la {
-            let how = if lb == la { "its peer" } else { "the room above it" };
+            let how = if lb == la {
+                "its peer"
+            } else {
+                "the room above it"
+            };
             faults.push(format!(
                 "{}::{a} uses {how} {}::{b}: {}:{}: {}",
                 krate.name,
@@ -479,8 +483,11 @@ fn the_checker_sees_circles_and_upward_imports() {
     let tmp = e2e::TempDir::new("arch");
     let src = tmp.path().join("src");
     std::fs::create_dir_all(src.join("a")).unwrap();
-    std::fs::write(src.join("lib.rs"), "pub mod a;\npub mod b;\npub mod top;\npub mod low;\n")
-        .unwrap();
+    std::fs::write(
+        src.join("lib.rs"),
+        "pub mod a;\npub mod b;\npub mod top;\npub mod low;\n",
+    )
+    .unwrap();
     std::fs::write(src.join("a/mod.rs"), "pub mod x;\nuse crate::b::Thing;\n").unwrap();
     std::fs::write(
         src.join("a/x.rs"),
@@ -493,12 +500,24 @@ fn the_checker_sees_circles_and_upward_imports() {
     let k = read_crate("demo", &src, "lib.rs");
     let circles = k.circles();
     assert_eq!(circles.len(), 1, "{circles:?}");
-    assert!(circles[0].contains("\n  demo::a -> demo::b -> demo::a\n"), "{}", circles[0]);
-    let layers = vec![vec!["top".to_string()], vec!["a".into(), "b".into()], vec!["low".into()]];
+    assert!(
+        circles[0].contains("\n  demo::a -> demo::b -> demo::a\n"),
+        "{}",
+        circles[0]
+    );
+    let layers = vec![
+        vec!["top".to_string()],
+        vec!["a".into(), "b".into()],
+        vec!["low".into()],
+    ];
     let faults = layering_faults(&k, &layers);
     assert_eq!(faults.len(), 2, "{faults:?}");
-    assert!(faults.iter().any(|f| f.starts_with("demo::a uses its peer demo::b")));
-    assert!(faults.iter().any(|f| f.starts_with("demo::b uses its peer demo::a")));
+    assert!(faults
+        .iter()
+        .any(|f| f.starts_with("demo::a uses its peer demo::b")));
+    assert!(faults
+        .iter()
+        .any(|f| f.starts_with("demo::b uses its peer demo::a")));
     // Now `low` reaches up.
     std::fs::write(src.join("low.rs"), "use crate::top::Z;\n").unwrap();
     let k = read_crate("demo", &src, "lib.rs");

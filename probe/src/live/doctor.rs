@@ -11,7 +11,7 @@
 //! status is 0 when capture can start, 1 when it cannot.
 
 use super::netdev;
-use crate::privileges::{CAP_BPF, CAP_IPC_LOCK, CAP_NET_ADMIN, CAP_NET_RAW};
+use crate::sys::privileges::{CAP_BPF, CAP_IPC_LOCK, CAP_NET_ADMIN, CAP_NET_RAW};
 use std::fmt;
 
 /// How a finding bears on capture.
@@ -124,7 +124,7 @@ impl Driver {
 pub fn examine(iface: &str, frame_size: u32, umem_frames: u32) -> Diagnosis {
     let mut f = Vec::new();
     kernel(&mut f);
-    let caps = crate::privileges::effective_caps();
+    let caps = crate::sys::privileges::effective_caps();
     let privileged = privileges(&mut f, caps);
     let ifindex = match bpf::ifindex(iface) {
         Ok(i) => i,
@@ -244,7 +244,7 @@ fn interface(
         Finding::new(Level::Ok, "interface", text)
     });
     let queues = super::rx_queue_count(iface).unwrap_or(1);
-    let cpus = crate::cpus::allowed().len().max(1) as u32;
+    let cpus = crate::sys::cpus::allowed().len().max(1) as u32;
     f.push(if queues > cpus {
         Finding::new(
             Level::Note,

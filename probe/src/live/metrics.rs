@@ -6,7 +6,7 @@
 //! request per connection, answered and closed; anything but `GET /metrics` gets a 404.
 
 use super::{xsk, Capture, RxWatch};
-use crate::metering::WorkerProgress;
+use crate::pipeline::worker::WorkerProgress;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};

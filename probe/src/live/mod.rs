@@ -4,7 +4,7 @@
 //! AF_XDP socket of its RX queue. One RX thread per (interface, queue) decodes the frames
 //! ([`rx`]); they are metered either on that thread (**one hop**: RSS declared symmetric and no
 //! more workers than queues) or by N metering workers fed through the hand-off by a symmetric
-//! flow hash (**fan-out**, [`crate::handoff`], [`crate::metering`]): both directions of a
+//! flow hash (**fan-out**, [`crate::pipeline::handoff`], [`crate::pipeline::worker`]): both directions of a
 //! connection meet in one cache whatever queue or interface each came in on. Expired records go
 //! to the one exporter thread. The decoder, flow cache and exporter are the ones `probe read`
 //! uses, unchanged: only the source of frames and timestamps differs.
@@ -19,6 +19,7 @@
 //! flow (forcedEnd), then read the programs' counters and the sockets' statistics, and only
 //! then detach.
 
+pub mod config;
 pub mod doctor;
 pub mod metrics;
 pub mod netdev;
@@ -28,13 +29,14 @@ pub mod rx;
 pub mod watch;
 pub mod xsk;
 
-use crate::cli::{CaptureArgs, QueueSelection, RssMode, SampleMode, XdpModeArg};
-use crate::export;
-use crate::metering::{Shipper, Updates};
-use crate::report::{LiveReport, PipelineReport, QueueReport, RunReport};
-use crate::stages::{FanoutDecoder, WorkerSpec, Workers};
+use crate::pipeline::books::{LiveReport, PipelineReport, QueueReport, RunReport};
+use crate::pipeline::exporter;
+use crate::pipeline::topology::{FanoutDecoder, WorkerSpec, Workers};
+use crate::pipeline::worker::{Shipper, Updates};
 use anyhow::{anyhow, bail, Context, Result};
 use bpf::{SteerConfig, Steering, XdpMode};
+pub use config::CaptureConfig;
+use config::{QueueSelection, RssMode, SampleMode};
 use ipfix_export::FlowRecord;
 use rx::{RxOutcome, RxStage, RxThread};
 use std::os::fd::RawFd;
@@ -60,10 +62,10 @@ pub fn rx_queue_count(iface: &str) -> Result<u32> {
 }
 
 /// The steering configuration `args` asks for.
-fn steer_config(args: &CaptureArgs) -> SteerConfig {
+fn steer_config(args: &CaptureConfig) -> SteerConfig {
     // The tunnels the decoder removes are the ones the ignore-list looks inside (a bad
     // --vxlan-port list fails earlier, when the meter is built).
-    let decap = args.meter.decap.decap().unwrap_or_default();
+    let decap = args.meter.decap;
     fn ports(it: impl Iterator<Item = u16>) -> [u16; 4] {
         let mut p = [0u16; 4];
         for (slot, port) in p.iter_mut().zip(it) {
@@ -75,7 +77,7 @@ fn steer_config(args: &CaptureArgs) -> SteerConfig {
         sample_every: args.sample,
         sample_random: args.sample_mode == SampleMode::Random,
         ignore: args.ignore.iter().map(|c| (c.addr, c.len)).collect(),
-        decap_kinds: crate::wire::TunnelKind::ALL
+        decap_kinds: probe_core::wire::TunnelKind::ALL
             .iter()
             .filter(|k| decap.is_enabled(**k))
             .fold(0, |bits, k| bits | 1 << *k as u32),
@@ -85,7 +87,7 @@ fn steer_config(args: &CaptureArgs) -> SteerConfig {
 }
 
 /// The selector report `args` asks for (1-in-N sampling in the kernel).
-fn sampling_of(args: &CaptureArgs) -> Option<ipfix_export::Sampling> {
+fn sampling_of(args: &CaptureConfig) -> Option<ipfix_export::Sampling> {
     (args.sample > 1).then_some(ipfix_export::Sampling {
         algorithm: match args.sample_mode {
             SampleMode::Deterministic => ipfix_export::SelectorAlgorithm::SystematicCountBased,
@@ -138,11 +140,11 @@ pub struct Plan {
 /// `reload`: the settings in force and how to read them again (SIGHUP); `None` when the probe
 /// was started without `--config` (SIGHUP then says there is nothing to re-read).
 pub fn run(
-    args: &CaptureArgs,
+    args: &CaptureConfig,
     reload: Option<(reload::Settings, reload::Reloader)>,
 ) -> Result<RunReport> {
     // Options that can be wrong are checked before anything is attached.
-    args.meter.meter()?;
+    args.meter.meter();
     let identity = identity_of(args)?;
     let rx_threads = check_queues(args)?;
     let plan = plan(args, rx_threads)?;
@@ -153,12 +155,14 @@ pub fn run(
     // connections, files and listener are open.
     if let Some(id) = &identity {
         give_files_to(id, args)?;
-        crate::privileges::drop_to(id, &[crate::privileges::CAP_BPF]).with_context(|| {
-            format!(
-                "--user {}: cannot switch to uid {} gid {}",
-                id.user, id.uid, id.gid
-            )
-        })?;
+        crate::sys::privileges::drop_to(id, &[crate::sys::privileges::CAP_BPF]).with_context(
+            || {
+                format!(
+                    "--user {}: cannot switch to uid {} gid {}",
+                    id.user, id.uid, id.gid
+                )
+            },
+        )?;
         eprintln!(
             "probe: running as {} (uid {}, gid {}), keeping only CAP_BPF for the program's counters",
             id.user, id.uid, id.gid
@@ -181,11 +185,11 @@ pub fn run(
 }
 
 /// `--user`: checked before anything is attached.
-fn identity_of(args: &CaptureArgs) -> Result<Option<crate::privileges::Identity>> {
+fn identity_of(args: &CaptureConfig) -> Result<Option<crate::sys::privileges::Identity>> {
     let Some(u) = &args.user else {
         return Ok(None);
     };
-    let id = crate::privileges::lookup(u, args.group.as_deref()).map_err(|e| anyhow!(e))?;
+    let id = crate::sys::privileges::lookup(u, args.group.as_deref()).map_err(|e| anyhow!(e))?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("--user {u}: switching users needs root; run as root, or drop --user");
@@ -195,7 +199,7 @@ fn identity_of(args: &CaptureArgs) -> Result<Option<crate::privileges::Identity>
 }
 
 /// The queues asked for exist on every interface; returns how many RX threads there will be.
-fn check_queues(args: &CaptureArgs) -> Result<usize> {
+fn check_queues(args: &CaptureConfig) -> Result<usize> {
     if args.interface.is_empty() {
         bail!("--interface: give the capture interface, e.g. -i eth1 (repeat it for each port of a tap)");
     }
@@ -209,10 +213,10 @@ fn check_queues(args: &CaptureArgs) -> Result<usize> {
         threads += queues_of(args, iface)?.len();
     }
     if let Some(cpus) = &args.rx_cpus {
-        if cpus.0.len() < threads {
+        if cpus.len() < threads {
             bail!(
                 "--rx-cpus: {} CPUs given for {threads} RX queues: give one CPU per queue",
-                cpus.0.len()
+                cpus.len()
             );
         }
     }
@@ -220,7 +224,7 @@ fn check_queues(args: &CaptureArgs) -> Result<usize> {
 }
 
 /// The queues of `iface` to capture.
-fn queues_of(args: &CaptureArgs, iface: &str) -> Result<Vec<u32>> {
+fn queues_of(args: &CaptureConfig, iface: &str) -> Result<Vec<u32>> {
     let available = rx_queue_count(iface)?;
     let queues: Vec<u32> = match &args.queues {
         QueueSelection::All => (0..available).collect(),
@@ -243,8 +247,8 @@ fn queues_of(args: &CaptureArgs, iface: &str) -> Result<Vec<u32>> {
 
 /// One hop or fan-out. One hop needs every connection's two directions on one queue: one
 /// interface, RSS declared symmetric (or a single queue), and no more workers than queues.
-pub fn plan(args: &CaptureArgs, rx_threads: usize) -> Result<Plan> {
-    let allowed = crate::cpus::allowed().len();
+pub fn plan(args: &CaptureConfig, rx_threads: usize) -> Result<Plan> {
+    let allowed = crate::sys::cpus::allowed().len();
     let workers = args.meter.workers.unwrap_or(allowed).max(1);
     let one_queue = rx_threads == 1 && workers == 1;
     let symmetric = args.rss == RssMode::Symmetric && args.interface.len() == 1;
@@ -281,10 +285,10 @@ pub fn plan(args: &CaptureArgs, rx_threads: usize) -> Result<Plan> {
     };
     if plan.fanout {
         if let Some(cpus) = &args.meter.worker_cpus {
-            if cpus.0.len() < plan.workers {
+            if cpus.len() < plan.workers {
                 bail!(
                     "--worker-cpus: {} CPUs given for {} metering workers: give one CPU per worker (or set --workers)",
-                    cpus.0.len(),
+                    cpus.len(),
                     plan.workers
                 );
             }
@@ -295,12 +299,8 @@ pub fn plan(args: &CaptureArgs, rx_threads: usize) -> Result<Plan> {
 
 /// Phase 1: every interface gets its XDP program and, for each captured queue, an AF_XDP
 /// socket registered with it.
-fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
-    let want = match args.xdp_mode {
-        XdpModeArg::Auto => None,
-        XdpModeArg::Native => Some(XdpMode::Native),
-        XdpModeArg::Generic => Some(XdpMode::Generic),
-    };
+fn attach(args: &CaptureConfig) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
+    let want = args.xdp_mode;
     let xsk_cfg = XskConfig {
         frame_size: args.frame_size,
         frames: args.umem_frames,
@@ -313,14 +313,12 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
     for (i, iface) in args.interface.iter().enumerate() {
         let ifindex = bpf::ifindex(iface)?;
         let queues = queues_of(args, iface)?;
-        let mut steering =
-            Steering::load(&steer_config(args), args.timestamps.stamp()).map_err(|e| match args
-                .timestamps
-                .stamp()
-            {
+        let mut steering = Steering::load(&steer_config(args), args.timestamps).map_err(|e| {
+            match args.timestamps {
                 Some(s) => anyhow!("--timestamps {}: {e} (use --timestamps auto)", s.name()),
                 None => e.into(),
-            })?;
+            }
+        })?;
         let (mode, native_failure) = steering.attach(iface, want)?;
         // Read once the program runs: a frame in between is in the program's count only, so
         // a busy link never makes a loss appear where there is none.
@@ -364,7 +362,7 @@ fn attach(args: &CaptureArgs) -> Result<(Vec<Capture>, Vec<QueueSocket>)> {
 }
 
 /// Says at start what was attached and how the run is laid out.
-fn announce(args: &CaptureArgs, captures: &[Capture], sockets: &[QueueSocket], plan: &Plan) {
+fn announce(args: &CaptureConfig, captures: &[Capture], sockets: &[QueueSocket], plan: &Plan) {
     for (i, c) in captures.iter().enumerate() {
         let socks = sockets.iter().filter(|s| s.iface == i).count();
         eprintln!(
@@ -413,35 +411,35 @@ fn announce(args: &CaptureArgs, captures: &[Capture], sockets: &[QueueSocket], p
 /// The exporter, the PCAP ring's writer and the metrics listener.
 struct Outputs {
     records: crossbeam_channel::Sender<Vec<FlowRecord>>,
-    gauges: Arc<export::Gauges>,
-    exporter: JoinHandle<crate::report::ExportReport>,
-    export_ctl: crossbeam_channel::Sender<export::ExportControl>,
+    gauges: Arc<exporter::Gauges>,
+    exporter: JoinHandle<crate::pipeline::books::ExportReport>,
+    export_ctl: crossbeam_channel::Sender<exporter::ExportControl>,
     ring: Option<(
-        crossbeam_channel::Sender<crate::ring::Batch>,
-        crate::select::Selection,
+        crossbeam_channel::Sender<crate::pipeline::ring_keeper::Batch>,
+        probe_core::select::Selection,
     )>,
-    ring_writer: Option<JoinHandle<crate::ring::RingReport>>,
+    ring_writer: Option<JoinHandle<crate::pipeline::ring_keeper::RingReport>>,
     /// The flows the selection's name primitives marked, shared by every RX thread's keeper.
-    marks: Arc<crate::ring::flows::Marks>,
+    marks: Arc<crate::pipeline::ring_keeper::flows::Marks>,
     metrics: Option<metrics::Metrics>,
 }
 
 impl Outputs {
-    fn start(args: &CaptureArgs) -> Result<Outputs> {
+    fn start(args: &CaptureConfig) -> Result<Outputs> {
         let label = args.interface.join(",");
         let (tx, rx) = crossbeam_channel::bounded(256);
-        let mut export_cfg = args.export.export_config(&args.meter);
+        let mut export_cfg = args.export.clone();
         export_cfg.exporter.encoder.sampling = sampling_of(args);
-        let gauges = Arc::new(export::Gauges::default());
+        let gauges = Arc::new(exporter::Gauges::default());
         let (export_ctl, export_ctl_rx) = crossbeam_channel::unbounded();
-        let exporter = export::spawn_with_control(export_cfg, rx, gauges.clone(), export_ctl_rx)?;
+        let exporter = exporter::spawn_with_control(export_cfg, rx, gauges.clone(), export_ctl_rx)?;
         // The ring writer; each RX thread gets a keeper that never waits for it.
         let (ring, ring_writer) = match args.pcap.ring(&label) {
             Some((cfg, select)) => {
                 let (rtx, rrx) = crossbeam_channel::bounded(64);
                 (
                     Some((rtx, select)),
-                    Some(crate::ring::spawn_writer(cfg, rrx)?),
+                    Some(crate::pipeline::ring_keeper::spawn_writer(cfg, rrx)?),
                 )
             }
             None => (None, None),
@@ -480,7 +478,7 @@ struct Running {
 
 /// Phase 2: the metering workers (fan-out), then one RX thread per socket.
 fn start(
-    args: &CaptureArgs,
+    args: &CaptureConfig,
     captures: &[Capture],
     sockets: Vec<QueueSocket>,
     plan: &Plan,
@@ -490,20 +488,24 @@ fn start(
     let (mut fanouts, workers) = if plan.fanout {
         let spec = WorkerSpec {
             count: plan.workers,
-            cache: args.meter.cache_config(),
-            cpus: args.meter.worker_cpus.as_ref().map(|c| c.0.as_slice()),
+            cache: args.meter.cache.clone(),
+            cpus: args.meter.worker_cpus.as_deref(),
             live: true,
             unprivileged,
         };
-        let (f, w) =
-            crate::stages::start_workers(&spec, sockets.len(), &outputs.records, &outputs.gauges)?;
+        let (f, w) = crate::pipeline::topology::start_workers(
+            &spec,
+            sockets.len(),
+            &outputs.records,
+            &outputs.gauges,
+        )?;
         (f.into_iter().map(Some).collect(), Some(w))
     } else {
         (Vec::new(), None)
     };
     let queues = sockets.len();
     let stop = Arc::new(AtomicBool::new(false));
-    let offset = rx::realtime_offset_ns();
+    let offset = crate::sys::clock::realtime_offset_ns();
     let mut running = Running {
         stop: stop.clone(),
         rx: Vec::new(),
@@ -523,13 +525,13 @@ fn start(
         let ifindex = captures[iface].ifindex;
         let stage = match fanouts.get_mut(i).and_then(Option::take) {
             Some(fanout) => {
-                let mut decoder = args.meter.decoder()?;
+                let mut decoder = args.meter.decoder();
                 decoder.set_ingress(ifindex);
                 RxStage::Fanout(Box::new(FanoutDecoder::new(decoder, fanout, true)))
             }
             None => {
                 // One hop: the probe's flow budget is shared out between the queues' caches.
-                let mut m = args.meter.meter_sharing(queues)?;
+                let mut m = args.meter.meter_sharing(queues);
                 m.set_ingress(ifindex);
                 RxStage::OneHop {
                     meter: Box::new(m),
@@ -553,15 +555,20 @@ fn start(
             sock,
             stage,
             batch: args.batch as usize,
-            cpu: args.rx_cpus.as_ref().map(|c| c.0[i]),
+            cpu: args.rx_cpus.as_ref().map(|c| c[i]),
             clock_offset_ns: offset,
             stamp: captures[iface].steering.stamp(),
             cookie: captures[iface].steering.cookie(),
             progress,
             unprivileged,
             keeper: outputs.ring.as_ref().map(|(rtx, select)| {
-                crate::ring::Keeper::new(select.clone(), args.pcap.pcap_snaplen, rtx.clone(), false)
-                    .with_flows(outputs.marks.clone(), args.pcap.pcap_lookback)
+                crate::pipeline::ring_keeper::Keeper::new(
+                    select.clone(),
+                    args.pcap.pcap_snaplen,
+                    rtx.clone(),
+                    false,
+                )
+                .with_flows(outputs.marks.clone(), args.pcap.pcap_lookback)
             }),
             updates,
         };
@@ -583,14 +590,14 @@ fn start(
 /// What the watch phase ends with.
 struct Watched {
     reason: &'static str,
-    current: CaptureArgs,
+    current: CaptureConfig,
     reloads: reload::ReloadBooks,
 }
 
 /// Phase 3: the main thread prints, serves metrics, publishes the statistics and applies
 /// reloads until a signal, the duration, or a stage stopping.
 fn watch(
-    args: &CaptureArgs,
+    args: &CaptureConfig,
     captures: &mut [Capture],
     running: &Running,
     outputs: &mut Outputs,
@@ -611,7 +618,7 @@ fn watch(
         .as_ref()
         .map_or(&no_workers, |w| &w.progress);
     let reason = loop {
-        if crate::signals::take_reload() {
+        if crate::sys::signals::take_reload() {
             let ctx = reload::ReloadContext {
                 captures,
                 stages: &running.updates,
@@ -640,7 +647,7 @@ fn watch(
                 (reloads.applied, reloads.rejected),
             );
         }
-        if crate::signals::stop_requested() {
+        if crate::sys::signals::stop_requested() {
             break "signal";
         }
         if duration.is_some_and(|d| started.elapsed() >= d) {
@@ -665,7 +672,7 @@ fn watch(
 /// What the stages did.
 struct Stopped {
     rx: Vec<RxOutcome>,
-    workers: Option<crate::stages::WorkerBooks>,
+    workers: Option<crate::pipeline::topology::WorkerBooks>,
 }
 
 /// Phase 4: in order: sockets out of the programs, in-flight frames drained, RX threads
@@ -733,7 +740,7 @@ fn books(
         }
     }
     // The exact totals, for the last statistics record; then the exporter may finish.
-    let mut read = crate::meter::FrameBooks::default();
+    let mut read = probe_core::meter::FrameBooks::default();
     let mut final_counts = ipfix_export::MeteringCounts::default();
     for q in &queue_reports {
         let dropped = q.xdp.redirect_errors + q.socket_dropped();
@@ -786,7 +793,7 @@ fn books(
     if let Some(w) = workers {
         report.flows.merge(&w.flows);
         records_dropped += w.records_dropped;
-        let mut handoff = crate::handoff::HandoffDrops::default();
+        let mut handoff = crate::pipeline::handoff::HandoffDrops::default();
         for o in &rx {
             handoff.merge(&o.handoff);
         }
@@ -841,11 +848,11 @@ fn books(
 
 /// Before switching users: the directories the probe will write after the switch must be
 /// writable by the new user (the PCAP ring's is given to it, see [`give_files_to`]).
-fn check_writable_for(id: &crate::privileges::Identity, args: &CaptureArgs) -> Result<()> {
-    for d in &args.export.ipfix {
+fn check_writable_for(id: &crate::sys::privileges::Identity, args: &CaptureConfig) -> Result<()> {
+    for d in &args.export.destinations {
         if let ipfix_export::Destination::File(f) = d {
             let dir = f.path.parent().unwrap_or(std::path::Path::new("."));
-            if !crate::privileges::can_write(id, dir) {
+            if !crate::sys::privileges::can_write(id, dir) {
                 bail!(
                     "--ipfix {d}: user {} cannot write {} (chown {} {} or pick another directory)",
                     id.user,
@@ -861,7 +868,7 @@ fn check_writable_for(id: &crate::privileges::Identity, args: &CaptureArgs) -> R
 
 /// Hands the PCAP ring directory (created by root) and a single IPFIX file (created at start)
 /// to the user the probe switches to.
-fn give_files_to(id: &crate::privileges::Identity, args: &CaptureArgs) -> Result<()> {
+fn give_files_to(id: &crate::sys::privileges::Identity, args: &CaptureConfig) -> Result<()> {
     let chown = |p: &std::path::Path| -> Result<()> {
         std::os::unix::fs::chown(p, Some(id.uid), Some(id.gid))
             .with_context(|| format!("--user {}: cannot give {} to it", id.user, p.display()))
@@ -872,7 +879,7 @@ fn give_files_to(id: &crate::privileges::Identity, args: &CaptureArgs) -> Result
             chown(&e.path())?;
         }
     }
-    for d in &args.export.ipfix {
+    for d in &args.export.destinations {
         if let ipfix_export::Destination::File(f) = d {
             if !f.rotates() && f.path.exists() {
                 chown(&f.path)?;

@@ -20,9 +20,9 @@
 //! left as it runs, while the rest applies. A file that does not parse or check is refused
 //! with the reason, and the settings in force stay.
 
-use crate::cli::CaptureArgs;
-use crate::export;
-use crate::metering::{Updates, WorkerUpdate};
+use super::CaptureConfig;
+use crate::pipeline::exporter;
+use crate::pipeline::worker::{Updates, WorkerUpdate};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use std::time::Duration;
 pub type Settings = BTreeMap<String, Vec<String>>;
 
 /// Reads the config file (and the command line the probe started with) again.
-pub type Reloader = Box<dyn Fn() -> Result<(CaptureArgs, Settings), String>>;
+pub type Reloader = Box<dyn Fn() -> Result<(CaptureConfig, Settings), String>>;
 
 /// The options a reload applies; any other change needs a restart.
 const APPLIED: &[&str] = &[
@@ -140,8 +140,8 @@ pub struct ReloadContext<'a> {
     pub captures: &'a mut [super::Capture],
     /// RX threads (a new PCAP selection; one hop: timeouts) and metering workers (timeouts).
     pub stages: &'a [Updates],
-    pub export: &'a crossbeam_channel::Sender<export::ExportControl>,
-    pub ring: Option<&'a crossbeam_channel::Sender<crate::ring::Batch>>,
+    pub export: &'a crossbeam_channel::Sender<exporter::ExportControl>,
+    pub ring: Option<&'a crossbeam_channel::Sender<crate::pipeline::ring_keeper::Batch>>,
     pub metrics: &'a mut Option<super::metrics::Metrics>,
     pub ticker: &'a mut super::watch::StatsLine,
     pub duration: &'a mut Option<Duration>,
@@ -152,7 +152,7 @@ pub struct ReloadContext<'a> {
 /// one line with what changed and what needs a restart.
 pub fn apply(
     reload: &mut Option<(Settings, Reloader)>,
-    current: &mut CaptureArgs,
+    current: &mut CaptureConfig,
     ctx: ReloadContext<'_>,
     books: &mut ReloadBooks,
 ) {
@@ -193,34 +193,49 @@ pub fn apply(
                 }
                 (Some(sel), Some(ring)) => {
                     update.selection = Some(sel.clone());
-                    let _ = ring.send(crate::ring::Batch::selection_changed(sel.text()));
+                    let _ = ring.send(crate::pipeline::ring_keeper::Batch::selection_changed(
+                        sel.text(),
+                    ));
                     current.pcap.pcap_select = Some(sel.clone());
                     applied.push(c.to_string());
                 }
                 _ => not_applied.push(c.clone()),
             },
             "ipfix" => {
-                let old: Vec<String> = current.export.ipfix.iter().map(|d| d.to_string()).collect();
-                let now: Vec<String> = new.export.ipfix.iter().map(|d| d.to_string()).collect();
-                for (d, url) in new.export.ipfix.iter().zip(&now) {
+                let old: Vec<String> = current
+                    .export
+                    .destinations
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect();
+                let now: Vec<String> = new
+                    .export
+                    .destinations
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect();
+                for (d, url) in new.export.destinations.iter().zip(&now) {
                     if !old.contains(url) {
-                        let _ = ctx.export.send(export::ExportControl::Add(d.clone()));
+                        let _ = ctx.export.send(exporter::ExportControl::Add(d.clone()));
                     }
                 }
                 for url in old.iter().filter(|u| !now.contains(u)) {
-                    let _ = ctx.export.send(export::ExportControl::Remove(url.clone()));
+                    let _ = ctx
+                        .export
+                        .send(exporter::ExportControl::Remove(url.clone()));
                 }
-                current.export.ipfix = new.export.ipfix.clone();
+                current.export.destinations = new.export.destinations.clone();
                 applied.push(c.to_string());
             }
             "idle-timeout" | "active-timeout" | "tcp-end-grace" => {
-                current.meter.idle_timeout = new.meter.idle_timeout;
-                current.meter.active_timeout = new.meter.active_timeout;
-                current.meter.tcp_end_grace = new.meter.tcp_end_grace;
+                let (now, cache) = (&new.meter.cache, &mut current.meter.cache);
+                cache.idle_timeout_ns = now.idle_timeout_ns;
+                cache.active_timeout_ns = now.active_timeout_ns;
+                cache.tcp_end_grace_ns = now.tcp_end_grace_ns;
                 update.timeouts = Some((
-                    new.meter.idle_timeout.as_nanos() as u64,
-                    new.meter.active_timeout.as_nanos() as u64,
-                    new.meter.tcp_end_grace.as_nanos() as u64,
+                    now.idle_timeout_ns,
+                    now.active_timeout_ns,
+                    now.tcp_end_grace_ns,
                 ));
                 applied.push(c.to_string());
             }
@@ -265,7 +280,7 @@ pub fn apply(
             Ok(()) => {
                 let _ = ctx
                     .export
-                    .send(export::ExportControl::Sampling(super::sampling_of(&new)));
+                    .send(exporter::ExportControl::Sampling(super::sampling_of(&new)));
                 current.ignore = new.ignore.clone();
                 current.sample = new.sample;
                 current.sample_mode = new.sample_mode;

@@ -5,25 +5,26 @@
 //! - **one hop**: into its own flow cache, shipping expired records itself (RSS declared
 //!   symmetric and a worker per queue: no hand-off cost);
 //! - **fan-out**: by handing each frame's summary to the metering worker that owns its flow
-//!   ([`crate::handoff`]); a full hand-off ring never stalls the queue, the summary is dropped
+//!   ([`crate::pipeline::handoff`]); a full hand-off ring never stalls the queue, the summary is dropped
 //!   and counted.
 //!
 //! No lock and no allocation per frame either way.
 
 use super::xsk::{RxDesc, XskSocket, XskStats};
-use crate::handoff::HandoffDrops;
-use crate::meter::{FrameBooks, Meter};
-use crate::metering::{Shipper, Updates};
-use crate::stages::FanoutDecoder;
-use crate::wire::LinkType;
+use crate::pipeline::handoff::HandoffDrops;
+use crate::pipeline::topology::FanoutDecoder;
+use crate::pipeline::worker::{Shipper, Updates};
+use crate::sys::clock::wall_ns;
 use bpf::{FrameMeta, Stamp, META_LEN};
 use ipfix_export::TimePrecision;
+use probe_core::meter::{FrameBooks, Meter};
+use probe_core::wire::LinkType;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Records handed to the exporter per channel message (one hop).
-const RECORD_BATCH: usize = crate::metering::RECORD_BATCH;
+const RECORD_BATCH: usize = crate::pipeline::worker::RECORD_BATCH;
 /// How often an RX thread looks at reload updates, flushes its PCAP keeper, publishes its
 /// counters and (one hop) moves its flow clock by wall time.
 const TICK: Duration = Duration::from_millis(100);
@@ -73,7 +74,7 @@ pub struct RxOutcome {
     pub iface: usize,
     pub queue: u32,
     pub books: FrameBooks,
-    pub fragments: crate::flow::FragmentStats,
+    pub fragments: probe_core::flow::FragmentStats,
     /// One hop: the thread's own flow meter (for its flow books).
     pub meter: Option<Meter>,
     pub handoff: HandoffDrops,
@@ -83,7 +84,7 @@ pub struct RxOutcome {
     /// Flow records dropped because the exporter fell behind by more than the backlog.
     pub records_dropped: u64,
     /// Frames the PCAP selection kept, and those dropped because the ring writer was behind.
-    pub ring: crate::ring::KeeperCounts,
+    pub ring: crate::pipeline::ring_keeper::KeeperCounts,
     pub error: Option<String>,
 }
 
@@ -113,7 +114,7 @@ pub struct RxThread {
     /// The probe switched users: the thread keeps no capability (it inherits CAP_BPF).
     pub unprivileged: bool,
     /// The PCAP ring's selection, when --pcap-dir is given.
-    pub keeper: Option<crate::ring::Keeper>,
+    pub keeper: Option<crate::pipeline::ring_keeper::Keeper>,
     /// A reload's new settings, taken on the next tick (a lock once per tick, never per frame).
     pub updates: Updates,
 }
@@ -132,36 +133,6 @@ fn strip_prefix(data: &[u8], cookie: u32) -> (Option<FrameMeta>, &[u8]) {
     }
 }
 
-/// Nanoseconds since the Unix epoch.
-pub fn wall_ns() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
-
-pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CLOCK_REALTIME − CLOCK_MONOTONIC, read with the tightest bracket of a few tries.
-pub fn realtime_offset_ns() -> i64 {
-    let mut best = (u64::MAX, 0i64);
-    for _ in 0..5 {
-        let m0 = clock_ns(libc::CLOCK_MONOTONIC);
-        let r = clock_ns(libc::CLOCK_REALTIME);
-        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
-        let width = m1 - m0;
-        if width < best.0 {
-            best = (width, r as i64 - (m0 + width / 2) as i64);
-        }
-    }
-    best.1
-}
-
 impl RxThread {
     fn name(&self) -> String {
         format!("{} queue {}", self.iface_name, self.queue)
@@ -174,11 +145,11 @@ impl RxThread {
     pub fn run(mut self, stop: Arc<AtomicBool>) -> RxOutcome {
         let mut error = None;
         if self.unprivileged {
-            if let Err(e) = crate::privileges::clear_thread_caps() {
+            if let Err(e) = crate::sys::privileges::clear_thread_caps() {
                 error = Some(format!("cannot drop the RX thread's capabilities: {e}"));
             }
         }
-        crate::cpus::pin_or_warn(self.cpu, &format!("RX thread of {}", self.name()));
+        crate::sys::cpus::pin_or_warn(self.cpu, &format!("RX thread of {}", self.name()));
         match &mut self.stage {
             RxStage::OneHop { meter, .. } => meter.set_time_precision(TimePrecision::Nanos),
             RxStage::Fanout(f) => f.set_time_precision(TimePrecision::Nanos),

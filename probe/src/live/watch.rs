@@ -2,8 +2,8 @@
 //! options records, and the periodic one-line summary on stderr (`--stats-interval`).
 
 use super::{xsk, Capture, RxWatch};
-use crate::export;
-use crate::metering::WorkerProgress;
+use crate::pipeline::exporter;
+use crate::pipeline::worker::WorkerProgress;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +61,7 @@ impl StatsLine {
         captures: &[Capture],
         watch: &[RxWatch],
         workers: &[Arc<WorkerProgress>],
-        gauges: &export::Gauges,
+        gauges: &exporter::Gauges,
     ) {
         let Some(every) = self.every else { return };
         let dt = self.last.elapsed();

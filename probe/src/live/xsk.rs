@@ -17,14 +17,23 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// How to ask for zero-copy mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ZeroCopy {
-    /// Zero-copy when the driver offers it, copy mode otherwise.
     Auto,
-    /// Zero-copy or fail.
     On,
-    /// Always copy mode.
     Off,
+}
+
+impl ZeroCopy {
+    pub const CHOICES: [(&'static str, ZeroCopy, &'static str); 3] = [
+        (
+            "auto",
+            ZeroCopy::Auto,
+            "Zero-copy when the driver offers it, copy mode otherwise.",
+        ),
+        ("on", ZeroCopy::On, "Zero-copy or fail."),
+        ("off", ZeroCopy::Off, "Always copy mode."),
+    ];
 }
 
 /// Sizes and modes of one socket.

@@ -1,7 +1,7 @@
 //! The pcap/pcapng reader: any file. It must end cleanly or with an error, never panic, never
 //! hand out more bytes than the file holds.
 
-use probe::capture_file::CaptureFile;
+use probe::files::capture_file::CaptureFile;
 use std::io::Write;
 
 fn main() {

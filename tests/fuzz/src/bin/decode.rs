@@ -2,9 +2,9 @@
 //! parser on when the selector's bit 4 is set. The books must balance and every metered frame
 //! must be in exactly one record.
 
-use probe::flow::CacheConfig;
-use probe::meter::{FragmentConfig, Meter};
-use probe::wire::link::LinkType;
+use probe_core::flow::CacheConfig;
+use probe_core::meter::{FragmentConfig, Meter};
+use probe_core::wire::link::LinkType;
 
 const LINKS: [LinkType; 8] = [
     LinkType::Ethernet,
@@ -33,7 +33,7 @@ fn main() {
             },
         );
         if sel & 16 != 0 {
-            m.set_app(probe::app::AppSet::ALL, probe::app::AppSet::default());
+            m.set_app(probe_core::app::AppSet::ALL, probe_core::app::AppSet::default());
         }
         // The input is one frame, or (selector bit 3) several frames split on 0xff 0xff.
         let frames: Vec<&[u8]> = if sel & 8 != 0 {

@@ -1,10 +1,10 @@
 //! The selection-expression parser: any text. It parses or fails with a message; what parses
 //! is matched against a decoded frame.
 
-use probe::flow::CacheConfig;
-use probe::meter::{FragmentConfig, Meter};
-use probe::select::Selection;
-use probe::wire::link::LinkType;
+use probe_core::flow::CacheConfig;
+use probe_core::meter::{FragmentConfig, Meter};
+use probe_core::select::Selection;
+use probe_core::wire::link::LinkType;
 
 fn main() {
     // A TCP frame to match parsed expressions against.

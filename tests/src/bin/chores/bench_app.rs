@@ -218,7 +218,8 @@ pub fn generate_rich(path: &Path, rounds: u32, extra: u32) -> Result<u64> {
         let hello = client_hello(&site, &["h3"], 0, true);
         let mut payload = crypto_frame(0, &hello);
         payload.resize(1200 - 14 - dcid.len() - 16, 0);
-        let initial = probe::app::quic::protect_initial(probe::app::quic::V1, &dcid, 0, &payload);
+        let initial =
+            probe_core::app::quic::protect_initial(probe_core::app::quic::V1, &dcid, 0, &payload);
         let t = t0 + 3_000_000;
         frames.push((t, udp4(c, 50000, s, 443, &initial)));
         let mut server = vec![0xc1, 0, 0, 0, 1, 8];
