@@ -11,6 +11,7 @@
 //! acquire ordering, reads the entries, then publishes its own index. Indexes are free-running
 //! u32 and wrap; `index & mask` is the slot.
 
+pub use crate::pipeline::books::XskStats;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
@@ -61,19 +62,6 @@ impl Default for XskConfig {
             busy_poll: None,
         }
     }
-}
-
-/// Socket statistics the kernel keeps (`XDP_STATISTICS`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XskStats {
-    /// Frames the kernel dropped for this socket for want of a fill-ring frame or because they
-    /// did not fit a UMEM frame.
-    pub rx_dropped: u64,
-    /// Frames dropped because the RX ring was full (the RX thread fell behind).
-    pub rx_ring_full: u64,
-    /// Times the kernel found the fill ring empty (a subset of the causes of `rx_dropped`).
-    pub rx_fill_ring_empty_descs: u64,
-    pub rx_invalid_descs: u64,
 }
 
 /// One received frame: where it lies in the UMEM.

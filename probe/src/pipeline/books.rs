@@ -1,12 +1,25 @@
 //! The books of a run: what was read, metered, filtered, malformed and exported. Printed on
 //! stderr at the end of a run and written as JSON with `--stats-json`.
 
-use crate::live::xsk::XskStats;
 use ipfix_export::DestinationReport;
 use probe_core::flow::{CacheStats, FragmentStats};
 use probe_core::meter::FrameBooks;
 use probe_core::wire::{FilterReason, MalformedReason, TunnelKind};
 use serde_json::{json, Value};
+
+/// Socket statistics the kernel keeps for an AF_XDP socket (`XDP_STATISTICS`), as the books
+/// report them (the live source reads them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskStats {
+    /// Frames the kernel dropped for this socket for want of a fill-ring frame or because they
+    /// did not fit a UMEM frame.
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full (the RX thread fell behind).
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty (a subset of the causes of `rx_dropped`).
+    pub rx_fill_ring_empty_descs: u64,
+    pub rx_invalid_descs: u64,
+}
 
 /// What the exporter produced.
 #[derive(Clone, Debug, Default)]

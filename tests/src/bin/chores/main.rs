@@ -9,9 +9,6 @@
 //! `cargo run --release -p e2e --bin chores -- <chore> [...]` after `cargo xtask deps`.
 
 mod bench;
-mod bench_app;
-mod bench_fanout;
-mod bench_live;
 mod demo;
 mod fuzz;
 

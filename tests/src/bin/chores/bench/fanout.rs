@@ -9,8 +9,8 @@
 //!   metering workers, all on CPU 1), then `--workers 2` on both CPUs; loss and CPU seconds
 //!   per million packets, from the probe's own books.
 
-use crate::bench::{measure, probe_read, Measured, RUNS};
-use crate::bench_live::{run_tool, trafgen_conf, Stop};
+use super::{measure, probe_read, Measured, RUNS};
+use super::live::{run_tool, trafgen_conf, Stop};
 use anyhow::{bail, Result};
 use e2e::lab::Lab;
 use std::path::Path;
@@ -26,7 +26,7 @@ pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32, live_seconds: u64
 
 fn offline(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
     let pcap = tmp.join("fanout.pcap");
-    crate::bench::generate(&pcap, packets, flows)?;
+    super::generate(&pcap, packets, flows)?;
     let workers = [1usize, 2, 3];
     let mut runs: Vec<Vec<(Measured, u64)>> = workers.iter().map(|_| vec![]).collect();
     for i in 0..RUNS {

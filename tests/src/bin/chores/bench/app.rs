@@ -14,7 +14,7 @@
 //! - the same with 40 more data packets in each TLS, HTTP and QUIC connection (162 frames per
 //!   round), closer to real connections.
 
-use crate::bench::{measure, probe_read, Measured, RUNS};
+use super::{measure, probe_read, Measured, RUNS};
 use anyhow::{bail, Result};
 use e2e::capture::{PcapWriter, LINKTYPE_ETHERNET};
 use e2e::craft::{tcp_exchange, udp4};
@@ -25,7 +25,7 @@ const BASE_NS: u64 = 1_700_000_000_000_000_000;
 
 pub fn run(probe: &Path, tmp: &Path, packets: u64, flows: u32) -> Result<()> {
     let plain = tmp.join("app-plain.pcap");
-    crate::bench::generate(&plain, packets, flows)?;
+    super::generate(&plain, packets, flows)?;
     let rich = tmp.join("app-rich.pcap");
     let rich_packets = generate_rich(&rich, RICH_ROUNDS, 0)?;
     let long = tmp.join("app-rich-long.pcap");

@@ -11,6 +11,10 @@
 //! For each, CPU seconds and peak RSS come from `wait4(2)`; flows are read back with nfdump
 //! and compared with the ground truth.
 
+mod app;
+mod fanout;
+mod live;
+
 use anyhow::{bail, Context, Result};
 use e2e::capture::{PcapWriter, LINKTYPE_ETHERNET};
 use e2e::encap::{wrap, Encap, OUTER_V4};
@@ -79,15 +83,15 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--write-app-capture" | "--write-app-long-capture" => {
                 let path = it.next().with_context(|| format!("{a} PATH"))?;
                 let n = if *a == "--write-app-capture" {
-                    crate::bench_app::generate_rich(
+                    app::generate_rich(
                         Path::new(path),
-                        crate::bench_app::RICH_ROUNDS,
+                        app::RICH_ROUNDS,
                         0,
                     )?
                 } else {
-                    crate::bench_app::generate_rich(
+                    app::generate_rich(
                         Path::new(path),
-                        crate::bench_app::LONG_ROUNDS,
+                        app::LONG_ROUNDS,
                         40,
                     )?
                 };
@@ -126,10 +130,10 @@ pub fn run(args: &[&str]) -> Result<()> {
         return transport_cost(&probe, tmp.path());
     }
     if opts.app_only {
-        return crate::bench_app::run(&probe, tmp.path(), opts.packets, opts.flows);
+        return app::run(&probe, tmp.path(), opts.packets, opts.flows);
     }
     if opts.fanout_only {
-        return crate::bench_fanout::run(
+        return fanout::run(
             &probe,
             tmp.path(),
             opts.packets,
@@ -138,8 +142,8 @@ pub fn run(args: &[&str]) -> Result<()> {
         );
     }
     if opts.live {
-        let rows = crate::bench_live::run(&probe, opts.live_seconds, tmp.path())?;
-        crate::bench_live::print(&rows);
+        let rows = live::run(&probe, opts.live_seconds, tmp.path())?;
+        live::print(&rows);
     }
     if !opts.offline {
         return Ok(());
@@ -226,8 +230,8 @@ pub fn run(args: &[&str]) -> Result<()> {
     std::fs::remove_file(&pcap)?;
     tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows)?;
     transport_cost(&probe, tmp.path())?;
-    crate::bench_app::run(&probe, tmp.path(), opts.packets, opts.flows)?;
-    crate::bench_fanout::run(
+    app::run(&probe, tmp.path(), opts.packets, opts.flows)?;
+    fanout::run(
         &probe,
         tmp.path(),
         opts.packets,

@@ -10,7 +10,7 @@
 //! (wait4); the kernel's receive path runs on the sender's core for every tool (veth delivers
 //! on the sending CPU), so it is charged to none of them.
 
-use crate::bench::{vm_hwm_kb, Measured};
+use super::{vm_hwm_kb, Measured};
 use anyhow::{bail, Context, Result};
 use e2e::lab::Lab;
 use e2e::tools::{nfdump_flows, nfdump_records, Flows, Nfcapd};
