@@ -131,3 +131,67 @@ fn ipfix_export_without_its_io_feature_is_the_model_and_the_encoders_alone() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_core_depends_on_no_thread_channel_socket_file_bpf_cli_or_anyhow_crate() {
+    // Issue #26: the sans-IO core is its own crate and the compiler keeps it so. Its normal
+    // dependencies (without the `ring` feature, which brings ring's ciphers and with them
+    // getrandom and libc, and which the probe turns on) are hashing, digests, serde's derive,
+    // thiserror and the IPFIX record model without its transports.
+    let deps = normal_dependencies("probe-core", &[]);
+    for forbidden in [
+        "crossbeam-channel",
+        "rtrb",
+        "libc",
+        "libbpf-rs",
+        "libbpf-sys",
+        "bpf",
+        "pcap-ring",
+        "clap",
+        "anyhow",
+        "ring",
+        "getrandom",
+        "rustls",
+        "flate2",
+        "zstd",
+        "toml",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "probe-core depends on {forbidden}: {deps:?}"
+        );
+    }
+    let expected = [
+        "allocator-api2",
+        "base64",
+        "block-buffer",
+        "cfg-if",
+        "cpufeatures",
+        "crypto-common",
+        "digest",
+        "equivalent",
+        "foldhash",
+        "generic-array",
+        "hashbrown",
+        "ipfix-export",
+        "memchr",
+        "probe-core",
+        "proc-macro2",
+        "quote",
+        "serde",
+        "serde_core",
+        "serde_derive",
+        "sha1",
+        "sha2",
+        "syn",
+        "thiserror",
+        "thiserror-impl",
+        "typenum",
+        "unicode-ident",
+    ];
+    assert_eq!(
+        deps, expected,
+        "probe-core's dependencies changed: a new one must be pure computation (no I/O, no \
+         thread, no C library); update this list and ARCHITECTURE.md's crate table"
+    );
+}

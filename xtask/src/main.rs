@@ -134,6 +134,9 @@ fn test(extra: &[&str]) -> Result<()> {
             "properties",
         ])
         .args(extra))?;
+    run(cargo()
+        .args(["test", "-p", "probe-core", "--features", "ring", "--lib"])
+        .args(extra))?;
     let probe = build_probe()?;
     run(cargo()
         .args(["test", "--release", "--workspace"])

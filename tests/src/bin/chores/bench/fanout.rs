@@ -9,8 +9,8 @@
 //!   metering workers, all on CPU 1), then `--workers 2` on both CPUs; loss and CPU seconds
 //!   per million packets, from the probe's own books.
 
-use super::{measure, probe_read, Measured, RUNS};
 use super::live::{run_tool, trafgen_conf, Stop};
+use super::{measure, probe_read, Measured, RUNS};
 use anyhow::{bail, Result};
 use e2e::lab::Lab;
 use std::path::Path;

@@ -83,17 +83,9 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--write-app-capture" | "--write-app-long-capture" => {
                 let path = it.next().with_context(|| format!("{a} PATH"))?;
                 let n = if *a == "--write-app-capture" {
-                    app::generate_rich(
-                        Path::new(path),
-                        app::RICH_ROUNDS,
-                        0,
-                    )?
+                    app::generate_rich(Path::new(path), app::RICH_ROUNDS, 0)?
                 } else {
-                    app::generate_rich(
-                        Path::new(path),
-                        app::LONG_ROUNDS,
-                        40,
-                    )?
+                    app::generate_rich(Path::new(path), app::LONG_ROUNDS, 40)?
                 };
                 println!("wrote {path}: {n} packets");
                 std::process::exit(0);

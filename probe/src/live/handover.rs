@@ -1,0 +1,70 @@
+//! Giving up root once capture is set up (`--user`, `--group`): who the probe becomes, whether
+//! that user can write what the probe will write, and handing it the files root created.
+
+use super::CaptureConfig;
+use anyhow::{anyhow, bail, Context, Result};
+
+/// `--user`: checked before anything is attached.
+pub(super) fn identity_of(
+    args: &CaptureConfig,
+) -> Result<Option<crate::sys::privileges::Identity>> {
+    let Some(u) = &args.user else {
+        return Ok(None);
+    };
+    let id = crate::sys::privileges::lookup(u, args.group.as_deref()).map_err(|e| anyhow!(e))?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("--user {u}: switching users needs root; run as root, or drop --user");
+    }
+    check_writable_for(&id, args)?;
+    Ok(Some(id))
+}
+
+/// Before switching users: the directories the probe will write after the switch must be
+/// writable by the new user (the PCAP ring's is given to it, see [`give_files_to`]).
+pub(super) fn check_writable_for(
+    id: &crate::sys::privileges::Identity,
+    args: &CaptureConfig,
+) -> Result<()> {
+    for d in &args.export.destinations {
+        if let ipfix_export::Destination::File(f) = d {
+            let dir = f.path.parent().unwrap_or(std::path::Path::new("."));
+            if !crate::sys::privileges::can_write(id, dir) {
+                bail!(
+                    "--ipfix {d}: user {} cannot write {} (chown {} {} or pick another directory)",
+                    id.user,
+                    dir.display(),
+                    id.user,
+                    dir.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hands the PCAP ring directory (created by root) and a single IPFIX file (created at start)
+/// to the user the probe switches to.
+pub(super) fn give_files_to(
+    id: &crate::sys::privileges::Identity,
+    args: &CaptureConfig,
+) -> Result<()> {
+    let chown = |p: &std::path::Path| -> Result<()> {
+        std::os::unix::fs::chown(p, Some(id.uid), Some(id.gid))
+            .with_context(|| format!("--user {}: cannot give {} to it", id.user, p.display()))
+    };
+    if let Some(dir) = &args.pcap.pcap_dir {
+        chown(dir)?;
+        for e in std::fs::read_dir(dir)?.flatten() {
+            chown(&e.path())?;
+        }
+    }
+    for d in &args.export.destinations {
+        if let ipfix_export::Destination::File(f) = d {
+            if !f.rotates() && f.path.exists() {
+                chown(&f.path)?;
+            }
+        }
+    }
+    Ok(())
+}
