@@ -11,18 +11,19 @@ use crate::live::config::{
     Cidr, QueueSelection, RssMode, SampleMode, ZeroCopy, TIMESTAMPS, XDP_MODES,
 };
 use crate::pipeline::exporter::PrintFormat;
+use crate::pipeline::ring_keeper::PcapFormat;
 use bpf::{Stamp, XdpMode};
+use clap::builder::TypedValueParser;
 use clap::Args;
 use ipfix_export::Destination;
 use probe_core::wire::Decap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `--pcap-format`'s names: whether the ring writes pcapng.
-const PCAP_FORMATS: [(&str, bool, &str); 2] = [
-    ("pcap", false, "pcap with nanosecond timestamps."),
-    ("pcapng", true, "pcapng carrying the interface's name."),
-];
+/// A choice whose `auto` is `None` (a newtype: clap reads an `Option` field as an optional
+/// flag, not as an optional value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrAuto<T>(pub Option<T>);
 
 /// CPUs to pin threads to, in order (a newtype so clap takes the list as one value).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,8 +217,8 @@ pub struct PcapArgs {
     #[arg(long, value_name = "N", value_parser = parse_nonzero)]
     pub pcap_max_files: Option<usize>,
     /// File format: pcap with nanosecond timestamps, or pcapng carrying the interface's name.
-    #[arg(long = "pcap-format", value_name = "FORMAT", default_value = "pcap", value_parser = one_of(&PCAP_FORMATS))]
-    pub pcapng: bool,
+    #[arg(long, value_name = "FORMAT", default_value = "pcap", value_parser = one_of(&PcapFormat::CHOICES))]
+    pub pcap_format: PcapFormat,
     /// Store only the first N bytes of each packet (privacy); the original length is kept.
     #[arg(long, value_name = "BYTES", default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(14..))]
     pub pcap_snaplen: u32,
@@ -280,15 +281,15 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "all|LIST", default_value = "all", value_parser = parse_queues)]
     pub queues: QueueSelection,
     /// Where the XDP program runs.
-    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = one_of(&XDP_MODES))]
-    pub xdp_mode: Option<XdpMode>,
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = one_of(&XDP_MODES).map(OrAuto))]
+    pub xdp_mode: OrAuto<XdpMode>,
     /// AF_XDP zero-copy (needs driver support); auto falls back to copy mode.
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = one_of(&ZeroCopy::CHOICES))]
     pub zero_copy: ZeroCopy,
     /// Where each frame's arrival time comes from. 'auto' takes the best this kernel loads
     /// and says at start which one and why; naming one makes its refusal an error.
-    #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = one_of(&TIMESTAMPS))]
-    pub timestamps: Option<Stamp>,
+    #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = one_of(&TIMESTAMPS).map(OrAuto))]
+    pub timestamps: OrAuto<Stamp>,
     /// Pin RX thread i (queues in order, interface by interface) to the i-th CPU of this list
     /// (e.g. 2,3 or 2-3). --cpus is the old name.
     #[arg(long, visible_alias = "cpus", value_name = "LIST", value_parser = parse_cpus)]

@@ -110,7 +110,7 @@ impl PcapArgs {
             pcap_file_duration: self.pcap_file_duration,
             pcap_ring_size: self.pcap_ring_size,
             pcap_max_files: self.pcap_max_files,
-            pcapng: self.pcapng,
+            pcap_format: self.pcap_format,
             pcap_snaplen: self.pcap_snaplen,
             pcap_lookback: self.pcap_lookback,
         }
@@ -135,9 +135,9 @@ impl CaptureArgs {
         Ok(CaptureConfig {
             interface: self.interface.clone(),
             queues: self.queues.clone(),
-            xdp_mode: self.xdp_mode,
+            xdp_mode: self.xdp_mode.0,
             zero_copy: self.zero_copy,
-            timestamps: self.timestamps,
+            timestamps: self.timestamps.0,
             rx_cpus: self.rx_cpus.as_ref().map(|c| c.0.clone()),
             rss: self.rss,
             sample: self.sample,

@@ -18,7 +18,8 @@ pub use args::{
 
 /// A clap parser for a lower room's enum from its table of (name, value, meaning): the names
 /// and what they mean stay with the type (`RssMode::CHOICES`, `PrintFormat::CHOICES`, ...),
-/// and `--help` lists them with their meanings as a `ValueEnum` would.
+/// and `--help` lists them with their meanings as a `ValueEnum` would (one sentence, its
+/// period dropped, as clap does with a doc comment).
 pub fn one_of<T: Clone + Send + Sync + 'static>(
     table: &'static [(&'static str, T, &'static str)],
 ) -> impl clap::builder::TypedValueParser<Value = T> {
@@ -26,7 +27,7 @@ pub fn one_of<T: Clone + Send + Sync + 'static>(
     PossibleValuesParser::new(
         table
             .iter()
-            .map(|(name, _, help)| PossibleValue::new(*name).help(*help)),
+            .map(|(name, _, help)| PossibleValue::new(*name).help(help.trim_end_matches('.'))),
     )
     .map(move |s| {
         table

@@ -17,6 +17,25 @@ use probe_core::select::Selection;
 use probe_core::wire::FrameSummary;
 use std::sync::Arc;
 
+/// The ring's file format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PcapFormat {
+    #[default]
+    Pcap,
+    Pcapng,
+}
+
+impl PcapFormat {
+    pub const CHOICES: [(&'static str, PcapFormat, &'static str); 2] = [
+        ("pcap", PcapFormat::Pcap, "pcap with nanosecond timestamps."),
+        (
+            "pcapng",
+            PcapFormat::Pcapng,
+            "pcapng carrying the interface's name.",
+        ),
+    ];
+}
+
 /// The rolling PCAP ring of selected packets, as a job asks for it (`cli` builds it from the
 /// `--pcap-*` options).
 #[derive(Clone, Debug, Default)]
@@ -29,8 +48,7 @@ pub struct PcapConfig {
     pub pcap_file_duration: std::time::Duration,
     pub pcap_ring_size: Option<u64>,
     pub pcap_max_files: Option<usize>,
-    /// pcapng files (else pcap).
-    pub pcapng: bool,
+    pub pcap_format: PcapFormat,
     pub pcap_snaplen: u32,
     /// Frames of a flow kept from before the flow was selected.
     pub pcap_lookback: u16,
@@ -56,7 +74,7 @@ impl PcapConfig {
         cfg.max_files = self.pcap_max_files;
         cfg.snaplen = self.pcap_snaplen;
         cfg.selection = select.text().to_string();
-        if self.pcapng {
+        if self.pcap_format == PcapFormat::Pcapng {
             cfg.format = pcap_ring::FileFormat::Pcapng {
                 interface: interface.to_string(),
             };
