@@ -790,3 +790,51 @@ fn a_hold_while_a_file_is_written_takes_that_file_once_complete() {
     let held = hold.join(files[0]["name"].as_str().unwrap());
     assert_eq!(tshark_frames(&held, "").len(), frames.len());
 }
+
+#[test]
+fn the_ring_keeps_each_flows_first_packets_and_counts_the_rest() {
+    // Three UDP flows of 1,000 packets each, interleaved: with --pcap-flow-packets 100 the ring
+    // holds each flow's first 100 (the capture's first 300 frames) and the books count the
+    // 2,700 it left out; the flow records still carry every packet.
+    let tmp = TempDir::new("ring-cutoff");
+    let pcap = tmp.path().join("udp.pcap");
+    udp_capture(&pcap, "10.7.0.1", "10.7.0.2", 2000, 3);
+    for (limit, kept) in [("100", 300usize), ("0", 3000)] {
+        let ring = tmp.path().join(format!("ring-{limit}"));
+        let stats = tmp.path().join(format!("books-{limit}.json"));
+        let out = e2e::tools::run_probe(&[
+            "read",
+            pcap.to_str().unwrap(),
+            "--pcap-dir",
+            ring.to_str().unwrap(),
+            "--pcap-select",
+            "udp",
+            "--pcap-flow-packets",
+            limit,
+            "--print",
+            "json",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(e2e::tools::json_packets(&out.stdout), 3000);
+        let books = e2e::tools::read_books(&stats);
+        let r = &books["pcap_ring"];
+        assert_eq!(r["balanced"], true, "{r}");
+        assert_eq!(r["selected"], kept, "{r}");
+        assert_eq!(r["past_flow_cutoff"], 3000 - kept, "{r}");
+        let mut got = Vec::new();
+        for f in e2e::sorted_dir(&ring) {
+            got.extend(tshark_frames(&f, ""));
+        }
+        let want = tshark_frames(&pcap, &format!("frame.number <= {kept}"));
+        assert_eq!(
+            got, want,
+            "--pcap-flow-packets {limit}: each flow's first frames"
+        );
+    }
+}

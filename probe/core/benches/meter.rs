@@ -3,6 +3,8 @@
 //! - `decode/probe` vs `decode/etherparse`: our frame decoder against etherparse's sliced
 //!   parser (the established Rust decoder) over the same 4096 frames;
 //! - `meter/100k_flows`: decode + fragment check + flow-cache update with 100,000 flows live;
+//!   `meter/syn_flood_10k_cache`: a random-source SYN flood, one new flow per frame, through a
+//!   cache of 10,000 (each frame evicts one);
 //!   `meter/decode_only` and `meter/two_stages_one_thread`: the fan-out's stages on the same
 //!   frames (see [`stages`]; the hand-off between them is `probe`'s `handoff` bench).
 //! - `decap/*`: the same 4096 frames bare (with decapsulation on, and off as `plain_no_decap`)
@@ -150,6 +152,41 @@ fn meter(c: &mut Criterion) {
     g.bench_function("100k_flows", |b| {
         b.iter(|| {
             for f in &fs {
+                ts += 1000;
+                m.process(Some(LinkType::Ethernet), f, ts);
+            }
+            black_box(m.take_records().len())
+        })
+    });
+    // A random-source SYN flood (every frame a new one-packet flow) through a cache of 10,000
+    // flows: every frame evicts the oldest flow in probation. Against `100k_flows`, what a
+    // flood costs per frame.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let flood: Vec<Vec<u8>> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut v = vec![];
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4((0xac10_0000 | (x as u32 & 0x000f_ffff)).to_be_bytes(), [10, 9, 0, 1], 64)
+                .tcp(1024 + (x >> 40) as u16 % 60_000, 80, x as u32, 1000)
+                .syn()
+                .write(&mut v, &[])
+                .unwrap();
+            v
+        })
+        .collect();
+    let mut m = Meter::new(
+        CacheConfig {
+            max_flows: 10_000,
+            ..CacheConfig::default()
+        },
+        FragmentConfig::default(),
+    );
+    g.bench_function("syn_flood_10k_cache", |b| {
+        b.iter(|| {
+            for f in &flood {
                 ts += 1000;
                 m.process(Some(LinkType::Ethernet), f, ts);
             }

@@ -227,6 +227,12 @@ pub struct PcapArgs {
     /// first packet, its SYN. 0: from the marking packet on.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub pcap_lookback: u16,
+    /// Keep at most the first N selected packets of each flow, then only count the rest
+    /// (0: keep all): one heavy flow, or a flood from a few sources, matching the selection
+    /// cannot push the minutes before it out of the ring. The default is Arkime's
+    /// maxPacketsToSave; README says why.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub pcap_flow_packets: u32,
 }
 
 /// `probe read`.

@@ -113,6 +113,7 @@ impl PcapArgs {
             pcap_format: self.pcap_format,
             pcap_snaplen: self.pcap_snaplen,
             pcap_lookback: self.pcap_lookback,
+            pcap_flow_packets: self.pcap_flow_packets,
         }
     }
 }

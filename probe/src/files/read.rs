@@ -53,7 +53,8 @@ pub fn run(args: &ReadConfig) -> Result<RunReport> {
                 rtx,
                 true,
             )
-            .with_flows(Default::default(), args.pcap.pcap_lookback);
+            .with_flows(Default::default(), args.pcap.pcap_lookback)
+            .with_flow_cutoff(args.pcap.pcap_flow_packets);
             (Some(k), Some(writer))
         }
         None => (None, None),

@@ -559,6 +559,7 @@ fn start(
                     false,
                 )
                 .with_flows(outputs.marks.clone(), args.pcap.pcap_lookback)
+                .with_flow_cutoff(args.pcap.pcap_flow_packets)
             }),
             updates,
         };

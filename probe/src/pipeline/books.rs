@@ -332,6 +332,7 @@ impl RunReport {
                 "marks_lost": r.marks_lost,
                 "lookback_released": r.lookback_released,
                 "lookback_evicted": r.lookback_evicted,
+                "past_flow_cutoff": r.past_flow_cutoff,
             })
         });
         json!({
@@ -370,6 +371,9 @@ impl RunReport {
                     "forcedEnd": self.flows.forced_end,
                     "lackOfResources": self.flows.lack_of_resources,
                 },
+                // Of lackOfResources: one-packet flows evicted from probation before any flow
+                // with history (the segmented cache under a flood).
+                "evicted_from_probation": self.flows.evicted_probation,
             },
             "export": {
                 "records": e.records,
@@ -561,6 +565,12 @@ impl RunReport {
                 r.bytes,
                 r.writer.files_deleted
             );
+            if r.past_flow_cutoff > 0 {
+                s += &format!(
+                    "  {} selected frames left out: their flow had reached --pcap-flow-packets\n",
+                    r.past_flow_cutoff
+                );
+            }
             if r.flows_marked + r.marks_lost + r.lookback_released + r.lookback_evicted > 0 {
                 s += &format!(
                     "  flows marked by name: {} ({} marks found no room); lookback: {} frames kept from before the mark, {} evicted before one\n",

@@ -19,7 +19,7 @@
 
 use ipfix_export::TimePrecision;
 use probe_core::app::AppFact;
-use probe_core::flow::symmetric_hash;
+use probe_core::flow::{symmetric_hash, worker_of, HashKey};
 use probe_core::meter::FlowMeter;
 use probe_core::wire::FrameSummary;
 
@@ -71,11 +71,12 @@ impl HandoffDrops {
     }
 }
 
-/// The worker, of `workers`, that owns a summary with hash `hash` (the hash's high bits,
-/// scaled: no division).
-#[inline(always)]
-pub fn worker_of(hash: u64, workers: usize) -> usize {
-    ((hash as u128 * workers as u128) >> 64) as usize
+/// This run's key of the symmetric hash: random, drawn once, shared by every fan-out and
+/// every ring keeper of the process (both directions of a flow must hash alike wherever they
+/// arrive). Nobody outside can steer flows onto one worker without it.
+pub fn hash_key() -> HashKey {
+    static KEY: std::sync::OnceLock<HashKey> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| HashKey([crate::sys::random::seed(), crate::sys::random::seed()]))
 }
 
 /// Summaries a decoder gathers per worker before writing them into the ring in one go: one
@@ -85,6 +86,8 @@ pub const BATCH: usize = 32;
 
 /// A decoder's side: one ring to each worker, and a small batch gathering for each.
 pub struct Fanout {
+    /// [`hash_key`], kept here so a frame does not read the `OnceLock`.
+    key: HashKey,
     rings: Vec<rtrb::Producer<Handoff>>,
     facts: Vec<rtrb::Producer<AppFact>>,
     /// Summaries gathered for each worker, not yet in its ring.
@@ -135,6 +138,7 @@ pub fn rings(decoders: usize, workers: usize, slots: usize) -> (Vec<Fanout>, Vec
                 })
                 .collect();
             Fanout {
+                key: hash_key(),
                 rings,
                 facts,
                 pending: (0..workers).map(|_| Vec::with_capacity(BATCH)).collect(),
@@ -175,7 +179,7 @@ impl Fanout {
         clock_ns: u64,
         fact: Option<&AppFact>,
     ) -> Sent {
-        let w = worker_of(symmetric_hash(s), self.rings.len());
+        let w = worker_of(symmetric_hash(s, &self.key), self.rings.len());
         if self.room[w] == 0 {
             let ring = &self.rings[w];
             if ring.is_abandoned() {
@@ -200,7 +204,7 @@ impl Fanout {
         clock_ns: u64,
         fact: Option<&AppFact>,
     ) -> Sent {
-        let w = worker_of(symmetric_hash(s), self.rings.len());
+        let w = worker_of(symmetric_hash(s, &self.key), self.rings.len());
         if self.room[w] == 0 {
             self.write(w);
             let mut backoff = Backoff::default();
@@ -450,8 +454,12 @@ mod tests {
             let fwd = summary(a, b, 40000 + (i % 1000) as u16, 443, 6);
             let mut rev = summary(b, a, 443, 40000 + (i % 1000) as u16, 6);
             rev.vlan_id = 7; // a SPAN port may tag each direction differently
-            assert_eq!(symmetric_hash(&fwd), symmetric_hash(&rev), "flow {i}");
-            per_worker[worker_of(symmetric_hash(&fwd), 4)] += 1;
+            assert_eq!(
+                symmetric_hash(&fwd, &hash_key()),
+                symmetric_hash(&rev, &hash_key()),
+                "flow {i}"
+            );
+            per_worker[worker_of(symmetric_hash(&fwd, &hash_key()), 4)] += 1;
         }
         // 4000 flows over 4 workers: each within 15 % of 1000.
         for n in per_worker {
@@ -460,7 +468,10 @@ mod tests {
         // An echo request and its reply (type/code in the port fields) meet too.
         let req = summary([10, 0, 0, 1], [10, 0, 0, 2], 0, 8 << 8, 1);
         let rep = summary([10, 0, 0, 2], [10, 0, 0, 1], 0, 0, 1);
-        assert_eq!(symmetric_hash(&req), symmetric_hash(&rep));
+        assert_eq!(
+            symmetric_hash(&req, &hash_key()),
+            symmetric_hash(&rep, &hash_key())
+        );
     }
 
     /// Two decoders, three workers, rings far smaller than the traffic: every summary sent is
@@ -557,7 +568,7 @@ mod tests {
                     s.src_addr[..4].copy_from_slice(&a.octets());
                 }
                 assert_eq!(
-                    worker_of(symmetric_hash(&s), 3),
+                    worker_of(symmetric_hash(&s, &hash_key()), 3),
                     w,
                     "flow in the wrong worker"
                 );

@@ -52,6 +52,8 @@ pub struct PcapConfig {
     pub pcap_snaplen: u32,
     /// Frames of a flow kept from before the flow was selected.
     pub pcap_lookback: u16,
+    /// Selected frames kept per flow (0: all).
+    pub pcap_flow_packets: u32,
 }
 
 impl PcapConfig {
@@ -112,6 +114,8 @@ pub struct Batch {
 /// The worker's half: selection and batching.
 pub struct Keeper {
     select: Selection,
+    /// The run's symmetric hash key (flows are marked by it, shared with the other keepers).
+    key: probe_core::flow::HashKey,
     snaplen: usize,
     batch: Batch,
     tx: Sender<Batch>,
@@ -127,6 +131,49 @@ pub struct Keeper {
     lookback: Option<Lookback>,
     /// The newest packet time offered (for sweeping the lookback buffer against the marks).
     newest_ns: u64,
+    /// `--pcap-flow-packets`: frames kept per flow before the rest of it is only counted.
+    cutoff: Option<FlowCutoff>,
+}
+
+/// The per-flow cut-off of the ring (Time Machine's per-connection cut-off, Kornexl et al.
+/// 2005; Arkime's `maxPacketsToSave`): each flow's first `limit` selected frames are kept,
+/// the rest only counted, so one heavy flow matching the selection cannot push the minutes
+/// before it out of the window. The counts live in a direct-mapped table by symmetric flow
+/// hash (65,536 slots, 1 MiB, allocated only with a cut-off): a flow that takes another's
+/// slot starts that one's count again, so a collision can keep more than `limit` frames of
+/// a flow, never fewer.
+struct FlowCutoff {
+    limit: u32,
+    slots: Vec<(u64, u32)>,
+    /// Frames selected but not kept because their flow had reached the limit.
+    past: u64,
+}
+
+const CUTOFF_SLOTS: usize = 1 << 16;
+
+impl FlowCutoff {
+    fn new(limit: u32) -> FlowCutoff {
+        FlowCutoff {
+            limit,
+            slots: vec![(0, 0); CUTOFF_SLOTS],
+            past: 0,
+        }
+    }
+
+    /// Counts a selected frame of flow `h`; whether it is within the flow's first `limit`.
+    #[inline]
+    fn admit(&mut self, h: u64) -> bool {
+        let slot = &mut self.slots[h as usize & (CUTOFF_SLOTS - 1)];
+        if slot.0 != h {
+            *slot = (h, 0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+        if slot.1 > self.limit {
+            self.past += 1;
+            return false;
+        }
+        true
+    }
 }
 
 /// What a keeper did, for the run's books.
@@ -139,6 +186,8 @@ pub struct KeeperCounts {
     /// Frames pushed out of the lookback buffer before their flow was marked (or while it
     /// never was).
     pub lookback_evicted: u64,
+    /// Frames selected but left out because their flow had reached `--pcap-flow-packets`.
+    pub past_flow_cutoff: u64,
 }
 
 impl Batch {
@@ -154,6 +203,7 @@ impl Batch {
 impl Keeper {
     pub fn new(select: Selection, snaplen: u32, tx: Sender<Batch>, blocking: bool) -> Keeper {
         Keeper {
+            key: crate::pipeline::handoff::hash_key(),
             select,
             snaplen: snaplen as usize,
             batch: Batch::default(),
@@ -165,6 +215,22 @@ impl Keeper {
             marks: Arc::new(Marks::default()),
             lookback: None,
             newest_ns: 0,
+            cutoff: None,
+        }
+    }
+
+    /// Keeps at most `limit` selected frames of each flow (0: every frame).
+    pub fn with_flow_cutoff(mut self, limit: u32) -> Keeper {
+        self.cutoff = (limit > 0).then(|| FlowCutoff::new(limit));
+        self
+    }
+
+    /// Whether the selected frame of `s` is within its flow's cut-off.
+    #[inline]
+    fn admit(&mut self, s: &FrameSummary) -> bool {
+        match self.cutoff.as_mut() {
+            Some(c) => c.admit(probe_core::flow::symmetric_hash(s, &self.key)),
+            None => true,
         }
     }
 
@@ -183,6 +249,7 @@ impl Keeper {
             queue_full: self.queue_full,
             lookback_released: self.lookback.as_ref().map_or(0, |l| l.released),
             lookback_evicted: self.lookback.as_ref().map_or(0, |l| l.evicted),
+            past_flow_cutoff: self.cutoff.as_ref().map_or(0, |c| c.past),
         }
     }
 
@@ -208,20 +275,22 @@ impl Keeper {
             return;
         };
         if !self.select.is_flow_aware() {
-            if self.select.matches(s) {
+            if self.select.matches(s) && self.admit(s) {
                 self.keep(frame, ts_ns, frame.len() as u32);
             }
             return;
         }
         self.newest_ns = self.newest_ns.max(ts_ns);
         let v = self.select.verdict(s, fact);
-        let h = probe_core::flow::symmetric_hash(s);
+        let h = probe_core::flow::symmetric_hash(s, &self.key);
         if v.marks_flow {
             self.marks.mark(h, ts_ns);
         }
         if v.keep || self.marks.contains(h, ts_ns) {
             self.release(h);
-            self.keep(frame, ts_ns, frame.len() as u32);
+            if self.admit(s) {
+                self.keep(frame, ts_ns, frame.len() as u32);
+            }
         } else if let Some(l) = self.lookback.as_mut() {
             l.hold(
                 h,
@@ -331,6 +400,7 @@ pub struct RingReport {
     pub marks_lost: u64,
     pub lookback_released: u64,
     pub lookback_evicted: u64,
+    pub past_flow_cutoff: u64,
     pub writer: RingStats,
     /// Complete files in the ring at the end, and their bytes.
     pub files: u64,
@@ -346,6 +416,7 @@ impl RingReport {
             self.queue_full += k.queue_full;
             self.lookback_released += k.lookback_released;
             self.lookback_evicted += k.lookback_evicted;
+            self.past_flow_cutoff += k.past_flow_cutoff;
         }
         self.flows_marked = marks.marked.load(Ordering::Relaxed);
         self.marks_lost = marks.lost.load(Ordering::Relaxed);

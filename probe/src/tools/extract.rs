@@ -350,7 +350,10 @@ pub fn run(args: &ExtractConfig) -> Result<ExtractReport> {
                 (None, true) if marked.is_empty() => select.matches(&summary),
                 (None, true) => {
                     select.matches(&summary)
-                        || marked.contains(&probe_core::flow::symmetric_hash(&summary))
+                        || marked.contains(&probe_core::flow::symmetric_hash(
+                            &summary,
+                            &crate::pipeline::handoff::hash_key(),
+                        ))
                 }
                 (None, false) => select.is_all(),
             };
@@ -428,7 +431,10 @@ fn marked_flows(
             }
             let fact = inspector.inspect(p.data, &summary, p.ts_ns);
             if select.verdict(&summary, fact.as_ref()).marks_flow {
-                marked.insert(probe_core::flow::symmetric_hash(&summary));
+                marked.insert(probe_core::flow::symmetric_hash(
+                    &summary,
+                    &crate::pipeline::handoff::hash_key(),
+                ));
             }
         }
     }

@@ -5,12 +5,20 @@
 //! - a [`FlowIndex`] maps key hashes to slab positions (8 bytes a slot, open addressing, so a
 //!   slot's address follows from the hash and the meter can prefetch it packets ahead);
 //! - each node sits on two intrusive doubly linked lists threaded through the slab:
-//!   *recency* (the idle list, or the ending list once TCP says the connection is over), with
-//!   the most recently seen flow at the head, and *age* (creation order) for the active timeout.
+//!   *recency* (probation, idle or ending, below), with the most recently seen flow at the
+//!   head, and *age* (creation order) for the active timeout.
 //!
-//! Expiry therefore only ever looks at list tails: idle flows at the idle tail, ended TCP
-//! connections at the ending tail, long-lived flows at the age tail. Nothing scans the table,
-//! and the least recently seen flow (the one evicted when the cache is full) is a tail too.
+//! The recency lists are a segmented LRU, so that a flood cannot push conversations out: a new
+//! flow waits in *probation* until its second packet, or a packet of its reverse direction
+//! past any TCP handshake, promotes it to *idle* (the protected segment); a TCP connection that
+//! has ended moves to *ending*. When the cache is full the
+//! victim is an ended connection, else the oldest flow in probation (one packet, no sign of a
+//! conversation: a random-source SYN flood's flows are all there), and a flow with history only
+//! when probation is down to its floor (see [`FlowCache::victim`]).
+//!
+//! Expiry therefore only ever looks at list tails: quiet flows at the probation and idle tails,
+//! ended TCP connections at the ending tail, long-lived flows at the age tail. Nothing scans
+//! the table, and the flow evicted when the cache is full is a tail too.
 
 use super::index::{prefetch, FlowIndex};
 use super::key::FlowKey;
@@ -78,6 +86,9 @@ pub struct CacheStats {
     pub forced_end: u64,
     /// Flows evicted because the cache was full.
     pub lack_of_resources: u64,
+    /// Of those, flows evicted from probation: one packet in one direction, no sign yet of a
+    /// conversation (a flood's flows go this way, before any flow with history).
+    pub evicted_probation: u64,
     /// Flows exported as the reverse half of a biflow (each pair is one record).
     pub paired_reverse: u64,
 }
@@ -93,6 +104,7 @@ impl CacheStats {
         self.end_of_flow += o.end_of_flow;
         self.forced_end += o.forced_end;
         self.lack_of_resources += o.lack_of_resources;
+        self.evicted_probation += o.evicted_probation;
         self.paired_reverse += o.paired_reverse;
     }
 
@@ -137,8 +149,12 @@ const EMPTY: List = List {
     tail: NIL,
 };
 
+/// The recency list a node is on. `Probation` and `Idle` are the two segments of a
+/// segmented LRU: a flow starts in probation and is promoted to `Idle` (the protected segment)
+/// by its second packet; `Ending` holds TCP connections that have ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Queue {
+    Probation,
     Idle,
     Ending,
     Free,
@@ -177,6 +193,15 @@ const FIN_SEEN: u8 = 1;
 /// The flow's first packet was a SYN without ACK: this direction opened the connection.
 const OPENED: u8 = 2;
 
+/// Whether a flow's first packet, met by its reverse direction in the cache, shows a
+/// conversation: any datagram, and a TCP segment past the handshake (ACK without SYN or RST).
+/// A SYN-ACK or a RST answering a flood's SYN is not one, so a flooded server that answers
+/// does not lift the flood out of probation; nor does the check cost a lookup per SYN.
+#[inline(always)]
+fn answers(protocol: u8, tcp_flags: u16) -> bool {
+    protocol != PROTO_TCP || tcp_flags & (TCP_ACK | TCP_SYN | TCP_RST) == TCP_ACK
+}
+
 const TCP_FIN: u16 = 0x01;
 const TCP_SYN: u16 = 0x02;
 const TCP_RST: u16 = 0x04;
@@ -201,6 +226,10 @@ pub struct FlowCache {
     free: u32,
     index: FlowIndex,
     hasher: foldhash::fast::RandomState,
+    /// Flows with one packet so far, oldest at the tail (they never move: a second packet
+    /// promotes them to `idle`).
+    probation: List,
+    probation_len: usize,
     idle: List,
     ending: List,
     age: List,
@@ -239,6 +268,8 @@ impl FlowCache {
             apps: Vec::new(),
             free: NIL,
             hasher: foldhash::fast::RandomState::default(),
+            probation: EMPTY,
+            probation_len: 0,
             idle: EMPTY,
             ending: EMPTY,
             age: EMPTY,
@@ -349,8 +380,10 @@ impl FlowCache {
                 n.tcp_flags |= s.tcp_flags;
                 n.min_ttl = n.min_ttl.min(s.ttl);
                 n.max_ttl = n.max_ttl.max(s.ttl);
-                if n.queue == Queue::Ending {
-                    self.requeue(i, Queue::Ending, now_ns);
+                match n.queue {
+                    Queue::Ending => self.requeue(i, Queue::Ending, now_ns),
+                    Queue::Probation => self.promote(i, now_ns),
+                    _ => {}
                 }
                 i
             }
@@ -401,7 +434,10 @@ impl FlowCache {
     /// Exports every flow whose idle, TCP-end or active timeout has passed at `now_ns`.
     #[inline]
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
-        // The common case, nothing due, costs three comparisons and no call.
+        // The common case, nothing due, costs four comparisons and no call.
+        if self.tail_due(Queue::Probation, now_ns) {
+            self.expire_queue(Queue::Probation, now_ns, out);
+        }
         if self.tail_due(Queue::Idle, now_ns) {
             self.expire_queue(Queue::Idle, now_ns, out);
         }
@@ -466,6 +502,7 @@ impl FlowCache {
     fn tail_due(&self, queue: Queue, now_ns: u64) -> bool {
         let (tail, timeout) = match queue {
             Queue::Ending => (self.ending.tail, self.cfg.tcp_end_grace_ns),
+            Queue::Probation => (self.probation.tail, self.cfg.idle_timeout_ns),
             _ => (self.idle.tail, self.cfg.idle_timeout_ns),
         };
         tail != NIL && self.nodes[tail as usize].queued_ns.saturating_add(timeout) <= now_ns
@@ -479,6 +516,16 @@ impl FlowCache {
         self.unlink(Thread::Recency, queue, idx);
         self.push_front(Thread::Recency, queue, idx);
         let n = &mut self.nodes[idx as usize];
+        n.queued_ns = now_ns.max(n.last_ns);
+    }
+
+    /// A flow in probation has shown history (its second packet): it joins the protected
+    /// segment, where only flows with history compete for room. Once per flow.
+    fn promote(&mut self, idx: u32, now_ns: u64) {
+        self.unlink(Thread::Recency, Queue::Probation, idx);
+        self.push_front(Thread::Recency, Queue::Idle, idx);
+        let n = &mut self.nodes[idx as usize];
+        n.queue = Queue::Idle;
         n.queued_ns = now_ns.max(n.last_ns);
     }
 
@@ -505,8 +552,11 @@ impl FlowCache {
         out: &mut Vec<FlowRecord>,
     ) -> u32 {
         if self.index.len() >= self.cfg.max_flows {
-            let victim = self.least_recently_seen(now_ns);
+            let victim = self.victim(now_ns);
             if victim != NIL {
+                if self.nodes[victim as usize].queue == Queue::Probation {
+                    self.stats.evicted_probation += 1;
+                }
                 self.export(victim, EndReason::LackOfResources, out);
             }
         }
@@ -526,7 +576,7 @@ impl FlowCache {
             max_ttl: s.ttl,
             src_mac: s.src_mac,
             dst_mac: s.dst_mac,
-            queue: Queue::Idle,
+            queue: Queue::Probation,
             marks: if key.protocol == PROTO_TCP && s.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
                 OPENED
             } else {
@@ -554,11 +604,20 @@ impl FlowCache {
         if s.tunnel.depth != 0 || !self.tunnels.is_empty() {
             self.note_tunnel(idx, s);
         }
-        self.push_front(Thread::Recency, Queue::Idle, idx);
-        self.push_front(Thread::Age, Queue::Idle, idx);
+        self.push_front(Thread::Recency, Queue::Probation, idx);
+        self.push_front(Thread::Age, Queue::Probation, idx);
         self.index.insert(hash, idx);
         self.stats.flows_created += 1;
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
+        if answers(key.protocol, s.tcp_flags) {
+            // The other direction is cached: a conversation, whichever packet count either has.
+            if let Some(r) = self.lookup(&key.reversed()).1.filter(|&r| r != idx) {
+                if self.nodes[r as usize].queue == Queue::Probation {
+                    self.promote(r, now_ns);
+                }
+                self.promote(idx, now_ns);
+            }
+        }
         idx
     }
 
@@ -599,11 +658,27 @@ impl FlowCache {
         })
     }
 
-    /// The flow to evict when the cache is full: the least recently seen, found the way CLOCK
-    /// finds it. Tails seen since they were queued get a second chance at the head; the first
-    /// tail not seen since is evicted. Ended TCP connections go first.
-    fn least_recently_seen(&mut self, now_ns: u64) -> u32 {
-        for queue in [Queue::Ending, Queue::Idle] {
+    /// The flow to evict when the cache is full. Ended TCP connections go first, then the
+    /// oldest flow in probation (one packet, no history) while probation holds more than its
+    /// floor, and only then the least recently seen flow with history. The floor (an eighth of
+    /// the cache) keeps room for new flows to earn their second packet when flows with history
+    /// fill the cache; without it each new flow would evict the one before it.
+    fn victim(&mut self, now_ns: u64) -> u32 {
+        if self.ending.tail != NIL {
+            return self.least_recently_seen(&[Queue::Ending], now_ns);
+        }
+        let floor = (self.cfg.max_flows / 8).max(1);
+        if self.probation.tail != NIL && (self.probation_len > floor || self.idle.tail == NIL) {
+            return self.probation.tail;
+        }
+        self.least_recently_seen(&[Queue::Idle, Queue::Probation], now_ns)
+    }
+
+    /// The least recently seen flow of `queues`, in order, found the way CLOCK finds it. Tails
+    /// seen since they were queued get a second chance at the head; the first tail not seen
+    /// since is evicted.
+    fn least_recently_seen(&mut self, queues: &[Queue], now_ns: u64) -> u32 {
+        for &queue in queues {
             loop {
                 let tail = self.list(Thread::Recency, queue).tail;
                 if tail == NIL {
@@ -640,8 +715,9 @@ impl FlowCache {
     }
 
     fn move_to_ending(&mut self, idx: u32, now_ns: u64) {
-        if self.nodes[idx as usize].queue == Queue::Idle {
-            self.unlink(Thread::Recency, Queue::Idle, idx);
+        let queue = self.nodes[idx as usize].queue;
+        if matches!(queue, Queue::Idle | Queue::Probation) {
+            self.unlink(Thread::Recency, queue, idx);
             self.push_front(Thread::Recency, Queue::Ending, idx);
             let n = &mut self.nodes[idx as usize];
             n.queue = Queue::Ending;
@@ -781,6 +857,7 @@ impl FlowCache {
     fn list(&mut self, thread: Thread, queue: Queue) -> &mut List {
         match (thread, queue) {
             (Thread::Age, _) => &mut self.age,
+            (Thread::Recency, Queue::Probation) => &mut self.probation,
             (Thread::Recency, Queue::Idle) => &mut self.idle,
             (Thread::Recency, Queue::Ending) => &mut self.ending,
             (Thread::Recency, Queue::Free) => unreachable!("free nodes are on no list"),
@@ -796,6 +873,9 @@ impl FlowCache {
     }
 
     fn push_front(&mut self, thread: Thread, queue: Queue, idx: u32) {
+        if let (Thread::Recency, Queue::Probation) = (thread, queue) {
+            self.probation_len += 1;
+        }
         let old_head = self.list(thread, queue).head;
         *self.link(thread, idx) = Link {
             prev: NIL,
@@ -812,6 +892,9 @@ impl FlowCache {
     }
 
     fn unlink(&mut self, thread: Thread, queue: Queue, idx: u32) {
+        if let (Thread::Recency, Queue::Probation) = (thread, queue) {
+            self.probation_len -= 1;
+        }
         let Link { prev, next } = *self.link(thread, idx);
         if prev != NIL {
             self.link(thread, prev).next = next;
@@ -992,6 +1075,86 @@ mod tests {
         );
         assert_eq!(c.len(), 3);
         assert_eq!(c.stats().lack_of_resources, 1);
+    }
+
+    #[test]
+    fn a_flood_of_one_packet_flows_leaves_the_conversations_whole() {
+        // 1,000 flows of room; 50 conversations (one segment each way every 100 ms) under a
+        // flood of 20,000 new one-packet flows per second, for 5 s: least recently seen
+        // eviction would cut every conversation into one-packet records.
+        let mut c = FlowCache::new(CacheConfig {
+            max_flows: 1000,
+            ..Default::default()
+        });
+        let mut out = vec![];
+        let conv = |i: u16, back: bool| {
+            let mut p = pkt(1, 10_000 + i, 2, 443, 0x18, 100);
+            if back {
+                std::mem::swap(&mut p.src_addr, &mut p.dst_addr);
+                std::mem::swap(&mut p.src_port, &mut p.dst_port);
+            }
+            p
+        };
+        let mut flood = 0u32;
+        let mut t = S;
+        for tick in 0..50u64 {
+            for i in 0..50 {
+                c.update(&conv(i, false), t, &mut out);
+                c.update(&conv(i, true), t, &mut out);
+            }
+            for _ in 0..2000 {
+                flood += 1;
+                let mut p = pkt(0, (flood & 0xffff) as u16, 2, 80, TCP_SYN, 40);
+                p.src_addr[..4].copy_from_slice(&(0x0b00_0000 | flood).to_be_bytes());
+                t += 50_000;
+                c.update(&p, t, &mut out);
+            }
+            t = S + (tick + 1) * 100_000_000;
+        }
+        c.finish(&mut out);
+        let conversations: Vec<_> = out
+            .iter()
+            .filter(|r| r.packets > 1 || r.dst_port != 80)
+            .collect();
+        assert_eq!(conversations.len(), 100, "each direction in one record");
+        assert!(conversations
+            .iter()
+            .all(|r| r.packets == 50 && r.end_reason == EndReason::ForcedEnd));
+        let st = c.stats();
+        assert_eq!(st.flows_created, 100 + flood as u64);
+        assert_eq!(st.evicted_probation, st.lack_of_resources);
+        assert!(st.lack_of_resources >= flood as u64 - 1000, "{st:?}");
+        let packets: u64 = out.iter().map(|r| r.packets).sum();
+        assert_eq!(packets, 50 * 100 + flood as u64);
+    }
+
+    #[test]
+    fn flows_with_history_still_make_room_when_they_fill_the_cache() {
+        // Every flow has history: the cache must still take new flows (evicting the least
+        // recently seen of them), and a new flow must get the chance to earn its second packet.
+        let mut c = FlowCache::new(CacheConfig {
+            max_flows: 16,
+            ..Default::default()
+        });
+        let mut out = vec![];
+        for i in 0..16u8 {
+            c.update(&pkt(i, 1, 9, 9, 0, 10), i as u64, &mut out);
+            c.update(&pkt(i, 1, 9, 9, 0, 10), i as u64, &mut out);
+        }
+        assert!(out.is_empty());
+        // A new conversation's two packets arrive with a new flow between them.
+        c.update(&pkt(100, 1, 9, 9, 0, 10), 100, &mut out);
+        c.update(&pkt(101, 1, 9, 9, 0, 10), 101, &mut out);
+        c.update(&pkt(100, 1, 9, 9, 0, 10), 102, &mut out);
+        assert_eq!(out.len(), 2, "two flows with history made room");
+        assert!(out.iter().all(|r| r.packets == 2));
+        c.finish(&mut out);
+        let new = out
+            .iter()
+            .find(|r| r.src_addr.to_string() == "10.0.0.100")
+            .unwrap();
+        assert_eq!(new.packets, 2);
+        assert_eq!(c.stats().evicted_probation, 0);
     }
 
     #[test]

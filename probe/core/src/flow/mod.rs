@@ -14,5 +14,5 @@ pub mod memory;
 pub use cache::{CacheConfig, CacheStats, FlowCache};
 pub use dedup::Dedup;
 pub use fragments::{FragmentStats, FragmentTable};
-pub use hash::symmetric_hash;
+pub use hash::{symmetric_hash, worker_of, HashKey};
 pub use key::FlowKey;
