@@ -169,7 +169,11 @@ fn meter(c: &mut Criterion) {
             x ^= x << 17;
             let mut v = vec![];
             PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                .ipv4((0xac10_0000 | (x as u32 & 0x000f_ffff)).to_be_bytes(), [10, 9, 0, 1], 64)
+                .ipv4(
+                    (0xac10_0000 | (x as u32 & 0x000f_ffff)).to_be_bytes(),
+                    [10, 9, 0, 1],
+                    64,
+                )
                 .tcp(1024 + (x >> 40) as u16 % 60_000, 80, x as u32, 1000)
                 .syn()
                 .write(&mut v, &[])

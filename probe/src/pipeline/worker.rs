@@ -8,15 +8,16 @@ use crate::pipeline::handoff::{Backoff, Inbox};
 use crossbeam_channel::Sender;
 use ipfix_export::FlowRecord;
 use probe_core::meter::FlowMeter;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Records handed to the exporter per channel message.
 pub const RECORD_BATCH: usize = 512;
-/// Records a live worker holds while the exporter's channel is full (about 40 MB); beyond it
-/// the oldest are dropped and counted. A live worker never blocks on the exporter: a NIC
-/// cannot wait.
+/// Records a live stage holds while the exporter's channel is full (about 50 MB); beyond it
+/// records are dropped and counted, one-packet records first. A live stage never blocks on
+/// the exporter: a NIC cannot wait.
 const MAX_BACKLOG: usize = 262_144;
 /// How often a worker looks at reload updates, publishes its counters and, live, moves its
 /// flow clock by wall time.
@@ -25,14 +26,26 @@ const TICK: Duration = Duration::from_millis(100);
 const DRAIN: usize = 256;
 
 /// How a stage hands records to the exporter.
+///
+/// Live, memory stays bounded whatever the exporter does: the channel holds at most its
+/// capacity in batches of at most [`RECORD_BATCH`] records (a backlog is sent in such slices,
+/// never as one batch, which once let a channel of 256 batches hold millions of records), and
+/// the backlog behind it at most [`MAX_BACKLOG`]. When the backlog is over its bound the
+/// records least worth keeping go first: those of one packet (a flood's, a scan's), oldest
+/// first, and only then the oldest of the rest. Every drop is counted in the books and in the
+/// collectors' statistics (`Gauges::add_lost`).
 pub struct Shipper {
     tx: Sender<Vec<FlowRecord>>,
     /// Live: never wait for the exporter (hold a bounded backlog, then drop and count).
     /// Files: wait.
     live: bool,
-    backlog: Vec<FlowRecord>,
+    /// Batches waiting for room in the channel, oldest first, each at most `RECORD_BATCH`.
+    backlog: VecDeque<Vec<FlowRecord>>,
+    backlog_len: usize,
     gauges: Arc<Gauges>,
     pub records_dropped: u64,
+    /// Of `records_dropped`, one-packet records.
+    pub one_packet_dropped: u64,
 }
 
 impl Shipper {
@@ -40,61 +53,121 @@ impl Shipper {
         Shipper {
             tx,
             live,
-            backlog: Vec::new(),
+            backlog: VecDeque::new(),
+            backlog_len: 0,
             gauges,
             records_dropped: 0,
+            one_packet_dropped: 0,
         }
     }
 
     pub fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
+        self.backlog_len > 0
     }
 
     /// Hands `records` (and any backlog) to the exporter. Live, without blocking: while its
-    /// channel is full they wait in the backlog, bounded, the oldest beyond it dropped and
-    /// counted. False when the exporter is gone.
-    pub fn ship(&mut self, records: Vec<FlowRecord>) -> bool {
-        let batch = if self.backlog.is_empty() {
+    /// channel is full they wait in the backlog, bounded (see the type's doc). False when the
+    /// exporter is gone.
+    pub fn ship(&mut self, mut records: Vec<FlowRecord>) -> bool {
+        if !self.live {
+            return records.is_empty() || self.tx.send(records).is_ok();
+        }
+        if self.backlog_len == 0 && records.len() <= RECORD_BATCH {
             if records.is_empty() {
                 return true;
             }
-            records
-        } else {
-            let mut b = std::mem::take(&mut self.backlog);
-            b.extend(records);
-            b
-        };
-        if !self.live {
-            return self.tx.send(batch).is_ok();
-        }
-        match self.tx.try_send(batch) {
-            Ok(()) => true,
-            Err(crossbeam_channel::TrySendError::Full(mut b)) => {
-                if b.len() > MAX_BACKLOG {
-                    let over = b.len() - MAX_BACKLOG;
-                    let mut lost = ipfix_export::FlowTotals::default();
-                    for r in b.drain(..over) {
-                        lost += ipfix_export::FlowTotals {
-                            flows: 1,
-                            packets: r.packets,
-                            octets: r.octets,
-                        };
-                    }
-                    self.gauges.add_lost(lost);
-                    self.records_dropped += over as u64;
-                }
-                self.backlog = b;
-                true
+            match self.tx.try_send(records) {
+                Ok(()) => return true,
+                Err(crossbeam_channel::TrySendError::Full(r)) => records = r,
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
             }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
         }
+        while records.len() > RECORD_BATCH {
+            let rest = records.split_off(RECORD_BATCH);
+            self.queue(std::mem::replace(&mut records, rest));
+        }
+        self.queue(records);
+        while let Some(batch) = self.backlog.pop_front() {
+            let n = batch.len();
+            match self.tx.try_send(batch) {
+                Ok(()) => self.backlog_len -= n,
+                Err(crossbeam_channel::TrySendError::Full(b)) => {
+                    self.backlog.push_front(b);
+                    break;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        self.bound();
+        true
+    }
+
+    fn queue(&mut self, batch: Vec<FlowRecord>) {
+        if !batch.is_empty() {
+            self.backlog_len += batch.len();
+            self.backlog.push_back(batch);
+        }
+    }
+
+    /// Drops what is over [`MAX_BACKLOG`]: one-packet records first, oldest first, then the
+    /// oldest of the rest.
+    fn bound(&mut self) {
+        if self.backlog_len <= MAX_BACKLOG {
+            return;
+        }
+        let mut lost = ipfix_export::FlowTotals::default();
+        let mut over = self.backlog_len - MAX_BACKLOG;
+        let count = |r: &FlowRecord, lost: &mut ipfix_export::FlowTotals| {
+            *lost += ipfix_export::FlowTotals {
+                flows: 1,
+                packets: r.packets,
+                octets: r.octets,
+            };
+        };
+        for batch in self.backlog.iter_mut() {
+            if over == 0 {
+                break;
+            }
+            let before = batch.len();
+            batch.retain(|r| {
+                if over > 0 && r.packets == 1 {
+                    over -= 1;
+                    count(r, &mut lost);
+                    false
+                } else {
+                    true
+                }
+            });
+            self.one_packet_dropped += (before - batch.len()) as u64;
+        }
+        while over > 0 {
+            let Some(batch) = self.backlog.front_mut() else {
+                break;
+            };
+            let n = over.min(batch.len());
+            for r in batch.drain(..n) {
+                count(&r, &mut lost);
+            }
+            over -= n;
+            if batch.is_empty() {
+                self.backlog.pop_front();
+            }
+        }
+        self.backlog.retain(|b| !b.is_empty());
+        self.records_dropped += lost.flows;
+        self.backlog_len -= lost.flows as usize;
+        self.gauges.add_lost(lost);
     }
 
     /// The end of a run can wait for the exporter: everything is handed over, blocking.
     pub fn finish(&mut self, rest: Vec<FlowRecord>) -> bool {
-        let mut all = std::mem::take(&mut self.backlog);
-        all.extend(rest);
-        all.is_empty() || self.tx.send(all).is_ok()
+        while let Some(batch) = self.backlog.pop_front() {
+            if self.tx.send(batch).is_err() {
+                return false;
+            }
+        }
+        self.backlog_len = 0;
+        rest.is_empty() || self.tx.send(rest).is_ok()
     }
 }
 
@@ -224,5 +297,77 @@ impl MeteringWorker {
         self.progress
             .flows_active
             .store(self.flows.cache().len() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod shipper_tests {
+    use super::*;
+
+    fn record(packets: u64) -> FlowRecord {
+        let a = std::net::IpAddr::from([10, 0, 0, 1]);
+        FlowRecord {
+            src_addr: a,
+            dst_addr: a,
+            src_port: 1,
+            dst_port: 2,
+            protocol: 17,
+            class_of_service: 0,
+            tcp_flags: 0,
+            min_ttl: 64,
+            max_ttl: 64,
+            icmp_type_code: 0,
+            vlan_id: 0,
+            customer_vlan_id: 0,
+            mpls_top_label: [0; 3],
+            src_mac: [0; 6],
+            dst_mac: [0; 6],
+            packets,
+            octets: 100 * packets,
+            start_ns: 0,
+            end_ns: 0,
+            end_reason: ipfix_export::EndReason::LackOfResources,
+            time_precision: ipfix_export::TimePrecision::Micros,
+            reverse: None,
+            tunnel: None,
+            ingress_interface: 0,
+            app: None,
+            community_id: None,
+        }
+    }
+
+    #[test]
+    fn a_stalled_exporter_costs_bounded_memory_and_one_packet_records_go_first() {
+        // Nobody reads the channel (an exporter paced far below the flood): 2,000,000 records
+        // of one packet, with 1,000 conversations' records among them.
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let gauges = Arc::new(Gauges::default());
+        let mut shipper = Shipper::new(tx, gauges.clone(), true);
+        let mut shipped = 0u64;
+        for round in 0..4000u64 {
+            let mut v: Vec<FlowRecord> = (0..500).map(|_| record(1)).collect();
+            if round % 4 == 0 {
+                v.push(record(7));
+            }
+            shipped += v.len() as u64;
+            assert!(shipper.ship(v));
+        }
+        // Held: at most 4 batches of at most RECORD_BATCH in the channel, and the backlog.
+        let in_channel: Vec<Vec<FlowRecord>> = rx.try_iter().collect();
+        assert!(in_channel.len() <= 4 && in_channel.iter().all(|b| b.len() <= RECORD_BATCH));
+        let held = in_channel.iter().map(Vec::len).sum::<usize>() + shipper.backlog_len;
+        assert!(shipper.backlog_len <= MAX_BACKLOG);
+        // Every record is held or counted as dropped, and the conversations all survive.
+        assert_eq!(held as u64 + shipper.records_dropped, shipped);
+        assert_eq!(shipper.one_packet_dropped, shipper.records_dropped);
+        let conversations = in_channel
+            .iter()
+            .flatten()
+            .chain(shipper.backlog.iter().flatten())
+            .filter(|r| r.packets == 7)
+            .count();
+        assert_eq!(conversations, 1000);
+        let (_, lost) = gauges.export_progress();
+        assert_eq!(lost, shipper.records_dropped);
     }
 }

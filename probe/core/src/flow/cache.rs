@@ -450,7 +450,18 @@ impl FlowCache {
                 .saturating_add(self.cfg.active_timeout_ns)
                 <= now_ns
         {
-            self.export(self.age.tail, EndReason::ActiveTimeout, out);
+            // A flow that has also been quiet past its timeout ended that way (the lazy scan
+            // may not have reached it yet): its record says so.
+            let tail = self.age.tail;
+            let reason = match (
+                self.quiet_too_long(tail, now_ns),
+                self.nodes[tail as usize].queue,
+            ) {
+                (true, Queue::Ending) => EndReason::EndOfFlowDetected,
+                (true, _) => EndReason::IdleTimeout,
+                (false, _) => EndReason::ActiveTimeout,
+            };
+            self.export(tail, reason, out);
         }
     }
 
