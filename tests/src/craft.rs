@@ -391,3 +391,65 @@ pub fn dns_message(id: u16, name: &str, qtype: u16, response: Option<(u8, &[[u8;
     }
     m
 }
+
+/// A random-source SYN flood against one server (10.9.0.1:80) with `conversations` real
+/// conversations beside it (10.1.x.y:40000+i <-> 10.9.0.1:443): in each of `rounds` rounds,
+/// every client sends one 100-byte segment and gets one back, then `flood_per_round` SYNs
+/// follow from sources all over 172.16.0.0/12. Rounds are `round_ns` apart. Returns every
+/// frame in time order, and the conversations' frames alone (for tshark's truth).
+pub fn syn_flood_with_conversations(
+    base_ns: u64,
+    conversations: u16,
+    rounds: u64,
+    flood_per_round: u64,
+    round_ns: u64,
+) -> (Vec<Frame>, Vec<Frame>) {
+    let server: IpAddr = "10.9.0.1".parse().unwrap();
+    let mut all = Vec::new();
+    let mut talk = Vec::new();
+    // xorshift64: random sources and ports, the same on every run.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for r in 0..rounds {
+        let t0 = base_ns + r * round_ns;
+        for c in 0..conversations {
+            let client: IpAddr = format!("10.1.{}.{}", c / 250, 1 + c % 250).parse().unwrap();
+            let t = t0 + c as u64 * 1_000;
+            let seg = |sport, dport| L4::Tcp {
+                sport,
+                dport,
+                flags: PSH | ACK,
+            };
+            for f in [
+                Frame {
+                    ts_ns: t,
+                    data: ethernet(client, server, seg(40_000 + c, 443), 100, &[], 64),
+                },
+                Frame {
+                    ts_ns: t + 500,
+                    data: ethernet(server, client, seg(443, 40_000 + c), 100, &[], 64),
+                },
+            ] {
+                talk.push(f.clone());
+                all.push(f);
+            }
+        }
+        let flood_start = t0 + conversations as u64 * 1_000;
+        let step = (round_ns - conversations as u64 * 1_000) / flood_per_round.max(1);
+        for i in 0..flood_per_round {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let src = IpAddr::from((0xac10_0000u32 | (x as u32 & 0x000f_ffff)).to_be_bytes());
+            let syn = L4::Tcp {
+                sport: 1024 + (x >> 32) as u16 % 60_000,
+                dport: 80,
+                flags: SYN,
+            };
+            all.push(Frame {
+                ts_ns: flood_start + i * step,
+                data: ethernet(src, server, syn, 0, &[], 64),
+            });
+        }
+    }
+    (all, talk)
+}

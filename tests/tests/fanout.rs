@@ -109,7 +109,23 @@ fn assert_same_records(files: &[PathBuf], args: &[&str], what: &str) {
                 .all(|w| w["summaries"].as_u64().unwrap() > 0),
             "{what}: every worker had flows: {per_worker:?}"
         );
-        assert_eq!(books["flows"], books_one["flows"], "{what}: flow books");
+        // The same flow books, but for the peak: the workers' peaks add up to an upper bound
+        // of the joint one, and which flows share a worker depends on the run's random hash
+        // key (#28), so the bound can be a few flows above the one-thread peak.
+        let without_peak = |b: &serde_json::Value| {
+            let mut f = b["flows"].clone();
+            f.as_object_mut().unwrap().remove("peak_active");
+            f
+        };
+        assert_eq!(
+            without_peak(&books),
+            without_peak(&books_one),
+            "{what}: flow books"
+        );
+        assert!(
+            books["flows"]["peak_active"].as_u64() >= books_one["flows"]["peak_active"].as_u64(),
+            "{what}: the workers' peaks bound the joint one"
+        );
         assert_eq!(
             many.len(),
             one.len(),

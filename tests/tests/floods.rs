@@ -2,71 +2,26 @@
 //! on beside it. The flow cache must keep the conversations whole (one record per direction,
 //! exact) however many one-packet flows the flood makes, and account for every packet.
 
-use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
-use e2e::craft::{ethernet, ACK, L4, PSH, SYN};
+use e2e::capture::{write_pcap, LINKTYPE_ETHERNET};
+use e2e::craft::syn_flood_with_conversations;
 use e2e::tools::*;
 use e2e::TempDir;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 const BASE: u64 = 1_700_000_000_000_000_000;
-const SECOND: u64 = 1_000_000_000;
 
-/// The flood and the conversations, merged in time, and the conversations alone (for tshark's
-/// truth). `conversations` clients each send one 100-byte segment to the server every second
-/// and get one back, for `seconds`; `flood_pps` SYNs a second come from random sources.
+/// The flood and the conversations (`e2e::craft::syn_flood_with_conversations`, one round a
+/// second) written as a capture, and the conversations alone (for tshark's truth).
 fn flood_capture(
     dir: &std::path::Path,
     conversations: u16,
     seconds: u64,
     flood_pps: u64,
 ) -> (PathBuf, PathBuf, usize) {
-    let server: IpAddr = "10.9.0.1".parse().unwrap();
-    let mut talk = Vec::new();
-    for s in 0..seconds {
-        for c in 0..conversations {
-            let client: IpAddr = format!("10.1.{}.{}", c / 250, 1 + c % 250).parse().unwrap();
-            let t = BASE + s * SECOND + c as u64 * 1_000_000;
-            let tcp = |sport, dport| L4::Tcp {
-                sport,
-                dport,
-                flags: PSH | ACK,
-            };
-            talk.push(Frame {
-                ts_ns: t,
-                data: ethernet(client, server, tcp(40_000 + c, 443), 100, &[], 64),
-            });
-            talk.push(Frame {
-                ts_ns: t + 200_000,
-                data: ethernet(server, client, tcp(443, 40_000 + c), 100, &[], 64),
-            });
-        }
-    }
-    talk.sort_by_key(|f| f.ts_ns);
-    // xorshift64: sources all over 172.16.0.0/12, random ports.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let n = flood_pps * seconds;
-    let mut flood = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let src = IpAddr::from((0xac10_0000u32 | (x as u32 & 0x000f_ffff)).to_be_bytes());
-        let syn = L4::Tcp {
-            sport: 1024 + (x >> 32) as u16 % 60_000,
-            dport: 80,
-            flags: SYN,
-        };
-        flood.push(Frame {
-            ts_ns: BASE + i * SECOND / flood_pps,
-            data: ethernet(src, server, syn, 0, &[], 64),
-        });
-    }
+    let (all, talk) =
+        syn_flood_with_conversations(BASE, conversations, seconds, flood_pps, 1_000_000_000);
     let only_talk = dir.join("conversations.pcap");
     write_pcap(&only_talk, LINKTYPE_ETHERNET, true, &talk);
-    let mut all = talk;
-    all.extend(flood);
-    all.sort_by_key(|f| f.ts_ns);
     let path = dir.join("flood.pcap");
     write_pcap(&path, LINKTYPE_ETHERNET, true, &all);
     (path, only_talk, all.len())

@@ -1687,3 +1687,91 @@ fn the_ignore_list_looks_inside_one_tunnel_layer_in_the_kernel() {
         books["live"]["xdp_program"]
     );
 }
+
+/// VmRSS of a live process, in KiB.
+fn vm_rss_kb(pid: u32) -> u64 {
+    status_field(&PathBuf::from(format!("/proc/{pid}")), "VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_syn_flood_in_the_lab_leaves_the_conversations_whole_and_memory_flat() {
+    // Issue #28, live: 100,000 SYNs from random sources beside 100 conversations through a
+    // cache of 1,000 flows, in four rounds (a segment each way per conversation, then 25,000
+    // SYNs). Every conversation direction must come out in one record, exact; every frame is
+    // in the books; the probe's memory after the first round (warm-up) does not grow.
+    if !require_root("a_syn_flood_in_the_lab_leaves_the_conversations_whole_and_memory_flat") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-flood");
+    let (all, talk) = e2e::craft::syn_flood_with_conversations(
+        1_700_000_000_000_000_000,
+        100,
+        4,
+        25_000,
+        1_000_000_000,
+    );
+    let talk_pcap = tmp.path().join("talk.pcap");
+    write_pcap(&talk_pcap, LINKTYPE_ETHERNET, false, &talk);
+    let truth = tshark_flows(&talk_pcap);
+    assert_eq!(truth.len(), 200);
+    let frames: Vec<Vec<u8>> = all.into_iter().map(|f| f.data).collect();
+    let per_round = frames.len() / 4;
+
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let url = nf.url();
+    let cap = Capture::start(
+        &lab,
+        &tmp,
+        &["--ipfix", url.as_str(), "--max-flows", "1000"],
+    );
+    let pid = cap.child.id();
+    let t0 = now_ms();
+    lab.send(&frames[..per_round], &[], 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let warm_kb = vm_rss_kb(pid);
+    lab.send(&frames[per_round..], &[], 0);
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
+    let end_kb = vm_rss_kb(pid);
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "probe capture failed:\n{stderr}");
+    let records = nf.finish();
+
+    assert_live_balanced(&books);
+    let sent = frames.len() as u64;
+    assert_eq!(books["live"]["seen"], sent, "{}", books["live"]);
+    assert_eq!(books["frames"]["metered"], sent, "{}", books["frames"]);
+    let talk_records: Vec<_> = records
+        .iter()
+        .filter(|r| r["type"] == "FLOW" && (r["dst_port"] == 443 || r["src_port"] == 443))
+        .cloned()
+        .collect();
+    assert_eq!(
+        talk_records.len(),
+        200,
+        "one record per conversation direction"
+    );
+    assert_live_flows(&truth, &nfdump_flows(&talk_records), (t0 - 1000, t1 + 1000));
+    let packets: u64 = nfdump_flows(&records).values().map(|t| t.packets).sum();
+    assert_eq!(
+        packets, sent,
+        "every frame in exactly one record at the collector"
+    );
+    let flows = &books["flows"];
+    assert_eq!(
+        flows["by_end_reason"]["lackOfResources"], flows["evicted_from_probation"],
+        "{flows}"
+    );
+    // Flat: three more rounds of flood add less than 8 MiB to what the first round left.
+    eprintln!("probe VmRSS: {warm_kb} KiB after the first round, {end_kb} KiB at the end");
+    assert!(
+        warm_kb > 0 && end_kb < warm_kb + 8192,
+        "{warm_kb} -> {end_kb} KiB"
+    );
+}
