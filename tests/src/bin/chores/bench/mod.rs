@@ -13,6 +13,7 @@
 
 mod app;
 mod fanout;
+mod flood;
 mod live;
 
 use anyhow::{bail, Context, Result};
@@ -41,6 +42,8 @@ struct Opts {
     tunnels_only: bool,
     /// Only the transport comparison: the same records through tcp:// and tls://.
     transports_only: bool,
+    /// Only the flood comparison (issue #28).
+    flood_only: bool,
     /// Only the fan-out comparison: `probe read --workers 1/2/3`, live with 1 and 2 workers.
     fanout_only: bool,
     /// Only the application parsers' cost: `probe read` with `--app all` against without.
@@ -58,6 +61,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
         write_capture: None,
         tunnels_only: false,
         transports_only: false,
+        flood_only: false,
         fanout_only: false,
         app_only: false,
     };
@@ -77,6 +81,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
             }
             "--live-seconds" => o.live_seconds = it.next().context("--live-seconds N")?.parse()?,
             "--tunnels-only" => o.tunnels_only = true,
+            "--flood-only" => o.flood_only = true,
             "--transports-only" => o.transports_only = true,
             "--fanout-only" => o.fanout_only = true,
             "--app-only" => o.app_only = true,
@@ -94,7 +99,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
                 bail!(
                     "unknown bench option {other}; use --packets N, --flows N, --no-criterion, \
                      --no-live, --live-only, --live-seconds N, --tunnels-only, \
-                     --transports-only, --fanout-only, --app-only, --write-capture PATH, --write-app-capture PATH, --write-app-long-capture PATH"
+                     --transports-only, --flood-only, --fanout-only, --app-only, --write-capture PATH, --write-app-capture PATH, --write-app-long-capture PATH"
                 )
             }
         }
@@ -120,6 +125,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
     if opts.transports_only {
         return transport_cost(&probe, tmp.path());
+    }
+    if opts.flood_only {
+        return flood::run(&probe, tmp.path());
     }
     if opts.app_only {
         return app::run(&probe, tmp.path(), opts.packets, opts.flows);
@@ -223,6 +231,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     tunnel_cost(&probe, tmp.path(), opts.packets, opts.flows)?;
     transport_cost(&probe, tmp.path())?;
     app::run(&probe, tmp.path(), opts.packets, opts.flows)?;
+    flood::run(&probe, tmp.path())?;
     fanout::run(
         &probe,
         tmp.path(),
@@ -234,6 +243,8 @@ pub fn run(args: &[&str]) -> Result<()> {
     if opts.criterion {
         crate::run(crate::cargo().args([
             "bench",
+            "-p",
+            "probe-core",
             "-p",
             "probe",
             "-p",

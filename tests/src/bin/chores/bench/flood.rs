@@ -1,0 +1,157 @@
+//! `cargo xtask bench --flood-only` (and part of the full run): issue #28's flood, offline.
+//!
+//! The capture: 2,000,000 SYNs from random sources at 200,000 a second of capture time against
+//! one server, beside 1,000 conversations that send one segment each way every second, for
+//! 10 s (`e2e::craft::syn_flood_with_conversations`). Each tool meters it with a cache of a
+//! tenth of the flood's flows (the probe's `--max-flows 100000`, softflowd's `-m 100000`;
+//! nfpcapd has no such bound): CPU, peak RSS, records, and how many of the 2,000 conversation
+//! directions came out whole (one record, packets and bytes equal to tshark's). The probe also
+//! reads as many packets of the conversations without the flood, for its CPU per packet
+//! without it, and sends the flood's records to a TCP sink (socat), for records per second
+//! over a stream.
+
+use super::{measure, median_of_runs, nfpcapd_read, probe_read, Measured, RUNS};
+use anyhow::{bail, Context, Result};
+use e2e::capture::{write_pcap, LINKTYPE_ETHERNET};
+use e2e::tools::{nfdump_flows, nfdump_records, tshark_flows, Flows, Nfcapd};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const BASE_NS: u64 = 1_700_000_000_000_000_000;
+
+/// Conversation directions that came out in one record with tshark's packets and bytes.
+fn whole(truth: &Flows, got: &Flows) -> usize {
+    truth
+        .iter()
+        .filter(|(k, t)| {
+            got.get(k)
+                .is_some_and(|g| g.records == 1 && (g.packets, g.bytes) == (t.packets, t.bytes))
+        })
+        .count()
+}
+
+pub fn run(probe: &Path, tmp: &Path) -> Result<()> {
+    let (all, talk) =
+        e2e::craft::syn_flood_with_conversations(BASE_NS, 1000, 10, 200_000, 1_000_000_000);
+    let packets = all.len() as u64;
+    let flood = tmp.join("flood.pcap");
+    let talk_pcap = tmp.join("talk.pcap");
+    write_pcap(&flood, LINKTYPE_ETHERNET, true, &all);
+    write_pcap(&talk_pcap, LINKTYPE_ETHERNET, true, &talk);
+    drop(all);
+    let truth = tshark_flows(&talk_pcap);
+    if truth.len() != 2000 {
+        bail!(
+            "the conversations capture holds {} flows, not 2,000",
+            truth.len()
+        );
+    }
+    eprintln!(
+        "flood capture: {packets} packets, of which {} conversation packets",
+        talk.len()
+    );
+
+    let mut rows: Vec<(&str, Measured, Vec<Flows>)> = vec![];
+    rows.push(median_of_runs(
+        "probe read --max-flows 100000 → nfcapd (UDP)",
+        tmp,
+        |dir| {
+            let nf = Nfcapd::start(dir);
+            let mut cmd = probe_read(probe, &flood, &nf.url());
+            cmd.args(["--max-flows", "100000"]);
+            let m = measure(&mut cmd)?;
+            Ok((m, nfdump_flows(&nf.finish())))
+        },
+    )?);
+    rows.push(median_of_runs("nfpcapd -r", tmp, |dir| {
+        let m = measure(&mut nfpcapd_read(&flood, dir))?;
+        Ok((m, nfdump_flows(&nfdump_records(dir))))
+    })?);
+    rows.push(median_of_runs(
+        "softflowd -r -m 100000 → nfcapd",
+        tmp,
+        |dir| {
+            let nf = Nfcapd::start(dir);
+            let dest = format!("127.0.0.1:{}", nf.port);
+            let m = measure(Command::new("softflowd").arg("-r").arg(&flood).args([
+                "-n", &dest, "-v", "10", "-6", "-A", "milli", "-d", "-m", "100000",
+            ]))?;
+            Ok((m, nfdump_flows(&nf.finish())))
+        },
+    )?);
+
+    println!("\n| the flood capture ({packets} packets), median CPU of {RUNS} runs | wall s | CPU s | CPU ns per packet | peak RSS MB | records | conversation directions whole (worst run) |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, m, flows) in &rows {
+        let cpu = m.user + m.sys;
+        let records: u64 = flows[0].values().map(|t| t.records).sum();
+        let worst = flows.iter().map(|f| whole(&truth, f)).min().unwrap_or(0);
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.0} | {:.1} | {records} | {worst} / 2000 |",
+            m.wall.as_secs_f64(),
+            cpu,
+            cpu * 1e9 / packets as f64,
+            m.max_rss_kb as f64 / 1024.0,
+        );
+    }
+
+    // Without the flood: as many packets, all of the 1,000 conversations (1,010 rounds).
+    let (calm, _) = e2e::craft::syn_flood_with_conversations(BASE_NS, 1000, 1010, 0, 10_000_000);
+    let calm_pcap = tmp.join("calm.pcap");
+    write_pcap(&calm_pcap, LINKTYPE_ETHERNET, true, &calm);
+    let calm_packets = calm.len() as u64;
+    drop(calm);
+    let (_, m, _) = median_of_runs(
+        "probe read, the conversations without the flood",
+        tmp,
+        |dir| {
+            let nf = Nfcapd::start(dir);
+            let mut cmd = probe_read(probe, &calm_pcap, &nf.url());
+            cmd.args(["--max-flows", "100000"]);
+            let m = measure(&mut cmd)?;
+            Ok((m, nfdump_flows(&nf.finish())))
+        },
+    )?;
+    let flood_cpu = rows[0].1.user + rows[0].1.sys;
+    let calm_cpu = m.user + m.sys;
+    println!(
+        "probe without the flood ({calm_packets} packets in 2,000 flows): {:.0} CPU ns per packet; with it: {:.0} ({:.1}x)",
+        calm_cpu * 1e9 / calm_packets as f64,
+        flood_cpu * 1e9 / packets as f64,
+        (flood_cpu / packets as f64) / (calm_cpu / calm_packets as f64)
+    );
+    std::fs::remove_file(&calm_pcap)?;
+
+    // The flood's records over a stream: a socat sink on loopback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut sink = Command::new("socat")
+        .args([
+            "-u",
+            &format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"),
+            "OPEN:/dev/null",
+        ])
+        .spawn()
+        .context("socat (cargo xtask deps installs it)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let books = tmp.join("flood-tcp-books.json");
+    let mut cmd = probe_read(probe, &flood, &format!("tcp://127.0.0.1:{port}"));
+    cmd.args(["--max-flows", "100000", "--stats-json"])
+        .arg(&books);
+    let m = measure(&mut cmd)?;
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&books)?)?;
+    let sent = b["export"]["collectors"][0]["records_sent"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "probe read → tcp:// sink: {sent} records in {:.2} s wall, {:.0} records/s",
+        m.wall.as_secs_f64(),
+        sent as f64 / m.wall.as_secs_f64()
+    );
+    std::fs::remove_file(&flood)?;
+    Ok(())
+}
