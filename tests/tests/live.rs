@@ -1613,7 +1613,7 @@ fn the_ignore_list_looks_inside_one_tunnel_layer_in_the_kernel() {
     let lab = Lab::new(1);
     let tmp = TempDir::new("live-inner-ignore");
     // The mix inside each tunnel the XDP program follows, and inside GTP-U with an extension
-    // header (which it leaves to user space). 10.9.9.9 is the mix's DNS server: a host inside
+    // header (which it leaves to user space, where the decoder applies the list). 10.9.9.9 is the mix's DNS server: a host inside
     // the tenant network, never a tunnel endpoint.
     let outer = (OUTER_V4.0.into(), OUTER_V4.1.into());
     let kernel_side = [
@@ -1666,6 +1666,13 @@ fn the_ignore_list_looks_inside_one_tunnel_layer_in_the_kernel() {
     assert_eq!(
         books["frames"]["read"],
         sent - per_encap * kernel_side.len() as u64,
+        "{}",
+        books["frames"]
+    );
+    // There the decoder reads their innermost addresses and ignores the host's GTP-U frames
+    // (filtered, ignore_list): nothing of the host is metered.
+    assert_eq!(
+        books["frames"]["filtered_by_reason"]["ignore_list"], per_encap,
         "{}",
         books["frames"]
     );

@@ -248,6 +248,10 @@ pub struct Decoder {
     /// The parsers whose facts reach the flow records (`--app`); the others ran only for
     /// the PCAP selection's name primitives.
     export_app: crate::app::AppSet,
+    /// `--ignore` in user space: frames whose innermost addresses match are filtered
+    /// (`ignore_list`). The XDP program applies the list first, to the outer addresses and one
+    /// tunnel layer deep; this catches what it could not read.
+    ignore: Option<crate::select::Selection>,
 }
 
 impl Decoder {
@@ -262,7 +266,20 @@ impl Decoder {
             app: None,
             fact: None,
             export_app: crate::app::AppSet::default(),
+            ignore: None,
         }
+    }
+
+    /// Frames from or to these prefixes (address, length) are filtered, not metered (an empty
+    /// list turns it off).
+    pub fn set_ignore(&mut self, prefixes: &[(std::net::IpAddr, u8)]) {
+        let text = prefixes
+            .iter()
+            .map(|(a, l)| format!("net {a}/{l}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        self.ignore = (!prefixes.is_empty())
+            .then(|| crate::select::Selection::parse(&text).expect("prefixes make a selection"));
     }
 
     /// Which application parsers run: `export` for the records (`--app`; none by default),
@@ -348,6 +365,12 @@ impl Decoder {
                 d
             }
             None => Err(NotMetered::Filtered(FilterReason::UnsupportedLinkType)),
+        };
+        let decoded = match decoded {
+            Ok(()) if self.ignore.as_ref().is_some_and(|i| i.matches(s)) => {
+                Err(NotMetered::Filtered(FilterReason::IgnoreList))
+            }
+            d => d,
         };
         match decoded {
             Ok(())
@@ -661,6 +684,11 @@ impl Meter {
         Meter { decoder, flows }
     }
 
+    /// See [`Decoder::set_ignore`].
+    pub fn set_ignore(&mut self, prefixes: &[(std::net::IpAddr, u8)]) {
+        self.decoder.set_ignore(prefixes);
+    }
+
     /// See [`Decoder::set_ingress`].
     pub fn set_ingress(&mut self, ifindex: u32) {
         self.decoder.set_ingress(ifindex);
@@ -777,6 +805,36 @@ mod tests {
     use ipfix_export::EndReason;
 
     const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn the_ignore_list_filters_frames_by_their_innermost_addresses() {
+        // Hosts 10.0.0.a send to 10.0.1.b; ignoring 10.0.1.3/32 and 10.0.0.0/30 (a = 0..3).
+        let mut d = Decoder::new(FragmentConfig::default());
+        d.set_ignore(&[
+            ("10.0.1.3".parse().unwrap(), 32),
+            ("10.0.0.0".parse().unwrap(), 30),
+        ]);
+        let mut s = FrameSummary::default();
+        let mut want_ignored = 0;
+        for f in 0..2000u64 {
+            let fr = frame(f, 0);
+            let decodes =
+                wire::decode_frame(LinkType::Ethernet, &fr, &Decap::all(), &mut s).is_ok();
+            let (a, b) = ((f % 8) as u8, (f / 8 % 8) as u8);
+            if decodes && (a < 4 || b == 3) {
+                want_ignored += 1;
+            }
+            let metered = d.decode(Some(LinkType::Ethernet), &fr, f * 1000, &mut s);
+            assert!(!(metered && (a < 4 || b == 3)), "frame {f} metered");
+        }
+        let b = d.books();
+        assert!(want_ignored > 500);
+        assert_eq!(b.filtered[FilterReason::IgnoreList as usize], want_ignored);
+        assert!(b.balanced());
+        // An empty list turns it off.
+        d.set_ignore(&[]);
+        assert!(d.decode(Some(LinkType::Ethernet), &frame(2, 0), 1, &mut s));
+    }
 
     /// A frame of flow `f` (of 64 hosts and a few ports), TCP with `flags` or UDP, or, for a
     /// few `f`, something that is not metered.

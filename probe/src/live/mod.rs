@@ -80,7 +80,7 @@ fn steer_config(args: &CaptureConfig) -> SteerConfig {
     SteerConfig {
         sample_every: args.sample,
         sample_random: args.sample_mode == SampleMode::Random,
-        ignore: args.ignore.iter().map(|c| (c.addr, c.len)).collect(),
+        ignore: ignore_prefixes(args),
         decap_kinds: probe_core::wire::TunnelKind::ALL
             .iter()
             .filter(|k| decap.is_enabled(**k))
@@ -88,6 +88,12 @@ fn steer_config(args: &CaptureConfig) -> SteerConfig {
         vxlan_ports: ports(decap.vxlan_ports()),
         geneve_ports: ports(decap.geneve_ports()),
     }
+}
+
+/// The ignore-list as (address, prefix length) pairs: the XDP program applies it to the outer
+/// addresses and one tunnel layer deep, the decoders to the innermost addresses.
+fn ignore_prefixes(args: &CaptureConfig) -> Vec<(std::net::IpAddr, u8)> {
+    args.ignore.iter().map(|c| (c.addr, c.len)).collect()
 }
 
 /// The selector report `args` asks for (1-in-N sampling in the kernel).
@@ -517,12 +523,14 @@ fn start(
             Some(fanout) => {
                 let mut decoder = args.meter.decoder();
                 decoder.set_ingress(ifindex);
+                decoder.set_ignore(&ignore_prefixes(args));
                 RxStage::Fanout(Box::new(FanoutDecoder::new(decoder, fanout, true)))
             }
             None => {
                 // One hop: the probe's flow budget is shared out between the queues' caches.
                 let mut m = args.meter.meter_sharing(queues);
                 m.set_ingress(ifindex);
+                m.set_ignore(&ignore_prefixes(args));
                 RxStage::OneHop {
                     meter: Box::new(m),
                     shipper: Shipper::new(outputs.records.clone(), outputs.gauges.clone(), true),

@@ -281,6 +281,9 @@ pub fn apply(
                 let _ = ctx
                     .export
                     .send(exporter::ExportControl::Sampling(super::sampling_of(&new)));
+                if kernel.iter().any(|c| c.name == "ignore") {
+                    update.ignore = Some(super::ignore_prefixes(&new));
+                }
                 current.ignore = new.ignore.clone();
                 current.sample = new.sample;
                 current.sample_mode = new.sample_mode;
@@ -297,7 +300,7 @@ pub fn apply(
         }
     }
 
-    if update.selection.is_some() || update.timeouts.is_some() {
+    if update.selection.is_some() || update.timeouts.is_some() || update.ignore.is_some() {
         to_workers(ctx.stages, &update);
     }
     let needs_restart: Vec<String> = restart.iter().map(|c| c.to_string()).collect();

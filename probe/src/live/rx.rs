@@ -357,6 +357,12 @@ impl RxThread {
             {
                 meter.set_timeouts(idle, active, grace);
             }
+            if let Some(ignore) = u.ignore {
+                match &mut self.stage {
+                    RxStage::OneHop { meter, .. } => meter.set_ignore(&ignore),
+                    RxStage::Fanout(f) => f.decoder.set_ignore(&ignore),
+                }
+            }
         }
         if let Some(k) = self.keeper.as_mut() {
             k.flush();

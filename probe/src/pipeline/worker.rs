@@ -178,6 +178,8 @@ pub struct WorkerUpdate {
     pub selection: Option<probe_core::select::Selection>,
     /// New idle, active and TCP-end timeouts, in nanoseconds.
     pub timeouts: Option<(u64, u64, u64)>,
+    /// A new ignore-list (for the decoders, which apply it where the kernel could not look).
+    pub ignore: Option<Vec<(std::net::IpAddr, u8)>>,
 }
 
 /// Where a reload leaves a stage's new settings; taken once per tick.

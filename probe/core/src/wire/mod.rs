@@ -194,6 +194,10 @@ pub enum FilterReason {
     /// VXLAN-GPE carrying a Network Service Header (Next Protocol 4), which the probe does
     /// not decode.
     VxlanGpeNsh,
+    /// From or to a prefix of the ignore-list (`--ignore`), found in user space: the frame's
+    /// innermost addresses, where the XDP program could not look (a tunnel inside a tunnel,
+    /// GTP-U with extension headers, IPv6 extension headers before a tunnel).
+    IgnoreList,
 }
 
 /// Frames whose headers are broken.
@@ -227,11 +231,12 @@ pub enum MalformedReason {
 }
 
 impl FilterReason {
-    pub const ALL: [FilterReason; 4] = [
+    pub const ALL: [FilterReason; 5] = [
         FilterReason::NonIp,
         FilterReason::MplsNonIp,
         FilterReason::UnsupportedLinkType,
         FilterReason::VxlanGpeNsh,
+        FilterReason::IgnoreList,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -239,6 +244,7 @@ impl FilterReason {
             FilterReason::MplsNonIp => "mpls_non_ip",
             FilterReason::UnsupportedLinkType => "unsupported_link_type",
             FilterReason::VxlanGpeNsh => "vxlan_gpe_nsh",
+            FilterReason::IgnoreList => "ignore_list",
         }
     }
 }
