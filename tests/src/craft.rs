@@ -453,3 +453,25 @@ pub fn syn_flood_with_conversations(
     }
     (all, talk)
 }
+
+/// The nfdump records of [`syn_flood_with_conversations`]'s conversations (port 443), checked
+/// to be one per conversation direction: the flood must not have cut any of them up.
+pub fn conversation_records(records: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let talk: Vec<serde_json::Value> = records
+        .iter()
+        .filter(|r| r["type"] == "FLOW" && (r["dst_port"] == 443 || r["src_port"] == 443))
+        .cloned()
+        .collect();
+    let directions = 2 * talk
+        .iter()
+        .filter(|r| r["dst_port"] == 443)
+        .map(|r| r["src4_addr"].to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert_eq!(
+        talk.len(),
+        directions,
+        "one record per conversation direction"
+    );
+    talk
+}
