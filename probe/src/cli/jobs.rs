@@ -80,6 +80,7 @@ impl MeterArgs {
                 vlan_in_key: !self.no_vlan_key,
                 biflow: self.biflow,
                 advise: Some(crate::sys::memory::huge_pages),
+                hash_seed: Some(crate::sys::random::seed()),
             },
             fragments: FragmentConfig {
                 capacity: self.fragment_table_size,

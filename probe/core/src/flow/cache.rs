@@ -47,6 +47,11 @@ pub struct CacheConfig {
     pub biflow: bool,
     /// Told of each region the cache's slab and index reserve (see [`super::memory`]).
     pub advise: Option<Advise>,
+    /// The key of the flow table's hash, drawn from the OS by the caller at start, so that
+    /// nobody can craft flows that pile into one bucket of the index. `None`: foldhash's own
+    /// per-process seed (address-space layout and time, which it does not claim resists
+    /// HashDoS).
+    pub hash_seed: Option<u64>,
 }
 
 impl CacheConfig {
@@ -70,6 +75,7 @@ impl Default for CacheConfig {
             vlan_in_key: true,
             biflow: false,
             advise: None,
+            hash_seed: None,
         }
     }
 }
@@ -225,7 +231,7 @@ pub struct FlowCache {
     tunnels: Vec<TunnelOrigin>,
     free: u32,
     index: FlowIndex,
-    hasher: foldhash::fast::RandomState,
+    hasher: foldhash::fast::SeedableRandomState,
     /// Flows with one packet so far, oldest at the tail (they never move: a second packet
     /// promotes them to `idle`).
     probation: List,
@@ -240,6 +246,20 @@ pub struct FlowCache {
     /// Application-layer fields (`--app`), indexed like `nodes`; empty until the first flow
     /// with a fact, then 16 bytes a flow plus a box for each flow with one.
     apps: Vec<Option<Box<ipfix_export::AppRecord>>>,
+}
+
+/// The flow table's hasher: keyed with `seed` when the caller gives one (the shared part of
+/// foldhash's key is derived from the first seed of the process, the per-table part is the
+/// seed itself), else foldhash's own random state.
+fn table_hasher(seed: Option<u64>) -> foldhash::fast::SeedableRandomState {
+    static SHARED: std::sync::OnceLock<foldhash::SharedSeed> = std::sync::OnceLock::new();
+    match seed {
+        Some(s) => foldhash::fast::SeedableRandomState::with_seed(
+            s,
+            SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(s.rotate_left(32))),
+        ),
+        None => foldhash::fast::SeedableRandomState::random(),
+    }
 }
 
 /// Which of a node's two links a list uses.
@@ -261,13 +281,13 @@ impl FlowCache {
     pub fn new(cfg: CacheConfig) -> Self {
         FlowCache {
             index: FlowIndex::with_advice(cfg.advise),
+            hasher: table_hasher(cfg.hash_seed),
             cfg,
             nodes: Vec::new(),
             tunnels: Vec::new(),
             interfaces: Vec::new(),
             apps: Vec::new(),
             free: NIL,
-            hasher: foldhash::fast::RandomState::default(),
             probation: EMPTY,
             probation_len: 0,
             idle: EMPTY,
@@ -1137,6 +1157,34 @@ mod tests {
         assert!(st.lack_of_resources >= flood as u64 - 1000, "{st:?}");
         let packets: u64 = out.iter().map(|r| r.packets).sum();
         assert_eq!(packets, 50 * 100 + flood as u64);
+    }
+
+    #[test]
+    fn keys_crafted_into_one_bucket_under_a_known_seed_spread_under_a_secret_one() {
+        // What someone who knows the table's seed does: search flows until 100 of them hash
+        // to the same 4,096th of the table (one probe sequence of the index).
+        let with_seed = |seed| {
+            FlowCache::new(CacheConfig {
+                hash_seed: Some(seed),
+                ..Default::default()
+            })
+        };
+        let (known, secret) = (with_seed(1), with_seed(0x5eed_1234_abcd_9876));
+        let crafted: Vec<FlowKey> = (0u32..)
+            .map(|i| {
+                let mut s = pkt(0, (i % 50_000) as u16, 9, 443, TCP_SYN, 40);
+                s.src_addr[..4].copy_from_slice(&(0x0b00_0000 | i).to_be_bytes());
+                FlowKey::of(&s, true)
+            })
+            .filter(|k| known.hasher.hash_one(k) & 4095 == 0)
+            .take(100)
+            .collect();
+        let buckets: std::collections::BTreeSet<u64> = crafted
+            .iter()
+            .map(|k| secret.hasher.hash_one(k) & 4095)
+            .collect();
+        // 100 keys thrown at random into 4,096 buckets share one only now and then.
+        assert!(buckets.len() >= 95, "{} buckets", buckets.len());
     }
 
     #[test]
