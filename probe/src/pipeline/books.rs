@@ -546,6 +546,13 @@ impl RunReport {
             fl.lack_of_resources,
             fl.peak_flows
         );
+        if fl.lack_of_resources > 0 {
+            s += &format!(
+                "  cache full: {} of the {} evicted were one-packet flows in probation (a flood's \
+                 or a scan's), the rest flows with history: raise --max-flows if those matter\n",
+                fl.evicted_probation, fl.lack_of_resources
+            );
+        }
         if fl.paired_reverse > 0 {
             s += &format!(
                 "  biflows: {} reverse directions paired with their initiators: {} records\n",
