@@ -70,7 +70,7 @@ impl DecapArgs {
 impl MeterArgs {
     /// The meter's configuration; `pcap` adds the parsers its selection needs. Fails naming
     /// the flag when a port list is too long.
-    pub fn config(&self, pcap: &PcapArgs) -> anyhow::Result<MeterConfig> {
+    pub fn config(&self, pcap: &PcapConfig) -> anyhow::Result<MeterConfig> {
         Ok(MeterConfig {
             cache: CacheConfig {
                 idle_timeout_ns: self.idle_timeout.as_nanos() as u64,
@@ -92,10 +92,7 @@ impl MeterArgs {
                 drop: !self.dedup_keep,
             }),
             app: self.app,
-            select_app: pcap
-                .pcap_select
-                .as_ref()
-                .map_or(probe_core::app::AppSet::default(), |s| s.app_needs()),
+            select_app: pcap.app_needs(),
             workers: self.workers,
             worker_cpus: self.worker_cpus.as_ref().map(|c| c.0.clone()),
         })
@@ -122,11 +119,12 @@ impl PcapArgs {
 impl ReadArgs {
     /// `probe read`'s configuration.
     pub fn config(&self) -> anyhow::Result<ReadConfig> {
+        let pcap = self.pcap.config();
         Ok(ReadConfig {
             files: self.files.clone(),
             export: self.export.export_config(&self.meter),
-            meter: self.meter.config(&self.pcap)?,
-            pcap: self.pcap.config(),
+            meter: self.meter.config(&pcap)?,
+            pcap,
         })
     }
 }
@@ -134,6 +132,7 @@ impl ReadArgs {
 impl CaptureArgs {
     /// `probe capture`'s configuration.
     pub fn config(&self) -> anyhow::Result<CaptureConfig> {
+        let pcap = self.pcap.config();
         Ok(CaptureConfig {
             interface: self.interface.clone(),
             queues: self.queues.clone(),
@@ -155,8 +154,8 @@ impl CaptureArgs {
             busy_poll: self.busy_poll,
             duration: self.duration,
             export: self.export.export_config(&self.meter),
-            meter: self.meter.config(&self.pcap)?,
-            pcap: self.pcap.config(),
+            meter: self.meter.config(&pcap)?,
+            pcap,
             metrics: self.metrics,
             stats_interval: self.stats_interval,
         })

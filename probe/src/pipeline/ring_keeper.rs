@@ -225,13 +225,10 @@ impl Keeper {
         self
     }
 
-    /// Whether the selected frame of `s` is within its flow's cut-off.
+    /// Whether the selected frame of flow `h` is within its flow's cut-off.
     #[inline]
-    fn admit(&mut self, s: &FrameSummary) -> bool {
-        match self.cutoff.as_mut() {
-            Some(c) => c.admit(probe_core::flow::symmetric_hash(s, &self.key)),
-            None => true,
-        }
+    fn admit(&mut self, h: u64) -> bool {
+        self.cutoff.as_mut().is_none_or(|c| c.admit(h))
     }
 
     /// Flow-aware selection: this keeper marks flows in (and looks them up from) `marks`,
@@ -275,7 +272,10 @@ impl Keeper {
             return;
         };
         if !self.select.is_flow_aware() {
-            if self.select.matches(s) && self.admit(s) {
+            if self.select.matches(s)
+                && (self.cutoff.is_none()
+                    || self.admit(probe_core::flow::symmetric_hash(s, &self.key)))
+            {
                 self.keep(frame, ts_ns, frame.len() as u32);
             }
             return;
@@ -288,7 +288,7 @@ impl Keeper {
         }
         if v.keep || self.marks.contains(h, ts_ns) {
             self.release(h);
-            if self.admit(s) {
+            if self.admit(h) {
                 self.keep(frame, ts_ns, frame.len() as u32);
             }
         } else if let Some(l) = self.lookback.as_mut() {

@@ -38,7 +38,8 @@ pub struct CacheConfig {
     /// After RST, or FIN in both directions, the flow is exported once it has been quiet this
     /// long (endOfFlowDetected); the grace keeps the last ACK in the same record.
     pub tcp_end_grace_ns: u64,
-    /// Most flows held; beyond it the least recently seen is exported (lackOfResources).
+    /// Most flows held; beyond it one is exported early (lackOfResources), one-packet flows
+    /// first (see [`FlowCache`]'s module doc).
     pub max_flows: usize,
     /// Whether VLAN ids are part of the flow key.
     pub vlan_in_key: bool,
@@ -157,7 +158,8 @@ const EMPTY: List = List {
 
 /// The recency list a node is on. `Probation` and `Idle` are the two segments of a
 /// segmented LRU: a flow starts in probation and is promoted to `Idle` (the protected segment)
-/// by its second packet; `Ending` holds TCP connections that have ended.
+/// by its second packet or an answer from its reverse direction; `Ending` holds TCP
+/// connections that have ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Queue {
     Probation,
@@ -259,6 +261,15 @@ fn table_hasher(seed: Option<u64>) -> foldhash::fast::SeedableRandomState {
             SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(s.rotate_left(32))),
         ),
         None => foldhash::fast::SeedableRandomState::random(),
+    }
+}
+
+/// Why a flow on `queue` that has been quiet past its timeout ends: an ended TCP connection's
+/// grace ran out (endOfFlowDetected), any other flow went idle (idleTimeout).
+fn quiet_end(queue: Queue) -> EndReason {
+    match queue {
+        Queue::Ending => EndReason::EndOfFlowDetected,
+        _ => EndReason::IdleTimeout,
     }
 }
 
@@ -384,11 +395,7 @@ impl FlowCache {
             Some(i) if self.quiet_too_long(i, now_ns) => {
                 // The flow went quiet past its timeout before this packet: the record ends
                 // here and this packet starts a new one, whenever the scan would have noticed.
-                let reason = match self.nodes[i as usize].queue {
-                    Queue::Ending => EndReason::EndOfFlowDetected,
-                    _ => EndReason::IdleTimeout,
-                };
-                self.export(i, reason, out);
+                self.export(i, quiet_end(self.nodes[i as usize].queue), out);
                 self.insert(key, hash, s, now_ns, out)
             }
             Some(i) => {
@@ -473,13 +480,10 @@ impl FlowCache {
             // A flow that has also been quiet past its timeout ended that way (the lazy scan
             // may not have reached it yet): its record says so.
             let tail = self.age.tail;
-            let reason = match (
-                self.quiet_too_long(tail, now_ns),
-                self.nodes[tail as usize].queue,
-            ) {
-                (true, Queue::Ending) => EndReason::EndOfFlowDetected,
-                (true, _) => EndReason::IdleTimeout,
-                (false, _) => EndReason::ActiveTimeout,
+            let reason = if self.quiet_too_long(tail, now_ns) {
+                quiet_end(self.nodes[tail as usize].queue)
+            } else {
+                EndReason::ActiveTimeout
             };
             self.export(tail, reason, out);
         }
@@ -516,12 +520,7 @@ impl FlowCache {
                 return;
             }
             if self.quiet_too_long(tail, now_ns) {
-                let reason = if queue == Queue::Ending {
-                    EndReason::EndOfFlowDetected
-                } else {
-                    EndReason::IdleTimeout
-                };
-                self.export(tail, reason, out);
+                self.export(tail, quiet_end(queue), out);
             } else {
                 self.requeue(tail, queue, now_ns);
             }
@@ -544,20 +543,26 @@ impl FlowCache {
     /// that still looked "seen since queued" after a requeue would keep the CLOCK hand (and
     /// the expiry scan) going round forever.
     fn requeue(&mut self, idx: u32, queue: Queue, now_ns: u64) {
-        self.unlink(Thread::Recency, queue, idx);
-        self.push_front(Thread::Recency, queue, idx);
-        let n = &mut self.nodes[idx as usize];
-        n.queued_ns = now_ns.max(n.last_ns);
+        let at = now_ns.max(self.nodes[idx as usize].last_ns);
+        self.relist(idx, queue, at);
     }
 
-    /// A flow in probation has shown history (its second packet): it joins the protected
-    /// segment, where only flows with history compete for room. Once per flow.
+    /// A flow in probation has shown history (a second packet, or an answer from the other
+    /// side): it joins the protected segment, where only flows with history compete for room.
+    /// Once per flow.
     fn promote(&mut self, idx: u32, now_ns: u64) {
-        self.unlink(Thread::Recency, Queue::Probation, idx);
-        self.push_front(Thread::Recency, Queue::Idle, idx);
+        let at = now_ns.max(self.nodes[idx as usize].last_ns);
+        self.relist(idx, Queue::Idle, at);
+    }
+
+    /// Moves a node from its recency list to the head of `to`, queued at `queued_ns`.
+    fn relist(&mut self, idx: u32, to: Queue, queued_ns: u64) {
+        let from = self.nodes[idx as usize].queue;
+        self.unlink(Thread::Recency, from, idx);
+        self.push_front(Thread::Recency, to, idx);
         let n = &mut self.nodes[idx as usize];
-        n.queue = Queue::Idle;
-        n.queued_ns = now_ns.max(n.last_ns);
+        n.queue = to;
+        n.queued_ns = queued_ns;
     }
 
     /// Exports every flow: end of input, or shutdown. A TCP connection that already ended
@@ -746,13 +751,11 @@ impl FlowCache {
     }
 
     fn move_to_ending(&mut self, idx: u32, now_ns: u64) {
-        let queue = self.nodes[idx as usize].queue;
-        if matches!(queue, Queue::Idle | Queue::Probation) {
-            self.unlink(Thread::Recency, queue, idx);
-            self.push_front(Thread::Recency, Queue::Ending, idx);
-            let n = &mut self.nodes[idx as usize];
-            n.queue = Queue::Ending;
-            n.queued_ns = now_ns;
+        if matches!(
+            self.nodes[idx as usize].queue,
+            Queue::Idle | Queue::Probation
+        ) {
+            self.relist(idx, Queue::Ending, now_ns);
         }
     }
 
