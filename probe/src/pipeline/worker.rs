@@ -39,13 +39,13 @@ pub struct Shipper {
     /// Live: never wait for the exporter (hold a bounded backlog, then drop and count).
     /// Files: wait.
     live: bool,
-    /// Batches waiting for room in the channel, oldest first, each at most `RECORD_BATCH`.
-    backlog: VecDeque<Vec<FlowRecord>>,
+    /// Batches waiting for room in the channel, oldest first, each at most `RECORD_BATCH`,
+    /// with how many of their records have one packet (so that bounding the backlog skips
+    /// batches without any instead of scanning them on every call).
+    backlog: VecDeque<(Vec<FlowRecord>, usize)>,
     backlog_len: usize,
     gauges: Arc<Gauges>,
     pub records_dropped: u64,
-    /// Of `records_dropped`, one-packet records.
-    pub one_packet_dropped: u64,
 }
 
 impl Shipper {
@@ -57,7 +57,6 @@ impl Shipper {
             backlog_len: 0,
             gauges,
             records_dropped: 0,
-            one_packet_dropped: 0,
         }
     }
 
@@ -87,12 +86,12 @@ impl Shipper {
             self.queue(std::mem::replace(&mut records, rest));
         }
         self.queue(records);
-        while let Some(batch) = self.backlog.pop_front() {
+        while let Some((batch, singles)) = self.backlog.pop_front() {
             let n = batch.len();
             match self.tx.try_send(batch) {
                 Ok(()) => self.backlog_len -= n,
                 Err(crossbeam_channel::TrySendError::Full(b)) => {
-                    self.backlog.push_front(b);
+                    self.backlog.push_front((b, singles));
                     break;
                 }
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
@@ -105,7 +104,8 @@ impl Shipper {
     fn queue(&mut self, batch: Vec<FlowRecord>) {
         if !batch.is_empty() {
             self.backlog_len += batch.len();
-            self.backlog.push_back(batch);
+            let singles = batch.iter().filter(|r| r.packets == 1).count();
+            self.backlog.push_back((batch, singles));
         }
     }
 
@@ -124,28 +124,31 @@ impl Shipper {
                 octets: r.octets,
             };
         };
-        for batch in self.backlog.iter_mut() {
+        for (batch, singles) in self.backlog.iter_mut() {
             if over == 0 {
                 break;
             }
-            let before = batch.len();
+            if *singles == 0 {
+                continue;
+            }
             batch.retain(|r| {
                 if over > 0 && r.packets == 1 {
                     over -= 1;
+                    *singles -= 1;
                     count(r, &mut lost);
                     false
                 } else {
                     true
                 }
             });
-            self.one_packet_dropped += (before - batch.len()) as u64;
         }
         while over > 0 {
-            let Some(batch) = self.backlog.front_mut() else {
+            let Some((batch, singles)) = self.backlog.front_mut() else {
                 break;
             };
             let n = over.min(batch.len());
             for r in batch.drain(..n) {
+                *singles -= (r.packets == 1) as usize;
                 count(&r, &mut lost);
             }
             over -= n;
@@ -153,7 +156,7 @@ impl Shipper {
                 self.backlog.pop_front();
             }
         }
-        self.backlog.retain(|b| !b.is_empty());
+        self.backlog.retain(|(b, _)| !b.is_empty());
         self.records_dropped += lost.flows;
         self.backlog_len -= lost.flows as usize;
         self.gauges.add_lost(lost);
@@ -161,7 +164,7 @@ impl Shipper {
 
     /// The end of a run can wait for the exporter: everything is handed over, blocking.
     pub fn finish(&mut self, rest: Vec<FlowRecord>) -> bool {
-        while let Some(batch) = self.backlog.pop_front() {
+        while let Some((batch, _)) = self.backlog.pop_front() {
             if self.tx.send(batch).is_err() {
                 return false;
             }
@@ -361,11 +364,10 @@ mod shipper_tests {
         assert!(shipper.backlog_len <= MAX_BACKLOG);
         // Every record is held or counted as dropped, and the conversations all survive.
         assert_eq!(held as u64 + shipper.records_dropped, shipped);
-        assert_eq!(shipper.one_packet_dropped, shipper.records_dropped);
         let conversations = in_channel
             .iter()
             .flatten()
-            .chain(shipper.backlog.iter().flatten())
+            .chain(shipper.backlog.iter().flat_map(|(b, _)| b))
             .filter(|r| r.packets == 7)
             .count();
         assert_eq!(conversations, 1000);
