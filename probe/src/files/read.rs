@@ -15,12 +15,6 @@ use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-/// Records handed to the exporter per channel message.
-const BATCH: usize = 512;
-
-/// Runs `probe read`; returns the books. Per-file errors are reported on stderr and in the
-/// books, and the other files go on. SIGINT/SIGTERM stop the reading; every flow so far is
-/// still exported (forcedEnd) and the books still balance.
 /// `probe read`'s settings: the files, in order, and what to make of them. `cli` builds it
 /// from the command line; a library user or a test can build one directly.
 #[derive(Clone)]
@@ -31,7 +25,10 @@ pub struct ReadConfig {
     pub pcap: PcapConfig,
 }
 
-/// Reads every file of `args` through the pipeline; the books of the run.
+/// Runs `probe read`: every file of `args` through the pipeline; returns the books. Per-file
+/// errors are reported on stderr and in the books, and the other files go on. SIGINT/SIGTERM
+/// stop the reading; every flow so far is still exported (forcedEnd) and the books still
+/// balance.
 pub fn run(args: &ReadConfig) -> Result<RunReport> {
     let (tx, rx) = crossbeam_channel::bounded(64);
     let gauges = std::sync::Arc::new(exporter::Gauges::default());
@@ -47,14 +44,7 @@ pub fn run(args: &ReadConfig) -> Result<RunReport> {
         Some((cfg, select)) => {
             let (rtx, rrx) = crossbeam_channel::bounded(16);
             let writer = crate::pipeline::ring_keeper::spawn_writer(cfg, rrx)?;
-            let k = crate::pipeline::ring_keeper::Keeper::new(
-                select,
-                args.pcap.pcap_snaplen,
-                rtx,
-                true,
-            )
-            .with_flows(Default::default(), args.pcap.pcap_lookback)
-            .with_flow_cutoff(args.pcap.pcap_flow_packets);
+            let k = args.pcap.keeper(select, rtx, true, Default::default());
             (Some(k), Some(writer))
         }
         None => (None, None),
@@ -161,7 +151,7 @@ pub fn run(args: &ReadConfig) -> Result<RunReport> {
                     flows,
                 );
             }
-            if meter.pending() >= BATCH {
+            if meter.pending() >= probe_core::meter::RECORD_BATCH {
                 ship(&mut meter, &tx, &gauges)?;
             }
         };

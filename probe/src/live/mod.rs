@@ -153,8 +153,8 @@ pub fn run(
     args: &CaptureConfig,
     reload: Option<(reload::Settings, reload::Reloader)>,
 ) -> Result<RunReport> {
-    // Options that can be wrong are checked before anything is attached.
-    args.meter.meter();
+    // Options that can be wrong are checked before anything is attached (the meter's when
+    // `cli` built the configuration).
     let identity = identity_of(args)?;
     let rx_threads = check_queues(args)?;
     let plan = plan(args, rx_threads)?;
@@ -560,14 +560,8 @@ fn start(
             progress,
             unprivileged,
             keeper: outputs.ring.as_ref().map(|(rtx, select)| {
-                crate::pipeline::ring_keeper::Keeper::new(
-                    select.clone(),
-                    args.pcap.pcap_snaplen,
-                    rtx.clone(),
-                    false,
-                )
-                .with_flows(outputs.marks.clone(), args.pcap.pcap_lookback)
-                .with_flow_cutoff(args.pcap.pcap_flow_packets)
+                args.pcap
+                    .keeper(select.clone(), rtx.clone(), false, outputs.marks.clone())
             }),
             updates,
         };

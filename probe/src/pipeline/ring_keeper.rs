@@ -83,6 +83,21 @@ impl PcapConfig {
         }
         Some((cfg, select))
     }
+
+    /// A keeper for one source (an RX thread, the file reader) with this configuration's snap
+    /// length, lookback and per-flow cut-off; `blocking` waits for the writer (files), and
+    /// `marks` are the flow marks every keeper of the run shares.
+    pub fn keeper(
+        &self,
+        select: Selection,
+        tx: Sender<Batch>,
+        blocking: bool,
+        marks: Arc<Marks>,
+    ) -> Keeper {
+        Keeper::new(select, self.pcap_snaplen, tx, blocking)
+            .with_flows(marks, self.pcap_lookback)
+            .with_flow_cutoff(self.pcap_flow_packets)
+    }
 }
 
 /// Frames per batch, and bytes per batch, before it is handed to the writer.
