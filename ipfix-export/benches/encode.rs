@@ -42,6 +42,7 @@ fn records(n: u32) -> Vec<FlowRecord> {
             ingress_interface: 3,
             app: None,
             community_id: None,
+            aggregate: None,
         })
         .collect()
 }

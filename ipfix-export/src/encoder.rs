@@ -353,10 +353,10 @@ impl MessageEncoder {
         if self.len == 0 && self.templates_due() {
             self.emit_templates(&mut emit);
         }
-        let template_id = if layout.app_groups() == 0 {
-            layout.template_id()
+        let template_id = if layout.announced_on_first_use() {
+            self.late_template_id(layout, &mut emit)
         } else {
-            self.app_template_id(layout, &mut emit)
+            layout.template_id()
         };
         if self.len == 0 {
             self.open_message();
@@ -383,11 +383,12 @@ impl MessageEncoder {
         };
     }
 
-    /// The template ID of a layout with application fields. The first time it is used, the
+    /// The template ID of a layout announced on first use (application fields, aggregates).
+    /// The first time it is used, the
     /// open message is finished and the template goes out in a message of its own (on every
     /// transport: a session's prelude was made before this layout existed); later template
     /// refreshes and preludes carry it too.
-    fn app_template_id(&mut self, layout: Layout, emit: &mut impl FnMut(Message<'_>)) -> u16 {
+    fn late_template_id(&mut self, layout: Layout, emit: &mut impl FnMut(Message<'_>)) -> u16 {
         if let Some(&(_, id)) = self.app_layouts.iter().find(|(l, _)| *l == layout) {
             return id;
         }
@@ -680,6 +681,7 @@ mod tests {
             ingress_interface: 3,
             app: None,
             community_id: None,
+            aggregate: None,
         }
     }
 

@@ -76,6 +76,21 @@ pub const IP_VERSION: FieldSpec = f(60, 1);
 pub const MPLS_TOP_LABEL_STACK_SECTION: FieldSpec = f(70, 3);
 pub const DESTINATION_MAC_ADDRESS: FieldSpec = f(80, 6);
 pub const FLOW_END_REASON: FieldSpec = f(136, 1);
+
+// Aggregated flows (RFC 7015, issue #28): the prefix of the side rolled away, and the counts.
+/// deltaFlowCount (3): original flows in an aggregate (nfdump reads it as its flow count).
+pub const DELTA_FLOW_COUNT: FieldSpec = f(3, 8);
+pub const SOURCE_IPV4_PREFIX_LENGTH: FieldSpec = f(9, 1);
+pub const DESTINATION_IPV4_PREFIX_LENGTH: FieldSpec = f(13, 1);
+pub const SOURCE_IPV6_PREFIX_LENGTH: FieldSpec = f(29, 1);
+pub const DESTINATION_IPV6_PREFIX_LENGTH: FieldSpec = f(30, 1);
+pub const SOURCE_IPV4_PREFIX: FieldSpec = f(44, 4);
+pub const DESTINATION_IPV4_PREFIX: FieldSpec = f(45, 4);
+pub const SOURCE_IPV6_PREFIX: FieldSpec = f(170, 16);
+pub const DESTINATION_IPV6_PREFIX: FieldSpec = f(171, 16);
+pub const ORIGINAL_FLOWS_PRESENT: FieldSpec = f(375, 8);
+pub const DISTINCT_COUNT_OF_SOURCE_IP_ADDRESS: FieldSpec = f(378, 8);
+pub const DISTINCT_COUNT_OF_DESTINATION_IP_ADDRESS: FieldSpec = f(379, 8);
 pub const ICMP_TYPE_CODE_IPV6: FieldSpec = f(139, 2);
 pub const FLOW_START_MILLISECONDS: FieldSpec = f(152, 8);
 pub const FLOW_END_MILLISECONDS: FieldSpec = f(153, 8);

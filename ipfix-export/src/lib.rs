@@ -20,6 +20,7 @@
 //! thread, channel, socket or file and no dependency but `thiserror`: what a sans-IO core
 //! that produces [`FlowRecord`]s may depend on (`tests/tests/layout.rs` checks the tree).
 
+pub mod aggregate;
 pub mod app;
 #[cfg(feature = "io")]
 pub mod destination;
@@ -49,7 +50,8 @@ pub use encoder::{
 pub use exporter::{DestinationReport, Exporter, ExporterConfig, ExporterError};
 pub use options::{FlowTotals, MeteringCounts, Sampling, SelectorAlgorithm};
 pub use record::{
-    AppRecord, CommunityId, EndReason, FlowRecord, Reverse, Text, TimePrecision, Tunnel,
+    Aggregate, AppRecord, CommunityId, EndReason, FlowRecord, Kept, Reverse, Text, TimePrecision,
+    Tunnel,
 };
 #[cfg(feature = "io")]
 pub use tls::{TlsClient, TlsError, TlsSettings};

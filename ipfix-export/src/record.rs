@@ -101,6 +101,52 @@ pub struct FlowRecord {
     pub app: Option<Box<AppRecord>>,
     /// The flow's Community ID v1 (`--community-id`), held inline: every record gets one.
     pub community_id: Option<CommunityId>,
+    /// Set when this record is not one flow but many one-packet flows rolled up under a flood
+    /// (RFC 7015 aggregation; see [`Aggregate`]). Boxed: almost every record is a flow.
+    pub aggregate: Option<Box<Aggregate>>,
+}
+
+/// What an aggregated record (RFC 7015) adds to a flow's fields: many one-packet flows that
+/// share a destination (or, for a flooded server's answers, a source), port, protocol and TCP
+/// flags, rolled into one record per interval when the flow cache was under a flood.
+///
+/// The record's addresses and ports are those of the side kept; the other side's are zero, and
+/// its prefix length 0 says "any address" (sourceIPv4Prefix/Length 0 in the template).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Aggregate {
+    /// The original flows rolled in: deltaFlowCount (3) and originalFlowsPresent (375). Each
+    /// was one packet in one interval, so the conservative and the plain count are the same.
+    pub flows: u64,
+    /// An estimate of the distinct addresses of the side rolled away (a HyperLogLog sketch,
+    /// about 3% standard error): distinctCountOfSourceIPAddress (378), or
+    /// distinctCountOfDestinationIPAddress (379) when the source was kept.
+    pub distinct: u64,
+    pub kept: Kept,
+}
+
+/// Which side of the original flows an aggregate keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kept {
+    /// The destination address and port (a flood's victim); the sources are counted.
+    Destination,
+    /// The source address and port (a flooded server answering SYN-ACK or RST to spoofed
+    /// sources); the destinations are counted.
+    Source,
+    /// Neither: the aggregate table was full, so flows of this protocol and family went into
+    /// one record with both prefix lengths 0.
+    Neither,
+}
+
+impl Aggregate {
+    /// The prefix lengths of the source and the destination (full length or 0).
+    pub fn prefix_lengths(&self, v6: bool) -> (u8, u8) {
+        let full = if v6 { 128 } else { 32 };
+        match self.kept {
+            Kept::Destination => (0, full),
+            Kept::Source => (full, 0),
+            Kept::Neither => (0, 0),
+        }
+    }
 }
 
 /// A Community ID v1: "1:" and the base64 of a SHA-1, 30 ASCII characters.
@@ -315,6 +361,7 @@ impl FlowRecord {
             reverse: None,
             ingress_interface: r.ingress_interface,
             app: self.app.clone(),
+            aggregate: None,
             ..*self
         })
     }

@@ -29,6 +29,9 @@ pub struct Layout {
     /// the 48 fixed layouts. Layouts with groups get template IDs from the encoder, in the
     /// order they are first used.
     pub(crate) app: u8,
+    /// An aggregate's layout ([`crate::aggregate`]): 1 keeps the destination, 2 the source;
+    /// 0 for every flow. Announced on first use, like the application layouts.
+    agg: u8,
 }
 
 impl Layout {
@@ -40,6 +43,7 @@ impl Layout {
             bi: false,
             outer: 0,
             app: 0,
+            agg: 0,
         }; 48];
         let mut i = 0;
         while i < 48 {
@@ -50,6 +54,7 @@ impl Layout {
                 bi: i & 8 != 0,
                 outer: (i / 16) as u8,
                 app: 0,
+                agg: 0,
             };
             i += 1;
         }
@@ -60,6 +65,18 @@ impl Layout {
     /// reverse direction, its reverse counters are zero, as RFC 5103 §5.3 allows).
     /// Without `tunnels` a tunnelled record is encoded in the plain layout (its inner flow).
     pub fn of(rec: &FlowRecord, biflow: bool, tunnels: bool) -> Layout {
+        let agg = crate::aggregate::code_of(rec);
+        if agg != 0 {
+            return Layout {
+                v6: rec.is_ipv6(),
+                nanos: false,
+                icmp: matches!(rec.protocol, 1 | 58),
+                bi: false,
+                outer: 0,
+                app: 0,
+                agg,
+            };
+        }
         Layout {
             v6: rec.is_ipv6(),
             nanos: rec.time_precision == TimePrecision::Nanos,
@@ -75,7 +92,14 @@ impl Layout {
                 Some(_) => 2,
             },
             app: crate::app::groups_of(rec),
+            agg: 0,
         }
+    }
+
+    /// Whether the layout is announced the first time a record uses it, with a template ID
+    /// the encoder gives it (application fields, aggregates), rather than in the fixed set.
+    pub fn announced_on_first_use(self) -> bool {
+        self.app != 0 || self.agg != 0
     }
 
     /// This layout without application fields (its fixed part).
@@ -125,13 +149,20 @@ impl Layout {
 
     /// The fields of this layout, in wire order.
     pub fn fields(self) -> impl Iterator<Item = &'static FieldSpec> + Clone {
+        let agg: &'static [FieldSpec] = if self.agg != 0 {
+            crate::aggregate::fields(self.agg, self.v6, self.icmp)
+        } else {
+            &[]
+        };
         let all: &'static [FieldSpec; 24] = match (self.v6, self.icmp) {
             (false, false) => &IPV4_FIELDS,
             (false, true) => &IPV4_ICMP_FIELDS,
             (true, false) => &IPV6_FIELDS,
             (true, true) => &IPV6_ICMP_FIELDS,
         };
-        let base = if self.nanos {
+        let base = if self.agg != 0 {
+            agg
+        } else if self.nanos {
             &all[..]
         } else {
             &all[..all.len() - 2]
@@ -152,6 +183,9 @@ impl Layout {
     /// the fixed layouts; the application fields vary in length).
     #[inline]
     pub fn record_len(self) -> usize {
+        if self.agg != 0 {
+            return crate::aggregate::record_len(self.v6);
+        }
         let base = if self.v6 { 101 } else { 77 };
         let tunnel = match self.outer {
             0 => 0,
@@ -323,6 +357,9 @@ impl Cursor<'_> {
 /// `out` must hold at least `layout.record_len()` bytes. `layout` must be [`Layout::of`]`(rec, _)`.
 #[inline]
 pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize {
+    if layout.agg != 0 {
+        return crate::aggregate::encode(rec, layout.agg, layout.v6, layout.icmp, out);
+    }
     let len = layout.record_len();
     let mut c = Cursor {
         out: &mut out[..len],
@@ -451,6 +488,7 @@ pub(crate) mod tests {
             ingress_interface: 3,
             app: None,
             community_id: None,
+            aggregate: None,
         }
     }
 

@@ -73,6 +73,7 @@ fn records() -> Vec<FlowRecord> {
             ingress_interface: 3,
             app: None,
             community_id: None,
+            aggregate: None,
         })
         .collect()
 }

@@ -74,6 +74,7 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                     ingress_interface: u32::from_be_bytes([d[6], d[7], d[8], d[9]]),
                     app: None,
                     community_id: None,
+                    aggregate: None,
                 }
             },
         )

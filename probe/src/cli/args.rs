@@ -124,9 +124,17 @@ pub struct MeterArgs {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub tcp_end_grace: Duration,
     /// Most flows held at once, shared out between the metering workers; beyond a worker's
-    /// share the least recently seen is exported (lackOfResources).
+    /// share a one-packet flow is evicted first, then the least recently seen
+    /// (lackOfResources).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = parse_nonzero)]
     pub max_flows: usize,
+    /// Under a flood, export each evicted one-packet flow as its own record instead of
+    /// rolling them up into aggregate records per destination (RFC 7015).
+    #[arg(long)]
+    pub no_aggregate: bool,
+    /// How long an aggregate record of a flood collects flows before it is exported.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub aggregate_interval: Duration,
     /// Leave VLAN ids out of the flow key (both directions of a routed VLAN pair become one key).
     #[arg(long)]
     pub no_vlan_key: bool,

@@ -10,7 +10,7 @@ use crate::pipeline::exporter::ExportConfig;
 use crate::pipeline::ring_keeper::PcapConfig;
 use crate::pipeline::topology::MeterConfig;
 use ipfix_export::{EncoderConfig, ExporterConfig};
-use probe_core::flow::CacheConfig;
+use probe_core::flow::{CacheConfig, RollupConfig};
 use probe_core::meter::{DedupConfig, FragmentConfig};
 use probe_core::wire::Decap;
 use std::time::Duration;
@@ -81,6 +81,10 @@ impl MeterArgs {
                 biflow: self.biflow,
                 advise: Some(crate::sys::memory::huge_pages),
                 hash_seed: Some(crate::sys::random::seed()),
+                rollup: (!self.no_aggregate).then(|| RollupConfig {
+                    interval_ns: self.aggregate_interval.as_nanos() as u64,
+                    on_per_sec: None,
+                }),
             },
             fragments: FragmentConfig {
                 capacity: self.fragment_table_size,

@@ -338,6 +338,7 @@ mod shipper_tests {
             ingress_interface: 0,
             app: None,
             community_id: None,
+            aggregate: None,
         }
     }
 

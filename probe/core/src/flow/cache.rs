@@ -16,6 +16,9 @@
 //! conversation: a random-source SYN flood's flows are all there), and a flow with history only
 //! when probation is down to its floor (see [`FlowCache::victim`]).
 //!
+//! Under a flood the one-packet flows that leave probation are rolled up into a few aggregate
+//! records instead of one record each ([`super::rollup`]); `--no-aggregate` turns that off.
+//!
 //! Expiry therefore only ever looks at list tails: quiet flows at the probation and idle tails,
 //! ended TCP connections at the ending tail, long-lived flows at the age tail. Nothing scans
 //! the table, and the flow evicted when the cache is full is a tail too.
@@ -23,6 +26,7 @@
 use super::index::{prefetch, FlowIndex};
 use super::key::FlowKey;
 use super::memory::{advise_reserved, Advise};
+use super::rollup::{Original, Rollup, RollupConfig, RollupStats};
 use crate::wire::transport::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{FrameSummary, TunnelKind};
 use ipfix_export::{EndReason, FlowRecord, Reverse, TimePrecision, Tunnel};
@@ -53,6 +57,9 @@ pub struct CacheConfig {
     /// per-process seed (address-space layout and time, which it does not claim resists
     /// HashDoS).
     pub hash_seed: Option<u64>,
+    /// Roll a flood's one-packet flows up into aggregate records (RFC 7015) while the cache is
+    /// under pressure; `None` (`--no-aggregate`): evict them one record each.
+    pub rollup: Option<RollupConfig>,
 }
 
 impl CacheConfig {
@@ -77,6 +84,7 @@ impl Default for CacheConfig {
             biflow: false,
             advise: None,
             hash_seed: None,
+            rollup: Some(RollupConfig::default()),
         }
     }
 }
@@ -98,6 +106,9 @@ pub struct CacheStats {
     pub evicted_probation: u64,
     /// Flows exported as the reverse half of a biflow (each pair is one record).
     pub paired_reverse: u64,
+    /// The flood roll-up: flows rolled into aggregates (not in `records_exported`), aggregate
+    /// records, and the pressure mode's episodes.
+    pub rollup: RollupStats,
 }
 
 impl CacheStats {
@@ -113,11 +124,13 @@ impl CacheStats {
         self.lack_of_resources += o.lack_of_resources;
         self.evicted_probation += o.evicted_probation;
         self.paired_reverse += o.paired_reverse;
+        self.rollup.merge(&o.rollup);
     }
 
-    /// Records handed to the exporter: flows, less the reverse halves folded into biflows.
+    /// Records handed to the exporter: flows, less the reverse halves folded into biflows,
+    /// and the aggregates of rolled-up flows.
     pub fn records(&self) -> u64 {
-        self.records_exported() - self.paired_reverse
+        self.records_exported() - self.paired_reverse + self.rollup.aggregate_records
     }
 
     /// Flows exported (each direction of a biflow counts).
@@ -248,6 +261,8 @@ pub struct FlowCache {
     /// Application-layer fields (`--app`), indexed like `nodes`; empty until the first flow
     /// with a fact, then 16 bytes a flow plus a box for each flow with one.
     apps: Vec<Option<Box<ipfix_export::AppRecord>>>,
+    /// The flood roll-up, unless `--no-aggregate`.
+    rollup: Option<Rollup>,
 }
 
 /// The flow table's hasher: keyed with `seed` when the caller gives one (the shared part of
@@ -290,9 +305,13 @@ impl FlowCache {
     }
 
     pub fn new(cfg: CacheConfig) -> Self {
+        let hasher = table_hasher(cfg.hash_seed);
         FlowCache {
             index: FlowIndex::with_advice(cfg.advise),
-            hasher: table_hasher(cfg.hash_seed),
+            rollup: cfg
+                .rollup
+                .map(|r| Rollup::new(r, cfg.max_flows, hasher.clone())),
+            hasher,
             cfg,
             nodes: Vec::new(),
             tunnels: Vec::new(),
@@ -316,6 +335,9 @@ impl FlowCache {
     pub fn stats(&self) -> CacheStats {
         let mut s = self.stats;
         s.active_flows = self.index.len() as u64;
+        if let Some(r) = &self.rollup {
+            s.rollup = r.stats();
+        }
         s
     }
 
@@ -461,7 +483,10 @@ impl FlowCache {
     /// Exports every flow whose idle, TCP-end or active timeout has passed at `now_ns`.
     #[inline]
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
-        // The common case, nothing due, costs four comparisons and no call.
+        // The common case, nothing due, costs five comparisons and no call.
+        if let Some(r) = self.rollup.as_mut().filter(|r| r.poll_due(now_ns)) {
+            r.poll(now_ns, self.precision, out);
+        }
         if self.tail_due(Queue::Probation, now_ns) {
             self.expire_queue(Queue::Probation, now_ns, out);
         }
@@ -520,7 +545,9 @@ impl FlowCache {
                 return;
             }
             if self.quiet_too_long(tail, now_ns) {
-                self.export(tail, quiet_end(queue), out);
+                if !(queue == Queue::Probation && self.roll_up(tail, now_ns)) {
+                    self.export(tail, quiet_end(queue), out);
+                }
             } else {
                 self.requeue(tail, queue, now_ns);
             }
@@ -568,15 +595,56 @@ impl FlowCache {
     /// Exports every flow: end of input, or shutdown. A TCP connection that already ended
     /// (RST, or FIN from both ends) and was only waiting out its grace says so
     /// (endOfFlowDetected); every other flow was cut short (forcedEnd).
+    /// Under a flood, the one-packet flows still in probation are rolled up like those evicted
+    /// before them, and the aggregates leave last.
     pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
         while self.age.tail != NIL {
             let tail = self.age.tail;
-            let reason = match self.nodes[tail as usize].queue {
+            let n = &self.nodes[tail as usize];
+            let (queue, last_ns) = (n.queue, n.last_ns);
+            if queue == Queue::Probation && self.roll_up(tail, last_ns) {
+                continue;
+            }
+            let reason = match queue {
                 Queue::Ending => EndReason::EndOfFlowDetected,
                 _ => EndReason::ForcedEnd,
             };
             self.export(tail, reason, out);
         }
+        if let Some(r) = &mut self.rollup {
+            r.flush(EndReason::ForcedEnd, self.precision, out);
+        }
+    }
+
+    /// Rolls a one-packet flow leaving probation into its aggregate when the cache is under
+    /// pressure; says whether it did (if not, the caller exports it). A flow whose reverse
+    /// direction is cached leaves with it as a biflow instead.
+    fn roll_up(&mut self, idx: u32, now_ns: u64) -> bool {
+        if !self.rollup.as_ref().is_some_and(Rollup::is_on) {
+            return false;
+        }
+        let n = &self.nodes[idx as usize];
+        if self.cfg.biflow && self.lookup(&n.key.reversed()).1.is_some() {
+            return false;
+        }
+        let f = Original {
+            key: &n.key,
+            tcp_flags: n.tcp_flags,
+            packets: n.packets,
+            octets: n.octets,
+            first_ns: n.first_ns,
+            last_ns: n.last_ns,
+            min_ttl: n.min_ttl,
+            max_ttl: n.max_ttl,
+        };
+        if let Some(r) = self.rollup.as_mut() {
+            r.roll(f, now_ns);
+        }
+        if let Some(a) = self.apps.get_mut(idx as usize) {
+            *a = None;
+        }
+        self.remove(idx);
+        true
     }
 
     fn insert(
@@ -590,10 +658,14 @@ impl FlowCache {
         if self.index.len() >= self.cfg.max_flows {
             let victim = self.victim(now_ns);
             if victim != NIL {
-                if self.nodes[victim as usize].queue == Queue::Probation {
-                    self.stats.evicted_probation += 1;
+                let from_probation = self.nodes[victim as usize].queue == Queue::Probation;
+                let rolled = from_probation
+                    && self.rollup.as_mut().is_some_and(|r| r.evicting(now_ns))
+                    && self.roll_up(victim, now_ns);
+                if !rolled {
+                    self.stats.evicted_probation += from_probation as u64;
+                    self.export(victim, EndReason::LackOfResources, out);
                 }
-                self.export(victim, EndReason::LackOfResources, out);
             }
         }
         let node = Node {
@@ -862,6 +934,7 @@ impl FlowCache {
                 .unwrap_or(0),
             app: self.apps.get_mut(idx as usize).and_then(Option::take),
             community_id: None,
+            aggregate: None,
         };
         let opened = n.marks & OPENED != 0;
         match reason {
@@ -871,6 +944,13 @@ impl FlowCache {
             EndReason::ForcedEnd => self.stats.forced_end += 1,
             EndReason::LackOfResources => self.stats.lack_of_resources += 1,
         }
+        self.remove(idx);
+        (rec, opened)
+    }
+
+    /// Takes a flow out of the index and its lists and frees its slot.
+    fn remove(&mut self, idx: u32) {
+        let n = &self.nodes[idx as usize];
         let key = n.key;
         let queue = n.queue;
         let hash = self.hasher.hash_one(key);
@@ -885,7 +965,6 @@ impl FlowCache {
             next: self.free,
         };
         self.free = idx;
-        (rec, opened)
     }
 
     fn list(&mut self, thread: Thread, queue: Queue) -> &mut List {
@@ -1111,13 +1190,14 @@ mod tests {
         assert_eq!(c.stats().lack_of_resources, 1);
     }
 
-    #[test]
-    fn a_flood_of_one_packet_flows_leaves_the_conversations_whole() {
-        // 1,000 flows of room; 50 conversations (one segment each way every 100 ms) under a
-        // flood of 20,000 new one-packet flows per second, for 5 s: least recently seen
-        // eviction would cut every conversation into one-packet records.
+    /// 1,000 flows of room; 50 conversations (one segment each way every 100 ms) under a flood
+    /// of 20,000 new one-packet SYNs per second to 10.0.0.2:80, for 5 s: least recently seen
+    /// eviction would cut every conversation into one-packet records. Returns the records,
+    /// the cache's counters and the flood's packets.
+    fn flood(rollup: Option<RollupConfig>) -> (Vec<FlowRecord>, CacheStats, u64) {
         let mut c = FlowCache::new(CacheConfig {
             max_flows: 1000,
+            rollup,
             ..Default::default()
         });
         let mut out = vec![];
@@ -1140,26 +1220,211 @@ mod tests {
                 flood += 1;
                 let mut p = pkt(0, (flood & 0xffff) as u16, 2, 80, TCP_SYN, 40);
                 p.src_addr[..4].copy_from_slice(&(0x0b00_0000 | flood).to_be_bytes());
+                p.ttl = 40 + (flood % 20) as u8;
                 t += 50_000;
                 c.update(&p, t, &mut out);
             }
             t = S + (tick + 1) * 100_000_000;
+            c.expire(t, &mut out);
         }
         c.finish(&mut out);
+        (out, c.stats(), flood as u64)
+    }
+
+    /// The conversations of [`flood`]: each direction in one record of 50 packets.
+    fn assert_conversations_whole(out: &[FlowRecord]) {
         let conversations: Vec<_> = out
             .iter()
-            .filter(|r| r.packets > 1 || r.dst_port != 80)
+            .filter(|r| r.aggregate.is_none() && (r.packets > 1 || r.dst_port != 80))
             .collect();
         assert_eq!(conversations.len(), 100, "each direction in one record");
         assert!(conversations
             .iter()
             .all(|r| r.packets == 50 && r.end_reason == EndReason::ForcedEnd));
-        let st = c.stats();
-        assert_eq!(st.flows_created, 100 + flood as u64);
+    }
+
+    #[test]
+    fn a_flood_of_one_packet_flows_leaves_the_conversations_whole() {
+        let (out, st, flood) = flood(None);
+        assert_conversations_whole(&out);
+        assert_eq!(st.flows_created, 100 + flood);
         assert_eq!(st.evicted_probation, st.lack_of_resources);
-        assert!(st.lack_of_resources >= flood as u64 - 1000, "{st:?}");
+        assert!(st.lack_of_resources >= flood - 1000, "{st:?}");
+        assert_eq!(st.rollup, RollupStats::default());
         let packets: u64 = out.iter().map(|r| r.packets).sum();
-        assert_eq!(packets, 50 * 100 + flood as u64);
+        assert_eq!(packets, 50 * 100 + flood);
+    }
+
+    #[test]
+    fn a_flood_rolls_up_into_a_few_aggregates_and_every_packet_is_in_one_record() {
+        let (out, st, flood) = flood(Some(RollupConfig {
+            interval_ns: S,
+            on_per_sec: None,
+        }));
+        assert_conversations_whole(&out);
+        let aggregates: Vec<_> = out.iter().filter(|r| r.aggregate.is_some()).collect();
+        let singles = out.len() - aggregates.len() - 100;
+        // The pressure starts once 64 flows were evicted in a second (the floor for a cache
+        // of 1,000): those leave as records of their own; every later one is rolled up, also
+        // those still in the cache at the end.
+        assert!(singles <= 64, "{singles} one-packet records; {st:?}");
+        assert_eq!(st.evicted_probation as usize, singles);
+        assert_eq!(st.lack_of_resources as usize, singles);
+        assert_eq!(st.rollup.rolled_up as usize + singles, flood as usize);
+        // One aggregate a second (the interval) to 10.0.0.2:80, SYN, from many sources.
+        assert!((5..=7).contains(&aggregates.len()), "{}", aggregates.len());
+        for a in &aggregates {
+            let g = a.aggregate.as_deref().unwrap();
+            assert_eq!(g.kept, ipfix_export::Kept::Destination);
+            assert_eq!(a.dst_addr, "10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+            assert!(a.src_addr.is_unspecified());
+            assert_eq!((a.dst_port, a.protocol, a.tcp_flags), (80, 6, TCP_SYN));
+            assert_eq!(g.flows, a.packets, "one packet a flow");
+            assert_eq!(a.octets, 40 * a.packets);
+            assert_eq!((a.min_ttl, a.max_ttl), (40, 59));
+            let err = (g.distinct as f64 - g.flows as f64).abs() / g.flows as f64;
+            assert!(
+                err < 0.1,
+                "{} sources estimated for {}",
+                g.distinct,
+                g.flows
+            );
+        }
+        assert_eq!(st.rollup.aggregate_records as usize, aggregates.len());
+        // The books: every flow created is in a record or an aggregate, and so is every packet.
+        assert_eq!(
+            st.flows_created,
+            st.records_exported() + st.rollup.rolled_up
+        );
+        assert_eq!(st.records() as usize, out.len());
+        let packets: u64 = out.iter().map(|r| r.packets).sum();
+        assert_eq!(packets, 50 * 100 + flood);
+        assert_eq!(st.rollup.episodes, 1);
+        assert_eq!(st.rollup.active, 1, "the flood was still on at the end");
+    }
+
+    #[test]
+    fn the_pressure_mode_ends_after_calm_seconds_and_does_not_flap() {
+        let mut c = FlowCache::new(CacheConfig {
+            max_flows: 1000,
+            idle_timeout_ns: 3600 * S,
+            ..Default::default()
+        });
+        let mut out = vec![];
+        let mut n = 0u32;
+        let mut syn = |c: &mut FlowCache, t: u64, out: &mut Vec<FlowRecord>| {
+            n += 1;
+            let mut p = pkt(0, 1, 2, 80, TCP_SYN, 40);
+            p.src_addr[..4].copy_from_slice(&(0x0b00_0000 | n).to_be_bytes());
+            c.update(&p, t, out);
+        };
+        // Fill the cache, then 3 s of 1,000 SYNs a second: pressure.
+        for i in 0..1000 {
+            syn(&mut c, S + i, &mut out);
+        }
+        for sec in 1..4u64 {
+            for i in 0..1000 {
+                syn(&mut c, sec * S + i * 1_000_000, &mut out);
+            }
+        }
+        assert_eq!(c.stats().rollup.active, 1);
+        // Then 30 SYNs a second (above a quarter of the 64 that start it: still a flood) for
+        // 10 s: the mode stays on.
+        for sec in 4..14u64 {
+            for i in 0..30 {
+                syn(&mut c, sec * S + i * 10_000_000, &mut out);
+            }
+            c.expire(sec * S + 999_000_000, &mut out);
+        }
+        assert_eq!(c.stats().rollup.active, 1, "{:?}", c.stats().rollup);
+        // Then 5 SYNs a second: after five calm seconds the mode ends and the aggregates leave.
+        for sec in 14..22u64 {
+            for i in 0..5 {
+                syn(&mut c, sec * S + i * 100_000_000, &mut out);
+            }
+            c.expire(sec * S + 999_000_000, &mut out);
+        }
+        let st = c.stats();
+        assert_eq!(st.rollup.active, 0, "{:?}", st.rollup);
+        assert_eq!(st.rollup.episodes, 1);
+        assert!(
+            (19 * S..=20 * S).contains(&st.rollup.last_ended_ns),
+            "{:?}",
+            st.rollup
+        );
+        // After it ended, evicted flows leave one record each again.
+        let before = st.lack_of_resources;
+        syn(&mut c, 22 * S, &mut out);
+        assert_eq!(c.stats().lack_of_resources, before + 1);
+        c.finish(&mut out);
+        let st = c.stats();
+        assert_eq!(
+            st.flows_created,
+            st.records_exported() + st.rollup.rolled_up
+        );
+        let packets: u64 = out.iter().map(|r| r.packets).sum();
+        assert_eq!(packets, n as u64);
+    }
+
+    #[test]
+    fn a_flooded_servers_answers_roll_up_by_source_and_a_full_table_into_a_catch_all() {
+        let mut c = FlowCache::new(CacheConfig {
+            max_flows: 1000,
+            ..Default::default()
+        });
+        let mut out = vec![];
+        let mut t = S;
+        // SYNs to 10.0.0.2:80 from random sources, each answered by a SYN-ACK; and UDP to
+        // 5,000 different destinations (more than the 64 keyed aggregates of a small cache).
+        for i in 0..5000u32 {
+            let mut p = pkt(0, 1000, 2, 80, TCP_SYN, 40);
+            p.src_addr[..4].copy_from_slice(&(0x0b00_0000 | i).to_be_bytes());
+            let mut a = p;
+            std::mem::swap(&mut a.src_addr, &mut a.dst_addr);
+            std::mem::swap(&mut a.src_port, &mut a.dst_port);
+            a.tcp_flags = TCP_SYN | TCP_ACK;
+            let mut u = pkt(3, 53, 0, 9999, 0, 60);
+            u.protocol = crate::wire::transport::PROTO_UDP;
+            u.dst_addr[..4].copy_from_slice(&(0x0c00_0000 | i).to_be_bytes());
+            for f in [p, a, u] {
+                t += 10_000;
+                c.update(&f, t, &mut out);
+            }
+        }
+        c.finish(&mut out);
+        let agg = |kept| {
+            out.iter()
+                .filter(|r| r.aggregate.as_ref().is_some_and(|a| a.kept == kept))
+                .collect::<Vec<_>>()
+        };
+        let by_src = agg(ipfix_export::Kept::Source);
+        assert_eq!(by_src.len(), 1);
+        let a = by_src[0];
+        assert_eq!(a.src_addr, "10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!((a.src_port, a.tcp_flags), (80, TCP_SYN | TCP_ACK));
+        assert!(a.dst_addr.is_unspecified());
+        let g = a.aggregate.as_deref().unwrap();
+        assert!(g.flows > 4000, "{g:?}");
+        assert!(
+            (g.distinct as f64 / g.flows as f64 - 1.0).abs() < 0.1,
+            "{g:?}"
+        );
+        let catch_all = agg(ipfix_export::Kept::Neither);
+        assert_eq!(
+            catch_all.len(),
+            1,
+            "UDP past the table's 64 keys: one catch-all"
+        );
+        assert_eq!(catch_all[0].protocol, crate::wire::transport::PROTO_UDP);
+        let st = c.stats();
+        assert!(st.rollup.rolled_into_catch_all > 4000, "{:?}", st.rollup);
+        assert!(agg(ipfix_export::Kept::Destination).len() <= 64 + 1);
+        let packets: u64 = out.iter().map(|r| r.packets).sum();
+        assert_eq!(packets, 15_000);
+        assert_eq!(
+            st.flows_created,
+            st.records_exported() + st.rollup.rolled_up
+        );
     }
 
     #[test]

@@ -5,14 +5,17 @@
 
 pub mod cache;
 pub mod dedup;
+pub mod distinct;
 pub mod fragments;
 pub mod hash;
 pub mod index;
 pub mod key;
 pub mod memory;
+pub mod rollup;
 
 pub use cache::{CacheConfig, CacheStats, FlowCache};
 pub use dedup::Dedup;
 pub use fragments::{FragmentStats, FragmentTable};
 pub use hash::{symmetric_hash, worker_of, HashKey};
 pub use key::FlowKey;
+pub use rollup::{RollupConfig, RollupStats};

@@ -71,6 +71,7 @@ fn record(d: &mut &[u8]) -> FlowRecord {
         ingress_interface: u32::from(s[14]),
         app: None,
         community_id: None,
+        aggregate: None,
     }
 }
 
