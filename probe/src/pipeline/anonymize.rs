@@ -106,8 +106,17 @@ impl CryptoPan {
 
     /// Anonymizes a record's addresses and clears its MAC addresses.
     pub fn record(&self, r: &mut FlowRecord) {
-        r.src_addr = self.ip(r.src_addr);
-        r.dst_addr = self.ip(r.dst_addr);
+        // An aggregate's "any address" side (0.0.0.0/0) says nothing about anyone: it stays.
+        let any = r
+            .aggregate
+            .as_deref()
+            .map(|a| a.prefix_lengths(r.is_ipv6()));
+        if any.is_none_or(|(src_len, _)| src_len != 0) {
+            r.src_addr = self.ip(r.src_addr);
+        }
+        if any.is_none_or(|(_, dst_len)| dst_len != 0) {
+            r.dst_addr = self.ip(r.dst_addr);
+        }
         r.src_mac = [0; 6];
         r.dst_mac = [0; 6];
         if let Some(t) = &mut r.tunnel {

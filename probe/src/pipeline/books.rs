@@ -374,6 +374,18 @@ impl RunReport {
                 // Of lackOfResources: one-packet flows evicted from probation before any flow
                 // with history (the segmented cache under a flood).
                 "evicted_from_probation": self.flows.evicted_probation,
+                // Under a flood: one-packet flows rolled into aggregate records (not in
+                // "exported"), and when the pressure mode was on. created = exported +
+                // rolled_up + active.
+                "rolled_up": self.flows.rollup.rolled_up,
+                "rolled_into_catch_all": self.flows.rollup.rolled_into_catch_all,
+                "aggregate_records": self.flows.rollup.aggregate_records,
+                "flood": {
+                    "episodes": self.flows.rollup.episodes,
+                    "first_began": iso_time(self.flows.rollup.first_began_ns),
+                    "last_ended": iso_time(self.flows.rollup.last_ended_ns),
+                    "workers_in_flood_at_end": self.flows.rollup.active,
+                },
             },
             "export": {
                 "records": e.records,
@@ -553,6 +565,29 @@ impl RunReport {
                 fl.evicted_probation, fl.lack_of_resources
             );
         }
+        let r = &fl.rollup;
+        if r.episodes > 0 {
+            s += &format!(
+                "  flood: {} one-packet flows rolled up into {} aggregate records{}; pressure began {} times, first at {}, last ended {}\n",
+                r.rolled_up,
+                r.aggregate_records,
+                if r.rolled_into_catch_all > 0 {
+                    format!(
+                        " ({} of them into catch-alls: the aggregate table was full)",
+                        r.rolled_into_catch_all
+                    )
+                } else {
+                    String::new()
+                },
+                r.episodes,
+                iso_time(r.first_began_ns).unwrap_or_default(),
+                if r.active > 0 {
+                    "never (still on at the end)".to_string()
+                } else {
+                    iso_time(r.last_ended_ns).unwrap_or_default()
+                }
+            );
+        }
         if fl.paired_reverse > 0 {
             s += &format!(
                 "  biflows: {} reverse directions paired with their initiators: {} records\n",
@@ -649,4 +684,9 @@ fn destination_json(d: &DestinationReport) -> Value {
         "netflow5_clamped": d.netflow.clamped,
         "netflow_undatable": d.netflow.undatable,
     })
+}
+
+/// A packet time as UTC text (`2023-11-14T22:13:20.000000000Z`), `None` for 0 (never).
+fn iso_time(ns: u64) -> Option<String> {
+    (ns != 0).then(|| pcap_ring::format_utc(ns))
 }

@@ -254,7 +254,8 @@ pub fn spawn_with_control(
                             }
                             // Over the addresses exported: anonymized ones under --anonymize.
                             if let Some(seed) = cfg.community_id {
-                                batch.iter_mut().for_each(|r| {
+                                // An aggregate is no conversation: it has no Community ID.
+                                batch.iter_mut().filter(|r| r.aggregate.is_none()).for_each(|r| {
                                     r.community_id =
                                         Some(probe_core::community_id::of_record(seed, r));
                                 });
@@ -446,6 +447,15 @@ pub fn write_table_row(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()
     if r.app.is_some() || r.community_id.is_some() {
         write!(w, "  {}", app_summary(r))?;
     }
+    if let Some(a) = &r.aggregate {
+        // The side rolled away reads as "any" in the address column already (0.0.0.0).
+        let away = if a.kept == ipfix_export::Kept::Source {
+            "destinations"
+        } else {
+            "sources"
+        };
+        write!(w, "  aggregate: {} flows, ~{} {away}", a.flows, a.distinct)?;
+    }
     writeln!(w)?;
     // A biflow's responder gets the next line (its application fields are on the first).
     match r.reverse_record() {
@@ -632,6 +642,26 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
     }
     if let Some(a) = &r.app {
         app_json(a, &mut obj);
+    }
+    if let Some(a) = &r.aggregate {
+        // RFC 7015's elements, as the IPFIX record carries them.
+        let v6 = r.is_ipv6();
+        let (src_len, dst_len) = a.prefix_lengths(v6);
+        let (s, d) = if v6 {
+            ("sourceIPv6PrefixLength", "destinationIPv6PrefixLength")
+        } else {
+            ("sourceIPv4PrefixLength", "destinationIPv4PrefixLength")
+        };
+        obj.insert(s.into(), Value::from(src_len));
+        obj.insert(d.into(), Value::from(dst_len));
+        obj.insert("deltaFlowCount".into(), Value::from(a.flows));
+        obj.insert("originalFlowsPresent".into(), Value::from(a.flows));
+        let distinct = if a.kept == ipfix_export::Kept::Source {
+            "distinctCountOfDestinationIPAddress"
+        } else {
+            "distinctCountOfSourceIPAddress"
+        };
+        obj.insert(distinct.into(), Value::from(a.distinct));
     }
     serde_json::to_writer(&mut *w, &Value::Object(obj))?;
     w.write_all(b"\n")
