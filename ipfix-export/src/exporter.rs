@@ -5,7 +5,15 @@
 //! message, stream transports queue in a bounded backlog owned by their I/O thread. Each
 //! destination's losses are counted with the flows, packets and octets they carried, and told
 //! to that collector in the exporting-process reliability record.
+//!
+//! Live, the exporter never waits on a destination (issue #28): a record that a destination
+//! cannot take now (its UDP pace is spent, its stream backlog is full) waits in that
+//! destination's own [`Backlog`], which sends conversations before aggregates before
+//! one-packet flows and, when full, drops the least worth keeping first. Reading a file, the
+//! exporter waits for the pace instead ([`ExporterConfig::wait_for_pace`]): a file can be read
+//! faster than any collector, and nothing needs to be lost for it.
 
+use crate::backlog::Backlog;
 use crate::destination::Destination;
 use crate::encoder::{
     ConfigError, EncoderConfig, EncoderStats, Message, MessageEncoder, Sent, Statistics,
@@ -16,7 +24,7 @@ use crate::options::{FlowTotals, MeteringCounts};
 use crate::record::FlowRecord;
 use crate::stream::{Log, StreamConfig, StreamProtocol, StreamSender};
 use crate::udp::{Pacer, UdpSender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How the exporting process runs.
 #[derive(Clone)]
@@ -32,6 +40,11 @@ pub struct ExporterConfig {
     pub stream_max_backoff: Duration,
     /// CA, server name and client certificate for `tls://` collectors.
     pub tls: crate::tls::TlsSettings,
+    /// Records held for each destination while it cannot take them (live only).
+    pub backlog_records: usize,
+    /// Wait for a UDP destination's pace instead of queueing (reading files: lossless, the
+    /// reader slows down). Live capture queues and never waits.
+    pub wait_for_pace: bool,
 }
 
 impl Default for ExporterConfig {
@@ -43,6 +56,8 @@ impl Default for ExporterConfig {
             stream_connect_timeout: Duration::from_secs(3),
             stream_max_backoff: Duration::from_secs(30),
             tls: crate::tls::TlsSettings::default(),
+            backlog_records: 262_144,
+            wait_for_pace: true,
         }
     }
 }
@@ -78,6 +93,11 @@ pub struct DestinationReport {
     pub sessions: u64,
     /// NetFlow v5: IPv6 flows it cannot carry, and clamped counters.
     pub netflow: NetflowLosses,
+    /// Records the destination's backlog dropped for lack of room (or left at the end), by
+    /// [`Priority`] (index = priority); part of `not_sent`.
+    pub backlog_dropped: [FlowTotals; 3],
+    /// The most records its backlog held at once.
+    pub backlog_peak: usize,
 }
 
 enum Encoder {
@@ -96,12 +116,25 @@ struct Sink {
     url: String,
     encoder: Encoder,
     output: Output,
+    backlog: Backlog,
+}
+
+/// Encodes one record for one destination and sends what it completes. `wait`: the UDP pace
+/// may sleep (files); otherwise it only counts.
+fn encode(s: &mut Sink, rec: &FlowRecord, now_secs: u32, log: &Log, wait: bool) {
+    let (url, out) = (&s.url, &mut s.output);
+    let emit = |m: Message<'_>| out.send(url, m, now_secs, log, wait);
+    match &mut s.encoder {
+        Encoder::Ipfix(e) => e.push(rec, now_secs, emit),
+        Encoder::V9(e) => e.push(rec, now_secs, emit),
+        Encoder::V5(e) => e.push(rec, now_secs, emit),
+    }
 }
 
 /// Sends a destination's partly filled message (and due template refreshes); flushes a file.
-fn flush_sink(s: &mut Sink, now_secs: u32, log: &Log) {
+fn flush_sink(s: &mut Sink, now_secs: u32, log: &Log, wait: bool) {
     let (url, out) = (&s.url, &mut s.output);
-    let emit = |m: Message<'_>| out.send(url, m, now_secs, log);
+    let emit = |m: Message<'_>| out.send(url, m, now_secs, log, wait);
     match &mut s.encoder {
         Encoder::Ipfix(e) => e.flush(now_secs, emit),
         Encoder::V9(e) => e.flush(now_secs, emit),
@@ -144,10 +177,14 @@ pub struct Exporter {
 }
 
 impl Output {
-    fn send(&mut self, url: &str, m: Message<'_>, now_secs: u32, log: &Log) {
+    fn send(&mut self, url: &str, m: Message<'_>, now_secs: u32, log: &Log, wait: bool) {
         let err = match self {
             Output::Udp(s, pacer) => {
-                pacer.wait();
+                if wait {
+                    pacer.wait();
+                } else {
+                    pacer.spend(Instant::now());
+                }
                 s.send(&m)
             }
             Output::Stream(s) => {
@@ -160,6 +197,24 @@ impl Output {
             log(&format!(
                 "{url}: {e}; messages are counted as lost until it recovers"
             ));
+        }
+    }
+
+    /// Whether a record may be encoded for this output now without waiting or losing it.
+    fn ready(&self, now: Instant) -> bool {
+        match self {
+            Output::Udp(_, pacer) => pacer.ready(now),
+            Output::Stream(s) => s.has_room(),
+            Output::File(_) => true,
+        }
+    }
+
+    /// How long until [`Self::ready`], at most a guess for a stream (its I/O thread decides).
+    fn until_ready(&self, now: Instant) -> Duration {
+        match self {
+            Output::Udp(_, pacer) => pacer.until_ready(now),
+            Output::Stream(_) => Duration::from_millis(10),
+            Output::File(_) => Duration::ZERO,
         }
     }
 }
@@ -273,6 +328,7 @@ impl Exporter {
             url,
             encoder,
             output,
+            backlog: Backlog::new(cfg.backlog_records),
         });
         Ok(())
     }
@@ -283,7 +339,13 @@ impl Exporter {
         let Some(i) = self.sinks.iter().position(|s| s.url == url) else {
             return false;
         };
-        flush_sink(&mut self.sinks[i], now_secs, &self.log);
+        self.drain_backlog(i, now_secs, drain);
+        flush_sink(
+            &mut self.sinks[i],
+            now_secs,
+            &self.log,
+            self.cfg.wait_for_pace,
+        );
         close_output(&mut self.sinks[i], drain, &self.log);
         let report = self.report_of(i);
         self.sinks.remove(i);
@@ -307,23 +369,67 @@ impl Exporter {
         self.sinks.is_empty()
     }
 
-    /// Encodes one record for every destination.
+    /// Encodes one record for every destination; live, a destination that cannot take it
+    /// now gets it in its backlog (see the module doc).
     pub fn push(&mut self, rec: &FlowRecord, now_secs: u32) {
+        let wait = self.cfg.wait_for_pace;
+        let now = Instant::now();
         for s in &mut self.sinks {
-            let (url, out, log) = (&s.url, &mut s.output, &self.log);
-            let emit = |m: Message<'_>| out.send(url, m, now_secs, log);
-            match &mut s.encoder {
-                Encoder::Ipfix(e) => e.push(rec, now_secs, emit),
-                Encoder::V9(e) => e.push(rec, now_secs, emit),
-                Encoder::V5(e) => e.push(rec, now_secs, emit),
+            if !wait && (!s.backlog.is_empty() || !s.output.ready(now)) {
+                s.backlog.push(rec.clone());
+                continue;
+            }
+            encode(s, rec, now_secs, &self.log, wait);
+        }
+    }
+
+    /// Sends from each destination's backlog what its pace allows now. Returns how long until
+    /// a destination with records waiting can take the next one (`None`: nothing waits).
+    pub fn service(&mut self, now_secs: u32) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next: Option<Duration> = None;
+        for s in &mut self.sinks {
+            while !s.backlog.is_empty() && s.output.ready(now) {
+                let rec = s.backlog.pop().expect("not empty");
+                encode(s, &rec, now_secs, &self.log, false);
+            }
+            if !s.backlog.is_empty() {
+                let d = s.output.until_ready(now);
+                next = Some(next.map_or(d, |n| n.min(d)));
             }
         }
+        next
+    }
+
+    /// Records waiting in the destinations' backlogs.
+    pub fn backlog_len(&self) -> usize {
+        self.sinks.iter().map(|s| s.backlog.len()).sum()
+    }
+
+    /// Sends destination `i`'s backlog, waiting for its pace for at most `drain`; what is left
+    /// then is dropped and counted.
+    fn drain_backlog(&mut self, i: usize, now_secs: u32, drain: Duration) {
+        let until = Instant::now() + drain;
+        let s = &mut self.sinks[i];
+        while !s.backlog.is_empty() && Instant::now() < until {
+            let now = Instant::now();
+            if s.output.ready(now) {
+                let rec = s.backlog.pop().expect("not empty");
+                encode(s, &rec, now_secs, &self.log, false);
+            } else {
+                std::thread::sleep(s.output.until_ready(now).clamp(
+                    Duration::from_micros(100),
+                    until.saturating_duration_since(now),
+                ));
+            }
+        }
+        s.backlog.abandon();
     }
 
     /// Sends partly filled messages (and due template refreshes); flushes files.
     pub fn flush(&mut self, now_secs: u32) {
         for s in &mut self.sinks {
-            flush_sink(s, now_secs, &self.log);
+            flush_sink(s, now_secs, &self.log, self.cfg.wait_for_pace);
         }
     }
 
@@ -352,7 +458,7 @@ impl Exporter {
                     sent,
                     not_sent,
                 };
-                e.push_statistics(now_secs, &stats, |m| out.send(url, m, now_secs, log));
+                e.push_statistics(now_secs, &stats, |m| out.send(url, m, now_secs, log, false));
             }
         }
     }
@@ -373,6 +479,8 @@ impl Exporter {
             Encoder::V9(e) => r.netflow = e.losses(),
             Encoder::Ipfix(_) => {}
         }
+        r.backlog_dropped = s.backlog.dropped();
+        r.backlog_peak = s.backlog.peak();
         match &s.output {
             Output::Udp(u, _) => {
                 let st = u.stats();
@@ -401,6 +509,9 @@ impl Exporter {
                 r.sessions = st.files;
             }
         }
+        for d in r.backlog_dropped {
+            r.not_sent += d;
+        }
         r
     }
 
@@ -412,6 +523,9 @@ impl Exporter {
     /// Flushes everything, gives stream collectors up to `drain` to take what is queued, closes
     /// files, and returns the final reports.
     pub fn finish(mut self, now_secs: u32, drain: Duration) -> Vec<DestinationReport> {
+        for i in 0..self.sinks.len() {
+            self.drain_backlog(i, now_secs, drain);
+        }
         self.flush(now_secs);
         for s in &mut self.sinks {
             close_output(s, drain, &self.log);
@@ -419,5 +533,94 @@ impl Exporter {
         let mut reports = std::mem::take(&mut self.retired);
         reports.extend(self.reports());
         reports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::tests::sample;
+    use crate::TimePrecision;
+
+    /// Data records per template ID in the datagrams `rx` received.
+    fn records_by_template(rx: &std::net::UdpSocket) -> std::collections::BTreeMap<u16, usize> {
+        let mut by = std::collections::BTreeMap::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = rx.recv(&mut buf) {
+            let mut pos = crate::MESSAGE_HEADER_LEN;
+            while pos + 4 <= n {
+                let id = u16::from_be_bytes([buf[pos], buf[pos + 1]]);
+                let len = u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]) as usize;
+                let per = match id {
+                    256 => Some(77),
+                    257 => Some(101),
+                    _ => None,
+                };
+                if let Some(per) = per {
+                    *by.entry(id).or_default() += (len - 4) / per;
+                }
+                pos += len;
+            }
+        }
+        by
+    }
+
+    #[test]
+    fn live_a_paced_collector_gets_conversations_first_and_the_exporter_never_waits() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let cfg = ExporterConfig {
+            // 200 messages a second, 100 records of room.
+            max_udp_messages_per_sec: Some(200),
+            backlog_records: 100,
+            wait_for_pace: false,
+            ..ExporterConfig::default()
+        };
+        let log: Log = std::sync::Arc::new(|_: &str| {});
+        let mut e = Exporter::new(
+            &cfg,
+            &[Destination::Udp(rx.local_addr().unwrap())],
+            || Box::new(|p: &std::path::Path, _| p.to_path_buf()),
+            log,
+        )
+        .unwrap();
+        // A flood's one-packet flows (IPv4) with 50 conversations (IPv6) among them, far
+        // faster than 200 messages a second carry.
+        let single = FlowRecord {
+            packets: 1,
+            ..sample(false, TimePrecision::Micros)
+        };
+        let conversation = sample(true, TimePrecision::Micros);
+        let t = Instant::now();
+        for i in 0..5000 {
+            e.push(&single, 1);
+            if i % 100 == 0 {
+                e.push(&conversation, 1);
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(e.backlog_len() <= 100);
+        while let Some(d) = e.service(1) {
+            std::thread::sleep(d.max(Duration::from_micros(100)));
+        }
+        let reports = e.finish(1, Duration::from_secs(1));
+        let got = records_by_template(&rx);
+        let r = &reports[0];
+        assert_eq!(
+            got.get(&257),
+            Some(&50),
+            "every conversation arrived: {got:?} {r:?}"
+        );
+        let singles_sent = *got.get(&256).unwrap_or(&0) as u64;
+        assert_eq!(r.backlog_dropped[0].flows, 0);
+        assert_eq!(r.backlog_dropped[2].flows, 5000 - singles_sent, "{r:?}");
+        assert_eq!(r.not_sent.flows, 5000 - singles_sent);
+        assert_eq!(r.records_sent, 50 + singles_sent);
+        assert_eq!(r.backlog_peak, 100);
     }
 }

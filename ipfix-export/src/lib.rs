@@ -22,6 +22,7 @@
 
 pub mod aggregate;
 pub mod app;
+pub mod backlog;
 #[cfg(feature = "io")]
 pub mod destination;
 pub mod encoder;
@@ -41,6 +42,7 @@ pub mod tls;
 #[cfg(feature = "io")]
 pub mod udp;
 
+pub use backlog::{Backlog, Priority};
 #[cfg(feature = "io")]
 pub use destination::{Destination, FileSpec};
 pub use encoder::{

@@ -160,6 +160,15 @@ impl StreamSender {
         format!("{}://{}", self.cfg.protocol.scheme(), self.cfg.addr)
     }
 
+    /// Whether the message backlog has room for a few more messages (a message and the
+    /// statistics or templates that may follow it): while it has none, the exporter keeps
+    /// records in its priority backlog rather than losing the next message here.
+    pub fn has_room(&self) -> bool {
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.len() < self.cfg.backlog_messages.saturating_sub(3).max(1))
+    }
+
     /// Queues one message; never waits. A full backlog drops it and counts what it held.
     pub fn send(&mut self, msg: &Message<'_>) {
         let item = Item {

@@ -125,6 +125,27 @@ impl Pacer {
         }
         self.next = self.next.max(now) + interval;
     }
+
+    /// Whether a message may leave at `now` without waiting (the non-blocking side, for an
+    /// exporter that queues what must wait instead of sleeping).
+    pub fn ready(&self, now: Instant) -> bool {
+        self.interval.is_none() || self.next <= now + PACER_SLACK
+    }
+
+    /// How long from `now` until [`Self::ready`].
+    pub fn until_ready(&self, now: Instant) -> Duration {
+        match self.interval {
+            None => Duration::ZERO,
+            Some(_) => self.next.saturating_duration_since(now + PACER_SLACK),
+        }
+    }
+
+    /// Counts one message sent at `now` without waiting for its turn.
+    pub fn spend(&mut self, now: Instant) {
+        if let Some(interval) = self.interval {
+            self.next = self.next.max(now) + interval;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,12 @@ pub struct ExportArgs {
     /// newest are dropped and counted.
     #[arg(long, value_name = "MESSAGES", default_value_t = 65_536, value_parser = parse_nonzero)]
     pub stream_backlog: usize,
+    /// Live capture: flow records held for each collector while it cannot take them (its
+    /// --max-export-rate is spent, its --stream-backlog full). They leave conversations
+    /// first, then flood aggregates, then one-packet flows; when it is full the one-packet
+    /// flows are dropped first. Every drop is counted per collector.
+    #[arg(long, value_name = "RECORDS", default_value_t = 262_144, value_parser = parse_nonzero)]
+    pub export_backlog: usize,
     /// Anonymize exported addresses with Crypto-PAn (prefix-preserving) under the 32-byte key
     /// in this file, and clear MAC addresses. Applies to every collector, file and --print; the
     /// PCAP ring keeps the real packets.

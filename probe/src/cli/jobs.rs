@@ -17,7 +17,9 @@ use std::time::Duration;
 
 impl ExportArgs {
     /// The exporter's configuration for what `meter` produces (biflows, tunnelled flows).
-    pub fn export_config(&self, meter: &MeterArgs) -> ExportConfig {
+    /// The exporter's configuration. `live`: never wait on a collector (queue in each
+    /// destination's backlog, drop by priority); reading files waits for the UDP pace instead.
+    pub fn export_config(&self, meter: &MeterArgs, live: bool) -> ExportConfig {
         let biflow = meter.biflow;
         ExportConfig {
             exporter: ExporterConfig {
@@ -35,6 +37,8 @@ impl ExportArgs {
                 },
                 max_udp_messages_per_sec: Some(self.max_export_rate).filter(|&r| r > 0),
                 stream_backlog_messages: self.stream_backlog,
+                backlog_records: self.export_backlog,
+                wait_for_pace: !live,
                 tls: ipfix_export::TlsSettings {
                     ca_file: self.tls_ca.clone(),
                     server_name: self.tls_server_name.clone(),
@@ -81,7 +85,7 @@ impl MeterArgs {
                 biflow: self.biflow,
                 advise: Some(crate::sys::memory::huge_pages),
                 hash_seed: Some(crate::sys::random::seed()),
-                rollup: (!self.no_aggregate).then(|| RollupConfig {
+                rollup: (!self.no_aggregate).then_some(RollupConfig {
                     interval_ns: self.aggregate_interval.as_nanos() as u64,
                     on_per_sec: None,
                 }),
@@ -126,7 +130,7 @@ impl ReadArgs {
         let pcap = self.pcap.config();
         Ok(ReadConfig {
             files: self.files.clone(),
-            export: self.export.export_config(&self.meter),
+            export: self.export.export_config(&self.meter, false),
             meter: self.meter.config(&pcap)?,
             pcap,
         })
@@ -157,7 +161,7 @@ impl CaptureArgs {
             no_promisc: self.no_promisc,
             busy_poll: self.busy_poll,
             duration: self.duration,
-            export: self.export.export_config(&self.meter),
+            export: self.export.export_config(&self.meter, true),
             meter: self.meter.config(&pcap)?,
             pcap,
             metrics: self.metrics,

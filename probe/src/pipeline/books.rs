@@ -638,6 +638,17 @@ impl RunReport {
                     d.encoder.app_fields_cut, d.encoder.app_fields_dropped
                 );
             }
+            let dropped: u64 = d.backlog_dropped.iter().map(|t| t.flows).sum();
+            if dropped > 0 {
+                s += &format!(
+                    ", {} records dropped from its backlog ({} conversations, {} aggregates, {} one-packet flows; it held at most {})",
+                    dropped,
+                    d.backlog_dropped[0].flows,
+                    d.backlog_dropped[1].flows,
+                    d.backlog_dropped[2].flows,
+                    d.backlog_peak
+                );
+            }
             if d.netflow.not_exportable.flows > 0 {
                 s += &format!(
                     ", {} IPv6 flows not exportable in NetFlow v5",
@@ -683,6 +694,14 @@ fn destination_json(d: &DestinationReport) -> Value {
         "netflow5_not_exportable": totals(&d.netflow.not_exportable),
         "netflow5_clamped": d.netflow.clamped,
         "netflow_undatable": d.netflow.undatable,
+        // Live: records that waited for this collector (its pace spent or its stream backlog
+        // full), the most at once, and those dropped for lack of room by priority (part of
+        // not_sent).
+        "backlog_peak": d.backlog_peak,
+        "backlog_dropped": ipfix_export::Priority::ALL
+            .iter()
+            .map(|&p| (p.name().to_string(), totals(&d.backlog_dropped[p as usize])))
+            .collect::<serde_json::Map<_, _>>(),
     })
 }
 

@@ -237,7 +237,12 @@ pub fn spawn_with_control(
                     exporter.flush(unix_secs());
                     last_flush = Instant::now();
                 }
-                let wait = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
+                // Records waiting for a destination's pace leave as it allows.
+                let backlog_due = exporter.service(unix_secs());
+                let wait = FLUSH_EVERY
+                    .saturating_sub(last_flush.elapsed())
+                    .min(backlog_due.unwrap_or(Duration::MAX))
+                    .max(Duration::from_micros(200));
                 crossbeam_channel::select! {
                     recv(control) -> c => {
                         match c {
@@ -273,10 +278,9 @@ pub fn spawn_with_control(
                         }
                         Err(_) => break,
                     },
-                    default(wait) => {
-                        exporter.flush(unix_secs());
-                        last_flush = Instant::now();
-                    }
+                    // The loop's top flushes when a second has passed; a shorter wait was
+                    // for a backlog's pace.
+                    default(wait) => {}
                 }
                 if last_statistics.elapsed() >= cfg.options_interval {
                     last_statistics = Instant::now();
