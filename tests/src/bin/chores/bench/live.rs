@@ -83,6 +83,18 @@ pub fn run_tool(
     cmd: &mut Command,
     stop: Stop,
 ) -> Result<(u64, Measured)> {
+    run_tool_sampled(lab, conf, seconds, cmd, stop).map(|(o, m, _)| (o, m))
+}
+
+/// [`run_tool`], also sampling the tool's resident memory (VmRSS, KiB) every half second
+/// from the start of the flood to its end.
+pub fn run_tool_sampled(
+    lab: &Lab,
+    conf: &Path,
+    seconds: u64,
+    cmd: &mut Command,
+    stop: Stop,
+) -> Result<(u64, Measured, Vec<i64>)> {
     let shown = format!("{cmd:?}");
     let start = Instant::now();
     let child = cmd
@@ -92,7 +104,23 @@ pub fn run_tool(
         .spawn()
         .with_context(|| format!("start {shown}"))?;
     std::thread::sleep(Duration::from_secs(2));
-    let offered = trafgen(lab, conf, seconds)?;
+    let pid = child.id();
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let flooding = flooding.clone();
+        std::thread::spawn(move || {
+            let mut samples = vec![];
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                samples.push(super::vm_rss_kb(pid));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            samples
+        })
+    };
+    let offered = trafgen(lab, conf, seconds);
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().unwrap_or_default();
+    let offered = offered?;
     // Let the tool catch up with what is still queued before stopping it.
     std::thread::sleep(Duration::from_secs(1));
     match &stop {
@@ -112,7 +140,7 @@ pub fn run_tool(
     }
     // softflowd exits with status 1 after a requested shutdown.
     let m = wait_measured(child, start, &shown, matches!(stop, Stop::Softflowctl(_)))?;
-    Ok((offered, m))
+    Ok((offered, m, samples))
 }
 
 /// Waits for a signalled child, sampling its peak RSS, and returns its own CPU time.
@@ -166,7 +194,7 @@ fn wait_measured(
 }
 
 /// Floods from namespace A on CPU 0 for `seconds`; returns the frames trafgen sent.
-fn trafgen(lab: &Lab, conf: &Path, seconds: u64) -> Result<u64> {
+pub(crate) fn trafgen(lab: &Lab, conf: &Path, seconds: u64) -> Result<u64> {
     let out = Command::new("ip")
         .args(["netns", "exec", &lab.ns_a, "taskset", "-c", "0"])
         .args(["timeout", "-s", "INT", &seconds.to_string()])
@@ -183,7 +211,7 @@ fn trafgen(lab: &Lab, conf: &Path, seconds: u64) -> Result<u64> {
         .with_context(|| format!("no packet count in trafgen's output:\n{text}"))
 }
 
-fn in_lab_on_cpu1(lab: &Lab, program: &Path) -> Command {
+pub(crate) fn in_lab_on_cpu1(lab: &Lab, program: &Path) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &lab.ns_b, "taskset", "-c", "1"])
         .arg(program);

@@ -432,11 +432,21 @@ pub(crate) fn measure(cmd: &mut Command) -> Result<Measured> {
 
 /// VmHWM of a live process, in KiB (0 once it has exited).
 pub(crate) fn vm_hwm_kb(pid: u32) -> i64 {
+    status_kb(pid, "VmHWM:")
+}
+
+/// A process's resident memory now (VmRSS, KiB; 0 once it is gone).
+pub(crate) fn vm_rss_kb(pid: u32) -> i64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A KiB field of /proc/PID/status (0 when the process or the field is gone).
+fn status_kb(pid: u32, field: &str) -> i64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
