@@ -149,30 +149,30 @@ impl Layout {
 
     /// The fields of this layout, in wire order.
     pub fn fields(self) -> impl Iterator<Item = &'static FieldSpec> + Clone {
-        let agg: &'static [FieldSpec] = if self.agg != 0 {
+        // Three runs of fields, then the application ones: a flow's own fields, its tunnel's
+        // and its reverse direction's; or an aggregate's three runs.
+        let [base, tunnel, reverse] = if self.agg != 0 {
             crate::aggregate::fields(self.agg, self.v6, self.icmp)
         } else {
-            &[]
+            let all: &'static [FieldSpec; 24] = match (self.v6, self.icmp) {
+                (false, false) => &IPV4_FIELDS,
+                (false, true) => &IPV4_ICMP_FIELDS,
+                (true, false) => &IPV6_FIELDS,
+                (true, true) => &IPV6_ICMP_FIELDS,
+            };
+            let base: &'static [FieldSpec] = if self.nanos {
+                &all[..]
+            } else {
+                &all[..all.len() - 2]
+            };
+            let tunnel: &'static [FieldSpec] = match self.outer {
+                0 => &[],
+                1 => &ie::TUNNEL_V4_FIELDS,
+                _ => &ie::TUNNEL_V6_FIELDS,
+            };
+            let reverse: &'static [FieldSpec] = if self.bi { &ie::REVERSE_FIELDS } else { &[] };
+            [base, tunnel, reverse]
         };
-        let all: &'static [FieldSpec; 24] = match (self.v6, self.icmp) {
-            (false, false) => &IPV4_FIELDS,
-            (false, true) => &IPV4_ICMP_FIELDS,
-            (true, false) => &IPV6_FIELDS,
-            (true, true) => &IPV6_ICMP_FIELDS,
-        };
-        let base = if self.agg != 0 {
-            agg
-        } else if self.nanos {
-            &all[..]
-        } else {
-            &all[..all.len() - 2]
-        };
-        let tunnel: &'static [FieldSpec] = match self.outer {
-            0 => &[],
-            1 => &ie::TUNNEL_V4_FIELDS,
-            _ => &ie::TUNNEL_V6_FIELDS,
-        };
-        let reverse: &'static [FieldSpec] = if self.bi { &ie::REVERSE_FIELDS } else { &[] };
         base.iter()
             .chain(tunnel)
             .chain(reverse)

@@ -63,6 +63,45 @@ pub fn run_probe(args: &[&str]) -> Output {
     out
 }
 
+/// [`run_probe`], which must succeed: panics with the probe's stderr otherwise.
+pub fn run_probe_ok(args: &[&str]) -> Output {
+    let out = run_probe(args);
+    assert!(
+        out.status.success(),
+        "probe {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs the probe with `args` and returns its own peak resident set in KiB (wait4's rusage of
+/// that one child, not of every child the test process has had).
+// The child is reaped by wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn peak_rss_kib(args: &[&str]) -> i64 {
+    let child = Command::new(crate::probe_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 on our own child's pid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(
+        pid,
+        child.id() as i32,
+        "wait4: {}",
+        std::io::Error::last_os_error()
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "probe {args:?} failed: status {status}"
+    );
+    ru.ru_maxrss
+}
+
 /// Reads `--stats-json` output.
 pub fn read_books(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("stats json written")).unwrap()

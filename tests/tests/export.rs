@@ -68,7 +68,7 @@ fn every_transport_at_once_gets_every_record() {
     std::fs::create_dir(&files).unwrap();
     let file_url = format!("file://{}/flows.ipfix?max-size=16KiB", files.display());
     let stats = tmp.path().join("books.json");
-    let out = run_probe(&[
+    run_probe_ok(&[
         "read",
         pcap.to_str().unwrap(),
         "--ipfix",
@@ -80,11 +80,6 @@ fn every_transport_at_once_gets_every_record() {
         "--stats-json",
         stats.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let books = read_books(&stats);
     let records = books["export"]["records"].as_u64().unwrap() as usize;
     assert!(records > 3000);
@@ -748,7 +743,7 @@ fn qinq_vlans_are_read_alike_by_tshark_nfdump_and_pmacct() {
     let nfcapd = Nfcapd::start(&dir);
     let mut nfacctd = Nfacctd::start_with(tmp.path(), "src_host, dst_host, vlan");
     let rec = Recorder::start();
-    let out = run_probe(&[
+    run_probe_ok(&[
         "read",
         pcap.to_str().unwrap(),
         "--ipfix",
@@ -758,11 +753,6 @@ fn qinq_vlans_are_read_alike_by_tshark_nfdump_and_pmacct() {
         "--ipfix",
         &format!("udp://127.0.0.1:{}", nfacctd.port),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // tshark: vlanId and dot1qVlanId carry the outer (S-)VLAN, dot1qCustomerVlanId the C-VLAN.
     let p = tmp.path().join("export.pcap");
     e2e::collector::write_datagrams_pcap(&rec.finish(), &p);
@@ -830,17 +820,12 @@ fn pmacct_nfacctd_counts_what_the_capture_holds() {
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
     let truth = e2e::pmacct::truth_of(&tshark_flows(&pcap));
     let mut nf = Nfacctd::start(tmp.path());
-    let out = run_probe(&[
+    run_probe_ok(&[
         "read",
         pcap.to_str().unwrap(),
         "--ipfix",
         &format!("udp://127.0.0.1:{}", nf.port),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let want: u64 = truth.values().map(|v| v.0).sum();
     let t = std::time::Instant::now();
     let mut got = nf.table();
@@ -864,7 +849,7 @@ fn biflows_pair_both_directions_and_tshark_reads_the_reverse_elements() {
     let truth = tshark_flows(&pcap);
     let rec = Recorder::start();
     let stats = tmp.path().join("books.json");
-    let out = run_probe(&[
+    let out = run_probe_ok(&[
         "read",
         pcap.to_str().unwrap(),
         "--biflow",
@@ -875,11 +860,6 @@ fn biflows_pair_both_directions_and_tshark_reads_the_reverse_elements() {
         "--stats-json",
         stats.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let books = read_books(&stats);
     assert_balanced(&books);
 

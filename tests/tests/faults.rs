@@ -57,7 +57,7 @@ fn fragment_table_exhaustion_is_counted_and_every_fragment_metered() {
     let pcap = tmp.path().join("frags.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
     let stats = tmp.path().join("books.json");
-    let out = run_probe(&[
+    let out = run_probe_ok(&[
         "read",
         pcap.to_str().unwrap(),
         "--fragment-table-size",
@@ -67,11 +67,6 @@ fn fragment_table_exhaustion_is_counted_and_every_fragment_metered() {
         "--stats-json",
         stats.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let books = read_books(&stats);
     assert_balanced(&books);
     let fr = &books["fragments"];
@@ -83,34 +78,6 @@ fn fragment_table_exhaustion_is_counted_and_every_fragment_metered() {
         600,
         "every fragment is in a record"
     );
-}
-
-/// Runs the probe with `args` and returns its own peak resident set (wait4's rusage of that
-/// one child, not of every child the test process has had).
-// The child is reaped by wait4 (for its rusage), which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn peak_rss_kib(args: &[&str]) -> i64 {
-    let child = Command::new(e2e::probe_bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 on our own child's pid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(
-        pid,
-        child.id() as i32,
-        "wait4: {}",
-        std::io::Error::last_os_error()
-    );
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "probe {args:?} failed: status {status}"
-    );
-    ru.ru_maxrss
 }
 
 #[test]

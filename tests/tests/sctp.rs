@@ -31,12 +31,7 @@ fn lab_or_skip(test: &str) -> bool {
 /// The records of the UDP export of `pcap`, received on the host.
 fn udp_truth(pcap: &Path) -> Vec<String> {
     let rec = Recorder::start();
-    let out = run_probe(&["read", pcap.to_str().unwrap(), "--ipfix", &rec.url()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_probe_ok(&["read", pcap.to_str().unwrap(), "--ipfix", &rec.url()]);
     rows(ipfixrw_decode(&rec.finish()))
 }
 
