@@ -1766,6 +1766,13 @@ fn a_syn_flood_in_the_lab_leaves_the_conversations_whole_and_memory_flat() {
         flows["by_end_reason"]["lackOfResources"], flows["evicted_from_probation"],
         "{flows}"
     );
+    // The flood rolled up: a few records for 100,000 SYNs, the collector not drowned.
+    assert!(flows["rolled_up"].as_u64().unwrap() > 90_000, "{flows}");
+    assert!(
+        records.len() as u64 * 10 <= sent,
+        "{} records for {sent} frames: {flows}",
+        records.len()
+    );
     // Flat: three more rounds of flood add less than 8 MiB to what the first round left.
     eprintln!("probe VmRSS: {warm_kb} KiB after the first round, {end_kb} KiB at the end");
     assert!(
