@@ -952,6 +952,8 @@ mod tests {
                 tcp_end_grace_ns: 100_000_000,
                 max_flows: 150,
                 biflow,
+                // One key for both caches: a flood aggregate's source estimate hashes with it.
+                hash_seed: Some(7),
                 ..Default::default()
             };
             let [(got, got_stats), (want, want_stats)] = both(&frames, cache);
