@@ -74,9 +74,12 @@ pub fn run_probe_ok(args: &[&str]) -> Output {
     out
 }
 
-/// Runs the probe with `args` and returns its own peak resident set in KiB (wait4's rusage of
-/// that one child, not of every child the test process has had).
-// The child is reaped by wait4 (for its rusage), which clippy cannot see.
+/// Runs the probe with `args` and returns its own peak resident set in KiB: the VmHWM of its
+/// process read every 5 ms while it runs (a high-water mark, so the last reading holds the
+/// peak until then). wait4's ru_maxrss only for a run too short to be read twice: the child starts
+/// as a copy of this process until `exec`, and ru_maxrss keeps that copy's mark, which is this
+/// test's own peak when the test built a large capture.
+// The child is reaped by wait4, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
 pub fn peak_rss_kib(args: &[&str]) -> i64 {
     let child = Command::new(crate::probe_bin())
@@ -85,21 +88,39 @@ pub fn peak_rss_kib(args: &[&str]) -> i64 {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let pid = child.id() as i32;
+    // VmHWM once the process is the probe (after exec).
+    let hwm = || -> Option<i64> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |k: &str| s.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        (field("Name:")? == "probe").then_some(())?;
+        field("VmHWM:")?.trim_end_matches("kB").trim().parse().ok()
+    };
+    let (mut peak, mut readings) = (0, 0);
     let mut status = 0;
     // SAFETY: a zeroed rusage is valid; wait4 on our own child's pid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(
-        pid,
-        child.id() as i32,
-        "wait4: {}",
-        std::io::Error::last_os_error()
-    );
+    loop {
+        let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        assert!(got >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if got == pid {
+            break;
+        }
+        if let Some(kib) = hwm() {
+            peak = peak.max(kib);
+            readings += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "probe {args:?} failed: status {status}"
     );
-    ru.ru_maxrss
+    if readings >= 2 {
+        peak
+    } else {
+        ru.ru_maxrss
+    }
 }
 
 /// Reads `--stats-json` output.
