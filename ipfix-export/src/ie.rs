@@ -137,21 +137,29 @@ pub const TUNNEL_SOURCE_IPV4_ADDRESS: FieldSpec = probe_element(2, 4);
 pub const TUNNEL_DESTINATION_IPV4_ADDRESS: FieldSpec = probe_element(3, 4);
 pub const TUNNEL_SOURCE_IPV6_ADDRESS: FieldSpec = probe_element(4, 16);
 pub const TUNNEL_DESTINATION_IPV6_ADDRESS: FieldSpec = probe_element(5, 16);
+/// tunnelKeyType (32473/6) and tunnelKey (32473/7): the segment that keys the flow, as the
+/// tunnelType code of its layer and its VNI, VSID or GRE key (0 and 0: none).
+pub const TUNNEL_KEY_TYPE: FieldSpec = probe_element(6, 1);
+pub const TUNNEL_KEY: FieldSpec = probe_element(7, 4);
 
 /// Tunnel elements of records whose tunnel has IPv4 endpoints, then IPv6 endpoints.
-pub const TUNNEL_V4_FIELDS: [FieldSpec; 6] = [
+pub const TUNNEL_V4_FIELDS: [FieldSpec; 8] = [
     TUNNEL_TECHNOLOGY,
     TUNNEL_TYPE,
     NTOP_UPSTREAM_TUNNEL_ID,
     LAYER2_SEGMENT_ID,
+    TUNNEL_KEY_TYPE,
+    TUNNEL_KEY,
     TUNNEL_SOURCE_IPV4_ADDRESS,
     TUNNEL_DESTINATION_IPV4_ADDRESS,
 ];
-pub const TUNNEL_V6_FIELDS: [FieldSpec; 6] = [
+pub const TUNNEL_V6_FIELDS: [FieldSpec; 8] = [
     TUNNEL_TECHNOLOGY,
     TUNNEL_TYPE,
     NTOP_UPSTREAM_TUNNEL_ID,
     LAYER2_SEGMENT_ID,
+    TUNNEL_KEY_TYPE,
+    TUNNEL_KEY,
     TUNNEL_SOURCE_IPV6_ADDRESS,
     TUNNEL_DESTINATION_IPV6_ADDRESS,
 ];

@@ -47,6 +47,12 @@ pub struct Tunnel {
     /// IANA layer2SegmentId: type octet (0x01 VXLAN, 0x02 NVGRE) over the 24-bit segment of
     /// the innermost overlay; 0 when there is none of those two.
     pub layer2_segment_id: u64,
+    /// The segment that keys the flow, whatever its kind: the tunnelType code of the innermost
+    /// layer with a VNI, VSID or GRE key (0: none), and that value. With one tunnel it is the
+    /// tunnel's own; in a stack (a cloud mirror in VXLAN around a Geneve overlay) it is the
+    /// inner overlay's, which layer2SegmentId cannot name when it is Geneve or a GRE key.
+    pub key_kind: u8,
+    pub key: u32,
     /// The tunnel's endpoints (the IP header that carried it); both of one family.
     pub outer_src: IpAddr,
     pub outer_dst: IpAddr,

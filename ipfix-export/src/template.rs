@@ -222,8 +222,8 @@ impl Layout {
 /// fixed layout's and options template's).
 pub const FIRST_APP_TEMPLATE_ID: u16 = 1024;
 
-/// Bytes of the tunnel elements before the endpoints (name, type, id, segment).
-const TUNNEL_LEN: usize = 8 + 1 + 4 + 8;
+/// Bytes of the tunnel elements before the endpoints (name, type, id, segment, keying segment).
+const TUNNEL_LEN: usize = 8 + 1 + 4 + 8 + 1 + 4;
 
 /// The tunnelTechnology string of a tunnelType code.
 fn tunnel_technology(kind: u8) -> [u8; 8] {
@@ -412,6 +412,8 @@ pub fn encode_record(rec: &FlowRecord, layout: Layout, out: &mut [u8]) -> usize 
         c.put(&[t.kind]);
         c.put(&t.id.to_be_bytes());
         c.put(&t.layer2_segment_id.to_be_bytes());
+        c.put(&[t.key_kind]);
+        c.put(&t.key.to_be_bytes());
         match (t.outer_src, t.outer_dst) {
             (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) if layout.outer == 1 => {
                 c.put(&s.octets());
@@ -522,6 +524,8 @@ pub(crate) mod tests {
                 kind: 5,
                 id: 4242,
                 layer2_segment_id: (1 << 56) | 4242,
+                key_kind: 5,
+                key: 4242,
                 outer_src: o,
                 outer_dst: o,
             });

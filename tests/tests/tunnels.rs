@@ -308,6 +308,11 @@ fn tunnel_elements_decode_in_tshark_and_json() {
         (1u64 << 56) | 9000,
         "the innermost segment"
     );
+    assert_eq!(
+        (&nested["tunnelKeyType"], &nested["tunnelKey"]),
+        (&serde_json::json!("vxlan"), &serde_json::json!(9000)),
+        "the segment that keys the flow: {nested}"
+    );
     assert_eq!(nested["tunnelSourceIPv4Address"], "198.51.100.1");
     assert_eq!(nested["vlanId"], 300, "the inner frame's VLAN");
     let v6 = lines
@@ -608,6 +613,22 @@ fn vxlan_and_vxlan_gpe_feeds_written_by_scapy_meter_the_inner_flows_tshark_reads
                 k["geneve"].as_u64().unwrap() > 0 && k["gre"].as_u64().unwrap() > 0,
                 "{k}"
             );
+            // The record names the outermost tunnel (the mirror's VXLAN, VNI 400) and the
+            // segment that keys the flow: the Geneve VNI 500 (the GRE inside has no key), which
+            // layer2SegmentId has no type for.
+            let out = run_probe_ok(&["read", pcap.to_str().unwrap(), "--print", "json"]);
+            let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert!(!lines.is_empty());
+            for r in &lines {
+                assert_eq!(r["tunnelTechnology"], "vxlan", "{r}");
+                assert_eq!(r["tunnelId"], 400, "{r}");
+                assert_eq!(r["tunnelKeyType"], "geneve", "{r}");
+                assert_eq!(r["tunnelKey"], 500, "{r}");
+                assert!(r.get("layer2SegmentId").is_none(), "{r}");
+            }
         }
     }
     // Random UDP to 4789, half with the I flag set: what is inside does not decode, so every

@@ -610,6 +610,11 @@ pub fn write_json(w: &mut impl Write, r: &FlowRecord) -> std::io::Result<()> {
         if t.layer2_segment_id != 0 {
             obj.insert("layer2SegmentId".into(), Value::from(t.layer2_segment_id));
         }
+        if t.key_kind != 0 {
+            let key_kind = probe_core::wire::TunnelKind::from_code(t.key_kind);
+            obj.insert("tunnelKeyType".into(), Value::from(key_kind.name()));
+            obj.insert("tunnelKey".into(), Value::from(t.key));
+        }
         let (s, d) = if t.outer_src.is_ipv4() {
             ("tunnelSourceIPv4Address", "tunnelDestinationIPv4Address")
         } else {

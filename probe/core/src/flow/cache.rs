@@ -761,6 +761,8 @@ impl FlowCache {
             } else {
                 segment_type << 56 | (key.segment & 0x00ff_ffff) as u64
             },
+            key_kind: key.segment_kind,
+            key: key.segment,
             outer_src: super::key::ip(t.outer_version, &t.outer_src),
             outer_dst: super::key::ip(t.outer_version, &t.outer_dst),
         })

@@ -65,6 +65,8 @@ fn record(d: &mut &[u8]) -> FlowRecord {
             kind: t[12] % 10,
             id: u32::from_be_bytes([s[12], s[13], s[14], s[15]]),
             layer2_segment_id: u64::from(t[13]),
+            key_kind: t[14] % 10,
+            key: u32::from(s[13]),
             outer_src: dst,
             outer_dst: src,
         }),
