@@ -84,6 +84,10 @@ pub struct SteerConfig {
     pub sample_every: u32,
     /// Random 1-in-N instead of every Nth frame.
     pub sample_random: bool,
+    /// 1 in N address pairs of the innermost packet instead of frames, chosen by a hash under
+    /// `sample_key` (see `probe_core::sample`, which decides what the program passes up).
+    pub sample_by_pair: bool,
+    pub sample_key: u32,
     /// Frames from or to these prefixes go to the kernel stack unmetered.
     pub ignore: Vec<(IpAddr, u8)>,
     /// The tunnels inside which the ignore-list also looks, one layer deep: bit `k` for the
@@ -170,6 +174,9 @@ pub struct QueueCounters {
     /// extension headers): left to user space, not a separate outcome (they are in `seen`
     /// and in whatever happened to them next).
     pub inner_unparsed: u64,
+    /// Frames pair sampling could not decide (their innermost packet out of reach): passed up
+    /// for user space to decide, like `inner_unparsed` not an outcome of their own.
+    pub sample_deferred: u64,
 }
 
 impl QueueCounters {
@@ -191,9 +198,10 @@ impl QueueCounters {
         self.ignored += o.ignored;
         self.meta_failed += o.meta_failed;
         self.inner_unparsed += o.inner_unparsed;
+        self.sample_deferred += o.sample_deferred;
     }
 
-    /// Decodes one CPU's `struct queue_counters` (nine native-endian u64s; the eighth is
+    /// Decodes one CPU's `struct queue_counters` (ten native-endian u64s; the eighth is
     /// sampling state).
     fn from_bytes(b: &[u8]) -> Option<QueueCounters> {
         let f = |i: usize| -> Option<u64> {
@@ -210,6 +218,7 @@ impl QueueCounters {
             ignored: f(5)?,
             meta_failed: f(6)?,
             inner_unparsed: f(8)?,
+            sample_deferred: f(9)?,
         })
     }
 }
@@ -415,6 +424,8 @@ impl Steering {
             .ok_or_else(|| SteerError::Load("the program has no .bss section".into()))?;
         bss.sample_every = cfg.sample_every;
         bss.sample_random = u8::from(cfg.sample_random);
+        bss.sample_by_pair = u8::from(cfg.sample_by_pair);
+        bss.sample_key = cfg.sample_key;
         bss.ignore_enabled = u8::from(!cfg.ignore.is_empty());
         bss.decap_kinds = cfg.decap_kinds;
         bss.vxlan_ports = cfg.vxlan_ports;
@@ -705,13 +716,14 @@ mod tests {
     #[test]
     fn counters_decode_and_balance() {
         let mut b = Vec::new();
-        for v in [10u64, 6, 1, 1, 1, 1, 0, 99, 4] {
+        for v in [10u64, 6, 1, 1, 1, 1, 0, 99, 4, 2] {
             b.extend_from_slice(&v.to_ne_bytes());
         }
         let c = QueueCounters::from_bytes(&b).unwrap();
         assert_eq!(c.seen, 10);
         assert!(c.balanced());
         assert_eq!(c.inner_unparsed, 4);
-        assert!(QueueCounters::from_bytes(&b[..64]).is_none());
+        assert_eq!(c.sample_deferred, 2);
+        assert!(QueueCounters::from_bytes(&b[..72]).is_none());
     }
 }

@@ -202,7 +202,9 @@ fn statistics_len() -> usize {
     .iter()
     .map(|t| t.record_set_len())
     .sum::<usize>()
-        + options::SELECTOR.record_set_len()
+        + options::SELECTOR
+            .record_set_len()
+            .max(options::FLOW_SELECTOR.record_set_len())
 }
 
 /// The smallest MTU that holds the largest template record, one record of any layout, and a
@@ -488,15 +490,11 @@ impl MessageEncoder {
             self.options_in_message += 1;
         }
         if let Some(sm) = self.cfg.sampling {
-            // RFC 5477 §8.2.2/§8.2.3: select `interval` packets, then skip `space`.
-            let values = [
-                domain,
-                1,
-                sm.algorithm as u64,
-                1,
-                sm.every.saturating_sub(1) as u64,
-            ];
-            self.len += options::SELECTOR.write_record_set(&mut self.buf[self.len..], &values);
+            // RFC 5477 §8.2.2/§8.2.3 (RFC 7014 §6.2 for flows): select `interval` packets (or
+            // flows), then skip `space`.
+            let (template, algorithm) = sm.algorithm.report();
+            let values = [domain, 1, algorithm, 1, sm.every.saturating_sub(1) as u64];
+            self.len += template.write_record_set(&mut self.buf[self.len..], &values);
             self.options_in_message += 1;
         }
         self.finish(&mut emit);
@@ -696,7 +694,7 @@ mod tests {
             let id = u16::from_be_bytes([msg[pos], msg[pos + 1]]);
             let len = u16::from_be_bytes([msg[pos + 2], msg[pos + 3]]) as usize;
             assert!(len >= 4 && pos + len <= msg.len(), "set overruns message");
-            if let Some(t) = [&options::SELECTOR]
+            if let Some(t) = [&options::SELECTOR, &options::FLOW_SELECTOR]
                 .into_iter()
                 .chain(options::STATISTICS)
                 .find(|t| t.id == id)

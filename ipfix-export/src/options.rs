@@ -50,6 +50,19 @@ pub const SELECTOR: OptionsTemplate = OptionsTemplate {
     ],
 };
 
+/// RFC 7014 flow selector report: how flows (here, address pairs) were sampled, for
+/// `--sample-mode flow`: flowSelectorAlgorithm 3 (random n-out-of-N), 1 selected in N.
+pub const FLOW_SELECTOR: OptionsTemplate = OptionsTemplate {
+    id: 269,
+    scope: &[OBSERVATION_DOMAIN_ID],
+    fields: &[
+        f(302, 8), // selectorId
+        f(390, 2), // flowSelectorAlgorithm
+        f(396, 8), // samplingFlowInterval
+        f(397, 8), // samplingFlowSpacing
+    ],
+};
+
 /// RFC 7011 §4.1.
 pub const METERING_STATISTICS: OptionsTemplate = OptionsTemplate {
     id: 261,
@@ -168,7 +181,10 @@ pub fn template_set_len(sampling: bool) -> usize {
 
 /// The options templates an exporter announces.
 pub fn announced(sampling: bool) -> impl Iterator<Item = &'static OptionsTemplate> {
-    STATISTICS.into_iter().chain(sampling.then_some(&SELECTOR))
+    STATISTICS
+        .into_iter()
+        .chain(sampling.then_some(&SELECTOR))
+        .chain(sampling.then_some(&FLOW_SELECTOR))
 }
 
 /// Writes the options template set; returns the bytes written.
@@ -191,6 +207,19 @@ pub enum SelectorAlgorithm {
     SystematicCountBased = 1,
     /// Each packet with probability 1/N (random n-out-of-N with n = 1 on average).
     RandomNOutOfN = 3,
+    /// Every packet of 1 in N flows (address pairs), chosen at random by a keyed hash: RFC
+    /// 7014's flowSelectorAlgorithm 3, random n-out-of-N, reported in [`FLOW_SELECTOR`].
+    FlowRandomNOutOfN = 0x103,
+}
+
+impl SelectorAlgorithm {
+    /// The options template that reports it, and the value of its algorithm element.
+    pub fn report(self) -> (&'static OptionsTemplate, u64) {
+        match self {
+            SelectorAlgorithm::FlowRandomNOutOfN => (&FLOW_SELECTOR, 3),
+            a => (&SELECTOR, a as u64),
+        }
+    }
 }
 
 /// 1-in-N packet sampling as configured in the metering process.

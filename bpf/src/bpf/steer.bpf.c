@@ -9,7 +9,10 @@
 //      stack untouched: the probe's own export traffic, management hosts; inside one layer of
 //      the tunnels --decap enables (VXLAN/GPE, Geneve, GRE, NVGRE, ERSPAN I-III, GTP-U) the
 //      inner packet's addresses are looked up too;
-//   3. optional 1-in-N sampling: frames sampled out go to the kernel stack;
+//   3. optional 1-in-N sampling: frames sampled out go to the kernel stack. By frame (every
+//      Nth, or random), or by address pair: every frame of 1 in N pairs of the innermost
+//      packet's addresses (one tunnel layer deep), by a keyed hash that user space computes
+//      alike (probe/core/src/sample.rs) for the frames this program passes up undecided;
 //   4. a kernel timestamp goes with the frame, so userspace stamps it with the time it arrived,
 //      not the time its batch was read: in the frame's metadata area where the kernel allows
 //      bpf_xdp_adjust_meta, else in a prefix pushed in front of the Ethernet header with
@@ -46,6 +49,8 @@ const volatile __u32 stamp_cookie = 0;       /* random per load: marks a stamp a
 volatile __u32 sample_every;   /* keep 1 in N frames; 0 or 1: keep all */
 volatile __u8 sample_random;   /* 1: random 1-in-N; 0: every Nth frame */
 volatile __u8 ignore_enabled;  /* 1: consult the ignore tries */
+volatile __u8 sample_by_pair;  /* 1: sample address pairs, not frames */
+volatile __u32 sample_key;     /* the pair hash's key, drawn at start */
 
 struct queue_counters {
 	__u64 seen;
@@ -57,6 +62,7 @@ struct queue_counters {
 	__u64 meta_failed;
 	__u64 sample_countdown; /* deterministic sampling state, not a counter */
 	__u64 inner_unparsed;   /* ignore-list: a tunnel deeper than one layer, left to user space */
+	__u64 sample_deferred;  /* pair sampling: innermost packet out of reach, user space decides */
 };
 
 struct probe_meta {
@@ -354,13 +360,101 @@ static __always_inline int ignored(struct xdp_md *ctx, struct queue_counters *c)
 	return 0;
 }
 
+#define PAIR_FOUND 1
+#define PAIR_DEFERRED 2 /* the innermost packet is beyond this program: user space decides */
+
+/* The two addresses of the IP packet at `l3`, each as one 32-bit word (IPv6: its four words
+ * XORed), smaller first in the high half: both directions give the same pair. */
+static __always_inline int ip_pair(__u16 proto, void *l3, void *end, __u64 *pair)
+{
+	__u32 a, b;
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if (l3 + 20 > end)
+			return PAIR_DEFERRED;
+		__builtin_memcpy(&a, l3 + 12, 4);
+		__builtin_memcpy(&b, l3 + 16, 4);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		__u32 w[8];
+		__u8 next;
+		if (l3 + 40 > end)
+			return PAIR_DEFERRED;
+		/* Extension headers may hide a tunnel user space follows: let it decide. */
+		next = *(__u8 *)(l3 + 6);
+		if (decap_kinds && (next == 0 || next == 43 || next == 44 || next == 60 ||
+				    next == 51 || next == 135 || next == 139 || next == 140))
+			return PAIR_DEFERRED;
+		__builtin_memcpy(w, l3 + 8, 32);
+		a = w[0] ^ w[1] ^ w[2] ^ w[3];
+		b = w[4] ^ w[5] ^ w[6] ^ w[7];
+	} else {
+		return PAIR_DEFERRED; /* MPLS, PPPoE...: user space finds the IP inside */
+	}
+	*pair = a < b ? ((__u64)a << 32 | b) : ((__u64)b << 32 | a);
+	return PAIR_FOUND;
+}
+
+/* The address pair of the frame's innermost packet, looking one tunnel layer deep inside the
+ * tunnels --decap enables, as the decoder would find it; PAIR_DEFERRED when that packet is
+ * out of this program's reach. */
+static __always_inline int frame_pair(struct xdp_md *ctx, __u64 *pair)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	void *l3, *inner = 0, *l3i;
+	__u16 proto, iproto;
+	int kind;
+
+	if (!eth_payload(data, end, &proto, &l3))
+		return PAIR_DEFERRED;
+	if (!decap_kinds)
+		return ip_pair(proto, l3, end, pair);
+	kind = tunnel_inner(proto, l3, end, &inner);
+	if (kind == INNER_NONE)
+		return ip_pair(proto, l3, end, pair);
+	if (kind == INNER_DEEPER)
+		return PAIR_DEFERRED;
+	if (kind == INNER_ETH) {
+		if (!eth_payload(inner, end, &iproto, &l3i))
+			return PAIR_DEFERRED;
+	} else {
+		__u8 *v = inner;
+		if ((void *)(v + 1) > end)
+			return PAIR_DEFERRED;
+		iproto = (*v >> 4) == 6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
+		l3i = inner;
+	}
+	/* A tunnel inside the tunnel: its packet is the innermost, and it is out of reach. */
+	if (tunnel_inner(iproto, l3i, end, &inner) != INNER_NONE)
+		return PAIR_DEFERRED;
+	return ip_pair(iproto, l3i, end, pair);
+}
+
+/* The finaliser of MurmurHash3, as probe/core/src/sample.rs computes it. */
+static __always_inline __u64 mix64(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 33);
+}
+
 /* Keep this frame under 1-in-N sampling? */
-static __always_inline int sampled_in(struct queue_counters *c)
+static __always_inline int sampled_in(struct xdp_md *ctx, struct queue_counters *c)
 {
 	__u32 every = sample_every;
 
 	if (every <= 1)
 		return 1;
+	if (sample_by_pair) {
+		__u64 pair;
+		if (frame_pair(ctx, &pair) != PAIR_FOUND) {
+			c->sample_deferred++;
+			return 1;
+		}
+		return mix64(pair ^ ((__u64)sample_key * 0x9e3779b97f4a7c15ULL)) % every == 0;
+	}
 	if (sample_random)
 		return bpf_get_prandom_u32() % every == 0;
 	if (c->sample_countdown == 0 || c->sample_countdown >= every) {
@@ -386,7 +480,7 @@ int steer(struct xdp_md *ctx)
 		c->ignored++;
 		return XDP_PASS;
 	}
-	if (!sampled_in(c)) {
+	if (!sampled_in(ctx, c)) {
 		c->sampled_out++;
 		return XDP_PASS;
 	}

@@ -20,5 +20,6 @@ pub mod app;
 pub mod community_id;
 pub mod flow;
 pub mod meter;
+pub mod sample;
 pub mod select;
 pub mod wire;

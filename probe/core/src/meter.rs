@@ -252,6 +252,9 @@ pub struct Decoder {
     /// (`ignore_list`). The XDP program applies the list first, to the outer addresses and one
     /// tunnel layer deep; this catches what it could not read.
     ignore: Option<crate::select::Selection>,
+    /// `--sample-mode flow`: the pair sampler, applied to every frame's innermost addresses
+    /// (see [`crate::sample`]: where the kernel chose already, this agrees).
+    pair_sampler: Option<crate::sample::PairSampler>,
 }
 
 impl Decoder {
@@ -267,7 +270,14 @@ impl Decoder {
             fact: None,
             export_app: crate::app::AppSet::default(),
             ignore: None,
+            pair_sampler: None,
         }
+    }
+
+    /// Sampling by address pair (`None`: off, or sampling by frame, which the kernel does
+    /// alone).
+    pub fn set_pair_sampler(&mut self, sampler: Option<crate::sample::PairSampler>) {
+        self.pair_sampler = sampler.filter(|p| p.every > 1);
     }
 
     /// Frames from or to these prefixes (address, length) are filtered, not metered (an empty
@@ -369,6 +379,9 @@ impl Decoder {
         let decoded = match decoded {
             Ok(()) if self.ignore.as_ref().is_some_and(|i| i.matches(s)) => {
                 Err(NotMetered::Filtered(FilterReason::IgnoreList))
+            }
+            Ok(()) if self.pair_sampler.is_some_and(|p| !p.keeps(s)) => {
+                Err(NotMetered::Filtered(FilterReason::SampledOut))
             }
             d => d,
         };
@@ -682,6 +695,11 @@ impl Meter {
     /// The two stages, set up apart, on one thread.
     pub fn from_stages(decoder: Decoder, flows: FlowMeter) -> Meter {
         Meter { decoder, flows }
+    }
+
+    /// See [`Decoder::set_pair_sampler`].
+    pub fn set_pair_sampler(&mut self, sampler: Option<crate::sample::PairSampler>) {
+        self.decoder.set_pair_sampler(sampler);
     }
 
     /// See [`Decoder::set_ignore`].

@@ -151,6 +151,7 @@ impl CaptureArgs {
             rss: self.rss,
             sample: self.sample,
             sample_mode: self.sample_mode,
+            sample_key: crate::sys::random::seed() as u32,
             ignore: self.ignore.clone(),
             umem_frames: self.umem_frames,
             frame_size: self.frame_size,

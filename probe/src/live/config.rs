@@ -28,6 +28,9 @@ pub struct CaptureConfig {
     /// 1-in-N sampling in the kernel (1: every frame).
     pub sample: u32,
     pub sample_mode: SampleMode,
+    /// The key of `--sample-mode flow`'s pair hash, drawn once at start (a reload keeps it, so
+    /// the same pairs stay sampled).
+    pub sample_key: u32,
     /// Prefixes the XDP program passes to the kernel instead of capturing.
     pub ignore: Vec<Cidr>,
     pub umem_frames: u32,
@@ -91,10 +94,12 @@ impl RssMode {
 pub enum SampleMode {
     Deterministic,
     Random,
+    /// Every frame of 1 in N address pairs (see `probe_core::sample`).
+    Flow,
 }
 
 impl SampleMode {
-    pub const CHOICES: [(&'static str, SampleMode, &'static str); 2] = [
+    pub const CHOICES: [(&'static str, SampleMode, &'static str); 3] = [
         (
             "deterministic",
             SampleMode::Deterministic,
@@ -105,7 +110,35 @@ impl SampleMode {
             SampleMode::Random,
             "Each frame with probability 1/N.",
         ),
+        (
+            "flow",
+            SampleMode::Flow,
+            "Every frame of 1 in N address pairs of the innermost packet (one tunnel deep in \
+             the kernel, deeper in user space), chosen by a hash keyed at start: whole \
+             conversations, both directions.",
+        ),
     ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleMode::Deterministic => "deterministic",
+            SampleMode::Random => "random",
+            SampleMode::Flow => "flow",
+        }
+    }
+}
+
+impl CaptureConfig {
+    /// The decoders' share of `--sample-mode flow` (`None` for the other modes, which the
+    /// kernel does alone).
+    pub fn pair_sampler(&self) -> Option<probe_core::sample::PairSampler> {
+        (self.sample > 1 && self.sample_mode == SampleMode::Flow).then_some(
+            probe_core::sample::PairSampler {
+                every: self.sample,
+                key: self.sample_key,
+            },
+        )
+    }
 }
 
 /// Where the XDP program runs (`None`: native when the driver supports it).

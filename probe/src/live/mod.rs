@@ -80,6 +80,8 @@ fn steer_config(args: &CaptureConfig) -> SteerConfig {
     SteerConfig {
         sample_every: args.sample,
         sample_random: args.sample_mode == SampleMode::Random,
+        sample_by_pair: args.sample_mode == SampleMode::Flow,
+        sample_key: args.sample_key,
         ignore: ignore_prefixes(args),
         decap_kinds: probe_core::wire::TunnelKind::ALL
             .iter()
@@ -102,6 +104,7 @@ fn sampling_of(args: &CaptureConfig) -> Option<ipfix_export::Sampling> {
         algorithm: match args.sample_mode {
             SampleMode::Deterministic => ipfix_export::SelectorAlgorithm::SystematicCountBased,
             SampleMode::Random => ipfix_export::SelectorAlgorithm::RandomNOutOfN,
+            SampleMode::Flow => ipfix_export::SelectorAlgorithm::FlowRandomNOutOfN,
         },
         every: args.sample,
     })
@@ -398,8 +401,14 @@ fn announce(args: &CaptureConfig, captures: &[Capture], sockets: &[QueueSocket],
     }
     if args.sample > 1 {
         eprintln!(
-            "probe: sampling 1 in {} frames ({:?}); flow counts are of sampled frames",
-            args.sample, args.sample_mode
+            "probe: sampling 1 in {} {} ({}); flow counts are of sampled frames",
+            args.sample,
+            if args.sample_mode == SampleMode::Flow {
+                "address pairs"
+            } else {
+                "frames"
+            },
+            args.sample_mode.name()
         );
     }
 }
@@ -524,6 +533,7 @@ fn start(
                 let mut decoder = args.meter.decoder();
                 decoder.set_ingress(ifindex);
                 decoder.set_ignore(&ignore_prefixes(args));
+                decoder.set_pair_sampler(args.pair_sampler());
                 RxStage::Fanout(Box::new(FanoutDecoder::new(decoder, fanout, true)))
             }
             None => {
@@ -531,6 +541,7 @@ fn start(
                 let mut m = args.meter.meter_sharing(queues);
                 m.set_ingress(ifindex);
                 m.set_ignore(&ignore_prefixes(args));
+                m.set_pair_sampler(args.pair_sampler());
                 RxStage::OneHop {
                     meter: Box::new(m),
                     shipper: Shipper::new(outputs.records.clone(), outputs.gauges.clone(), true),

@@ -143,7 +143,7 @@ pub(super) fn books(
             })
             .reduce(|a, b| format!("{a}; {b}")),
         sample_every: current.sample,
-        sample_random: current.sample_mode == SampleMode::Random,
+        sample_mode: current.sample_mode.name(),
         reloads: watched.reloads.applied,
         reloads_rejected: watched.reloads.rejected,
         queues: queue_reports,

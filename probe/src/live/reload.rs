@@ -162,7 +162,7 @@ pub fn apply(
         books.rejected += 1;
         return;
     };
-    let (new, settings) = match reader() {
+    let (mut new, settings) = match reader() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("probe: reload {n} refused, the settings in force stay: {e}");
@@ -170,6 +170,8 @@ pub fn apply(
             return;
         }
     };
+    // The pair sampling's key is the run's: the same pairs stay sampled across reloads.
+    new.sample_key = current.sample_key;
     let (changes, restart) = diff(in_force, &settings);
     let mut applied: Vec<String> = vec![];
     let mut not_applied = restart.clone();
@@ -284,6 +286,9 @@ pub fn apply(
                 if kernel.iter().any(|c| c.name == "ignore") {
                     update.ignore = Some(super::ignore_prefixes(&new));
                 }
+                if kernel.iter().any(|c| c.name != "ignore") {
+                    update.pair_sampler = Some(new.pair_sampler());
+                }
                 current.ignore = new.ignore.clone();
                 current.sample = new.sample;
                 current.sample_mode = new.sample_mode;
@@ -300,7 +305,11 @@ pub fn apply(
         }
     }
 
-    if update.selection.is_some() || update.timeouts.is_some() || update.ignore.is_some() {
+    if update.selection.is_some()
+        || update.timeouts.is_some()
+        || update.ignore.is_some()
+        || update.pair_sampler.is_some()
+    {
         to_workers(ctx.stages, &update);
     }
     let needs_restart: Vec<String> = restart.iter().map(|c| c.to_string()).collect();

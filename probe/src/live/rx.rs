@@ -363,6 +363,12 @@ impl RxThread {
                     RxStage::Fanout(f) => f.decoder.set_ignore(&ignore),
                 }
             }
+            if let Some(sampler) = u.pair_sampler {
+                match &mut self.stage {
+                    RxStage::OneHop { meter, .. } => meter.set_pair_sampler(sampler),
+                    RxStage::Fanout(f) => f.decoder.set_pair_sampler(sampler),
+                }
+            }
         }
         if let Some(k) = self.keeper.as_mut() {
             k.flush();

@@ -88,6 +88,7 @@ impl QueueReport {
                 "ignored": x.ignored,
                 "timestamp_failed": x.meta_failed,
                 "ignore_inner_unparsed": x.inner_unparsed,
+                "sample_deferred": x.sample_deferred,
             },
             "socket": self.socket.map(|s| json!({
                 "rx_dropped": s.rx_dropped,
@@ -130,7 +131,8 @@ pub struct LiveReport {
     /// `sysctl kernel.bpf_stats_enabled=1`).
     pub xdp_runs: (u64, u64),
     pub sample_every: u32,
-    pub sample_random: bool,
+    /// `deterministic`, `random` or `flow`.
+    pub sample_mode: &'static str,
     /// SIGHUP reloads applied (wholly or in part) and refused.
     pub reloads: u64,
     pub reloads_rejected: u64,
@@ -153,6 +155,7 @@ impl LiveReport {
             t.ignored += q.xdp.ignored;
             t.meta_failed += q.xdp.meta_failed;
             t.inner_unparsed += q.xdp.inner_unparsed;
+            t.sample_deferred += q.xdp.sample_deferred;
         }
         t
     }
@@ -293,7 +296,7 @@ impl RunReport {
                     "ns_per_run": (l.xdp_runs.0 > 0).then(|| l.xdp_runs.1 as f64 / l.xdp_runs.0 as f64),
                 },
                 "missed_before_xdp": l.missed_before_xdp().map(|m| m as i64),
-                "sampling": {"every": l.sample_every, "mode": if l.sample_random { "random" } else { "deterministic" }},
+                "sampling": {"every": l.sample_every, "mode": l.sample_mode},
                 "seen": t.seen,
                 "to_workers": f.read,
                 "ignored": t.ignored,

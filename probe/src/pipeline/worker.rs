@@ -183,6 +183,8 @@ pub struct WorkerUpdate {
     pub timeouts: Option<(u64, u64, u64)>,
     /// A new ignore-list (for the decoders, which apply it where the kernel could not look).
     pub ignore: Option<Vec<(std::net::IpAddr, u8)>>,
+    /// New pair sampling (`Some(None)`: off), for the decoders' share of it.
+    pub pair_sampler: Option<Option<probe_core::sample::PairSampler>>,
 }
 
 /// Where a reload leaves a stage's new settings; taken once per tick.

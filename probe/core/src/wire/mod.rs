@@ -198,6 +198,9 @@ pub enum FilterReason {
     /// innermost addresses, where the XDP program could not look (a tunnel inside a tunnel,
     /// GTP-U with extension headers, IPv6 extension headers before a tunnel).
     IgnoreList,
+    /// Sampled out by address pair (`--sample-mode flow`) in user space: the frames whose
+    /// innermost packet the XDP program could not read and passed up (`sample_deferred`).
+    SampledOut,
 }
 
 /// Frames whose headers are broken.
@@ -231,12 +234,13 @@ pub enum MalformedReason {
 }
 
 impl FilterReason {
-    pub const ALL: [FilterReason; 5] = [
+    pub const ALL: [FilterReason; 6] = [
         FilterReason::NonIp,
         FilterReason::MplsNonIp,
         FilterReason::UnsupportedLinkType,
         FilterReason::VxlanGpeNsh,
         FilterReason::IgnoreList,
+        FilterReason::SampledOut,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -245,6 +249,7 @@ impl FilterReason {
             FilterReason::UnsupportedLinkType => "unsupported_link_type",
             FilterReason::VxlanGpeNsh => "vxlan_gpe_nsh",
             FilterReason::IgnoreList => "ignore_list",
+            FilterReason::SampledOut => "sampled_out_by_pair",
         }
     }
 }
