@@ -1780,3 +1780,173 @@ fn a_syn_flood_in_the_lab_leaves_the_conversations_whole_and_memory_flat() {
         "{warm_kb} -> {end_kb} KiB"
     );
 }
+
+#[test]
+fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
+    // Issue #27: on a tunnelled mirror feed every frame has the same outer addresses, so
+    // sampling must act on the inner packet. 200 inner address pairs in VXLAN (the kernel reads
+    // them), 200 more in VXLAN inside VXLAN (out of the program's reach: it passes them up and
+    // the decoder decides by the same hash). Each pair: 5 datagrams each way. With
+    // `--sample 4 --sample-mode flow`, every pair must be metered whole or not at all, about
+    // a quarter of them, and the books must say where each frame was decided.
+    use e2e::craft::{ethernet, L4};
+    use e2e::encap::{wrap, Encap, OUTER_V4};
+    if !require_root("sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-pair-sample");
+    let outer = (OUTER_V4.0.into(), OUTER_V4.1.into());
+    let middle: (std::net::IpAddr, std::net::IpAddr) = (
+        "198.51.100.1".parse().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+    );
+    let server: std::net::IpAddr = "10.9.0.1".parse().unwrap();
+    let mut frames: Vec<Frame> = vec![];
+    let base = 1_700_000_000_000_000_000u64;
+    for (set, deep) in [(1u8, false), (2u8, true)] {
+        for i in 0..200u16 {
+            let client: std::net::IpAddr = format!("10.{set}.{}.{}", i / 250, 1 + i % 250)
+                .parse()
+                .unwrap();
+            for k in 0..5u16 {
+                for (src, dst, sport, dport) in [
+                    (client, server, 40_000 + i, 9000),
+                    (server, client, 9000, 40_000 + i),
+                ] {
+                    let inner = ethernet(
+                        src,
+                        dst,
+                        L4::Udp { sport, dport },
+                        100 + k as usize,
+                        &[],
+                        64,
+                    );
+                    let data = if deep {
+                        wrap(
+                            Encap::Vxlan { vni: 43 },
+                            &wrap(Encap::Vxlan { vni: 7 }, &inner, middle),
+                            outer,
+                        )
+                    } else {
+                        wrap(Encap::Vxlan { vni: 42 }, &inner, outer)
+                    };
+                    frames.push(Frame {
+                        ts_ns: base + frames.len() as u64 * 1000,
+                        data,
+                    });
+                }
+            }
+        }
+    }
+    let pcap = tmp.path().join("sent.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_inner_flows(&pcap, &[]);
+    assert_eq!(truth.len(), 800, "400 pairs, two directions");
+
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let rec = Recorder::start_in_netns(&lab.ns_b);
+    let (nf_url, rec_url) = (nf.url(), rec.url());
+    let cap = Capture::start(
+        &lab,
+        &tmp,
+        &[
+            "--sample",
+            "4",
+            "--sample-mode",
+            "flow",
+            "--ipfix",
+            &nf_url,
+            "--ipfix",
+            &rec_url,
+        ],
+    );
+    let data: Vec<Vec<u8>> = frames.iter().map(|f| f.data.clone()).collect();
+    lab.send(&data, &[], 16);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("sampling 1 in 4 address pairs"), "{stderr}");
+    assert_live_balanced(&books);
+    let got = nfdump_flows(&nf.finish());
+
+    // Whole pairs or nothing: both directions, every datagram, as tshark counts them.
+    let pair = |k: &Key| {
+        if k.src < k.dst {
+            (k.src, k.dst)
+        } else {
+            (k.dst, k.src)
+        }
+    };
+    let mut kept = [0u64; 2];
+    let mut frames_kept = [0u64; 2];
+    for (k, t) in &truth {
+        let set = (k.src.to_string().starts_with("10.2.") || k.dst.to_string().starts_with("10.2."))
+            as usize;
+        let reverse = Key {
+            src: k.dst,
+            dst: k.src,
+            sport: k.dport,
+            dport: k.sport,
+            ..*k
+        };
+        match (got.get(k), got.get(&reverse)) {
+            (Some(g), Some(_)) => {
+                assert_eq!((g.packets, g.bytes), (t.packets, t.bytes), "{k:?}");
+                kept[set] += 1;
+                frames_kept[set] += t.packets;
+            }
+            (None, None) => {}
+            _ => panic!(
+                "pair {:?}: one direction sampled without the other",
+                pair(k)
+            ),
+        }
+    }
+    assert_eq!(
+        got.len() as u64,
+        kept[0] + kept[1],
+        "no flow that tshark does not know"
+    );
+    for (set, n) in kept.iter().enumerate() {
+        // 200 pairs at 1/4 (two directions each): 50 expected, standard deviation 6.1.
+        assert!(
+            (2 * 25..=2 * 75).contains(n),
+            "set {set}: {n} directions kept"
+        );
+    }
+    // The kernel decided the single-VXLAN frames; the double-VXLAN ones were passed up and
+    // decided by the decoder (the same pairs a kernel would have chosen: same hash, same key).
+    let l = &books["live"];
+    assert_eq!(l["sampled_out"], 2000 - frames_kept[0], "{l}");
+    assert_eq!(l["queues"][0]["xdp"]["sample_deferred"], 2000, "{l}");
+    assert_eq!(l["sampling"]["mode"], "flow", "{l}");
+    let f = &books["frames"];
+    assert_eq!(
+        f["filtered_by_reason"]["sampled_out_by_pair"],
+        2000 - frames_kept[1],
+        "{f}"
+    );
+    assert_eq!(f["metered"], frames_kept[0] + frames_kept[1], "{f}");
+    eprintln!(
+        "xdp program, VXLAN feed, --sample 4 --sample-mode flow: {}",
+        l["xdp_program"]
+    );
+
+    // The export says how: RFC 7014's flow selector report, random 1 in 4, decoded by tshark.
+    let export = tmp.path().join("export.pcap");
+    write_datagrams_pcap(&rec.finish(), &export);
+    let verdict = tshark_decode(&export);
+    assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+    let reports = tshark_frames(
+        &export,
+        "cflow.flow_selector_algorithm",
+        &[
+            "cflow.flow_selector_algorithm",
+            "cflow.sampling_flow_interval",
+            "cflow.sampling_flow_spacing",
+        ],
+    );
+    assert!(!reports.is_empty(), "no flow selector report");
+    assert!(reports.iter().all(|r| r == "3\t1\t3"), "{reports:?}");
+}
