@@ -1803,6 +1803,7 @@ fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
     );
     let server: std::net::IpAddr = "10.9.0.1".parse().unwrap();
     let mut frames: Vec<Frame> = vec![];
+    let mut plain: Vec<Vec<u8>> = vec![];
     let base = 1_700_000_000_000_000_000u64;
     for (set, deep) in [(1u8, false), (2u8, true)] {
         for i in 0..200u16 {
@@ -1822,6 +1823,9 @@ fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
                         &[],
                         64,
                     );
+                    if !deep {
+                        plain.push(inner.clone());
+                    }
                     let data = if deep {
                         wrap(
                             Encap::Vxlan { vni: 43 },
@@ -1949,4 +1953,24 @@ fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
     );
     assert!(!reports.is_empty(), "no flow selector report");
     assert!(reports.iter().all(|r| r == "3\t1\t3"), "{reports:?}");
+
+    // The program's cost per frame (when the kernel counts it, kernel.bpf_stats_enabled=1;
+    // BENCHMARKS.md): the same feed sampled by frame, and the pairs' frames untunnelled.
+    for (name, mode, feed) in [
+        ("VXLAN feed, --sample-mode random", "random", &data),
+        (
+            "the same pairs untunnelled, --sample-mode flow",
+            "flow",
+            &plain,
+        ),
+    ] {
+        let t = TempDir::new("live-pair-sample-cost");
+        let cap = Capture::start(&lab, &t, &["--sample", "4", "--sample-mode", mode]);
+        lab.send(feed, &[], 16);
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, stderr, books) = cap.stop(libc::SIGTERM);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_live_balanced(&books);
+        eprintln!("xdp program, {name}: {}", books["live"]["xdp_program"]);
+    }
 }
