@@ -24,6 +24,34 @@ pub fn write_pcap(path: &std::path::Path, linktype: u32, nanos: bool, frames: &[
     w.finish().unwrap();
 }
 
+/// Reads the frames of a little-endian pcap file (microsecond or nanosecond magic), as
+/// another program wrote it (scapy), so a test can send them into the live lab.
+pub fn read_pcap(path: &std::path::Path) -> Vec<Frame> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let nanos = match u32_at(0) {
+        0xa1b2_c3d4 => false,
+        0xa1b2_3c4d => true,
+        m => panic!(
+            "{}: not a little-endian pcap (magic {m:#x})",
+            path.display()
+        ),
+    };
+    let mut frames = vec![];
+    let mut pos = 24;
+    while pos + 16 <= b.len() {
+        let (secs, frac, len) = (u32_at(pos) as u64, u32_at(pos + 4) as u64, u32_at(pos + 8));
+        let start = pos + 16;
+        let data = b[start..start + len as usize].to_vec();
+        frames.push(Frame {
+            ts_ns: secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 },
+            data,
+        });
+        pos = start + len as usize;
+    }
+    frames
+}
+
 /// A streaming little-endian pcap writer, for captures too large to hold in memory.
 pub struct PcapWriter {
     w: std::io::BufWriter<std::fs::File>,

@@ -10,6 +10,7 @@ pub mod encap;
 pub mod hello;
 pub mod lab;
 pub mod pmacct;
+pub mod scapy;
 pub mod tools;
 pub mod uml;
 

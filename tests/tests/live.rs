@@ -1974,3 +1974,51 @@ fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
         eprintln!("xdp program, {name}: {}", books["live"]["xdp_program"]);
     }
 }
+
+#[test]
+fn vxlan_feeds_written_by_scapy_meter_their_inner_flows_live() {
+    // Issue #27's acceptance, live: the feeds scapy writes (its default VXLAN flags, reserved
+    // bits set, VXLAN-GPE on 4790 and 4789, a VXLAN-Geneve-GRE stack, random UDP to 4789),
+    // sent into the veth lab, give the inner flows tshark reads, and every frame is booked.
+    const TEST: &str = "vxlan_feeds_written_by_scapy_meter_their_inner_flows_live";
+    if !require_root(TEST) {
+        return;
+    }
+    let tmp = TempDir::new("live-scapy");
+    if !e2e::scapy::write_vxlan_feeds(TEST, tmp.path()) {
+        return;
+    }
+    let lab = Lab::new(1);
+    let random: (&str, &[&str], u64) = ("random4789", &["-d", "udp.port==4789,data"], 0);
+    for (name, tshark_opts, depth) in e2e::scapy::VXLAN_FEEDS.into_iter().chain([random]) {
+        let pcap = tmp.path().join(format!("{name}.pcap"));
+        let truth = tshark_inner_flows(&pcap, tshark_opts);
+        assert!(!truth.is_empty(), "{name}");
+        let data: Vec<Vec<u8>> = e2e::capture::read_pcap(&pcap)
+            .into_iter()
+            .map(|f| f.data)
+            .collect();
+        let run = TempDir::new(&format!("live-scapy-{name}"));
+        let nf = Nfcapd::start_in(run.path(), Some(&lab.ns_b));
+        let url = nf.url();
+        let cap = Capture::start(&lab, &run, &["--ipfix", &url]);
+        let t0 = now_ms();
+        lab.send(&data, &[], 16);
+        let t1 = now_ms();
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, stderr, books) = cap.stop(libc::SIGTERM);
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        assert_live_balanced(&books);
+        assert_eq!(books["live"]["seen"], data.len() as u64, "{name}");
+        let f = &books["frames"];
+        assert_eq!(f["metered"], data.len() as u64, "{name}: {f}");
+        let vxlan = f["encapsulated_by_kind"]["vxlan"].as_u64().unwrap();
+        if depth == 0 {
+            assert_eq!(vxlan, 0, "{name}: random UDP is no tunnel: {f}");
+        } else {
+            assert_eq!(f["port_not_tunnel"], 0, "{name}: {f}");
+            assert!(vxlan > 0, "{name}: {f}");
+        }
+        assert_live_flows(&truth, &nfdump_flows(&nf.finish()), (t0 - 1000, t1 + 1000));
+    }
+}

@@ -536,57 +536,13 @@ fn frames_of(pcap: &Path, filter: &str) -> Vec<String> {
     )
 }
 
-/// The Python that has scapy (the PyPI package, in `cargo xtask deps`' venv), or `None` after
-/// saying why the test skips; under CI a missing scapy fails the test.
-fn scapy_python(test: &str) -> Option<std::path::PathBuf> {
-    for py in ["/opt/probe-pyref/bin/python", "python3"] {
-        let ok = std::process::Command::new(py)
-            .args(["-c", "import scapy"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(py.into());
-        }
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: scapy is missing (cargo xtask deps installs it into /opt/probe-pyref)"
-    );
-    eprintln!("SKIP {test}: no Python with scapy (cargo xtask deps installs it)");
-    None
-}
-
 #[test]
 fn vxlan_and_vxlan_gpe_feeds_written_by_scapy_meter_the_inner_flows_tshark_reads() {
-    let Some(py) = scapy_python("vxlan_and_vxlan_gpe_feeds_written_by_scapy") else {
-        return;
-    };
     let tmp = TempDir::new("scapy-vxlan");
-    let script = e2e::workspace_root().join("tests/scapy/vxlan_feeds.py");
-    let out = std::process::Command::new(&py)
-        .arg(&script)
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // (case, tshark options that make tshark read it as the sender meant, tunnel layers)
-    let cases: [(&str, &[&str], u64); 5] = [
-        // scapy's default: flags 0x0c with Next Protocol 3 (Ethernet).
-        ("default", &[], 1),
-        // Reserved bits and fields set: RFC 7348 says ignore them.
-        ("reserved", &[], 1),
-        // VXLAN-GPE on its own port: IPv4, IPv6 and Ethernet inside.
-        ("gpe4790", &[], 1),
-        // VXLAN-GPE on 4789 (tshark 4.0 reads 4789 as plain VXLAN unless told).
-        ("gpe4789", &["-d", "udp.port==4789,vxlan_gpe"], 1),
-        // VXLAN, Geneve, GRE: three deep.
-        ("stack3", &[], 3),
-    ];
-    for (name, tshark_opts, depth) in cases {
+    if !e2e::scapy::write_vxlan_feeds("vxlan_and_vxlan_gpe_feeds_written_by_scapy", tmp.path()) {
+        return;
+    }
+    for (name, tshark_opts, depth) in e2e::scapy::VXLAN_FEEDS {
         let pcap = tmp.path().join(format!("{name}.pcap"));
         let truth = tshark_inner_flows(&pcap, tshark_opts);
         assert!(!truth.is_empty(), "{name}: no inner flows");
