@@ -317,6 +317,22 @@ static __always_inline int tunnel_inner(__u16 proto, void *l3, void *end, void *
 	return INNER_NONE;
 }
 
+/* The IP packet a tunnel of `kind` (INNER_ETH or INNER_IP) carries at `inner`: its
+ * ethertype and start. 0 when the frame is too short for it. */
+static __always_inline int inner_packet(int kind, void *inner, void *end, __u16 *proto,
+					void **l3)
+{
+	__u8 *v = inner;
+
+	if (kind == INNER_ETH)
+		return eth_payload(inner, end, proto, l3);
+	if ((void *)(v + 1) > end)
+		return 0;
+	*proto = (*v >> 4) == 6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
+	*l3 = inner;
+	return 1;
+}
+
 /* Is the frame's source or destination address, or those of the packet inside one tunnel
  * layer the probe decodes, in the ignore-list? Frames it cannot parse are not ignored: user
  * space meters or counts them. A second tunnel inside the first is not followed: such frames
@@ -342,16 +358,8 @@ static __always_inline int ignored(struct xdp_md *ctx, struct queue_counters *c)
 		c->inner_unparsed++;
 		return 0;
 	}
-	if (kind == INNER_ETH) {
-		if (!eth_payload(inner, end, &iproto, &l3i))
-			return 0;
-	} else {
-		__u8 *v = inner;
-		if ((void *)(v + 1) > end)
-			return 0;
-		iproto = (*v >> 4) == 6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
-		l3i = inner;
-	}
+	if (!inner_packet(kind, inner, end, &iproto, &l3i))
+		return 0;
 	if (addrs_ignored(iproto, l3i, end))
 		return 1;
 	/* A tunnel inside the tunnel: this program goes one layer deep. */
@@ -412,18 +420,8 @@ static __always_inline int frame_pair(struct xdp_md *ctx, __u64 *pair)
 	kind = tunnel_inner(proto, l3, end, &inner);
 	if (kind == INNER_NONE)
 		return ip_pair(proto, l3, end, pair);
-	if (kind == INNER_DEEPER)
+	if (kind == INNER_DEEPER || !inner_packet(kind, inner, end, &iproto, &l3i))
 		return PAIR_DEFERRED;
-	if (kind == INNER_ETH) {
-		if (!eth_payload(inner, end, &iproto, &l3i))
-			return PAIR_DEFERRED;
-	} else {
-		__u8 *v = inner;
-		if ((void *)(v + 1) > end)
-			return PAIR_DEFERRED;
-		iproto = (*v >> 4) == 6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
-		l3i = inner;
-	}
 	/* A tunnel inside the tunnel: its packet is the innermost, and it is out of reach. */
 	if (tunnel_inner(iproto, l3i, end, &inner) != INNER_NONE)
 		return PAIR_DEFERRED;
