@@ -270,3 +270,57 @@ fn the_issues_flood_2m_syns_beside_1000_conversations_is_exact_small_and_bounded
     // pages back as it goes).
     assert!(rss_kib < 150 * 1024, "peak RSS {rss_kib} KiB");
 }
+
+#[test]
+fn the_roll_up_holds_with_fan_out_workers_and_with_biflows() {
+    // The same flood through two metering workers (each with half the cache and its own
+    // pressure mode), and with biflows (the conversations pair up; a rolled-up SYN has no
+    // reverse to pair with).
+    let tmp = TempDir::new("flood-variants");
+    let (capture, talk, frames) = flood_capture(tmp.path(), 100, 4, 50_000);
+    let truth = tshark_flows(&talk);
+    for (name, extra) in [
+        ("two workers", &["--workers", "2"][..]),
+        ("biflows", &["--biflow"][..]),
+    ] {
+        let run = TempDir::new("flood-variant");
+        let (records, books) = flood_into_nfcapd(&run, &capture, extra);
+        let flows = &books["flows"];
+        let n = |k: &str| flows[k].as_u64().unwrap();
+        assert!(n("rolled_up") > 190_000, "{name}: {flows}");
+        assert_eq!(
+            n("created"),
+            n("exported") + n("rolled_up"),
+            "{name}: {flows}"
+        );
+        assert!(
+            records.len() * 10 <= frames,
+            "{name}: {} records",
+            records.len()
+        );
+        // Every packet in exactly one record (a biflow record's two directions both count).
+        let got = nfdump_flows(&records);
+        let packets: u64 = got.values().map(|t| t.packets).sum::<u64>()
+            + records
+                .iter()
+                .map(|r| r["out_packets"].as_u64().unwrap_or(0))
+                .sum::<u64>();
+        assert_eq!(packets, frames as u64, "{name}");
+        if name == "biflows" {
+            // One record per conversation, both directions exact.
+            let talk: Vec<_> = records
+                .iter()
+                .filter(|r| r["dst_port"] == 443 && r["out_packets"].as_u64().unwrap_or(0) > 0)
+                .collect();
+            assert_eq!(talk.len(), 100, "{name}");
+            assert!(
+                talk.iter()
+                    .all(|r| r["in_packets"] == 4 && r["out_packets"] == 4),
+                "{name}"
+            );
+        } else {
+            let talk_records = e2e::craft::conversation_records(&records);
+            assert_same_flows(&truth, &nfdump_flows(&talk_records), name);
+        }
+    }
+}
