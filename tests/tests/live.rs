@@ -1781,6 +1781,57 @@ fn a_syn_flood_in_the_lab_leaves_the_conversations_whole_and_memory_flat() {
     );
 }
 
+/// 200 address pairs (clients 10.SET.x.y with the server 10.9.0.1), 5 UDP datagrams each way
+/// a pair, in VXLAN, or with `deep` in VXLAN inside VXLAN (out of the XDP program's reach).
+/// Returns the wrapped frames and the same frames untunnelled.
+fn pair_feed(set: u8, deep: bool) -> (Vec<Frame>, Vec<Vec<u8>>) {
+    use e2e::craft::{ethernet, L4};
+    use e2e::encap::{wrap, Encap, OUTER_V4};
+    let outer = (OUTER_V4.0.into(), OUTER_V4.1.into());
+    let middle: (std::net::IpAddr, std::net::IpAddr) = (
+        "198.51.100.1".parse().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+    );
+    let server: std::net::IpAddr = "10.9.0.1".parse().unwrap();
+    let (mut frames, mut plain) = (vec![], vec![]);
+    let base = 1_700_000_000_000_000_000u64 + set as u64 * 10_000_000_000;
+    for i in 0..200u16 {
+        let client: std::net::IpAddr = format!("10.{set}.{}.{}", i / 250, 1 + i % 250)
+            .parse()
+            .unwrap();
+        for k in 0..5u16 {
+            for (src, dst, sport, dport) in [
+                (client, server, 40_000 + i, 9000),
+                (server, client, 9000, 40_000 + i),
+            ] {
+                let inner = ethernet(
+                    src,
+                    dst,
+                    L4::Udp { sport, dport },
+                    100 + k as usize,
+                    &[],
+                    64,
+                );
+                let data = if deep {
+                    wrap(
+                        Encap::Vxlan { vni: 43 },
+                        &wrap(Encap::Vxlan { vni: 7 }, &inner, middle),
+                        outer,
+                    )
+                } else {
+                    wrap(Encap::Vxlan { vni: 42 }, &inner, outer)
+                };
+                frames.push(Frame {
+                    ts_ns: base + frames.len() as u64 * 1000,
+                    data,
+                });
+                plain.push(inner);
+            }
+        }
+    }
+    (frames, plain)
+}
+
 #[test]
 fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
     // Issue #27: on a tunnelled mirror feed every frame has the same outer addresses, so
@@ -1789,60 +1840,14 @@ fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
     // the decoder decides by the same hash). Each pair: 5 datagrams each way. With
     // `--sample 4 --sample-mode flow`, every pair must be metered whole or not at all, about
     // a quarter of them, and the books must say where each frame was decided.
-    use e2e::craft::{ethernet, L4};
-    use e2e::encap::{wrap, Encap, OUTER_V4};
     if !require_root("sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it") {
         return;
     }
     let lab = Lab::new(1);
     let tmp = TempDir::new("live-pair-sample");
-    let outer = (OUTER_V4.0.into(), OUTER_V4.1.into());
-    let middle: (std::net::IpAddr, std::net::IpAddr) = (
-        "198.51.100.1".parse().unwrap(),
-        "198.51.100.2".parse().unwrap(),
-    );
-    let server: std::net::IpAddr = "10.9.0.1".parse().unwrap();
-    let mut frames: Vec<Frame> = vec![];
-    let mut plain: Vec<Vec<u8>> = vec![];
-    let base = 1_700_000_000_000_000_000u64;
-    for (set, deep) in [(1u8, false), (2u8, true)] {
-        for i in 0..200u16 {
-            let client: std::net::IpAddr = format!("10.{set}.{}.{}", i / 250, 1 + i % 250)
-                .parse()
-                .unwrap();
-            for k in 0..5u16 {
-                for (src, dst, sport, dport) in [
-                    (client, server, 40_000 + i, 9000),
-                    (server, client, 9000, 40_000 + i),
-                ] {
-                    let inner = ethernet(
-                        src,
-                        dst,
-                        L4::Udp { sport, dport },
-                        100 + k as usize,
-                        &[],
-                        64,
-                    );
-                    if !deep {
-                        plain.push(inner.clone());
-                    }
-                    let data = if deep {
-                        wrap(
-                            Encap::Vxlan { vni: 43 },
-                            &wrap(Encap::Vxlan { vni: 7 }, &inner, middle),
-                            outer,
-                        )
-                    } else {
-                        wrap(Encap::Vxlan { vni: 42 }, &inner, outer)
-                    };
-                    frames.push(Frame {
-                        ts_ns: base + frames.len() as u64 * 1000,
-                        data,
-                    });
-                }
-            }
-        }
-    }
+    let (single, plain) = pair_feed(1, false);
+    let (double, _) = pair_feed(2, true);
+    let frames: Vec<Frame> = single.into_iter().chain(double).collect();
     let pcap = tmp.path().join("sent.pcap");
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
     let truth = tshark_inner_flows(&pcap, &[]);
@@ -2021,4 +2026,90 @@ fn vxlan_feeds_written_by_scapy_meter_their_inner_flows_live() {
         }
         assert_live_flows(&truth, &nfdump_flows(&nf.finish()), (t0 - 1000, t1 + 1000));
     }
+}
+
+#[test]
+fn a_reload_turns_on_sampling_by_pair_in_the_kernel_and_in_the_decoders() {
+    // The pairs in VXLAN (decided in the kernel) and in VXLAN inside VXLAN (decided by the
+    // decoders), sent twice: first unsampled, then after a SIGHUP that sets
+    // `sample = 4, sample-mode = "flow"`. Every direction must hold its first round, and its
+    // second round too exactly when its pair is sampled in, both directions alike.
+    if !require_root("a_reload_turns_on_sampling_by_pair_in_the_kernel_and_in_the_decoders") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-reload-pair");
+    let (single, _) = pair_feed(1, false);
+    let (double, _) = pair_feed(2, true);
+    let frames: Vec<Frame> = single.into_iter().chain(double).collect();
+    let pcap = tmp.path().join("sent.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_inner_flows(&pcap, &[]);
+    let data: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let cfg = tmp.path().join("probe.toml");
+    std::fs::write(&cfg, format!("ipfix = [\"{}\"]\n", nf.url())).unwrap();
+    let cap = Capture::start(&lab, &tmp, &["--config", cfg.to_str().unwrap()]);
+    lab.send(&data, &[], 16);
+    std::fs::write(
+        &cfg,
+        format!(
+            "ipfix = [\"{}\"]\nsample = 4\nsample-mode = \"flow\"\n",
+            nf.url()
+        ),
+    )
+    .unwrap();
+    e2e::signal(cap.child.id(), libc::SIGHUP);
+    let t = Instant::now();
+    while !cap.stderr_text().contains("reload 1:") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            cap.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The decoders take a reload's settings within a tick (100 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    lab.send(&data, &[], 16);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    let got = nfdump_flows(&nf.finish());
+    let mut sampled_in = [0u64; 2];
+    for (k, t) in &truth {
+        let set = k.src.to_string().starts_with("10.2.") || k.dst.to_string().starts_with("10.2.");
+        let reverse = Key {
+            src: k.dst,
+            dst: k.src,
+            sport: k.dport,
+            dport: k.sport,
+            ..*k
+        };
+        let rounds = |k: &Key| got.get(k).map_or(0, |g| g.packets / t.packets);
+        assert_eq!(rounds(k), rounds(&reverse), "{k:?}: directions differ");
+        match rounds(k) {
+            1 => {}
+            2 => sampled_in[set as usize] += 1,
+            n => panic!("{k:?}: {n} rounds"),
+        }
+    }
+    for (set, n) in sampled_in.iter().enumerate() {
+        assert!(
+            (2 * 25..=2 * 75).contains(n),
+            "set {set}: {n} directions sampled in"
+        );
+    }
+    let l = &books["live"];
+    assert_eq!(l["sampling"]["mode"], "flow", "{l}");
+    assert_eq!(l["queues"][0]["xdp"]["sample_deferred"], 2000, "{l}");
+    assert!(
+        books["frames"]["filtered_by_reason"]["sampled_out_by_pair"]
+            .as_u64()
+            .unwrap()
+            > 1000,
+        "{}",
+        books["frames"]
+    );
 }
