@@ -2113,3 +2113,79 @@ fn a_reload_turns_on_sampling_by_pair_in_the_kernel_and_in_the_decoders() {
         books["frames"]
     );
 }
+
+#[test]
+fn a_slow_collector_gets_the_conversations_first_and_the_drops_are_counted_by_priority() {
+    // Issue #28 item 3, live: a flood exported one record a flow (--no-aggregate) toward a
+    // collector paced at 50 messages a second, with 2,000 records of backlog. The exporter
+    // must not hold up capture, must send the conversations before the flood's one-packet
+    // flows, and must count what it dropped, by priority, in the books and in the collector's
+    // own statistics.
+    if !require_root(
+        "a_slow_collector_gets_the_conversations_first_and_the_drops_are_counted_by_priority",
+    ) {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-slow-collector");
+    let (all, talk) = e2e::craft::syn_flood_with_conversations(
+        1_700_000_000_000_000_000,
+        100,
+        4,
+        10_000,
+        1_000_000_000,
+    );
+    let talk_pcap = tmp.path().join("talk.pcap");
+    write_pcap(&talk_pcap, LINKTYPE_ETHERNET, false, &talk);
+    let truth = tshark_flows(&talk_pcap);
+    let frames: Vec<Vec<u8>> = all.into_iter().map(|f| f.data).collect();
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let url = nf.url();
+    let cap = Capture::start(
+        &lab,
+        &tmp,
+        &[
+            "--ipfix",
+            url.as_str(),
+            "--max-flows",
+            "1000",
+            "--no-aggregate",
+            "--max-export-rate",
+            "50",
+            "--export-backlog",
+            "2000",
+        ],
+    );
+    let t0 = now_ms();
+    lab.send(&frames, &[], 0);
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "probe capture failed:\n{stderr}");
+    let records = nf.finish();
+
+    // Capture lost nothing to the slow collector.
+    assert_live_balanced(&books);
+    let sent = frames.len() as u64;
+    assert_eq!(books["frames"]["metered"], sent, "{}", books["frames"]);
+    assert_eq!(books["frames"]["handoff_dropped"], 0, "{}", books["frames"]);
+    // Every conversation direction reached the collector, whole.
+    let talk_records = e2e::craft::conversation_records(&records);
+    assert_live_flows(&truth, &nfdump_flows(&talk_records), (t0 - 1000, t1 + 1000));
+    // The backlog dropped one-packet flows only, and the books say how many: what the
+    // collector got plus what was dropped is every record.
+    let c = &books["export"]["collectors"][0];
+    let dropped = &c["backlog_dropped"];
+    assert_eq!(dropped["conversations"]["flows"], 0, "{c}");
+    assert_eq!(dropped["aggregates"]["flows"], 0, "{c}");
+    let single = dropped["single_packet"]["flows"].as_u64().unwrap();
+    assert!(single > 1000, "{c}");
+    assert_eq!(c["backlog_peak"], 2000, "{c}");
+    assert_eq!(
+        records.len() as u64 + single,
+        books["flows"]["records"].as_u64().unwrap(),
+        "{c}"
+    );
+    assert_eq!(c["not_sent"]["flows"], single, "{c}");
+    assert!(stderr.contains("dropped from its backlog"), "{stderr}");
+}
