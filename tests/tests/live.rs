@@ -1832,6 +1832,19 @@ fn pair_feed(set: u8, deep: bool) -> (Vec<Frame>, Vec<Vec<u8>>) {
     (frames, plain)
 }
 
+/// Both pair feeds, VXLAN (set 1) then VXLAN in VXLAN (set 2): the frames, set 1 untunnelled,
+/// and tshark's inner flows (800: 400 pairs, two directions).
+fn pair_feeds(tmp: &TempDir) -> (Vec<Frame>, Vec<Vec<u8>>, Flows) {
+    let (single, plain) = pair_feed(1, false);
+    let (double, _) = pair_feed(2, true);
+    let frames: Vec<Frame> = single.into_iter().chain(double).collect();
+    let pcap = tmp.path().join("sent.pcap");
+    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
+    let truth = tshark_inner_flows(&pcap, &[]);
+    assert_eq!(truth.len(), 800, "400 pairs, two directions");
+    (frames, plain, truth)
+}
+
 #[test]
 fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
     // Issue #27: on a tunnelled mirror feed every frame has the same outer addresses, so
@@ -1845,13 +1858,7 @@ fn sampling_by_flow_keeps_whole_inner_pairs_in_the_kernel_and_beyond_it() {
     }
     let lab = Lab::new(1);
     let tmp = TempDir::new("live-pair-sample");
-    let (single, plain) = pair_feed(1, false);
-    let (double, _) = pair_feed(2, true);
-    let frames: Vec<Frame> = single.into_iter().chain(double).collect();
-    let pcap = tmp.path().join("sent.pcap");
-    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
-    let truth = tshark_inner_flows(&pcap, &[]);
-    assert_eq!(truth.len(), 800, "400 pairs, two directions");
+    let (frames, plain, truth) = pair_feeds(&tmp);
 
     let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
     let rec = Recorder::start_in_netns(&lab.ns_b);
@@ -2039,12 +2046,7 @@ fn a_reload_turns_on_sampling_by_pair_in_the_kernel_and_in_the_decoders() {
     }
     let lab = Lab::new(1);
     let tmp = TempDir::new("live-reload-pair");
-    let (single, _) = pair_feed(1, false);
-    let (double, _) = pair_feed(2, true);
-    let frames: Vec<Frame> = single.into_iter().chain(double).collect();
-    let pcap = tmp.path().join("sent.pcap");
-    write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
-    let truth = tshark_inner_flows(&pcap, &[]);
+    let (frames, _, truth) = pair_feeds(&tmp);
     let data: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
     let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
     let cfg = tmp.path().join("probe.toml");
