@@ -1705,6 +1705,24 @@ fn vm_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// 100 conversations (a segment each way a round) beside `syn_per_round` random-source SYNs,
+/// four rounds (`e2e::craft::syn_flood_with_conversations`): the frames, and tshark's flows of
+/// the conversations alone (200 directions).
+fn flood_feed(tmp: &TempDir, syn_per_round: u64) -> (Vec<Vec<u8>>, Flows) {
+    let (all, talk) = e2e::craft::syn_flood_with_conversations(
+        1_700_000_000_000_000_000,
+        100,
+        4,
+        syn_per_round,
+        1_000_000_000,
+    );
+    let talk_pcap = tmp.path().join("talk.pcap");
+    write_pcap(&talk_pcap, LINKTYPE_ETHERNET, false, &talk);
+    let truth = tshark_flows(&talk_pcap);
+    assert_eq!(truth.len(), 200);
+    (all.into_iter().map(|f| f.data).collect(), truth)
+}
+
 #[test]
 fn a_syn_flood_in_the_lab_leaves_the_conversations_whole_and_memory_flat() {
     // Issue #28, live: 100,000 SYNs from random sources beside 100 conversations through a
@@ -1716,18 +1734,7 @@ fn a_syn_flood_in_the_lab_leaves_the_conversations_whole_and_memory_flat() {
     }
     let lab = Lab::new(1);
     let tmp = TempDir::new("live-flood");
-    let (all, talk) = e2e::craft::syn_flood_with_conversations(
-        1_700_000_000_000_000_000,
-        100,
-        4,
-        25_000,
-        1_000_000_000,
-    );
-    let talk_pcap = tmp.path().join("talk.pcap");
-    write_pcap(&talk_pcap, LINKTYPE_ETHERNET, false, &talk);
-    let truth = tshark_flows(&talk_pcap);
-    assert_eq!(truth.len(), 200);
-    let frames: Vec<Vec<u8>> = all.into_iter().map(|f| f.data).collect();
+    let (frames, truth) = flood_feed(&tmp, 25_000);
     let per_round = frames.len() / 4;
 
     let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
@@ -2130,17 +2137,7 @@ fn a_slow_collector_gets_the_conversations_first_and_the_drops_are_counted_by_pr
     }
     let lab = Lab::new(1);
     let tmp = TempDir::new("live-slow-collector");
-    let (all, talk) = e2e::craft::syn_flood_with_conversations(
-        1_700_000_000_000_000_000,
-        100,
-        4,
-        10_000,
-        1_000_000_000,
-    );
-    let talk_pcap = tmp.path().join("talk.pcap");
-    write_pcap(&talk_pcap, LINKTYPE_ETHERNET, false, &talk);
-    let truth = tshark_flows(&talk_pcap);
-    let frames: Vec<Vec<u8>> = all.into_iter().map(|f| f.data).collect();
+    let (frames, truth) = flood_feed(&tmp, 10_000);
     let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
     let url = nf.url();
     let cap = Capture::start(
