@@ -141,7 +141,7 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
     write_pcap(&pcap, LINKTYPE_ETHERNET, true, &frames);
     let ring = tmp.path().join("ring");
     let stats = tmp.path().join("books.json");
-    let out = e2e::tools::run_probe(&[
+    e2e::tools::run_probe_ok(&[
         "read",
         pcap.to_str().unwrap(),
         "--pcap-dir",
@@ -153,11 +153,6 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
         "--stats-json",
         stats.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let books = e2e::tools::read_books(&stats);
     let r = &books["pcap_ring"];
     assert_eq!(r["balanced"], true, "{r}");
@@ -176,7 +171,7 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
 
     // One TCP flow back out of the ring equals tshark's filter of the original, packet for packet.
     let out_pcap = tmp.path().join("flow.pcap");
-    let out = e2e::tools::run_probe(&[
+    e2e::tools::run_probe_ok(&[
         "extract",
         "--pcap-dir",
         ring.to_str().unwrap(),
@@ -188,11 +183,6 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
         out_pcap.to_str().unwrap(),
         "src host 10.1.0.5 and src port 40002 and dst host 10.2.0.80 and dst port 443 and tcp",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let flow = tshark_frames(&out_pcap, "");
     let truth = tshark_frames(
         &pcap,
@@ -229,7 +219,7 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
 
     // The same run in pcapng: the same frames, and the interface name in every file.
     let ring_ng = tmp.path().join("ring-ng");
-    let out = e2e::tools::run_probe(&[
+    e2e::tools::run_probe_ok(&[
         "read",
         pcap.to_str().unwrap(),
         "--pcap-dir",
@@ -241,11 +231,6 @@ fn probe_read_keeps_the_selection_and_extract_returns_one_flow_exactly() {
         "--pcap-format",
         "pcapng",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let ng_files = e2e::sorted_dir(&ring_ng);
     assert!(ng_files
         .iter()
@@ -802,7 +787,7 @@ fn the_ring_keeps_each_flows_first_packets_and_counts_the_rest() {
     for (limit, kept) in [("100", 300usize), ("0", 3000)] {
         let ring = tmp.path().join(format!("ring-{limit}"));
         let stats = tmp.path().join(format!("books-{limit}.json"));
-        let out = e2e::tools::run_probe(&[
+        let out = e2e::tools::run_probe_ok(&[
             "read",
             pcap.to_str().unwrap(),
             "--pcap-dir",
@@ -816,11 +801,6 @@ fn the_ring_keeps_each_flows_first_packets_and_counts_the_rest() {
             "--stats-json",
             stats.to_str().unwrap(),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert_eq!(e2e::tools::json_packets(&out.stdout), 3000);
         let books = e2e::tools::read_books(&stats);
         let r = &books["pcap_ring"];

@@ -5,7 +5,7 @@
 
 use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
 use e2e::hello::{client_hello, record, server_hello};
-use e2e::tools::{read_books, run_probe};
+use e2e::tools::{read_books, run_probe, run_probe_ok};
 use e2e::TempDir;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -176,12 +176,7 @@ fn read(
         books.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let out = run_probe(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_probe_ok(&args);
     (ring_files(&dir), read_books(&books))
 }
 

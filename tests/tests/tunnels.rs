@@ -517,12 +517,7 @@ fn the_ring_selects_by_inner_and_tunnel_and_keeps_the_original_frames() {
             out_pcap.to_str().unwrap(),
         ];
         args.extend(select.split(' '));
-        let out = run_probe(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_probe_ok(&args);
         assert_eq!(frames_of(&out_pcap, ""), want, "extract {select}");
     }
 }
