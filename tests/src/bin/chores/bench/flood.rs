@@ -58,28 +58,26 @@ pub fn run(probe: &Path, tmp: &Path) -> Result<()> {
         talk.len()
     );
 
+    // `probe read --max-flows 100000 EXTRA` of `pcap` into nfcapd, median of the runs.
+    let probe_row = |name, pcap: &Path, extra: &'static [&'static str]| {
+        median_of_runs(name, tmp, |dir| {
+            let nf = Nfcapd::start(dir);
+            let mut cmd = probe_read(probe, pcap, &nf.url());
+            cmd.args(["--max-flows", "100000"]).args(extra);
+            let m = measure(&mut cmd)?;
+            Ok((m, nfdump_flows(&nf.finish())))
+        })
+    };
     let mut rows: Vec<(&str, Measured, Vec<Flows>)> = vec![];
-    rows.push(median_of_runs(
+    rows.push(probe_row(
         "probe read --max-flows 100000 → nfcapd (UDP)",
-        tmp,
-        |dir| {
-            let nf = Nfcapd::start(dir);
-            let mut cmd = probe_read(probe, &flood, &nf.url());
-            cmd.args(["--max-flows", "100000"]);
-            let m = measure(&mut cmd)?;
-            Ok((m, nfdump_flows(&nf.finish())))
-        },
+        &flood,
+        &[],
     )?);
-    rows.push(median_of_runs(
+    rows.push(probe_row(
         "probe read --max-flows 100000 --no-aggregate → nfcapd (UDP)",
-        tmp,
-        |dir| {
-            let nf = Nfcapd::start(dir);
-            let mut cmd = probe_read(probe, &flood, &nf.url());
-            cmd.args(["--max-flows", "100000", "--no-aggregate"]);
-            let m = measure(&mut cmd)?;
-            Ok((m, nfdump_flows(&nf.finish())))
-        },
+        &flood,
+        &["--no-aggregate"],
     )?);
     rows.push(median_of_runs("nfpcapd -r", tmp, |dir| {
         let m = measure(&mut nfpcapd_read(&flood, dir))?;
@@ -120,16 +118,10 @@ pub fn run(probe: &Path, tmp: &Path) -> Result<()> {
     write_pcap(&calm_pcap, LINKTYPE_ETHERNET, true, &calm);
     let calm_packets = calm.len() as u64;
     drop(calm);
-    let (_, m, _) = median_of_runs(
+    let (_, m, _) = probe_row(
         "probe read, the conversations without the flood",
-        tmp,
-        |dir| {
-            let nf = Nfcapd::start(dir);
-            let mut cmd = probe_read(probe, &calm_pcap, &nf.url());
-            cmd.args(["--max-flows", "100000"]);
-            let m = measure(&mut cmd)?;
-            Ok((m, nfdump_flows(&nf.finish())))
-        },
+        &calm_pcap,
+        &[],
     )?;
     let flood_cpu = rows[0].1.user + rows[0].1.sys;
     let calm_cpu = m.user + m.sys;
