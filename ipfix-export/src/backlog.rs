@@ -51,16 +51,6 @@ impl Priority {
     }
 }
 
-/// The records, packets and octets one record stands for.
-pub(crate) fn totals_of(rec: &FlowRecord) -> FlowTotals {
-    let rev = rec.reverse.unwrap_or_default();
-    FlowTotals {
-        flows: 1,
-        packets: rec.packets.saturating_add(rev.packets),
-        octets: rec.octets.saturating_add(rev.octets),
-    }
-}
-
 /// A bounded backlog of records in three priorities (see the module doc).
 #[derive(Debug)]
 pub struct Backlog {
@@ -116,11 +106,11 @@ impl Backlog {
                     let old = self.queues[q as usize]
                         .pop_front()
                         .expect("chosen because it is not empty");
-                    self.dropped[q as usize] += totals_of(&old);
+                    self.dropped[q as usize] += FlowTotals::of(&old);
                     self.len -= 1;
                 }
                 None => {
-                    self.dropped[p as usize] += totals_of(&rec);
+                    self.dropped[p as usize] += FlowTotals::of(&rec);
                     return;
                 }
             }
@@ -141,7 +131,7 @@ impl Backlog {
     pub fn abandon(&mut self) {
         for (i, q) in self.queues.iter_mut().enumerate() {
             for rec in q.drain(..) {
-                self.dropped[i] += totals_of(&rec);
+                self.dropped[i] += FlowTotals::of(&rec);
             }
         }
         self.len = 0;

@@ -377,12 +377,7 @@ impl MessageEncoder {
                 crate::app::encode(rec, layout.app_groups(), cap, &mut self.buf[self.len..]);
         }
         debug_assert_eq!(self.len - start, len);
-        let rev = rec.reverse.unwrap_or_default();
-        self.flows_in_message += FlowTotals {
-            flows: 1,
-            packets: rec.packets.saturating_add(rev.packets),
-            octets: rec.octets.saturating_add(rev.octets),
-        };
+        self.flows_in_message += FlowTotals::of(rec);
     }
 
     /// The template ID of a layout announced on first use (application fields, aggregates).

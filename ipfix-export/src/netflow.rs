@@ -232,11 +232,7 @@ impl V5Encoder {
 
     fn push_one(&mut self, r: &FlowRecord, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (r.src_addr, r.dst_addr) else {
-            self.losses.not_exportable += FlowTotals {
-                flows: 1,
-                packets: r.packets,
-                octets: r.octets,
-            };
+            self.losses.not_exportable += FlowTotals::of(r);
             return;
         };
         let (start, end) = (ms(r.start_ns), ms(r.end_ns));
@@ -261,11 +257,7 @@ impl V5Encoder {
         d[39] = r.class_of_service;
         self.uptime.add(off + V5_FIRST, start, end);
         self.records += 1;
-        self.flows += FlowTotals {
-            flows: 1,
-            packets: r.packets,
-            octets: r.octets,
-        };
+        self.flows += FlowTotals::of(r);
     }
 
     pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {
@@ -520,11 +512,7 @@ impl V9Encoder {
         self.uptime.add(self.len + first_at, start, end);
         self.len += rl;
         self.count += 1;
-        self.flows += FlowTotals {
-            flows: 1,
-            packets: r.packets,
-            octets: r.octets,
-        };
+        self.flows += FlowTotals::of(r);
     }
 
     pub fn flush(&mut self, now_secs: u32, mut emit: impl FnMut(Message<'_>)) {

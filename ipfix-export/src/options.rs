@@ -254,6 +254,19 @@ pub struct FlowTotals {
     pub octets: u64,
 }
 
+impl FlowTotals {
+    /// What one record stands for: one flow record, with the packets and octets of both its
+    /// directions (a biflow's reverse side too).
+    pub fn of(rec: &crate::record::FlowRecord) -> FlowTotals {
+        let rev = rec.reverse.unwrap_or_default();
+        FlowTotals {
+            flows: 1,
+            packets: rec.packets.saturating_add(rev.packets),
+            octets: rec.octets.saturating_add(rev.octets),
+        }
+    }
+}
+
 impl std::ops::AddAssign for FlowTotals {
     fn add_assign(&mut self, o: FlowTotals) {
         // Saturating: counts from hostile or absurd input must not wrap into small numbers.

@@ -6,7 +6,7 @@
 use crate::pipeline::exporter::Gauges;
 use crate::pipeline::handoff::{Backoff, Inbox};
 use crossbeam_channel::Sender;
-use ipfix_export::FlowRecord;
+use ipfix_export::{FlowRecord, FlowTotals, Priority};
 use probe_core::meter::FlowMeter;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,12 @@ const MAX_BACKLOG: usize = 262_144;
 const TICK: Duration = Duration::from_millis(100);
 /// Messages taken from each decoder's ring per round.
 const DRAIN: usize = 256;
+
+/// A record of one packet in one direction: what a bounded backlog drops first (the
+/// exporter's per-collector backlog ranks records the same way).
+fn is_single(r: &FlowRecord) -> bool {
+    Priority::of(r) == Priority::SinglePacket
+}
 
 /// How a stage hands records to the exporter.
 ///
@@ -104,7 +110,7 @@ impl Shipper {
     fn queue(&mut self, batch: Vec<FlowRecord>) {
         if !batch.is_empty() {
             self.backlog_len += batch.len();
-            let singles = batch.iter().filter(|r| r.packets == 1).count();
+            let singles = batch.iter().filter(|r| is_single(r)).count();
             self.backlog.push_back((batch, singles));
         }
     }
@@ -115,15 +121,8 @@ impl Shipper {
         if self.backlog_len <= MAX_BACKLOG {
             return;
         }
-        let mut lost = ipfix_export::FlowTotals::default();
+        let mut lost = FlowTotals::default();
         let mut over = self.backlog_len - MAX_BACKLOG;
-        let count = |r: &FlowRecord, lost: &mut ipfix_export::FlowTotals| {
-            *lost += ipfix_export::FlowTotals {
-                flows: 1,
-                packets: r.packets,
-                octets: r.octets,
-            };
-        };
         for (batch, singles) in self.backlog.iter_mut() {
             if over == 0 {
                 break;
@@ -132,10 +131,10 @@ impl Shipper {
                 continue;
             }
             batch.retain(|r| {
-                if over > 0 && r.packets == 1 {
+                if over > 0 && is_single(r) {
                     over -= 1;
                     *singles -= 1;
-                    count(r, &mut lost);
+                    lost += FlowTotals::of(r);
                     false
                 } else {
                     true
@@ -148,8 +147,8 @@ impl Shipper {
             };
             let n = over.min(batch.len());
             for r in batch.drain(..n) {
-                *singles -= (r.packets == 1) as usize;
-                count(&r, &mut lost);
+                *singles -= is_single(&r) as usize;
+                lost += FlowTotals::of(&r);
             }
             over -= n;
             if batch.is_empty() {
