@@ -17,8 +17,8 @@ use std::time::Duration;
 
 impl ExportArgs {
     /// The exporter's configuration for what `meter` produces (biflows, tunnelled flows).
-    /// The exporter's configuration. `live`: never wait on a collector (queue in each
-    /// destination's backlog, drop by priority); reading files waits for the UDP pace instead.
+    /// `live`: never wait on a collector (queue in each destination's backlog, drop by
+    /// priority); reading files waits for the UDP pace instead.
     pub fn export_config(&self, meter: &MeterArgs, live: bool) -> ExportConfig {
         let biflow = meter.biflow;
         ExportConfig {

@@ -119,12 +119,12 @@ impl SampleMode {
         ),
     ];
 
+    /// The mode's name, as `--sample-mode` takes it.
     pub fn name(self) -> &'static str {
-        match self {
-            SampleMode::Deterministic => "deterministic",
-            SampleMode::Random => "random",
-            SampleMode::Flow => "flow",
-        }
+        SampleMode::CHOICES
+            .iter()
+            .find(|c| c.1 == self)
+            .map_or("", |c| c.0)
     }
 }
 
