@@ -5,9 +5,37 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// One place flow records go.
+/// One place flow records go, with what its URL asked for beyond the address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Destination {
+pub struct Destination {
+    pub target: Target,
+    /// Keep messages on disk: a stream collector's are delivered from there in order (and
+    /// after a restart); a UDP collector's are kept for `probe spool replay`.
+    pub spool: Option<crate::spool::SpoolSpec>,
+    /// Most messages per second to this UDP collector (instead of the exporter's default).
+    pub rate: Option<u32>,
+}
+
+impl From<Target> for Destination {
+    fn from(target: Target) -> Destination {
+        Destination {
+            target,
+            spool: None,
+            rate: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    /// The URL without its options: how books and logs name the destination.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.target.fmt(f)
+    }
+}
+
+/// The transport and address of a destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
     /// IPFIX over UDP (RFC 7011 §10.3): templates re-sent on an interval.
     Udp(SocketAddr),
     /// IPFIX over TCP (RFC 7011 §10.4): templates at the start of each connection.
@@ -44,16 +72,16 @@ impl FileSpec {
     }
 }
 
-impl std::fmt::Display for Destination {
+impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Destination::Udp(a) => write!(f, "udp://{a}"),
-            Destination::Tcp(a) => write!(f, "tcp://{a}"),
-            Destination::Sctp(a) => write!(f, "sctp://{a}"),
-            Destination::Tls { addr, .. } => write!(f, "tls://{addr}"),
-            Destination::File(s) => write!(f, "file://{}", s.path.display()),
-            Destination::NetflowV9(a) => write!(f, "netflow9://{a}"),
-            Destination::NetflowV5(a) => write!(f, "netflow5://{a}"),
+            Target::Udp(a) => write!(f, "udp://{a}"),
+            Target::Tcp(a) => write!(f, "tcp://{a}"),
+            Target::Sctp(a) => write!(f, "sctp://{a}"),
+            Target::Tls { addr, .. } => write!(f, "tls://{addr}"),
+            Target::File(s) => write!(f, "file://{}", s.path.display()),
+            Target::NetflowV9(a) => write!(f, "netflow9://{a}"),
+            Target::NetflowV5(a) => write!(f, "netflow5://{a}"),
         }
     }
 }

@@ -585,6 +585,16 @@ pub struct TemplatePrelude {
 }
 
 impl TemplatePrelude {
+    /// A prelude from template messages kept elsewhere (a spool segment's first entry).
+    pub fn from_bytes(bytes: Vec<u8>) -> TemplatePrelude {
+        TemplatePrelude { bytes }
+    }
+
+    /// The template messages, concatenated.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Whether the prelude already holds the template message `msg` (same records).
     pub fn knows(&self, msg: &[u8]) -> bool {
         messages_in(&self.bytes)

@@ -14,7 +14,7 @@
 //! faster than any collector, and nothing needs to be lost for it.
 
 use crate::backlog::Backlog;
-use crate::destination::Destination;
+use crate::destination::{Destination, Target};
 use crate::encoder::{
     ConfigError, EncoderConfig, EncoderStats, Message, MessageEncoder, Sent, Statistics,
 };
@@ -22,6 +22,7 @@ use crate::file::{FileSender, Namer};
 use crate::netflow::{NetflowLosses, V5Encoder, V9Encoder};
 use crate::options::{FlowTotals, MeteringCounts};
 use crate::record::FlowRecord;
+use crate::spool::{ArchiveWriter, Spool, SpoolStats};
 use crate::stream::{Log, StreamConfig, StreamProtocol, StreamSender};
 use crate::udp::{Pacer, UdpSender};
 use std::time::{Duration, Instant};
@@ -98,6 +99,8 @@ pub struct DestinationReport {
     pub backlog_dropped: [FlowTotals; 3],
     /// The most records its backlog held at once.
     pub backlog_peak: usize,
+    /// Its spool, when its URL named one.
+    pub spool: Option<SpoolStats>,
 }
 
 enum Encoder {
@@ -107,7 +110,8 @@ enum Encoder {
 }
 
 enum Output {
-    Udp(UdpSender, Pacer),
+    /// With the spool that keeps a copy of every message, if the URL named one.
+    Udp(UdpSender, Pacer, Option<ArchiveWriter>),
     Stream(StreamSender),
     File(FileSender),
 }
@@ -160,7 +164,11 @@ fn close_output(s: &mut Sink, drain: Duration, log: &Log) {
                 log(&format!("{}: {e}", s.url));
             }
         }
-        Output::Udp(..) => {}
+        Output::Udp(_, _, archive) => {
+            if let Some(a) = archive {
+                a.finish();
+            }
+        }
     }
 }
 
@@ -179,11 +187,14 @@ pub struct Exporter {
 impl Output {
     fn send(&mut self, url: &str, m: Message<'_>, now_secs: u32, log: &Log, wait: bool) {
         let err = match self {
-            Output::Udp(s, pacer) => {
+            Output::Udp(s, pacer, archive) => {
                 if wait {
                     pacer.wait();
                 } else {
                     pacer.spend(Instant::now());
+                }
+                if let Some(a) = archive {
+                    a.keep(m.bytes, m.flows, m.templates);
                 }
                 s.send(&m)
             }
@@ -203,7 +214,7 @@ impl Output {
     /// Whether a record may be encoded for this output now without waiting or losing it.
     fn ready(&self, now: Instant) -> bool {
         match self {
-            Output::Udp(_, pacer) => pacer.ready(now),
+            Output::Udp(_, pacer, _) => pacer.ready(now),
             Output::Stream(s) => s.has_room(),
             Output::File(_) => true,
         }
@@ -212,7 +223,7 @@ impl Output {
     /// How long until [`Self::ready`], at most a guess for a stream (its I/O thread decides).
     fn until_ready(&self, now: Instant) -> Duration {
         match self {
-            Output::Udp(_, pacer) => pacer.until_ready(now),
+            Output::Udp(_, pacer, _) => pacer.until_ready(now),
             Output::Stream(_) => Duration::from_millis(10),
             Output::File(_) => Duration::ZERO,
         }
@@ -251,18 +262,34 @@ impl Exporter {
             source,
         };
         let udp = |a| UdpSender::connect(a).map_err(open);
-        let pacer = || Pacer::new(cfg.max_udp_messages_per_sec);
+        let pacer = || Pacer::new(d.rate.or(cfg.max_udp_messages_per_sec));
+        // The destination's spool, opened now so a directory that cannot be used fails at
+        // start, naming it.
+        let spool = |archive: bool| -> Result<Option<Spool>, ExporterError> {
+            d.spool
+                .as_ref()
+                .map(|spec| Spool::open(spec.clone(), spec.dir_for(&url), archive))
+                .transpose()
+                .map_err(open)
+        };
+        let archive = |prelude: crate::encoder::TemplatePrelude| -> Result<Option<ArchiveWriter>, ExporterError> {
+            spool(true)?
+                .map(|sp| ArchiveWriter::start(sp, prelude, self.log.clone()))
+                .transpose()
+                .map_err(open)
+        };
         let e = &cfg.encoder;
         let session_cfg = EncoderConfig {
             inline_templates: false,
             ..cfg.encoder.clone()
         };
-        let (encoder, output) = match d {
-            Destination::Udp(a) => (
-                Encoder::Ipfix(MessageEncoder::new(e.clone())?),
-                Output::Udp(udp(*a)?, pacer()),
-            ),
-            Destination::NetflowV9(a) => (
+        let (encoder, output) = match &d.target {
+            Target::Udp(a) => {
+                let enc = MessageEncoder::new(e.clone())?;
+                let kept = archive(enc.template_prelude())?;
+                (Encoder::Ipfix(enc), Output::Udp(udp(*a)?, pacer(), kept))
+            }
+            Target::NetflowV9(a) => (
                 Encoder::V9(V9Encoder::new(
                     e.observation_domain,
                     e.mtu,
@@ -270,9 +297,9 @@ impl Exporter {
                     e.template_refresh_messages,
                     e.active_timeout_secs,
                 )?),
-                Output::Udp(udp(*a)?, pacer()),
+                Output::Udp(udp(*a)?, pacer(), None),
             ),
-            Destination::NetflowV5(a) => (
+            Target::NetflowV5(a) => (
                 Encoder::V5(V5Encoder::new(
                     u8::try_from(e.observation_domain).map_err(|_| {
                         ConfigError::EngineIdTooLarge {
@@ -282,14 +309,14 @@ impl Exporter {
                     e.sampling,
                     e.active_timeout_secs,
                 )),
-                Output::Udp(udp(*a)?, pacer()),
+                Output::Udp(udp(*a)?, pacer(), None),
             ),
-            Destination::Tcp(a) | Destination::Sctp(a) | Destination::Tls { addr: a, .. } => {
+            Target::Tcp(a) | Target::Sctp(a) | Target::Tls { addr: a, .. } => {
                 let enc = MessageEncoder::new(session_cfg.clone())?;
-                let (protocol, tls) = match d {
-                    Destination::Tcp(_) => (StreamProtocol::Tcp, None),
-                    Destination::Sctp(_) => (StreamProtocol::Sctp, None),
-                    Destination::Tls { host, .. } => {
+                let (protocol, tls) = match &d.target {
+                    Target::Tcp(_) => (StreamProtocol::Tcp, None),
+                    Target::Sctp(_) => (StreamProtocol::Sctp, None),
+                    Target::Tls { host, .. } => {
                         // Certificates and keys are read once, for every tls:// collector.
                         if self.tls_client.is_none() {
                             self.tls_client =
@@ -313,11 +340,16 @@ impl Exporter {
                     max_backoff: cfg.stream_max_backoff,
                     tls,
                 };
-                let s = StreamSender::start(sc, enc.template_prelude(), self.log.clone())
-                    .map_err(open)?;
+                let s = StreamSender::start(
+                    sc,
+                    enc.template_prelude(),
+                    spool(false)?,
+                    self.log.clone(),
+                )
+                .map_err(open)?;
                 (Encoder::Ipfix(enc), Output::Stream(s))
             }
-            Destination::File(spec) => {
+            Target::File(spec) => {
                 let enc = MessageEncoder::new(session_cfg.clone())?;
                 let f = FileSender::new(spec.clone(), enc.template_prelude(), (self.namer)())
                     .map_err(open)?;
@@ -484,13 +516,15 @@ impl Exporter {
         r.backlog_dropped = s.backlog.dropped();
         r.backlog_peak = s.backlog.peak();
         match &s.output {
-            Output::Udp(u, _) => {
+            Output::Udp(u, _, archive) => {
                 let st = u.stats();
                 r.messages_sent = st.messages_sent;
                 r.octets_sent = st.octets_sent;
                 r.records_sent = st.records_sent;
                 r.messages_lost = st.messages_lost;
                 r.not_sent = st.not_sent;
+                // The archive's drops are not delivery losses: the messages went out.
+                r.spool = archive.as_ref().map(|a| a.stats());
             }
             Output::Stream(t) => {
                 let st = t.stats();
@@ -500,6 +534,7 @@ impl Exporter {
                 r.messages_lost = st.messages_lost;
                 r.not_sent = st.not_sent;
                 r.sessions = st.sessions;
+                r.spool = st.spool;
             }
             Output::File(f) => {
                 let st = f.stats();
@@ -582,7 +617,7 @@ mod tests {
         let log: Log = std::sync::Arc::new(|_: &str| {});
         let mut e = Exporter::new(
             &cfg,
-            &[Destination::Udp(rx.local_addr().unwrap())],
+            &[Target::Udp(rx.local_addr().unwrap()).into()],
             || Box::new(|p: &std::path::Path, _| p.to_path_buf()),
             log,
         )

@@ -11,6 +11,8 @@
 //! - [`netflow`] encodes the same records as NetFlow v9 and v5 for older collectors;
 //! - the transports: [`udp`], [`stream`] (TCP and SCTP, from a background thread with a bounded
 //!   backlog) and [`file`] (RFC 5655 files, rotated);
+//! - [`spool`]: a bounded on-disk queue per destination, so records survive an absent collector
+//!   and a restart of the probe;
 //! - [`exporter`] sends every record to every [`Destination`], each with its own encoder.
 //!
 //! The crate knows nothing about packets, AF_XDP or pcap files.
@@ -35,6 +37,8 @@ pub mod netflow;
 pub mod options;
 pub mod record;
 #[cfg(feature = "io")]
+pub mod spool;
+#[cfg(feature = "io")]
 pub mod stream;
 pub mod template;
 #[cfg(feature = "io")]
@@ -44,7 +48,7 @@ pub mod udp;
 
 pub use backlog::{Backlog, Priority};
 #[cfg(feature = "io")]
-pub use destination::{Destination, FileSpec};
+pub use destination::{Destination, FileSpec, Target};
 pub use encoder::{
     EncoderConfig, EncoderStats, Message, MessageEncoder, Statistics, TemplatePrelude,
 };
@@ -55,6 +59,8 @@ pub use record::{
     Aggregate, AppRecord, CommunityId, EndReason, FlowRecord, Kept, Reverse, Text, TimePrecision,
     Tunnel,
 };
+#[cfg(feature = "io")]
+pub use spool::{SpoolPolicy, SpoolSpec, SpoolStats};
 #[cfg(feature = "io")]
 pub use tls::{TlsClient, TlsError, TlsSettings};
 #[cfg(feature = "io")]

@@ -20,6 +20,7 @@
 
 use crate::encoder::{Message, TemplatePrelude};
 use crate::options::FlowTotals;
+use crate::spool::{AppendError, EntryKind, Pos, Spool, SpoolStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::VecDeque;
 use std::io;
@@ -72,7 +73,7 @@ pub struct StreamConfig {
 }
 
 /// Where the exporter's messages to a stream collector went.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamStats {
     /// Connections established (each began a transport session with the templates).
     pub sessions: u64,
@@ -85,6 +86,9 @@ pub struct StreamStats {
     pub messages_lost: u64,
     pub not_sent: FlowTotals,
     pub connected: bool,
+    /// With a spool: what it took, replayed and dropped (its drops are in `messages_lost` and
+    /// `not_sent` too).
+    pub spool: Option<SpoolStats>,
 }
 
 /// Messages dropped and what they held, shared between the exporter and the I/O thread.
@@ -97,8 +101,13 @@ struct Shared {
     messages_lost: AtomicU64,
     lost: Mutex<FlowTotals>,
     connected: AtomicBool,
+    /// The last attempt to reach the collector failed (or its connection was lost): messages
+    /// spooled now are replayed when it is back.
+    away: AtomicBool,
     /// Set by [`StreamSender::finish`]: send what is queued until this deadline, then stop.
     closing: Mutex<Option<Instant>>,
+    /// The spool's counts, as the I/O thread last published them.
+    spool: Mutex<Option<SpoolStats>>,
 }
 
 impl Shared {
@@ -132,18 +141,44 @@ pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl StreamSender {
     /// Starts the I/O thread. Fails at once only when the kernel cannot make such a socket at
-    /// all (no SCTP support); an absent collector is retried in the background.
-    pub fn start(cfg: StreamConfig, prelude: TemplatePrelude, log: Log) -> io::Result<Self> {
+    /// all (no SCTP support); an absent collector is retried in the background. With a
+    /// `spool`, every message goes through it (see [`crate::spool`]): what the previous runs
+    /// left is delivered first, each run in a session of its own.
+    pub fn start(
+        cfg: StreamConfig,
+        prelude: TemplatePrelude,
+        spool: Option<Spool>,
+        log: Log,
+    ) -> io::Result<Self> {
         drop(new_socket(cfg.addr, cfg.protocol)?);
         let (tx, rx) = crossbeam_channel::bounded(cfg.backlog_messages.max(1));
         let shared = Arc::new(Shared::default());
+        if let Some(sp) = &spool {
+            *shared.spool.lock().unwrap_or_else(|e| e.into_inner()) = Some(sp.stats());
+            let earlier = sp.stats().from_earlier_runs;
+            if earlier.messages > 0 {
+                log(&format!(
+                    "{}://{}: spool {} holds {} messages ({} flow records) from earlier runs; they go first",
+                    cfg.protocol.scheme(),
+                    cfg.addr,
+                    sp.dir().display(),
+                    earlier.messages,
+                    earlier.flows.flows
+                ));
+            }
+        }
         let io = Io {
+            run: spool.as_ref().map_or(0, |s| s.run()),
             cfg: cfg.clone(),
             rx,
             prelude,
             shared: shared.clone(),
             log,
             retry: VecDeque::new(),
+            spool,
+            disk_failing_since: None,
+            mem_in_flight: 0,
+            published: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("{}-export", cfg.protocol.scheme()))
@@ -187,7 +222,8 @@ impl StreamSender {
 
     pub fn stats(&self) -> StreamStats {
         let s = &self.shared;
-        StreamStats {
+        let spool = s.spool.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut st = StreamStats {
             sessions: s.sessions.load(Ordering::Relaxed),
             messages_sent: s.messages_sent.load(Ordering::Relaxed),
             octets_sent: s.octets_sent.load(Ordering::Relaxed),
@@ -195,7 +231,15 @@ impl StreamSender {
             messages_lost: s.messages_lost.load(Ordering::Relaxed),
             not_sent: *s.lost.lock().unwrap_or_else(|e| e.into_inner()),
             connected: s.connected.load(Ordering::Relaxed),
+            spool: None,
+        };
+        if let Some(sp) = spool {
+            let d = sp.dropped();
+            st.messages_lost += d.messages;
+            st.not_sent += d.flows;
+            st.spool = Some(sp);
         }
+        st
     }
 
     /// Sends what is queued, waiting at most `drain` for the collector, then closes. What could
@@ -230,8 +274,55 @@ struct Io {
     shared: Arc<Shared>,
     log: Log,
     /// Messages to send before anything from the backlog: the ones in flight when the last
-    /// connection died.
+    /// connection died. With a spool: the messages the disk could not take, in order, sent
+    /// after what the spool holds.
     retry: VecDeque<Item>,
+    spool: Option<Spool>,
+    /// This run's ID in the spool.
+    run: u64,
+    /// The disk refused a write: messages wait in memory (`retry`) until it is tried again.
+    disk_failing_since: Option<Instant>,
+    /// Messages from memory written on the connection and not yet acknowledged: while there
+    /// are any, new messages also stay in memory, so the order holds (spool before memory).
+    mem_in_flight: usize,
+    published: Instant,
+}
+
+/// Where a message being sent came from: a connection that dies gives it back there.
+enum Origin {
+    Memory,
+    Spool { start: Pos, end: Pos, held: bool },
+}
+
+struct Outgoing {
+    item: Item,
+    origin: Origin,
+}
+
+/// The transport session being served: which run's messages it carries and the templates it
+/// has announced (a template message it already carries is not sent again, RFC 7011 §8.1).
+struct Session {
+    run: Option<u64>,
+    /// For an earlier run's session: that run's templates, from its spool segment.
+    prelude: Option<TemplatePrelude>,
+    /// What the session announced (its prelude, then template messages).
+    sent: Option<TemplatePrelude>,
+}
+
+/// How serving a connection ended.
+enum Served {
+    /// Everything was delivered and the exporter is done (or the deadline passed).
+    Done,
+    /// The next messages belong to another run: a new session for them.
+    NextSession,
+    Failed(io::Error),
+}
+
+/// What to do next on a connection.
+enum Next {
+    Send(Outgoing),
+    EndSession,
+    Wait,
 }
 
 /// One live connection and the messages it has not yet had acknowledged.
@@ -244,7 +335,7 @@ struct Conn {
     written: u64,
     /// Messages written but not yet acknowledged, with the connection offset they end at (in
     /// the unit of `written`).
-    in_flight: VecDeque<(u64, Item)>,
+    in_flight: VecDeque<(u64, Outgoing)>,
 }
 
 impl Io {
@@ -267,6 +358,7 @@ impl Io {
                         ));
                     }
                     self.shared.connected.store(true, Ordering::Relaxed);
+                    self.shared.away.store(false, Ordering::Relaxed);
                     let mut conn = Conn {
                         fd,
                         protocol: self.cfg.protocol,
@@ -274,15 +366,22 @@ impl Io {
                         written: 0,
                         in_flight: VecDeque::new(),
                     };
-                    let err = self.serve(&mut conn);
+                    let served = self.serve(&mut conn);
                     self.shared.connected.store(false, Ordering::Relaxed);
                     // Whatever the collector has not acknowledged goes again on the next session.
-                    for (_, item) in conn.in_flight.drain(..).rev() {
-                        self.retry.push_front(item);
-                    }
-                    match err {
-                        None => break,
-                        Some(e) => {
+                    let unacked: Vec<Outgoing> =
+                        conn.in_flight.drain(..).map(|(_, o)| o).collect();
+                    self.give_back(unacked);
+                    match served {
+                        Served::Done => break,
+                        Served::NextSession => {
+                            // The collector took every message of that run: the next run's
+                            // session starts now, with its own templates.
+                            drop(conn);
+                            continue;
+                        }
+                        Served::Failed(e) => {
+                            self.shared.away.store(true, Ordering::Relaxed);
                             (self.log)(&format!(
                                 "{}://{}: connection lost: {e}; reconnecting, {} messages kept to resend",
                                 self.cfg.protocol.scheme(),
@@ -294,6 +393,7 @@ impl Io {
                     }
                 }
                 Err(e) => {
+                    self.shared.away.store(true, Ordering::Relaxed);
                     if failing != Some(e.kind()) {
                         (self.log)(&format!(
                             "{}://{}: cannot connect: {e}; retrying in the background, backlog holds {} messages",
@@ -308,9 +408,142 @@ impl Io {
                 }
             }
         }
-        // Past the deadline (or nothing left): what remains is lost.
-        for item in self.retry.drain(..).chain(self.rx.try_iter()) {
-            self.shared.lose(item.flows, 1);
+        // Past the deadline (or nothing left): what remains is lost, or, with a spool, kept
+        // there for the next run.
+        let rest: Vec<Item> = self.retry.drain(..).chain(self.rx.try_iter()).collect();
+        match self.spool.as_mut() {
+            Some(sp) => {
+                for item in rest {
+                    let kind = if item.templates {
+                        EntryKind::Templates
+                    } else {
+                        EntryKind::Data
+                    };
+                    if item.templates {
+                        self.prelude.learn(&item.bytes);
+                    }
+                    match sp.append(kind, &item.bytes, item.flows, true, &self.prelude) {
+                        Ok(()) | Err(AppendError::Full) => {}
+                        Err(AppendError::Disk(_)) if !item.templates => sp.lost_to_disk(item.flows),
+                        Err(AppendError::Disk(_)) => {}
+                    }
+                }
+                sp.tick(true);
+                self.publish(true);
+            }
+            None => {
+                for item in rest {
+                    self.shared.lose(item.flows, 1);
+                }
+            }
+        }
+    }
+
+    /// Publishes the spool's counts for [`StreamSender::stats`] (at most every 100 ms unless
+    /// `now`).
+    fn publish(&mut self, now: bool) {
+        let Some(sp) = &self.spool else { return };
+        if now || self.published.elapsed() >= Duration::from_millis(100) {
+            self.published = Instant::now();
+            *self.shared.spool.lock().unwrap_or_else(|e| e.into_inner()) = Some(sp.stats());
+        }
+    }
+
+    /// Messages a dead connection never had acknowledged (in the order sent, the one that
+    /// failed last): spool messages are read again from the first of them, memory ones go back
+    /// to the front of `retry`. A spool message whose segment was dropped for room meanwhile
+    /// is lost after all.
+    fn give_back(&mut self, unacked: Vec<Outgoing>) {
+        let mut first_spooled: Option<Pos> = None;
+        let mut memory = Vec::new();
+        for o in unacked {
+            match o.origin {
+                Origin::Memory => {
+                    self.mem_in_flight = self.mem_in_flight.saturating_sub(1);
+                    memory.push(o.item);
+                }
+                Origin::Spool { start, .. } => {
+                    let sp = self.spool.as_mut().expect("spool origin");
+                    if !sp.holds(start.segment) && !o.item.templates {
+                        sp.lost_in_flight(o.item.flows);
+                    }
+                    first_spooled = Some(first_spooled.map_or(start, |f| f.min(start)));
+                }
+            }
+        }
+        self.mem_in_flight = 0;
+        for item in memory.into_iter().rev() {
+            self.retry.push_front(item);
+        }
+        if let (Some(p), Some(sp)) = (first_spooled, self.spool.as_mut()) {
+            sp.rewind(p);
+        }
+    }
+
+    /// With a spool: moves what the exporter queued onto the disk (or, while the disk fails
+    /// or memory messages are ahead of it, into memory), never waiting.
+    fn intake(&mut self) {
+        if self.spool.is_none() {
+            return;
+        }
+        for _ in 0..4096 {
+            match self.rx.try_recv() {
+                Ok(item) => self.take_in(item),
+                Err(_) => break,
+            }
+        }
+        if let Some(sp) = self.spool.as_mut() {
+            sp.tick(false);
+        }
+        self.publish(false);
+    }
+
+    fn take_in(&mut self, item: Item) {
+        let Some(sp) = self.spool.as_mut() else {
+            return;
+        };
+        if item.templates {
+            // Every later segment, and every later session, starts with it.
+            self.prelude.learn(&item.bytes);
+        }
+        let retry_disk = self
+            .disk_failing_since
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if self.retry.is_empty() && self.mem_in_flight == 0 && retry_disk {
+            let held = self.shared.away.load(Ordering::Relaxed);
+            let kind = if item.templates {
+                EntryKind::Templates
+            } else {
+                EntryKind::Data
+            };
+            match sp.append(kind, &item.bytes, item.flows, held, &self.prelude) {
+                Ok(()) => {
+                    if self.disk_failing_since.take().is_some() {
+                        (self.log)(&format!(
+                            "spool {}: writing again",
+                            sp.dir().display()
+                        ));
+                    }
+                    return;
+                }
+                // Counted by the spool, by its policy.
+                Err(AppendError::Full) => return,
+                Err(AppendError::Disk(e)) => {
+                    if self.disk_failing_since.is_none() {
+                        (self.log)(&format!(
+                            "spool {}: {e}; messages wait in memory (up to {}) until the disk recovers",
+                            sp.dir().display(),
+                            self.cfg.backlog_messages
+                        ));
+                    }
+                    self.disk_failing_since = Some(Instant::now());
+                }
+            }
+        }
+        if self.retry.len() < self.cfg.backlog_messages {
+            self.retry.push_back(item);
+        } else if !item.templates {
+            sp.lost_to_disk(item.flows);
         }
     }
 
@@ -362,78 +595,167 @@ impl Io {
     }
 
     fn nothing_left(&self) -> bool {
-        self.retry.is_empty() && self.rx.is_empty()
+        self.retry.is_empty()
+            && self.rx.is_empty()
+            && self.spool.as_ref().is_none_or(|s| !s.has_unread())
     }
 
-    fn sleep(&self, d: Duration) {
+    fn sleep(&mut self, d: Duration) {
         let until = Instant::now() + d;
         while Instant::now() < until && !self.past_deadline() {
             if self.closing() && self.nothing_left() {
                 return;
             }
+            self.intake();
             std::thread::sleep(Duration::from_millis(20).min(d));
         }
     }
 
-    /// Sends on one connection until it fails (`Some(error)`) or the exporter is done and
-    /// everything was acknowledged (`None`).
-    fn serve(&mut self, conn: &mut Conn) -> Option<io::Error> {
-        let mut prelude_sent = false;
-        loop {
+    /// What to send next on this connection (see [`Next`]).
+    fn next_out(&mut self, conn: &Conn, session: &mut Session) -> Next {
+        let Some(sp) = self.spool.as_mut() else {
+            // Without a spool: the retried messages, then the backlog.
             let item = match self.retry.pop_front() {
-                Some(i) => Some(i),
+                Some(i) => i,
                 None => match self.rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(i) => Some(i),
-                    Err(RecvTimeoutError::Timeout) => None,
+                    Ok(i) => i,
+                    Err(RecvTimeoutError::Timeout) => return Next::Wait,
                     Err(RecvTimeoutError::Disconnected) => {
                         // The exporter is done; wait for the last acknowledgements.
                         std::thread::sleep(Duration::from_millis(10));
-                        None
+                        return Next::Wait;
                     }
                 },
             };
-            if let Err(e) = conn_alive(conn) {
-                if let Some(i) = item {
-                    self.retry.push_front(i);
-                }
-                return Some(e);
-            }
-            match item {
-                Some(item) => {
-                    // A template the prelude already carries (learned before a reconnect)
-                    // must not come twice in one session (RFC 7011 §8.1); an unsent prelude
-                    // goes out before the next message instead.
-                    if item.templates && self.prelude.knows(&item.bytes) {
-                        continue;
+            return Next::Send(Outgoing {
+                item,
+                origin: Origin::Memory,
+            });
+        };
+        // With a spool: what it holds, in order and run by run, then what memory holds.
+        let mut run_ahead = sp.next_run();
+        if run_ahead.is_none() && !self.retry.is_empty() {
+            run_ahead = Some(self.run);
+        }
+        if let Some(run) = run_ahead {
+            match session.run {
+                None => {
+                    session.run = Some(run);
+                    if run != self.run {
+                        session.prelude = sp.prelude_of_next();
                     }
-                    if !prelude_sent {
-                        let p = self.prelude.stamp_for(&item.bytes).to_vec();
+                }
+                Some(r) if r != run => {
+                    return if conn.in_flight.is_empty() {
+                        Next::EndSession
+                    } else {
+                        Next::Wait
+                    };
+                }
+                Some(_) => {}
+            }
+        }
+        while let Some(e) = sp.next() {
+            if e.kind == EntryKind::Prelude {
+                continue;
+            }
+            return Next::Send(Outgoing {
+                item: Item {
+                    templates: e.kind == EntryKind::Templates,
+                    bytes: e.bytes,
+                    flows: e.flows,
+                },
+                origin: Origin::Spool {
+                    start: e.start,
+                    end: e.end,
+                    held: e.held,
+                },
+            });
+        }
+        if let Some(item) = self.retry.pop_front() {
+            self.mem_in_flight += 1;
+            return Next::Send(Outgoing {
+                item,
+                origin: Origin::Memory,
+            });
+        }
+        match self.rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(i) => {
+                self.take_in(i);
+                self.intake();
+            }
+            Err(RecvTimeoutError::Timeout) => self.intake(),
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(10)),
+        }
+        Next::Wait
+    }
+
+    /// Sends on one connection until it fails, the next messages need a session of their own,
+    /// or the exporter is done and everything was acknowledged.
+    fn serve(&mut self, conn: &mut Conn) -> Served {
+        let mut session = Session {
+            run: None,
+            prelude: None,
+            sent: None,
+        };
+        loop {
+            self.intake();
+            let next = self.next_out(conn, &mut session);
+            let out = match next {
+                Next::Send(o) => Some(o),
+                Next::EndSession => return Served::NextSession,
+                Next::Wait => None,
+            };
+            if let Err(e) = conn_alive(conn) {
+                self.give_back(out.into_iter().collect());
+                return Served::Failed(e);
+            }
+            match out {
+                Some(out) => {
+                    if session.sent.is_none() {
+                        // The session's templates first: this run's, or the earlier run's its
+                        // spool segment kept.
+                        let prelude = match session.prelude.as_mut() {
+                            Some(p) if session.run != Some(self.run) => p,
+                            _ => &mut self.prelude,
+                        };
+                        let p = prelude.stamp_for(&out.item.bytes).to_vec();
+                        session.sent = Some(TemplatePrelude::from_bytes(p.clone()));
                         // Message by message: over SCTP each send is one SCTP message, and a
                         // collector reads one IPFIX message from each.
                         for m in messages_of(&p) {
                             if let Err(e) = self.write(conn, m) {
-                                self.retry.push_front(item);
-                                return Some(e);
+                                self.give_back(vec![out]);
+                                return Served::Failed(e);
                             }
                         }
-                        prelude_sent = true;
                     }
-                    if let Err(e) = self.write(conn, &item.bytes) {
-                        self.retry.push_front(item);
-                        return Some(e);
+                    // A template the session already announced must not come twice (RFC
+                    // 7011 §8.1).
+                    let sent = session.sent.as_mut().expect("set above");
+                    if out.item.templates && sent.knows(&out.item.bytes) {
+                        if let Origin::Memory = out.origin {
+                            self.mem_in_flight = self.mem_in_flight.saturating_sub(1);
+                        }
+                        continue;
                     }
-                    if item.templates {
+                    if let Err(e) = self.write(conn, &out.item.bytes) {
+                        self.give_back(vec![out]);
+                        return Served::Failed(e);
+                    }
+                    if out.item.templates {
+                        sent.learn(&out.item.bytes);
                         // Every later session starts with it.
-                        self.prelude.learn(&item.bytes);
+                        self.prelude.learn(&out.item.bytes);
                     }
-                    conn.in_flight.push_back((conn.written, item));
+                    conn.in_flight.push_back((conn.written, out));
                 }
                 None => {
                     if self.closing() && self.nothing_left() && conn.in_flight.is_empty() {
-                        return None;
+                        return Served::Done;
                     }
                     if self.past_deadline() {
-                        return None;
+                        return Served::Done;
                     }
                 }
             }
@@ -442,14 +764,25 @@ impl Io {
     }
 
     /// Retires the messages the peer has acknowledged.
-    fn acknowledge(&self, conn: &mut Conn) {
+    fn acknowledge(&mut self, conn: &mut Conn) {
         // A reset connection empties its send queue: its count no longer means "acknowledged".
         if conn_alive(conn).is_err() {
             return;
         }
         let acked = conn.written.saturating_sub(unacknowledged(conn));
         while conn.in_flight.front().is_some_and(|(end, _)| *end <= acked) {
-            let (_, item) = conn.in_flight.pop_front().expect("checked");
+            let (_, out) = conn.in_flight.pop_front().expect("checked");
+            match out.origin {
+                Origin::Memory => self.mem_in_flight = self.mem_in_flight.saturating_sub(1),
+                Origin::Spool { end, held, .. } => {
+                    let data = (!out.item.templates).then_some(out.item.flows);
+                    self.spool
+                        .as_mut()
+                        .expect("spool origin")
+                        .acknowledge(end, data, held);
+                }
+            }
+            let item = out.item;
             self.shared.messages_sent.fetch_add(1, Ordering::Relaxed);
             self.shared
                 .octets_sent
@@ -929,7 +1262,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         let (enc, msgs) = encoded(300);
-        let mut s = StreamSender::start(config(addr), enc.template_prelude(), quiet()).unwrap();
+        let mut s = StreamSender::start(config(addr), enc.template_prelude(), None, quiet()).unwrap();
         for m in &msgs {
             s.send(&message(m));
         }
@@ -962,7 +1295,7 @@ mod tests {
         let (enc, msgs) = encoded(300);
         let mut cfg = config(addr);
         cfg.backlog_messages = 3;
-        let mut s = StreamSender::start(cfg, enc.template_prelude(), quiet()).unwrap();
+        let mut s = StreamSender::start(cfg, enc.template_prelude(), None, quiet()).unwrap();
         for m in &msgs {
             s.send(&message(m));
         }
@@ -977,9 +1310,139 @@ mod tests {
         let (enc, _) = encoded(1);
         let mut cfg = config("127.0.0.1:4739".parse().unwrap());
         cfg.protocol = StreamProtocol::Sctp;
-        match StreamSender::start(cfg, enc.template_prelude(), quiet()) {
+        match StreamSender::start(cfg, enc.template_prelude(), None, quiet()) {
             Ok(_) => eprintln!("this kernel has SCTP"),
             Err(e) => assert!(e.to_string().contains("no SCTP support"), "{e}"),
         }
+    }
+
+    fn spool_spec(dir: &std::path::Path) -> crate::spool::SpoolSpec {
+        crate::spool::SpoolSpec {
+            dir: dir.to_path_buf(),
+            max_bytes: 64 << 20,
+            max_age: None,
+            policy: crate::spool::SpoolPolicy::DropOldest,
+            sync_every: Duration::from_millis(100),
+        }
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn open_spool(dir: &std::path::Path) -> Spool {
+        let spec = spool_spec(dir);
+        Spool::open(spec.clone(), spec.dir_for("tcp://test"), false).unwrap()
+    }
+
+    #[test]
+    fn with_a_spool_an_absent_collector_gets_everything_in_order_and_the_replay_is_counted() {
+        let dir = temp_dir("absent");
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let (enc, msgs) = encoded(3000);
+        let mut cfg = config(addr);
+        // Far fewer than the messages: without the spool most would be lost.
+        cfg.backlog_messages = 8;
+        let mut s =
+            StreamSender::start(cfg, enc.template_prelude(), Some(open_spool(&dir)), quiet())
+                .unwrap();
+        for m in &msgs {
+            s.send(&message(m));
+            if s.stats().messages_lost > 0 {
+                break;
+            }
+            while !s.has_room() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mid = s.stats();
+        assert!(!mid.connected);
+        assert_eq!(mid.spool.as_ref().unwrap().pending.flows.flows, 3000, "{mid:?}");
+        let l = TcpListener::bind(addr).unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut all = vec![];
+            c.read_to_end(&mut all).unwrap();
+            all
+        });
+        let st = s.finish(Duration::from_secs(10));
+        let got = messages(&reader.join().unwrap());
+        assert_eq!(got.len(), msgs.len() + 1, "prelude plus every message, once");
+        for (g, m) in got[1..].iter().zip(&msgs) {
+            assert_eq!(g, &m.0);
+        }
+        let sp = st.spool.unwrap();
+        assert_eq!(st.messages_sent, msgs.len() as u64);
+        assert_eq!(st.messages_lost, 0);
+        assert_eq!(sp.spooled.flows.flows, 3000);
+        assert_eq!(sp.replayed.flows.flows, 3000);
+        assert_eq!(sp.pending, crate::spool::Tally::default());
+        // Everything acknowledged: the spool keeps no more than its open segment.
+        assert!(sp.segments <= 1, "{sp:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_one_run_left_in_the_spool_the_next_delivers_first_in_a_session_of_its_own() {
+        let dir = temp_dir("restart");
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let (enc, msgs) = encoded(400);
+        // Run 1: nobody listens; it stops at once, everything stays in the spool.
+        let mut s =
+            StreamSender::start(config(addr), enc.template_prelude(), Some(open_spool(&dir)), quiet())
+                .unwrap();
+        for m in &msgs[..msgs.len() / 2] {
+            s.send(&message(m));
+        }
+        let st1 = s.finish(Duration::ZERO);
+        let sp1 = st1.spool.clone().unwrap();
+        assert_eq!(st1.messages_sent, 0);
+        assert_eq!(st1.messages_lost, 0, "kept, not lost: {st1:?}");
+        assert_eq!(sp1.pending.messages, (msgs.len() / 2) as u64);
+        // Run 2: the collector is there.
+        let l = TcpListener::bind(addr).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut sessions = vec![];
+            for _ in 0..2 {
+                let (mut c, _) = l.accept().unwrap();
+                let mut all = vec![];
+                c.read_to_end(&mut all).unwrap();
+                sessions.push(all);
+            }
+            sessions
+        });
+        let sp = open_spool(&dir);
+        assert_eq!(sp.stats().from_earlier_runs.messages, (msgs.len() / 2) as u64);
+        let mut s = StreamSender::start(config(addr), enc.template_prelude(), Some(sp), quiet())
+            .unwrap();
+        for m in &msgs[msgs.len() / 2..] {
+            s.send(&message(m));
+        }
+        let st2 = s.finish(Duration::from_secs(10));
+        let sessions = reader.join().unwrap();
+        let (a, b) = (messages(&sessions[0]), messages(&sessions[1]));
+        // Each session: templates, then its run's messages.
+        assert_eq!(u16::from_be_bytes([a[0][16], a[0][17]]), 2);
+        assert_eq!(u16::from_be_bytes([b[0][16], b[0][17]]), 2);
+        assert_eq!(a.len() - 1, msgs.len() / 2);
+        assert_eq!(b.len() - 1, msgs.len() - msgs.len() / 2);
+        for (g, m) in a[1..].iter().chain(&b[1..]).zip(&msgs) {
+            assert_eq!(g, &m.0);
+        }
+        let sp2 = st2.spool.unwrap();
+        assert_eq!(st2.sessions, 2);
+        assert_eq!(st2.messages_sent, msgs.len() as u64);
+        // Run 1's messages are replays; run 2's waited behind them but the collector was there.
+        assert_eq!(sp2.replayed.messages, (msgs.len() / 2) as u64, "{sp2:?}");
+        assert_eq!(sp2.spooled.messages, (msgs.len() - msgs.len() / 2) as u64, "{sp2:?}");
+        assert_eq!(sp2.pending.messages, 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@ use e2e::capture::{write_pcap, LINKTYPE_ETHERNET};
 use e2e::craft::mixed_traffic;
 use e2e::tools::{assert_balanced, assert_same_flows, nfdump_flows, tshark_flows, Nfcapd};
 use e2e::TempDir;
-use ipfix_export::{Destination, EncoderConfig, ExporterConfig};
+use ipfix_export::{EncoderConfig, ExporterConfig, Target};
 use probe::files::read::{run, ReadConfig};
 use probe::pipeline::exporter::ExportConfig;
 use probe::pipeline::ring_keeper::PcapConfig;
@@ -44,7 +44,7 @@ fn a_file_is_metered_end_to_end_from_plain_configuration() {
                 },
                 ..ExporterConfig::default()
             },
-            destinations: vec![Destination::Udp(collector)],
+            destinations: vec![Target::Udp(collector).into()],
             print: None,
             options_interval: Duration::from_secs(60),
             drain: Duration::from_secs(2),

@@ -5,10 +5,15 @@
 //! - `netflow9://HOST:PORT`, `netflow5://HOST:PORT`: the legacy formats over UDP;
 //! - `file:///PATH[?rotate=DURATION][&max-size=SIZE]`: IPFIX files (RFC 5655).
 //!
-//! HOST is a name, an IPv4 address or a bracketed IPv6 address.
+//! HOST is a name, an IPv4 address or a bracketed IPv6 address. Collector URLs take options:
+//! - `spool=DIR` (with `spool-size=SIZE`, `spool-age=DURATION`,
+//!   `spool-policy=drop-oldest|drop-newest`, `spool-sync=DURATION`): keep messages on disk. A
+//!   stream collector's are delivered from there in order, also after a restart; a UDP
+//!   collector's are kept for `probe spool replay`.
+//! - `rate=N` (UDP, NetFlow): at most N messages a second to this collector.
 
 use super::units::{parse_duration, parse_size};
-use ipfix_export::{Destination, FileSpec};
+use ipfix_export::{Destination, FileSpec, SpoolPolicy, SpoolSpec, Target};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
@@ -21,20 +26,116 @@ pub fn parse(url: &str) -> Result<Destination, String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("'{url}' is not a collector URL: write {FORMS}"))?;
+    if scheme == "file" {
+        return Ok(Target::File(file_spec(url, rest)?).into());
+    }
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let addr = || socket_addr(url, rest);
-    Ok(match scheme {
-        "udp" => Destination::Udp(addr()?),
-        "tcp" => Destination::Tcp(addr()?),
-        "sctp" => Destination::Sctp(addr()?),
-        "tls" => Destination::Tls {
+    let target = match scheme {
+        "udp" => Target::Udp(addr()?),
+        "tcp" => Target::Tcp(addr()?),
+        "sctp" => Target::Sctp(addr()?),
+        "tls" => Target::Tls {
             addr: addr()?,
             host: host_of(rest),
         },
-        "netflow9" | "nfv9" => Destination::NetflowV9(addr()?),
-        "netflow5" | "nfv5" => Destination::NetflowV5(addr()?),
-        "file" => Destination::File(file_spec(url, rest)?),
+        "netflow9" | "nfv9" => Target::NetflowV9(addr()?),
+        "netflow5" | "nfv5" => Target::NetflowV5(addr()?),
         _ => return Err(format!("'{url}': unknown scheme '{scheme}': write {FORMS}")),
-    })
+    };
+    options(url, target, query)
+}
+
+/// The options of a collector URL (see the module doc).
+fn options(url: &str, target: Target, query: &str) -> Result<Destination, String> {
+    let udp = matches!(
+        target,
+        Target::Udp(_) | Target::NetflowV9(_) | Target::NetflowV5(_)
+    );
+    let netflow = matches!(target, Target::NetflowV9(_) | Target::NetflowV5(_));
+    let mut d = Destination::from(target);
+    let mut spool: Option<SpoolSpec> = None;
+    let mut spool_opts: Vec<(&str, &str)> = vec![];
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "rate" if udp => {
+                d.rate = Some(match v.parse::<u32>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("'{url}': rate is messages per second, a number from 1")),
+                })
+            }
+            "rate" => {
+                return Err(format!(
+                    "'{url}': rate= is for UDP collectors; a stream collector is paced by its own acknowledgements"
+                ))
+            }
+            "spool" if netflow => {
+                return Err(format!(
+                    "'{url}': spool= is for IPFIX collectors (udp, tcp, tls, sctp)"
+                ))
+            }
+            "spool" => {
+                if !v.starts_with('/') {
+                    return Err(format!(
+                        "'{url}': spool needs an absolute directory: spool=/var/lib/probe/spool"
+                    ));
+                }
+                spool = Some(SpoolSpec {
+                    dir: v.into(),
+                    max_bytes: SpoolSpec::DEFAULT_MAX_BYTES,
+                    max_age: None,
+                    policy: SpoolPolicy::DropOldest,
+                    sync_every: SpoolSpec::DEFAULT_SYNC,
+                });
+            }
+            "spool-size" | "spool-age" | "spool-policy" | "spool-sync" => spool_opts.push((k, v)),
+            _ => {
+                return Err(format!(
+                    "'{url}': unknown option '{k}': collector URLs take spool=DIR, spool-size=SIZE, \
+                     spool-age=DURATION, spool-policy=drop-oldest|drop-newest, spool-sync=DURATION{}",
+                    if udp { " and rate=MSGS_PER_SEC" } else { "" }
+                ))
+            }
+        }
+    }
+    if let Some((k, _)) = spool_opts.first().filter(|_| spool.is_none()) {
+        return Err(format!("'{url}': {k} needs spool=DIR as well"));
+    }
+    if let Some(s) = spool.as_mut() {
+        for (k, v) in spool_opts {
+            match k {
+                "spool-size" => {
+                    s.max_bytes = parse_size(v).map_err(|e| format!("'{url}': spool-size: {e}"))?;
+                    if s.max_bytes < 1 << 20 {
+                        return Err(format!("'{url}': spool-size must be at least 1MiB"));
+                    }
+                }
+                "spool-age" => {
+                    let a = parse_duration(v).map_err(|e| format!("'{url}': spool-age: {e}"))?;
+                    if a.as_secs() < 1 {
+                        return Err(format!("'{url}': spool-age must be at least 1s"));
+                    }
+                    s.max_age = Some(a);
+                }
+                "spool-sync" => {
+                    s.sync_every =
+                        parse_duration(v).map_err(|e| format!("'{url}': spool-sync: {e}"))?;
+                }
+                _ => {
+                    s.policy = SpoolPolicy::CHOICES
+                        .iter()
+                        .find(|(n, _)| *n == v)
+                        .map(|(_, p)| *p)
+                        .ok_or_else(|| {
+                            format!("'{url}': spool-policy is drop-oldest or drop-newest, not '{v}'")
+                        })?;
+                }
+            }
+        }
+    }
+    d.spool = spool;
+    Ok(d)
 }
 
 /// The host as written (brackets off an IPv6 address): what a TLS certificate must name.
@@ -121,24 +222,43 @@ mod tests {
     fn parses_every_scheme() {
         assert_eq!(
             parse("udp://127.0.0.1:4739").unwrap(),
-            Destination::Udp("127.0.0.1:4739".parse().unwrap())
+            Target::Udp("127.0.0.1:4739".parse().unwrap()).into()
         );
         assert_eq!(
             parse("tcp://[::1]:4739").unwrap(),
-            Destination::Tcp("[::1]:4739".parse().unwrap())
+            Target::Tcp("[::1]:4739".parse().unwrap()).into()
         );
         assert_eq!(
             parse("netflow5://127.0.0.1:2055").unwrap(),
-            Destination::NetflowV5("127.0.0.1:2055".parse().unwrap())
+            Target::NetflowV5("127.0.0.1:2055".parse().unwrap()).into()
         );
         assert_eq!(
             parse("file:///tmp/f.ipfix?rotate=5m&max-size=64MiB").unwrap(),
-            Destination::File(FileSpec {
+            Target::File(FileSpec {
                 path: "/tmp/f.ipfix".into(),
                 rotate_bytes: Some(64 << 20),
                 rotate_every: Some(std::time::Duration::from_secs(300)),
             })
+            .into()
         );
+    }
+
+    #[test]
+    fn spool_and_rate_options() {
+        let d = parse("tcp://127.0.0.1:4739?spool=/var/lib/probe/spool&spool-size=2GiB&spool-age=1h&spool-policy=drop-newest").unwrap();
+        let s = d.spool.unwrap();
+        assert_eq!(s.dir, std::path::Path::new("/var/lib/probe/spool"));
+        assert_eq!(s.max_bytes, 2 << 30);
+        assert_eq!(s.max_age, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(s.policy, SpoolPolicy::DropNewest);
+        assert_eq!(d.target, Target::Tcp("127.0.0.1:4739".parse().unwrap()));
+        assert_eq!(parse("udp://127.0.0.1:4739?rate=500").unwrap().rate, Some(500));
+        assert!(parse("tcp://127.0.0.1:4739?rate=5").unwrap_err().contains("UDP"));
+        assert!(parse("tcp://127.0.0.1:4739?spool-size=1GiB").unwrap_err().contains("needs spool=DIR"));
+        assert!(parse("tcp://127.0.0.1:4739?spool=rel").unwrap_err().contains("absolute"));
+        assert!(parse("tcp://127.0.0.1:4739?spool=/x&spool-policy=lifo").unwrap_err().contains("drop-oldest"));
+        assert!(parse("netflow5://127.0.0.1:2055?spool=/x").unwrap_err().contains("IPFIX"));
+        assert!(parse("tcp://127.0.0.1:4739?x=1").unwrap_err().contains("unknown option"));
     }
 
     #[test]

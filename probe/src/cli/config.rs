@@ -326,13 +326,13 @@ pub fn check_capture(a: &crate::cli::CaptureArgs) -> Vec<String> {
 pub fn check_export(e: &crate::cli::ExportArgs) -> Vec<String> {
     e.ipfix
         .iter()
-        .filter_map(|d| match d {
-            ipfix_export::Destination::File(f) => f
+        .filter_map(|d| match &d.target {
+            ipfix_export::Target::File(f) => f
                 .path
                 .parent()
                 .and_then(not_writable)
                 .map(|p| format!("ipfix {d}: {p}")),
-            ipfix_export::Destination::Tls { .. } => {
+            ipfix_export::Target::Tls { .. } => {
                 let s = ipfix_export::TlsSettings {
                     ca_file: e.tls_ca.clone(),
                     server_name: e.tls_server_name.clone(),
@@ -343,12 +343,16 @@ pub fn check_export(e: &crate::cli::ExportArgs) -> Vec<String> {
                     .err()
                     .map(|err| format!("ipfix {d}: {err}"))
             }
-            ipfix_export::Destination::NetflowV5(_) if e.observation_domain > 255 => Some(format!(
+            ipfix_export::Target::NetflowV5(_) if e.observation_domain > 255 => Some(format!(
                 "ipfix {d}: observation-domain {} does not fit NetFlow v5's 8-bit engine \
                      id: use 0-255, or NetFlow v9 or IPFIX (32-bit ids)",
                 e.observation_domain
             )),
-            _ => None,
+            _ => d
+                .spool
+                .as_ref()
+                .and_then(|s| not_writable(&s.dir))
+                .map(|p| format!("ipfix {d}: spool: {p}")),
         })
         .collect()
 }

@@ -27,7 +27,19 @@ pub(super) fn check_writable_for(
     args: &CaptureConfig,
 ) -> Result<()> {
     for d in &args.export.destinations {
-        if let ipfix_export::Destination::File(f) = d {
+        if let Some(s) = &d.spool {
+            let dir = s.dir_for(&d.to_string());
+            if !crate::sys::privileges::can_write(id, &dir) {
+                bail!(
+                    "--ipfix {d}: user {} cannot write the spool {} (chown -R {} {} or pick another directory)",
+                    id.user,
+                    dir.display(),
+                    id.user,
+                    s.dir.display()
+                );
+            }
+        }
+        if let ipfix_export::Target::File(f) = &d.target {
             let dir = f.path.parent().unwrap_or(std::path::Path::new("."));
             if !crate::sys::privileges::can_write(id, dir) {
                 bail!(
@@ -60,7 +72,17 @@ pub(super) fn give_files_to(
         }
     }
     for d in &args.export.destinations {
-        if let ipfix_export::Destination::File(f) = d {
+        if let Some(s) = &d.spool {
+            // Opened (and made) by root at start; the probe keeps writing it afterwards.
+            let dir = s.dir_for(&d.to_string());
+            if dir.exists() {
+                chown(&dir)?;
+                for e in std::fs::read_dir(&dir)?.flatten() {
+                    chown(&e.path())?;
+                }
+            }
+        }
+        if let ipfix_export::Target::File(f) = &d.target {
             if !f.rotates() && f.path.exists() {
                 chown(&f.path)?;
             }
