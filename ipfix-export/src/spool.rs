@@ -1078,3 +1078,166 @@ impl Drop for ArchiveWriter {
         self.finish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("spoolunit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn spec(d: &Path, max_bytes: u64, policy: SpoolPolicy) -> SpoolSpec {
+        SpoolSpec {
+            dir: d.to_path_buf(),
+            max_bytes,
+            max_age: None,
+            policy,
+            sync_every: Duration::ZERO,
+        }
+    }
+
+    fn prelude() -> TemplatePrelude {
+        let mut m = vec![0u8; 20];
+        m[0..2].copy_from_slice(&10u16.to_be_bytes());
+        m[2..4].copy_from_slice(&20u16.to_be_bytes());
+        TemplatePrelude::from_bytes(m)
+    }
+
+    /// A message of `len` bytes whose payload names `i`.
+    fn msg(i: u32, len: usize) -> Vec<u8> {
+        let mut m = vec![0u8; len];
+        m[0..2].copy_from_slice(&10u16.to_be_bytes());
+        m[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        m[16..20].copy_from_slice(&i.to_be_bytes());
+        m
+    }
+
+    fn one(i: u32) -> FlowTotals {
+        FlowTotals {
+            flows: 1,
+            packets: i as u64,
+            octets: 100,
+        }
+    }
+
+    fn read_ids(sp: &mut Spool) -> Vec<u32> {
+        std::iter::from_fn(|| sp.next())
+            .filter(|e| e.kind == EntryKind::Data)
+            .map(|e| u32::from_be_bytes(e.bytes[16..20].try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_the_last_whole_entry_and_counted() {
+        let d = dir("torn");
+        let s = spec(&d, 1 << 20, SpoolPolicy::DropOldest);
+        {
+            let mut sp = Spool::open(s.clone(), d.clone(), false).unwrap();
+            for i in 0..10 {
+                sp.append(EntryKind::Data, &msg(i, 100), one(i), false, &prelude())
+                    .unwrap();
+            }
+        }
+        // A crash in the middle of the 11th entry: half of it on disk.
+        let seg = d.join(list_segments(&d).unwrap()[0].file_name());
+        let whole = std::fs::metadata(&seg).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[0, 0, 0, 100, 1, 2, 3, 4, 1, 0, 0, 0, 9, 9]).unwrap();
+        drop(f);
+        let mut sp = Spool::open(s, d.clone(), false).unwrap();
+        let st = sp.stats();
+        assert_eq!((st.torn_segments, st.torn_bytes), (1, 14));
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), whole);
+        assert_eq!(st.from_earlier_runs.messages, 10);
+        assert_eq!(read_ids(&mut sp), (0..10).collect::<Vec<_>>());
+        // A flipped bit in an entry is caught by its CRC: the segment ends before it.
+        drop(sp);
+        let mut b = std::fs::read(&seg).unwrap();
+        let n = b.len();
+        b[n - 50] ^= 0x40;
+        std::fs::write(&seg, b).unwrap();
+        let mut sp = Spool::open(spec(&d, 1 << 20, SpoolPolicy::DropOldest), d.clone(), false)
+            .unwrap();
+        assert_eq!(read_ids(&mut sp), (0..9).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_acknowledged_position_survives_a_restart() {
+        let d = dir("ack");
+        let s = spec(&d, 1 << 20, SpoolPolicy::DropOldest);
+        {
+            let mut sp = Spool::open(s.clone(), d.clone(), false).unwrap();
+            for i in 0..10 {
+                sp.append(EntryKind::Data, &msg(i, 100), one(i), false, &prelude())
+                    .unwrap();
+            }
+            let mut end = None;
+            for _ in 0..5 {
+                let e = sp.next().unwrap();
+                if e.kind == EntryKind::Data {
+                    end = Some(e.end);
+                    sp.acknowledge(e.end, Some(e.flows), false);
+                } else {
+                    assert_eq!(e.kind, EntryKind::Prelude);
+                }
+            }
+            assert!(end.is_some());
+            sp.tick(true);
+        }
+        let mut sp = Spool::open(s, d.clone(), false).unwrap();
+        // The prelude and 4 data entries were acknowledged; 6 remain.
+        assert_eq!(sp.stats().from_earlier_runs.messages, 6);
+        assert!(sp.prelude_of_next().is_some());
+        assert_eq!(read_ids(&mut sp), (4..10).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_full_spool_drops_by_its_policy_and_counts() {
+        for policy in [SpoolPolicy::DropOldest, SpoolPolicy::DropNewest] {
+            let d = dir(policy.name());
+            // 1 MiB in 128 KiB segments; 2,000 messages of 1,000 bytes do not fit.
+            let mut sp = Spool::open(spec(&d, 1 << 20, policy), d.clone(), false).unwrap();
+            let mut refused = 0;
+            for i in 0..2000 {
+                if let Err(AppendError::Full) =
+                    sp.append(EntryKind::Data, &msg(i, 1000), one(i), false, &prelude())
+                {
+                    refused += 1;
+                }
+            }
+            let st = sp.stats();
+            assert!(st.bytes <= 1 << 20, "{st:?}");
+            assert_eq!(st.pending.messages + st.dropped_full.messages, 2000, "{st:?}");
+            let kept = read_ids(&mut sp);
+            assert_eq!(kept.len() as u64, st.pending.messages);
+            match policy {
+                SpoolPolicy::DropOldest => {
+                    assert_eq!(refused, 0);
+                    assert_eq!(*kept.last().unwrap(), 1999, "the newest are kept");
+                }
+                SpoolPolicy::DropNewest => {
+                    assert_eq!(refused, st.dropped_full.messages);
+                    assert_eq!(kept[0], 0, "the oldest are kept");
+                }
+            }
+            // Every kept message is in order with no gap inside a segment's run of them.
+            assert!(kept.windows(2).all(|w| w[0] < w[1]));
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+
+    #[test]
+    fn a_second_probe_cannot_take_a_spool_in_use() {
+        let d = dir("lock");
+        let s = spec(&d, 1 << 20, SpoolPolicy::DropOldest);
+        let _a = Spool::open(s.clone(), d.clone(), false).unwrap();
+        let e = Spool::open(s, d.clone(), false).err().unwrap();
+        assert!(e.to_string().contains("in use"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
