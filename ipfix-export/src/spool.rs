@@ -304,7 +304,8 @@ fn read_entry(f: &File, offset: u64, len: u64) -> Option<(EntryKind, u8, FlowTot
         return None;
     }
     let mut body = vec![0u8; n];
-    f.read_exact_at(&mut body, offset + ENTRY_HEADER as u64).ok()?;
+    f.read_exact_at(&mut body, offset + ENTRY_HEADER as u64)
+        .ok()?;
     let mut c = crc32fast::Hasher::new();
     c.update(&h[8..]);
     c.update(&body);
@@ -356,7 +357,9 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<SegmentId>> {
 fn read_ack(f: &mut File) -> Option<Pos> {
     let mut b = [0u8; 36];
     f.read_exact_at(&mut b, 0).ok()?;
-    if &b[..8] != ACK_MAGIC || crc32fast::hash(&b[..32]) != u32::from_be_bytes(b[32..36].try_into().unwrap()) {
+    if &b[..8] != ACK_MAGIC
+        || crc32fast::hash(&b[..32]) != u32::from_be_bytes(b[32..36].try_into().unwrap())
+    {
         return None;
     }
     Some(Pos {
@@ -383,7 +386,13 @@ impl Spool {
             .write(true)
             .open(dir.join("lock"))?;
         // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!("spool {} is in use by another probe", dir.display()),
@@ -443,7 +452,10 @@ impl Spool {
         });
         let start = match (saved_ack, first) {
             (Some(a), Some(f)) if a >= f && segments.iter().any(|s| s.id == a.segment) => {
-                let s = segments.iter().find(|s| s.id == a.segment).expect("checked");
+                let s = segments
+                    .iter()
+                    .find(|s| s.id == a.segment)
+                    .expect("checked");
                 Pos {
                     segment: a.segment,
                     offset: a.offset.clamp(SEGMENT_HEADER, s.size),
@@ -574,11 +586,10 @@ impl Spool {
                 AppendError::Disk(e)
             })?;
         }
-        self.write_entry(kind, bytes, flows, held)
-            .map_err(|e| {
-                self.stats.disk_errors += 1;
-                AppendError::Disk(e)
-            })?;
+        self.write_entry(kind, bytes, flows, held).map_err(|e| {
+            self.stats.disk_errors += 1;
+            AppendError::Disk(e)
+        })?;
         if kind == EntryKind::Data {
             self.stats.spooled.add(flows);
             if !self.archive {
@@ -627,7 +638,12 @@ impl Spool {
             };
             self.ack = self.read;
         }
-        if let Err(e) = self.write_entry(EntryKind::Prelude, prelude.bytes(), FlowTotals::default(), false) {
+        if let Err(e) = self.write_entry(
+            EntryKind::Prelude,
+            prelude.bytes(),
+            FlowTotals::default(),
+            false,
+        ) {
             // A segment without its templates is useless: take it back.
             self.segments.pop_back();
             self.writer = None;
@@ -639,7 +655,13 @@ impl Spool {
     }
 
     /// Writes one entry at the writer's end, all or nothing: a failed write is cut off again.
-    fn write_entry(&mut self, kind: EntryKind, bytes: &[u8], flows: FlowTotals, held: bool) -> io::Result<()> {
+    fn write_entry(
+        &mut self,
+        kind: EntryKind,
+        bytes: &[u8],
+        flows: FlowTotals,
+        held: bool,
+    ) -> io::Result<()> {
         let Some((_, f)) = self.writer.as_mut() else {
             return Err(io::Error::other("no segment open"));
         };
@@ -696,7 +718,10 @@ impl Spool {
                 None
             };
             let lost = match from {
-                Some(from) => File::open(&path).and_then(|f| scan(&f, from)).map(|x| x.1).unwrap_or_default(),
+                Some(from) => File::open(&path)
+                    .and_then(|f| scan(&f, from))
+                    .map(|x| x.1)
+                    .unwrap_or_default(),
                 None => Tally::default(),
             };
             if expired {
@@ -747,16 +772,22 @@ impl Spool {
         self.has_unread().then(|| {
             self.segments
                 .iter()
-                .find(|s| s.id >= self.read.segment && (s.id > self.read.segment || self.read.offset < s.size))
+                .find(|s| {
+                    s.id >= self.read.segment
+                        && (s.id > self.read.segment || self.read.offset < s.size)
+                })
                 .map_or(self.read.segment.run, |s| s.id.run)
         })
     }
 
     /// Reads the next entry (preludes included: a segment's first), or `None` when everything
     /// written has been read. An entry that does not read back whole ends its segment there.
-    pub fn next(&mut self) -> Option<Entry> {
+    pub fn read_next(&mut self) -> Option<Entry> {
         loop {
-            let i = self.segments.iter().position(|s| s.id >= self.read.segment)?;
+            let i = self
+                .segments
+                .iter()
+                .position(|s| s.id >= self.read.segment)?;
             let s = &self.segments[i];
             if s.id > self.read.segment {
                 self.read = Pos {
@@ -845,7 +876,12 @@ impl Spool {
             self.ack = end;
             self.dirty = true;
         }
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.id < self.ack.segment) {
+        while self.segments.len() > 1
+            && self
+                .segments
+                .front()
+                .is_some_and(|s| s.id < self.ack.segment)
+        {
             let s = self.segments.pop_front().expect("checked");
             if self.reader.as_ref().is_some_and(|(id, _)| *id == s.id) {
                 self.reader = None;
@@ -904,7 +940,12 @@ impl Spool {
         b[24..32].copy_from_slice(&self.ack.offset.to_be_bytes());
         let crc = crc32fast::hash(&b[..32]);
         b[32..36].copy_from_slice(&crc.to_be_bytes());
-        if self.ack_file.write_all_at(&b, 0).and_then(|_| self.ack_file.sync_data()).is_err() {
+        if self
+            .ack_file
+            .write_all_at(&b, 0)
+            .and_then(|_| self.ack_file.sync_data())
+            .is_err()
+        {
             self.stats.disk_errors += 1;
         }
     }
@@ -923,6 +964,8 @@ impl Drop for Spool {
 /// One message of a spool read for replay by hand.
 #[derive(Clone, Debug)]
 pub struct Replayed {
+    /// Where it starts: before the spool's saved acknowledged position, it was delivered.
+    pub start: Pos,
     pub run: u64,
     pub kind: EntryKind,
     pub bytes: Vec<u8>,
@@ -951,8 +994,13 @@ pub fn read_all(dir: &Path, mut each: impl FnMut(Replayed)) -> io::Result<usize>
         let len = all.len() as u64;
         let mut at = SEGMENT_HEADER;
         while let Some((kind, _, flows, bytes)) = read_entry(&f, at, len) {
+            let start = Pos {
+                segment: *id,
+                offset: at,
+            };
             at += (ENTRY_HEADER + bytes.len()) as u64;
             each(Replayed {
+                start,
                 run: id.run,
                 kind,
                 bytes,
@@ -1124,7 +1172,7 @@ mod tests {
     }
 
     fn read_ids(sp: &mut Spool) -> Vec<u32> {
-        std::iter::from_fn(|| sp.next())
+        std::iter::from_fn(|| sp.read_next())
             .filter(|e| e.kind == EntryKind::Data)
             .map(|e| u32::from_be_bytes(e.bytes[16..20].try_into().unwrap()))
             .collect()
@@ -1145,7 +1193,8 @@ mod tests {
         let seg = d.join(list_segments(&d).unwrap()[0].file_name());
         let whole = std::fs::metadata(&seg).unwrap().len();
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(&[0, 0, 0, 100, 1, 2, 3, 4, 1, 0, 0, 0, 9, 9]).unwrap();
+        f.write_all(&[0, 0, 0, 100, 1, 2, 3, 4, 1, 0, 0, 0, 9, 9])
+            .unwrap();
         drop(f);
         let mut sp = Spool::open(s, d.clone(), false).unwrap();
         let st = sp.stats();
@@ -1159,8 +1208,8 @@ mod tests {
         let n = b.len();
         b[n - 50] ^= 0x40;
         std::fs::write(&seg, b).unwrap();
-        let mut sp = Spool::open(spec(&d, 1 << 20, SpoolPolicy::DropOldest), d.clone(), false)
-            .unwrap();
+        let mut sp =
+            Spool::open(spec(&d, 1 << 20, SpoolPolicy::DropOldest), d.clone(), false).unwrap();
         assert_eq!(read_ids(&mut sp), (0..9).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -1177,7 +1226,7 @@ mod tests {
             }
             let mut end = None;
             for _ in 0..5 {
-                let e = sp.next().unwrap();
+                let e = sp.read_next().unwrap();
                 if e.kind == EntryKind::Data {
                     end = Some(e.end);
                     sp.acknowledge(e.end, Some(e.flows), false);
@@ -1212,7 +1261,11 @@ mod tests {
             }
             let st = sp.stats();
             assert!(st.bytes <= 1 << 20, "{st:?}");
-            assert_eq!(st.pending.messages + st.dropped_full.messages, 2000, "{st:?}");
+            assert_eq!(
+                st.pending.messages + st.dropped_full.messages,
+                2000,
+                "{st:?}"
+            );
             let kept = read_ids(&mut sp);
             assert_eq!(kept.len() as u64, st.pending.messages);
             match policy {

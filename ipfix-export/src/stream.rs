@@ -369,8 +369,7 @@ impl Io {
                     let served = self.serve(&mut conn);
                     self.shared.connected.store(false, Ordering::Relaxed);
                     // Whatever the collector has not acknowledged goes again on the next session.
-                    let unacked: Vec<Outgoing> =
-                        conn.in_flight.drain(..).map(|(_, o)| o).collect();
+                    let unacked: Vec<Outgoing> = conn.in_flight.drain(..).map(|(_, o)| o).collect();
                     self.give_back(unacked);
                     match served {
                         Served::Done => break,
@@ -519,10 +518,7 @@ impl Io {
             match sp.append(kind, &item.bytes, item.flows, held, &self.prelude) {
                 Ok(()) => {
                     if self.disk_failing_since.take().is_some() {
-                        (self.log)(&format!(
-                            "spool {}: writing again",
-                            sp.dir().display()
-                        ));
+                        (self.log)(&format!("spool {}: writing again", sp.dir().display()));
                     }
                     return;
                 }
@@ -655,7 +651,7 @@ impl Io {
                 Some(_) => {}
             }
         }
-        while let Some(e) = sp.next() {
+        while let Some(e) = sp.read_next() {
             if e.kind == EntryKind::Prelude {
                 continue;
             }
@@ -1262,7 +1258,8 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         let (enc, msgs) = encoded(300);
-        let mut s = StreamSender::start(config(addr), enc.template_prelude(), None, quiet()).unwrap();
+        let mut s =
+            StreamSender::start(config(addr), enc.template_prelude(), None, quiet()).unwrap();
         for m in &msgs {
             s.send(&message(m));
         }
@@ -1362,7 +1359,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         let mid = s.stats();
         assert!(!mid.connected);
-        assert_eq!(mid.spool.as_ref().unwrap().pending.flows.flows, 3000, "{mid:?}");
+        assert_eq!(
+            mid.spool.as_ref().unwrap().pending.flows.flows,
+            3000,
+            "{mid:?}"
+        );
         let l = TcpListener::bind(addr).unwrap();
         let reader = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
@@ -1372,7 +1373,11 @@ mod tests {
         });
         let st = s.finish(Duration::from_secs(10));
         let got = messages(&reader.join().unwrap());
-        assert_eq!(got.len(), msgs.len() + 1, "prelude plus every message, once");
+        assert_eq!(
+            got.len(),
+            msgs.len() + 1,
+            "prelude plus every message, once"
+        );
         for (g, m) in got[1..].iter().zip(&msgs) {
             assert_eq!(g, &m.0);
         }
@@ -1395,9 +1400,13 @@ mod tests {
         drop(l);
         let (enc, msgs) = encoded(400);
         // Run 1: nobody listens; it stops at once, everything stays in the spool.
-        let mut s =
-            StreamSender::start(config(addr), enc.template_prelude(), Some(open_spool(&dir)), quiet())
-                .unwrap();
+        let mut s = StreamSender::start(
+            config(addr),
+            enc.template_prelude(),
+            Some(open_spool(&dir)),
+            quiet(),
+        )
+        .unwrap();
         for m in &msgs[..msgs.len() / 2] {
             s.send(&message(m));
         }
@@ -1419,9 +1428,12 @@ mod tests {
             sessions
         });
         let sp = open_spool(&dir);
-        assert_eq!(sp.stats().from_earlier_runs.messages, (msgs.len() / 2) as u64);
-        let mut s = StreamSender::start(config(addr), enc.template_prelude(), Some(sp), quiet())
-            .unwrap();
+        assert_eq!(
+            sp.stats().from_earlier_runs.messages,
+            (msgs.len() / 2) as u64
+        );
+        let mut s =
+            StreamSender::start(config(addr), enc.template_prelude(), Some(sp), quiet()).unwrap();
         for m in &msgs[msgs.len() / 2..] {
             s.send(&message(m));
         }
@@ -1441,7 +1453,11 @@ mod tests {
         assert_eq!(st2.messages_sent, msgs.len() as u64);
         // Run 1's messages are replays; run 2's waited behind them but the collector was there.
         assert_eq!(sp2.replayed.messages, (msgs.len() / 2) as u64, "{sp2:?}");
-        assert_eq!(sp2.spooled.messages, (msgs.len() - msgs.len() / 2) as u64, "{sp2:?}");
+        assert_eq!(
+            sp2.spooled.messages,
+            (msgs.len() - msgs.len() / 2) as u64,
+            "{sp2:?}"
+        );
         assert_eq!(sp2.pending.messages, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -50,6 +50,10 @@ enum Command {
     /// The PCAP ring during an incident: its coverage, and holds that keep files as evidence.
     #[command(subcommand)]
     Ring(probe::cli::tools::RingArgs),
+    /// A collector's spool (the spool= of its URL): what it holds, and its messages sent again
+    /// by hand, to a file or a collector.
+    #[command(subcommand)]
+    Spool(probe::cli::tools::SpoolArgs),
     /// Check a --config file: every setting, its value and where it comes from; exit 1 with
     /// the line and the fix when something is wrong.
     CheckConfig {
@@ -233,6 +237,10 @@ fn run(cli: Cli, argv: Vec<std::ffi::OsString>) -> Result<i32> {
         }
         Command::Ring(cmd) => {
             probe::tools::ring::run(&cmd.command())?;
+            Ok(0)
+        }
+        Command::Spool(cmd) => {
+            probe::tools::spool::run(&cmd.command())?;
             Ok(0)
         }
         Command::Extract(args) => {

@@ -128,7 +128,9 @@ fn options(url: &str, target: Target, query: &str) -> Result<Destination, String
                         .find(|(n, _)| *n == v)
                         .map(|(_, p)| *p)
                         .ok_or_else(|| {
-                            format!("'{url}': spool-policy is drop-oldest or drop-newest, not '{v}'")
+                            format!(
+                                "'{url}': spool-policy is drop-oldest or drop-newest, not '{v}'"
+                            )
                         })?;
                 }
             }
@@ -252,13 +254,28 @@ mod tests {
         assert_eq!(s.max_age, Some(std::time::Duration::from_secs(3600)));
         assert_eq!(s.policy, SpoolPolicy::DropNewest);
         assert_eq!(d.target, Target::Tcp("127.0.0.1:4739".parse().unwrap()));
-        assert_eq!(parse("udp://127.0.0.1:4739?rate=500").unwrap().rate, Some(500));
-        assert!(parse("tcp://127.0.0.1:4739?rate=5").unwrap_err().contains("UDP"));
-        assert!(parse("tcp://127.0.0.1:4739?spool-size=1GiB").unwrap_err().contains("needs spool=DIR"));
-        assert!(parse("tcp://127.0.0.1:4739?spool=rel").unwrap_err().contains("absolute"));
-        assert!(parse("tcp://127.0.0.1:4739?spool=/x&spool-policy=lifo").unwrap_err().contains("drop-oldest"));
-        assert!(parse("netflow5://127.0.0.1:2055?spool=/x").unwrap_err().contains("IPFIX"));
-        assert!(parse("tcp://127.0.0.1:4739?x=1").unwrap_err().contains("unknown option"));
+        assert_eq!(
+            parse("udp://127.0.0.1:4739?rate=500").unwrap().rate,
+            Some(500)
+        );
+        assert!(parse("tcp://127.0.0.1:4739?rate=5")
+            .unwrap_err()
+            .contains("UDP"));
+        assert!(parse("tcp://127.0.0.1:4739?spool-size=1GiB")
+            .unwrap_err()
+            .contains("needs spool=DIR"));
+        assert!(parse("tcp://127.0.0.1:4739?spool=rel")
+            .unwrap_err()
+            .contains("absolute"));
+        assert!(parse("tcp://127.0.0.1:4739?spool=/x&spool-policy=lifo")
+            .unwrap_err()
+            .contains("drop-oldest"));
+        assert!(parse("netflow5://127.0.0.1:2055?spool=/x")
+            .unwrap_err()
+            .contains("IPFIX"));
+        assert!(parse("tcp://127.0.0.1:4739?x=1")
+            .unwrap_err()
+            .contains("unknown option"));
     }
 
     #[test]

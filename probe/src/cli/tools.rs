@@ -1,9 +1,10 @@
-//! The tools' options (`probe extract`, `probe ring`) and their configurations.
+//! The tools' options (`probe extract`, `probe ring`, `probe spool`) and their configurations.
 
 use super::args::DecapArgs;
 use super::units::{parse_duration, parse_size};
 use crate::tools::extract::{parse_time, ExtractConfig};
 use crate::tools::ring::RingCmd;
+use crate::tools::spool::SpoolCmd;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -101,6 +102,81 @@ pub enum RingArgs {
         #[arg(long, conflicts_with = "name")]
         all: bool,
     },
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum SpoolArgs {
+    /// What a destination's spool holds: segments, bytes, runs, records, the export times they
+    /// span, and how many the collector has not acknowledged.
+    Info {
+        /// The spool= directory of the collector URL (or the destination's directory in it).
+        #[arg(long, value_name = "DIR")]
+        spool: PathBuf,
+        /// Print it as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a spool's messages again, each run with its own templates: to an IPFIX file
+    /// (-w; nfdump -r, tshark and pmacct read it) or to a collector (--ipfix udp://, tcp://,
+    /// sctp://). By default only what the collector did not acknowledge; everything with --all.
+    Replay {
+        #[arg(long, value_name = "DIR")]
+        spool: PathBuf,
+        /// Only messages exported at or after this time: RFC 3339 UTC (2026-11-22T23:07:00Z)
+        /// or seconds since the epoch.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        from: Option<u64>,
+        /// Only messages exported at or before this time (same forms as --from).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        to: Option<u64>,
+        /// Write an IPFIX file.
+        #[arg(
+            short = 'w',
+            long = "write",
+            value_name = "FILE",
+            conflicts_with = "ipfix"
+        )]
+        out: Option<PathBuf>,
+        /// Send to this collector.
+        #[arg(long, value_name = "URL", value_parser = boxed_collector)]
+        ipfix: Option<Box<ipfix_export::Destination>>,
+        /// Messages per second to a UDP collector.
+        #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: u32,
+        /// Also the messages the collector already acknowledged (for a UDP destination's
+        /// spool, which keeps everything sent, this changes nothing).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn boxed_collector(url: &str) -> Result<Box<ipfix_export::Destination>, String> {
+    super::collector_url::parse(url).map(Box::new)
+}
+
+impl SpoolArgs {
+    pub fn command(&self) -> SpoolCmd {
+        match self.clone() {
+            SpoolArgs::Info { spool, json } => SpoolCmd::Info { spool, json },
+            SpoolArgs::Replay {
+                spool,
+                from,
+                to,
+                out,
+                ipfix,
+                rate,
+                all,
+            } => SpoolCmd::Replay {
+                spool,
+                from,
+                to,
+                to_file: out,
+                to_collector: ipfix.map(|d| d.target),
+                rate,
+                all,
+            },
+        }
+    }
 }
 
 impl ExtractArgs {

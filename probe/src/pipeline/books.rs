@@ -652,6 +652,27 @@ impl RunReport {
                     d.backlog_peak
                 );
             }
+            if let Some(sp) = &d.spool {
+                s += &format!(
+                    ", spool {}: {} records spooled, {} replayed, {} from earlier runs, {} left in it",
+                    sp.dir.display(),
+                    sp.spooled.flows.flows,
+                    sp.replayed.flows.flows,
+                    sp.from_earlier_runs.flows.flows,
+                    sp.pending.flows.flows
+                );
+                let lost = sp.dropped();
+                if lost.messages > 0 || sp.torn_segments > 0 {
+                    s += &format!(
+                        " ({} records dropped: {} full, {} expired, {} disk; {} torn segments cut)",
+                        lost.flows.flows,
+                        sp.dropped_full.flows.flows,
+                        sp.dropped_expired.flows.flows,
+                        sp.dropped_disk.flows.flows,
+                        sp.torn_segments
+                    );
+                }
+            }
             if d.netflow.not_exportable.flows > 0 {
                 s += &format!(
                     ", {} IPv6 flows not exportable in NetFlow v5",
@@ -705,6 +726,32 @@ fn destination_json(d: &DestinationReport) -> Value {
             .iter()
             .map(|&p| (p.name().to_string(), totals(&d.backlog_dropped[p as usize])))
             .collect::<serde_json::Map<_, _>>(),
+        "spool": d.spool.as_ref().map(spool_json),
+    })
+}
+
+/// A destination's spool: counts of data messages and the records in them. Its drops are
+/// part of the destination's `messages_lost` and `not_sent` (stream collectors; for UDP the
+/// messages went out, and only the copy was not kept).
+fn spool_json(sp: &ipfix_export::SpoolStats) -> Value {
+    let tally = |t: &ipfix_export::spool::Tally| json!({"messages": t.messages, "flows": t.flows.flows, "packets": t.flows.packets, "octets": t.flows.octets});
+    json!({
+        "dir": sp.dir.display().to_string(),
+        "spooled": tally(&sp.spooled),
+        "replayed": tally(&sp.replayed),
+        "from_earlier_runs": tally(&sp.from_earlier_runs),
+        "pending": tally(&sp.pending),
+        "dropped": {
+            "full": tally(&sp.dropped_full),
+            "expired": tally(&sp.dropped_expired),
+            "disk": tally(&sp.dropped_disk),
+        },
+        "torn_segments": sp.torn_segments,
+        "torn_bytes": sp.torn_bytes,
+        "disk_errors": sp.disk_errors,
+        "bytes": sp.bytes,
+        "peak_bytes": sp.peak_bytes,
+        "segments": sp.segments,
     })
 }
 
