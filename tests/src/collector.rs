@@ -390,6 +390,115 @@ impl Drop for TcpCollector {
     }
 }
 
+/// A TCP collector that takes one connection after another (the exporter's sessions) and
+/// keeps each session's bytes apart, until stopped; it can be taken down and brought back on
+/// the same port.
+pub struct TcpSessions {
+    sessions: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TcpSessions {
+    /// Listens on `addr` (port 0: any free port).
+    pub fn start(addr: &str) -> (TcpSessions, std::net::SocketAddr) {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind(addr).unwrap();
+        let local = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let sessions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, s) = (sessions.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let mut conn = match l.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let i = {
+                    let mut v = r.lock().unwrap();
+                    v.push(Vec::new());
+                    v.len() - 1
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                let mut buf = [0u8; 65536];
+                while !s.load(Ordering::Relaxed) {
+                    match conn.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => r.lock().unwrap()[i].extend_from_slice(&buf[..n]),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        });
+        (
+            TcpSessions {
+                sessions,
+                stop,
+                thread: Some(thread),
+            },
+            local,
+        )
+    }
+
+    /// Every session's bytes so far.
+    pub fn sessions(&self) -> Vec<Vec<u8>> {
+        self.sessions.lock().unwrap().clone()
+    }
+
+    /// Waits until `done(sessions)` holds (or panics after `timeout`).
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[Vec<u8>]) -> bool) {
+        let t = std::time::Instant::now();
+        while !done(&self.sessions()) {
+            assert!(
+                t.elapsed() < timeout,
+                "the TCP collector did not get what was expected in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops listening and closes any connection (the collector goes away); returns every
+    /// session's bytes.
+    pub fn stop(mut self) -> Vec<Vec<u8>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        self.sessions()
+    }
+}
+
+impl Drop for TcpSessions {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether a byte stream ends on an IPFIX message boundary.
+pub fn whole_messages(mut b: &[u8]) -> bool {
+    while b.len() >= 16 {
+        let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+        if len < 16 || len > b.len() {
+            return false;
+        }
+        b = &b[len..];
+    }
+    b.is_empty()
+}
+
 /// Splits an IPFIX byte stream (a TCP session or a file) into messages.
 pub fn split_messages(mut stream: &[u8]) -> Vec<Vec<u8>> {
     let mut out = vec![];

@@ -556,6 +556,13 @@ impl PipedProbe {
         self.writer.flush().unwrap();
     }
 
+    /// Kills the probe with SIGKILL (no chance to write anything more); returns its stderr.
+    pub fn kill9(mut self) -> String {
+        self.child.kill().unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Closes the input (end of capture) and waits for the probe; returns its stderr.
     pub fn finish(self) -> String {
         drop(self.writer);
