@@ -1035,7 +1035,7 @@ impl ArchiveWriter {
     pub fn start(
         mut spool: Spool,
         mut prelude: TemplatePrelude,
-        log: crate::stream::Log,
+        log: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
     ) -> io::Result<ArchiveWriter> {
         let (tx, rx) = crossbeam_channel::bounded::<(Vec<u8>, FlowTotals, bool)>(Self::QUEUE);
         let stats = std::sync::Arc::new(std::sync::Mutex::new(spool.stats()));

@@ -792,17 +792,20 @@ impl Io {
     /// Writes all of `buf`, waiting for socket space in short steps so shutdown is noticed.
     /// Over TLS, `buf` becomes records and `written` counts the ciphertext bytes on the socket,
     /// so the TCP acknowledgement of the last record carrying a message retires it.
-    fn write(&self, conn: &mut Conn, buf: &[u8]) -> io::Result<()> {
+    fn write(&mut self, conn: &mut Conn, buf: &[u8]) -> io::Result<()> {
         if let Some(tls) = conn.tls.as_mut() {
             use std::io::Write;
-            tls.writer().write_all(buf)?;
+            // A session the collector ended with an alert fails here with rustls's reason.
+            tls.writer()
+                .write_all(buf)
+                .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
             conn.written += flush_tls(&conn.fd, tls, &|| self.past_deadline())?;
             return Ok(());
         }
         self.write_plain(conn, buf)
     }
 
-    fn write_plain(&self, conn: &mut Conn, mut buf: &[u8]) -> io::Result<()> {
+    fn write_plain(&mut self, conn: &mut Conn, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             if self.past_deadline() {
                 return Err(io::Error::new(
@@ -831,6 +834,8 @@ impl Io {
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
+                    // A slow collector: meanwhile the exporter's messages go to the spool.
+                    self.intake();
                     wait_writable(&conn.fd, Duration::from_millis(100));
                 }
                 _ => return Err(e),

@@ -327,7 +327,11 @@ fn a_full_spool_drops_by_its_policy_and_counts_each_record() {
             .problems
             .iter()
             .partition(|p| p.contains("Unexpected flow sequence"));
-        assert!(other.is_empty() && gaps.len() <= 1, "{:?}", verdict.problems);
+        assert!(
+            other.is_empty() && gaps.len() <= 1,
+            "{:?}",
+            verdict.problems
+        );
         assert_eq!(verdict.data_records as u64, kept);
         // Oldest-first keeps the end of the capture, newest-first its start.
         let (first, last) = (batch_of(&got[0].0), batch_of(&got[got.len() - 1].0));

@@ -204,27 +204,16 @@ pub fn apply(
                 _ => not_applied.push(c.clone()),
             },
             "ipfix" => {
-                let old: Vec<String> = current
-                    .export
-                    .destinations
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect();
-                let now: Vec<String> = new
-                    .export
-                    .destinations
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect();
-                for (d, url) in new.export.destinations.iter().zip(&now) {
-                    if !old.contains(url) {
-                        let _ = ctx.export.send(exporter::ExportControl::Add(d.clone()));
-                    }
-                }
-                for url in old.iter().filter(|u| !now.contains(u)) {
+                // A destination whose options changed (its spool, its rate) is closed and
+                // opened again: removals first, so a spool directory is free when reopened.
+                let (old, now) = (&current.export.destinations, &new.export.destinations);
+                for d in old.iter().filter(|d| !now.contains(d)) {
                     let _ = ctx
                         .export
-                        .send(exporter::ExportControl::Remove(url.clone()));
+                        .send(exporter::ExportControl::Remove(d.to_string()));
+                }
+                for d in now.iter().filter(|d| !old.contains(d)) {
+                    let _ = ctx.export.send(exporter::ExportControl::Add(d.clone()));
                 }
                 current.export.destinations = new.export.destinations.clone();
                 applied.push(c.to_string());
