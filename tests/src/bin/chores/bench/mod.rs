@@ -579,9 +579,24 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let cpu = (std::thread::available_parallelism().map_or(1, |n| n.get()) - 1).to_string();
-    let mut results: Vec<(&str, Vec<Measured>)> = vec![("tcp://", vec![]), ("tls://", vec![])];
+    // The third: tcp:// with a spool (issue #29), every message written to disk, read back and
+    // acknowledged there.
+    let spool = tmp.join("spool");
+    let mut results: Vec<(&str, Vec<Measured>)> = vec![
+        ("tcp://", vec![]),
+        ("tls://", vec![]),
+        ("tcp:// + spool", vec![]),
+    ];
+    let mut spool_bytes = 0u64;
     for run in 0..RUNS {
-        for (scheme, runs) in results.iter_mut() {
+        for (label, runs) in results.iter_mut() {
+            let (scheme, opts) = match label.split_once(" + ") {
+                Some((s, _)) => {
+                    let _ = std::fs::remove_dir_all(&spool);
+                    (s, format!("?spool={}", spool.display()))
+                }
+                None => (*label, String::new()),
+            };
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
@@ -599,7 +614,7 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
                 .context("socat (cargo xtask deps installs it)")?;
             std::thread::sleep(Duration::from_millis(300));
             let books = tmp.join("transport-books.json");
-            let mut cmd = probe_read(probe, &pcap, &format!("{scheme}127.0.0.1:{port}"));
+            let mut cmd = probe_read(probe, &pcap, &format!("{scheme}127.0.0.1:{port}{opts}"));
             cmd.arg("--stats-json").arg(&books);
             if scheme.starts_with("tls") {
                 cmd.arg("--tls-ca").arg(tmp.join("ca.pem"));
@@ -610,10 +625,19 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
             let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&books)?)?;
             let c = &b["export"]["collectors"][0];
             if c["records_sent"].as_u64() != Some(flows as u64) || c["messages_lost"] != 0 {
-                bail!("{scheme} run {}: not every record delivered: {c}", run + 1);
+                bail!("{label} run {}: not every record delivered: {c}", run + 1);
+            }
+            if let Some(b) = c["spool"]["peak_bytes"].as_u64() {
+                spool_bytes = b;
+                if c["spool"]["spooled"]["flows"].as_u64() != Some(flows as u64) {
+                    bail!(
+                        "{label} run {}: not every record went through the spool: {c}",
+                        run + 1
+                    );
+                }
             }
             eprintln!(
-                "{scheme} run {}: {:.2} s wall, {:.2} CPU-s",
+                "{label} run {}: {:.2} s wall, {:.2} CPU-s",
                 run + 1,
                 m.wall.as_secs_f64(),
                 m.user + m.sys
@@ -624,7 +648,7 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
     println!("\n| `probe read` → local socat sink, one core, 500,000 records | wall s (3 runs) | CPU s (3 runs) | records/s (median wall) | CPU µs per record (median) |");
     println!("|---|---|---|---|---|");
     let mut med_cpu = vec![];
-    for (scheme, runs) in &mut results {
+    for (label, runs) in &mut results {
         runs.sort_by_key(|m| m.wall);
         let walls: Vec<String> = runs
             .iter()
@@ -635,7 +659,7 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
         let cpu_s: Vec<String> = cpus.iter().map(|c| format!("{c:.2}")).collect();
         med_cpu.push(cpus[RUNS / 2]);
         println!(
-            "| {scheme} | {} | {} | {:.0} | {:.2} |",
+            "| {label} | {} | {} | {:.0} | {:.2} |",
             walls.join(" / "),
             cpu_s.join(" / "),
             flows as f64 / runs[RUNS / 2].wall.as_secs_f64(),
@@ -646,6 +670,13 @@ fn transport_cost(probe: &Path, tmp: &Path) -> Result<()> {
         "TLS over TCP, median CPU: {:.2}x ({:+.2} µs per record)",
         med_cpu[1] / med_cpu[0],
         (med_cpu[1] - med_cpu[0]) * 1e6 / flows as f64
+    );
+    println!(
+        "TCP with a spool, median CPU: {:.2}x ({:+.2} µs per record); the spool peaked at {} bytes, {:.1} bytes per record",
+        med_cpu[2] / med_cpu[0],
+        (med_cpu[2] - med_cpu[0]) * 1e6 / flows as f64,
+        spool_bytes,
+        spool_bytes as f64 / flows as f64
     );
     std::fs::remove_file(&pcap)?;
     Ok(())
