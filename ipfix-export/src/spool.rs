@@ -1293,4 +1293,26 @@ mod tests {
         assert!(e.to_string().contains("in use"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
+
+    #[test]
+    fn segments_past_the_age_limit_are_deleted_and_counted() {
+        let d = dir("age");
+        let mut s = spec(&d, 1 << 20, SpoolPolicy::DropOldest);
+        s.max_age = Some(Duration::from_secs(1));
+        let mut sp = Spool::open(s, d.clone(), false).unwrap();
+        for i in 0..5 {
+            sp.append(EntryKind::Data, &msg(i, 100), one(i), false, &prelude())
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(2100));
+        // The segment began over max_age/8 ago: the next message starts a new one.
+        sp.append(EntryKind::Data, &msg(5, 100), one(5), false, &prelude())
+            .unwrap();
+        sp.tick(false);
+        let st = sp.stats();
+        assert_eq!(st.dropped_expired.messages, 5, "{st:?}");
+        assert_eq!(st.pending.messages, 1);
+        assert_eq!(read_ids(&mut sp), vec![5]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
