@@ -556,6 +556,18 @@ impl PipedProbe {
         self.writer.flush().unwrap();
     }
 
+    /// Stops the probe with SIGTERM (as systemd does) and waits; returns whether it exited
+    /// with status 0, and its stderr.
+    pub fn terminate(self) -> (bool, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let out = self.child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Kills the probe with SIGKILL (no chance to write anything more); returns its stderr.
     pub fn kill9(mut self) -> String {
         self.child.kill().unwrap();

@@ -185,26 +185,15 @@ fn a_tcp_collector_away_for_60s_of_capture_gets_every_record_once_and_in_order()
 fn a_probe_killed_with_sigkill_delivers_what_it_had_spooled_after_its_restart() {
     let tmp = TempDir::new("spool-kill");
     let spool = tmp.path().join("spool");
-    // Nobody listens yet: reserve a port and free it.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_tcp_addr();
     let url = format!("tcp://{addr}?spool={}&spool-sync=200ms", spool.display());
     let mut run1 = PipedProbe::start(&tmp, &["--ipfix", &url, "--idle-timeout", "2s"]);
     for k in 1..=5 {
         run1.send(&batch(k));
     }
     // Batches 1..4 expired and went to the spool; batch 5 is still in the flow cache.
-    let t = std::time::Instant::now();
     let dest = spool.join(format!("tcp_127.0.0.1_{}", addr.port()));
-    while !(dest.exists() && spool_info(&dest)["pending_flows"] == 4 * N as u64) {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "run 1 did not spool batches 1-4"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_pending(&dest, 4 * N as u64);
     let stderr1 = run1.kill9();
     assert!(!stderr1.contains("panicked"), "{stderr1}");
 
@@ -257,6 +246,85 @@ fn a_probe_killed_with_sigkill_delivers_what_it_had_spooled_after_its_restart() 
 }
 
 #[test]
+fn a_sigterm_leaves_what_the_collector_did_not_take_in_the_spool_for_the_next_run() {
+    let tmp = TempDir::new("spool-term");
+    let spool = tmp.path().join("spool");
+    let addr = free_tcp_addr();
+    let url = format!("tcp://{addr}?spool={}", spool.display());
+    let stats = tmp.path().join("books.json");
+    let mut run1 = PipedProbe::start(
+        &tmp,
+        &[
+            "--ipfix",
+            &url,
+            "--idle-timeout",
+            "2s",
+            "--export-drain",
+            "1s",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    );
+    for k in 1..=3 {
+        run1.send(&batch(k));
+    }
+    let dest = spool.join(format!("tcp_127.0.0.1_{}", addr.port()));
+    wait_for_pending(&dest, 2 * N as u64);
+    // SIGTERM: batch 3, still active, is exported (forcedEnd); nobody takes it within the
+    // drain time, so it stays in the spool with batches 1 and 2: kept, not lost.
+    let (ok, stderr1) = run1.terminate();
+    assert!(!stderr1.contains("panicked"), "{stderr1}");
+    assert!(ok || stderr1.contains("interrupted"), "{stderr1}");
+    let books = read_books(&stats);
+    let c = &books["export"]["collectors"][0];
+    assert_eq!(c["records"], 3 * N as u64, "{c}");
+    assert_eq!(c["spool"]["pending"]["flows"], 3 * N as u64, "{c}");
+    assert_eq!(c["messages_lost"], 0, "{c}");
+    assert_eq!(c["not_sent"]["flows"], 0, "{c}");
+    assert!(stderr1.contains("left in it"), "{stderr1}");
+
+    // The next run delivers them first, in a session of their own.
+    let (c, _) = TcpSessions::start(&addr.to_string());
+    let tmp2 = TempDir::new("spool-term-2");
+    let run2 = PipedProbe::start(&tmp2, &["--ipfix", &url]);
+    let stderr2 = run2.finish();
+    c.wait_for(Duration::from_secs(20), |s| {
+        !s.is_empty()
+            && whole_messages(&s[0])
+            && records(&split_messages(&s[0])).len() == 3 * N as usize
+    });
+    let sessions = c.stop();
+    let first = records(&split_messages(&sessions[0]));
+    let batches: Vec<u8> = first.iter().map(|(a, _)| batch_of(a)).collect();
+    assert!(batches.windows(2).all(|w| w[0] <= w[1]), "in order");
+    assert_eq!(
+        batches.iter().filter(|&&b| b == 3).count(),
+        N as usize,
+        "{stderr2}"
+    );
+}
+
+/// A local TCP address nobody listens on (yet).
+fn free_tcp_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Waits until a destination's spool holds `flows` unacknowledged records.
+fn wait_for_pending(dest: &std::path::Path, flows: u64) {
+    let t = std::time::Instant::now();
+    while !(dest.exists() && spool_info(dest)["pending_flows"] == flows) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the spool did not reach {flows} pending records"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn a_full_spool_drops_by_its_policy_and_counts_each_record() {
     let tmp = TempDir::new("spool-full");
     let pcap = tmp.path().join("in.pcap");
@@ -265,10 +333,7 @@ fn a_full_spool_drops_by_its_policy_and_counts_each_record() {
         frames.extend(udp_flows(1000, k, BASE + k as u64 * SEC));
     }
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_tcp_addr();
     for policy in ["drop-oldest", "drop-newest"] {
         let spool = tmp.path().join(policy);
         let stats = tmp.path().join(format!("{policy}.json"));
@@ -397,10 +462,7 @@ fn a_spool_on_a_full_disk_costs_no_record_while_the_collector_is_there() {
     );
     // And with the collector away too: the disk fills, the rest waits in memory, and at the end
     // (no drain time) what the disk cannot take is lost, counted; the capture is untouched.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_tcp_addr();
     let stats2 = tmp.path().join("books2.json");
     let _ = std::fs::remove_dir_all(disk.0.join("spool"));
     run_probe_ok(&[
