@@ -1217,6 +1217,29 @@ mod tests {
         }
     }
 
+    /// A local address nobody listens on (yet).
+    fn absent_collector() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    /// A collector on `addr` that reads `sessions` connections to their end.
+    fn collector(addr: SocketAddr, sessions: usize) -> JoinHandle<Vec<Vec<u8>>> {
+        let l = TcpListener::bind(addr).unwrap();
+        std::thread::spawn(move || {
+            (0..sessions)
+                .map(|_| {
+                    let (mut c, _) = l.accept().unwrap();
+                    let mut all = vec![];
+                    c.read_to_end(&mut all).unwrap();
+                    all
+                })
+                .collect()
+        })
+    }
+
     fn quiet() -> Log {
         Arc::new(|_| {})
     }
@@ -1259,9 +1282,7 @@ mod tests {
     #[test]
     fn a_late_collector_gets_templates_then_everything() {
         // Reserve a port, close it, queue messages while nobody listens, then listen.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        let addr = absent_collector();
         let (enc, msgs) = encoded(300);
         let mut s =
             StreamSender::start(config(addr), enc.template_prelude(), None, quiet()).unwrap();
@@ -1270,15 +1291,9 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(300));
         assert!(!s.stats().connected);
-        let l = TcpListener::bind(addr).unwrap();
-        let reader = std::thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut all = vec![];
-            c.read_to_end(&mut all).unwrap();
-            all
-        });
+        let reader = collector(addr, 1);
         let st = s.finish(Duration::from_secs(10));
-        let got = messages(&reader.join().unwrap());
+        let got = messages(&reader.join().unwrap()[0]);
         assert_eq!(got.len(), msgs.len() + 1, "prelude plus every message");
         assert_eq!(u16::from_be_bytes([got[0][16], got[0][17]]), 2);
         for (g, m) in got[1..].iter().zip(&msgs) {
@@ -1291,9 +1306,7 @@ mod tests {
 
     #[test]
     fn a_full_backlog_drops_and_counts() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        let addr = absent_collector();
         let (enc, msgs) = encoded(300);
         let mut cfg = config(addr);
         cfg.backlog_messages = 3;
@@ -1342,9 +1355,7 @@ mod tests {
     #[test]
     fn with_a_spool_an_absent_collector_gets_everything_in_order_and_the_replay_is_counted() {
         let dir = temp_dir("absent");
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        let addr = absent_collector();
         let (enc, msgs) = encoded(3000);
         let mut cfg = config(addr);
         // Far fewer than the messages: without the spool most would be lost.
@@ -1369,15 +1380,9 @@ mod tests {
             3000,
             "{mid:?}"
         );
-        let l = TcpListener::bind(addr).unwrap();
-        let reader = std::thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut all = vec![];
-            c.read_to_end(&mut all).unwrap();
-            all
-        });
+        let reader = collector(addr, 1);
         let st = s.finish(Duration::from_secs(10));
-        let got = messages(&reader.join().unwrap());
+        let got = messages(&reader.join().unwrap()[0]);
         assert_eq!(
             got.len(),
             msgs.len() + 1,
@@ -1400,9 +1405,7 @@ mod tests {
     #[test]
     fn what_one_run_left_in_the_spool_the_next_delivers_first_in_a_session_of_its_own() {
         let dir = temp_dir("restart");
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        let addr = absent_collector();
         let (enc, msgs) = encoded(400);
         // Run 1: nobody listens; it stops at once, everything stays in the spool.
         let mut s = StreamSender::start(
@@ -1421,17 +1424,7 @@ mod tests {
         assert_eq!(st1.messages_lost, 0, "kept, not lost: {st1:?}");
         assert_eq!(sp1.pending.messages, (msgs.len() / 2) as u64);
         // Run 2: the collector is there.
-        let l = TcpListener::bind(addr).unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut sessions = vec![];
-            for _ in 0..2 {
-                let (mut c, _) = l.accept().unwrap();
-                let mut all = vec![];
-                c.read_to_end(&mut all).unwrap();
-                sessions.push(all);
-            }
-            sessions
-        });
+        let reader = collector(addr, 2);
         let sp = open_spool(&dir);
         assert_eq!(
             sp.stats().from_earlier_runs.messages,

@@ -296,7 +296,6 @@ pub struct TcpCollector {
 impl TcpCollector {
     /// Listens on `addr` (port 0: any free port); returns the collector and its address.
     pub fn start(addr: &str) -> (TcpCollector, std::net::SocketAddr) {
-        use std::io::Read;
         use std::sync::atomic::Ordering;
         let l = std::net::TcpListener::bind(addr).unwrap();
         let local = l.local_addr().unwrap();
@@ -305,7 +304,7 @@ impl TcpCollector {
         let (r, s) = (received.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             l.set_nonblocking(true).unwrap();
-            let mut conn = loop {
+            let conn = loop {
                 if s.load(Ordering::Relaxed) {
                     return;
                 }
@@ -315,22 +314,7 @@ impl TcpCollector {
                 }
             };
             drop(l);
-            conn.set_nonblocking(false).unwrap();
-            conn.set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            let mut buf = [0u8; 65536];
-            while !s.load(Ordering::Relaxed) {
-                match conn.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => r.lock().unwrap().extend_from_slice(&buf[..n]),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => return,
-                }
-            }
+            read_connection(conn, &s, |b| r.lock().unwrap().extend_from_slice(b));
         });
         (
             TcpCollector {
@@ -390,6 +374,31 @@ impl Drop for TcpCollector {
     }
 }
 
+/// Reads a collector's connection into `keep` until the peer closes it, it fails, or `stop`.
+fn read_connection(
+    mut conn: std::net::TcpStream,
+    stop: &std::sync::atomic::AtomicBool,
+    mut keep: impl FnMut(&[u8]),
+) {
+    use std::io::Read;
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = [0u8; 65536];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => keep(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// A TCP collector that takes one connection after another (the exporter's sessions) and
 /// keeps each session's bytes apart, until stopped; it can be taken down and brought back on
 /// the same port.
@@ -402,7 +411,6 @@ pub struct TcpSessions {
 impl TcpSessions {
     /// Listens on `addr` (port 0: any free port).
     pub fn start(addr: &str) -> (TcpSessions, std::net::SocketAddr) {
-        use std::io::Read;
         use std::sync::atomic::Ordering;
         let l = std::net::TcpListener::bind(addr).unwrap();
         let local = l.local_addr().unwrap();
@@ -412,7 +420,7 @@ impl TcpSessions {
         let (r, s) = (sessions.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let mut conn = match l.accept() {
+                let conn = match l.accept() {
                     Ok((c, _)) => c,
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(10));
@@ -424,22 +432,7 @@ impl TcpSessions {
                     v.push(Vec::new());
                     v.len() - 1
                 };
-                conn.set_nonblocking(false).unwrap();
-                conn.set_read_timeout(Some(Duration::from_millis(50)))
-                    .unwrap();
-                let mut buf = [0u8; 65536];
-                while !s.load(Ordering::Relaxed) {
-                    match conn.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => r.lock().unwrap()[i].extend_from_slice(&buf[..n]),
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) => {}
-                        Err(_) => break,
-                    }
-                }
+                read_connection(conn, &s, |b| r.lock().unwrap()[i].extend_from_slice(b));
             }
         });
         (

@@ -4,7 +4,8 @@
 
 use e2e::capture::{write_pcap, Frame, LINKTYPE_ETHERNET};
 use e2e::collector::{
-    ipfixrw_decode, split_messages, tshark_decode, write_tcp_streams_pcap, Recorder, TcpCollector,
+    ipfixrw_decode, split_messages, tshark_decode, whole_messages, write_tcp_streams_pcap,
+    Recorder, TcpCollector,
 };
 use e2e::craft::{ethernet, mixed_traffic, udp_flows, L4};
 use e2e::pmacct::Nfacctd;
@@ -450,7 +451,7 @@ fn a_restarting_tcp_collector_loses_nothing_and_gets_templates_again() {
     probe.send(&udp_flows(600, 1, BASE));
     probe.send(&udp_flows(600, 2, BASE + 10 * SEC));
     first.wait_for(Duration::from_secs(10), |b| {
-        whole(b) && records_in(b) == 600
+        whole_messages(b) && records_in(b) == 600
     });
     // The collector goes away; batch 3 expires batch 2 while nobody listens.
     let got_first = first.close();
@@ -501,7 +502,9 @@ fn records_from_a_pipe_leave_while_the_pipe_stays_open() {
     probe.send(&udp_flows(100, 1, BASE));
     probe.send(&udp_flows(1, 2, BASE + 10 * SEC));
     let sent = std::time::Instant::now();
-    collector.wait_for(Duration::from_secs(5), |b| whole(b) && records_in(b) == 100);
+    collector.wait_for(Duration::from_secs(5), |b| {
+        whole_messages(b) && records_in(b) == 100
+    });
     let waited = sent.elapsed();
     assert!(
         waited < Duration::from_secs(3),
@@ -510,18 +513,6 @@ fn records_from_a_pipe_leave_while_the_pipe_stays_open() {
     let stderr = probe.finish();
     let all = collector.finish(Duration::from_secs(10));
     assert_eq!(records_in(&all), 101, "{stderr}");
-}
-
-/// Whether a byte stream ends on a message boundary.
-fn whole(mut b: &[u8]) -> bool {
-    while b.len() >= 16 {
-        let len = u16::from_be_bytes([b[2], b[3]]) as usize;
-        if len > b.len() {
-            return false;
-        }
-        b = &b[len..];
-    }
-    b.is_empty()
 }
 
 #[test]
@@ -1025,7 +1016,7 @@ fn layouts_announced_on_first_use_survive_a_reconnect_and_start_every_rotated_fi
     probe.send(&udp_flows(300, 1, BASE));
     probe.send(&udp_flows(300, 2, BASE + 10 * SEC));
     first.wait_for(Duration::from_secs(10), |b| {
-        whole(b) && records_in(b) == 300
+        whole_messages(b) && records_in(b) == 300
     });
     let got_first = first.close();
     probe.send(&udp_flows(300, 3, BASE + 20 * SEC));
