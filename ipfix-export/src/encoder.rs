@@ -625,8 +625,9 @@ impl TemplatePrelude {
     }
 }
 
-/// The messages in a run of concatenated IPFIX messages.
-fn messages_in(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// The messages in a run of concatenated IPFIX messages (a prelude, a TCP stream, a file); a
+/// cut last message comes out as what is there.
+pub fn messages_in(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut pos = 0;
     std::iter::from_fn(move || {
         if pos + MESSAGE_HEADER_LEN > bytes.len() {

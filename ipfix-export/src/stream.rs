@@ -719,7 +719,7 @@ impl Io {
                         session.sent = Some(TemplatePrelude::from_bytes(p.clone()));
                         // Message by message: over SCTP each send is one SCTP message, and a
                         // collector reads one IPFIX message from each.
-                        for m in messages_of(&p) {
+                        for m in crate::encoder::messages_in(&p) {
                             if let Err(e) = self.write(conn, m) {
                                 self.give_back(vec![out]);
                                 return Served::Failed(e);
@@ -1136,19 +1136,6 @@ impl io::Write for FdIo<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// The IPFIX messages in a buffer of whole messages.
-fn messages_of(mut b: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let len = (u16::from_be_bytes([b[2], b[3]]) as usize).clamp(4, b.len());
-        let (m, rest) = b.split_at(len);
-        b = rest;
-        Some(m)
-    })
 }
 
 /// What the peer has not acknowledged yet, in the unit of `Conn::written`.

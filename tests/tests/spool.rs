@@ -74,17 +74,7 @@ fn run_with_collector(
     let (c, addr) = TcpSessions::start("127.0.0.1:0");
     let stats = tmp.path().join("books.json");
     let url = format!("tcp://{addr}{url_options}");
-    let mut probe = PipedProbe::start(
-        tmp,
-        &[
-            "--ipfix",
-            &url,
-            "--idle-timeout",
-            "2s",
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ],
-    );
+    let mut probe = piped(tmp, &url, &stats, &[]);
     let got = |s: &[Vec<u8>]| -> usize {
         s.iter()
             .filter(|b| whole_messages(b))
@@ -201,17 +191,7 @@ fn a_probe_killed_with_sigkill_delivers_what_it_had_spooled_after_its_restart() 
     let (c, _) = TcpSessions::start(&addr.to_string());
     let tmp2 = TempDir::new("spool-kill-2");
     let stats = tmp2.path().join("books.json");
-    let mut run2 = PipedProbe::start(
-        &tmp2,
-        &[
-            "--ipfix",
-            &url,
-            "--idle-timeout",
-            "2s",
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ],
-    );
+    let mut run2 = piped(&tmp2, &url, &stats, &[]);
     run2.send(&batch(6));
     let stderr2 = run2.finish();
     c.wait_for(Duration::from_secs(20), |s| {
@@ -252,19 +232,7 @@ fn a_sigterm_leaves_what_the_collector_did_not_take_in_the_spool_for_the_next_ru
     let addr = free_tcp_addr();
     let url = format!("tcp://{addr}?spool={}", spool.display());
     let stats = tmp.path().join("books.json");
-    let mut run1 = PipedProbe::start(
-        &tmp,
-        &[
-            "--ipfix",
-            &url,
-            "--idle-timeout",
-            "2s",
-            "--export-drain",
-            "1s",
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ],
-    );
+    let mut run1 = piped(&tmp, &url, &stats, &["--export-drain", "1s"]);
     for k in 1..=3 {
         run1.send(&batch(k));
     }
@@ -302,6 +270,20 @@ fn a_sigterm_leaves_what_the_collector_did_not_take_in_the_spool_for_the_next_ru
         N as usize,
         "{stderr2}"
     );
+}
+
+/// `probe read` from a pipe, exporting to `url` with a 2 s idle timeout, its books to `stats`.
+fn piped(tmp: &TempDir, url: &str, stats: &std::path::Path, extra: &[&str]) -> PipedProbe {
+    let mut args = vec![
+        "--ipfix",
+        url,
+        "--idle-timeout",
+        "2s",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    PipedProbe::start(tmp, &args)
 }
 
 /// A local TCP address nobody listens on (yet).
@@ -505,17 +487,7 @@ fn a_udp_collectors_spool_replays_a_time_window_into_a_file_and_into_nfcapd() {
     let spool = tmp.path().join("spool");
     let stats = tmp.path().join("books.json");
     let url = format!("{}?spool={}", live.url(), spool.display());
-    let mut probe = PipedProbe::start(
-        &tmp,
-        &[
-            "--ipfix",
-            &url,
-            "--idle-timeout",
-            "2s",
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ],
-    );
+    let mut probe = piped(&tmp, &url, &stats, &[]);
     let mut t = vec![0.0; 8];
     for k in 1..=7u8 {
         t[k as usize] = unix_now();

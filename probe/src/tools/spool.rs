@@ -8,7 +8,7 @@
 //! stream transport each run is a session of its own, as the probe itself replays them.
 
 use anyhow::{bail, Context, Result};
-use ipfix_export::encoder::TemplatePrelude;
+use ipfix_export::encoder::{messages_in, TemplatePrelude};
 use ipfix_export::spool::{self, EntryKind, Replayed, Tally};
 use ipfix_export::{Message, Target};
 use std::io::Write;
@@ -231,20 +231,6 @@ pub struct ReplayReport {
     pub data: Tally,
     pub runs: usize,
     pub skipped_delivered: u64,
-}
-
-/// The template messages in a prelude's bytes.
-fn messages_in(b: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = b;
-    std::iter::from_fn(move || {
-        if rest.len() < 16 {
-            return None;
-        }
-        let n = (u16::from_be_bytes([rest[2], rest[3]]) as usize).clamp(16, rest.len());
-        let (m, r) = rest.split_at(n);
-        rest = r;
-        Some(m)
-    })
 }
 
 fn replay(
