@@ -406,21 +406,31 @@ fn a_spool_on_a_full_disk_costs_no_record_while_the_collector_is_there() {
         frames.extend(udp_flows(1000, k, BASE + k as u64 * SEC));
     }
     write_pcap(&pcap, LINKTYPE_ETHERNET, false, &frames);
-    let stats = tmp.path().join("books.json");
-    let (c, addr) = TcpSessions::start("127.0.0.1:0");
-    let out = run_probe_ok(&[
-        "read",
-        pcap.to_str().unwrap(),
-        "--ipfix",
-        // The limit is far above what the filesystem has.
-        &format!(
+    // The spool's limit is far above what the filesystem has; the books are returned.
+    let read = |addr: std::net::SocketAddr, extra: &[&str]| {
+        let _ = std::fs::remove_dir_all(disk.0.join("spool"));
+        let stats = tmp.path().join("books.json");
+        let url = format!(
             "tcp://{addr}?spool={}/spool&spool-size=64MiB",
             disk.0.display()
-        ),
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        );
+        let mut args = vec![
+            "read",
+            pcap.to_str().unwrap(),
+            "--ipfix",
+            &url,
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = run_probe_ok(&args);
+        (
+            read_books(&stats),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (c, addr) = TcpSessions::start("127.0.0.1:0");
+    let (books, stderr) = read(addr, &[]);
     c.wait_for(Duration::from_secs(20), |s| {
         s.iter()
             .filter(|b| whole_messages(b))
@@ -430,7 +440,6 @@ fn a_spool_on_a_full_disk_costs_no_record_while_the_collector_is_there() {
     });
     let sessions = c.stop();
     assert_eq!(records_of_sessions(&sessions).len(), 20_000);
-    let books = read_books(&stats);
     assert_eq!(books["frames"]["metered"], 20_000);
     let col = &books["export"]["collectors"][0];
     let sp = &col["spool"];
@@ -444,23 +453,7 @@ fn a_spool_on_a_full_disk_costs_no_record_while_the_collector_is_there() {
     );
     // And with the collector away too: the disk fills, the rest waits in memory, and at the end
     // (no drain time) what the disk cannot take is lost, counted; the capture is untouched.
-    let addr = free_tcp_addr();
-    let stats2 = tmp.path().join("books2.json");
-    let _ = std::fs::remove_dir_all(disk.0.join("spool"));
-    run_probe_ok(&[
-        "read",
-        pcap.to_str().unwrap(),
-        "--ipfix",
-        &format!(
-            "tcp://{addr}?spool={}/spool&spool-size=64MiB",
-            disk.0.display()
-        ),
-        "--export-drain",
-        "0s",
-        "--stats-json",
-        stats2.to_str().unwrap(),
-    ]);
-    let books = read_books(&stats2);
+    let (books, _) = read(free_tcp_addr(), &["--export-drain", "0s"]);
     assert_eq!(books["frames"]["metered"], 20_000);
     let col = &books["export"]["collectors"][0];
     let sp = &col["spool"];
