@@ -2188,3 +2188,63 @@ fn a_slow_collector_gets_the_conversations_first_and_the_drops_are_counted_by_pr
     assert_eq!(c["not_sent"]["flows"], single, "{c}");
     assert!(stderr.contains("dropped from its backlog"), "{stderr}");
 }
+
+#[test]
+fn a_live_udp_collectors_spool_is_kept_as_the_unprivileged_user_and_replays_what_it_got() {
+    // Issue #29, live: `probe capture --user nobody` exports to nfcapd with a spool. The spool
+    // is made as root at start and handed over; every message sent is also kept, as nobody,
+    // and `probe spool replay` gives back exactly the records nfcapd received.
+    if !require_root(
+        "a_live_udp_collectors_spool_is_kept_as_the_unprivileged_user_and_replays_what_it_got",
+    ) {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-spool");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (frames, truth) = mix_and_truth(&tmp);
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let spool = tmp.path().join("spool");
+    let url = format!("{}?spool={}", nf.url(), spool.display());
+    let cap = Capture::start(&lab, &tmp, &["--ipfix", &url, "--user", "nobody"]);
+    lab.send(&frames, &[0], usize::MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_live_balanced(&books);
+    let live = nfdump_flows(&nf.finish());
+    assert_eq!(live.len(), truth.len(), "{stderr}");
+
+    let c = &books["export"]["collectors"][0];
+    let sp = &c["spool"];
+    assert_eq!(sp["spooled"]["flows"], c["records"], "{sp}");
+    assert_eq!(sp["disk_errors"], 0, "{sp}");
+    assert_eq!(sp["dropped"]["disk"]["flows"], 0, "{sp}");
+    let dest = e2e::sorted_dir(&spool);
+    assert_eq!(dest.len(), 1, "{dest:?}");
+    for f in e2e::sorted_dir(&dest[0]) {
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().uid(),
+            65534,
+            "{} belongs to nobody",
+            f.display()
+        );
+    }
+    let out = tmp.path().join("replayed.ipfix");
+    run_probe_ok(&[
+        "spool",
+        "replay",
+        "--spool",
+        spool.to_str().unwrap(),
+        "-w",
+        out.to_str().unwrap(),
+    ]);
+    let verdict = tshark_decode(&out);
+    assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+    assert_eq!(
+        verdict.data_records as u64,
+        c["records"].as_u64().unwrap(),
+        "the replay holds every record sent"
+    );
+}

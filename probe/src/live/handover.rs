@@ -27,18 +27,8 @@ pub(super) fn check_writable_for(
     args: &CaptureConfig,
 ) -> Result<()> {
     for d in &args.export.destinations {
-        if let Some(s) = &d.spool {
-            let dir = s.dir_for(&d.to_string());
-            if !crate::sys::privileges::can_write(id, &dir) {
-                bail!(
-                    "--ipfix {d}: user {} cannot write the spool {} (chown -R {} {} or pick another directory)",
-                    id.user,
-                    dir.display(),
-                    id.user,
-                    s.dir.display()
-                );
-            }
-        }
+        // A spool needs no check: it is opened (and made) as root at start and given to the
+        // user with its files in `give_files_to`.
         if let ipfix_export::Target::File(f) = &d.target {
             let dir = f.path.parent().unwrap_or(std::path::Path::new("."));
             if !crate::sys::privileges::can_write(id, dir) {
