@@ -226,6 +226,54 @@ fn a_probe_killed_with_sigkill_delivers_what_it_had_spooled_after_its_restart() 
 }
 
 #[test]
+fn a_probe_killed_while_delivering_sends_nothing_twice_that_was_acknowledged_before_its_last_sync()
+{
+    let tmp = TempDir::new("spool-kill-acked");
+    let (c, addr) = TcpSessions::start("127.0.0.1:0");
+    let spool = tmp.path().join("spool");
+    let url = format!("tcp://{addr}?spool={}&spool-sync=100ms", spool.display());
+    let stats = tmp.path().join("books.json");
+    let mut run1 = piped(&tmp, &url, &stats, &[]);
+    for k in 1..=5 {
+        run1.send(&batch(k));
+    }
+    let delivered = |s: &[Vec<u8>]| {
+        records_of_sessions(
+            &s.iter()
+                .filter(|b| whole_messages(b))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .len()
+    };
+    c.wait_for(Duration::from_secs(10), |s| delivered(s) == 4 * N as usize);
+    // Past a sync: the spool's acknowledged position on disk covers batches 1-4.
+    std::thread::sleep(Duration::from_millis(500));
+    run1.kill9();
+    let tmp2 = TempDir::new("spool-kill-acked-2");
+    let stats2 = tmp2.path().join("books.json");
+    let mut run2 = piped(&tmp2, &url, &stats2, &[]);
+    run2.send(&batch(6));
+    run2.finish();
+    c.wait_for(Duration::from_secs(10), |s| delivered(s) == 5 * N as usize);
+    std::thread::sleep(Duration::from_millis(300));
+    let got = records_of_sessions(&c.stop());
+    let mut seen = BTreeMap::new();
+    for r in &got {
+        *seen.entry(r.clone()).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|&n| n == 1), "nothing delivered twice");
+    assert_eq!(
+        got.len(),
+        5 * N as usize,
+        "batches 1-4 and 6 (5 died in the cache)"
+    );
+    let books = read_books(&stats2);
+    let sp = &books["export"]["collectors"][0]["spool"];
+    assert_eq!(sp["from_earlier_runs"]["messages"], 0, "{sp}");
+}
+
+#[test]
 fn a_sigterm_leaves_what_the_collector_did_not_take_in_the_spool_for_the_next_run() {
     let tmp = TempDir::new("spool-term");
     let spool = tmp.path().join("spool");
