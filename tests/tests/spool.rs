@@ -213,6 +213,12 @@ fn a_probe_killed_with_sigkill_delivers_what_it_had_spooled_after_its_restart() 
             "batch {k} in order"
         );
     }
+    // tshark reads both sessions cleanly: run 1's with its own templates and sequence.
+    let p = tmp2.path().join("sessions.pcap");
+    write_tcp_streams_pcap(&sessions, &p);
+    let verdict = tshark_decode(&p);
+    assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+    assert_eq!(verdict.data_records, 5 * N as usize);
     let books = read_books(&stats);
     let sp = &books["export"]["collectors"][0]["spool"];
     assert_eq!(sp["from_earlier_runs"]["flows"], 4 * N as u64, "{sp}");
