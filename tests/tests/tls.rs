@@ -297,3 +297,55 @@ fn key_files_others_can_read_are_refused_before_anything_starts() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_tls_collectors_spool_keeps_what_it_missed_and_replays_it_over_tls() {
+    // Issue #29 over TLS: the collector is not there, so every record stays in the spool
+    // (`--export-drain 0s`); `probe spool replay` then delivers them to a TLS collector, and
+    // they are the records UDP export gives.
+    let (tmp, pcap, truth) = setup("tls-spool");
+    let dir = tmp.path();
+    let absent = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let spool = dir.join("spool");
+    let stats = dir.join("books.json");
+    let out = run_probe(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--ipfix",
+        &format!("tls://{absent}?spool={}", spool.display()),
+        "--tls-ca",
+        dir.join("ca.pem").to_str().unwrap(),
+        "--export-drain",
+        "0s",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let books = read_books(&stats);
+    let c = &books["export"]["collectors"][0];
+    assert_eq!(c["messages_lost"], 0, "kept, not lost: {c}");
+    assert_eq!(
+        c["spool"]["pending"]["flows"].as_u64().unwrap() as usize,
+        truth.len(),
+        "{c}"
+    );
+    let collector = Collector::start(dir, "server", false, "replayed.bin");
+    let out = run_probe(&[
+        "spool",
+        "replay",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--ipfix",
+        &collector.url(),
+        "--tls-ca",
+        dir.join("ca.pem").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got = rows(ipfixrw_decode(&split_messages(&collector.finish())));
+    assert_eq!(got, truth, "{stderr}");
+}

@@ -117,8 +117,8 @@ pub enum SpoolArgs {
         json: bool,
     },
     /// Send a spool's messages again, each run with its own templates: to an IPFIX file
-    /// (-w; nfdump -r, tshark and pmacct read it) or to a collector (--ipfix udp://, tcp://,
-    /// sctp://). By default only what the collector did not acknowledge; everything with --all.
+    /// (-w; tshark and Wireshark read it) or to a collector (--ipfix udp://, tcp://,
+    /// tls://, sctp://). By default only what the collector did not acknowledge; everything with --all.
     Replay {
         #[arg(long, value_name = "DIR")]
         spool: PathBuf,
@@ -147,6 +147,17 @@ pub enum SpoolArgs {
         /// spool, which keeps everything sent, this changes nothing).
         #[arg(long)]
         all: bool,
+        /// For a tls:// collector: the CA that signs its certificate (default: the system's).
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+        /// For a tls:// collector: the name its certificate carries, if not the URL's host.
+        #[arg(long, value_name = "NAME")]
+        tls_server_name: Option<String>,
+        /// For a tls:// collector that wants one: the client certificate and its key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -166,6 +177,10 @@ impl SpoolArgs {
                 ipfix,
                 rate,
                 all,
+                tls_ca,
+                tls_server_name,
+                tls_cert,
+                tls_key,
             } => SpoolCmd::Replay {
                 spool,
                 from,
@@ -174,6 +189,12 @@ impl SpoolArgs {
                 to_collector: ipfix.map(|d| d.target),
                 rate,
                 all,
+                tls: Box::new(ipfix_export::TlsSettings {
+                    ca_file: tls_ca,
+                    server_name: tls_server_name,
+                    client_cert: tls_cert,
+                    client_key: tls_key,
+                }),
             },
         }
     }

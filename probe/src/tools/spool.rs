@@ -35,6 +35,8 @@ pub enum SpoolCmd {
         /// Also what the collector already acknowledged (a stream destination's spool keeps
         /// delivered messages until their segment is full; a UDP one keeps everything).
         all: bool,
+        /// For a `tls://` collector.
+        tls: Box<ipfix_export::TlsSettings>,
     },
 }
 
@@ -58,6 +60,7 @@ pub fn run(cmd: &SpoolCmd) -> Result<()> {
             to_collector,
             rate,
             all,
+            tls,
         } => {
             let dir = resolve(spool)?;
             let window = Window {
@@ -66,7 +69,7 @@ pub fn run(cmd: &SpoolCmd) -> Result<()> {
             };
             let mut out: Box<dyn Out> = match (to_file, to_collector) {
                 (Some(f), None) => Box::new(FileOut::create(f)?),
-                (None, Some(t)) => collector_out(t, *rate)?,
+                (None, Some(t)) => collector_out(t, *rate, tls)?,
                 _ => bail!("name where the messages go: -w FILE or --ipfix URL"),
             };
             let r = replay(&dir, window, !*all, out.as_mut())?;
@@ -336,9 +339,9 @@ impl Out for FileOut {
     }
 }
 
-fn collector_out(t: &Target, rate: u32) -> Result<Box<dyn Out>> {
-    use ipfix_export::stream::{StreamConfig, StreamProtocol};
-    let stream = |addr, protocol| -> Result<Box<dyn Out>> {
+fn collector_out(t: &Target, rate: u32, tls: &ipfix_export::TlsSettings) -> Result<Box<dyn Out>> {
+    use ipfix_export::stream::{StreamConfig, StreamProtocol, TlsTarget};
+    let stream = |addr, protocol, tls: Option<TlsTarget>| -> Result<Box<dyn Out>> {
         Ok(Box::new(StreamOut {
             cfg: StreamConfig {
                 addr,
@@ -346,7 +349,7 @@ fn collector_out(t: &Target, rate: u32) -> Result<Box<dyn Out>> {
                 backlog_messages: 1 << 20,
                 connect_timeout: Duration::from_secs(3),
                 max_backoff: Duration::from_secs(2),
-                tls: None,
+                tls,
             },
             sender: None,
             url: t.to_string(),
@@ -359,9 +362,20 @@ fn collector_out(t: &Target, rate: u32) -> Result<Box<dyn Out>> {
             templates: Vec::new(),
             since_templates: 0,
         })),
-        Target::Tcp(a) => stream(*a, StreamProtocol::Tcp),
-        Target::Sctp(a) => stream(*a, StreamProtocol::Sctp),
-        _ => bail!("--ipfix {t}: replay goes to udp://, tcp:// or sctp:// collectors, or to a file with -w"),
+        Target::Tcp(a) => stream(*a, StreamProtocol::Tcp, None),
+        Target::Sctp(a) => stream(*a, StreamProtocol::Sctp, None),
+        Target::Tls { addr, host } => {
+            let client = ipfix_export::TlsClient::new(tls).with_context(|| format!("--ipfix {t}"))?;
+            stream(
+                *addr,
+                StreamProtocol::Tls,
+                Some(TlsTarget {
+                    client: std::sync::Arc::new(client),
+                    host: host.clone(),
+                }),
+            )
+        }
+        _ => bail!("--ipfix {t}: replay goes to udp://, tcp://, tls:// or sctp:// collectors, or to a file with -w"),
     }
 }
 
