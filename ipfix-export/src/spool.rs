@@ -258,6 +258,8 @@ struct Segment {
     last_write: u64,
     /// When it was started (UNIX seconds).
     created: u64,
+    /// The data messages in it.
+    data: Tally,
 }
 
 /// The spool of one destination. Single-threaded: its owner appends, reads and acknowledges.
@@ -344,6 +346,61 @@ fn check_header(f: &File) -> bool {
         && u32::from_be_bytes(h[8..12].try_into().unwrap()) == SEGMENT_VERSION
 }
 
+const SUM_MAGIC: &[u8; 8] = b"PRBSPSUM";
+
+/// A sealed segment's summary file (`…seg.sum`): its length and data messages, so opening a
+/// large spool reads a file per segment rather than every entry. Only a segment's last writer
+/// could tear it, and a summary is written when the segment is sealed, so a summary whose
+/// length matches the segment's is the truth.
+fn sum_path(dir: &Path, id: SegmentId) -> PathBuf {
+    dir.join(format!("{}.sum", id.file_name()))
+}
+
+fn write_sum(dir: &Path, id: SegmentId, size: u64, data: Tally) -> io::Result<()> {
+    let mut b = Vec::with_capacity(52);
+    b.extend_from_slice(SUM_MAGIC);
+    for v in [
+        size,
+        data.messages,
+        data.flows.flows,
+        data.flows.packets,
+        data.flows.octets,
+    ] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    std::fs::write(sum_path(dir, id), b)
+}
+
+fn read_sum(dir: &Path, id: SegmentId) -> Option<(u64, Tally)> {
+    let b = std::fs::read(sum_path(dir, id)).ok()?;
+    if b.len() != 52 || &b[..8] != SUM_MAGIC {
+        return None;
+    }
+    if crc32fast::hash(&b[..48]) != u32::from_be_bytes(b[48..52].try_into().unwrap()) {
+        return None;
+    }
+    let u = |i: usize| u64::from_be_bytes(b[8 + 8 * i..16 + 8 * i].try_into().unwrap());
+    Some((
+        u(0),
+        Tally {
+            messages: u(1),
+            flows: FlowTotals {
+                flows: u(2),
+                packets: u(3),
+                octets: u(4),
+            },
+        },
+    ))
+}
+
+/// Deletes a segment and its summary.
+fn remove_segment(dir: &Path, id: SegmentId) -> io::Result<()> {
+    let _ = std::fs::remove_file(sum_path(dir, id));
+    std::fs::remove_file(dir.join(id.file_name()))
+}
+
 /// The segments in a destination's spool directory, oldest first.
 pub fn list_segments(dir: &Path) -> io::Result<Vec<SegmentId>> {
     let mut ids: Vec<SegmentId> = std::fs::read_dir(dir)?
@@ -419,14 +476,18 @@ impl Spool {
                 stats.torn_segments += 1;
                 stats.torn_bytes += f.metadata()?.len();
                 drop(f);
-                std::fs::remove_file(&path)?;
+                remove_segment(&dir, *id)?;
                 continue;
             }
             let len = f.metadata()?.len();
-            let (good, _) = scan(&f, SEGMENT_HEADER)?;
+            let last_of_run = ids.get(i + 1).is_none_or(|n| n.run != id.run);
+            let summed = read_sum(&dir, *id).filter(|(size, _)| !last_of_run && *size == len);
+            let (good, data) = match summed {
+                Some(x) => x,
+                None => scan(&f, SEGMENT_HEADER)?,
+            };
             if good < len {
                 // Only the last segment a run wrote can be torn by a crash; any is cut.
-                let _ = i;
                 stats.torn_segments += 1;
                 stats.torn_bytes += len - good;
                 f.set_len(good)?;
@@ -443,6 +504,7 @@ impl Spool {
                 size: good,
                 last_write: mtime,
                 created: mtime,
+                data,
             });
         }
         // Start where the collector's transport last acknowledged (or at the oldest segment).
@@ -483,16 +545,16 @@ impl Spool {
         if !archive {
             while segments.front().is_some_and(|s| s.id < start.segment) {
                 let s = segments.pop_front().expect("checked");
-                std::fs::remove_file(dir.join(s.id.file_name()))?;
+                remove_segment(&dir, s.id)?;
             }
             for s in &segments {
-                let f = File::open(dir.join(s.id.file_name()))?;
-                let from = if s.id == start.segment {
-                    start.offset
+                stats.from_earlier_runs += if s.id == start.segment && start.offset > SEGMENT_HEADER
+                {
+                    let f = File::open(dir.join(s.id.file_name()))?;
+                    scan(&f, start.offset)?.1
                 } else {
-                    SEGMENT_HEADER
+                    s.data
                 };
-                stats.from_earlier_runs += scan(&f, from)?.1;
             }
             stats.pending = stats.from_earlier_runs;
         }
@@ -605,8 +667,14 @@ impl Spool {
             _ => 0,
         };
         let id = SegmentId { run: self.run, seq };
-        if let Some((_, f)) = self.writer.take() {
+        if let Some((old, f)) = self.writer.take() {
             let _ = f.sync_data();
+            // Sealed: its summary spares the next start a read of every entry.
+            if let Some(s) = self.segments.iter().find(|s| s.id == old) {
+                if write_sum(&self.dir, old, s.size, s.data).is_err() {
+                    self.stats.disk_errors += 1;
+                }
+            }
         }
         let path = self.path(id);
         let mut f = OpenOptions::new()
@@ -629,6 +697,7 @@ impl Spool {
             size: SEGMENT_HEADER,
             last_write: now,
             created: now,
+            data: Tally::default(),
         });
         self.writer = Some((id, f));
         if self.read.segment.run == 0 {
@@ -688,6 +757,9 @@ impl Spool {
         }
         seg.size += e.len() as u64;
         seg.last_write = unix_now();
+        if kind == EntryKind::Data {
+            seg.data.add(flows);
+        }
         self.dirty = true;
         self.update_size();
         Ok(())
@@ -718,6 +790,7 @@ impl Spool {
                 None
             };
             let lost = match from {
+                Some(SEGMENT_HEADER) => s.data,
                 Some(from) => File::open(&path)
                     .and_then(|f| scan(&f, from))
                     .map(|x| x.1)
@@ -735,7 +808,7 @@ impl Spool {
             p.packets = p.packets.saturating_sub(lost.flows.packets);
             p.octets = p.octets.saturating_sub(lost.flows.octets);
         }
-        std::fs::remove_file(&path)?;
+        remove_segment(&self.dir, s.id)?;
         if let Some(next) = self.segments.front() {
             let first = Pos {
                 segment: next.id,
@@ -886,7 +959,7 @@ impl Spool {
             if self.reader.as_ref().is_some_and(|(id, _)| *id == s.id) {
                 self.reader = None;
             }
-            let _ = std::fs::remove_file(self.path(s.id));
+            let _ = remove_segment(&self.dir, s.id);
             self.update_size();
         }
     }
@@ -1313,6 +1386,37 @@ mod tests {
         assert_eq!(st.dropped_expired.messages, 5, "{st:?}");
         assert_eq!(st.pending.messages, 1);
         assert_eq!(read_ids(&mut sp), vec![5]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn sealed_segments_are_summed_so_a_restart_counts_without_reading_them() {
+        let d = dir("sums");
+        let s = spec(&d, 1 << 20, SpoolPolicy::DropOldest);
+        {
+            let mut sp = Spool::open(s.clone(), d.clone(), false).unwrap();
+            for i in 0..500 {
+                sp.append(EntryKind::Data, &msg(i, 1000), one(i), false, &prelude())
+                    .unwrap();
+            }
+            assert!(sp.stats().segments >= 3);
+        }
+        let ids = list_segments(&d).unwrap();
+        let sums = ids.iter().filter(|id| sum_path(&d, **id).exists()).count();
+        assert_eq!(
+            sums,
+            ids.len() - 1,
+            "every segment but the one being written"
+        );
+        let mut sp = Spool::open(s, d.clone(), false).unwrap();
+        let st = sp.stats();
+        assert_eq!(st.from_earlier_runs, st.pending);
+        let kept = read_ids(&mut sp);
+        assert_eq!(st.pending.messages, kept.len() as u64);
+        assert_eq!(
+            st.pending.flows.packets,
+            kept.iter().map(|&i| i as u64).sum::<u64>()
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }
