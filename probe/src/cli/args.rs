@@ -47,7 +47,9 @@ pub struct ExportArgs {
     /// Where flow records go; repeat for several (each receives every record):
     /// udp://HOST:PORT, tcp://HOST:PORT, sctp://HOST:PORT, tls://HOST:PORT (IPFIX), netflow9://HOST:PORT,
     /// netflow5://HOST:PORT (legacy, over UDP), file:///PATH[?rotate=5m&max-size=64MiB]
-    /// (IPFIX files). IPv6 hosts in brackets: udp://[2001:db8::1]:4739.
+    /// (IPFIX files). IPv6 hosts in brackets: udp://[2001:db8::1]:4739. Collector URLs take
+    /// ?spool=DIR (a bounded on-disk queue: spool-size=SIZE, spool-age=DURATION,
+    /// spool-policy=drop-oldest|drop-newest, spool-sync=DURATION) and, over UDP, rate=N.
     #[arg(long = "ipfix", value_name = "URL", value_parser = parse_destination)]
     pub ipfix: Vec<Destination>,
     /// Also print flow records on stdout as they are exported.

@@ -120,6 +120,7 @@ pub enum SpoolArgs {
     /// (-w; tshark and Wireshark read it) or to a collector (--ipfix udp://, tcp://,
     /// tls://, sctp://). By default only what the collector did not acknowledge; everything with --all.
     Replay {
+        /// The spool= directory of the collector URL (or the destination's directory in it).
         #[arg(long, value_name = "DIR")]
         spool: PathBuf,
         /// Only messages exported at or after this time: RFC 3339 UTC (2026-11-22T23:07:00Z)
@@ -153,9 +154,10 @@ pub enum SpoolArgs {
         /// For a tls:// collector: the name its certificate carries, if not the URL's host.
         #[arg(long, value_name = "NAME")]
         tls_server_name: Option<String>,
-        /// For a tls:// collector that wants one: the client certificate and its key.
+        /// For a tls:// collector that wants one: the client certificate (with --tls-key).
         #[arg(long, value_name = "FILE", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
+        /// The client certificate's private key (readable by its owner only).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
