@@ -521,6 +521,21 @@ pub fn assert_same_flows(truth: &Flows, got: &Flows, what: &str) {
     );
 }
 
+/// `probe spool replay --spool SPOOL -w OUT` and any `extra` options (a time window): the
+/// spool's messages as an IPFIX file.
+pub fn spool_replay_to_file(spool: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "spool",
+        "replay",
+        "--spool",
+        spool.to_str().unwrap(),
+        "-w",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_probe_ok(&args)
+}
+
 /// `probe read` from a FIFO the test writes to, so the test decides when time moves on.
 pub struct PipedProbe {
     child: Child,

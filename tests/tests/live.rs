@@ -2232,14 +2232,7 @@ fn a_live_udp_collectors_spool_is_kept_as_the_unprivileged_user_and_replays_what
         );
     }
     let out = tmp.path().join("replayed.ipfix");
-    run_probe_ok(&[
-        "spool",
-        "replay",
-        "--spool",
-        spool.to_str().unwrap(),
-        "-w",
-        out.to_str().unwrap(),
-    ]);
+    spool_replay_to_file(&spool, &out, &[]);
     let verdict = tshark_decode(&out);
     assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
     assert_eq!(

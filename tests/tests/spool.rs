@@ -410,14 +410,7 @@ fn a_full_spool_drops_by_its_policy_and_counts_each_record() {
         let info = spool_info(&dir);
         assert_eq!(info["pending_flows"], kept, "{info}");
         let out = tmp.path().join(format!("{policy}.ipfix"));
-        run_probe_ok(&[
-            "spool",
-            "replay",
-            "--spool",
-            spool.to_str().unwrap(),
-            "-w",
-            out.to_str().unwrap(),
-        ]);
+        spool_replay_to_file(&spool, &out, &[]);
         let msgs = split_messages(&std::fs::read(&out).unwrap());
         let got = records(&msgs);
         assert_eq!(got.len() as u64, kept);
