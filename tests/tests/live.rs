@@ -857,7 +857,14 @@ fn prometheus_metrics_are_scraped_during_capture() {
     let lab = Lab::new(1);
     let tmp = TempDir::new("live-metrics");
     let (frames, _) = mix_and_truth(&tmp);
-    let cap = Capture::start(&lab, &tmp, &["--metrics", "127.0.0.1:9464"]);
+    // A collector with a spool, so its counters are on the page too.
+    let nf = Nfcapd::start_in(tmp.path(), Some(&lab.ns_b));
+    let url = format!("{}?spool={}", nf.url(), tmp.path().join("spool").display());
+    let cap = Capture::start(
+        &lab,
+        &tmp,
+        &["--metrics", "127.0.0.1:9464", "--ipfix", &url],
+    );
     lab.send(&frames, &[0], usize::MAX);
     // Workers publish their counters every 100 ms: scrape until they caught up (a loaded
     // machine may need longer), at most 10 s.
@@ -868,7 +875,9 @@ fn prometheus_metrics_are_scraped_during_capture() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut page = lab.http_get_in_b("127.0.0.1:9464", "/metrics");
-    while !page.contains(&worker_line) && Instant::now() < deadline {
+    while !(page.contains(&worker_line) && page.contains("probe_spool_bytes{"))
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(100));
         page = lab.http_get_in_b("127.0.0.1:9464", "/metrics");
     }
@@ -908,11 +917,31 @@ fn prometheus_metrics_are_scraped_during_capture() {
         )),
         0
     );
+    // The collector: what it took and did not, and its spool (the statistics records sent at
+    // start are in it already).
+    let collector = nf.url();
+    assert_eq!(
+        value(&format!(
+            "probe_export_records_not_sent_total{{collector=\"{collector}\"}}"
+        )),
+        0
+    );
+    assert!(page.contains(&format!(
+        "probe_export_records_sent_total{{collector=\"{collector}\"}}"
+    )));
+    assert!(value(&format!("probe_spool_bytes{{collector=\"{collector}\"}}")) > 0);
+    assert_eq!(
+        value(&format!(
+            "probe_spool_dropped_records_total{{collector=\"{collector}\",reason=\"disk\"}}"
+        )),
+        0
+    );
     assert!(lab
         .http_get_in_b("127.0.0.1:9464", "/other")
         .starts_with("HTTP/1.1 404"));
     let (code, stderr, _) = cap.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "{stderr}");
+    drop(nf);
 }
 
 #[test]

@@ -29,13 +29,15 @@ impl Metrics {
         })
     }
 
-    /// Answers the requests waiting, if any. `reloads`: SIGHUP reloads applied and refused.
+    /// Answers the requests waiting, if any. `reloads`: SIGHUP reloads applied and refused;
+    /// `collectors`: the exporter's destinations as it last published them.
     pub fn poll(
         &self,
         captures: &[Capture],
         watch: &[RxWatch],
         workers: &[Arc<WorkerProgress>],
         reloads: (u64, u64),
+        collectors: &crate::pipeline::exporter::Gauges,
     ) {
         while let Ok((mut conn, _)) = self.listener.accept() {
             let _ = conn.set_nonblocking(false);
@@ -45,7 +47,8 @@ impl Metrics {
             let n = conn.read(&mut req).unwrap_or(0);
             let line = String::from_utf8_lossy(&req[..n]);
             let reply = if line.starts_with("GET /metrics ") || line.starts_with("GET / ") {
-                let body = self.render(captures, watch, workers, reloads);
+                let mut body = self.render(captures, watch, workers, reloads);
+                render_collectors(&mut body, &collectors.collectors());
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -178,5 +181,59 @@ impl Metrics {
             );
         }
         s
+    }
+}
+
+/// Per collector: records delivered and not, and its spool. Published by the exporter once a
+/// second, so a scrape may be up to a second behind.
+fn render_collectors(s: &mut String, reports: &[ipfix_export::DestinationReport]) {
+    if reports.is_empty() {
+        return;
+    }
+    let rows = |s: &mut String,
+                name: &str,
+                kind: &str,
+                help: &str,
+                v: &dyn Fn(&ipfix_export::DestinationReport) -> Option<u64>| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in reports {
+            if let Some(x) = v(r) {
+                let _ = writeln!(s, "{name}{{collector=\"{}\"}} {x}", r.url);
+            }
+        }
+    };
+    rows(s, "probe_export_records_sent_total", "counter", "Flow records the collector's transport took (UDP sent, TCP/SCTP/TLS acknowledged, file written).", &|r| Some(r.records_sent));
+    rows(s, "probe_export_records_not_sent_total", "counter", "Flow records that did not reach the collector, for any reason (its RFC 7011 notSentFlowTotalCount).", &|r| Some(r.not_sent.flows));
+    rows(
+        s,
+        "probe_spool_pending_records",
+        "gauge",
+        "Flow records in the collector's spool not yet acknowledged.",
+        &|r| r.spool.as_ref().map(|p| p.pending.flows.flows),
+    );
+    rows(s, "probe_spool_replayed_records_total", "counter", "Flow records delivered from the spool after waiting there (the collector was away, or an earlier run left them).", &|r| r.spool.as_ref().map(|p| p.replayed.flows.flows));
+    rows(
+        s,
+        "probe_spool_bytes",
+        "gauge",
+        "Bytes of the collector's spool on disk.",
+        &|r| r.spool.as_ref().map(|p| p.bytes),
+    );
+    let name = "probe_spool_dropped_records_total";
+    let _ = writeln!(s, "# HELP {name} Flow records the spool dropped, by reason: full (its policy), expired (spool-age), disk (neither disk nor memory could take them).\n# TYPE {name} counter");
+    for r in reports {
+        if let Some(p) = &r.spool {
+            for (reason, t) in [
+                ("full", p.dropped_full),
+                ("expired", p.dropped_expired),
+                ("disk", p.dropped_disk),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "{name}{{collector=\"{}\",reason=\"{reason}\"}} {}",
+                    r.url, t.flows.flows
+                );
+            }
+        }
     }
 }

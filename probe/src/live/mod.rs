@@ -649,6 +649,7 @@ fn watch(
                 &running.watch,
                 worker_progress,
                 (reloads.applied, reloads.rejected),
+                &outputs.gauges,
             );
         }
         if crate::sys::signals::stop_requested() {

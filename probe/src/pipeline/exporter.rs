@@ -79,6 +79,8 @@ pub struct Gauges {
     lost_octets: AtomicU64,
     /// Records the exporter has taken (for the periodic line).
     exported: AtomicU64,
+    /// Each destination's report as of the last second (for `--metrics`).
+    collectors: std::sync::Mutex<Vec<ipfix_export::DestinationReport>>,
 }
 
 impl Default for Gauges {
@@ -93,6 +95,7 @@ impl Default for Gauges {
             lost_packets: AtomicU64::new(0),
             lost_octets: AtomicU64::new(0),
             exported: AtomicU64::new(0),
+            collectors: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -113,6 +116,19 @@ impl Gauges {
         self.lost_flows.fetch_add(t.flows, Ordering::Relaxed);
         self.lost_packets.fetch_add(t.packets, Ordering::Relaxed);
         self.lost_octets.fetch_add(t.octets, Ordering::Relaxed);
+    }
+
+    /// The exporter publishes its destinations' reports (once a second).
+    pub fn set_collectors(&self, reports: Vec<ipfix_export::DestinationReport>) {
+        *self.collectors.lock().unwrap_or_else(|e| e.into_inner()) = reports;
+    }
+
+    /// The destinations' reports as last published.
+    pub fn collectors(&self) -> Vec<ipfix_export::DestinationReport> {
+        self.collectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Records the exporter has taken so far, and records lost before it.
@@ -235,6 +251,7 @@ pub fn spawn_with_control(
                 }
                 if last_flush.elapsed() >= FLUSH_EVERY {
                     exporter.flush(unix_secs());
+                    gauges.set_collectors(exporter.reports());
                     last_flush = Instant::now();
                 }
                 // Records waiting for a destination's pace leave as it allows.
