@@ -2270,3 +2270,89 @@ fn a_live_udp_collectors_spool_is_kept_as_the_unprivileged_user_and_replays_what
         "the replay holds every record sent"
     );
 }
+
+#[test]
+fn a_live_tcp_collector_that_was_away_gets_what_the_stopped_probe_left_in_its_spool() {
+    // Issue #29, live, a stream collector: run 1 captures while nobody listens and is stopped
+    // (SIGTERM); its records stay in the spool. A collector comes up (socat in the lab's
+    // namespace), and run 2 delivers run 1's records before its own.
+    if !require_root(
+        "a_live_tcp_collector_that_was_away_gets_what_the_stopped_probe_left_in_its_spool",
+    ) {
+        return;
+    }
+    let lab = Lab::new(1);
+    let tmp = TempDir::new("live-tcp-spool");
+    let (frames, truth) = mix_and_truth(&tmp);
+    let spool = tmp.path().join("spool");
+    let url = format!("tcp://127.0.0.1:4739?spool={}", spool.display());
+    let cap = Capture::start(&lab, &tmp, &["--ipfix", &url, "--export-drain", "1s"]);
+    lab.send(&frames, &[0], usize::MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, books) = cap.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr}");
+    let c = &books["export"]["collectors"][0];
+    let records = c["records"].as_u64().unwrap();
+    assert_eq!(records, truth.len() as u64, "{c}");
+    assert_eq!(c["spool"]["pending"]["flows"], records, "{c}");
+    assert_eq!(c["messages_lost"], 0, "kept, not lost: {c}");
+
+    let collected = tmp.path().join("collected.ipfix");
+    let mut socat = Command::new("ip")
+        .args(["netns", "exec", &lab.ns_b, "socat", "-u"])
+        .arg("TCP-LISTEN:4739,bind=127.0.0.1,reuseaddr,fork")
+        .arg(format!("OPEN:{},creat,append", collected.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (installed by .ci/run)");
+    std::thread::sleep(Duration::from_millis(300));
+    let tmp2 = TempDir::new("live-tcp-spool-2");
+    let cap = Capture::start(&lab, &tmp2, &["--ipfix", &url]);
+    let flows_in = |b: &[u8]| {
+        e2e::collector::ipfixrw_decode(&e2e::collector::split_messages(b))
+            .iter()
+            .filter(|r| r.contains_key("packetDeltaCount"))
+            .count() as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let b = std::fs::read(&collected).unwrap_or_default();
+        if e2e::collector::whole_messages(&b) && flows_in(&b) >= records {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the collector got {} of {records}",
+            flows_in(&b)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, stderr2, books2) = cap.stop(libc::SIGTERM);
+    let _ = socat.kill();
+    let _ = socat.wait();
+    assert_eq!(code, Some(0), "{stderr2}");
+    let sp = &books2["export"]["collectors"][0]["spool"];
+    assert_eq!(sp["from_earlier_runs"]["flows"], records, "{sp}");
+    assert_eq!(sp["replayed"]["flows"], records, "{sp}");
+    assert_eq!(sp["pending"]["flows"], 0, "{sp}");
+    assert!(stderr2.contains("from earlier runs"), "{stderr2}");
+    // Exactly run 1's records (run 2 saw no traffic), each once; tshark reads the sessions.
+    let b = std::fs::read(&collected).unwrap();
+    assert_eq!(flows_in(&b), records);
+    // socat appended both sessions to one file: cut it where a session's templates begin.
+    let msgs = e2e::collector::split_messages(&b);
+    let set_id = |m: &Vec<u8>| u16::from_be_bytes([m[16], m[17]]);
+    let mut sessions: Vec<Vec<u8>> = vec![];
+    for (i, m) in msgs.iter().enumerate() {
+        if i == 0 || (set_id(m) == 2 && set_id(&msgs[i - 1]) != 2) {
+            sessions.push(vec![]);
+        }
+        sessions.last_mut().unwrap().extend_from_slice(m);
+    }
+    assert_eq!(sessions.len(), 2, "run 1's session, then run 2's");
+    let p = tmp.path().join("sessions.pcap");
+    e2e::collector::write_tcp_streams_pcap(&sessions, &p);
+    let verdict = tshark_decode(&p);
+    assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+}
