@@ -118,6 +118,15 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// The entry kind of an exporter's message: a template message or one with records.
+    pub fn of_message(templates: bool) -> EntryKind {
+        if templates {
+            EntryKind::Templates
+        } else {
+            EntryKind::Data
+        }
+    }
+
     fn from_u8(b: u8) -> Option<EntryKind> {
         match b {
             1 => Some(EntryKind::Data),
@@ -745,9 +754,7 @@ impl Spool {
         e.extend_from_slice(&flows.packets.to_be_bytes());
         e.extend_from_slice(&flows.octets.to_be_bytes());
         e.extend_from_slice(bytes);
-        let mut c = crc32fast::Hasher::new();
-        c.update(&e[8..]);
-        let crc = c.finalize();
+        let crc = crc32fast::hash(&e[8..]);
         e[4..8].copy_from_slice(&crc.to_be_bytes());
         let seg = self.segments.back_mut().expect("the writer's segment");
         if let Err(err) = f.write_all_at(e, seg.size) {
@@ -761,7 +768,8 @@ impl Spool {
             seg.data.add(flows);
         }
         self.dirty = true;
-        self.update_size();
+        self.stats.bytes += e.len() as u64;
+        self.stats.peak_bytes = self.stats.peak_bytes.max(self.stats.bytes);
         Ok(())
     }
 
@@ -1129,14 +1137,12 @@ impl ArchiveWriter {
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                     };
-                    let kind = if templates {
-                        if !prelude.learn(&bytes) {
-                            continue;
-                        }
-                        EntryKind::Templates
-                    } else {
-                        EntryKind::Data
-                    };
+                    // A UDP encoder repeats its templates; the spool keeps each once (and
+                    // every segment starts with all of them).
+                    if templates && !prelude.learn(&bytes) {
+                        continue;
+                    }
+                    let kind = EntryKind::of_message(templates);
                     match spool.append(kind, &bytes, flows, false, &prelude) {
                         Ok(()) => failing = false,
                         Err(AppendError::Full) => {}

@@ -325,6 +325,21 @@ enum Next {
     Wait,
 }
 
+/// Appends one of the exporter's messages to the spool. A template message joins `prelude`
+/// first, so every later segment (and every later session) starts with it.
+fn spool_item(
+    sp: &mut Spool,
+    prelude: &mut TemplatePrelude,
+    item: &Item,
+    held: bool,
+) -> Result<(), AppendError> {
+    if item.templates {
+        prelude.learn(&item.bytes);
+    }
+    let kind = EntryKind::of_message(item.templates);
+    sp.append(kind, &item.bytes, item.flows, held, prelude)
+}
+
 /// One live connection and the messages it has not yet had acknowledged.
 struct Conn {
     fd: OwnedFd,
@@ -413,18 +428,12 @@ impl Io {
         match self.spool.as_mut() {
             Some(sp) => {
                 for item in rest {
-                    let kind = if item.templates {
-                        EntryKind::Templates
-                    } else {
-                        EntryKind::Data
-                    };
-                    if item.templates {
-                        self.prelude.learn(&item.bytes);
-                    }
-                    match sp.append(kind, &item.bytes, item.flows, true, &self.prelude) {
-                        Ok(()) | Err(AppendError::Full) => {}
-                        Err(AppendError::Disk(_)) if !item.templates => sp.lost_to_disk(item.flows),
-                        Err(AppendError::Disk(_)) => {}
+                    if let Err(AppendError::Disk(_)) =
+                        spool_item(sp, &mut self.prelude, &item, true)
+                    {
+                        if !item.templates {
+                            sp.lost_to_disk(item.flows);
+                        }
                     }
                 }
                 sp.tick(true);
@@ -501,21 +510,12 @@ impl Io {
         let Some(sp) = self.spool.as_mut() else {
             return;
         };
-        if item.templates {
-            // Every later segment, and every later session, starts with it.
-            self.prelude.learn(&item.bytes);
-        }
         let retry_disk = self
             .disk_failing_since
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if self.retry.is_empty() && self.mem_in_flight == 0 && retry_disk {
             let held = self.shared.away.load(Ordering::Relaxed);
-            let kind = if item.templates {
-                EntryKind::Templates
-            } else {
-                EntryKind::Data
-            };
-            match sp.append(kind, &item.bytes, item.flows, held, &self.prelude) {
+            match spool_item(sp, &mut self.prelude, &item, held) {
                 Ok(()) => {
                     if self.disk_failing_since.take().is_some() {
                         (self.log)(&format!("spool {}: writing again", sp.dir().display()));
@@ -535,6 +535,10 @@ impl Io {
                     self.disk_failing_since = Some(Instant::now());
                 }
             }
+        }
+        if item.templates {
+            // Every later segment, and every later session, starts with it.
+            self.prelude.learn(&item.bytes);
         }
         if self.retry.len() < self.cfg.backlog_messages {
             self.retry.push_back(item);
@@ -711,10 +715,7 @@ impl Io {
                     if session.sent.is_none() {
                         // The session's templates first: this run's, or the earlier run's its
                         // spool segment kept.
-                        let prelude = match session.prelude.as_mut() {
-                            Some(p) if session.run != Some(self.run) => p,
-                            _ => &mut self.prelude,
-                        };
+                        let prelude = session.prelude.as_mut().unwrap_or(&mut self.prelude);
                         let p = prelude.stamp_for(&out.item.bytes).to_vec();
                         session.sent = Some(TemplatePrelude::from_bytes(p.clone()));
                         // Message by message: over SCTP each send is one SCTP message, and a

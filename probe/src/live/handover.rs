@@ -45,8 +45,8 @@ pub(super) fn check_writable_for(
     Ok(())
 }
 
-/// Hands the PCAP ring directory (created by root) and a single IPFIX file (created at start)
-/// to the user the probe switches to.
+/// Hands the PCAP ring directory and the collectors' spools (created by root) and a single
+/// IPFIX file (created at start) to the user the probe switches to.
 pub(super) fn give_files_to(
     id: &crate::sys::privileges::Identity,
     args: &CaptureConfig,
@@ -55,21 +55,23 @@ pub(super) fn give_files_to(
         std::os::unix::fs::chown(p, Some(id.uid), Some(id.gid))
             .with_context(|| format!("--user {}: cannot give {} to it", id.user, p.display()))
     };
-    if let Some(dir) = &args.pcap.pcap_dir {
+    // A directory the probe made as root, and the files in it.
+    let give_dir = |dir: &std::path::Path| -> Result<()> {
         chown(dir)?;
         for e in std::fs::read_dir(dir)?.flatten() {
             chown(&e.path())?;
         }
+        Ok(())
+    };
+    if let Some(dir) = &args.pcap.pcap_dir {
+        give_dir(dir)?;
     }
     for d in &args.export.destinations {
         if let Some(s) = &d.spool {
             // Opened (and made) by root at start; the probe keeps writing it afterwards.
             let dir = s.dir_for(&d.to_string());
             if dir.exists() {
-                chown(&dir)?;
-                for e in std::fs::read_dir(&dir)?.flatten() {
-                    chown(&e.path())?;
-                }
+                give_dir(&dir)?;
             }
         }
         if let ipfix_export::Target::File(f) = &d.target {
