@@ -357,6 +357,7 @@ fn collector_out(t: &Target, rate: u32, tls: &ipfix_export::TlsSettings) -> Resu
     };
     match t {
         Target::Udp(a) => Ok(Box::new(UdpOut {
+            url: t.to_string(),
             udp: ipfix_export::UdpSender::connect(*a).with_context(|| format!("--ipfix {t}"))?,
             pacer: ipfix_export::Pacer::new(Some(rate)),
             templates: Vec::new(),
@@ -382,6 +383,7 @@ fn collector_out(t: &Target, rate: u32, tls: &ipfix_export::TlsSettings) -> Resu
 /// A UDP collector: the templates before each run and again every 100 messages (RFC 7011
 /// §8.4), at the given pace.
 struct UdpOut {
+    url: String,
     udp: ipfix_export::UdpSender,
     pacer: ipfix_export::Pacer,
     templates: Vec<u8>,
@@ -389,6 +391,8 @@ struct UdpOut {
 }
 
 impl UdpOut {
+    /// Sends one message at the pace; a refused one is counted by the sender ([`Out::finish`]
+    /// reports it).
     fn send(&mut self, bytes: &[u8], flows: ipfix_export::FlowTotals, templates: bool) {
         self.pacer.wait();
         self.udp.send(&Message {
@@ -423,6 +427,15 @@ impl Out for UdpOut {
         Ok(())
     }
     fn finish(&mut self) -> Result<()> {
+        let st = self.udp.stats();
+        if st.messages_lost > 0 {
+            bail!(
+                "--ipfix {}: {} messages ({} flow records) could not be sent",
+                self.url,
+                st.messages_lost,
+                st.not_sent.flows
+            );
+        }
         Ok(())
     }
 }
@@ -468,7 +481,17 @@ impl Out for StreamOut {
     }
     fn message(&mut self, bytes: &[u8], flows: ipfix_export::FlowTotals, t: bool) -> Result<()> {
         let s = self.sender.as_mut().expect("a run began");
+        // The backlog fills only while the collector does not take messages: give it as long
+        // as a session's end does, then say so rather than wait for ever.
+        let since = std::time::Instant::now();
         while !s.has_room() {
+            if since.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "--ipfix {}: the collector took no message for 30 s; {} were delivered",
+                    self.url,
+                    s.stats().messages_sent
+                );
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         s.send(&Message {
