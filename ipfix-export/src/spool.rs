@@ -649,7 +649,10 @@ impl Spool {
                 }
                 return Err(AppendError::Full);
             }
-            self.drop_oldest(false).map_err(AppendError::Disk)?;
+            self.drop_oldest(false).map_err(|e| {
+                self.stats.disk_errors += 1;
+                AppendError::Disk(e)
+            })?;
         }
         if rotate {
             self.start_segment(prelude).map_err(|e| {
