@@ -86,6 +86,18 @@ impl SpoolSpec {
     pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
     pub const DEFAULT_SYNC: Duration = Duration::from_secs(1);
 
+    /// A spool in `dir` with the defaults: 1 GiB, no age limit, the oldest dropped first,
+    /// synced every second.
+    pub fn new(dir: PathBuf) -> SpoolSpec {
+        SpoolSpec {
+            dir,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_age: None,
+            policy: SpoolPolicy::DropOldest,
+            sync_every: Self::DEFAULT_SYNC,
+        }
+    }
+
     /// A destination's own directory under the one named: `tcp_192.0.2.1_4739`, so several
     /// destinations can share a spool directory.
     pub fn dir_for(&self, url: &str) -> PathBuf {

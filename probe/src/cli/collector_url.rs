@@ -16,6 +16,7 @@ use super::units::{parse_duration, parse_size};
 use ipfix_export::{Destination, FileSpec, SpoolPolicy, SpoolSpec, Target};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 const FORMS: &str =
     "udp://HOST:PORT, tcp://HOST:PORT, sctp://HOST:PORT, tls://HOST:PORT, netflow9://HOST:PORT, \
@@ -54,10 +55,7 @@ fn options(url: &str, target: Target, query: &str) -> Result<Destination, String
     );
     let netflow = matches!(target, Target::NetflowV9(_) | Target::NetflowV5(_));
     let mut d = Destination::from(target);
-    let mut spool: Option<SpoolSpec> = None;
-    let mut spool_opts: Vec<(&str, &str)> = vec![];
-    for kv in query.split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    for (k, v) in query_pairs(query) {
         match k {
             "rate" if udp => {
                 d.rate = Some(match v.parse::<u32>() {
@@ -81,15 +79,10 @@ fn options(url: &str, target: Target, query: &str) -> Result<Destination, String
                         "'{url}': spool needs an absolute directory: spool=/var/lib/probe/spool"
                     ));
                 }
-                spool = Some(SpoolSpec {
-                    dir: v.into(),
-                    max_bytes: SpoolSpec::DEFAULT_MAX_BYTES,
-                    max_age: None,
-                    policy: SpoolPolicy::DropOldest,
-                    sync_every: SpoolSpec::DEFAULT_SYNC,
-                });
+                d.spool = Some(SpoolSpec::new(v.into()));
             }
-            "spool-size" | "spool-age" | "spool-policy" | "spool-sync" => spool_opts.push((k, v)),
+            // Applied below, once the spool is known wherever it stands in the URL.
+            "spool-size" | "spool-age" | "spool-policy" | "spool-sync" => {}
             _ => {
                 return Err(format!(
                     "'{url}': unknown option '{k}': collector URLs take spool=DIR, spool-size=SIZE, \
@@ -99,45 +92,59 @@ fn options(url: &str, target: Target, query: &str) -> Result<Destination, String
             }
         }
     }
-    if let Some((k, _)) = spool_opts.first().filter(|_| spool.is_none()) {
-        return Err(format!("'{url}': {k} needs spool=DIR as well"));
-    }
-    if let Some(s) = spool.as_mut() {
-        for (k, v) in spool_opts {
-            match k {
-                "spool-size" => {
-                    s.max_bytes = parse_size(v).map_err(|e| format!("'{url}': spool-size: {e}"))?;
-                    if s.max_bytes < 1 << 20 {
-                        return Err(format!("'{url}': spool-size must be at least 1MiB"));
-                    }
-                }
-                "spool-age" => {
-                    let a = parse_duration(v).map_err(|e| format!("'{url}': spool-age: {e}"))?;
-                    if a.as_secs() < 1 {
-                        return Err(format!("'{url}': spool-age must be at least 1s"));
-                    }
-                    s.max_age = Some(a);
-                }
-                "spool-sync" => {
-                    s.sync_every =
-                        parse_duration(v).map_err(|e| format!("'{url}': spool-sync: {e}"))?;
-                }
-                _ => {
-                    s.policy = SpoolPolicy::CHOICES
-                        .iter()
-                        .find(|(n, _)| *n == v)
-                        .map(|(_, p)| *p)
-                        .ok_or_else(|| {
-                            format!(
-                                "'{url}': spool-policy is drop-oldest or drop-newest, not '{v}'"
-                            )
-                        })?;
-                }
+    for (k, v) in query_pairs(query).filter(|(k, _)| k.starts_with("spool-")) {
+        let Some(s) = d.spool.as_mut() else {
+            return Err(format!("'{url}': {k} needs spool=DIR as well"));
+        };
+        match k {
+            "spool-size" => s.max_bytes = at_least(url, k, parse_size(v), 1 << 20, "1MiB")?,
+            "spool-age" => {
+                s.max_age = Some(at_least(
+                    url,
+                    k,
+                    parse_duration(v),
+                    Duration::from_secs(1),
+                    "1s",
+                )?)
+            }
+            "spool-sync" => {
+                s.sync_every = at_least(url, k, parse_duration(v), Duration::ZERO, "0s")?
+            }
+            _ => {
+                s.policy = SpoolPolicy::CHOICES
+                    .iter()
+                    .find(|(n, _)| *n == v)
+                    .map(|(_, p)| *p)
+                    .ok_or_else(|| {
+                        format!("'{url}': spool-policy is drop-oldest or drop-newest, not '{v}'")
+                    })?;
             }
         }
     }
-    d.spool = spool;
     Ok(d)
+}
+
+/// The `key=value` pairs after a URL's `?` (a bare key has an empty value).
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+}
+
+/// A URL option's parsed value, refused below its least (`least` as the user writes it).
+fn at_least<T: PartialOrd>(
+    url: &str,
+    key: &str,
+    value: Result<T, String>,
+    min: T,
+    least: &str,
+) -> Result<T, String> {
+    let v = value.map_err(|e| format!("'{url}': {key}: {e}"))?;
+    if v < min {
+        return Err(format!("'{url}': {key} must be at least {least}"));
+    }
+    Ok(v)
 }
 
 /// The host as written (brackets off an IPv6 address): what a TLS certificate must name.
@@ -189,22 +196,19 @@ fn file_spec(url: &str, rest: &str) -> Result<FileSpec, String> {
         rotate_bytes: None,
         rotate_every: None,
     };
-    for kv in query.split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    for (k, v) in query_pairs(query) {
         match k {
             "rotate" => {
-                let d = parse_duration(v).map_err(|e| format!("'{url}': rotate: {e}"))?;
-                if d.as_secs() == 0 {
-                    return Err(format!("'{url}': rotate must be at least 1s"));
-                }
-                spec.rotate_every = Some(d);
+                spec.rotate_every = Some(at_least(
+                    url,
+                    k,
+                    parse_duration(v),
+                    Duration::from_secs(1),
+                    "1s",
+                )?)
             }
             "max-size" => {
-                let n = parse_size(v).map_err(|e| format!("'{url}': max-size: {e}"))?;
-                if n < 4096 {
-                    return Err(format!("'{url}': max-size must be at least 4096 bytes"));
-                }
-                spec.rotate_bytes = Some(n);
+                spec.rotate_bytes = Some(at_least(url, k, parse_size(v), 4096, "4096 bytes")?)
             }
             _ => {
                 return Err(format!(
