@@ -2297,11 +2297,17 @@ fn a_live_tcp_collector_that_was_away_gets_what_the_stopped_probe_left_in_its_sp
     assert_eq!(c["spool"]["pending"]["flows"], records, "{c}");
     assert_eq!(c["messages_lost"], 0, "kept, not lost: {c}");
 
-    let collected = tmp.path().join("collected.ipfix");
+    // Each connection (a transport session) into a file of its own: two sessions appended to
+    // one file could interleave while the first is still being written.
+    let collected = tmp.path().join("collected");
+    std::fs::create_dir(&collected).unwrap();
     let mut socat = Command::new("ip")
         .args(["netns", "exec", &lab.ns_b, "socat", "-u"])
         .arg("TCP-LISTEN:4739,bind=127.0.0.1,reuseaddr,fork")
-        .arg(format!("OPEN:{},creat,append", collected.display()))
+        .arg(format!(
+            "SYSTEM:cat > {}/$(date +%s%N).ipfix",
+            collected.display()
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -2317,7 +2323,7 @@ fn a_live_tcp_collector_that_was_away_gets_what_the_stopped_probe_left_in_its_sp
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let b = std::fs::read(&collected).unwrap_or_default();
+        let b = sessions_in(&collected).concat();
         if e2e::collector::whole_messages(&b) && flows_in(&b) >= records {
             break;
         }
@@ -2338,21 +2344,34 @@ fn a_live_tcp_collector_that_was_away_gets_what_the_stopped_probe_left_in_its_sp
     assert_eq!(sp["pending"]["flows"], 0, "{sp}");
     assert!(stderr2.contains("from earlier runs"), "{stderr2}");
     // Exactly run 1's records (run 2 saw no traffic), each once; tshark reads the sessions.
-    let b = std::fs::read(&collected).unwrap();
-    assert_eq!(flows_in(&b), records);
-    // socat appended both sessions to one file: cut it where a session's templates begin.
-    let msgs = e2e::collector::split_messages(&b);
-    let set_id = |m: &Vec<u8>| u16::from_be_bytes([m[16], m[17]]);
-    let mut sessions: Vec<Vec<u8>> = vec![];
-    for (i, m) in msgs.iter().enumerate() {
-        if i == 0 || (set_id(m) == 2 && set_id(&msgs[i - 1]) != 2) {
-            sessions.push(vec![]);
-        }
-        sessions.last_mut().unwrap().extend_from_slice(m);
+    // (socat's children may still be writing the last bytes of run 2's session.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sessions_in(&collected)
+        .iter()
+        .all(|b| e2e::collector::whole_messages(b))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let sessions = sessions_in(&collected);
     assert_eq!(sessions.len(), 2, "run 1's session, then run 2's");
+    // Run 1's records in a session of their own, run 2's session without any. (Which file
+    // is which cannot be told by name: socat's children name them as they start, and a short
+    // first session can be over before its child has.)
+    let mut per_session: Vec<u64> = sessions.iter().map(|b| flows_in(b)).collect();
+    per_session.sort();
+    assert_eq!(per_session, vec![0, records], "{stderr2}");
+    assert_eq!(flows_in(&sessions.concat()), records);
     let p = tmp.path().join("sessions.pcap");
     e2e::collector::write_tcp_streams_pcap(&sessions, &p);
     let verdict = tshark_decode(&p);
     assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+}
+
+/// The files in `dir`, in name order, each read whole.
+fn sessions_in(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    e2e::sorted_dir(dir)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap_or_default())
+        .collect()
 }
