@@ -240,11 +240,27 @@ impl Lab {
             // SAFETY: setns on this short-lived thread only.
             let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            let mut c = std::net::TcpStream::connect(&addr).expect("connect to the probe");
-            write!(c, "GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n").unwrap();
-            let mut out = String::new();
-            c.read_to_string(&mut out).unwrap();
-            out
+            // The probe answers a connection whose request has not come within 200 ms (this
+            // thread descheduled between connect and write, on a loaded machine) and closes
+            // it; such a try fails here and is made again, as a scraper's next scrape would.
+            let get = || -> std::io::Result<String> {
+                let mut c = std::net::TcpStream::connect(&addr)?;
+                write!(c, "GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n")?;
+                let mut out = String::new();
+                c.read_to_string(&mut out)?;
+                Ok(out)
+            };
+            let mut tries = 0;
+            loop {
+                match get() {
+                    Ok(out) if !out.is_empty() => return out,
+                    Ok(_) | Err(_) if tries < 5 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    r => return r.expect("a response from the probe"),
+                }
+            }
         })
         .join()
         .expect("http thread")
