@@ -367,6 +367,30 @@ fn check_header(f: &File) -> bool {
         && u32::from_be_bytes(h[8..12].try_into().unwrap()) == SEGMENT_VERSION
 }
 
+/// Creates (or opens) a file in the spool directory, owned by the directory's owner.
+///
+/// A probe started as root with `--user` makes its spools as root and hands each directory
+/// and its files to the user just before it switches. A writer thread may create a segment
+/// or a summary in between, as root, which the user could then not remove or rewrite; so
+/// while the probe is still root, every new file takes the directory's owner.
+fn create_in(dir: &Path, path: &Path, truncate: bool) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(truncate)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(dir)?;
+        if owner.uid() != 0 && f.metadata()?.uid() != owner.uid() {
+            std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+        }
+    }
+    Ok(f)
+}
+
 const SUM_MAGIC: &[u8; 8] = b"PRBSPSUM";
 
 /// A sealed segment's summary file (`…seg.sum`): its length and data messages, so opening a
@@ -391,7 +415,7 @@ fn write_sum(dir: &Path, id: SegmentId, size: u64, data: Tally) -> io::Result<()
     }
     let crc = crc32fast::hash(&b);
     b.extend_from_slice(&crc.to_be_bytes());
-    std::fs::write(sum_path(dir, id), b)
+    create_in(dir, &sum_path(dir, id), true)?.write_all(&b)
 }
 
 fn read_sum(dir: &Path, id: SegmentId) -> Option<(u64, Tally)> {
@@ -458,11 +482,7 @@ impl Spool {
     pub fn open(spec: SpoolSpec, dir: PathBuf, archive: bool) -> io::Result<Spool> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| io::Error::new(e.kind(), format!("spool {}: {e}", dir.display())))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))?;
+        let lock = create_in(&dir, &dir.join("lock"), false)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe {
             libc::flock(
@@ -476,12 +496,7 @@ impl Spool {
                 format!("spool {} is in use by another probe", dir.display()),
             ));
         }
-        let mut ack_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(dir.join("ack"))?;
+        let mut ack_file = create_in(&dir, &dir.join("ack"), false)?;
         let mut stats = SpoolStats {
             dir: dir.clone(),
             ..Default::default()
@@ -701,12 +716,7 @@ impl Spool {
             }
         }
         let path = self.path(id);
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
+        let mut f = create_in(&self.dir, &path, true)?;
         let mut h = [0u8; SEGMENT_HEADER as usize];
         h[..8].copy_from_slice(SEGMENT_MAGIC);
         h[8..12].copy_from_slice(&SEGMENT_VERSION.to_be_bytes());
@@ -1270,6 +1280,39 @@ mod tests {
             .filter(|e| e.kind == EntryKind::Data)
             .map(|e| u32::from_be_bytes(e.bytes[16..20].try_into().unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn files_made_while_still_root_take_the_owner_of_a_directory_handed_over() {
+        // `--user`: the probe hands the spool directory over before it switches; a segment
+        // or summary made by a writer thread in between must belong to the user too.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to give files away");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let d = dir("owner");
+        let s = spec(&d, 256 << 10, SpoolPolicy::DropOldest);
+        let mut sp = Spool::open(s, d.clone(), false).unwrap();
+        std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+        // Enough to seal segments (an eighth of the limit each), so summaries are written.
+        for i in 0..2000 {
+            sp.append(EntryKind::Data, &msg(i, 100), one(i), false, &prelude())
+                .unwrap();
+        }
+        let segs = list_segments(&d).unwrap();
+        assert!(segs.len() > 2, "{segs:?}");
+        assert!(sum_path(&d, segs[0]).exists());
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "lock" || name == "ack" {
+                continue; // made before the handover, which chowns them
+            }
+            assert_eq!(e.metadata().unwrap().uid(), 65534, "{name}");
+        }
+        drop(sp);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
