@@ -253,8 +253,9 @@ fn a_probe_killed_while_delivering_sends_nothing_twice_that_was_acknowledged_bef
         .len()
     };
     c.wait_for(Duration::from_secs(10), |s| delivered(s) == 4 * N as usize);
-    // Past a sync: the spool's acknowledged position on disk covers batches 1-4.
-    std::thread::sleep(Duration::from_millis(500));
+    // Past a sync: the spool's acknowledged position on disk covers batches 1-4 (batch 5 is
+    // still in the flow cache), as `probe spool info` reads it.
+    wait_for_pending(&spool.join(format!("tcp_127.0.0.1_{}", addr.port())), 0);
     run1.kill9();
     let tmp2 = TempDir::new("spool-kill-acked-2");
     let stats2 = tmp2.path().join("books.json");
