@@ -466,10 +466,7 @@ impl Io {
         let mut memory = Vec::new();
         for o in unacked {
             match o.origin {
-                Origin::Memory => {
-                    self.mem_in_flight = self.mem_in_flight.saturating_sub(1);
-                    memory.push(o.item);
-                }
+                Origin::Memory => memory.push(o.item),
                 Origin::Spool { start, .. } => {
                     let sp = self.spool.as_mut().expect("spool origin");
                     if !sp.holds(start.segment) && !o.item.templates {
@@ -479,6 +476,7 @@ impl Io {
                 }
             }
         }
+        // Nothing from memory is on a connection any more.
         self.mem_in_flight = 0;
         for item in memory.into_iter().rev() {
             self.retry.push_front(item);
