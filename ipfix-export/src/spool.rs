@@ -29,7 +29,7 @@ use crate::encoder::TemplatePrelude;
 use crate::options::FlowTotals;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -207,10 +207,7 @@ impl Tally {
     }
 
     pub fn sub(&mut self, flows: FlowTotals) {
-        self.messages = self.messages.saturating_sub(1);
-        self.flows.flows = self.flows.flows.saturating_sub(flows.flows);
-        self.flows.packets = self.flows.packets.saturating_sub(flows.packets);
-        self.flows.octets = self.flows.octets.saturating_sub(flows.octets);
+        *self -= Tally { messages: 1, flows };
     }
 }
 
@@ -218,6 +215,18 @@ impl std::ops::AddAssign for Tally {
     fn add_assign(&mut self, o: Tally) {
         self.messages += o.messages;
         self.flows += o.flows;
+    }
+}
+
+/// Saturating: a count taken down twice for the same messages stays at zero instead of
+/// wrapping into a huge number in the books.
+impl std::ops::SubAssign for Tally {
+    fn sub_assign(&mut self, o: Tally) {
+        self.messages = self.messages.saturating_sub(o.messages);
+        let f = &mut self.flows;
+        f.flows = f.flows.saturating_sub(o.flows.flows);
+        f.packets = f.packets.saturating_sub(o.flows.packets);
+        f.octets = f.octets.saturating_sub(o.flows.octets);
     }
 }
 
@@ -371,8 +380,9 @@ fn check_header(f: &File) -> bool {
 ///
 /// A probe started as root with `--user` makes its spools as root and hands each directory
 /// and its files to the user just before it switches. A writer thread may create a segment
-/// or a summary in between, as root, which the user could then not remove or rewrite; so
-/// while the probe is still root, every new file takes the directory's owner.
+/// or a summary in between, as root, which a later run as that user (without root) could not
+/// open for writing to check its tail; so while the probe is still root, every new file takes
+/// the directory's owner.
 fn create_in(dir: &Path, path: &Path, truncate: bool) -> io::Result<File> {
     let f = OpenOptions::new()
         .create(true)
@@ -835,11 +845,7 @@ impl Spool {
             } else {
                 self.stats.dropped_full += lost;
             }
-            self.stats.pending.messages = self.stats.pending.messages.saturating_sub(lost.messages);
-            let p = &mut self.stats.pending.flows;
-            p.flows = p.flows.saturating_sub(lost.flows.flows);
-            p.packets = p.packets.saturating_sub(lost.flows.packets);
-            p.octets = p.octets.saturating_sub(lost.flows.octets);
+            self.stats.pending -= lost;
         }
         remove_segment(&self.dir, s.id)?;
         if let Some(next) = self.segments.front() {
@@ -1090,14 +1096,16 @@ pub fn read_all(dir: &Path, mut each: impl FnMut(Replayed)) -> io::Result<usize>
         )));
     }
     for id in &ids {
-        let Ok(mut f) = File::open(dir.join(id.file_name())) else {
+        let Ok(f) = File::open(dir.join(id.file_name())) else {
             continue;
         };
-        let mut all = Vec::new();
-        if f.read_to_end(&mut all).is_err() || !check_header(&f) {
+        // Its length now: what a running probe appends later is left for the next read.
+        let Ok(len) = f.metadata().map(|m| m.len()) else {
+            continue;
+        };
+        if !check_header(&f) {
             continue;
         }
-        let len = all.len() as u64;
         let mut at = SEGMENT_HEADER;
         while let Some((kind, _, flows, bytes)) = read_entry(&f, at, len) {
             let start = Pos {
